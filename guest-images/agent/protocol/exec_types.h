@@ -1,0 +1,43 @@
+// The exec request and its outcome as both ends of the guest protocol and the
+// supervisor's API see them. Plain data; the wire encoding is in messages.h.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agentvm::protocol {
+
+struct ExecRequest {
+  std::vector<std::string> argv;           // argv[0] is looked up in PATH
+  std::map<std::string, std::string> env;  // added to the agent's base environment
+  std::string cwd;                         // empty: "/"
+  std::chrono::milliseconds timeout{0};    // 0: no timeout
+  std::string stdin_data;                  // fed to the process, then stdin is closed
+};
+
+struct ExecResult {
+  std::optional<int> exit_code;  // set when the process exited
+  std::optional<int> signal;     // set when a signal ended it
+  bool timed_out = false;        // the timeout fired and the process group was killed
+
+  // Shell convention: the exit code, 128+signal, or 124 when the timeout fired.
+  int ShellStatus() const {
+    if (timed_out) return 124;
+    if (exit_code) return *exit_code;
+    if (signal) return 128 + *signal;
+    return 255;
+  }
+};
+
+enum class OutputStream { kStdout, kStderr };
+
+// Receives output as the guest produces it, in order per stream.
+using OutputSink = std::function<void(OutputStream, std::string_view data)>;
+
+}  // namespace agentvm::protocol

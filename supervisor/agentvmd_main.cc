@@ -1,0 +1,126 @@
+// agentvmd: the agentvm supervisor daemon. Serves the HTTP/JSON API on a unix
+// socket and runs every VM from one io_context thread.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/program_options.hpp>
+
+#include "common/logging.h"
+#include "supervisor/api/api_server.h"
+#include "supervisor/config.h"
+#include "supervisor/supervisor.h"
+
+namespace po = boost::program_options;
+using agentvm::DaemonConfig;
+
+namespace {
+
+constexpr char kUsage[] =
+    "Usage: agentvmd [options]\n"
+    "Runs untrusted programs in QEMU VMs and serves the agentvm API on a unix socket.\n"
+    "Settings come from the defaults, then --config FILE (YAML, same names as the\n"
+    "flags with '_' for '-'), then the flags.\n";
+
+// Returns the exit code to use, or -1 to go on running.
+int ParseFlags(int argc, char** argv, DaemonConfig& config) {
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("config", po::value<std::string>(), "YAML config file")
+      ("socket", po::value<std::string>(), "API socket path (default /run/agentvm/agentvm.sock)")
+      ("state-dir", po::value<std::string>(), "state database and VM disks (default /var/lib/agentvm)")
+      ("image-dir", po::value<std::string>(), "guest images (default /var/lib/agentvm/images)")
+      ("run-dir", po::value<std::string>(), "per-VM sockets and logs (default /run/agentvm)")
+      ("accel", po::value<std::string>(), "auto | kvm | tcg (default auto)")
+      ("agent-timeout", po::value<int>(), "seconds from launch to the guest agent answering (default 90)")
+      ("stop-grace", po::value<int>(), "seconds a guest gets to power off before it is killed (default 10)")
+      ("log-level", po::value<std::string>(), "trace | debug | info | warn | error (default info)");
+  po::variables_map flags;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(options).run(), flags);
+    po::notify(flags);
+  } catch (const po::error& e) {
+    std::cerr << "agentvmd: " << e.what() << "\n" << kUsage << options;
+    return 2;
+  }
+  if (flags.count("help")) {
+    std::cout << kUsage << "\n" << options;
+    return 0;
+  }
+  if (flags.count("config")) {
+    if (auto applied = agentvm::ApplyConfigFile(flags["config"].as<std::string>(), config); !applied) {
+      std::cerr << "agentvmd: " << applied.error().message << "\n";
+      return 2;
+    }
+  }
+  auto set = [&](const char* name, std::string& field) {
+    if (flags.count(name)) field = flags[name].as<std::string>();
+  };
+  set("socket", config.socket_path);
+  set("state-dir", config.state_dir);
+  set("image-dir", config.image_dir);
+  set("run-dir", config.run_dir);
+  set("accel", config.accel);
+  set("log-level", config.log_level);
+  if (flags.count("agent-timeout")) config.agent_timeout = std::chrono::seconds(flags["agent-timeout"].as<int>());
+  if (flags.count("stop-grace")) config.stop_grace = std::chrono::seconds(flags["stop-grace"].as<int>());
+  if (auto valid = agentvm::ValidateConfig(config); !valid) {
+    std::cerr << "agentvmd: " << valid.error().message << "\n";
+    return 2;
+  }
+  if (!agentvm::SetLogLevel(config.log_level)) {
+    std::cerr << "agentvmd: unknown log level '" << config.log_level << "'\n";
+    return 2;
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  DaemonConfig config;
+  if (int code = ParseFlags(argc, argv, config); code >= 0) return code;
+  auto log = agentvm::Logger("agentvmd");
+  // A client that hangs up mid-response must not kill the daemon.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  boost::asio::io_context io(1);
+  auto supervisor = agentvm::Supervisor::Create(io.get_executor(), config, agentvm::ProbeHost());
+  if (!supervisor) {
+    log->critical("{}", supervisor.error().message);
+    return 1;
+  }
+  if (auto recovered = (*supervisor)->Recover(); !recovered) {
+    log->critical("{}", recovered.error().message);
+    return 1;
+  }
+  agentvm::api::ApiServer api(io, **supervisor, agentvm::api::ApiOptions{.socket_path = config.socket_path});
+  if (auto started = api.Start(); !started) {
+    log->critical("{}", started.error().message);
+    return 1;
+  }
+  log->info("listening on {}", config.socket_path);
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    log->info("signal {}: stopping every VM, then exiting", signal);
+    api.Stop();
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+          co_await (*supervisor)->Shutdown();
+          io.stop();
+        },
+        boost::asio::detached);
+  });
+
+  io.run();
+  log->info("stopped");
+  return 0;
+}

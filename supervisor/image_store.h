@@ -1,0 +1,34 @@
+// Images on disk: <image-dir>/<name>/{image.json, vmlinuz, initrd.img,
+// rootfs.qcow2}. Read-only to the daemon; built by scripts/build-image.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "common/error.h"
+
+namespace agentvm {
+
+struct Image {
+  std::string name;
+  std::filesystem::path kernel;
+  std::filesystem::path initrd;
+  std::filesystem::path rootfs;  // qcow2 base, never written
+  std::string kernel_args;       // what the image needs; the VM adds its own
+};
+
+class ImageStore {
+ public:
+  explicit ImageStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+  // kInvalidArgument for a malformed name, kNotFound for an unknown image or
+  // one whose files are missing, so a half-built image is never booted.
+  Result<Image> Find(const std::string& name) const;
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+}  // namespace agentvm

@@ -1,0 +1,77 @@
+#include "supervisor/qemu_command_line.h"
+
+#include <nlohmann/json.hpp>
+
+namespace agentvm {
+
+std::string QemuOptEscape(const std::string& value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
+  std::vector<std::string> argv = {
+      spec.qemu_binary,
+      // Nothing implicit: no default NIC, VGA, floppy, config file or monitor.
+      "-nodefaults", "-no-user-config", "-display", "none",
+      "-name", "guest=" + QemuOptEscape(spec.vm_id),
+      "-machine", std::string("q35,accel=") + std::string(AccelName(spec.accel)),
+  };
+  // Under TCG QEMU's default CPU model is the one that works; `host` needs KVM.
+  if (spec.accel == Accel::kKvm) argv.insert(argv.end(), {"-cpu", "host"});
+  argv.insert(argv.end(), {
+      "-smp", std::to_string(spec.cpus),
+      "-m", std::to_string(spec.memory_mib),
+      // A guest reboot or panic ends the process, which the supervisor sees.
+      "-no-reboot",
+      // QEMU must never run helpers or gain privileges, whatever the guest does.
+      "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+      "-msg", "timestamp=on",
+      "-pidfile", spec.pidfile,
+      "-kernel", spec.kernel,
+      "-initrd", spec.initrd,
+      "-append", spec.kernel_args,
+  });
+
+  // JSON -blockdev needs no comma escaping and names the backing chain
+  // explicitly instead of trusting the path stored in the overlay's header.
+  nlohmann::json disk = {
+      {"driver", "qcow2"},
+      {"node-name", "disk0"},
+      {"file", {{"driver", "file"}, {"filename", spec.overlay}}},
+      {"backing",
+       {{"driver", "qcow2"},
+        {"node-name", "base0"},
+        {"read-only", true},
+        {"file", {{"driver", "file"}, {"filename", spec.base_image}, {"read-only", true}}}}},
+  };
+  argv.insert(argv.end(), {"-blockdev", disk.dump(), "-device", "virtio-blk-pci,drive=disk0"});
+  // Entropy from the host, so the guest's getrandom() is ready at boot.
+  argv.insert(argv.end(), {"-object", "rng-random,id=rng0,filename=/dev/urandom",
+                           "-device", "virtio-rng-pci,rng=rng0"});
+
+  argv.insert(argv.end(), {
+      "-chardev", "socket,id=qmp0,path=" + QemuOptEscape(spec.qmp_socket) + ",server=on,wait=off",
+      "-mon", "chardev=qmp0,mode=control",
+      "-chardev", "file,id=console0,path=" + QemuOptEscape(spec.console_log),
+      "-serial", "chardev:console0",
+  });
+
+  if (spec.channel == ChannelKind::kVsock) {
+    argv.insert(argv.end(), {"-device", "vhost-vsock-pci,guest-cid=" + std::to_string(spec.guest_cid)});
+  } else {
+    argv.insert(argv.end(), {
+        "-device", "virtio-serial-pci,id=vser0",
+        "-chardev", "socket,id=agent0,path=" + QemuOptEscape(spec.agent_socket) + ",server=on,wait=off",
+        "-device", std::string("virtserialport,bus=vser0.0,chardev=agent0,name=") + kAgentPortName,
+    });
+  }
+  return argv;
+}
+
+}  // namespace agentvm

@@ -1,0 +1,46 @@
+// The QEMU command line of a VM, as a pure function of its launch spec, so the
+// exact argv is golden-tested and reviewable in one place.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "supervisor/host_facts.h"
+
+namespace agentvm {
+
+struct QemuLaunchSpec {
+  std::string qemu_binary = "qemu-system-x86_64";
+  std::string vm_id;
+  Accel accel = Accel::kTcg;
+  int cpus = 1;
+  int memory_mib = 256;
+
+  // Direct kernel boot; kernel_args is the full command line.
+  std::string kernel;
+  std::string initrd;
+  std::string kernel_args;
+
+  std::string base_image;  // read-only qcow2 the overlay is layered on
+  std::string overlay;     // this VM's writable qcow2
+
+  std::string qmp_socket;
+  std::string console_log;
+  std::string pidfile;
+
+  ChannelKind channel = ChannelKind::kVirtioSerial;
+  std::string agent_socket;    // virtio-serial: QEMU listens here
+  std::uint32_t guest_cid = 0;  // vsock: the guest's context id (>= 3)
+};
+
+// The virtio-serial port name the guest agent looks for.
+inline constexpr char kAgentPortName[] = "agentvm.0";
+
+// argv[0] is spec.qemu_binary.
+std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec);
+
+// QEMU's option syntax splits on commas; a literal comma is written twice.
+std::string QemuOptEscape(const std::string& value);
+
+}  // namespace agentvm

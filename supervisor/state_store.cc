@@ -1,0 +1,151 @@
+#include "supervisor/state_store.h"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+namespace agentvm {
+namespace {
+
+// One prepared statement, finalized on every path.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+  void Bind(int index, const std::string& text) {
+    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  }
+  void Bind(int index, std::int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
+  std::string Text(int column) {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    return text ? reinterpret_cast<const char*>(text) : "";
+  }
+  std::int64_t Int(int column) { return sqlite3_column_int64(stmt_, column); }
+  Error Failure(const std::string& what) const {
+    return Error{ErrorCode::kInternal, "state store: " + what + ": " + sqlite3_errmsg(db_)};
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+constexpr char kColumns[] =
+    "id, image, state, cpus, memory_mib, accel, channel, guest_cid, pid, runtime_dir, disk_dir, reason, "
+    "created_at";
+
+VmRecord ReadRecord(Statement& s) {
+  return VmRecord{
+      .id = s.Text(0),
+      .image = s.Text(1),
+      .state = s.Text(2),
+      .cpus = static_cast<int>(s.Int(3)),
+      .memory_mib = static_cast<int>(s.Int(4)),
+      .accel = s.Text(5),
+      .channel = s.Text(6),
+      .guest_cid = static_cast<std::uint32_t>(s.Int(7)),
+      .pid = static_cast<int>(s.Int(8)),
+      .runtime_dir = s.Text(9),
+      .disk_dir = s.Text(10),
+      .reason = s.Text(11),
+      .created_at = s.Int(12),
+  };
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return Fail(ErrorCode::kInternal, "open state database " + path + ": " + message);
+  }
+  std::unique_ptr<StateStore> store(new StateStore(db));
+  if (auto migrated = store->Migrate(); !migrated) return Fail(migrated.error());
+  return store;
+}
+
+StateStore::~StateStore() { sqlite3_close(db_); }
+
+Result<void> StateStore::Migrate() {
+  // WAL keeps a crash mid-write from corrupting the file; the busy timeout
+  // covers an operator reading the database with sqlite3 meanwhile.
+  const char* sql =
+      "PRAGMA journal_mode=WAL;"
+      "PRAGMA busy_timeout=2000;"
+      "CREATE TABLE IF NOT EXISTS vms ("
+      "  id TEXT PRIMARY KEY, image TEXT NOT NULL, state TEXT NOT NULL,"
+      "  cpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL, accel TEXT NOT NULL,"
+      "  channel TEXT NOT NULL, guest_cid INTEGER NOT NULL, pid INTEGER NOT NULL,"
+      "  runtime_dir TEXT NOT NULL, disk_dir TEXT NOT NULL, reason TEXT NOT NULL,"
+      "  created_at INTEGER NOT NULL);";
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : "unknown error";
+    sqlite3_free(message);
+    return Fail(ErrorCode::kInternal, "state store: create schema: " + text);
+  }
+  return {};
+}
+
+Result<void> StateStore::Put(const VmRecord& r) {
+  Statement s(db_, "INSERT OR REPLACE INTO vms (id, image, state, cpus, memory_mib, accel, channel, "
+                   "guest_cid, pid, runtime_dir, disk_dir, reason, created_at) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+  if (!s.ok()) return Fail(s.Failure("prepare put"));
+  s.Bind(1, r.id);
+  s.Bind(2, r.image);
+  s.Bind(3, r.state);
+  s.Bind(4, std::int64_t{r.cpus});
+  s.Bind(5, std::int64_t{r.memory_mib});
+  s.Bind(6, r.accel);
+  s.Bind(7, r.channel);
+  s.Bind(8, std::int64_t{r.guest_cid});
+  s.Bind(9, std::int64_t{r.pid});
+  s.Bind(10, r.runtime_dir);
+  s.Bind(11, r.disk_dir);
+  s.Bind(12, r.reason);
+  s.Bind(13, r.created_at);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("put " + r.id));
+  return {};
+}
+
+Result<void> StateStore::Delete(const std::string& id) {
+  Statement s(db_, "DELETE FROM vms WHERE id = ?1");
+  if (!s.ok()) return Fail(s.Failure("prepare delete"));
+  s.Bind(1, id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("delete " + id));
+  return {};
+}
+
+Result<std::optional<VmRecord>> StateStore::Get(const std::string& id) {
+  Statement s(db_, (std::string("SELECT ") + kColumns + " FROM vms WHERE id = ?1").c_str());
+  if (!s.ok()) return Fail(s.Failure("prepare get"));
+  s.Bind(1, id);
+  const int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_DONE) return std::optional<VmRecord>();
+  if (rc != SQLITE_ROW) return Fail(s.Failure("get " + id));
+  return std::optional<VmRecord>(ReadRecord(s));
+}
+
+Result<std::vector<VmRecord>> StateStore::List() {
+  Statement s(db_, (std::string("SELECT ") + kColumns + " FROM vms ORDER BY created_at, id").c_str());
+  if (!s.ok()) return Fail(s.Failure("prepare list"));
+  std::vector<VmRecord> records;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) records.push_back(ReadRecord(s));
+  if (rc != SQLITE_DONE) return Fail(s.Failure("list"));
+  return records;
+}
+
+}  // namespace agentvm

@@ -1,0 +1,272 @@
+#include "supervisor/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include "supervisor/pidfd.h"
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <random>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/logging.h"
+#include "supervisor/accel.h"
+#include "supervisor/names.h"
+
+namespace agentvm {
+namespace {
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
+
+std::optional<VmState> ParseVmState(const std::string& name) {
+  for (VmState s : {VmState::kCreating, VmState::kStarting, VmState::kRunning, VmState::kStopping,
+                    VmState::kStopped, VmState::kFailed}) {
+    if (VmStateName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+// True when `pid` is a QEMU whose command line names `runtime_dir`, i.e. the
+// one we recorded and not an unrelated process that reused the pid.
+bool IsOurQemu(int pid, const std::string& runtime_dir) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return !runtime_dir.empty() && cmdline.find(runtime_dir + "/") != std::string::npos;
+}
+
+// Kills a process we did not start (so cannot reap) and waits until it is gone.
+void KillStranger(int pid) {
+  const int pidfd = PidfdOpen(pid);
+  if (pidfd < 0) return;  // already gone
+  PidfdSendSignal(pidfd, SIGKILL);
+  pollfd p{.fd = pidfd, .events = POLLIN, .revents = 0};
+  ::poll(&p, 1, 5000);
+  ::close(pidfd);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(boost::asio::any_io_executor executor,
+                                                       const DaemonConfig& config, const HostFacts& host) {
+  auto accel = ChooseAccel(config.accel, host);
+  if (!accel) return Fail(accel.error());
+  if (!accel->warning.empty()) Log()->warn("{}", accel->warning);
+  const ChannelKind channel = ChooseChannel(host);
+  Log()->info("accelerator {}, control channel {}", AccelName(accel->accel), ChannelKindName(channel));
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.state_dir, ec);
+  if (ec) return Fail(ErrorCode::kInternal, "create state dir " + config.state_dir + ": " + ec.message());
+  auto store = StateStore::Open(config.state_dir + "/agentvm.db");
+  if (!store) return Fail(store.error());
+  return std::unique_ptr<Supervisor>(
+      new Supervisor(std::move(executor), config, accel->accel, channel, std::move(*store)));
+}
+
+Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, Accel accel,
+                       ChannelKind channel, std::unique_ptr<StateStore> store)
+    : executor_(std::move(executor)),
+      config_(std::move(config)),
+      accel_(accel),
+      channel_(channel),
+      images_(config_.image_dir),
+      store_(std::move(store)) {}
+
+VmContext Supervisor::MakeContext() {
+  return VmContext{
+      .executor = executor_,
+      .qemu_binary = config_.qemu_binary,
+      .qemu_img_binary = config_.qemu_img_binary,
+      .accel = accel_,
+      .channel = channel_,
+      .agent_timeout = config_.agent_timeout,
+      .stop_grace = config_.stop_grace,
+      .on_change =
+          [this](const VmRecord& record) {
+            if (auto put = store_->Put(record); !put) Log()->error("{}: {}", record.id, put.error().message);
+          },
+  };
+}
+
+Result<void> Supervisor::Recover() {
+  auto records = store_->List();
+  if (!records) return Fail(records.error());
+  for (const VmRecord& record : *records) {
+    VmState state = ParseVmState(record.state).value_or(VmState::kFailed);
+    std::string reason = record.reason;
+    if (record.pid > 0 && IsOurQemu(record.pid, record.runtime_dir)) {
+      Log()->warn("{}: killing qemu pid {} left by an earlier agentvmd", record.id, record.pid);
+      KillStranger(record.pid);
+    }
+    if (state != VmState::kStopped && state != VmState::kFailed) {
+      state = VmState::kFailed;
+      reason = "agentvmd restarted while the VM was " + record.state + "; it was not adopted";
+    }
+    VmSpec spec{.id = record.id,
+                .image = Image{.name = record.image},
+                .cpus = record.cpus,
+                .memory_mib = record.memory_mib,
+                .guest_cid = record.guest_cid,
+                .paths = VmPaths{record.runtime_dir, record.disk_dir}};
+    auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), state, reason, record.created_at);
+    if (auto put = store_->Put(vm->Record()); !put) return Fail(put.error());
+    vms_[record.id] = std::move(vm);
+  }
+  if (!records->empty()) Log()->info("recovered {} VM record(s) from the state store", records->size());
+  return {};
+}
+
+boost::asio::awaitable<void> Supervisor::Shutdown() {
+  // Stop all running VMs at once; each Stop is bounded by stop_grace + kill.
+  auto remaining = std::make_shared<int>(0);
+  boost::asio::steady_timer all_done(executor_, std::chrono::steady_clock::time_point::max());
+  for (auto& [id, vm] : vms_) {
+    ++*remaining;
+    boost::asio::co_spawn(
+        executor_,
+        [vm, remaining, &all_done]() -> boost::asio::awaitable<void> {
+          if (vm->state() == VmState::kRunning) {
+            co_await vm->Stop();
+          } else {
+            co_await vm->Kill("agentvmd shut down");
+          }
+          if (--*remaining == 0) all_done.cancel();
+        },
+        boost::asio::detached);
+  }
+  if (*remaining > 0) {
+    boost::system::error_code ec;
+    co_await all_done.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  }
+}
+
+std::string Supervisor::NewVmId() const {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device random;
+  for (;;) {
+    std::string id = "vm-";
+    for (int i = 0; i < 12; ++i) id += kHex[random() % 16];
+    if (!vms_.contains(id)) return id;
+  }
+}
+
+std::uint32_t Supervisor::NewGuestCid() const {
+  // CIDs 0-2 are reserved (hypervisor, local, host). Unique among our VMs; a
+  // clash with another tool's VM makes QEMU fail to start, which is reported.
+  std::uint32_t cid = 3;
+  for (bool clash = true; clash;) {
+    clash = false;
+    for (const auto& [id, vm] : vms_) {
+      if (vm->Record().guest_cid == cid) {
+        ++cid;
+        clash = true;
+      }
+    }
+  }
+  return cid;
+}
+
+Result<std::shared_ptr<Vm>> Supervisor::Find(const std::string& id) {
+  if (!IsValidVmId(id)) return Fail(ErrorCode::kInvalidArgument, "invalid vm id");
+  auto it = vms_.find(id);
+  if (it == vms_.end()) return Fail(ErrorCode::kNotFound, "no such vm: " + id);
+  return it->second;
+}
+
+boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest request) {
+  if (request.cpus < 1 || request.cpus > 64) co_return Fail(ErrorCode::kInvalidArgument, "cpus must be 1..64");
+  if (request.memory_mib < 64 || request.memory_mib > 65536) {
+    co_return Fail(ErrorCode::kInvalidArgument, "memory_mib must be 64..65536");
+  }
+  auto image = images_.Find(request.image);
+  if (!image) co_return Fail(image.error());
+
+  const std::string id = NewVmId();
+  VmSpec spec{.id = id,
+              .image = *image,
+              .cpus = request.cpus,
+              .memory_mib = request.memory_mib,
+              .guest_cid = channel_ == ChannelKind::kVsock ? NewGuestCid() : 0,
+              .paths = VmPaths::For(config_.run_dir, config_.state_dir, id)};
+  auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec));
+  vms_[id] = vm;
+  Log()->info("{}: create image={} cpus={} memory={}MiB", id, request.image, request.cpus, request.memory_mib);
+  auto booted = co_await vm->Boot();
+  if (!booted) co_return Fail(booted.error());
+  co_return vm->Info();
+}
+
+Result<std::vector<VmInfo>> Supervisor::List() {
+  std::vector<VmInfo> infos;
+  for (const auto& [id, vm] : vms_) infos.push_back(vm->Info());
+  std::sort(infos.begin(), infos.end(), [](const VmInfo& a, const VmInfo& b) {
+    return std::tie(a.created_at, a.id) < std::tie(b.created_at, b.id);
+  });
+  return infos;
+}
+
+Result<VmInfo> Supervisor::Get(const std::string& id) {
+  auto vm = Find(id);
+  if (!vm) return Fail(vm.error());
+  return (*vm)->Info();
+}
+
+boost::asio::awaitable<Result<VmInfo>> Supervisor::Stop(const std::string& id) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  auto stopped = co_await (*vm)->Stop();
+  if (!stopped) co_return Fail(stopped.error());
+  co_return (*vm)->Info();
+}
+
+boost::asio::awaitable<Result<void>> Supervisor::Destroy(const std::string& id, bool force) {
+  auto found = Find(id);
+  if (!found) co_return Fail(found.error());
+  std::shared_ptr<Vm> vm = *found;
+  const VmState state = vm->state();
+  if (!force && state != VmState::kStopped && state != VmState::kFailed) {
+    co_return Fail(ErrorCode::kConflict, "vm " + id + " is " + std::string(VmStateName(state)) +
+                                             "; stop it first or remove it with force");
+  }
+  auto removed = co_await vm->Remove();
+  if (!removed) co_return Fail(removed.error());
+  if (auto deleted = store_->Delete(id); !deleted) co_return Fail(deleted.error());
+  vms_.erase(id);
+  Log()->info("{}: removed", id);
+  co_return Result<void>{};
+}
+
+boost::asio::awaitable<Result<protocol::ExecResult>> Supervisor::Exec(const std::string& id,
+                                                                     protocol::ExecRequest request,
+                                                                     protocol::OutputSink sink) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  co_return co_await (*vm)->Exec(std::move(request), std::move(sink));
+}
+
+boost::asio::awaitable<Result<void>> Supervisor::WriteFile(const std::string& id, const std::string& path,
+                                                           std::string data, std::uint32_t mode) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  co_return co_await (*vm)->WriteFile(path, std::move(data), mode);
+}
+
+boost::asio::awaitable<Result<std::string>> Supervisor::ReadFile(const std::string& id, const std::string& path) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  co_return co_await (*vm)->ReadFile(path);
+}
+
+Result<std::string> Supervisor::Console(const std::string& id, std::size_t max_bytes) {
+  auto vm = Find(id);
+  if (!vm) return Fail(vm.error());
+  return (*vm)->Console(max_bytes);
+}
+
+}  // namespace agentvm

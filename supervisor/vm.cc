@@ -1,0 +1,346 @@
+#include "supervisor/vm.h"
+
+#include <sys/stat.h>
+
+#include <csignal>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/logging.h"
+#include "qmp/qmp_client.h"
+#include "supervisor/guest_channel.h"
+#include "supervisor/guest_connector.h"
+#include "supervisor/qemu_command_line.h"
+
+namespace agentvm {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kQmpConnectTimeout{10000};
+constexpr milliseconds kAgentShutdownTimeout{2000};
+constexpr milliseconds kKillTimeout{10000};
+constexpr std::size_t kMaxFileBytes = 64u << 20;
+constexpr std::uint32_t kAgentVsockPort = 1024;
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("vm"); }
+
+std::string ReadFileTail(const fs::path& path, std::size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = size > static_cast<std::streamoff>(max_bytes) ? size - max_bytes : 0;
+  in.seekg(start);
+  std::string text(static_cast<std::size_t>(size - start), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  return text;
+}
+
+// The last line of `text` that contains `needle` (or the last non-empty line
+// when needle is empty), trimmed.
+std::string LastLine(const std::string& text, const std::string& needle = "") {
+  std::istringstream lines(text);
+  std::string line, found;
+  while (std::getline(lines, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) continue;
+    if (needle.empty() || line.find(needle) != std::string::npos) found = line;
+  }
+  return found;
+}
+
+Result<void> MakePrivateDir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Fail(ErrorCode::kInternal, "create " + dir.string() + ": " + ec.message());
+  // Sockets and disks of a VM are for the daemon only.
+  fs::permissions(dir, fs::perms::owner_all, ec);
+  return {};
+}
+
+}  // namespace
+
+Vm::Vm(VmContext context, VmSpec spec)
+    : context_(std::move(context)), spec_(std::move(spec)), created_at_(std::time(nullptr)) {}
+
+Vm::Vm(VmContext context, VmSpec spec, VmState state, std::string reason, std::int64_t created_at)
+    : context_(std::move(context)),
+      spec_(std::move(spec)),
+      state_(state),
+      reason_(std::move(reason)),
+      created_at_(created_at) {}
+
+Vm::~Vm() = default;
+
+bool Vm::qemu_running() const { return qemu_ && !qemu_->exit_status(); }
+
+VmInfo Vm::Info() const {
+  VmInfo info{
+      .id = spec_.id,
+      .image = spec_.image.name,
+      .state = state_,
+      .cpus = spec_.cpus,
+      .memory_mib = spec_.memory_mib,
+      .channel = std::string(ChannelKindName(context_.channel)),
+      .accel = std::string(AccelName(context_.accel)),
+      .reason = reason_,
+      .created_at = created_at_,
+  };
+  if (qemu_running()) info.pid = qemu_->pid();
+  return info;
+}
+
+VmRecord Vm::Record() const {
+  return VmRecord{
+      .id = spec_.id,
+      .image = spec_.image.name,
+      .state = std::string(VmStateName(state_)),
+      .cpus = spec_.cpus,
+      .memory_mib = spec_.memory_mib,
+      .accel = std::string(AccelName(context_.accel)),
+      .channel = std::string(ChannelKindName(context_.channel)),
+      .guest_cid = spec_.guest_cid,
+      .pid = qemu_running() ? qemu_->pid() : 0,
+      .runtime_dir = spec_.paths.runtime_dir.string(),
+      .disk_dir = spec_.paths.disk_dir.string(),
+      .reason = reason_,
+      .created_at = created_at_,
+  };
+}
+
+void Vm::SetState(VmState state, std::string reason) {
+  state_ = state;
+  reason_ = std::move(reason);
+  if (reason_.empty()) {
+    Log()->info("{}: {}", spec_.id, VmStateName(state_));
+  } else {
+    Log()->info("{}: {} ({})", spec_.id, VmStateName(state_), reason_);
+  }
+  if (context_.on_change && !removed_) context_.on_change(Record());
+  WakeWaiters();
+}
+
+void Vm::WakeWaiters() {
+  for (auto* timer : waiters_) timer->cancel();
+}
+
+boost::asio::awaitable<bool> Vm::WaitFor(std::function<bool()> done, milliseconds timeout) {
+  const auto self = shared_from_this();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    boost::asio::steady_timer timer(context_.executor, deadline);
+    waiters_.push_back(&timer);
+    boost::system::error_code ec;
+    co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    std::erase(waiters_, &timer);
+  }
+  co_return done();
+}
+
+boost::asio::awaitable<Result<void>> Vm::Boot() {
+  const auto self = shared_from_this();
+  booting_ = true;
+  Result<void> booted = co_await BootSteps();
+  booting_ = false;
+  WakeWaiters();
+  if (booted) co_return booted;
+  // Whatever step failed, no QEMU may outlive a failed boot.
+  if (state_ != VmState::kFailed) SetState(VmState::kFailed, booted.error().message);
+  co_await Kill(reason_);
+  co_return Fail(booted.error().code, "boot " + spec_.id + ": " + reason_);
+}
+
+boost::asio::awaitable<Result<void>> Vm::BootSteps() {
+  const auto executor = context_.executor;
+  const VmPaths& paths = spec_.paths;
+  SetState(VmState::kCreating);
+  if (auto made = MakePrivateDir(paths.runtime_dir); !made) co_return made;
+  if (auto made = MakePrivateDir(paths.disk_dir); !made) co_return made;
+
+  // Built before co_await: g++ 12 miscompiles braced lists inside co_await.
+  std::vector<std::string> create_overlay = {context_.qemu_img_binary, "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                                             "-b", fs::absolute(spec_.image.rootfs).string(),
+                                             paths.overlay().string()};
+  auto overlay = co_await RunToCompletion(executor, std::move(create_overlay),
+                                          (paths.runtime_dir / "qemu-img.log").string());
+  if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
+  if (stop_requested_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
+
+  const std::string channel_arg =
+      context_.channel == ChannelKind::kVsock ? "agentvm.channel=vsock" : "agentvm.channel=serial";
+  QemuLaunchSpec launch{
+      .qemu_binary = context_.qemu_binary,
+      .vm_id = spec_.id,
+      .accel = context_.accel,
+      .cpus = spec_.cpus,
+      .memory_mib = spec_.memory_mib,
+      .kernel = spec_.image.kernel.string(),
+      .initrd = spec_.image.initrd.string(),
+      .kernel_args = spec_.image.kernel_args + " " + channel_arg + " agentvm.hostname=" + spec_.id,
+      .base_image = fs::absolute(spec_.image.rootfs).string(),
+      .overlay = paths.overlay().string(),
+      .qmp_socket = paths.qmp_socket().string(),
+      .console_log = paths.console_log().string(),
+      .pidfile = paths.pidfile().string(),
+      .channel = context_.channel,
+      .agent_socket = paths.agent_socket().string(),
+      .guest_cid = spec_.guest_cid,
+  };
+  auto launched = ChildProcess::Launch(
+      executor, LaunchSpec{.argv = QemuCommandLine(launch), .stderr_path = paths.qemu_log().string()});
+  if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
+  qemu_ = std::move(*launched);
+  SetState(VmState::kStarting);
+  boost::asio::co_spawn(executor, [self = shared_from_this()] { return self->WatchQemu(); },
+                        boost::asio::detached);
+
+  auto qmp = co_await qmp::QmpClient::Connect(executor, paths.qmp_socket().string(), kQmpConnectTimeout, spec_.id);
+  if (!qmp) co_return Fail(qmp.error().ToError().Wrap("connect to QMP"));
+  qmp_ = std::move(*qmp);
+  if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, reason_);
+
+  const auto deadline = std::chrono::steady_clock::now() + context_.agent_timeout;
+  auto remaining = [&] {
+    return std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(
+                                         deadline - std::chrono::steady_clock::now()));
+  };
+  // Not a ?: of two co_awaits: g++ 12 evaluates neither branch correctly.
+  Result<GuestSocket> socket = Fail(ErrorCode::kInternal, "no control channel");
+  if (context_.channel == ChannelKind::kVsock) {
+    socket = co_await ConnectGuestVsock(spec_.guest_cid, kAgentVsockPort, remaining());
+  } else {
+    socket = co_await ConnectGuestUnix(paths.agent_socket().string(), remaining());
+  }
+  if (!socket) co_return Fail(socket.error().Wrap("connect to guest agent"));
+  channel_ = std::make_unique<GuestChannel>(std::move(*socket), spec_.id);
+  channel_->Start();
+
+  auto ready = co_await channel_->WaitReady(remaining());
+  if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, reason_);
+  if (!ready) {
+    const std::string console = LastLine(ReadFileTail(paths.console_log(), 4096));
+    co_return Fail(ready.error().code,
+                   "guest agent did not answer within " + std::to_string(context_.agent_timeout.count() / 1000) +
+                       "s (last console line: " + (console.empty() ? "none" : "'" + console + "'") + ")");
+  }
+  SetState(VmState::kRunning);
+  co_return Result<void>{};
+}
+
+boost::asio::awaitable<void> Vm::WatchQemu() {
+  const ExitStatus status = co_await qemu_->WaitExit();
+  OnQemuExit(status);
+}
+
+void Vm::OnQemuExit(const ExitStatus& status) {
+  if (channel_) channel_->Close();
+  if (qmp_) qmp_->Close();
+  WakeWaiters();
+  if (state_ == VmState::kFailed || state_ == VmState::kStopped) return;
+  if (stop_requested_) {
+    SetState(VmState::kStopped, reason_);
+  } else {
+    SetState(VmState::kFailed, FailureReasonFromLogs(status));
+  }
+}
+
+std::string Vm::FailureReasonFromLogs(const ExitStatus& status) const {
+  std::string reason = "qemu " + status.Describe();
+  std::string detail = LastLine(ReadFileTail(spec_.paths.console_log(), 16384), "Kernel panic");
+  if (detail.empty()) detail = LastLine(ReadFileTail(spec_.paths.qemu_log(), 4096));
+  if (!detail.empty()) reason += ": " + detail;
+  return reason;
+}
+
+boost::asio::awaitable<Result<void>> Vm::Stop() {
+  if (state_ != VmState::kRunning) {
+    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
+  }
+  stop_requested_ = true;
+  SetState(VmState::kStopping);
+  const auto self = shared_from_this();  // callers may drop theirs meanwhile
+
+  // The agent powers the guest off cleanly; without it, ACPI is the polite ask.
+  bool asked = false;
+  if (channel_ && !channel_->closed()) {
+    asked = static_cast<bool>(co_await channel_->Shutdown(kAgentShutdownTimeout));
+  }
+  if (!asked && qmp_ && qmp_->connected()) {
+    asked = static_cast<bool>(co_await qmp_->Execute("system_powerdown"));
+  }
+  const bool exited = asked && co_await WaitFor([this] { return !qemu_running(); },
+                                                std::chrono::duration_cast<milliseconds>(context_.stop_grace));
+  if (!exited) {
+    Log()->warn("{}: guest did not power off within {}s; killing qemu", spec_.id, context_.stop_grace.count());
+  }
+  co_await Kill("stopped by request");
+  co_return Result<void>{};
+}
+
+boost::asio::awaitable<void> Vm::Kill(std::string reason) {
+  stop_requested_ = true;
+  if (state_ != VmState::kFailed) reason_ = std::move(reason);
+  if (qemu_running()) {
+    qemu_->Kill(SIGKILL);
+    if (!co_await WaitFor([this] { return !qemu_running(); }, kKillTimeout)) Log()->error("{}: qemu pid {} survived SIGKILL", spec_.id, qemu_->pid());
+  }
+  if (state_ != VmState::kFailed && state_ != VmState::kStopped) SetState(VmState::kStopped, reason_);
+}
+
+boost::asio::awaitable<Result<void>> Vm::Remove() {
+  // A boot in progress notices stop_requested_ at its next step and gives up.
+  // Named, not a ?: temporary: g++ 12 destroys temporaries of a conditional
+  // inside co_await twice.
+  std::string reason = reason_.empty() ? "removed" : reason_;
+  co_await Kill(std::move(reason));
+  if (!co_await WaitFor([this] { return !booting_; }, kKillTimeout)) {
+    co_return Fail(ErrorCode::kInternal, "vm " + spec_.id + ": boot did not wind down");
+  }
+  if (qemu_running()) co_return Fail(ErrorCode::kInternal, "vm " + spec_.id + " still has a running qemu");
+  removed_ = true;
+  std::error_code ec;
+  for (const auto& dir : {spec_.paths.runtime_dir, spec_.paths.disk_dir}) {
+    fs::remove_all(dir, ec);
+    if (ec) co_return Fail(ErrorCode::kInternal, "remove " + dir.string() + ": " + ec.message());
+  }
+  co_return Result<void>{};
+}
+
+Result<void> Vm::RequireRunning() const {
+  if (state_ == VmState::kRunning && channel_ && !channel_->closed()) return {};
+  return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)) +
+                                        (reason_.empty() ? "" : " (" + reason_ + ")"));
+}
+
+boost::asio::awaitable<Result<protocol::ExecResult>> Vm::Exec(protocol::ExecRequest request,
+                                                             protocol::OutputSink sink) {
+  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
+  const auto self = shared_from_this();
+  co_return co_await channel_->Exec(std::move(request), std::move(sink));
+}
+
+boost::asio::awaitable<Result<void>> Vm::WriteFile(std::string path, std::string data, std::uint32_t mode) {
+  if (auto ok = RequireRunning(); !ok) co_return ok;
+  const auto self = shared_from_this();
+  co_return co_await channel_->WriteFile(std::move(path), std::move(data), mode);
+}
+
+boost::asio::awaitable<Result<std::string>> Vm::ReadFile(std::string path) {
+  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
+  const auto self = shared_from_this();
+  co_return co_await channel_->ReadFile(std::move(path), kMaxFileBytes);
+}
+
+Result<std::string> Vm::Console(std::size_t max_bytes) const {
+  return ReadFileTail(spec_.paths.console_log(), max_bytes);
+}
+
+}  // namespace agentvm

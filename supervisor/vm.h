@@ -1,0 +1,124 @@
+// Vm: one virtual machine and its state machine, the only place that changes
+// a VM's state:
+//
+//   creating ──► starting ──► running ──► stopping ──► stopped
+//       │            │           │            │
+//       └────────────┴───────────┴────────────┴──► failed
+//
+// creating: runtime dir and overlay being made. starting: QEMU launched, QMP
+// and the guest agent not answered yet. running: the agent answered a ping.
+// failed: boot failed or QEMU died on its own; `reason` says why.
+//
+// A Vm owns its QEMU (ChildProcess), QMP client and guest channel. It lives on
+// the daemon's single io_context thread and is held by shared_ptr so the
+// coroutine watching QEMU's exit keeps it alive.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/error.h"
+#include "guest-images/agent/protocol/exec_types.h"
+#include "supervisor/child_process.h"
+#include "supervisor/host_facts.h"
+#include "supervisor/image_store.h"
+#include "supervisor/state_store.h"
+#include "supervisor/vm_paths.h"
+#include "supervisor/vm_service.h"
+
+namespace agentvm {
+namespace qmp {
+class QmpClient;
+}
+class GuestChannel;
+
+// What a Vm needs from the daemon, fixed for its life.
+struct VmContext {
+  boost::asio::any_io_executor executor;
+  std::string qemu_binary;
+  std::string qemu_img_binary;
+  Accel accel = Accel::kTcg;
+  ChannelKind channel = ChannelKind::kVirtioSerial;
+  std::chrono::milliseconds agent_timeout{90000};
+  std::chrono::milliseconds stop_grace{10000};
+  // Called after every state change, to persist the record.
+  std::function<void(const VmRecord&)> on_change;
+};
+
+struct VmSpec {
+  std::string id;
+  Image image;
+  int cpus = 1;
+  int memory_mib = 256;
+  std::uint32_t guest_cid = 0;
+  VmPaths paths;
+};
+
+class Vm : public std::enable_shared_from_this<Vm> {
+ public:
+  Vm(VmContext context, VmSpec spec);
+  // A VM known only from the state store, e.g. an earlier daemon's: no QEMU
+  // runs for it; it can be listed, inspected and removed.
+  Vm(VmContext context, VmSpec spec, VmState state, std::string reason, std::int64_t created_at);
+  ~Vm();
+
+  const std::string& id() const { return spec_.id; }
+  VmState state() const { return state_; }
+  VmInfo Info() const;
+  VmRecord Record() const;
+
+  // creating → running, or failed with the reason in the error and in Info().
+  boost::asio::awaitable<Result<void>> Boot();
+
+  // running → stopped: agent power-off, then ACPI, then kill.
+  boost::asio::awaitable<Result<void>> Stop();
+
+  // Any state → QEMU gone (SIGKILL). A VM that was not stopped or failed
+  // becomes stopped with `reason`.
+  boost::asio::awaitable<void> Kill(std::string reason);
+
+  // Deletes the runtime dir and the overlay, and stops persisting changes.
+  // Waits for a boot in progress to give up first; QEMU must be gone.
+  boost::asio::awaitable<Result<void>> Remove();
+
+  boost::asio::awaitable<Result<protocol::ExecResult>> Exec(protocol::ExecRequest request,
+                                                            protocol::OutputSink sink);
+  boost::asio::awaitable<Result<void>> WriteFile(std::string path, std::string data, std::uint32_t mode);
+  boost::asio::awaitable<Result<std::string>> ReadFile(std::string path);
+  Result<std::string> Console(std::size_t max_bytes) const;
+
+ private:
+  boost::asio::awaitable<Result<void>> BootSteps();
+  boost::asio::awaitable<void> WatchQemu();
+  void OnQemuExit(const ExitStatus& status);
+  // Waits until `done()` holds or `timeout` passes; returns done(). Woken by
+  // every state change and by QEMU's exit.
+  boost::asio::awaitable<bool> WaitFor(std::function<bool()> done, std::chrono::milliseconds timeout);
+  void WakeWaiters();
+  void SetState(VmState state, std::string reason = "");
+  Result<void> RequireRunning() const;
+  std::string FailureReasonFromLogs(const ExitStatus& status) const;
+  bool qemu_running() const;
+
+  VmContext context_;
+  VmSpec spec_;
+  VmState state_ = VmState::kCreating;
+  std::string reason_;
+  std::int64_t created_at_;
+  bool stop_requested_ = false;  // an exit after this is expected, not a failure
+  std::unique_ptr<ChildProcess> qemu_;
+  std::unique_ptr<qmp::QmpClient> qmp_;
+  std::unique_ptr<GuestChannel> channel_;
+  bool booting_ = false;
+  bool removed_ = false;  // files gone; nothing may be persisted any more
+  std::vector<boost::asio::steady_timer*> waiters_;
+};
+
+}  // namespace agentvm

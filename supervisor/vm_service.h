@@ -1,0 +1,79 @@
+// VmService: everything the API layer may ask of the supervisor, as typed
+// requests. The API parses HTTP into these calls and never touches VM state
+// itself (the Firecracker split); tests give the API a fake VmService.
+//
+// All methods run on the daemon's single io_context thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "common/error.h"
+#include "guest-images/agent/protocol/exec_types.h"
+
+namespace agentvm {
+
+enum class VmState { kCreating, kStarting, kRunning, kStopping, kStopped, kFailed };
+
+inline std::string_view VmStateName(VmState state) {
+  switch (state) {
+    case VmState::kCreating: return "creating";
+    case VmState::kStarting: return "starting";
+    case VmState::kRunning: return "running";
+    case VmState::kStopping: return "stopping";
+    case VmState::kStopped: return "stopped";
+    case VmState::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+struct CreateVmRequest {
+  std::string image = "tiny";
+  int cpus = 1;
+  int memory_mib = 256;
+};
+
+struct VmInfo {
+  std::string id;
+  std::string image;
+  VmState state = VmState::kCreating;
+  int cpus = 0;
+  int memory_mib = 0;
+  std::optional<int> pid;   // QEMU's pid while it runs
+  std::string channel;      // "vsock" or "virtio-serial"
+  std::string accel;        // "kvm" or "tcg"
+  std::string reason;       // why it failed or stopped, empty otherwise
+  std::int64_t created_at = 0;  // unix seconds
+};
+
+class VmService {
+ public:
+  virtual ~VmService() = default;
+
+  // Boots a VM and completes once its agent answers (state running) or the
+  // boot failed (the error says why; the VM is left in state failed).
+  virtual boost::asio::awaitable<Result<VmInfo>> Create(CreateVmRequest request) = 0;
+  virtual Result<std::vector<VmInfo>> List() = 0;
+  virtual Result<VmInfo> Get(const std::string& id) = 0;
+  // Graceful stop: agent poweroff, then ACPI, then kill after a grace period.
+  virtual boost::asio::awaitable<Result<VmInfo>> Stop(const std::string& id) = 0;
+  // Removes the VM, its overlay and runtime directory. A running VM is
+  // refused (kConflict) unless `force`, which kills it first.
+  virtual boost::asio::awaitable<Result<void>> Destroy(const std::string& id, bool force) = 0;
+  virtual boost::asio::awaitable<Result<protocol::ExecResult>> Exec(
+      const std::string& id, protocol::ExecRequest request, protocol::OutputSink sink) = 0;
+  virtual boost::asio::awaitable<Result<void>> WriteFile(const std::string& id,
+                                                         const std::string& path,
+                                                         std::string data, std::uint32_t mode) = 0;
+  virtual boost::asio::awaitable<Result<std::string>> ReadFile(const std::string& id,
+                                                               const std::string& path) = 0;
+  // The guest's serial console so far (boot log), at most the last `max_bytes`.
+  virtual Result<std::string> Console(const std::string& id, std::size_t max_bytes) = 0;
+};
+
+}  // namespace agentvm

@@ -1,0 +1,87 @@
+#include "tests/support/daemon.h"
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/io.hpp>
+#include <boost/process/search_path.hpp>
+#include <gtest/gtest.h>
+
+namespace agentvm::testing {
+namespace bp = boost::process;
+
+Daemon::Daemon(DaemonOptions options) : root_("avmd") {
+  socket_ = (root_.path() / "agentvm.sock").string();
+  std::vector<std::string> args = {BinPath("agentvmd"),
+                                   "--socket", socket_,
+                                   "--state-dir", state_dir(),
+                                   "--run-dir", run_dir(),
+                                   "--image-dir", options.image_dir.empty() ? ImageDir() : options.image_dir,
+                                   "--accel", "tcg",
+                                   "--log-level", "debug"};
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  if (!options.netns.empty()) args.insert(args.begin(), {"ip", "netns", "exec", options.netns});
+
+  boost::filesystem::path program = args[0];
+  if (args[0].find('/') == std::string::npos) program = bp::search_path(args[0]);
+  const std::string log = (root_.path() / "agentvmd.log").string();
+  child_ = std::make_unique<bp::child>(bp::exe = program,
+                                       bp::args = std::vector<std::string>(args.begin() + 1, args.end()),
+                                       bp::std_in < bp::null, bp::std_out > log, bp::std_err > log);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!std::filesystem::exists(socket_) && child_->running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!std::filesystem::exists(socket_)) {
+    ADD_FAILURE() << "agentvmd did not create " << socket_ << "; its log:\n" << Log();
+  }
+}
+
+Daemon::~Daemon() {
+  if (child_ && child_->running()) {
+    ::kill(child_->id(), SIGTERM);
+    std::error_code ec;
+    if (!child_->wait_for(std::chrono::seconds(60), ec)) {
+      ADD_FAILURE() << "agentvmd did not exit within 60s of SIGTERM; killing it. Log:\n" << Log();
+      child_->terminate(ec);
+    } else {
+      EXPECT_EQ(child_->exit_code(), 0) << "agentvmd exited badly after SIGTERM. Log:\n" << Log();
+    }
+  }
+  EXPECT_FALSE(ProcessWithArgExists(run_dir() + "/")) << "a QEMU of this daemon outlived it";
+}
+
+bool Daemon::running() const { return child_ && child_->running(); }
+
+CommandResult Daemon::Cli(const std::vector<std::string>& args, std::chrono::seconds timeout) const {
+  std::vector<std::string> argv = {BinPath("agentvm"), "--socket", socket_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, timeout);
+}
+
+std::pair<int, std::string> Daemon::Http(const std::string& method, const std::string& target,
+                                         const std::string& body) const {
+  std::vector<std::string> argv = {"curl", "-sS", "--unix-socket", socket_, "-X", method,
+                                   "-o", "-", "-w", "\n%{http_code}"};
+  if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
+  argv.push_back("http://agentvm" + target);
+  CommandResult result = RunCommand(argv, std::chrono::seconds(60));
+  const auto newline = result.out.rfind('\n');
+  if (newline == std::string::npos) return {0, result.out + result.err};
+  return {std::atoi(result.out.c_str() + newline + 1), result.out.substr(0, newline)};
+}
+
+std::string Daemon::Log() const {
+  std::ifstream in(root_.path() / "agentvmd.log");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace agentvm::testing

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/command.h"
+#include "tests/support/temp_dir.h"
+
+namespace boost::process {
+class child;
+}
+
+namespace agentvm::testing {
+
+struct DaemonOptions {
+  std::string image_dir;             // default: ImageDir()
+  std::string netns;                 // run inside this network namespace
+  std::vector<std::string> extra_args;
+};
+
+// A real agentvmd with its own socket, state and run directories under a
+// temp dir. The destructor sends SIGTERM and waits for a clean exit (and
+// records a test failure if it has to SIGKILL), then removes the dirs.
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options = {});
+  ~Daemon();
+
+  const std::string& socket() const { return socket_; }
+  std::string state_dir() const { return (root_.path() / "state").string(); }
+  std::string run_dir() const { return (root_.path() / "run").string(); }
+  std::string root() const { return root_.str(); }
+  bool running() const;
+
+  // `agentvm --socket <socket> args...`
+  CommandResult Cli(const std::vector<std::string>& args,
+                    std::chrono::seconds timeout = std::chrono::seconds(180)) const;
+  // `curl` over the unix socket: {status code, body}.
+  std::pair<int, std::string> Http(const std::string& method, const std::string& target,
+                                   const std::string& body = "") const;
+  // What agentvmd logged so far.
+  std::string Log() const;
+
+ private:
+  TempDir root_;
+  std::string socket_;
+  std::unique_ptr<boost::process::child> child_;
+};
+
+}  // namespace agentvm::testing

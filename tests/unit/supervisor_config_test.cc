@@ -1,0 +1,61 @@
+#include "supervisor/config.h"
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace agentvm {
+namespace {
+
+std::string WriteConfig(const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/agentvmd-config-test.yaml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(ConfigTest, FileOverridesDefaults) {
+  DaemonConfig config;
+  auto applied = ApplyConfigFile(WriteConfig("socket: /run/x/api.sock\naccel: tcg\nagent_timeout_sec: 30\n"
+                                             "default_memory_mib: 512\n"),
+                                 config);
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_EQ(config.socket_path, "/run/x/api.sock");
+  EXPECT_EQ(config.accel, "tcg");
+  EXPECT_EQ(config.agent_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(config.default_memory_mib, 512);
+  EXPECT_EQ(config.state_dir, "/var/lib/agentvm");  // untouched default
+  EXPECT_TRUE(ValidateConfig(config));
+}
+
+TEST(ConfigTest, TyposAndWrongTypesAreErrors) {
+  DaemonConfig config;
+  auto typo = ApplyConfigFile(WriteConfig("acel: tcg\n"), config);
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message.find("unknown key 'acel'"), std::string::npos);
+
+  auto wrong_type = ApplyConfigFile(WriteConfig("agent_timeout_sec: soon\n"), config);
+  ASSERT_FALSE(wrong_type);
+  EXPECT_NE(wrong_type.error().message.find("agent_timeout_sec"), std::string::npos);
+
+  EXPECT_FALSE(ApplyConfigFile(WriteConfig("[not, a, map]\n"), config));
+  EXPECT_EQ(ApplyConfigFile("/nonexistent/agentvmd.yaml", config).error().code, ErrorCode::kNotFound);
+}
+
+TEST(ConfigTest, ValidationCatchesWhatWouldFailLater) {
+  DaemonConfig relative;
+  relative.state_dir = "var/lib/agentvm";
+  EXPECT_FALSE(ValidateConfig(relative));
+
+  DaemonConfig long_run_dir;
+  long_run_dir.run_dir = "/" + std::string(100, 'r');
+  auto refused = ValidateConfig(long_run_dir);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("too long"), std::string::npos);
+
+  DaemonConfig bad_accel;
+  bad_accel.accel = "fast";
+  EXPECT_FALSE(ValidateConfig(bad_accel));
+}
+
+}  // namespace
+}  // namespace agentvm

@@ -1,0 +1,88 @@
+// The QEMU command line is golden-tested: any change to it shows up as a diff
+// of tests/unit/testdata/*.args, one argument per line, in review.
+// Regenerate with AGENTVM_UPDATE_GOLDEN=1 after an intended change.
+#include "supervisor/qemu_command_line.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace agentvm {
+namespace {
+
+QemuLaunchSpec ExampleSpec() {
+  return QemuLaunchSpec{
+      .qemu_binary = "qemu-system-x86_64",
+      .vm_id = "vm-0123456789ab",
+      .accel = Accel::kTcg,
+      .cpus = 2,
+      .memory_mib = 512,
+      .kernel = "/images/tiny/vmlinuz",
+      .initrd = "/images/tiny/initrd.img",
+      .kernel_args = "console=ttyS0 root=/dev/vda rw agentvm.channel=serial",
+      .base_image = "/images/tiny/rootfs.qcow2",
+      .overlay = "/state/vms/vm-0123456789ab/overlay.qcow2",
+      .qmp_socket = "/run/agentvm/vms/vm-0123456789ab/qmp.sock",
+      .console_log = "/run/agentvm/vms/vm-0123456789ab/console.log",
+      .pidfile = "/run/agentvm/vms/vm-0123456789ab/qemu.pid",
+      .channel = ChannelKind::kVirtioSerial,
+      .agent_socket = "/run/agentvm/vms/vm-0123456789ab/agent.sock",
+  };
+}
+
+void ExpectMatchesGolden(const std::vector<std::string>& argv, const std::string& name) {
+  const std::string path = std::string(AGENTVM_TESTDATA_DIR) + "/" + name;
+  std::string actual;
+  for (const auto& arg : argv) actual += arg + "\n";
+  if (const char* update = std::getenv("AGENTVM_UPDATE_GOLDEN"); update && *update == '1') {
+    std::ofstream(path) << actual;
+  }
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << "missing golden file " << path << " (run with AGENTVM_UPDATE_GOLDEN=1)";
+  std::stringstream expected;
+  expected << in.rdbuf();
+  EXPECT_EQ(actual, expected.str()) << "QEMU command line changed; if intended, regenerate " << path;
+}
+
+TEST(QemuCommandLineTest, TcgWithVirtioSerialMatchesGolden) {
+  ExpectMatchesGolden(QemuCommandLine(ExampleSpec()), "qemu_tcg_virtio_serial.args");
+}
+
+TEST(QemuCommandLineTest, KvmWithVsockMatchesGolden) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.accel = Accel::kKvm;
+  spec.channel = ChannelKind::kVsock;
+  spec.guest_cid = 42;
+  ExpectMatchesGolden(QemuCommandLine(spec), "qemu_kvm_vsock.args");
+}
+
+TEST(QemuCommandLineTest, NeverAsksForHostCpuUnderTcg) {
+  // Under TCG `-cpu host` is an error, and on our PVM hosts KVM's host model
+  // aborts QEMU: TCG must use QEMU's default model.
+  const auto argv = QemuCommandLine(ExampleSpec());
+  EXPECT_EQ(std::find(argv.begin(), argv.end(), "-cpu"), argv.end());
+}
+
+TEST(QemuCommandLineTest, CommasInPathsAreEscapedForQemuOptions) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.qmp_socket = "/run/a,b/qmp.sock";
+  const auto argv = QemuCommandLine(spec);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "socket,id=qmp0,path=/run/a,,b/qmp.sock,server=on,wait=off"),
+            argv.end());
+}
+
+TEST(QemuCommandLineTest, DiskIsAnOverlayOnAReadOnlyBase) {
+  const auto argv = QemuCommandLine(ExampleSpec());
+  auto it = std::find(argv.begin(), argv.end(), "-blockdev");
+  ASSERT_NE(it, argv.end());
+  const auto disk = nlohmann::json::parse(*(it + 1));
+  EXPECT_EQ(disk["file"]["filename"], "/state/vms/vm-0123456789ab/overlay.qcow2");
+  EXPECT_EQ(disk["backing"]["file"]["filename"], "/images/tiny/rootfs.qcow2");
+  EXPECT_EQ(disk["backing"]["read-only"], true);
+}
+
+}  // namespace
+}  // namespace agentvm
