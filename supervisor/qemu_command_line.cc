@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "guest-images/agent/protocol/frame.h"
+
 namespace agentvm {
 
 std::string QemuOptEscape(const std::string& value) {
@@ -68,7 +70,7 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
     argv.insert(argv.end(), {
         "-device", "virtio-serial-pci,id=vser0",
         "-chardev", "socket,id=agent0,path=" + QemuOptEscape(spec.agent_socket) + ",server=on,wait=off",
-        "-device", std::string("virtserialport,bus=vser0.0,chardev=agent0,name=") + kAgentPortName,
+        "-device", "virtserialport,bus=vser0.0,chardev=agent0,name=" + std::string(protocol::kVirtioPortName),
     });
   }
   return argv;

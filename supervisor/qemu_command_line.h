@@ -34,9 +34,6 @@ struct QemuLaunchSpec {
   std::uint32_t guest_cid = 0;  // vsock: the guest's context id (>= 3)
 };
 
-// The virtio-serial port name the guest agent looks for.
-inline constexpr char kAgentPortName[] = "agentvm.0";
-
 // argv[0] is spec.qemu_binary.
 std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec);
 

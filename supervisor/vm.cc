@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "guest-images/agent/protocol/frame.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
 #include "supervisor/guest_connector.h"
@@ -29,7 +30,6 @@ constexpr milliseconds kQmpConnectTimeout{10000};
 constexpr milliseconds kAgentShutdownTimeout{2000};
 constexpr milliseconds kKillTimeout{10000};
 constexpr std::size_t kMaxFileBytes = 64u << 20;
-constexpr std::uint32_t kAgentVsockPort = 1024;
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("vm"); }
 
@@ -215,7 +215,7 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps() {
   // Not a ?: of two co_awaits: g++ 12 evaluates neither branch correctly.
   Result<GuestSocket> socket = Fail(ErrorCode::kInternal, "no control channel");
   if (context_.channel == ChannelKind::kVsock) {
-    socket = co_await ConnectGuestVsock(spec_.guest_cid, kAgentVsockPort, remaining());
+    socket = co_await ConnectGuestVsock(spec_.guest_cid, protocol::kGuestVsockPort, remaining());
   } else {
     socket = co_await ConnectGuestUnix(paths.agent_socket().string(), remaining());
   }

@@ -1,0 +1,84 @@
+// The agent's event loop: one thread, one poll() over the channel, every
+// running exec's pipes and pidfds, and the timeouts. It never blocks on the
+// host: requests are read while replies wait to be written, and a process
+// whose output the host has not taken yet is simply not read from
+// (backpressure) instead of being buffered without bound.
+#pragma once
+
+#include <poll.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "guest-images/agent/channel.h"
+#include "guest-images/agent/exec_session.h"
+#include "guest-images/agent/output_queue.h"
+#include "guest-images/agent/protocol/frame.h"
+
+namespace agentvm::guest {
+
+struct AgentOptions {
+  // Called once the "ok" for a shutdown request has been written (or after a
+  // short grace period). Empty: Run() returns 0 instead. Only main() fills it
+  // in, and only for a channel found inside a guest, so no test can reach a
+  // real power-off.
+  std::function<void()> power_off;
+  // A serial port whose host end is not connected reports POLLHUP/EOF on
+  // every poll; wait this long before looking again.
+  std::chrono::milliseconds serial_backoff{100};
+};
+
+class Agent {
+ public:
+  Agent(Channel channel, AgentOptions options);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Serves until the channel of kind kFd closes, or a shutdown request
+  // without power_off. Returns the process exit status.
+  int Run();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct PollTarget;
+
+  int connection_fd() const;
+  void BuildPollSet(std::vector<pollfd>* fds, std::vector<PollTarget>* targets);
+  int PollTimeoutMs(Clock::time_point now) const;
+  void HandleEvent(const PollTarget& target, short revents);
+
+  void ReadChannel();
+  void AcceptConnection();
+  void FlushOutput();
+  // The host went away: forget its requests, replies and processes.
+  void Disconnected(const std::string& why);
+
+  void HandleFrame(protocol::Frame frame);
+  void HandleExec(const protocol::Frame& frame);
+  void HandleShutdown(const protocol::Frame& frame);
+  void Reply(const protocol::Frame& frame);
+
+  void ExpireTimeouts(Clock::time_point now);
+  void ReapAndFinish();
+
+  Channel channel_;
+  AgentOptions options_;
+  UniqueFd connection_;  // kVsock: the accepted connection; else unused
+  protocol::FrameDecoder decoder_;
+  OutputQueue output_;
+  std::map<std::uint32_t, std::unique_ptr<ExecSession>> sessions_;
+
+  bool host_connected_ = true;  // kSerial: false between POLLHUP and the next data
+  std::optional<Clock::time_point> serial_retry_at_;
+  std::optional<Clock::time_point> shutdown_at_;  // power off / exit at the latest then
+  bool stop_ = false;
+  int exit_status_ = 0;
+};
+
+}  // namespace agentvm::guest

@@ -1,0 +1,92 @@
+// One running exec: the child process (its own session and process group),
+// its three pipes, the stdin still to be written and its timeout. The agent's
+// poll loop owns the sessions and calls in when their fds are ready.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "guest-images/agent/file_ops.h"
+#include "guest-images/agent/output_queue.h"
+#include "guest-images/agent/protocol/messages.h"
+#include "guest-images/agent/unique_fd.h"
+
+namespace agentvm::guest {
+
+// PATH and HOME every exec starts with; the request's env is added on top.
+inline constexpr std::string_view kBasePath =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+inline constexpr std::string_view kBaseHome = "/root";
+
+class ExecSession {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Forks and execs request.argv. Fails (nothing left running) when the
+  // request is malformed, the cwd cannot be entered or the program cannot be
+  // executed; the message reads like "exec nope: No such file or directory".
+  static AgentResult<std::unique_ptr<ExecSession>> Start(std::uint32_t stream,
+                                                         protocol::ExecStart start);
+
+  // Kills the process group and reaps the child if it still runs.
+  ~ExecSession();
+  ExecSession(const ExecSession&) = delete;
+  ExecSession& operator=(const ExecSession&) = delete;
+
+  std::uint32_t stream() const { return stream_; }
+  pid_t pid() const { return pid_; }
+
+  // fds to poll; -1 when there is nothing to wait for.
+  int stdin_fd_to_poll() const;  // only while stdin bytes are pending
+  int stdout_fd() const { return stdout_.get(); }
+  int stderr_fd() const { return stderr_.get(); }
+  int pidfd() const { return reaped_ ? -1 : pidfd_.get(); }
+  bool has_pidfd() const { return static_cast<bool>(pidfd_); }
+
+  // When the timeout fires; nullopt without timeout or once it has fired.
+  std::optional<Clock::time_point> deadline() const;
+
+  void AddStdin(std::string_view data, bool eof);
+  void WriteStdin();
+  // One read from the pipe; output becomes a stdout/stderr frame in `out`.
+  void ReadOutput(protocol::OutputStream which, OutputQueue* out);
+  void Signal(int signal);
+  void KillForTimeout();
+
+  // Reaps the child if it has exited (never blocks); true once reaped.
+  bool TryReap();
+  bool reaped() const { return reaped_; }
+
+  // After TryReap(): queues what the pipes hold right now (a background
+  // grandchild may keep them open forever, so no waiting for EOF), then the
+  // exit frame.
+  void Finish(OutputQueue* out);
+
+ private:
+  ExecSession(std::uint32_t stream) : stream_(stream) {}
+  void CloseStdinIfDone();
+  enum class ReadState { kData, kAgain, kClosed };
+  ReadState ReadOnce(protocol::OutputStream which, OutputQueue* out);
+
+  std::uint32_t stream_;
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd stdin_;
+  UniqueFd stdout_;
+  UniqueFd stderr_;
+  std::string stdin_pending_;
+  std::size_t stdin_sent_ = 0;
+  bool stdin_eof_ = false;
+  std::optional<Clock::time_point> deadline_;
+  bool timed_out_ = false;
+  bool reaped_ = false;
+  std::optional<int> wait_status_;  // nullopt: someone else reaped the child
+};
+
+}  // namespace agentvm::guest

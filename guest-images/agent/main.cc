@@ -1,0 +1,166 @@
+// agentvm-guest: the agent inside every agentvm VM. Started (and respawned)
+// by the guest's init; serves the host's control protocol on one channel.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/reboot.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "guest-images/agent/agent.h"
+#include "guest-images/agent/channel.h"
+#include "guest-images/agent/log.h"
+#include "guest-images/agent/protocol/frame.h"
+
+namespace {
+
+using namespace agentvm::guest;
+
+constexpr char kUsage[] =
+    R"(Usage: agentvm-guest [--fd N | --serial PATH | --vsock-port N] [OPTIONS]
+
+The agentvm guest agent. Serves the host's control protocol (ping, exec,
+write_file, read_file, shutdown; see docs/guest-protocol.md) on one channel.
+
+Channel (at most one; default: discovered, see below):
+  --fd N           serve on the already connected stream fd N; exit 0 when it
+                   closes or on "shutdown" (tests on the host use this)
+  --serial PATH    serve on a virtio-serial port device, e.g. /dev/vport0p1
+  --vsock-port N   listen on AF_VSOCK (any CID) port N; one connection at a
+                   time, a new one replaces the old
+
+Discovery (no channel flag): agentvm.channel=serial|vsock on the kernel
+command line (/proc/cmdline). serial: the port whose
+/sys/class/virtio-ports/*/name is "agentvm.0", opened once read-write.
+vsock: listen on port 1024. Without agentvm.channel: serial if that port
+exists, else vsock. Waits (retrying) until the channel can be opened.
+
+Options:
+  --allow-poweroff  make "shutdown" sync and power the machine off also with
+                    --serial or --vsock-port (always on with discovery, never
+                    with --fd, where "shutdown" makes the agent exit 0)
+  --verbose         log every request
+  --help            this text
+  --version         print the protocol version
+
+Logs go to stderr (the VM console). Not meant to run as PID 1.
+)";
+
+[[noreturn]] void UsageError(const std::string& message) {
+  std::fprintf(stderr, "agentvm-guest: %s\n(see agentvm-guest --help)\n", message.c_str());
+  std::exit(2);
+}
+
+std::optional<unsigned long> ParseNumber(std::string_view text) {
+  unsigned long value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+// The exec'd programs get fds 0-2 from the agent's pipes; make sure those
+// numbers are taken so a pipe never lands on them.
+void EnsureStdFds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) < 0) ::open("/dev/null", O_RDWR);
+  }
+}
+
+void PowerOff() {
+  ::sync();
+  ::reboot(RB_POWER_OFF);
+  // Not allowed to reboot() (no CAP_SYS_BOOT?): ask busybox init instead.
+  ::kill(1, SIGUSR2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<int> fd;
+  std::optional<std::string> serial;
+  std::optional<std::uint32_t> vsock_port;
+  bool allow_poweroff = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    auto value = [&]() -> std::string_view {
+      if (i + 1 >= argc) UsageError(std::string(arg) + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--version") {
+      std::printf("agentvm-guest protocol %d\n", agentvm::protocol::kProtocolVersion);
+      return 0;
+    } else if (arg == "--fd") {
+      auto n = ParseNumber(value());
+      if (!n || *n > 1 << 20) UsageError("--fd wants a file descriptor number");
+      fd = static_cast<int>(*n);
+    } else if (arg == "--serial") {
+      serial = std::string(value());
+    } else if (arg == "--vsock-port") {
+      auto n = ParseNumber(value());
+      if (!n || *n > 0xffffffffUL) UsageError("--vsock-port wants a port number");
+      vsock_port = static_cast<std::uint32_t>(*n);
+    } else if (arg == "--allow-poweroff") {
+      allow_poweroff = true;
+    } else if (arg == "--verbose") {
+      SetVerboseLogging(true);
+    } else {
+      UsageError("unknown argument " + std::string(arg));
+    }
+  }
+  if (int(fd.has_value()) + int(serial.has_value()) + int(vsock_port.has_value()) > 1) {
+    UsageError("--fd, --serial and --vsock-port exclude each other");
+  }
+  EnsureStdFds();
+  // An ignored SIGCHLD is inherited across exec and would make the kernel
+  // reap our children before we learn how they ended.
+  ::signal(SIGCHLD, SIG_DFL);
+
+  Channel channel;
+  bool discovered = false;
+  if (fd) {
+    if (::fcntl(*fd, F_GETFD) < 0) UsageError("--fd " + std::to_string(*fd) + " is not open");
+    int flags = ::fcntl(*fd, F_GETFL);
+    ::fcntl(*fd, F_SETFL, flags | O_NONBLOCK);
+    ::fcntl(*fd, F_SETFD, FD_CLOEXEC);
+    channel = Channel{ChannelKind::kFd, UniqueFd(*fd), "fd " + std::to_string(*fd)};
+  } else if (serial) {
+    auto opened = OpenSerialPort(*serial);
+    if (!opened) {
+      LogWarn(opened.error());
+      return 1;
+    }
+    channel = Channel{ChannelKind::kSerial, std::move(*opened), *serial};
+  } else if (vsock_port) {
+    auto opened = ListenVsock(*vsock_port);
+    if (!opened) {
+      LogWarn(opened.error());
+      return 1;
+    }
+    channel = Channel{ChannelKind::kVsock, std::move(*opened),
+                      "vsock port " + std::to_string(*vsock_port)};
+  } else {
+    auto found = DiscoverChannel(DiscoveryPaths{}, std::chrono::hours(24 * 365));
+    if (!found) {
+      LogWarn("no control channel: " + found.error());
+      return 1;
+    }
+    channel = std::move(*found);
+    discovered = true;
+  }
+
+  AgentOptions options;
+  // The only place a real power-off is wired in: never for --fd (tests on a
+  // development host run the agent as root).
+  if (channel.kind != ChannelKind::kFd && (discovered || allow_poweroff))
+    options.power_off = PowerOff;
+  Agent agent(std::move(channel), std::move(options));
+  return agent.Run();
+}

@@ -1,0 +1,44 @@
+// Encoded frames waiting to go to the host, in order, with the bytes still
+// queued per stream so the agent can stop reading a chatty process's pipes
+// (backpressure) instead of buffering without bound.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+
+#include "guest-images/agent/protocol/frame.h"
+
+namespace agentvm::guest {
+
+class OutputQueue {
+ public:
+  void Push(const protocol::Frame& frame);
+
+  bool empty() const { return chunks_.empty(); }
+  std::size_t total_bytes() const { return total_; }
+  std::size_t stream_bytes(std::uint32_t stream) const;
+
+  // Writes what `fd` accepts without blocking. Returns 0 when everything
+  // possible was written (queue empty or EAGAIN), else the errno of a failed
+  // write (the connection is gone).
+  int Flush(int fd);
+
+  void Clear();
+
+ private:
+  struct Chunk {
+    std::uint32_t stream;
+    std::string bytes;
+    std::size_t sent = 0;
+  };
+  void Account(std::uint32_t stream, std::ptrdiff_t delta);
+
+  std::deque<Chunk> chunks_;
+  std::unordered_map<std::uint32_t, std::size_t> per_stream_;
+  std::size_t total_ = 0;
+};
+
+}  // namespace agentvm::guest

@@ -1,0 +1,83 @@
+// GuestChannel: the supervisor's end of the guest control protocol
+// (docs/guest-protocol.md) over one connected stream socket, unix
+// (virtio-serial via QEMU) or vsock alike. One reader coroutine decodes
+// frames and routes them by stream id, so any number of calls (execs, file
+// transfers, pings) run concurrently over the one connection.
+//
+// Threading: everything, including the destructor, runs on the socket's
+// executor (one io_context thread), like the rest of the supervisor.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>  // boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include "common/error.h"
+#include "guest-images/agent/protocol/exec_types.h"
+
+namespace agentvm {
+
+// The ErrorCode whose ErrorCodeName() is `name`; kInternal when none is.
+ErrorCode ErrorCodeFromName(std::string_view name);
+
+class GuestChannel {
+ public:
+  using Socket = boost::asio::generic::stream_protocol::socket;
+
+  GuestChannel(Socket socket, std::string vm_id);
+  // Closes; pending calls complete with kUnavailable. OnClosed's callback is
+  // not called from here: whoever destroys the channel knows it is gone.
+  ~GuestChannel();
+  GuestChannel(const GuestChannel&) = delete;
+  GuestChannel& operator=(const GuestChannel&) = delete;
+
+  void Start();  // starts the reader loop
+  void Close();
+  bool closed() const;
+  // Called once when the connection ends (peer gone, read/write error, or
+  // Close()); at once if it already has.
+  void OnClosed(std::function<void(const Error&)> callback);
+
+  // How long a request may wait for its reply: a file chunk, a shutdown, an
+  // exec's "started". Default 30 s.
+  void set_request_timeout(std::chrono::milliseconds timeout);
+  // An exec with a guest-side timeout gives up on the guest (kTimeout) after
+  // timeout + this grace, in case the guest never answers. Default 5 s.
+  void set_exec_grace(std::chrono::milliseconds grace);
+
+  boost::asio::awaitable<Result<void>> Ping(std::chrono::milliseconds timeout);
+  // Pings every 250 ms until any pong arrives or `deadline` passes (kTimeout).
+  // A pong to an earlier ping counts, so a slow guest still becomes ready.
+  boost::asio::awaitable<Result<void>> WaitReady(std::chrono::milliseconds deadline);
+
+  // Runs request.argv in the guest. `sink` gets stdout/stderr as they arrive
+  // (called on the channel's executor; it must not block). Errors: the
+  // guest's (kNotFound "exec nope: No such file or directory", ...),
+  // kTimeout when the guest does not answer, kUnavailable when the
+  // connection ends first. A guest-side timeout is a result (timed_out), not
+  // an error.
+  boost::asio::awaitable<Result<protocol::ExecResult>> Exec(protocol::ExecRequest request,
+                                                            protocol::OutputSink sink);
+  // Creates or replaces the file at absolute `path` with `data` and `mode`,
+  // sent in 1 MiB chunks.
+  boost::asio::awaitable<Result<void>> WriteFile(std::string path, std::string data,
+                                                 std::uint32_t mode);
+  // The whole file at absolute `path`; kTooLarge when it has more than
+  // `max_bytes`.
+  boost::asio::awaitable<Result<std::string>> ReadFile(std::string path, std::size_t max_bytes);
+  // Asks the agent to sync and power the guest off; completes on its "ok".
+  boost::asio::awaitable<Result<void>> Shutdown(std::chrono::milliseconds timeout);
+
+ private:
+  struct State;
+  // Shared with the reader and writer coroutines and every call in flight,
+  // so none of them touches a destroyed GuestChannel.
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace agentvm
