@@ -1,0 +1,69 @@
+// ApiServer: agentvmd's HTTP/1.1 + JSON API on a unix socket. It parses each
+// request into a typed VmService call and never touches VM state itself.
+//
+// Start, Stop and the destructor must run on the io_context's thread, like
+// everything else in the daemon.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/error.h"
+#include "supervisor/vm_service.h"
+
+namespace agentvm::api {
+
+struct ApiOptions {
+  std::string socket_path = "/run/agentvm/agentvm.sock";
+  std::uint32_t socket_mode = 0660;
+  // Bodies of PUT .../files and POST .../exec (which carries stdin).
+  std::size_t max_body_bytes = 64 << 20;
+  // Every other JSON body.
+  std::size_t max_json_body_bytes = 1 << 20;
+  std::uint32_t max_header_bytes = 16 << 10;
+  // Budget for reading one request's header, then again for its body; also
+  // how long an idle keep-alive connection is kept (slowloris guard).
+  std::chrono::milliseconds read_timeout = std::chrono::seconds(30);
+  // Budget for each write to the client.
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(60);
+  std::size_t max_connections = 256;
+  // Exec output queued for a client that does not read; past it the client
+  // is disconnected (the command keeps running).
+  std::size_t max_exec_backlog_bytes = 32 << 20;
+};
+
+class ApiServer {
+ public:
+  ApiServer(boost::asio::io_context& io, VmService& service, ApiOptions options);
+  ~ApiServer();  // Stop()
+
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Creates the socket's parent directory (0755) if missing, replaces a stale
+  // socket file but refuses one that something still answers on (kConflict)
+  // and anything that is not a socket, binds, sets the mode, listens, and
+  // starts accepting on the io_context.
+  Result<void> Start();
+
+  // Stops accepting, closes every connection and removes the socket file (if
+  // it is still the one Start created). Execs already started keep running
+  // to completion in the service. Idempotent.
+  void Stop();
+
+  const ApiOptions& options() const;
+
+  struct State;  // opaque; named here only for api_server.cc
+
+ private:
+  boost::asio::io_context& io_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace agentvm::api

@@ -1,0 +1,64 @@
+// ApiHandlers: one routed, validated request in; calls on VmService; a
+// response out through a Responder. Knows nothing of Beast or sockets: the
+// connection (http_connection.cc) implements Responder over HTTP/1.1.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/awaitable.hpp>
+
+#include "common/error.h"
+#include "supervisor/api/router.h"
+#include "supervisor/vm_service.h"
+
+namespace agentvm::api {
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type;  // empty when there is no body
+  std::string body;
+  std::string allow;  // the Allow header of a 405
+};
+
+// {"error": ..., "code": ...} with the status that fits the code.
+HttpResponse ErrorResponse(const Error& error);
+HttpResponse ErrorResponse(int status, const Error& error);
+
+// How a handler answers. Each call returns false once the peer is gone; a
+// handler then stops writing (but never cancels what it started in the VM).
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual boost::asio::awaitable<bool> Send(HttpResponse response) = 0;
+  // A streamed body: BeginStream once, WriteChunk any number of times, then
+  // EndStream.
+  virtual boost::asio::awaitable<bool> BeginStream(int status, std::string content_type) = 0;
+  virtual boost::asio::awaitable<bool> WriteChunk(std::string data) = 0;
+  virtual boost::asio::awaitable<bool> EndStream() = 0;
+  // Drops the connection without finishing the response.
+  virtual void Abort() = 0;
+};
+
+class ApiHandlers {
+ public:
+  // `max_exec_backlog_bytes`: exec output queued for a client that does not
+  // read fast enough; past it the client is disconnected.
+  ApiHandlers(VmService& service, std::size_t max_exec_backlog_bytes)
+      : service_(service), max_exec_backlog_bytes_(max_exec_backlog_bytes) {}
+
+  // Answers exactly once through `responder` (or aborts it).
+  boost::asio::awaitable<void> Handle(const RouteMatch& match, std::string body,
+                                      Responder& responder);
+
+ private:
+  boost::asio::awaitable<HttpResponse> HandleSimple(const RouteMatch& match, std::string body);
+  boost::asio::awaitable<void> HandleExec(const RouteMatch& match, std::string body,
+                                          Responder& responder);
+
+  VmService& service_;
+  std::size_t max_exec_backlog_bytes_;
+};
+
+}  // namespace agentvm::api

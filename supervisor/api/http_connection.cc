@@ -1,0 +1,283 @@
+#include "supervisor/api/http_connection.h"
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <optional>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "common/logging.h"
+#include "supervisor/api/request_validation.h"
+
+namespace agentvm::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::awaitable;
+using Stream = beast::basic_stream<asio::local::stream_protocol>;
+
+class Connection : public Responder, public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<ServerContext> context, asio::local::stream_protocol::socket socket)
+      : context_(std::move(context)), stream_(std::move(socket)) {}
+
+  awaitable<void> Run();
+
+  awaitable<bool> Send(HttpResponse response) override;
+  awaitable<bool> BeginStream(int status, std::string content_type) override;
+  awaitable<bool> WriteChunk(std::string data) override;
+  awaitable<bool> EndStream() override;
+  void Abort() override;
+
+ private:
+  // Answers a request whose header or body could not be read, if the error
+  // deserves an answer at all; the connection closes afterwards either way.
+  awaitable<void> ReplyToReadError(const beast::error_code& ec);
+  awaitable<bool> Write(auto&& buffers_or_message);
+  const ApiOptions& options() const { return context_->options; }
+
+  std::shared_ptr<ServerContext> context_;
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::uint64_t number_ = 0;
+  // Of the request being answered.
+  unsigned version_ = 11;
+  bool keep_alive_ = false;
+  bool chunked_ = false;
+  int status_ = 0;
+  bool closed_ = false;
+};
+
+awaitable<bool> Connection::Write(auto&& what) {
+  if (closed_) co_return false;
+  beast::error_code ec;
+  stream_.expires_after(options().write_timeout);
+  if constexpr (requires { what.version(); }) {
+    co_await http::async_write(stream_, what, asio::redirect_error(asio::use_awaitable, ec));
+  } else {
+    co_await asio::async_write(stream_, what, asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (ec) {
+    Logger("api")->debug("connection {}: write failed: {}", number_, ec.message());
+    Abort();
+    co_return false;
+  }
+  co_return true;
+}
+
+awaitable<bool> Connection::Send(HttpResponse response) {
+  http::response<http::string_body> message{static_cast<http::status>(response.status), version_};
+  message.set(http::field::server, "agentvmd");
+  if (!response.content_type.empty()) message.set(http::field::content_type, response.content_type);
+  if (!response.allow.empty()) message.set(http::field::allow, response.allow);
+  message.keep_alive(keep_alive_);
+  message.body() = std::move(response.body);
+  message.prepare_payload();
+  status_ = response.status;
+  co_return co_await Write(message);
+}
+
+awaitable<bool> Connection::BeginStream(int status, std::string content_type) {
+  // HTTP/1.0 has no chunked encoding: the body then ends when the
+  // connection does.
+  chunked_ = version_ >= 11;
+  if (!chunked_) keep_alive_ = false;
+  http::response<http::empty_body> message{static_cast<http::status>(status), version_};
+  message.set(http::field::server, "agentvmd");
+  message.set(http::field::content_type, content_type);
+  message.set(http::field::cache_control, "no-store");
+  message.keep_alive(keep_alive_);
+  if (chunked_) message.chunked(true);
+  status_ = status;
+  http::response_serializer<http::empty_body> serializer{message};
+  if (closed_) co_return false;
+  beast::error_code ec;
+  stream_.expires_after(options().write_timeout);
+  co_await http::async_write_header(stream_, serializer,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    Abort();
+    co_return false;
+  }
+  co_return true;
+}
+
+awaitable<bool> Connection::WriteChunk(std::string data) {
+  if (data.empty()) co_return !closed_;  // an empty chunk would end the body
+  if (chunked_) {
+    auto chunk = http::make_chunk(asio::buffer(data));
+    co_return co_await Write(chunk);
+  }
+  auto raw = asio::buffer(data);
+  co_return co_await Write(raw);
+}
+
+awaitable<bool> Connection::EndStream() {
+  if (!chunked_) {
+    keep_alive_ = false;
+    co_return !closed_;
+  }
+  auto last = http::make_chunk_last();
+  co_return co_await Write(last);
+}
+
+void Connection::Abort() {
+  if (closed_) return;
+  closed_ = true;
+  beast::error_code ignored;
+  stream_.socket().shutdown(asio::socket_base::shutdown_both, ignored);
+  stream_.close();
+}
+
+awaitable<void> Connection::ReplyToReadError(const beast::error_code& ec) {
+  auto log = Logger("api");
+  keep_alive_ = false;
+  if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+      ec == asio::error::connection_reset || ec == asio::error::eof) {
+    co_return;
+  }
+  if (ec == beast::error::timeout) {
+    log->info("connection {}: client too slow sending its request; closing", number_);
+    co_return;
+  }
+  std::optional<HttpResponse> response;
+  if (ec == http::error::header_limit) {
+    response = ErrorResponse(431, Error{ErrorCode::kTooLarge,
+                                        "request header larger than " +
+                                            std::to_string(options().max_header_bytes) + " bytes"});
+  } else if (ec == http::error::body_limit) {
+    response = ErrorResponse(Error{ErrorCode::kTooLarge, "request body too large"});
+  } else if (ec.category() == http::make_error_code(http::error::bad_target).category() ||
+             ec == http::error::partial_message) {
+    response = ErrorResponse(
+        400, Error{ErrorCode::kInvalidArgument, "malformed HTTP request: " + ec.message()});
+  }
+  if (response) {
+    co_await Send(std::move(*response));
+    co_return;
+  }
+  log->debug("connection {}: read failed: {}", number_, ec.message());
+}
+
+awaitable<void> Connection::Run() {
+  auto log = Logger("api");
+  number_ = context_->next_connection++;
+  std::weak_ptr<Connection> weak = weak_from_this();
+  context_->connections[number_] = [weak] {
+    if (auto self = weak.lock()) self->Abort();
+  };
+
+  while (!closed_) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(options().max_header_bytes);
+    // The route-specific limit is applied once the route is known.
+    parser.body_limit(std::max(options().max_body_bytes, options().max_json_body_bytes));
+    version_ = 11;
+    keep_alive_ = false;
+    chunked_ = false;
+    status_ = 0;
+
+    beast::error_code ec;
+    stream_.expires_after(options().read_timeout);
+    co_await http::async_read_header(stream_, buffer_, parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      co_await ReplyToReadError(ec);
+      break;
+    }
+    auto started = std::chrono::steady_clock::now();
+    const auto& header = parser.get();
+    version_ = header.version();
+    keep_alive_ = header.keep_alive();
+    std::string method(header.method_string());
+    std::string target(header.target());
+    bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
+
+    auto match = MatchRoute(method, target);
+    if (!match) {
+      // The body is not read, so the connection cannot be reused.
+      if (has_body) keep_alive_ = false;
+      HttpResponse response = ErrorResponse(match.error().http_status, match.error().error);
+      response.allow = match.error().allow;
+      co_await Send(std::move(response));
+    } else {
+      bool big = match->route == Route::kPutFile || match->route == Route::kExec;
+      std::size_t limit = big ? options().max_body_bytes : options().max_json_body_bytes;
+      if (parser.content_length().value_or(0) > limit) {
+        // Refused unread: the connection closes after the answer.
+        keep_alive_ = false;
+        HttpResponse response = ErrorResponse(
+            Error{ErrorCode::kTooLarge, "request body larger than " + std::to_string(limit) + " bytes"});
+        co_await Send(std::move(response));
+      } else {
+        parser.body_limit(limit);
+        if (has_body && beast::iequals(header[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> proceed{http::status::continue_, version_};
+          if (!co_await Write(proceed)) break;
+        }
+        if (!parser.is_done()) {
+          stream_.expires_after(options().read_timeout);
+          co_await http::async_read(stream_, buffer_, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+        }
+        if (ec) {
+          co_await ReplyToReadError(ec);  // sets keep_alive_ = false
+        } else {
+          stream_.expires_never();
+          co_await context_->handlers.Handle(*match, std::move(parser.get().body()), *this);
+        }
+      }
+    }
+
+    auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started);
+    auto level = status_ >= 500 ? spdlog::level::warn : spdlog::level::debug;
+    log->log(level, "{} {} -> {} ({} ms)", method, QuoteForError(target), status_,
+             elapsed.count());
+    if (!keep_alive_) break;
+  }
+
+  if (!closed_) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(asio::socket_base::shutdown_send, ignored);
+    closed_ = true;
+    stream_.close();
+  }
+  context_->connections.erase(number_);
+}
+
+awaitable<void> Serve(std::shared_ptr<Connection> connection) { co_await connection->Run(); }
+
+}  // namespace
+
+void SpawnConnection(std::shared_ptr<ServerContext> context,
+                     asio::local::stream_protocol::socket socket) {
+  auto executor = socket.get_executor();
+  auto connection = std::make_shared<Connection>(std::move(context), std::move(socket));
+  asio::co_spawn(executor, Serve(std::move(connection)), [](std::exception_ptr error) {
+    if (!error) return;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      Logger("api")->error("connection ended by an exception: {}", e.what());
+    }
+  });
+}
+
+}  // namespace agentvm::api

@@ -1,0 +1,240 @@
+#include "supervisor/api/json_codec.h"
+
+#include "supervisor/api/encoding.h"
+
+namespace agentvm::api {
+namespace {
+
+using nlohmann::json;
+using nlohmann::ordered_json;
+
+constexpr VmState kAllStates[] = {VmState::kCreating, VmState::kStarting, VmState::kRunning,
+                                  VmState::kStopping, VmState::kStopped,  VmState::kFailed};
+
+constexpr ErrorCode kAllCodes[] = {ErrorCode::kInvalidArgument, ErrorCode::kNotFound,
+                                   ErrorCode::kConflict,        ErrorCode::kTimeout,
+                                   ErrorCode::kUnavailable,     ErrorCode::kTooLarge,
+                                   ErrorCode::kInternal};
+
+std::unexpected<Error> Malformed(std::string what) {
+  return Fail(ErrorCode::kInternal, "malformed response from agentvmd: " + std::move(what));
+}
+
+std::optional<int> OptionalInt(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<int>();
+}
+
+std::string OptionalString(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end() || !it->is_string()) return {};
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+std::string_view VmStateWireName(VmState state) {
+  switch (state) {
+    case VmState::kCreating: return "creating";
+    case VmState::kStarting: return "starting";
+    case VmState::kRunning: return "running";
+    case VmState::kStopping: return "stopping";
+    case VmState::kStopped: return "stopped";
+    case VmState::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+Result<VmState> ParseVmState(std::string_view name) {
+  for (VmState state : kAllStates) {
+    if (VmStateWireName(state) == name) return state;
+  }
+  return Fail(ErrorCode::kInvalidArgument, "unknown VM state \"" + std::string(name) + "\"");
+}
+
+ordered_json VmInfoToJson(const VmInfo& info) {
+  return ordered_json{{"id", info.id},
+              {"image", info.image},
+              {"state", VmStateWireName(info.state)},
+              {"cpus", info.cpus},
+              {"memory_mib", info.memory_mib},
+              {"pid", info.pid ? ordered_json(*info.pid) : ordered_json(nullptr)},
+              {"channel", info.channel},
+              {"accel", info.accel},
+              {"reason", info.reason},
+              {"created_at", info.created_at}};
+}
+
+Result<VmInfo> VmInfoFromJson(const json& value) {
+  if (!value.is_object()) return Malformed("VM is not an object");
+  auto id = value.find("id");
+  auto state = value.find("state");
+  if (id == value.end() || !id->is_string()) return Malformed("VM without an id");
+  if (state == value.end() || !state->is_string()) return Malformed("VM without a state");
+  VmInfo info;
+  info.id = id->get<std::string>();
+  auto parsed_state = ParseVmState(state->get<std::string>());
+  if (!parsed_state) return Malformed(parsed_state.error().message);
+  info.state = *parsed_state;
+  info.image = OptionalString(value, "image");
+  info.cpus = OptionalInt(value, "cpus").value_or(0);
+  info.memory_mib = OptionalInt(value, "memory_mib").value_or(0);
+  info.pid = OptionalInt(value, "pid");
+  info.channel = OptionalString(value, "channel");
+  info.accel = OptionalString(value, "accel");
+  info.reason = OptionalString(value, "reason");
+  if (auto it = value.find("created_at"); it != value.end() && it->is_number_integer()) {
+    info.created_at = it->get<std::int64_t>();
+  }
+  return info;
+}
+
+ordered_json VmListToJson(const std::vector<VmInfo>& vms) {
+  ordered_json list = ordered_json::array();
+  for (const VmInfo& info : vms) list.push_back(VmInfoToJson(info));
+  return ordered_json{{"vms", std::move(list)}};
+}
+
+Result<std::vector<VmInfo>> VmListFromJson(const json& value) {
+  if (!value.is_object() || !value.contains("vms") || !value.at("vms").is_array()) {
+    return Malformed("expected {\"vms\": [...]}");
+  }
+  std::vector<VmInfo> vms;
+  for (const json& item : value.at("vms")) {
+    auto info = VmInfoFromJson(item);
+    if (!info) return Fail(info.error());
+    vms.push_back(std::move(*info));
+  }
+  return vms;
+}
+
+std::string CreateVmRequestToJson(const CreateVmRequest& request) {
+  return DumpJson(ordered_json{
+      {"image", request.image}, {"cpus", request.cpus}, {"memory_mib", request.memory_mib}});
+}
+
+std::string ExecRequestToJson(const protocol::ExecRequest& request) {
+  ordered_json body{{"argv", request.argv}};
+  if (!request.env.empty()) body["env"] = request.env;
+  if (!request.cwd.empty()) body["cwd"] = request.cwd;
+  if (request.timeout.count() > 0) body["timeout_sec"] = request.timeout.count() / 1000.0;
+  if (!request.stdin_data.empty()) {
+    if (IsValidUtf8(request.stdin_data)) {
+      body["stdin"] = request.stdin_data;
+    } else {
+      body["stdin_b64"] = Base64Encode(request.stdin_data);
+    }
+  }
+  return DumpJson(body);
+}
+
+std::string DumpJson(const json& value, int indent) {
+  return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+std::string DumpJson(const ordered_json& value, int indent) {
+  return value.dump(indent, ' ', false, ordered_json::error_handler_t::replace);
+}
+
+int HttpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return 400;
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kConflict: return 409;
+    case ErrorCode::kTimeout: return 504;
+    case ErrorCode::kUnavailable: return 503;
+    case ErrorCode::kTooLarge: return 413;
+    case ErrorCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+ErrorCode ErrorCodeFromName(std::string_view name) {
+  for (ErrorCode code : kAllCodes) {
+    if (ErrorCodeName(code) == name) return code;
+  }
+  return ErrorCode::kInternal;
+}
+
+std::string ErrorBody(const Error& error) {
+  return DumpJson(ordered_json{{"error", error.message}, {"code", ErrorCodeName(error.code)}});
+}
+
+Error ErrorFromResponse(int http_status, std::string_view body) {
+  json value = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (value.is_object() && value.contains("error") && value.at("error").is_string()) {
+    ErrorCode code = ErrorCode::kInternal;
+    if (value.contains("code") && value.at("code").is_string()) {
+      code = ErrorCodeFromName(value.at("code").get<std::string>());
+    }
+    return Error{code, value.at("error").get<std::string>()};
+  }
+  ErrorCode code = ErrorCode::kInternal;
+  for (ErrorCode candidate : kAllCodes) {
+    if (HttpStatusFor(candidate) == http_status) code = candidate;
+  }
+  return Error{code, "agentvmd answered HTTP " + std::to_string(http_status)};
+}
+
+std::string ExecOutputEvent(protocol::OutputStream stream, std::string_view bytes) {
+  ordered_json event{{"type", stream == protocol::OutputStream::kStdout ? "stdout" : "stderr"}};
+  if (IsValidUtf8(bytes)) {
+    event["data"] = bytes;
+  } else {
+    event["data_b64"] = Base64Encode(bytes);
+  }
+  return DumpJson(event) + "\n";
+}
+
+std::string ExecExitEvent(const protocol::ExecResult& result) {
+  ordered_json event{{"type", "exit"},
+                     {"exit_code", result.exit_code ? ordered_json(*result.exit_code) : ordered_json(nullptr)},
+                     {"signal", result.signal ? ordered_json(*result.signal) : ordered_json(nullptr)},
+             {"timed_out", result.timed_out},
+             {"status", result.ShellStatus()}};
+  return DumpJson(event) + "\n";
+}
+
+std::string ExecErrorEvent(const Error& error) {
+  return DumpJson(ordered_json{{"type", "error"}, {"error", error.message},
+                               {"code", ErrorCodeName(error.code)}}) +
+         "\n";
+}
+
+Result<ExecEvent> ParseExecEvent(std::string_view line) {
+  json value = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!value.is_object() || !value.contains("type") || !value.at("type").is_string()) {
+    return Malformed("exec event is not an object with a type");
+  }
+  std::string type = value.at("type").get<std::string>();
+  ExecEvent event;
+  if (type == "stdout" || type == "stderr") {
+    event.type = type == "stdout" ? ExecEvent::Type::kStdout : ExecEvent::Type::kStderr;
+    if (auto it = value.find("data"); it != value.end() && it->is_string()) {
+      event.data = it->get<std::string>();
+    } else if (auto b64 = value.find("data_b64"); b64 != value.end() && b64->is_string()) {
+      auto bytes = Base64Decode(b64->get<std::string>());
+      if (!bytes) return Malformed("exec event with bad data_b64");
+      event.data = std::move(*bytes);
+    } else {
+      return Malformed("output event without data");
+    }
+  } else if (type == "exit") {
+    event.type = ExecEvent::Type::kExit;
+    event.result.exit_code = OptionalInt(value, "exit_code");
+    event.result.signal = OptionalInt(value, "signal");
+    auto timed_out = value.find("timed_out");
+    event.result.timed_out = timed_out != value.end() && timed_out->is_boolean() &&
+                             timed_out->get<bool>();
+  } else if (type == "error") {
+    event.type = ExecEvent::Type::kError;
+    event.error = Error{ErrorCodeFromName(OptionalString(value, "code")),
+                        OptionalString(value, "error")};
+  } else {
+    return Malformed("unknown exec event type \"" + type + "\"");
+  }
+  return event;
+}
+
+}  // namespace agentvm::api

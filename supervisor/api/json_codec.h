@@ -1,0 +1,65 @@
+// The API's wire format, shared by the server (encode) and the agentvm CLI
+// (decode): VmInfo, error bodies, request bodies and the NDJSON exec events.
+// Pure; the field names here are the ones docs/api.md documents.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "guest-images/agent/protocol/exec_types.h"
+#include "supervisor/vm_service.h"
+
+namespace agentvm::api {
+
+// "creating", "starting", "running", "stopping", "stopped", "failed".
+std::string_view VmStateWireName(VmState state);
+Result<VmState> ParseVmState(std::string_view name);
+
+// Encoders build ordered_json so fields appear in the documented order.
+nlohmann::ordered_json VmInfoToJson(const VmInfo& info);
+Result<VmInfo> VmInfoFromJson(const nlohmann::json& value);
+// {"vms": [...]}
+nlohmann::ordered_json VmListToJson(const std::vector<VmInfo>& vms);
+Result<std::vector<VmInfo>> VmListFromJson(const nlohmann::json& value);
+
+// Request bodies as the CLI sends them (the server parses them with
+// request_validation.h).
+std::string CreateVmRequestToJson(const CreateVmRequest& request);
+std::string ExecRequestToJson(const protocol::ExecRequest& request);
+
+// Serializes without ever throwing: invalid UTF-8 in strings is replaced.
+std::string DumpJson(const nlohmann::json& value, int indent = -1);
+std::string DumpJson(const nlohmann::ordered_json& value, int indent = -1);
+
+// 400 invalid_argument, 404 not_found, 409 conflict, 504 timeout,
+// 503 unavailable, 413 too_large, 500 internal.
+int HttpStatusFor(ErrorCode code);
+ErrorCode ErrorCodeFromName(std::string_view name);  // unknown: kInternal
+// {"error": "<message>", "code": "<ErrorCodeName>"}
+std::string ErrorBody(const Error& error);
+// The inverse, for clients; falls back to the HTTP status when the body is
+// not an error object.
+Error ErrorFromResponse(int http_status, std::string_view body);
+
+// Exec output events: one JSON object per line, each ending in '\n'.
+// Output that is valid UTF-8 travels as "data", anything else as "data_b64",
+// so the bytes arrive intact either way.
+std::string ExecOutputEvent(protocol::OutputStream stream, std::string_view bytes);
+std::string ExecExitEvent(const protocol::ExecResult& result);
+std::string ExecErrorEvent(const Error& error);
+
+struct ExecEvent {
+  enum class Type { kStdout, kStderr, kExit, kError };
+  Type type = Type::kError;
+  std::string data;              // kStdout/kStderr: the raw bytes
+  protocol::ExecResult result;   // kExit
+  Error error;                   // kError
+};
+Result<ExecEvent> ParseExecEvent(std::string_view line);
+
+}  // namespace agentvm::api

@@ -1,0 +1,341 @@
+#include "supervisor/api/request_validation.h"
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "supervisor/api/encoding.h"
+
+namespace agentvm::api {
+namespace {
+
+using nlohmann::json;
+
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+std::unexpected<Error> Invalid(std::string message) {
+  return Fail(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+// The depth check runs on the raw text so that a body of a million '[' never
+// reaches the recursive parts of the JSON library.
+bool NestingWithin(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+Result<void> RejectUnknownFields(const json& object, std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : object.items()) {
+    bool found = false;
+    for (auto name : known) found = found || key == name;
+    if (!found) return Invalid("unknown field \"" + QuoteForError(key) + "\"");
+  }
+  return {};
+}
+
+Result<int> IntField(const json& object, const char* name, int min, int max) {
+  const json& value = object.at(name);
+  if (!value.is_number_integer()) return Invalid(std::string(name) + " must be an integer");
+  auto number = value.get<std::int64_t>();
+  if (value.is_number_unsigned() && value.get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
+    number = static_cast<std::int64_t>(max) + 1;
+  }
+  if (number < min || number > max) {
+    return Invalid(std::string(name) + " must be between " + std::to_string(min) + " and " +
+                   std::to_string(max));
+  }
+  return static_cast<int>(number);
+}
+
+Result<std::string> StringField(const json& value, std::string_view name) {
+  if (!value.is_string()) return Invalid(std::string(name) + " must be a string");
+  return value.get<std::string>();
+}
+
+bool HasNul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
+
+}  // namespace
+
+std::string QuoteForError(std::string_view text) {
+  constexpr std::size_t kMaxShown = 64;
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+    }
+  }
+  if (text.size() > kMaxShown) out += "...(" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
+Result<void> ValidateVmId(std::string_view id) {
+  bool ok = !id.empty() && id.size() <= 64 && IsLowerAlnum(id[0]);
+  for (char c : id) ok = ok && (IsLowerAlnum(c) || c == '-');
+  if (!ok) {
+    return Invalid("invalid VM id \"" + QuoteForError(id) +
+                   "\": expected 1-64 characters of [a-z0-9-], starting with a letter or digit");
+  }
+  return {};
+}
+
+Result<void> ValidateImageName(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 64 && IsLowerAlnum(name[0]);
+  for (char c : name) ok = ok && (IsLowerAlnum(c) || c == '.' || c == '_' || c == '-');
+  if (!ok) {
+    return Invalid("invalid image name \"" + QuoteForError(name) +
+                   "\": expected 1-64 characters of [a-z0-9._-], starting with a letter or digit");
+  }
+  return {};
+}
+
+Result<void> ValidateGuestPath(std::string_view path, std::string_view what) {
+  std::string field(what);
+  if (path.empty() || path.front() != '/') return Invalid(field + " must be an absolute path");
+  if (path.size() > kMaxGuestPathBytes) {
+    return Invalid(field + " is longer than " + std::to_string(kMaxGuestPathBytes) + " bytes");
+  }
+  if (HasNul(path)) return Invalid(field + " contains a NUL byte");
+  std::string_view rest = path;
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    if (rest.substr(0, slash) == "..") return Invalid(field + " must not contain \"..\"");
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  return {};
+}
+
+Result<void> ValidateEnvName(std::string_view name) {
+  auto letter = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  bool ok = !name.empty() && letter(name[0]);
+  for (char c : name) ok = ok && (letter(c) || (c >= '0' && c <= '9'));
+  if (!ok) {
+    return Invalid("invalid environment variable name \"" + QuoteForError(name) +
+                   "\": expected [A-Za-z_][A-Za-z0-9_]*");
+  }
+  return {};
+}
+
+Result<json> ParseJsonObject(std::string_view body) {
+  if (!NestingWithin(body, kMaxJsonDepth)) {
+    return Invalid("malformed JSON: nested deeper than " + std::to_string(kMaxJsonDepth));
+  }
+  json value;
+  try {
+    value = json::parse(body);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    // Drop nlohmann's "[json.exception.parse_error.101] " prefix.
+    if (auto bracket = what.find("] "); bracket != std::string::npos) what.erase(0, bracket + 2);
+    return Invalid("malformed JSON: " + what);
+  }
+  if (!value.is_object()) return Invalid("request body must be a JSON object");
+  return value;
+}
+
+Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
+  CreateVmRequest request;
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return request;
+  auto object = ParseJsonObject(body);
+  if (!object) return Fail(object.error());
+  if (auto ok = RejectUnknownFields(*object, {"image", "cpus", "memory_mib"}); !ok) {
+    return Fail(ok.error());
+  }
+  if (object->contains("image")) {
+    auto image = StringField(object->at("image"), "image");
+    if (!image) return Fail(image.error());
+    if (auto ok = ValidateImageName(*image); !ok) return Fail(ok.error());
+    request.image = std::move(*image);
+  }
+  if (object->contains("cpus")) {
+    auto cpus = IntField(*object, "cpus", kMinCpus, kMaxCpus);
+    if (!cpus) return Fail(cpus.error());
+    request.cpus = *cpus;
+  }
+  if (object->contains("memory_mib")) {
+    auto memory = IntField(*object, "memory_mib", kMinMemoryMib, kMaxMemoryMib);
+    if (!memory) return Fail(memory.error());
+    request.memory_mib = *memory;
+  }
+  return request;
+}
+
+Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {
+  auto object = ParseJsonObject(body);
+  if (!object) return Fail(object.error());
+  if (auto ok = RejectUnknownFields(*object, {"argv", "env", "cwd", "timeout_sec", "stdin",
+                                              "stdin_b64"});
+      !ok) {
+    return Fail(ok.error());
+  }
+  protocol::ExecRequest request;
+
+  if (!object->contains("argv")) return Invalid("argv is required");
+  const json& argv = object->at("argv");
+  if (!argv.is_array() || argv.empty()) return Invalid("argv must be a non-empty array of strings");
+  for (const json& arg : argv) {
+    if (!arg.is_string()) return Invalid("argv must be a non-empty array of strings");
+    auto text = arg.get<std::string>();
+    if (HasNul(text)) return Invalid("argv contains a NUL byte");
+    request.argv.push_back(std::move(text));
+  }
+  if (request.argv[0].empty()) return Invalid("argv[0] must not be empty");
+
+  if (object->contains("env")) {
+    const json& env = object->at("env");
+    if (!env.is_object()) return Invalid("env must be an object of strings");
+    for (const auto& [key, value] : env.items()) {
+      if (auto ok = ValidateEnvName(key); !ok) return Fail(ok.error());
+      if (!value.is_string()) return Invalid("env values must be strings");
+      auto text = value.get<std::string>();
+      if (HasNul(text)) return Invalid("env value of " + key + " contains a NUL byte");
+      request.env[key] = std::move(text);
+    }
+  }
+
+  if (object->contains("cwd")) {
+    auto cwd = StringField(object->at("cwd"), "cwd");
+    if (!cwd) return Fail(cwd.error());
+    if (!cwd->empty()) {
+      if (auto ok = ValidateGuestPath(*cwd, "cwd"); !ok) return Fail(ok.error());
+    }
+    request.cwd = std::move(*cwd);
+  }
+
+  if (object->contains("timeout_sec")) {
+    const json& timeout = object->at("timeout_sec");
+    if (!timeout.is_number()) return Invalid("timeout_sec must be a number");
+    double seconds = timeout.get<double>();
+    if (!std::isfinite(seconds) || seconds < 0 || seconds > kMaxExecTimeoutSec) {
+      return Invalid("timeout_sec must be between 0 and " +
+                     std::to_string(static_cast<int>(kMaxExecTimeoutSec)));
+    }
+    request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
+  }
+
+  bool has_stdin = object->contains("stdin");
+  if (has_stdin && object->contains("stdin_b64")) {
+    return Invalid("give stdin or stdin_b64, not both");
+  }
+  if (has_stdin) {
+    auto text = StringField(object->at("stdin"), "stdin");
+    if (!text) return Fail(text.error());
+    request.stdin_data = std::move(*text);
+  } else if (object->contains("stdin_b64")) {
+    auto text = StringField(object->at("stdin_b64"), "stdin_b64");
+    if (!text) return Fail(text.error());
+    auto bytes = Base64Decode(*text);
+    if (!bytes) return Invalid("stdin_b64 is not valid base64");
+    request.stdin_data = std::move(*bytes);
+  }
+  return request;
+}
+
+Result<void> ExpectNoQuery(const QueryParams& query) {
+  if (!query.empty()) {
+    return Invalid("unknown query parameter \"" + QuoteForError(query.begin()->first) + "\"");
+  }
+  return {};
+}
+
+namespace {
+
+Result<void> RejectUnknownParams(const QueryParams& query,
+                                 std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : query) {
+    bool found = false;
+    for (auto name : known) found = found || key == name;
+    if (!found) return Invalid("unknown query parameter \"" + QuoteForError(key) + "\"");
+  }
+  return {};
+}
+
+Result<std::string> RequiredPath(const QueryParams& query) {
+  auto it = query.find("path");
+  if (it == query.end()) return Invalid("query parameter path is required");
+  if (auto ok = ValidateGuestPath(it->second, "path"); !ok) return Fail(ok.error());
+  return it->second;
+}
+
+}  // namespace
+
+Result<bool> ParseDeleteQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"force"}); !ok) return Fail(ok.error());
+  auto it = query.find("force");
+  if (it == query.end()) return false;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  return Invalid("force must be true or false");
+}
+
+Result<PutFileParams> ParsePutFileQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"path", "mode"}); !ok) return Fail(ok.error());
+  PutFileParams params;
+  auto path = RequiredPath(query);
+  if (!path) return Fail(path.error());
+  params.path = std::move(*path);
+  if (auto it = query.find("mode"); it != query.end()) {
+    const std::string& text = it->second;
+    bool ok = !text.empty() && text.size() <= 5;
+    std::uint32_t mode = 0;
+    for (char c : text) {
+      ok = ok && c >= '0' && c <= '7';
+      mode = mode * 8 + static_cast<std::uint32_t>(c - '0');
+    }
+    if (!ok || mode > 07777) return Invalid("mode must be octal between 0 and 07777");
+    params.mode = mode;
+  }
+  return params;
+}
+
+Result<std::string> ParseGetFileQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"path"}); !ok) return Fail(ok.error());
+  return RequiredPath(query);
+}
+
+Result<std::size_t> ParseConsoleQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"max_bytes"}); !ok) return Fail(ok.error());
+  auto it = query.find("max_bytes");
+  if (it == query.end()) return kDefaultConsoleBytes;
+  const std::string& text = it->second;
+  bool ok = !text.empty() && text.size() <= 9;
+  std::size_t value = 0;
+  for (char c : text) {
+    ok = ok && c >= '0' && c <= '9';
+    value = value * 10 + static_cast<std::size_t>(c - '0');
+  }
+  if (!ok || value == 0 || value > kMaxConsoleBytes) {
+    return Invalid("max_bytes must be between 1 and " + std::to_string(kMaxConsoleBytes));
+  }
+  return value;
+}
+
+}  // namespace agentvm::api

@@ -1,0 +1,69 @@
+// Turns request bodies and query parameters into the typed requests of
+// VmService, refusing anything malformed with kInvalidArgument and a message
+// that names the field. Pure: the service is only called with what passed here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/error.h"
+#include "guest-images/agent/protocol/exec_types.h"
+#include "supervisor/api/router.h"
+#include "supervisor/vm_service.h"
+
+namespace agentvm::api {
+
+inline constexpr int kMinCpus = 1;
+inline constexpr int kMaxCpus = 64;
+inline constexpr int kMinMemoryMib = 64;
+inline constexpr int kMaxMemoryMib = 65536;
+inline constexpr std::size_t kMaxGuestPathBytes = 4096;
+inline constexpr double kMaxExecTimeoutSec = 7 * 24 * 3600;
+inline constexpr std::size_t kDefaultConsoleBytes = 1 << 20;
+inline constexpr std::size_t kMaxConsoleBytes = 16 << 20;
+// Deeper JSON than this is refused before it is parsed into a tree.
+inline constexpr int kMaxJsonDepth = 32;
+
+// ^[a-z0-9][a-z0-9-]{0,63}$
+Result<void> ValidateVmId(std::string_view id);
+// ^[a-z0-9][a-z0-9._-]{0,63}$
+Result<void> ValidateImageName(std::string_view name);
+// Absolute, at most kMaxGuestPathBytes, no NUL, no ".." component. `what`
+// names the field in the error ("path", "cwd").
+Result<void> ValidateGuestPath(std::string_view path, std::string_view what);
+// ^[A-Za-z_][A-Za-z0-9_]*$
+Result<void> ValidateEnvName(std::string_view name);
+
+// Parses a JSON object body, refusing malformed JSON, non-objects and nesting
+// deeper than kMaxJsonDepth.
+Result<nlohmann::json> ParseJsonObject(std::string_view body);
+
+// An empty body means all defaults.
+Result<CreateVmRequest> ParseCreateVmBody(std::string_view body);
+Result<protocol::ExecRequest> ParseExecBody(std::string_view body);
+
+Result<void> ExpectNoQuery(const QueryParams& query);
+// ?force=true|false|1|0, default false.
+Result<bool> ParseDeleteQuery(const QueryParams& query);
+
+struct PutFileParams {
+  std::string path;
+  std::uint32_t mode = 0644;
+};
+// ?path=/abs[&mode=0644] (octal, at most 07777).
+Result<PutFileParams> ParsePutFileQuery(const QueryParams& query);
+// ?path=/abs
+Result<std::string> ParseGetFileQuery(const QueryParams& query);
+// [?max_bytes=N], 1..kMaxConsoleBytes, default kDefaultConsoleBytes.
+Result<std::size_t> ParseConsoleQuery(const QueryParams& query);
+
+// A short printable rendering of untrusted input for error messages: at most
+// 64 bytes, non-printable bytes as \xNN.
+std::string QuoteForError(std::string_view text);
+
+}  // namespace agentvm::api

@@ -1,0 +1,53 @@
+// Maps an HTTP method and request target to one of the API's routes, with the
+// VM id and the (percent-decoded) query parameters. Pure: no I/O, no service.
+//
+// Every path segment is percent-decoded separately, after splitting on '/', so
+// "%2F" can never change the shape of a path, and the id segment is validated
+// after decoding ("%2e%2e" is "..", which is refused like "..").
+#pragma once
+
+#include <expected>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+
+namespace agentvm::api {
+
+enum class Route {
+  kCreateVm,   // POST   /v1/vms
+  kListVms,    // GET    /v1/vms
+  kGetVm,      // GET    /v1/vms/{id}
+  kDeleteVm,   // DELETE /v1/vms/{id}
+  kStopVm,     // POST   /v1/vms/{id}/stop
+  kExec,       // POST   /v1/vms/{id}/exec
+  kPutFile,    // PUT    /v1/vms/{id}/files?path=
+  kGetFile,    // GET    /v1/vms/{id}/files?path=
+  kConsole,    // GET    /v1/vms/{id}/console
+};
+
+std::string_view RouteName(Route route);
+
+using QueryParams = std::map<std::string, std::string>;
+
+struct RouteMatch {
+  Route route;
+  std::string vm_id;  // empty for the collection routes
+  QueryParams query;
+};
+
+struct RouteError {
+  int http_status;  // 400, 404 or 405
+  Error error;
+  std::string allow;  // for 405: the methods the path does accept
+};
+
+std::expected<RouteMatch, RouteError> MatchRoute(std::string_view method,
+                                                 std::string_view target);
+
+// Splits and percent-decodes "a=1&b=x%20y". Duplicate keys, empty keys and bad
+// escapes are errors.
+Result<QueryParams> ParseQuery(std::string_view query);
+
+}  // namespace agentvm::api

@@ -1,0 +1,26 @@
+// What the accept loop and every connection of one ApiServer share. Held by
+// shared_ptr so that connections still finishing (an exec that outlives
+// Stop()) never point at a destroyed server. Internal to supervisor/api.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+
+#include "supervisor/api/api_server.h"
+#include "supervisor/api/handlers.h"
+
+namespace agentvm::api {
+
+struct ServerContext {
+  ServerContext(VmService& service, ApiOptions opts)
+      : options(std::move(opts)), handlers(service, options.max_exec_backlog_bytes) {}
+
+  ApiOptions options;
+  ApiHandlers handlers;
+  // Close callbacks of the open connections, by connection number.
+  std::map<std::uint64_t, std::function<void()>> connections;
+  std::uint64_t next_connection = 0;
+};
+
+}  // namespace agentvm::api

@@ -1,0 +1,194 @@
+// FakeVmService: a VmService over a map of pretend VMs, for the API's and the
+// CLI's tests. Header-only so each test binary just includes it.
+//
+// Exec runs a tiny script given as argv, one instruction per element:
+//   out:TEXT / err:TEXT   TEXT on stdout / stderr, as one chunk
+//   bin                   the bytes ff fe 00 80 (not UTF-8) on stdout
+//   sleep:MS              waits MS milliseconds
+//   exit:N / signal:N     how the command ends (default: exit 0)
+//   timeout               ends as killed by its timeout
+//   fail:MESSAGE          the exec fails (kUnavailable) after what came before
+// Anything else is ignored, so argv like {"sh", "-c", "..."} exits 0.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "supervisor/vm_service.h"
+
+namespace agentvm::api::testing {
+
+class FakeVmService : public VmService {
+ public:
+  struct File {
+    std::string data;
+    std::uint32_t mode = 0;
+  };
+
+  // Every call counts, so tests can assert that a refused request never
+  // reached the service.
+  int calls() const { return calls_.load(); }
+  int execs_finished() const { return execs_finished_.load(); }
+
+  std::set<std::string> images = {"tiny"};
+  std::map<std::string, VmInfo> vms;
+  std::map<std::string, std::map<std::string, File>> files;  // by VM id, then path
+  std::optional<protocol::ExecRequest> last_exec;
+  std::optional<CreateVmRequest> last_create;
+  std::vector<std::pair<std::string, bool>> destroyed;  // id, force
+
+  boost::asio::awaitable<Result<VmInfo>> Create(CreateVmRequest request) override {
+    ++calls_;
+    last_create = request;
+    if (!images.contains(request.image)) {
+      co_return Fail(ErrorCode::kNotFound, "unknown image: " + request.image);
+    }
+    VmInfo info;
+    info.id = "vm-" + std::to_string(next_id_++);
+    info.image = request.image;
+    info.state = VmState::kRunning;
+    info.cpus = request.cpus;
+    info.memory_mib = request.memory_mib;
+    info.pid = 1000 + next_id_;
+    info.channel = "virtio-serial";
+    info.accel = "tcg";
+    info.created_at = static_cast<std::int64_t>(std::time(nullptr));
+    vms[info.id] = info;
+    co_return info;
+  }
+
+  Result<std::vector<VmInfo>> List() override {
+    ++calls_;
+    std::vector<VmInfo> list;
+    for (const auto& [id, info] : vms) list.push_back(info);
+    return list;
+  }
+
+  Result<VmInfo> Get(const std::string& id) override {
+    ++calls_;
+    return Find(id);
+  }
+
+  boost::asio::awaitable<Result<VmInfo>> Stop(const std::string& id) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) co_return info;
+    if (info->state == VmState::kStopped) {
+      co_return Fail(ErrorCode::kConflict, "VM " + id + " is already stopped");
+    }
+    vms[id].state = VmState::kStopped;
+    vms[id].pid.reset();
+    vms[id].reason = "stopped by request";
+    co_return vms[id];
+  }
+
+  boost::asio::awaitable<Result<void>> Destroy(const std::string& id, bool force) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) co_return Fail(info.error());
+    if (info->state == VmState::kRunning && !force) {
+      co_return Fail(ErrorCode::kConflict, "VM " + id + " is running; stop it first or force");
+    }
+    vms.erase(id);
+    files.erase(id);
+    destroyed.emplace_back(id, force);
+    co_return Result<void>{};
+  }
+
+  boost::asio::awaitable<Result<protocol::ExecResult>> Exec(
+      const std::string& id, protocol::ExecRequest request, protocol::OutputSink sink) override {
+    ++calls_;
+    last_exec = request;
+    auto info = Find(id);
+    if (!info) co_return Fail(info.error());
+    if (info->state != VmState::kRunning) {
+      co_return Fail(ErrorCode::kConflict, "VM " + id + " is not running");
+    }
+    protocol::ExecResult result;
+    result.exit_code = 0;
+    for (const std::string& step : request.argv) {
+      auto arg = [&](std::string_view prefix) -> std::optional<std::string> {
+        if (step.rfind(prefix, 0) != 0) return std::nullopt;
+        return step.substr(prefix.size());
+      };
+      if (auto text = arg("out:")) {
+        sink(protocol::OutputStream::kStdout, *text);
+      } else if (auto err = arg("err:")) {
+        sink(protocol::OutputStream::kStderr, *err);
+      } else if (step == "bin") {
+        sink(protocol::OutputStream::kStdout, std::string_view("\xff\xfe\x00\x80", 4));
+      } else if (auto ms = arg("sleep:")) {
+        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor,
+                                        std::chrono::milliseconds(std::stoi(*ms)));
+        co_await timer.async_wait(boost::asio::use_awaitable);
+      } else if (auto code = arg("exit:")) {
+        result.exit_code = std::stoi(*code);
+      } else if (auto signal = arg("signal:")) {
+        result.exit_code.reset();
+        result.signal = std::stoi(*signal);
+      } else if (step == "timeout") {
+        result.exit_code.reset();
+        result.signal = 9;
+        result.timed_out = true;
+      } else if (auto message = arg("fail:")) {
+        ++execs_finished_;
+        co_return Fail(ErrorCode::kUnavailable, *message);
+      }
+    }
+    ++execs_finished_;
+    co_return result;
+  }
+
+  boost::asio::awaitable<Result<void>> WriteFile(const std::string& id, const std::string& path,
+                                                 std::string data, std::uint32_t mode) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) co_return Fail(info.error());
+    files[id][path] = File{std::move(data), mode};
+    co_return Result<void>{};
+  }
+
+  boost::asio::awaitable<Result<std::string>> ReadFile(const std::string& id,
+                                                       const std::string& path) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) co_return Fail(info.error());
+    auto it = files[id].find(path);
+    if (it == files[id].end()) co_return Fail(ErrorCode::kNotFound, "no such file: " + path);
+    co_return it->second.data;
+  }
+
+  Result<std::string> Console(const std::string& id, std::size_t max_bytes) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) return Fail(info.error());
+    std::string log = "[    0.000000] Linux version 6.1.0 (fake)\nagentvm-guest: ready\n";
+    if (log.size() > max_bytes) log.erase(0, log.size() - max_bytes);
+    return log;
+  }
+
+ private:
+  Result<VmInfo> Find(const std::string& id) const {
+    auto it = vms.find(id);
+    if (it == vms.end()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);
+    return it->second;
+  }
+
+  std::atomic<int> calls_{0};
+  std::atomic<int> execs_finished_{0};
+  int next_id_ = 1;
+};
+
+}  // namespace agentvm::api::testing

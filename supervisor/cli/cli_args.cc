@@ -1,0 +1,351 @@
+#include "supervisor/cli/cli_args.h"
+
+#include <charconv>
+#include <cmath>
+
+#include "supervisor/api/request_validation.h"
+
+namespace agentvm::cli {
+namespace {
+
+struct CommandName {
+  std::string_view name;
+  CommandKind kind;
+};
+
+constexpr CommandName kCommands[] = {
+    {"run", CommandKind::kRun},       {"create", CommandKind::kCreate},
+    {"ls", CommandKind::kList},       {"list", CommandKind::kList},
+    {"inspect", CommandKind::kInspect}, {"exec", CommandKind::kExec},
+    {"cp", CommandKind::kCopy},       {"logs", CommandKind::kLogs},
+    {"stop", CommandKind::kStop},     {"rm", CommandKind::kRemove},
+    {"help", CommandKind::kHelp},
+};
+
+// Walks the arguments of one command. Options may be spelled "--name VALUE"
+// or "--name=VALUE"; everything after "--" is positional.
+class ArgReader {
+ public:
+  ArgReader(const std::vector<std::string>& args, std::size_t start, std::string command)
+      : args_(args), next_(start), command_(std::move(command)) {}
+
+  bool done() const { return next_ >= args_.size(); }
+  std::size_t position() const { return next_; }
+  const std::string& peek() const { return args_[next_]; }
+  std::string take() { return args_[next_++]; }
+  std::vector<std::string> rest() {
+    std::vector<std::string> out(args_.begin() + static_cast<long>(next_), args_.end());
+    next_ = args_.size();
+    return out;
+  }
+
+  bool at_option() const {
+    return !done() && peek().size() > 1 && peek()[0] == '-' && peek() != "--";
+  }
+  bool at_separator() const { return !done() && peek() == "--"; }
+
+  // If the next argument is option `name` (or `alias`), consumes it.
+  bool flag(std::string_view name, std::string_view alias = {}) {
+    if (done() || !(peek() == name || (!alias.empty() && peek() == alias))) return false;
+    ++next_;
+    return true;
+  }
+
+  // If the next argument is option `name` taking a value, consumes both.
+  // `alias` is a short spelling ("-e"), which takes its value only as the
+  // next argument.
+  std::optional<std::expected<std::string, UsageError>> value(std::string_view name,
+                                                              std::string_view alias = {}) {
+    if (done()) return std::nullopt;
+    const std::string& arg = peek();
+    if (arg.size() > name.size() && arg.compare(0, name.size(), name) == 0 &&
+        arg[name.size()] == '=') {
+      ++next_;
+      return arg.substr(name.size() + 1);
+    }
+    if (arg != name && (alias.empty() || arg != alias)) return std::nullopt;
+    ++next_;
+    if (done()) return std::unexpected(Error("option " + arg + " needs a value"));
+    return take();
+  }
+
+  UsageError Error(std::string message) const { return UsageError{std::move(message), command_}; }
+
+ private:
+  const std::vector<std::string>& args_;
+  std::size_t next_;
+  std::string command_;
+};
+
+std::expected<int, UsageError> ParseInt(const ArgReader& reader, std::string_view option,
+                                        const std::string& text) {
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return std::unexpected(reader.Error(std::string(option) + " expects a whole number, not \"" +
+                                        text + "\""));
+  }
+  return value;
+}
+
+std::expected<double, UsageError> ParseSeconds(const ArgReader& reader, const std::string& text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) ||
+      value < 0) {
+    return std::unexpected(
+        reader.Error("--timeout expects a number of seconds (>= 0), not \"" + text + "\""));
+  }
+  return value;
+}
+
+// Consumes a --socket option wherever it appears before the command's
+// positional arguments.
+std::optional<UsageError> TakeSocket(ArgReader& reader, CliCommand& command, bool* matched) {
+  *matched = false;
+  if (auto socket = reader.value("--socket")) {
+    *matched = true;
+    if (!*socket) return socket->error();
+    if (socket->value().empty()) return reader.Error("--socket needs a path");
+    command.socket_path = socket->value();
+  }
+  return std::nullopt;
+}
+
+std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matched) {
+  *matched = true;
+  if (auto image = reader.value("--image")) {
+    if (!*image) return image->error();
+    vm.image = image->value();
+    return std::nullopt;
+  }
+  if (auto cpus = reader.value("--cpus")) {
+    if (!*cpus) return cpus->error();
+    auto number = ParseInt(reader, "--cpus", cpus->value());
+    if (!number) return number.error();
+    vm.cpus = *number;
+    return std::nullopt;
+  }
+  if (auto memory = reader.value("--memory")) {
+    if (!*memory) return memory->error();
+    auto number = ParseInt(reader, "--memory", memory->value());
+    if (!number) return number.error();
+    vm.memory_mib = *number;
+    return std::nullopt;
+  }
+  *matched = false;
+  return std::nullopt;
+}
+
+std::optional<UsageError> TakeExecOption(ArgReader& reader, ExecSpec& exec,
+                                         const EnvLookup& lookup_env, bool* matched) {
+  *matched = true;
+  if (auto timeout = reader.value("--timeout")) {
+    if (!*timeout) return timeout->error();
+    auto seconds = ParseSeconds(reader, timeout->value());
+    if (!seconds) return seconds.error();
+    exec.timeout_sec = *seconds;
+    return std::nullopt;
+  }
+  if (auto env = reader.value("--env", "-e")) {
+    if (!*env) return env->error();
+    const std::string& text = env->value();
+    auto eq = text.find('=');
+    std::string name = text.substr(0, eq);
+    if (auto valid = api::ValidateEnvName(name); !valid) return reader.Error(valid.error().message);
+    if (eq != std::string::npos) {
+      exec.env[name] = text.substr(eq + 1);
+    } else if (auto inherited = lookup_env(name)) {
+      exec.env[name] = *inherited;  // "--env NAME" passes the local value, like docker
+    } else {
+      return reader.Error("--env " + name + ": not set here; use --env " + name + "=VALUE");
+    }
+    return std::nullopt;
+  }
+  if (auto workdir = reader.value("--workdir", "-w")) {
+    if (!*workdir) return workdir->error();
+    exec.workdir = workdir->value();
+    return std::nullopt;
+  }
+  if (reader.flag("--interactive", "-i")) {
+    exec.forward_stdin = true;
+    return std::nullopt;
+  }
+  *matched = false;
+  return std::nullopt;
+}
+
+std::optional<UsageError> TakeCommandLine(ArgReader& reader, ExecSpec& exec) {
+  if (reader.at_separator()) reader.take();
+  exec.argv = reader.rest();
+  if (exec.argv.empty()) return reader.Error("missing the command to run (after --)");
+  return std::nullopt;
+}
+
+// Splits "ID:/path"; nullopt when `arg` is a local path.
+std::optional<std::pair<std::string, std::string>> SplitRemote(const std::string& arg) {
+  auto colon = arg.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  std::string id = arg.substr(0, colon);
+  if (!api::ValidateVmId(id)) return std::nullopt;
+  return std::make_pair(id, arg.substr(colon + 1));
+}
+
+std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader& reader,
+                                                   const EnvLookup& lookup_env) {
+  std::vector<std::string> positional;
+  const bool takes_command_line =
+      command.kind == CommandKind::kRun || command.kind == CommandKind::kExec;
+  // `exec ID CMD...`: the first positional is the id, the second starts CMD.
+  const std::size_t positionals_before_command_line = command.kind == CommandKind::kExec ? 1 : 0;
+
+  while (!reader.done()) {
+    if (takes_command_line && (reader.at_separator() ||
+                               (!reader.at_option() &&
+                                positional.size() == positionals_before_command_line))) {
+      if (auto error = TakeCommandLine(reader, command.exec)) return std::unexpected(*error);
+      break;
+    }
+    if (reader.at_separator()) {
+      reader.take();
+      for (auto& arg : reader.rest()) positional.push_back(std::move(arg));
+      break;
+    }
+    if (!reader.at_option()) {
+      positional.push_back(reader.take());
+      continue;
+    }
+    if (reader.flag("--help", "-h")) {
+      CliCommand help;
+      help.kind = CommandKind::kHelp;
+      for (const auto& [name, kind] : kCommands) {
+        if (kind == command.kind) {
+          help.help_topic = std::string(name);
+          break;
+        }
+      }
+      return help;
+    }
+    bool matched = false;
+    if (auto error = TakeSocket(reader, command, &matched)) return std::unexpected(*error);
+    if (matched) continue;
+    if (command.kind == CommandKind::kRun || command.kind == CommandKind::kCreate) {
+      if (auto error = TakeVmOption(reader, command.vm, &matched)) return std::unexpected(*error);
+      if (matched) continue;
+    }
+    if (takes_command_line) {
+      if (auto error = TakeExecOption(reader, command.exec, lookup_env, &matched)) {
+        return std::unexpected(*error);
+      }
+      if (matched) continue;
+    }
+    if (command.kind == CommandKind::kList && reader.flag("--json")) {
+      command.json = true;
+      continue;
+    }
+    if (command.kind == CommandKind::kRemove && reader.flag("--force", "-f")) {
+      command.force = true;
+      continue;
+    }
+    return std::unexpected(reader.Error("unknown option " + reader.peek()));
+  }
+
+  auto expect_count = [&](std::size_t min, std::size_t max,
+                          const char* what) -> std::optional<UsageError> {
+    if (positional.size() < min) return reader.Error(std::string("missing ") + what);
+    if (positional.size() > max) {
+      return reader.Error("unexpected argument \"" + positional[max] + "\"");
+    }
+    return std::nullopt;
+  };
+
+  std::optional<UsageError> error;
+  switch (command.kind) {
+    case CommandKind::kRun:
+      if (command.exec.argv.empty()) error = reader.Error("missing the command to run (after --)");
+      break;
+    case CommandKind::kExec:
+      error = expect_count(1, 1, "the VM id");
+      if (!error && command.exec.argv.empty()) {
+        error = reader.Error("missing the command to run (after --)");
+      }
+      break;
+    case CommandKind::kCreate:
+    case CommandKind::kList:
+      error = expect_count(0, 0, "");
+      break;
+    case CommandKind::kInspect:
+    case CommandKind::kLogs:
+      error = expect_count(1, 1, "the VM id");
+      break;
+    case CommandKind::kStop:
+    case CommandKind::kRemove:
+      error = expect_count(1, positional.size(), "the VM id");
+      break;
+    case CommandKind::kCopy: {
+      error = expect_count(2, 2, "SOURCE and DESTINATION");
+      if (error) break;
+      auto source = SplitRemote(positional[0]);
+      auto destination = SplitRemote(positional[1]);
+      if (source && destination) {
+        error = reader.Error("copying between two VMs is not supported");
+      } else if (!source && !destination) {
+        error = reader.Error("one of SOURCE and DESTINATION must be ID:PATH");
+      } else {
+        command.copy.to_vm = destination.has_value();
+        auto& remote = destination ? *destination : *source;
+        command.copy.vm_id = remote.first;
+        command.copy.guest_path = remote.second;
+        command.copy.local = destination ? positional[0] : positional[1];
+        if (command.copy.guest_path.empty() || command.copy.guest_path[0] != '/') {
+          error = reader.Error("the path inside the VM must be absolute: " + command.copy.vm_id +
+                               ":" + command.copy.guest_path);
+        }
+      }
+      break;
+    }
+    case CommandKind::kHelp:
+      error = expect_count(0, 1, "");
+      if (!error && !positional.empty()) command.help_topic = positional[0];
+      break;
+  }
+  if (error) return std::unexpected(*error);
+  if (command.kind != CommandKind::kCopy) command.ids = std::move(positional);
+  if (command.kind == CommandKind::kHelp) command.ids.clear();
+  return command;
+}
+
+}  // namespace
+
+bool RelaysCommandStatus(CommandKind kind) {
+  return kind == CommandKind::kRun || kind == CommandKind::kExec;
+}
+
+std::expected<CliCommand, UsageError> ParseCli(const std::vector<std::string>& args,
+                                               std::string_view env_socket,
+                                               const EnvLookup& lookup_env) {
+  CliCommand command;
+  if (!env_socket.empty()) command.socket_path = std::string(env_socket);
+
+  ArgReader reader(args, 0, "");
+  while (reader.at_option()) {
+    if (reader.flag("--help", "-h")) return command;  // kHelp, overview
+    bool matched = false;
+    if (auto error = TakeSocket(reader, command, &matched)) return std::unexpected(*error);
+    if (!matched) return std::unexpected(reader.Error("unknown option " + reader.peek()));
+  }
+  if (reader.done()) {
+    return std::unexpected(reader.Error("missing a command"));
+  }
+  std::string name = reader.take();
+  for (const auto& candidate : kCommands) {
+    if (candidate.name == name) {
+      command.kind = candidate.kind;
+      ArgReader command_reader(args, reader.position(), name == "list" ? "ls" : name);
+      return ParseCommand(std::move(command), command_reader, lookup_env);
+    }
+  }
+  return std::unexpected(reader.Error("unknown command \"" + name + "\""));
+}
+
+}  // namespace agentvm::cli

@@ -1,0 +1,120 @@
+// Usage texts of agentvm and its commands (declared in cli_args.h).
+#include <string>
+#include <string_view>
+
+#include "supervisor/cli/cli_args.h"
+
+namespace agentvm::cli {
+
+std::string HelpText(std::string_view command) {
+  if (command == "run") {
+    return R"(Usage: agentvm run [OPTIONS] [--] CMD [ARG...]
+
+Boots a fresh VM, runs CMD in it with its output streamed live, then destroys
+the VM (also on failure and on Ctrl-C). Exits with CMD's status: its exit code,
+128+N if signal N ended it, 124 if --timeout killed it, 130 on Ctrl-C, and 125
+when agentvm itself failed.
+
+Options:
+      --image NAME     guest image (default tiny)
+      --cpus N         virtual CPUs (default 1)
+      --memory MIB     memory in MiB (default 256)
+      --timeout SEC    kill CMD after SEC seconds (default: no limit)
+  -e, --env K=V        set an environment variable (repeatable); --env K passes
+                       the local value of K
+  -w, --workdir DIR    working directory inside the VM (default /)
+  -i, --interactive    send this process's stdin (read to EOF) to CMD
+      --socket PATH    agentvmd's socket
+  -h, --help           show this help
+
+Example:
+  agentvm run --timeout 60 -- sh -c 'uname -a; echo done'
+)";
+  }
+  if (command == "create") {
+    return R"(Usage: agentvm create [--image NAME] [--cpus N] [--memory MIB]
+
+Boots a VM, waits until its agent answers, and prints its id.
+)";
+  }
+  if (command == "ls" || command == "list") {
+    return R"(Usage: agentvm ls [--json]
+
+Lists the VMs: ID, IMAGE, STATE, CPUS, MEMORY, AGE and, for failed or stopped
+VMs, the REASON. --json prints agentvmd's JSON instead.
+)";
+  }
+  if (command == "inspect") {
+    return R"(Usage: agentvm inspect ID
+
+Prints everything agentvmd knows about the VM, as JSON.
+)";
+  }
+  if (command == "exec") {
+    return R"(Usage: agentvm exec ID [OPTIONS] [--] CMD [ARG...]
+
+Runs CMD in a running VM, streaming its output, and exits with CMD's status
+(as for run; 125 when agentvm itself failed). On Ctrl-C agentvm stops waiting;
+CMD keeps running in the VM until it ends or its timeout fires.
+
+Options:
+      --timeout SEC    kill CMD after SEC seconds
+  -e, --env K=V        set an environment variable (repeatable)
+  -w, --workdir DIR    working directory inside the VM
+  -i, --interactive    send this process's stdin (read to EOF) to CMD
+)";
+  }
+  if (command == "cp") {
+    return R"(Usage: agentvm cp LOCAL ID:PATH
+       agentvm cp ID:PATH LOCAL
+
+Copies a file into or out of a VM. PATH is absolute. LOCAL may be "-" for
+stdin or stdout. A file copied in keeps its permission bits; one copied out
+into an existing directory keeps its name.
+)";
+  }
+  if (command == "logs") {
+    return R"(Usage: agentvm logs ID
+
+Prints the VM's serial console (kernel and init messages).
+)";
+  }
+  if (command == "stop") {
+    return R"(Usage: agentvm stop ID...
+
+Stops VMs gracefully (the VM is kept; remove it with rm).
+)";
+  }
+  if (command == "rm") {
+    return R"(Usage: agentvm rm [-f] ID...
+
+Removes VMs with their disks and runtime files. A running VM is refused
+unless -f (--force), which kills it first.
+)";
+  }
+  return R"(Usage: agentvm [--socket PATH] COMMAND [ARGS...]
+
+Runs commands in throwaway virtual machines managed by agentvmd.
+
+Commands:
+  run      boot a VM, run a command in it, destroy the VM
+  create   boot a VM and print its id
+  ls       list VMs
+  inspect  show one VM as JSON
+  exec     run a command in a running VM
+  cp       copy a file into or out of a VM
+  logs     show a VM's console
+  stop     stop VMs
+  rm       remove VMs
+
+Options:
+  --socket PATH   agentvmd's socket (default $AGENTVM_SOCKET, else
+                  /run/agentvm/agentvm.sock)
+  -h, --help      show this help; "agentvm COMMAND --help" for a command's
+
+Example:
+  agentvm run -- sh -c 'echo hello from $(uname -n)'
+)";
+}
+
+}  // namespace agentvm::cli

@@ -1,0 +1,174 @@
+#include "supervisor/cli/cli_args.h"
+
+#include <gtest/gtest.h>
+
+namespace agentvm::cli {
+namespace {
+
+std::optional<std::string> NoEnv(const std::string&) { return std::nullopt; }
+
+std::expected<CliCommand, UsageError> Parse(std::vector<std::string> args,
+                                            std::string env_socket = "") {
+  return ParseCli(args, env_socket, NoEnv);
+}
+
+TEST(CliArgsTest, RunWithEveryOption) {
+  auto command = Parse({"run", "--image", "tiny2", "--cpus=2", "--memory", "512", "--timeout",
+                        "1.5", "--env", "A=1", "-e", "B=x=y", "--workdir", "/src", "-i", "--",
+                        "sh", "-c", "echo hi --image"});
+  ASSERT_TRUE(command) << command.error().message;
+  EXPECT_EQ(command->kind, CommandKind::kRun);
+  EXPECT_EQ(command->vm.image, "tiny2");
+  EXPECT_EQ(command->vm.cpus, 2);
+  EXPECT_EQ(command->vm.memory_mib, 512);
+  EXPECT_DOUBLE_EQ(command->exec.timeout_sec, 1.5);
+  EXPECT_EQ(command->exec.env.at("A"), "1");
+  EXPECT_EQ(command->exec.env.at("B"), "x=y");
+  EXPECT_EQ(command->exec.workdir, "/src");
+  EXPECT_TRUE(command->exec.forward_stdin);
+  EXPECT_EQ(command->exec.argv, (std::vector<std::string>{"sh", "-c", "echo hi --image"}));
+  EXPECT_EQ(command->socket_path, kDefaultSocket);
+}
+
+TEST(CliArgsTest, RunDefaultsAndCommandWithoutSeparator) {
+  auto command = Parse({"run", "ls", "-la", "--help"});
+  ASSERT_TRUE(command);
+  EXPECT_EQ(command->vm.image, "tiny");
+  EXPECT_EQ(command->vm.cpus, 1);
+  EXPECT_EQ(command->vm.memory_mib, 256);
+  EXPECT_EQ(command->exec.timeout_sec, 0);
+  // Options after the command belong to the command.
+  EXPECT_EQ(command->exec.argv, (std::vector<std::string>{"ls", "-la", "--help"}));
+}
+
+TEST(CliArgsTest, SocketFromFlagBeatsEnvironment) {
+  EXPECT_EQ(Parse({"ls"}, "/env.sock")->socket_path, "/env.sock");
+  EXPECT_EQ(Parse({"--socket", "/flag.sock", "ls"}, "/env.sock")->socket_path, "/flag.sock");
+  EXPECT_EQ(Parse({"ls", "--socket=/late.sock"})->socket_path, "/late.sock");
+}
+
+TEST(CliArgsTest, EnvWithoutValueIsInherited) {
+  auto lookup = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "HOME") return "/home/me";
+    return std::nullopt;
+  };
+  auto command = ParseCli({"run", "--env", "HOME", "--", "env"}, "", lookup);
+  ASSERT_TRUE(command);
+  EXPECT_EQ(command->exec.env.at("HOME"), "/home/me");
+  auto missing = ParseCli({"run", "--env", "NOPE", "--", "env"}, "", lookup);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("NOPE"), std::string::npos);
+}
+
+TEST(CliArgsTest, ExecTakesTheIdThenTheCommand) {
+  auto command = Parse({"exec", "vm-1", "--timeout", "3", "--", "make", "test"});
+  ASSERT_TRUE(command) << command.error().message;
+  EXPECT_EQ(command->kind, CommandKind::kExec);
+  EXPECT_EQ(command->ids, (std::vector<std::string>{"vm-1"}));
+  EXPECT_EQ(command->exec.timeout_sec, 3);
+  EXPECT_EQ(command->exec.argv, (std::vector<std::string>{"make", "test"}));
+
+  auto without_separator = Parse({"exec", "--env", "X=1", "vm-1", "true"});
+  ASSERT_TRUE(without_separator);
+  EXPECT_EQ(without_separator->ids.front(), "vm-1");
+  EXPECT_EQ(without_separator->exec.argv, (std::vector<std::string>{"true"}));
+}
+
+TEST(CliArgsTest, OtherCommands) {
+  auto create = Parse({"create", "--memory", "1024"});
+  ASSERT_TRUE(create);
+  EXPECT_EQ(create->kind, CommandKind::kCreate);
+  EXPECT_EQ(create->vm.memory_mib, 1024);
+
+  auto list = Parse({"ls", "--json"});
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->kind, CommandKind::kList);
+  EXPECT_TRUE(list->json);
+
+  auto remove = Parse({"rm", "-f", "vm-1", "vm-2"});
+  ASSERT_TRUE(remove);
+  EXPECT_EQ(remove->kind, CommandKind::kRemove);
+  EXPECT_TRUE(remove->force);
+  EXPECT_EQ(remove->ids, (std::vector<std::string>{"vm-1", "vm-2"}));
+
+  EXPECT_EQ(Parse({"inspect", "vm-1"})->kind, CommandKind::kInspect);
+  EXPECT_EQ(Parse({"logs", "vm-1"})->kind, CommandKind::kLogs);
+  EXPECT_EQ(Parse({"stop", "vm-1"})->ids.front(), "vm-1");
+}
+
+TEST(CliArgsTest, CopyDirections) {
+  auto in = Parse({"cp", "./notes:v2.txt", "vm-1:/tmp/notes.txt"});
+  ASSERT_TRUE(in) << in.error().message;
+  EXPECT_TRUE(in->copy.to_vm);
+  EXPECT_EQ(in->copy.local, "./notes:v2.txt");
+  EXPECT_EQ(in->copy.vm_id, "vm-1");
+  EXPECT_EQ(in->copy.guest_path, "/tmp/notes.txt");
+
+  auto out = Parse({"cp", "vm-1:/etc/hostname", "-"});
+  ASSERT_TRUE(out);
+  EXPECT_FALSE(out->copy.to_vm);
+  EXPECT_EQ(out->copy.local, "-");
+  EXPECT_EQ(out->copy.guest_path, "/etc/hostname");
+
+  EXPECT_FALSE(Parse({"cp", "a", "b"}));
+  EXPECT_FALSE(Parse({"cp", "vm-1:/a", "vm-2:/b"}));
+  EXPECT_FALSE(Parse({"cp", "a", "vm-1:relative"}));
+  EXPECT_FALSE(Parse({"cp", "a"}));
+}
+
+TEST(CliArgsTest, HelpEverywhere) {
+  auto top = Parse({"--help"});
+  ASSERT_TRUE(top);
+  EXPECT_EQ(top->kind, CommandKind::kHelp);
+  EXPECT_EQ(top->help_topic, "");
+
+  for (std::string name : {"run", "create", "ls", "inspect", "exec", "cp", "logs", "stop", "rm"}) {
+    auto help = Parse({name, "-h"});
+    ASSERT_TRUE(help) << name;
+    EXPECT_EQ(help->kind, CommandKind::kHelp) << name;
+    EXPECT_EQ(help->help_topic, name);
+    EXPECT_NE(HelpText(name).find("Usage: agentvm " + name), std::string::npos) << name;
+  }
+  EXPECT_EQ(Parse({"help", "cp"})->help_topic, "cp");
+  EXPECT_NE(HelpText("").find("Commands:"), std::string::npos);
+}
+
+TEST(CliArgsTest, UsageErrorsNameTheProblemAndTheCommand) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+    std::string command;
+  };
+  const Case cases[] = {
+      {{}, "missing a command", ""},
+      {{"frobnicate"}, "unknown command \"frobnicate\"", ""},
+      {{"--bogus", "ls"}, "unknown option --bogus", ""},
+      {{"run"}, "missing the command to run", "run"},
+      {{"run", "--"}, "missing the command to run", "run"},
+      {{"run", "--cpus", "two", "--", "ls"}, "--cpus expects a whole number", "run"},
+      {{"run", "--memory"}, "option --memory needs a value", "run"},
+      {{"run", "--timeout", "-1", "--", "ls"}, "--timeout expects a number of seconds", "run"},
+      {{"run", "--env", "1BAD=x", "--", "ls"}, "invalid environment variable name", "run"},
+      {{"run", "--json", "--", "ls"}, "unknown option --json", "run"},
+      {{"exec", "vm-1"}, "missing the command to run", "exec"},
+      {{"exec"}, "missing the VM id", "exec"},
+      {{"inspect"}, "missing the VM id", "inspect"},
+      {{"inspect", "a", "b"}, "unexpected argument \"b\"", "inspect"},
+      {{"rm"}, "missing the VM id", "rm"},
+      {{"ls", "extra"}, "unexpected argument \"extra\"", "ls"},
+      {{"list", "--force"}, "unknown option --force", "ls"},
+      {{"--socket"}, "option --socket needs a value", ""},
+  };
+  for (const auto& c : cases) {
+    auto result = Parse(c.args);
+    std::string joined;
+    for (const auto& arg : c.args) joined += arg + " ";
+    ASSERT_FALSE(result) << joined;
+    EXPECT_NE(result.error().message.find(c.message), std::string::npos)
+        << joined << "-> " << result.error().message;
+    EXPECT_EQ(result.error().command, c.command) << joined;
+  }
+}
+
+}  // namespace
+}  // namespace agentvm::cli

@@ -1,0 +1,323 @@
+// The agentvm CLI in-process against an in-process ApiServer backed by the
+// FakeVmService: what a user sees (stdout, stderr, exit status) per command.
+#include "supervisor/cli/cli.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "supervisor/api/api_server.h"
+#include "supervisor/api/testing/fake_vm_service.h"
+#include "supervisor/cli/api_client.h"
+
+namespace agentvm::cli {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using namespace std::string_literals;
+
+// An in-memory file standing in for stdout, stderr or stdin.
+class MemFile {
+ public:
+  explicit MemFile(const char* name) : fd_(::memfd_create(name, MFD_CLOEXEC)) {}
+  ~MemFile() { ::close(fd_); }
+  int fd() const { return fd_; }
+  std::string Contents() const {
+    std::string data;
+    char buffer[4096];
+    for (off_t offset = 0;;) {
+      ssize_t n = ::pread(fd_, buffer, sizeof buffer, offset);
+      if (n <= 0) break;
+      data.append(buffer, static_cast<std::size_t>(n));
+      offset += n;
+    }
+    return data;
+  }
+  void Set(const std::string& data) {
+    EXPECT_EQ(::pwrite(fd_, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+    ::lseek(fd_, 0, SEEK_SET);
+  }
+
+ private:
+  int fd_;
+};
+
+struct Outcome {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/agentvm-cli-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    options_.socket_path = dir_ + "/agentvm.sock";
+    server_ = std::make_unique<api::ApiServer>(io_, fake_, options_);
+    auto started = server_->Start();
+    ASSERT_TRUE(started) << started.error().message;
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    OnIo([this] { server_->Stop(); });
+    io_.stop();
+    thread_.join();
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  template <class F>
+  void OnIo(F f) {
+    std::promise<void> done;
+    asio::post(io_, [&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  Outcome Cli(std::vector<std::string> args, const std::string& stdin_data = "",
+              bool handle_signals = false) {
+    MemFile in("stdin"), out("stdout"), err("stderr");
+    in.Set(stdin_data);
+    CliContext context;
+    context.env_socket = options_.socket_path;
+    context.in_fd = in.fd();
+    context.out_fd = out.fd();
+    context.err_fd = err.fd();
+    context.handle_signals = handle_signals;
+    Outcome outcome;
+    outcome.status = RunCli(args, context);
+    outcome.out = out.Contents();
+    outcome.err = err.Contents();
+    return outcome;
+  }
+
+  std::size_t VmCount() {
+    std::size_t count = 0;
+    OnIo([&] { count = fake_.vms.size(); });
+    return count;
+  }
+
+  std::string dir_;
+  api::ApiOptions options_;
+  api::testing::FakeVmService fake_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::unique_ptr<api::ApiServer> server_;
+  std::thread thread_;
+};
+
+TEST_F(CliTest, RunRelaysOutputAndExitStatusAndRemovesTheVm) {
+  Outcome outcome = Cli({"run", "--", "out:out\n", "err:err\n", "exit:7"});
+  EXPECT_EQ(outcome.status, 7);
+  EXPECT_EQ(outcome.out, "out\n");
+  EXPECT_EQ(outcome.err, "err\n");
+  EXPECT_EQ(VmCount(), 0u) << "run always removes its VM";
+  OnIo([&] {
+    ASSERT_EQ(fake_.destroyed.size(), 1u);
+    EXPECT_TRUE(fake_.destroyed[0].second) << "removed with force";
+  });
+}
+
+TEST_F(CliTest, RunPassesVmAndExecOptions) {
+  Outcome outcome = Cli({"run", "--cpus", "2", "--memory", "512", "--timeout", "2.5", "--env",
+                         "FOO=bar", "--workdir", "/src", "-i", "--", "sh", "-c", "cat"},
+                        "input");
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_create);
+    EXPECT_EQ(fake_.last_create->cpus, 2);
+    EXPECT_EQ(fake_.last_create->memory_mib, 512);
+    ASSERT_TRUE(fake_.last_exec);
+    EXPECT_EQ(fake_.last_exec->argv, (std::vector<std::string>{"sh", "-c", "cat"}));
+    EXPECT_EQ(fake_.last_exec->env.at("FOO"), "bar");
+    EXPECT_EQ(fake_.last_exec->cwd, "/src");
+    EXPECT_EQ(fake_.last_exec->timeout, 2500ms);
+    EXPECT_EQ(fake_.last_exec->stdin_data, "input");
+  });
+}
+
+TEST_F(CliTest, RunStatusesForTimeoutSignalAndBinaryOutput) {
+  EXPECT_EQ(Cli({"run", "--timeout", "1", "--", "timeout"}).status, 124);
+  EXPECT_EQ(Cli({"run", "--", "signal:9"}).status, 137);
+  Outcome binary = Cli({"run", "--", "bin"});
+  EXPECT_EQ(binary.status, 0);
+  EXPECT_EQ(binary.out, "\xff\xfe\x00\x80"s);
+  EXPECT_EQ(VmCount(), 0u);
+}
+
+TEST_F(CliTest, RunFailuresUse125AndNameTheCause) {
+  Outcome unknown = Cli({"run", "--image", "nope", "--", "true"});
+  EXPECT_EQ(unknown.status, 125);
+  EXPECT_EQ(unknown.err, "agentvm: cannot create VM: unknown image: nope\n");
+
+  Outcome failed = Cli({"run", "--", "out:partial\n", "fail:guest went away"});
+  EXPECT_EQ(failed.status, 125);
+  EXPECT_EQ(failed.out, "partial\n");
+  EXPECT_EQ(failed.err, "agentvm: guest went away\n");
+  EXPECT_EQ(VmCount(), 0u) << "removed even when the exec failed";
+
+  Outcome usage = Cli({"run", "--cpus", "x", "--", "true"});
+  EXPECT_EQ(usage.status, 125);
+  EXPECT_NE(usage.err.find("See 'agentvm run --help'"), std::string::npos);
+}
+
+TEST_F(CliTest, NoDaemonIsAClearError) {
+  CliContext context;
+  MemFile err("stderr");
+  context.env_socket = dir_ + "/missing.sock";
+  context.err_fd = err.fd();
+  EXPECT_EQ(RunCli({"ls"}, context), 1);
+  EXPECT_EQ(err.Contents(), "agentvm: cannot connect to " + dir_ +
+                                "/missing.sock: No such file or directory (is agentvmd running?)\n");
+}
+
+TEST_F(CliTest, CreateListInspectStopRemove) {
+  Outcome created = Cli({"create", "--memory", "128"});
+  ASSERT_EQ(created.status, 0) << created.err;
+  EXPECT_EQ(created.out, "vm-1\n");
+
+  Outcome list = Cli({"ls"});
+  EXPECT_EQ(list.status, 0);
+  EXPECT_EQ(list.out.substr(0, list.out.find('\n')), "ID    IMAGE  STATE    CPUS  MEMORY  AGE  REASON");
+  EXPECT_NE(list.out.find("vm-1  tiny   running  1     128MiB"), std::string::npos) << list.out;
+
+  auto json = nlohmann::json::parse(Cli({"ls", "--json"}).out);
+  EXPECT_EQ(json["vms"][0]["id"], "vm-1");
+  auto inspected = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out);
+  EXPECT_EQ(inspected["memory_mib"], 128);
+  EXPECT_EQ(inspected["state"], "running");
+
+  Outcome refused = Cli({"rm", "vm-1"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_EQ(refused.err, "agentvm: VM vm-1 is running; stop it first or force\n");
+
+  Outcome stopped = Cli({"stop", "vm-1"});
+  EXPECT_EQ(stopped.status, 0);
+  EXPECT_EQ(stopped.out, "vm-1\n");
+  EXPECT_NE(Cli({"ls"}).out.find("stopped by request"), std::string::npos);
+
+  Outcome removed = Cli({"rm", "vm-1"});
+  EXPECT_EQ(removed.status, 0) << removed.err;
+  EXPECT_EQ(VmCount(), 0u);
+}
+
+TEST_F(CliTest, UnknownVmIsNamed) {
+  Outcome inspect = Cli({"inspect", "vm-x"});
+  EXPECT_EQ(inspect.status, 1);
+  EXPECT_EQ(inspect.err, "agentvm: no such VM: vm-x\n");
+
+  Outcome exec = Cli({"exec", "vm-x", "--", "true"});
+  EXPECT_EQ(exec.status, 125);
+  EXPECT_EQ(exec.err, "agentvm: no such VM: vm-x\n");
+
+  Outcome remove = Cli({"rm", "-f", "vm-x", "vm-y"});
+  EXPECT_EQ(remove.status, 1);
+  EXPECT_EQ(remove.err, "agentvm: no such VM: vm-x\nagentvm: no such VM: vm-y\n");
+
+  Outcome hostile = Cli({"inspect", "../../etc/passwd"});
+  EXPECT_EQ(hostile.status, 1);
+  EXPECT_NE(hostile.err.find("invalid VM id"), std::string::npos) << hostile.err;
+}
+
+TEST_F(CliTest, ExecRelaysStatusInARunningVm) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  Outcome outcome = Cli({"exec", "vm-1", "--", "out:hi\n", "exit:3"});
+  EXPECT_EQ(outcome.status, 3);
+  EXPECT_EQ(outcome.out, "hi\n");
+  EXPECT_EQ(VmCount(), 1u) << "exec leaves the VM alone";
+}
+
+TEST_F(CliTest, CopyRoundTripKeepsBytesAndMode) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  std::string local = dir_ + "/script.sh";
+  std::string content = "#!/bin/sh\necho hi\n\0\xff"s;
+  std::ofstream(local, std::ios::binary) << content;
+  ::chmod(local.c_str(), 0750);
+
+  Outcome in = Cli({"cp", local, "vm-1:/tmp/script.sh"});
+  ASSERT_EQ(in.status, 0) << in.err;
+  OnIo([&] { EXPECT_EQ(fake_.files["vm-1"]["/tmp/script.sh"].mode, 0750u); });
+
+  std::filesystem::create_directory(dir_ + "/out");
+  Outcome out = Cli({"cp", "vm-1:/tmp/script.sh", dir_ + "/out"});
+  ASSERT_EQ(out.status, 0) << out.err;
+  std::ifstream back(dir_ + "/out/script.sh", std::ios::binary);
+  std::stringstream read_back;
+  read_back << back.rdbuf();
+  EXPECT_EQ(read_back.str(), content);
+
+  Outcome piped_in = Cli({"cp", "-", "vm-1:/tmp/from-stdin"}, "piped");
+  ASSERT_EQ(piped_in.status, 0) << piped_in.err;
+  Outcome to_stdout = Cli({"cp", "vm-1:/tmp/from-stdin", "-"});
+  EXPECT_EQ(to_stdout.out, "piped");
+
+  Outcome missing = Cli({"cp", "vm-1:/nope", dir_ + "/x"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.err, "agentvm: no such file: /nope\n");
+  Outcome no_local = Cli({"cp", dir_ + "/absent", "vm-1:/x"});
+  EXPECT_EQ(no_local.status, 1);
+  EXPECT_NE(no_local.err.find("No such file or directory"), std::string::npos);
+}
+
+TEST_F(CliTest, LogsPrintsTheConsole) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  Outcome logs = Cli({"logs", "vm-1"});
+  EXPECT_EQ(logs.status, 0);
+  EXPECT_NE(logs.out.find("agentvm-guest: ready"), std::string::npos);
+}
+
+TEST_F(CliTest, HelpGoesToStdoutAndExitsZero) {
+  Outcome help = Cli({"--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("Commands:"), std::string::npos);
+  Outcome run_help = Cli({"run", "--help"});
+  EXPECT_EQ(run_help.status, 0);
+  EXPECT_NE(run_help.out.find("Usage: agentvm run"), std::string::npos);
+  EXPECT_EQ(Cli({"help", "nope"}).status, 2);
+  EXPECT_EQ(Cli({"ls", "--nope"}).status, 2);
+}
+
+TEST_F(CliTest, InterruptDuringRunRemovesTheVmAndExits130) {
+  std::thread interrupter([this] {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    // Wait until the command is running in its VM, then press Ctrl-C.
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool running = false;
+      OnIo([&] { running = fake_.last_exec.has_value(); });
+      if (running) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    std::this_thread::sleep_for(50ms);
+    ::kill(::getpid(), SIGINT);
+  });
+  auto started = std::chrono::steady_clock::now();
+  Outcome outcome = Cli({"run", "--", "out:working\n", "sleep:10000"}, "", /*handle_signals=*/true);
+  interrupter.join();
+  EXPECT_EQ(outcome.status, 130);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(outcome.out, "working\n");
+  EXPECT_NE(outcome.err.find("interrupted; VM vm-1 removed"), std::string::npos) << outcome.err;
+  EXPECT_EQ(VmCount(), 0u);
+}
+
+}  // namespace
+}  // namespace agentvm::cli
