@@ -175,7 +175,7 @@ std::uint32_t Supervisor::NewGuestCid() const {
 Result<std::shared_ptr<Vm>> Supervisor::Find(const std::string& id) {
   if (!IsValidVmId(id)) return Fail(ErrorCode::kInvalidArgument, "invalid vm id");
   auto it = vms_.find(id);
-  if (it == vms_.end()) return Fail(ErrorCode::kNotFound, "no such vm: " + id);
+  if (it == vms_.end()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);
   return it->second;
 }
 

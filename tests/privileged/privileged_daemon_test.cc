@@ -28,7 +28,9 @@ void ExpectJsonError(const std::pair<int, std::string>& response, int status, co
   auto body = nlohmann::json::parse(response.second, nullptr, false);
   ASSERT_TRUE(body.is_object()) << "not JSON: " << response.second;
   ASSERT_TRUE(body.contains("error")) << response.second;
-  if (!mentions.empty()) EXPECT_NE(body["error"].get<std::string>().find(mentions), std::string::npos) << response.second;
+  if (!mentions.empty()) {
+    EXPECT_NE(body["error"].get<std::string>().find(mentions), std::string::npos) << response.second;
+  }
 }
 
 TEST_F(PrivilegedDaemonTest, SocketIsGroupReadableOnlyAndSigtermRemovesIt) {

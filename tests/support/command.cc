@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
@@ -30,6 +31,19 @@ std::string Slurp(const std::filesystem::path& path) {
 
 }  // namespace
 
+bool WaitWithTimeout(bp::child& child, std::chrono::milliseconds timeout) {
+  // Not child.wait_for(): in Boost 1.74 it can sleep out the whole timeout
+  // after the child has already exited.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::error_code ec;
+  while (child.running(ec)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  child.wait(ec);  // reaps; running() has recorded the exit code
+  return true;
+}
+
 CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::seconds timeout,
                          const std::map<std::string, std::string>& env) {
   CommandResult result;
@@ -50,7 +64,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::seco
     result.err = "cannot start " + argv[0] + ": " + ec.message();
     return result;
   }
-  if (!child.wait_for(timeout, ec)) {
+  if (!WaitWithTimeout(child, timeout)) {
     child.terminate(ec);
     result.err = "timed out after " + std::to_string(timeout.count()) + "s\n";
   } else {

@@ -5,7 +5,14 @@
 #include <string>
 #include <vector>
 
+namespace boost::process {
+class child;
+}
+
 namespace agentvm::testing {
+
+// Waits for `child` to exit; false if `timeout` passed first.
+bool WaitWithTimeout(boost::process::child& child, std::chrono::milliseconds timeout);
 
 struct CommandResult {
   int exit_code = -1;   // -1: killed by the timeout or a signal

@@ -47,7 +47,7 @@ Daemon::~Daemon() {
   if (child_ && child_->running()) {
     ::kill(child_->id(), SIGTERM);
     std::error_code ec;
-    if (!child_->wait_for(std::chrono::seconds(60), ec)) {
+    if (!WaitWithTimeout(*child_, std::chrono::seconds(60))) {
       ADD_FAILURE() << "agentvmd did not exit within 60s of SIGTERM; killing it. Log:\n" << Log();
       child_->terminate(ec);
     } else {
