@@ -1,0 +1,177 @@
+// agentvm-bench: agentvm's benchmarks (bench/README.md). Prints a markdown
+// report on stdout, progress on stderr. `scripts/bench` builds and runs it.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/program_options.hpp>
+
+#include "bench/bench_daemon.h"
+#include "bench/boot_bench.h"
+#include "bench/exec_bench.h"
+#include "bench/processes.h"
+#include "bench/report.h"
+#include "common/logging.h"
+#include "supervisor/image_store.h"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+using namespace agentvm;
+using namespace agentvm::bench;
+
+struct Options {
+  std::string only = "all";
+  int boot_runs = 5;
+  int boot_warmups = 1;
+  int exec_runs = 200;
+  int exec_warmups = 10;
+  std::string image = "tiny";
+  std::string image_dir = "/var/lib/agentvm/images";
+  std::string agentvmd;
+  std::string work_parent = "/tmp";
+  std::string command;  // how this run was invoked, for the report
+};
+
+std::string DefaultAgentvmd() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "agentvmd" : (self.parent_path() / "agentvmd").string();
+}
+
+asio::awaitable<int> Run(Options options) {
+  auto image = ImageStore(options.image_dir).Find(options.image);
+  if (!image) {
+    std::cerr << "agentvm-bench: " << image.error().message << "\n";
+    co_return 2;
+  }
+  const MachineInfo machine = ProbeMachine(options.image_dir, options.image);
+  WorkDir work(options.work_parent);  // removed last, after every VM and the daemon
+  std::cerr << "agentvm-bench: work dir " << work.path().string() << ", agentvmd " << options.agentvmd << "\n";
+
+  // Named, not a braced temporary: g++ 12 destroys those inside co_await twice.
+  BenchDaemonOptions daemon_options{.binary = options.agentvmd, .image_dir = options.image_dir,
+                                    .root = work.path() / "daemon"};
+  auto daemon = co_await BenchDaemon::Start(std::move(daemon_options));
+  if (!daemon) {
+    std::cerr << "agentvm-bench: " << daemon.error().message << "\n";
+    co_return 1;
+  }
+
+  std::optional<BootBenchResult> boot;
+  if (options.only == "all" || options.only == "boot") {
+    std::cerr << "agentvm-bench: 1. create to agent-ready, " << options.boot_runs << " of each\n";
+    BootBenchOptions boot_options{.runs = options.boot_runs, .warmups = options.boot_warmups, .image = *image,
+                                  .hand_root = work.path() / "hand"};
+    auto result = co_await RunBootBench(**daemon, std::move(boot_options));
+    if (!result) {
+      std::cerr << "agentvm-bench: " << result.error().message << "\n";
+      co_return 1;
+    }
+    boot = std::move(*result);
+  }
+  std::optional<ExecBenchResult> exec;
+  if (options.only == "all" || options.only == "exec") {
+    std::cerr << "agentvm-bench: 2-3. exec round trips, " << options.exec_runs << " of each\n";
+    ExecBenchOptions exec_options{.runs = options.exec_runs, .warmups = options.exec_warmups, .image = *image,
+                                  .hand_root = work.path() / "hand"};
+    auto result = co_await RunExecBench(**daemon, std::move(exec_options));
+    if (!result) {
+      std::cerr << "agentvm-bench: " << result.error().message << "\n";
+      co_return 1;
+    }
+    exec = std::move(*result);
+  }
+
+  std::optional<BootReport> boot_report;
+  if (boot) boot_report = BootReport{&*boot, options.boot_warmups};
+  std::optional<ExecReport> exec_report;
+  if (exec) exec_report = ExecReport{&*exec, options.exec_warmups};
+  std::cout << RenderReport(machine, boot_report, exec_report, options.command) << std::flush;
+  co_return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  po::options_description flags(
+      "agentvm-bench: agentvmd create vs the same QEMU by hand; exec round trips via the API, our agent and "
+      "qemu-ga. Always TCG.\nOptions");
+  flags.add_options()
+      ("help,h", "show this help")
+      ("quick", "fewer iterations: 2 boots of each, 30 exec round trips of each")
+      ("only", po::value(&options.only), "all | boot | exec (default all)")
+      ("boot-runs", po::value(&options.boot_runs), "timed boots of each kind (default 5)")
+      ("exec-runs", po::value(&options.exec_runs), "timed exec round trips of each kind (default 200)")
+      ("image", po::value(&options.image), "image name (default tiny)")
+      ("image-dir", po::value(&options.image_dir), "image directory (default /var/lib/agentvm/images)")
+      ("agentvmd", po::value(&options.agentvmd), "agentvmd binary (default: next to this one)")
+      ("work-dir", po::value(&options.work_parent), "where the temporary work directory goes (default /tmp)")
+      ("command", po::value(&options.command), "how to reproduce this run, printed in the report");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, flags), vm);
+    if (vm.count("help")) {
+      std::cout << flags << "\n";
+      return 0;
+    }
+    if (vm.count("quick")) {
+      options.boot_runs = 2;
+      options.exec_runs = 30;
+      options.exec_warmups = 3;
+    }
+    po::notify(vm);  // explicit --boot-runs / --exec-runs win over --quick
+  } catch (const po::error& e) {
+    std::cerr << "agentvm-bench: " << e.what() << "\n";
+    return 2;
+  }
+  if ((options.only != "all" && options.only != "boot" && options.only != "exec") || options.boot_runs < 1 ||
+      options.exec_runs < 1) {
+    std::cerr << "agentvm-bench: bad --only, --boot-runs or --exec-runs\n";
+    return 2;
+  }
+  if (options.agentvmd.empty()) options.agentvmd = DefaultAgentvmd();
+  if (options.command.empty()) options.command = "agentvm-bench";
+  SetLogLevel("warn");
+
+  asio::io_context io;
+  bool interrupted = false;
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    interrupted = true;
+    io.stop();
+  });
+  int exit_code = 1;
+  asio::co_spawn(io, Run(std::move(options)), [&](std::exception_ptr error, int code) {
+    exit_code = code;
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        std::cerr << "agentvm-bench: " << e.what() << "\n";
+      }
+      exit_code = 1;
+    }
+    signals.cancel();
+  });
+  io.run();
+  if (interrupted) {
+    // The benchmark's objects are suspended mid-flight; end what they started
+    // from the lists instead of unwinding them.
+    std::cerr << "agentvm-bench: interrupted; stopping every VM and agentvmd it started\n";
+    EmergencyCleanup();
+    std::_Exit(130);
+  }
+  return exit_code;
+}
