@@ -1,8 +1,9 @@
 #include "guest-images/agent/exec_session.h"
 
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,15 +22,6 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 // Upper bound for Finish()'s drain, against a grandchild that keeps writing.
 constexpr std::size_t kFinishDrainLimit = 1024 * 1024;
 
-// What the child reports through its CLOEXEC status pipe when it cannot exec.
-struct ChildFailure {
-  int stage;  // kStageSetup, kStageChdir, kStageExec
-  int err;
-};
-constexpr int kStageSetup = 0;
-constexpr int kStageChdir = 1;
-constexpr int kStageExec = 2;
-
 std::unexpected<protocol::ErrorReply> Refuse(std::string_view code, std::string message) {
   return std::unexpected(protocol::ErrorReply{std::string(code), std::move(message)});
 }
@@ -39,9 +31,8 @@ bool SetNonBlocking(int fd) {
   return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
 }
 
-// Everything the child needs, prepared before fork(): between fork and exec
-// only async-signal-safe calls are allowed (the agent library also runs
-// inside multi-threaded test binaries).
+// Everything the child needs, prepared in the agent: posix_spawn's child
+// shares the agent's memory until it execs and only follows this plan.
 struct ChildPlan {
   std::vector<std::string> env_strings;
   std::vector<char*> envp;
@@ -99,51 +90,65 @@ AgentResult<void> Prepare(protocol::ExecRequest& request, ChildPlan* plan) {
   return {};
 }
 
-[[noreturn]] void Report(int status_fd, int stage, int err) {
-  ChildFailure failure{stage, err};
-  ssize_t ignored = ::write(status_fd, &failure, sizeof failure);
-  (void)ignored;
-  ::_exit(127);
+// 0 if execve(path) would get as far as loading the file, else the errno it
+// fails with. Checked here because posix_spawn execs a single path.
+int ProbeProgram(const char* path) {
+  struct stat st;
+  if (::stat(path, &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return EACCES;
+  return ::access(path, X_OK) == 0 ? 0 : errno;
 }
 
-bool MoveTo(int fd, int target) {
-  if (fd == target) return ::fcntl(fd, F_SETFD, 0) == 0;  // dup2 would keep CLOEXEC
-  return ::dup2(fd, target) == target;
+// 0 if chdir(dir) would work, else its errno. posix_spawn's error does not say
+// which step failed, so a bad cwd is caught before spawning.
+int ProbeCwd(const char* dir) {
+  struct stat st;
+  if (::stat(dir, &st) != 0) return errno;
+  if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+  return ::access(dir, X_OK) == 0 ? 0 : errno;
 }
 
-// Runs in the forked child: async-signal-safe calls only.
-[[noreturn]] void RunChild(const ChildPlan& plan, int in_fd, int out_fd, int err_fd,
-                           int status_fd) {
-  if (::setsid() < 0) Report(status_fd, kStageSetup, errno);
-  if (!MoveTo(in_fd, STDIN_FILENO) || !MoveTo(out_fd, STDOUT_FILENO) ||
-      !MoveTo(err_fd, STDERR_FILENO)) {
-    Report(status_fd, kStageSetup, errno);
+// posix_spawn's attributes and file actions, destroyed on every path.
+struct SpawnSpec {
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t actions;
+  SpawnSpec() {
+    ::posix_spawnattr_init(&attr);
+    ::posix_spawn_file_actions_init(&actions);
   }
-  // Ignored signals survive exec (the agent ignores SIGPIPE); start clean.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  // Nothing but stdio may leak into the program (the status pipe is already
-  // CLOEXEC and must stay open until exec).
-  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (::chdir(plan.cwd.c_str()) != 0) Report(status_fd, kStageChdir, errno);
-  int err = ENOENT;
-  bool saw_eacces = false;
-  for (const char* candidate : plan.candidate_ptrs) {
-    ::execve(candidate, plan.argv.data(), plan.envp.data());
-    err = errno;
-    if (err == EACCES) {
-      saw_eacces = true;
-    } else if (err != ENOENT && err != ENOTDIR) {
-      break;
+  ~SpawnSpec() {
+    ::posix_spawn_file_actions_destroy(&actions);
+    ::posix_spawnattr_destroy(&attr);
+  }
+  SpawnSpec(const SpawnSpec&) = delete;
+  SpawnSpec& operator=(const SpawnSpec&) = delete;
+
+  // Own session; stdio from the pipes; nothing else leaks into the program.
+  int Init(const ChildPlan& plan, int in_fd, int out_fd, int err_fd) {
+    // Ignored signals survive exec (the agent ignores SIGPIPE): all back to
+    // SIG_DFL. glibc's child visits every signal anyway (one sigaction each),
+    // so the full set costs no more than a short list. memset, not
+    // sigfillset: that drops glibc's internal signals 32 and 33, which
+    // glibc 2.36's spawn would then leave ignored in the program.
+    sigset_t all, none;
+    std::memset(&all, 0xff, sizeof all);
+    ::sigemptyset(&none);
+    int rc = 0;
+    for (int r : {::posix_spawnattr_setflags(
+                      &attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK),
+                  ::posix_spawnattr_setsigdefault(&attr, &all),
+                  ::posix_spawnattr_setsigmask(&attr, &none),
+                  // dup2 onto the same fd clears CLOEXEC (glibc >= 2.29).
+                  ::posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO),
+                  ::posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO),
+                  ::posix_spawn_file_actions_adddup2(&actions, err_fd, STDERR_FILENO),
+                  ::posix_spawn_file_actions_addclosefrom_np(&actions, 3),
+                  ::posix_spawn_file_actions_addchdir_np(&actions, plan.cwd.c_str())}) {
+      if (rc == 0) rc = r;
     }
+    return rc;
   }
-  if (saw_eacces && (err == ENOENT || err == ENOTDIR)) err = EACCES;
-  Report(status_fd, kStageExec, err);
-}
+};
 
 struct Pipe {
   UniqueFd read;
@@ -164,46 +169,52 @@ AgentResult<std::unique_ptr<ExecSession>> ExecSession::Start(std::uint32_t strea
   ChildPlan plan;
   if (auto ok = Prepare(start.request, &plan); !ok) return std::unexpected(ok.error());
 
-  Pipe in, out, err, status;
-  if (!in.Open() || !out.Open() || !err.Open() || !status.Open()) {
+  if (int e = ProbeCwd(plan.cwd.c_str()); e != 0) {
+    return Refuse(CodeForErrno(e), "chdir " + plan.cwd + ": " + std::strerror(e));
+  }
+  Pipe in, out, err;
+  if (!in.Open() || !out.Open() || !err.Open()) {
     return Refuse(protocol::kCodeInternal, std::string("exec: pipe: ") + std::strerror(errno));
   }
-  pid_t pid = ::fork();
-  if (pid < 0)
-    return Refuse(protocol::kCodeInternal, std::string("exec: fork: ") + std::strerror(errno));
-  if (pid == 0) RunChild(plan, in.read.get(), out.write.get(), err.write.get(), status.write.get());
+  SpawnSpec spec;
+  if (int e = spec.Init(plan, in.read.get(), out.write.get(), err.write.get()); e != 0) {
+    return Refuse(protocol::kCodeInternal, std::string("exec: spawn setup: ") + std::strerror(e));
+  }
 
+  // posix_spawn is clone(CLONE_VM|CLONE_VFORK): fork() would copy the page
+  // tables of this static agent and take copy-on-write faults until exec,
+  // which under TCG cost milliseconds per exec. It returns the child's errno
+  // from any step before exec, so no status pipe is needed. The PATH search
+  // mirrors execvpe's: skip candidates that are missing or not executable,
+  // report EACCES if one was found but none ran, stop on any other error.
+  const std::string& program = start.request.argv[0];
+  pid_t pid = -1;
+  int spawn_err = ENOENT;
+  bool saw_eacces = false;
+  for (const char* candidate : plan.candidate_ptrs) {
+    spawn_err = ProbeProgram(candidate);
+    if (spawn_err == 0) {
+      spawn_err = ::posix_spawn(&pid, candidate, &spec.actions, &spec.attr, plan.argv.data(),
+                                plan.envp.data());
+      if (spawn_err == 0) break;
+    }
+    if (spawn_err == EACCES) {
+      saw_eacces = true;
+    } else if (spawn_err != ENOENT && spawn_err != ENOTDIR) {
+      break;
+    }
+  }
+  if (spawn_err != 0) {
+    if (saw_eacces && (spawn_err == ENOENT || spawn_err == ENOTDIR)) spawn_err = EACCES;
+    // The cwd may have gone since the probe; then that is what failed.
+    if (int e = ProbeCwd(plan.cwd.c_str()); e != 0) {
+      return Refuse(CodeForErrno(e), "chdir " + plan.cwd + ": " + std::strerror(e));
+    }
+    return Refuse(CodeForErrno(spawn_err), "exec " + program + ": " + std::strerror(spawn_err));
+  }
   in.read.reset();
   out.write.reset();
   err.write.reset();
-  status.write.reset();
-
-  // EOF on the status pipe means execve succeeded (CLOEXEC closed it).
-  ChildFailure failure{};
-  ssize_t n;
-  do {
-    n = ::read(status.read.get(), &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
-  if (n != 0) {
-    int wstatus;
-    while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-    }
-    if (n != static_cast<ssize_t>(sizeof failure)) {
-      return Refuse(protocol::kCodeInternal, "exec: lost the child's start status");
-    }
-    const std::string& program = start.request.argv[0];
-    switch (failure.stage) {
-      case kStageChdir:
-        return Refuse(CodeForErrno(failure.err),
-                      "chdir " + plan.cwd + ": " + std::strerror(failure.err));
-      case kStageExec:
-        return Refuse(CodeForErrno(failure.err),
-                      "exec " + program + ": " + std::strerror(failure.err));
-      default:
-        return Refuse(protocol::kCodeInternal,
-                      "exec " + program + ": child setup: " + std::strerror(failure.err));
-    }
-  }
 
   std::unique_ptr<ExecSession> session(new ExecSession(stream));
   session->pid_ = pid;
@@ -309,9 +320,8 @@ void ExecSession::KillForTimeout() {
   timed_out_ = true;
   LogDebug("stream " + std::to_string(stream_) + ": timeout, killing process group " +
            std::to_string(pid_));
+  // posix_spawn returned after the child's setsid(), so the group holds it.
   ::kill(-pid_, SIGKILL);
-  // In case the child has not reached setsid() yet.
-  ::kill(pid_, SIGKILL);
 }
 
 bool ExecSession::TryReap() {

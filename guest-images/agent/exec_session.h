@@ -28,7 +28,7 @@ class ExecSession {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Forks and execs request.argv. Fails (nothing left running) when the
+  // Spawns request.argv (posix_spawn). Fails (nothing left running) when the
   // request is malformed, the cwd cannot be entered or the program cannot be
   // executed; the message reads like "exec nope: No such file or directory".
   static AgentResult<std::unique_ptr<ExecSession>> Start(std::uint32_t stream,
