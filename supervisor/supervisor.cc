@@ -24,14 +24,6 @@ namespace {
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
 
-std::optional<VmState> ParseVmState(const std::string& name) {
-  for (VmState s : {VmState::kCreating, VmState::kStarting, VmState::kRunning, VmState::kStopping,
-                    VmState::kStopped, VmState::kFailed}) {
-    if (VmStateName(s) == name) return s;
-  }
-  return std::nullopt;
-}
-
 // True when `pid` is a QEMU whose command line names `runtime_dir`, i.e. the
 // one we recorded and not an unrelated process that reused the pid.
 bool IsOurQemu(int pid, const std::string& runtime_dir) {
@@ -98,7 +90,7 @@ Result<void> Supervisor::Recover() {
   auto records = store_->List();
   if (!records) return Fail(records.error());
   for (const VmRecord& record : *records) {
-    VmState state = ParseVmState(record.state).value_or(VmState::kFailed);
+    VmState state = VmStateFromName(record.state).value_or(VmState::kFailed);
     std::string reason = record.reason;
     if (record.pid > 0 && IsOurQemu(record.pid, record.runtime_dir)) {
       Log()->warn("{}: killing qemu pid {} left by an earlier agentvmd", record.id, record.pid);

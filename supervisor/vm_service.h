@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>  // before asio: Boost 1.74 awaitable.hpp needs std::exchange
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,15 @@ inline std::string_view VmStateName(VmState state) {
     case VmState::kFailed: return "failed";
   }
   return "failed";
+}
+
+// The inverse of VmStateName; nullopt for any other string.
+inline std::optional<VmState> VmStateFromName(std::string_view name) {
+  for (VmState state : {VmState::kCreating, VmState::kStarting, VmState::kRunning, VmState::kStopping,
+                        VmState::kStopped, VmState::kFailed}) {
+    if (VmStateName(state) == name) return state;
+  }
+  return std::nullopt;
 }
 
 struct CreateVmRequest {

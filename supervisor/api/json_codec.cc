@@ -8,9 +8,6 @@ namespace {
 using nlohmann::json;
 using nlohmann::ordered_json;
 
-constexpr VmState kAllStates[] = {VmState::kCreating, VmState::kStarting, VmState::kRunning,
-                                  VmState::kStopping, VmState::kStopped,  VmState::kFailed};
-
 constexpr ErrorCode kAllCodes[] = {ErrorCode::kInvalidArgument, ErrorCode::kNotFound,
                                    ErrorCode::kConflict,        ErrorCode::kTimeout,
                                    ErrorCode::kUnavailable,     ErrorCode::kTooLarge,
@@ -34,29 +31,15 @@ std::string OptionalString(const json& object, const char* name) {
 
 }  // namespace
 
-std::string_view VmStateWireName(VmState state) {
-  switch (state) {
-    case VmState::kCreating: return "creating";
-    case VmState::kStarting: return "starting";
-    case VmState::kRunning: return "running";
-    case VmState::kStopping: return "stopping";
-    case VmState::kStopped: return "stopped";
-    case VmState::kFailed: return "failed";
-  }
-  return "failed";
-}
-
 Result<VmState> ParseVmState(std::string_view name) {
-  for (VmState state : kAllStates) {
-    if (VmStateWireName(state) == name) return state;
-  }
+  if (auto state = VmStateFromName(name)) return *state;
   return Fail(ErrorCode::kInvalidArgument, "unknown VM state \"" + std::string(name) + "\"");
 }
 
 ordered_json VmInfoToJson(const VmInfo& info) {
   return ordered_json{{"id", info.id},
               {"image", info.image},
-              {"state", VmStateWireName(info.state)},
+              {"state", VmStateName(info.state)},
               {"cpus", info.cpus},
               {"memory_mib", info.memory_mib},
               {"pid", info.pid ? ordered_json(*info.pid) : ordered_json(nullptr)},

@@ -17,7 +17,6 @@
 namespace agentvm::api {
 
 // "creating", "starting", "running", "stopping", "stopped", "failed".
-std::string_view VmStateWireName(VmState state);
 Result<VmState> ParseVmState(std::string_view name);
 
 // Encoders build ordered_json so fields appear in the documented order.

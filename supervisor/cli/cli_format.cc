@@ -22,7 +22,7 @@ std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now) {
   std::vector<Row> rows;
   rows.push_back({"ID", "IMAGE", "STATE", "CPUS", "MEMORY", "AGE", "REASON"});
   for (const VmInfo& vm : vms) {
-    rows.push_back({vm.id, vm.image, std::string(api::VmStateWireName(vm.state)),
+    rows.push_back({vm.id, vm.image, std::string(VmStateName(vm.state)),
                     std::to_string(vm.cpus), std::to_string(vm.memory_mib) + "MiB",
                     FormatAge(vm.created_at, now), vm.reason});
   }

@@ -24,6 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::AgentProcess;
+using testing::AgentTestBase;
 using testing::FrameClient;
 
 std::string Prefix(std::uint32_t header_len, std::uint32_t payload_len) {
@@ -34,15 +35,8 @@ std::string Prefix(std::uint32_t header_len, std::uint32_t payload_len) {
   return p;
 }
 
-class AgentConnectionTest : public ::testing::Test {
+class AgentConnectionTest : public AgentTestBase {
  protected:
-  void SetUp() override {
-    std::string error;
-    agent_ = AgentProcess::Start({}, &error);
-    ASSERT_NE(agent_, nullptr) << error;
-    client_ = std::make_unique<FrameClient>(agent_->host_fd());
-  }
-
   void ExpectPong(std::uint32_t stream) {
     ASSERT_TRUE(client_->Send(protocol::PingFrame(stream)));
     auto frames = client_->Collect(stream, 10s);
@@ -50,9 +44,6 @@ class AgentConnectionTest : public ::testing::Test {
     EXPECT_EQ(frames[0].type, protocol::kTypePong);
     EXPECT_EQ(protocol::ParsePong(frames[0]).value(), protocol::kProtocolVersion);
   }
-
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<FrameClient> client_;
 };
 
 TEST_F(AgentConnectionTest, AnswersPing) { ExpectPong(1); }

@@ -15,6 +15,7 @@ namespace {
 using namespace std::chrono_literals;
 using protocol::ExecRequest;
 using testing::AgentProcess;
+using testing::AgentTestBase;
 using testing::ExecOutcome;
 using testing::FrameClient;
 
@@ -24,18 +25,7 @@ ExecRequest Sh(std::string script) {
   return request;
 }
 
-class AgentExecTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string error;
-    agent_ = AgentProcess::Start({}, &error);
-    ASSERT_NE(agent_, nullptr) << error;
-    client_ = std::make_unique<FrameClient>(agent_->host_fd());
-  }
-
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<FrameClient> client_;
-};
+class AgentExecTest : public AgentTestBase {};
 
 TEST_F(AgentExecTest, RunsAShellAndReportsOutputAndExitCode) {
   ExecOutcome outcome = client_->Exec(1, Sh("echo out; echo err >&2; exit 7"));

@@ -18,6 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::AgentProcess;
+using testing::AgentTestBase;
 using testing::FrameClient;
 
 std::string Binary(std::size_t size) {
@@ -37,13 +38,10 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-class AgentFilesTest : public ::testing::Test {
+class AgentFilesTest : public AgentTestBase {
  protected:
   void SetUp() override {
-    std::string error;
-    agent_ = AgentProcess::Start({}, &error);
-    ASSERT_NE(agent_, nullptr) << error;
-    client_ = std::make_unique<FrameClient>(agent_->host_fd());
+    AgentTestBase::SetUp();
     char tmpl[] = "/tmp/agentvm-files-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -75,8 +73,6 @@ class AgentFilesTest : public ::testing::Test {
     EXPECT_EQ(error->message, message);
   }
 
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<FrameClient> client_;
   std::string dir_;
   std::uint32_t stream_ = 0;
 };

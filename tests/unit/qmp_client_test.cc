@@ -11,6 +11,7 @@
 
 #include "qmp/testing/coroutine_test.h"
 #include "qmp/testing/fake_qmp_peer.h"
+#include "qmp/testing/qmp_peer_test.h"
 
 namespace agentvm::qmp {
 namespace {
@@ -21,12 +22,7 @@ using nlohmann::json;
 using testing::CoroutineRunner;
 using testing::MakeClientAndPeer;
 
-class QmpClientTest : public ::testing::Test {
- protected:
-  CoroutineRunner runner_;
-  testing::ClientAndPeer pair_ = MakeClientAndPeer(runner_.executor());
-  QmpClient& client() { return *pair_.client; }
-  testing::FakeQmpPeer& peer() { return *pair_.peer; }
+class QmpClientTest : public testing::QmpPeerTest {
 };
 
 TEST_F(QmpClientTest, HandshakeReadsVersionAndNegotiatesCapabilities) {

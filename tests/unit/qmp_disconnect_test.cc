@@ -9,6 +9,7 @@
 #include "qmp/qmp_client.h"
 #include "qmp/testing/coroutine_test.h"
 #include "qmp/testing/fake_qmp_peer.h"
+#include "qmp/testing/qmp_peer_test.h"
 
 namespace agentvm::qmp {
 namespace {
@@ -20,12 +21,8 @@ using testing::CoroutineRunner;
 using testing::MakeClientAndPeer;
 using Kind = QmpError::Kind;
 
-class QmpDisconnectTest : public ::testing::Test {
+class QmpDisconnectTest : public testing::QmpPeerTest {
  protected:
-  CoroutineRunner runner_;
-  testing::ClientAndPeer pair_ = MakeClientAndPeer(runner_.executor());
-  QmpClient& client() { return *pair_.client; }
-  testing::FakeQmpPeer& peer() { return *pair_.peer; }
 
   // Spawns `count` commands named cmd0.. that each expect to fail with `kind`.
   void SpawnDoomedCommands(int count, Kind kind) {

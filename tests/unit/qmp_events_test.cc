@@ -9,6 +9,7 @@
 #include "qmp/qmp_client.h"
 #include "qmp/testing/coroutine_test.h"
 #include "qmp/testing/fake_qmp_peer.h"
+#include "qmp/testing/qmp_peer_test.h"
 
 namespace agentvm::qmp {
 namespace {
@@ -19,12 +20,7 @@ using nlohmann::json;
 using testing::CoroutineRunner;
 using testing::MakeClientAndPeer;
 
-class QmpEventsTest : public ::testing::Test {
- protected:
-  CoroutineRunner runner_;
-  testing::ClientAndPeer pair_ = MakeClientAndPeer(runner_.executor());
-  QmpClient& client() { return *pair_.client; }
-  testing::FakeQmpPeer& peer() { return *pair_.peer; }
+class QmpEventsTest : public testing::QmpPeerTest {
 };
 
 TEST_F(QmpEventsTest, SubscribersSeeEventsInOrderBeforeTheReplyThatFollows) {

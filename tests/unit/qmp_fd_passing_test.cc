@@ -12,6 +12,7 @@
 #include "qmp/qmp_client.h"
 #include "qmp/testing/coroutine_test.h"
 #include "qmp/testing/fake_qmp_peer.h"
+#include "qmp/testing/qmp_peer_test.h"
 
 namespace agentvm::qmp {
 namespace {
@@ -33,12 +34,7 @@ struct Pipe {
   OwnedFd write_end;
 };
 
-class QmpFdPassingTest : public ::testing::Test {
- protected:
-  CoroutineRunner runner_;
-  testing::ClientAndPeer pair_ = MakeClientAndPeer(runner_.executor());
-  QmpClient& client() { return *pair_.client; }
-  testing::FakeQmpPeer& peer() { return *pair_.peer; }
+class QmpFdPassingTest : public testing::QmpPeerTest {
 };
 
 TEST_F(QmpFdPassingTest, TheFdArrivesWithItsCommand) {

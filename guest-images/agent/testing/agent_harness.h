@@ -24,6 +24,8 @@
 #include "guest-images/agent/protocol/messages.h"
 #include "guest-images/agent/unique_fd.h"
 
+#include <gtest/gtest.h>
+
 namespace agentvm::guest::testing {
 
 // $AGENTVM_GUEST_BIN, else agentvm-guest next to the running test binary
@@ -268,6 +270,20 @@ class FrameClient {
   protocol::FrameDecoder decoder_;
   std::vector<protocol::Frame> parked_;
   bool closed_ = false;
+};
+
+// Fixture: a real agent on a socketpair for each test, and a client for it.
+class AgentTestBase : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    agent_ = AgentProcess::Start({}, &error);
+    ASSERT_NE(agent_, nullptr) << error;
+    client_ = std::make_unique<FrameClient>(agent_->host_fd());
+  }
+
+  std::unique_ptr<AgentProcess> agent_;
+  std::unique_ptr<FrameClient> client_;
 };
 
 }  // namespace agentvm::guest::testing
