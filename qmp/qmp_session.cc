@@ -351,7 +351,13 @@ void QmpSession::Shutdown(const QmpError& why, bool notify) {
   socket_.close(ignored);
   if (notify) {
     lost_ = why;
-    log_->warn("{}: QMP connection lost ({}): {}", tag_, QmpErrorKindName(why.kind), why.message);
+    // QEMU exiting closes QMP, which is expected on every stop; whoever owns
+    // the process decides whether that is news. A protocol break always is.
+    if (why.kind == QmpError::Kind::kProtocol) {
+      log_->warn("{}: QMP connection lost ({}): {}", tag_, QmpErrorKindName(why.kind), why.message);
+    } else {
+      log_->debug("{}: QMP connection lost ({}): {}", tag_, QmpErrorKindName(why.kind), why.message);
+    }
   } else {
     log_->debug("{}: QMP connection closed: {}", tag_, why.message);
   }
