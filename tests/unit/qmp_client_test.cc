@@ -19,8 +19,6 @@ namespace {
 using namespace std::chrono_literals;
 using boost::asio::awaitable;
 using nlohmann::json;
-using testing::CoroutineRunner;
-using testing::MakeClientAndPeer;
 
 class QmpClientTest : public testing::QmpPeerTest {
 };

@@ -20,8 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 using boost::asio::awaitable;
 using nlohmann::json;
-using testing::CoroutineRunner;
-using testing::MakeClientAndPeer;
 
 struct Pipe {
   Pipe() {
