@@ -1,5 +1,6 @@
 #include "supervisor/child_process.h"
 
+#include <cstdio>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -25,10 +26,12 @@ T RunTask(boost::asio::io_context& io, boost::asio::awaitable<T> task) {
   return future.get();
 }
 
+// Reads a file the test had a child write, and removes it.
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
   std::stringstream buffer;
   buffer << in.rdbuf();
+  std::remove(path.c_str());
   return buffer.str();
 }
 
@@ -94,6 +97,7 @@ TEST(ChildProcessTest, RunToCompletionCarriesStderrOnFailure) {
   auto result = RunTask(io, RunToCompletion(io.get_executor(), {"sh", "-c", "echo broken disk >&2; exit 1"}, err));
   ASSERT_FALSE(result);
   EXPECT_NE(result.error().message.find("broken disk"), std::string::npos) << result.error().message;
+  std::remove(err.c_str());
 }
 
 }  // namespace

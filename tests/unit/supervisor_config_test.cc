@@ -1,5 +1,6 @@
 #include "supervisor/config.h"
 
+#include <cstdio>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -7,13 +8,19 @@
 namespace agentvm {
 namespace {
 
+std::string ConfigPath() { return ::testing::TempDir() + "/agentvmd-config-test.yaml"; }
+
 std::string WriteConfig(const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/agentvmd-config-test.yaml";
-  std::ofstream(path) << text;
-  return path;
+  std::ofstream(ConfigPath()) << text;
+  return ConfigPath();
 }
 
-TEST(ConfigTest, FileOverridesDefaults) {
+class ConfigTest : public ::testing::Test {
+ protected:
+  void TearDown() override { std::remove(ConfigPath().c_str()); }
+};
+
+TEST_F(ConfigTest, FileOverridesDefaults) {
   DaemonConfig config;
   auto applied = ApplyConfigFile(WriteConfig("socket: /run/x/api.sock\naccel: tcg\nagent_timeout_sec: 30\n"
                                              "default_memory_mib: 512\n"),
@@ -27,7 +34,7 @@ TEST(ConfigTest, FileOverridesDefaults) {
   EXPECT_TRUE(ValidateConfig(config));
 }
 
-TEST(ConfigTest, TyposAndWrongTypesAreErrors) {
+TEST_F(ConfigTest, TyposAndWrongTypesAreErrors) {
   DaemonConfig config;
   auto typo = ApplyConfigFile(WriteConfig("acel: tcg\n"), config);
   ASSERT_FALSE(typo);
@@ -41,7 +48,7 @@ TEST(ConfigTest, TyposAndWrongTypesAreErrors) {
   EXPECT_EQ(ApplyConfigFile("/nonexistent/agentvmd.yaml", config).error().code, ErrorCode::kNotFound);
 }
 
-TEST(ConfigTest, ValidationCatchesWhatWouldFailLater) {
+TEST_F(ConfigTest, ValidationCatchesWhatWouldFailLater) {
   DaemonConfig relative;
   relative.state_dir = "var/lib/agentvm";
   EXPECT_FALSE(ValidateConfig(relative));

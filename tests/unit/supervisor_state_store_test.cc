@@ -1,5 +1,6 @@
 #include "supervisor/state_store.h"
 
+#include <cstdio>
 #include <gtest/gtest.h>
 
 namespace agentvm {
@@ -50,7 +51,7 @@ TEST(StateStoreTest, SurvivesReopen) {
   auto reopened = StateStore::Open(path);
   ASSERT_TRUE(reopened);
   EXPECT_EQ((*reopened)->List()->size(), 1u);
-  std::remove(path.c_str());
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
 }
 
 TEST(StateStoreTest, UnopenableDatabaseIsAClearError) {
