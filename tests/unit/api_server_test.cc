@@ -30,6 +30,7 @@
 
 #include "supervisor/api/json_codec.h"
 #include "supervisor/api/testing/fake_vm_service.h"
+#include "supervisor/api/testing/in_process_server_test.h"
 
 namespace agentvm::api {
 namespace {
@@ -142,46 +143,14 @@ std::vector<json> NdjsonLines(const std::string& body) {
   return lines;
 }
 
-class ApiServerTest : public ::testing::Test {
+class ApiServerTest : public testing::InProcessServerTest {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/agentvm-api-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
+    InProcessServerTest::SetUp();
     // A parent that does not exist yet: Start creates it.
     options_.socket_path = dir_ + "/run/agentvm.sock";
     options_.max_json_body_bytes = 4096;
     options_.max_body_bytes = 256 << 10;
-  }
-
-  void TearDown() override {
-    StopServer();
-    std::filesystem::remove_all(dir_);
-  }
-
-  void StartServer() {
-    server_ = std::make_unique<ApiServer>(io_, fake_, options_);
-    auto started = server_->Start();
-    ASSERT_TRUE(started) << started.error().message;
-    thread_ = std::thread([this] { io_.run(); });
-  }
-
-  void StopServer() {
-    if (!thread_.joinable()) return;
-    OnIo([this] { server_->Stop(); });
-    io_.stop();
-    thread_.join();
-    server_.reset();
-  }
-
-  template <class F>
-  void OnIo(F f) {
-    std::promise<void> done;
-    asio::post(io_, [&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
   }
 
   // Adds a VM straight into the fake (no service call counted).
@@ -198,13 +167,6 @@ class ApiServerTest : public ::testing::Test {
     return id;
   }
 
-  std::string dir_;
-  ApiOptions options_;
-  testing::FakeVmService fake_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::unique_ptr<ApiServer> server_;
-  std::thread thread_;
 };
 
 TEST_F(ApiServerTest, CreatesTheSocketWithMode0660AndRemovesItOnStop) {

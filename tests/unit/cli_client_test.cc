@@ -21,6 +21,7 @@
 
 #include "supervisor/api/api_server.h"
 #include "supervisor/api/testing/fake_vm_service.h"
+#include "supervisor/api/testing/in_process_server_test.h"
 #include "supervisor/cli/api_client.h"
 
 namespace agentvm::cli {
@@ -62,35 +63,11 @@ struct Outcome {
   std::string err;
 };
 
-class CliTest : public ::testing::Test {
+class CliTest : public api::testing::InProcessServerTest {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/agentvm-cli-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-    options_.socket_path = dir_ + "/agentvm.sock";
-    server_ = std::make_unique<api::ApiServer>(io_, fake_, options_);
-    auto started = server_->Start();
-    ASSERT_TRUE(started) << started.error().message;
-    thread_ = std::thread([this] { io_.run(); });
-  }
-
-  void TearDown() override {
-    OnIo([this] { server_->Stop(); });
-    io_.stop();
-    thread_.join();
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  template <class F>
-  void OnIo(F f) {
-    std::promise<void> done;
-    asio::post(io_, [&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
+    InProcessServerTest::SetUp();
+    StartServer();
   }
 
   Outcome Cli(std::vector<std::string> args, const std::string& stdin_data = "",
@@ -116,13 +93,6 @@ class CliTest : public ::testing::Test {
     return count;
   }
 
-  std::string dir_;
-  api::ApiOptions options_;
-  api::testing::FakeVmService fake_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::unique_ptr<api::ApiServer> server_;
-  std::thread thread_;
 };
 
 TEST_F(CliTest, RunRelaysOutputAndExitStatusAndRemovesTheVm) {
