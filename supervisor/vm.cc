@@ -154,7 +154,7 @@ boost::asio::awaitable<Result<void>> Vm::Boot() {
   if (booted) co_return booted;
   // Whatever step failed, no QEMU may outlive a failed boot.
   if (state_ != VmState::kFailed) SetState(VmState::kFailed, booted.error().message);
-  co_await Kill(reason_);
+  co_await Kill("boot failed");
   co_return Fail(booted.error().code, "boot " + spec_.id + ": " + reason_);
 }
 
@@ -172,7 +172,7 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps() {
   auto overlay = co_await RunToCompletion(executor, std::move(create_overlay),
                                           (paths.runtime_dir / "qemu-img.log").string());
   if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
-  if (stop_requested_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
+  if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
 
   const std::string channel_arg =
       context_.channel == ChannelKind::kVsock ? "agentvm.channel=vsock" : "agentvm.channel=serial";
@@ -245,8 +245,8 @@ void Vm::OnQemuExit(const ExitStatus& status) {
   if (qmp_) qmp_->Close();
   WakeWaiters();
   if (state_ == VmState::kFailed || state_ == VmState::kStopped) return;
-  if (stop_requested_) {
-    SetState(VmState::kStopped, reason_);
+  if (stop_reason_) {
+    SetState(VmState::kStopped, *stop_reason_);
   } else {
     SetState(VmState::kFailed, FailureReasonFromLogs(status));
   }
@@ -264,7 +264,7 @@ boost::asio::awaitable<Result<void>> Vm::Stop() {
   if (state_ != VmState::kRunning) {
     co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
   }
-  stop_requested_ = true;
+  stop_reason_ = "stopped by request";
   SetState(VmState::kStopping);
   const auto self = shared_from_this();  // callers may drop theirs meanwhile
 
@@ -281,26 +281,24 @@ boost::asio::awaitable<Result<void>> Vm::Stop() {
   if (!exited) {
     Log()->warn("{}: guest did not power off within {}s; killing qemu", spec_.id, context_.stop_grace.count());
   }
-  co_await Kill("stopped by request");
+  co_await Kill(*stop_reason_);
   co_return Result<void>{};
 }
 
 boost::asio::awaitable<void> Vm::Kill(std::string reason) {
-  stop_requested_ = true;
-  if (state_ != VmState::kFailed) reason_ = std::move(reason);
+  if (!stop_reason_) stop_reason_ = std::move(reason);
   if (qemu_running()) {
     qemu_->Kill(SIGKILL);
-    if (!co_await WaitFor([this] { return !qemu_running(); }, kKillTimeout)) Log()->error("{}: qemu pid {} survived SIGKILL", spec_.id, qemu_->pid());
+    if (!co_await WaitFor([this] { return !qemu_running(); }, kKillTimeout)) {
+      Log()->error("{}: qemu pid {} survived SIGKILL", spec_.id, qemu_->pid());
+    }
   }
-  if (state_ != VmState::kFailed && state_ != VmState::kStopped) SetState(VmState::kStopped, reason_);
+  if (state_ != VmState::kFailed && state_ != VmState::kStopped) SetState(VmState::kStopped, *stop_reason_);
 }
 
 boost::asio::awaitable<Result<void>> Vm::Remove() {
-  // A boot in progress notices stop_requested_ at its next step and gives up.
-  // Named, not a ?: temporary: g++ 12 destroys temporaries of a conditional
-  // inside co_await twice.
-  std::string reason = reason_.empty() ? "removed" : reason_;
-  co_await Kill(std::move(reason));
+  // A boot in progress notices stop_reason_ at its next step and gives up.
+  co_await Kill("removed");
   if (!co_await WaitFor([this] { return !booting_; }, kKillTimeout)) {
     co_return Fail(ErrorCode::kInternal, "vm " + spec_.id + ": boot did not wind down");
   }

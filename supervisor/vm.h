@@ -17,6 +17,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,7 +82,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   boost::asio::awaitable<Result<void>> Stop();
 
   // Any state → QEMU gone (SIGKILL). A VM that was not stopped or failed
-  // becomes stopped with `reason`.
+  // becomes stopped, with `reason` unless a stop was already under way.
   boost::asio::awaitable<void> Kill(std::string reason);
 
   // Deletes the runtime dir and the overlay, and stops persisting changes.
@@ -112,7 +113,9 @@ class Vm : public std::enable_shared_from_this<Vm> {
   VmState state_ = VmState::kCreating;
   std::string reason_;
   std::int64_t created_at_;
-  bool stop_requested_ = false;  // an exit after this is expected, not a failure
+  // Set once the VM is meant to go down: QEMU exiting after this is a stop
+  // (with this reason), not a failure. The first reason given wins.
+  std::optional<std::string> stop_reason_;
   std::unique_ptr<ChildProcess> qemu_;
   std::unique_ptr<qmp::QmpClient> qmp_;
   std::unique_ptr<GuestChannel> channel_;
