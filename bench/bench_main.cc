@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <string_view>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -16,6 +17,7 @@
 #include "bench/bench_daemon.h"
 #include "bench/boot_bench.h"
 #include "bench/exec_bench.h"
+#include "bench/net_bench.h"
 #include "bench/processes.h"
 #include "bench/report.h"
 #include "common/logging.h"
@@ -103,6 +105,7 @@ asio::awaitable<int> Run(Options options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "net-rules") return agentvm::bench::NetRulesMain(argc - 1, argv + 1);
   Options options;
   po::options_description flags(
       "agentvm-bench: agentvmd create vs the same QEMU by hand; exec round trips via the API, our agent and "

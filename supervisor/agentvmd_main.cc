@@ -39,6 +39,11 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
       ("accel", po::value<std::string>(), "auto | kvm | tcg (default auto)")
       ("agent-timeout", po::value<int>(), "seconds from launch to the guest agent answering (default 90)")
       ("stop-grace", po::value<int>(), "seconds a guest gets to power off before it is killed (default 10)")
+      ("default-network", po::value<std::string>(), "nat-filtered | isolated: mode of VMs that name none")
+      ("bridge", po::value<std::string>(), "the bridge agentvmd creates for nat-filtered VMs (default agentvm0)")
+      ("subnet", po::value<std::string>(), "the VMs' subnet; the bridge takes its first address (default 10.101.0.0/16)")
+      ("dns-upstream", po::value<std::string>(), "resolver the VMs' DNS is forwarded to, a.b.c.d[:port] "
+                                                 "(default: first nameserver in /etc/resolv.conf)")
       ("log-level", po::value<std::string>(), "trace | debug | info | warn | error (default info)");
   po::variables_map flags;
   try {
@@ -67,6 +72,10 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
   set("run-dir", config.run_dir);
   set("accel", config.accel);
   set("log-level", config.log_level);
+  set("default-network", config.default_network);
+  set("bridge", config.bridge);
+  set("subnet", config.subnet);
+  set("dns-upstream", config.dns_upstream);
   if (flags.count("agent-timeout")) config.agent_timeout = std::chrono::seconds(flags["agent-timeout"].as<int>());
   if (flags.count("stop-grace")) config.stop_grace = std::chrono::seconds(flags["stop-grace"].as<int>());
   if (auto valid = agentvm::ValidateConfig(config); !valid) {

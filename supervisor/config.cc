@@ -2,6 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "netsetup/ipv4.h"
+#include "netsetup/net_names.h"
+#include "supervisor/vm_service.h"
+
 namespace agentvm {
 namespace {
 
@@ -50,6 +54,23 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
       return {};
     };
 
+    auto set_ports = [&](std::vector<std::uint16_t>& field) -> Result<void> {
+      if (!value.IsSequence()) {
+        return Fail(ErrorCode::kInvalidArgument, "config key '" + key + "' must be a list of ports");
+      }
+      field.clear();
+      for (const auto& item : value) {
+        auto port = Scalar<int>(item, key);
+        if (!port) return Fail(port.error());
+        if (*port < 1 || *port > 65535) {
+          return Fail(ErrorCode::kInvalidArgument, "config key '" + key + "': " + std::to_string(*port) +
+                                                       " is not a port (1..65535)");
+        }
+        field.push_back(static_cast<std::uint16_t>(*port));
+      }
+      return {};
+    };
+
     Result<void> applied;
     if (key == "socket") applied = set_string(config.socket_path);
     else if (key == "state_dir") applied = set_string(config.state_dir);
@@ -63,6 +84,11 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "stop_grace_sec") applied = set_seconds(config.stop_grace);
     else if (key == "default_cpus") applied = set_int(config.default_cpus);
     else if (key == "default_memory_mib") applied = set_int(config.default_memory_mib);
+    else if (key == "default_network") applied = set_string(config.default_network);
+    else if (key == "bridge") applied = set_string(config.bridge);
+    else if (key == "subnet") applied = set_string(config.subnet);
+    else if (key == "dns_upstream") applied = set_string(config.dns_upstream);
+    else if (key == "allowed_tcp_ports") applied = set_ports(config.allowed_tcp_ports);
     else return Fail(ErrorCode::kInvalidArgument, "config " + path + ": unknown key '" + key + "'");
     if (!applied) return Fail(applied.error().Wrap("config " + path));
   }
@@ -90,6 +116,34 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
   }
   if (config.default_cpus < 1 || config.default_cpus > 64 || config.default_memory_mib < 64) {
     return Fail(ErrorCode::kInvalidArgument, "default_cpus must be 1..64 and default_memory_mib >= 64");
+  }
+  return ValidateNetworkConfig(config);
+}
+
+Result<void> ValidateNetworkConfig(const DaemonConfig& config) {
+  auto mode = NetworkModeFromName(config.default_network);
+  if (!mode || *mode == NetworkMode::kBridge) {
+    // bridge mode needs a per-VM bridge name, so it cannot be the default.
+    return Fail(ErrorCode::kInvalidArgument,
+                "default_network must be nat-filtered or isolated, not '" + config.default_network + "'");
+  }
+  if (!net::IsValidLinkName(config.bridge)) {
+    return Fail(ErrorCode::kInvalidArgument, "bridge '" + config.bridge + "' is not a valid interface name");
+  }
+  auto subnet = net::Ipv4Subnet::Parse(config.subnet);
+  if (!subnet) return Fail(subnet.error().Wrap("subnet"));
+  if (subnet->prefix_length > 30 || subnet->prefix_length < 8) {
+    return Fail(ErrorCode::kInvalidArgument, "subnet " + config.subnet + " must be between /8 and /30");
+  }
+  if (!config.dns_upstream.empty()) {
+    if (auto upstream = net::Ipv4Endpoint::Parse(config.dns_upstream, 53); !upstream) {
+      return Fail(upstream.error().Wrap("dns_upstream"));
+    }
+  }
+  for (std::uint16_t port : config.allowed_tcp_ports) {
+    if (port == 53) {
+      return Fail(ErrorCode::kInvalidArgument, "allowed_tcp_ports must not contain 53: DNS goes to the daemon's resolver");
+    }
   }
   return {};
 }

@@ -1,12 +1,14 @@
 #include "supervisor/guest_channel.h"
 
 #include <signal.h>
+#include <sys/random.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <deque>
 #include <optional>
 #include <unordered_map>
@@ -431,6 +433,36 @@ asio::awaitable<Result<std::string>> GuestChannel::ReadFile(std::string path,
     if (info->eof || reply->payload.empty()) break;
   }
   co_return content;
+}
+
+asio::awaitable<Result<void>> GuestChannel::Configure(GuestIdentity identity,
+                                                      std::chrono::milliseconds timeout) {
+  const std::string what = "configure";
+  if (identity.entropy.empty()) {
+    identity.entropy.resize(kConfigureEntropyBytes);
+    std::size_t got = 0;
+    while (got < identity.entropy.size()) {
+      ssize_t n = ::getrandom(identity.entropy.data() + got, identity.entropy.size() - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) co_return Fail(ErrnoError(what + ": getrandom", errno));
+      got += static_cast<std::size_t>(n);
+    }
+  }
+  if (!identity.time_unix_ns) {
+    identity.time_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+  }
+  if (auto bad = protocol::CheckIdentity(identity)) {
+    co_return Fail(ErrorCode::kInvalidArgument, what + ": " + *bad);
+  }
+  std::function<Frame(std::uint32_t)> build = [&identity](std::uint32_t stream) {
+    return protocol::ConfigureFrame(stream, identity);
+  };
+  auto reply = co_await State::RoundTrip(state_, std::move(build), timeout, what);
+  if (!reply) co_return Fail(reply.error());
+  if (reply->type != protocol::kTypeOk) co_return Unexpected(what, *reply);
+  co_return Result<void>{};
 }
 
 asio::awaitable<Result<void>> GuestChannel::Shutdown(std::chrono::milliseconds timeout) {

@@ -19,8 +19,17 @@
 
 #include "common/error.h"
 #include "guest-images/agent/protocol/exec_types.h"
+#include "guest-images/agent/protocol/identity.h"
 
 namespace agentvm {
+
+// What a guest is told about itself by Configure: network, host name, clock,
+// entropy. Plain data from the protocol library; no agent code comes with it.
+using GuestIdentity = protocol::GuestIdentity;
+using GuestNetwork = protocol::GuestNetwork;
+
+// Entropy Configure sends when the caller gives none.
+inline constexpr std::size_t kConfigureEntropyBytes = 64;
 
 // The ErrorCode whose ErrorCodeName() is `name`; kInternal when none is.
 ErrorCode ErrorCodeFromName(std::string_view name);
@@ -70,6 +79,13 @@ class GuestChannel {
   // The whole file at absolute `path`; kTooLarge when it has more than
   // `max_bytes`.
   boost::asio::awaitable<Result<std::string>> ReadFile(std::string path, std::size_t max_bytes);
+  // Gives the guest its identity (after a snapshot restore, or any boot).
+  // An unset time_unix_ns becomes the host's wall clock at sending, an empty
+  // entropy kConfigureEntropyBytes from getrandom(). A bad field fails with
+  // kInvalidArgument before anything is sent; the guest's own refusal or a
+  // failed step comes back as its error ("configure: network: ip ...").
+  boost::asio::awaitable<Result<void>> Configure(GuestIdentity identity,
+                                                 std::chrono::milliseconds timeout);
   // Asks the agent to sync and power the guest off; completes on its "ok".
   boost::asio::awaitable<Result<void>> Shutdown(std::chrono::milliseconds timeout);
 

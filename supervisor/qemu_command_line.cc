@@ -16,6 +16,19 @@ std::string QemuOptEscape(const std::string& value) {
   return out;
 }
 
+namespace {
+
+nlohmann::json ReadOnlyQcow2(const std::string& node_name, const std::string& path) {
+  return {
+      {"driver", "qcow2"},
+      {"node-name", node_name},
+      {"read-only", true},
+      {"file", {{"driver", "file"}, {"filename", path}, {"read-only", true}}},
+  };
+}
+
+}  // namespace
+
 std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
   std::vector<std::string> argv = {
       spec.qemu_binary,
@@ -41,16 +54,18 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
   });
 
   // JSON -blockdev needs no comma escaping and names the backing chain
-  // explicitly instead of trusting the path stored in the overlay's header.
+  // explicitly instead of trusting the paths stored in the qcow2 headers.
+  nlohmann::json backing = ReadOnlyQcow2("base0", spec.base_image);
+  if (!spec.frozen_image.empty()) {
+    nlohmann::json frozen = ReadOnlyQcow2("frozen0", spec.frozen_image);
+    frozen["backing"] = std::move(backing);
+    backing = std::move(frozen);
+  }
   nlohmann::json disk = {
       {"driver", "qcow2"},
       {"node-name", "disk0"},
       {"file", {{"driver", "file"}, {"filename", spec.overlay}}},
-      {"backing",
-       {{"driver", "qcow2"},
-        {"node-name", "base0"},
-        {"read-only", true},
-        {"file", {{"driver", "file"}, {"filename", spec.base_image}, {"read-only", true}}}}},
+      {"backing", std::move(backing)},
   };
   argv.insert(argv.end(), {"-blockdev", disk.dump(), "-device", "virtio-blk-pci,drive=disk0"});
   // Entropy from the host, so the guest's getrandom() is ready at boot.
@@ -73,6 +88,13 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
         "-device", "virtserialport,bus=vser0.0,chardev=agent0,name=" + std::string(protocol::kVirtioPortName),
     });
   }
+  if (spec.tap_fd >= 0) {
+    argv.insert(argv.end(), {
+        "-netdev", "tap,id=net0,fd=" + std::to_string(spec.tap_fd),
+        "-device", "virtio-net-pci,netdev=net0,mac=" + spec.mac,
+    });
+  }
+  if (spec.incoming_defer) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;
 }
 

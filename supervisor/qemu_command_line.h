@@ -24,6 +24,10 @@ struct QemuLaunchSpec {
 
   std::string base_image;  // read-only qcow2 the overlay is layered on
   std::string overlay;     // this VM's writable qcow2
+  // A restored clone's chain is overlay -> frozen_image -> base_image, where
+  // frozen_image is the disk the golden snapshot's VM ran on (read-only now).
+  // Empty: overlay -> base_image.
+  std::string frozen_image;
 
   std::string qmp_socket;
   std::string console_log;
@@ -32,6 +36,14 @@ struct QemuLaunchSpec {
   ChannelKind channel = ChannelKind::kVirtioSerial;
   std::string agent_socket;    // virtio-serial: QEMU listens here
   std::uint32_t guest_cid = 0;  // vsock: the guest's context id (>= 3)
+
+  // The VM's NIC: a tap the supervisor opened, handed to QEMU as an inherited
+  // fd (QEMU never opens taps or runs scripts). tap_fd < 0: no NIC at all.
+  int tap_fd = -1;
+  std::string mac;  // "02:xx:xx:xx:xx:xx"
+
+  // Start paused, waiting for `migrate-incoming` (restore of a saved state).
+  bool incoming_defer = false;
 };
 
 // argv[0] is spec.qemu_binary.

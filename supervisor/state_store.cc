@@ -40,7 +40,7 @@ class Statement {
 
 constexpr char kColumns[] =
     "id, image, state, cpus, memory_mib, accel, channel, guest_cid, pid, runtime_dir, disk_dir, reason, "
-    "created_at";
+    "created_at, network";
 
 VmRecord ReadRecord(Statement& s) {
   return VmRecord{
@@ -57,6 +57,7 @@ VmRecord ReadRecord(Statement& s) {
       .disk_dir = s.Text(10),
       .reason = s.Text(11),
       .created_at = s.Int(12),
+      .network = s.Text(13),
   };
 }
 
@@ -77,6 +78,16 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
 
 StateStore::~StateStore() { sqlite3_close(db_); }
 
+Result<void> StateStore::Exec(const std::string& sql, const std::string& what) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : "unknown error";
+    sqlite3_free(message);
+    return Fail(ErrorCode::kInternal, "state store: " + what + ": " + text);
+  }
+  return {};
+}
+
 Result<void> StateStore::Migrate() {
   // WAL keeps a crash mid-write from corrupting the file; the busy timeout
   // covers an operator reading the database with sqlite3 meanwhile.
@@ -88,20 +99,25 @@ Result<void> StateStore::Migrate() {
       "  cpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL, accel TEXT NOT NULL,"
       "  channel TEXT NOT NULL, guest_cid INTEGER NOT NULL, pid INTEGER NOT NULL,"
       "  runtime_dir TEXT NOT NULL, disk_dir TEXT NOT NULL, reason TEXT NOT NULL,"
-      "  created_at INTEGER NOT NULL);";
-  char* message = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string text = message ? message : "unknown error";
-    sqlite3_free(message);
-    return Fail(ErrorCode::kInternal, "state store: create schema: " + text);
+      "  created_at INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS leases ("
+      "  address TEXT PRIMARY KEY, vm_id TEXT NOT NULL UNIQUE);"
+      "CREATE TABLE IF NOT EXISTS owned_links (name TEXT PRIMARY KEY);";
+  if (auto created = Exec(sql, "create schema"); !created) return created;
+
+  // Databases written before VMs had a network lack its column.
+  Statement columns(db_, "SELECT 1 FROM pragma_table_info('vms') WHERE name = 'network'");
+  if (!columns.ok()) return Fail(columns.Failure("inspect schema"));
+  if (sqlite3_step(columns.get()) != SQLITE_ROW) {
+    return Exec("ALTER TABLE vms ADD COLUMN network TEXT NOT NULL DEFAULT ''", "add network column");
   }
   return {};
 }
 
 Result<void> StateStore::Put(const VmRecord& r) {
   Statement s(db_, "INSERT OR REPLACE INTO vms (id, image, state, cpus, memory_mib, accel, channel, "
-                   "guest_cid, pid, runtime_dir, disk_dir, reason, created_at) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+                   "guest_cid, pid, runtime_dir, disk_dir, reason, created_at, network) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
   if (!s.ok()) return Fail(s.Failure("prepare put"));
   s.Bind(1, r.id);
   s.Bind(2, r.image);
@@ -116,6 +132,7 @@ Result<void> StateStore::Put(const VmRecord& r) {
   s.Bind(11, r.disk_dir);
   s.Bind(12, r.reason);
   s.Bind(13, r.created_at);
+  s.Bind(14, r.network);
   if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("put " + r.id));
   return {};
 }
@@ -146,6 +163,64 @@ Result<std::vector<VmRecord>> StateStore::List() {
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) records.push_back(ReadRecord(s));
   if (rc != SQLITE_DONE) return Fail(s.Failure("list"));
   return records;
+}
+
+Result<void> StateStore::PutLease(const LeaseRecord& lease) {
+  Statement s(db_, "INSERT INTO leases (address, vm_id) VALUES (?1, ?2)");
+  if (!s.ok()) return Fail(s.Failure("prepare put lease"));
+  s.Bind(1, lease.address);
+  s.Bind(2, lease.vm_id);
+  const int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_CONSTRAINT) {
+    return Fail(ErrorCode::kConflict, "state store: address " + lease.address + " or VM " + lease.vm_id +
+                                          " already has a lease");
+  }
+  if (rc != SQLITE_DONE) return Fail(s.Failure("put lease " + lease.address));
+  return {};
+}
+
+Result<void> StateStore::DeleteLease(const std::string& vm_id) {
+  Statement s(db_, "DELETE FROM leases WHERE vm_id = ?1");
+  if (!s.ok()) return Fail(s.Failure("prepare delete lease"));
+  s.Bind(1, vm_id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("delete lease of " + vm_id));
+  return {};
+}
+
+Result<std::vector<LeaseRecord>> StateStore::ListLeases() {
+  Statement s(db_, "SELECT address, vm_id FROM leases ORDER BY vm_id");
+  if (!s.ok()) return Fail(s.Failure("prepare list leases"));
+  std::vector<LeaseRecord> leases;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) leases.push_back({s.Text(0), s.Text(1)});
+  if (rc != SQLITE_DONE) return Fail(s.Failure("list leases"));
+  return leases;
+}
+
+Result<void> StateStore::AddOwnedLink(const std::string& name) {
+  Statement s(db_, "INSERT OR IGNORE INTO owned_links (name) VALUES (?1)");
+  if (!s.ok()) return Fail(s.Failure("prepare add owned link"));
+  s.Bind(1, name);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("add owned link " + name));
+  return {};
+}
+
+Result<void> StateStore::DeleteOwnedLink(const std::string& name) {
+  Statement s(db_, "DELETE FROM owned_links WHERE name = ?1");
+  if (!s.ok()) return Fail(s.Failure("prepare delete owned link"));
+  s.Bind(1, name);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("delete owned link " + name));
+  return {};
+}
+
+Result<std::vector<std::string>> StateStore::ListOwnedLinks() {
+  Statement s(db_, "SELECT name FROM owned_links ORDER BY name");
+  if (!s.ok()) return Fail(s.Failure("prepare list owned links"));
+  std::vector<std::string> names;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) names.push_back(s.Text(0));
+  if (rc != SQLITE_DONE) return Fail(s.Failure("list owned links"));
+  return names;
 }
 
 }  // namespace agentvm

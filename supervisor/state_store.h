@@ -29,6 +29,13 @@ struct VmRecord {
   std::string disk_dir;      // the overlay lives here
   std::string reason;
   std::int64_t created_at = 0;
+  std::string network;  // the VM's network settings and attachment, as JSON
+};
+
+// One leased IPv4 address of the VMs' subnet.
+struct LeaseRecord {
+  std::string address;  // dotted quad
+  std::string vm_id;
 };
 
 class StateStore {
@@ -45,9 +52,22 @@ class StateStore {
   Result<std::optional<VmRecord>> Get(const std::string& id);
   Result<std::vector<VmRecord>> List();
 
+  // Leases: an address belongs to at most one VM and a VM has at most one
+  // address (both columns are unique), so a double allocation is a kConflict.
+  Result<void> PutLease(const LeaseRecord& lease);
+  Result<void> DeleteLease(const std::string& vm_id);
+  Result<std::vector<LeaseRecord>> ListLeases();
+
+  // Links (the bridge) this daemon created, so a later daemon removes exactly
+  // those and never one an operator made.
+  Result<void> AddOwnedLink(const std::string& name);
+  Result<void> DeleteOwnedLink(const std::string& name);
+  Result<std::vector<std::string>> ListOwnedLinks();
+
  private:
   explicit StateStore(sqlite3* db) : db_(db) {}
   Result<void> Migrate();
+  Result<void> Exec(const std::string& sql, const std::string& what);
 
   sqlite3* db_;
 };

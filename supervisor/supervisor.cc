@@ -68,7 +68,8 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
       accel_(accel),
       channel_(channel),
       images_(config_.image_dir),
-      store_(std::move(store)) {}
+      store_(std::move(store)),
+      network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {}
 
 VmContext Supervisor::MakeContext() {
   return VmContext{
@@ -87,6 +88,7 @@ VmContext Supervisor::MakeContext() {
 }
 
 Result<void> Supervisor::Recover() {
+  if (auto cleaned = network_->RemoveLeftovers(); !cleaned) return Fail(cleaned.error().Wrap("network leftovers"));
   auto records = store_->List();
   if (!records) return Fail(records.error());
   for (const VmRecord& record : *records) {
@@ -105,7 +107,8 @@ Result<void> Supervisor::Recover() {
                 .cpus = record.cpus,
                 .memory_mib = record.memory_mib,
                 .guest_cid = record.guest_cid,
-                .paths = VmPaths{record.runtime_dir, record.disk_dir}};
+                .paths = VmPaths{record.runtime_dir, record.disk_dir},
+                .network = NetworkInfoFromRecord(record.network)};
     auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), state, reason, record.created_at);
     if (auto put = store_->Put(vm->Record()); !put) return Fail(put.error());
     vms_[record.id] = std::move(vm);
@@ -136,6 +139,7 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
     boost::system::error_code ec;
     co_await all_done.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
   }
+  network_->Shutdown();
 }
 
 std::string Supervisor::NewVmId() const {
@@ -180,23 +184,26 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   if (!image) co_return Fail(image.error());
 
   const std::string id = NewVmId();
+  auto network = network_->Attach(id, request.network);
+  if (!network) co_return Fail(network.error());
   VmSpec spec{.id = id,
               .image = *image,
               .cpus = request.cpus,
               .memory_mib = request.memory_mib,
               .guest_cid = channel_ == ChannelKind::kVsock ? NewGuestCid() : 0,
               .paths = VmPaths::For(config_.run_dir, config_.state_dir, id)};
-  auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec));
+  auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), std::move(*network));
   vms_[id] = vm;
-  Log()->info("{}: create image={} cpus={} memory={}MiB", id, request.image, request.cpus, request.memory_mib);
+  Log()->info("{}: create image={} cpus={} memory={}MiB network={}", id, request.image, request.cpus,
+              request.memory_mib, NetworkModeName(vm->Info().network.mode));
   auto booted = co_await vm->Boot();
   if (!booted) co_return Fail(booted.error());
-  co_return vm->Info();
+  co_return InfoOf(*vm);
 }
 
 Result<std::vector<VmInfo>> Supervisor::List() {
   std::vector<VmInfo> infos;
-  for (const auto& [id, vm] : vms_) infos.push_back(vm->Info());
+  for (const auto& [id, vm] : vms_) infos.push_back(InfoOf(*vm));
   std::sort(infos.begin(), infos.end(), [](const VmInfo& a, const VmInfo& b) {
     return std::tie(a.created_at, a.id) < std::tie(b.created_at, b.id);
   });
@@ -206,7 +213,13 @@ Result<std::vector<VmInfo>> Supervisor::List() {
 Result<VmInfo> Supervisor::Get(const std::string& id) {
   auto vm = Find(id);
   if (!vm) return Fail(vm.error());
-  return (*vm)->Info();
+  return InfoOf(**vm);
+}
+
+VmInfo Supervisor::InfoOf(const Vm& vm) const {
+  VmInfo info = vm.Info();
+  info.network.dropped_connections = network_->DroppedConnections(info.network);
+  return info;
 }
 
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Stop(const std::string& id) {
@@ -214,7 +227,7 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Stop(const std::string& id) {
   if (!vm) co_return Fail(vm.error());
   auto stopped = co_await (*vm)->Stop();
   if (!stopped) co_return Fail(stopped.error());
-  co_return (*vm)->Info();
+  co_return InfoOf(**vm);
 }
 
 boost::asio::awaitable<Result<void>> Supervisor::Destroy(const std::string& id, bool force) {
@@ -228,6 +241,7 @@ boost::asio::awaitable<Result<void>> Supervisor::Destroy(const std::string& id, 
   }
   auto removed = co_await vm->Remove();
   if (!removed) co_return Fail(removed.error());
+  if (auto released = network_->ReleaseLease(id); !released) co_return Fail(released.error());
   if (auto deleted = store_->Delete(id); !deleted) co_return Fail(deleted.error());
   vms_.erase(id);
   Log()->info("{}: removed", id);

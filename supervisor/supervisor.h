@@ -15,6 +15,7 @@
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
 #include "supervisor/vm.h"
+#include "supervisor/vm_network.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm {
@@ -26,10 +27,12 @@ class Supervisor : public VmService {
 
   // Takes over what an earlier daemon left in the state store: a QEMU still
   // running for a recorded VM is killed (it cannot be adopted yet), and the
-  // VM stays listed as failed so `rm` can remove its files.
+  // VM stays listed as failed so `rm` can remove its files and lease. The
+  // bridge and nftables tables it made are removed.
   Result<void> Recover();
 
-  // Stops every VM (gracefully, bounded by stop_grace) before the daemon exits.
+  // Stops every VM (gracefully, bounded by stop_grace) before the daemon
+  // exits, then takes down the network it built.
   boost::asio::awaitable<void> Shutdown();
 
   boost::asio::awaitable<Result<VmInfo>> Create(CreateVmRequest request) override;
@@ -49,6 +52,7 @@ class Supervisor : public VmService {
              std::unique_ptr<StateStore> store);
 
   Result<std::shared_ptr<Vm>> Find(const std::string& id);
+  VmInfo InfoOf(const Vm& vm) const;
   VmContext MakeContext();
   std::string NewVmId() const;
   std::uint32_t NewGuestCid() const;
@@ -59,6 +63,7 @@ class Supervisor : public VmService {
   ChannelKind channel_;
   ImageStore images_;
   std::unique_ptr<StateStore> store_;
+  std::shared_ptr<VmNetwork> network_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;
 };
 

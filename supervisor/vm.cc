@@ -19,6 +19,7 @@
 #include "supervisor/guest_channel.h"
 #include "supervisor/guest_connector.h"
 #include "supervisor/qemu_command_line.h"
+#include "supervisor/vm_network.h"
 
 namespace agentvm {
 namespace {
@@ -68,8 +69,13 @@ Result<void> MakePrivateDir(const fs::path& dir) {
 
 }  // namespace
 
-Vm::Vm(VmContext context, VmSpec spec)
-    : context_(std::move(context)), spec_(std::move(spec)), created_at_(std::time(nullptr)) {}
+Vm::Vm(VmContext context, VmSpec spec, std::unique_ptr<NetAttachment> network)
+    : context_(std::move(context)),
+      spec_(std::move(spec)),
+      created_at_(std::time(nullptr)),
+      network_(std::move(network)) {
+  if (network_) spec_.network = network_->info();
+}
 
 Vm::Vm(VmContext context, VmSpec spec, VmState state, std::string reason, std::int64_t created_at)
     : context_(std::move(context)),
@@ -93,6 +99,7 @@ VmInfo Vm::Info() const {
       .accel = std::string(AccelName(context_.accel)),
       .reason = reason_,
       .created_at = created_at_,
+      .network = spec_.network,
   };
   if (qemu_running()) info.pid = qemu_->pid();
   return info;
@@ -113,6 +120,7 @@ VmRecord Vm::Record() const {
       .disk_dir = spec_.paths.disk_dir.string(),
       .reason = reason_,
       .created_at = created_at_,
+      .network = NetworkInfoToRecord(spec_.network),
   };
 }
 
@@ -176,6 +184,9 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps() {
 
   const std::string channel_arg =
       context_.channel == ChannelKind::kVsock ? "agentvm.channel=vsock" : "agentvm.channel=serial";
+  std::string kernel_args = spec_.image.kernel_args + " " + channel_arg + " agentvm.hostname=" + spec_.id;
+  const int tap_fd = network_ ? network_->tap_fd() : -1;
+  if (tap_fd >= 0) kernel_args += " " + network_->KernelArgs();
   QemuLaunchSpec launch{
       .qemu_binary = context_.qemu_binary,
       .vm_id = spec_.id,
@@ -184,7 +195,7 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps() {
       .memory_mib = spec_.memory_mib,
       .kernel = spec_.image.kernel.string(),
       .initrd = spec_.image.initrd.string(),
-      .kernel_args = spec_.image.kernel_args + " " + channel_arg + " agentvm.hostname=" + spec_.id,
+      .kernel_args = kernel_args,
       .base_image = fs::absolute(spec_.image.rootfs).string(),
       .overlay = paths.overlay().string(),
       .qmp_socket = paths.qmp_socket().string(),
@@ -193,9 +204,12 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps() {
       .channel = context_.channel,
       .agent_socket = paths.agent_socket().string(),
       .guest_cid = spec_.guest_cid,
+      .tap_fd = tap_fd,
+      .mac = spec_.network.mac,
   };
-  auto launched = ChildProcess::Launch(
-      executor, LaunchSpec{.argv = QemuCommandLine(launch), .stderr_path = paths.qemu_log().string()});
+  LaunchSpec qemu_spec{.argv = QemuCommandLine(launch), .stderr_path = paths.qemu_log().string()};
+  if (tap_fd >= 0) qemu_spec.pass_fds.push_back(tap_fd);
+  auto launched = ChildProcess::Launch(executor, std::move(qemu_spec));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
   SetState(VmState::kStarting);
@@ -304,6 +318,7 @@ boost::asio::awaitable<Result<void>> Vm::Remove() {
   }
   if (qemu_running()) co_return Fail(ErrorCode::kInternal, "vm " + spec_.id + " still has a running qemu");
   removed_ = true;
+  network_.reset();
   std::error_code ec;
   for (const auto& dir : {spec_.paths.runtime_dir, spec_.paths.disk_dir}) {
     fs::remove_all(dir, ec);

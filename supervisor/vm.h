@@ -39,6 +39,7 @@ namespace qmp {
 class QmpClient;
 }
 class GuestChannel;
+class NetAttachment;
 
 // What a Vm needs from the daemon, fixed for its life.
 struct VmContext {
@@ -60,11 +61,14 @@ struct VmSpec {
   int memory_mib = 256;
   std::uint32_t guest_cid = 0;
   VmPaths paths;
+  NetworkInfo network;  // as attached (or as recorded, for a recovered VM)
 };
 
 class Vm : public std::enable_shared_from_this<Vm> {
  public:
-  Vm(VmContext context, VmSpec spec);
+  // `network` is the VM's NIC, or null for none; the Vm owns it from here
+  // and lets it go (tap and firewall entries) when it is removed.
+  Vm(VmContext context, VmSpec spec, std::unique_ptr<NetAttachment> network);
   // A VM known only from the state store, e.g. an earlier daemon's: no QEMU
   // runs for it; it can be listed, inspected and removed.
   Vm(VmContext context, VmSpec spec, VmState state, std::string reason, std::int64_t created_at);
@@ -85,7 +89,8 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // becomes stopped, with `reason` unless a stop was already under way.
   boost::asio::awaitable<void> Kill(std::string reason);
 
-  // Deletes the runtime dir and the overlay, and stops persisting changes.
+  // Deletes the runtime dir and the overlay, drops the network attachment
+  // and stops persisting changes.
   // Waits for a boot in progress to give up first; QEMU must be gone.
   boost::asio::awaitable<Result<void>> Remove();
 
@@ -119,6 +124,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   std::unique_ptr<ChildProcess> qemu_;
   std::unique_ptr<qmp::QmpClient> qmp_;
   std::unique_ptr<GuestChannel> channel_;
+  std::unique_ptr<NetAttachment> network_;
   bool booting_ = false;
   bool removed_ = false;  // files gone; nothing may be persisted any more
   std::vector<boost::asio::steady_timer*> waiters_;

@@ -42,10 +42,58 @@ inline std::optional<VmState> VmStateFromName(std::string_view name) {
   return std::nullopt;
 }
 
+// How a VM reaches the network (docs/network.md):
+//   nat-filtered: tap on the daemon's bridge, NAT out, egress whitelist.
+//   isolated:     no network device at all; the control channel still works.
+//   bridge:       tap on a bridge the operator names, no filter (unsafe).
+enum class NetworkMode { kNatFiltered, kIsolated, kBridge };
+
+inline std::string_view NetworkModeName(NetworkMode mode) {
+  switch (mode) {
+    case NetworkMode::kNatFiltered: return "nat-filtered";
+    case NetworkMode::kIsolated: return "isolated";
+    case NetworkMode::kBridge: return "bridge";
+  }
+  return "isolated";
+}
+
+inline std::optional<NetworkMode> NetworkModeFromName(std::string_view name) {
+  for (NetworkMode mode : {NetworkMode::kNatFiltered, NetworkMode::kIsolated, NetworkMode::kBridge}) {
+    if (NetworkModeName(mode) == name) return mode;
+  }
+  return std::nullopt;
+}
+
+struct NetworkRequest {
+  std::optional<NetworkMode> mode;  // unset: the daemon's default
+  // nat-filtered only: TCP ports and destination subnets allowed on top of
+  // the daemon's whitelist ("203.0.113.0/24", "198.51.100.7/32").
+  std::vector<std::uint16_t> allow_tcp_ports;
+  std::vector<std::string> allow_cidrs;
+  std::string bridge;  // bridge mode only: the operator's bridge
+  std::optional<std::uint64_t> bandwidth_bytes_per_sec;  // each direction
+};
+
 struct CreateVmRequest {
   std::string image = "tiny";
   int cpus = 1;
   int memory_mib = 256;
+  NetworkRequest network;
+};
+
+struct NetworkInfo {
+  NetworkMode mode = NetworkMode::kIsolated;
+  std::string address;  // nat-filtered: the leased address
+  std::string gateway;
+  std::string dns;
+  std::string mac;
+  std::string tap;
+  std::string bridge;
+  std::vector<std::uint16_t> allow_tcp_ports;
+  std::vector<std::string> allow_cidrs;
+  std::optional<std::uint64_t> bandwidth_bytes_per_sec;
+  // New outbound connections the whitelist dropped (nat-filtered).
+  std::uint64_t dropped_connections = 0;
 };
 
 struct VmInfo {
@@ -59,6 +107,7 @@ struct VmInfo {
   std::string accel;        // "kvm" or "tcg"
   std::string reason;       // why it failed or stopped, empty otherwise
   std::int64_t created_at = 0;  // unix seconds
+  NetworkInfo network;
 };
 
 class VmService {

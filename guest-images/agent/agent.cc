@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 
+#include "guest-images/agent/configure.h"
 #include "guest-images/agent/file_ops.h"
 #include "guest-images/agent/log.h"
 #include "guest-images/agent/protocol/messages.h"
@@ -290,6 +291,8 @@ void Agent::HandleFrame(protocol::Frame frame) {
       Reply(p::DataFrame(frame.stream, chunk->info, chunk->bytes));
     } else if (type == p::kTypeShutdown) {
       HandleShutdown(frame);
+    } else if (type == p::kTypeConfigure) {
+      HandleConfigure(frame);
     } else if (type == p::kTypeError) {
       // Never answered: two peers must not trade errors about errors.
       auto error = p::ParseError(frame);
@@ -328,6 +331,28 @@ void Agent::HandleShutdown(const protocol::Frame& frame) {
   LogInfo("shutdown requested by the host");
   Reply(protocol::OkFrame(frame.stream));
   shutdown_at_ = Clock::now() + kShutdownFlushGrace;
+}
+
+void Agent::HandleConfigure(const protocol::Frame& frame) {
+  namespace p = protocol;
+  // Checked before anything is applied: a bad field changes nothing.
+  auto identity = p::ParseConfigure(frame);
+  if (!identity)
+    return Reply(p::ErrorFrame(frame.stream, p::kCodeInvalidArgument, identity.error()));
+  if (!options_.system) {
+    return Reply(p::ErrorFrame(frame.stream, p::kCodeUnavailable,
+                               "configure: system changes are off for this agent (--fd without "
+                               "--dry-run-system)"));
+  }
+  auto applied = ApplyIdentity(*identity, *options_.system);
+  if (!applied) {
+    LogWarn(applied.error().message);
+    return Reply(p::ErrorFrame(frame.stream, applied.error().code, applied.error().message));
+  }
+  LogInfo("configured:" + std::string(identity->hostname ? " hostname" : "") +
+          (identity->time_unix_ns ? " clock" : "") + (identity->entropy.empty() ? "" : " entropy") +
+          (identity->network ? " network" : ""));
+  Reply(p::OkFrame(frame.stream));
 }
 
 void Agent::ExpireTimeouts(Clock::time_point now) {

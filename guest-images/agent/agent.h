@@ -17,6 +17,7 @@
 
 #include "guest-images/agent/channel.h"
 #include "guest-images/agent/exec_session.h"
+#include "guest-images/agent/guest_system.h"
 #include "guest-images/agent/output_queue.h"
 #include "guest-images/agent/protocol/frame.h"
 
@@ -28,6 +29,10 @@ struct AgentOptions {
   // in, and only for a channel found inside a guest, so no test can reach a
   // real power-off.
   std::function<void()> power_off;
+  // What "configure" acts on. Null: configure is refused. Like power_off,
+  // main() gives the real one only to an agent that found its channel
+  // inside a guest; tests get a recording one (--dry-run-system).
+  std::unique_ptr<GuestSystem> system;
   // A serial port whose host end is not connected reports POLLHUP/EOF on
   // every poll; wait this long before looking again.
   std::chrono::milliseconds serial_backoff{100};
@@ -62,6 +67,7 @@ class Agent {
   void HandleFrame(protocol::Frame frame);
   void HandleExec(const protocol::Frame& frame);
   void HandleShutdown(const protocol::Frame& frame);
+  void HandleConfigure(const protocol::Frame& frame);
   void Reply(const protocol::Frame& frame);
 
   void ExpireTimeouts(Clock::time_point now);

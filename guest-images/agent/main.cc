@@ -14,6 +14,7 @@
 
 #include "guest-images/agent/agent.h"
 #include "guest-images/agent/channel.h"
+#include "guest-images/agent/guest_system.h"
 #include "guest-images/agent/log.h"
 #include "guest-images/agent/protocol/frame.h"
 
@@ -25,7 +26,8 @@ constexpr char kUsage[] =
     R"(Usage: agentvm-guest [--fd N | --serial PATH | --vsock-port N] [OPTIONS]
 
 The agentvm guest agent. Serves the host's control protocol (ping, exec,
-write_file, read_file, shutdown; see docs/guest-protocol.md) on one channel.
+write_file, read_file, shutdown, configure; see docs/guest-protocol.md) on
+one channel.
 
 Channel (at most one; default: discovered, see below):
   --fd N           serve on the already connected stream fd N; exit 0 when it
@@ -44,6 +46,15 @@ Options:
   --allow-poweroff  make "shutdown" sync and power the machine off also with
                     --serial or --vsock-port (always on with discovery, never
                     with --fd, where "shutdown" makes the agent exit 0)
+  --dry-run-system FILE
+                    "configure" changes nothing and appends what it would do
+                    to FILE, one line per action (tests on a host use this).
+                    Without it, configure acts on the machine when the
+                    channel is a guest's (discovery, --serial, --vsock-port)
+                    and is refused with --fd
+  --dry-run-fail PREFIX
+                    with --dry-run-system: fail each action whose line
+                    starts with PREFIX (tests of the error paths)
   --verbose         log every request
   --help            this text
   --version         print the protocol version
@@ -85,6 +96,8 @@ int main(int argc, char** argv) {
   std::optional<std::string> serial;
   std::optional<std::uint32_t> vsock_port;
   bool allow_poweroff = false;
+  std::optional<std::string> dry_run_system;
+  std::string dry_run_fail;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     auto value = [&]() -> std::string_view {
@@ -109,6 +122,10 @@ int main(int argc, char** argv) {
       vsock_port = static_cast<std::uint32_t>(*n);
     } else if (arg == "--allow-poweroff") {
       allow_poweroff = true;
+    } else if (arg == "--dry-run-system") {
+      dry_run_system = std::string(value());
+    } else if (arg == "--dry-run-fail") {
+      dry_run_fail = std::string(value());
     } else if (arg == "--verbose") {
       SetVerboseLogging(true);
     } else {
@@ -118,6 +135,7 @@ int main(int argc, char** argv) {
   if (int(fd.has_value()) + int(serial.has_value()) + int(vsock_port.has_value()) > 1) {
     UsageError("--fd, --serial and --vsock-port exclude each other");
   }
+  if (!dry_run_fail.empty() && !dry_run_system) UsageError("--dry-run-fail needs --dry-run-system");
   EnsureStdFds();
   // An ignored SIGCHLD is inherited across exec and would make the kernel
   // reap our children before we learn how they ended.
@@ -161,6 +179,13 @@ int main(int argc, char** argv) {
   // development host run the agent as root).
   if (channel.kind != ChannelKind::kFd && (discovered || allow_poweroff))
     options.power_off = PowerOff;
+  // Same rule for the clock, host name, network and RNG: never the real
+  // machine's from an agent a test runs on its host with --fd.
+  if (dry_run_system) {
+    options.system = MakeRecordingGuestSystem(*dry_run_system, dry_run_fail);
+  } else if (channel.kind != ChannelKind::kFd) {
+    options.system = MakeRealGuestSystem();
+  }
   Agent agent(std::move(channel), std::move(options));
   return agent.Run();
 }

@@ -29,6 +29,78 @@ std::string OptionalString(const json& object, const char* name) {
   return it->get<std::string>();
 }
 
+ordered_json NetworkInfoToJson(const NetworkInfo& network) {
+  return ordered_json{
+      {"mode", NetworkModeName(network.mode)},
+      {"address", network.address},
+      {"gateway", network.gateway},
+      {"dns", network.dns},
+      {"mac", network.mac},
+      {"tap", network.tap},
+      {"bridge", network.bridge},
+      {"allow_tcp_ports", network.allow_tcp_ports},
+      {"allow_cidrs", network.allow_cidrs},
+      {"bandwidth_bytes_per_sec", network.bandwidth_bytes_per_sec
+                                      ? ordered_json(*network.bandwidth_bytes_per_sec)
+                                      : ordered_json(nullptr)},
+      {"dropped_connections", network.dropped_connections}};
+}
+
+std::optional<std::uint64_t> NonNegative(const json& value) {
+  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
+  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(value.get<std::int64_t>());
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> OptionalUnsigned(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end()) return std::nullopt;
+  return NonNegative(*it);
+}
+
+// A daemon without networking sends no "network": the VM has none.
+Result<NetworkInfo> NetworkInfoFromJson(const json& vm) {
+  NetworkInfo network;
+  auto it = vm.find("network");
+  if (it == vm.end()) return network;
+  const json& value = *it;
+  if (!value.is_object()) return Malformed("VM network is not an object");
+  auto mode = value.find("mode");
+  if (mode == value.end() || !mode->is_string()) return Malformed("VM network without a mode");
+  auto parsed_mode = NetworkModeFromName(mode->get<std::string>());
+  if (!parsed_mode) return Malformed("unknown network mode \"" + mode->get<std::string>() + "\"");
+  network.mode = *parsed_mode;
+  network.address = OptionalString(value, "address");
+  network.gateway = OptionalString(value, "gateway");
+  network.dns = OptionalString(value, "dns");
+  network.mac = OptionalString(value, "mac");
+  network.tap = OptionalString(value, "tap");
+  network.bridge = OptionalString(value, "bridge");
+  if (auto ports = value.find("allow_tcp_ports"); ports != value.end() && ports->is_array()) {
+    for (const json& port : *ports) {
+      auto number = NonNegative(port);
+      if (number && *number <= 65535) {
+        network.allow_tcp_ports.push_back(static_cast<std::uint16_t>(*number));
+      }
+    }
+  }
+  if (auto cidrs = value.find("allow_cidrs"); cidrs != value.end() && cidrs->is_array()) {
+    for (const json& cidr : *cidrs) {
+      if (cidr.is_string()) network.allow_cidrs.push_back(cidr.get<std::string>());
+    }
+  }
+  network.bandwidth_bytes_per_sec = OptionalUnsigned(value, "bandwidth_bytes_per_sec");
+  network.dropped_connections = OptionalUnsigned(value, "dropped_connections").value_or(0);
+  return network;
+}
+
+bool HasNetworkRequest(const NetworkRequest& network) {
+  return network.mode || !network.allow_tcp_ports.empty() || !network.allow_cidrs.empty() ||
+         !network.bridge.empty() || network.bandwidth_bytes_per_sec;
+}
+
 }  // namespace
 
 Result<VmState> ParseVmState(std::string_view name) {
@@ -46,7 +118,8 @@ ordered_json VmInfoToJson(const VmInfo& info) {
               {"channel", info.channel},
               {"accel", info.accel},
               {"reason", info.reason},
-              {"created_at", info.created_at}};
+              {"created_at", info.created_at},
+              {"network", NetworkInfoToJson(info.network)}};
 }
 
 Result<VmInfo> VmInfoFromJson(const json& value) {
@@ -70,6 +143,9 @@ Result<VmInfo> VmInfoFromJson(const json& value) {
   if (auto it = value.find("created_at"); it != value.end() && it->is_number_integer()) {
     info.created_at = it->get<std::int64_t>();
   }
+  auto network = NetworkInfoFromJson(value);
+  if (!network) return Fail(network.error());
+  info.network = std::move(*network);
   return info;
 }
 
@@ -93,8 +169,22 @@ Result<std::vector<VmInfo>> VmListFromJson(const json& value) {
 }
 
 std::string CreateVmRequestToJson(const CreateVmRequest& request) {
-  return DumpJson(ordered_json{
-      {"image", request.image}, {"cpus", request.cpus}, {"memory_mib", request.memory_mib}});
+  ordered_json body{
+      {"image", request.image}, {"cpus", request.cpus}, {"memory_mib", request.memory_mib}};
+  // Without anything set, the daemon's default applies: send nothing.
+  const NetworkRequest& network = request.network;
+  if (HasNetworkRequest(network)) {
+    ordered_json object = ordered_json::object();
+    if (network.mode) object["mode"] = NetworkModeName(*network.mode);
+    if (!network.allow_tcp_ports.empty()) object["allow_tcp_ports"] = network.allow_tcp_ports;
+    if (!network.allow_cidrs.empty()) object["allow_cidrs"] = network.allow_cidrs;
+    if (!network.bridge.empty()) object["bridge"] = network.bridge;
+    if (network.bandwidth_bytes_per_sec) {
+      object["bandwidth_bytes_per_sec"] = *network.bandwidth_bytes_per_sec;
+    }
+    body["network"] = std::move(object);
+  }
+  return DumpJson(body);
 }
 
 std::string ExecRequestToJson(const protocol::ExecRequest& request) {

@@ -47,11 +47,15 @@ bool NestingWithin(std::string_view text, int max_depth) {
   return true;
 }
 
-Result<void> RejectUnknownFields(const json& object, std::initializer_list<std::string_view> known) {
+// `prefix` names the enclosing object in the message ("network.").
+Result<void> RejectUnknownFields(const json& object, std::initializer_list<std::string_view> known,
+                                 std::string_view prefix = {}) {
   for (const auto& [key, value] : object.items()) {
     bool found = false;
     for (auto name : known) found = found || key == name;
-    if (!found) return Invalid("unknown field \"" + QuoteForError(key) + "\"");
+    if (!found) {
+      return Invalid("unknown field \"" + std::string(prefix) + QuoteForError(key) + "\"");
+    }
   }
   return {};
 }
@@ -76,6 +80,98 @@ Result<std::string> StringField(const json& value, std::string_view name) {
 }
 
 bool HasNul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
+
+// A JSON value for an error message: short and printable.
+std::string ShowJson(const json& value) {
+  if (value.is_string()) return "\"" + QuoteForError(value.get_ref<const std::string&>()) + "\"";
+  if (value.is_object()) return "an object";
+  if (value.is_array()) return "an array";
+  return QuoteForError(value.dump());  // number, boolean or null
+}
+
+// The array's size is checked before its elements are, so a body of 200000
+// ports costs one comparison.
+Result<const json*> BoundedArray(const json& object, const char* name, std::size_t max,
+                                 std::string_view what) {
+  const json& value = object.at(name);
+  std::string field = std::string("network.") + name;
+  if (!value.is_array()) return Invalid(field + " must be an array of " + std::string(what));
+  if (value.size() > max) {
+    return Invalid(field + " lists " + std::to_string(value.size()) + " entries; at most " +
+                   std::to_string(max) + " are allowed");
+  }
+  return &value;
+}
+
+Result<NetworkRequest> ParseNetworkObject(const json& object) {
+  if (!object.is_object()) return Invalid("network must be an object");
+  if (auto ok = RejectUnknownFields(object, {"mode", "allow_tcp_ports", "allow_cidrs", "bridge",
+                                             "bandwidth_bytes_per_sec"},
+                                    "network.");
+      !ok) {
+    return Fail(ok.error());
+  }
+  NetworkRequest request;
+  if (object.contains("mode")) {
+    const json& mode = object.at("mode");
+    auto parsed = mode.is_string() ? NetworkModeFromName(mode.get<std::string>()) : std::nullopt;
+    if (!parsed) {
+      return Invalid("network.mode must be one of \"nat-filtered\", \"isolated\", \"bridge\"; got " +
+                     ShowJson(mode));
+    }
+    request.mode = *parsed;
+  }
+  if (object.contains("allow_tcp_ports")) {
+    auto ports = BoundedArray(object, "allow_tcp_ports", kMaxAllowedTcpPorts, "TCP ports");
+    if (!ports) return Fail(ports.error());
+    for (std::size_t i = 0; i < (*ports)->size(); ++i) {
+      const json& port = (**ports)[i];
+      bool ok = port.is_number_integer() && port.get<std::int64_t>() >= 1 &&
+                port.get<std::int64_t>() <= 65535 &&
+                !(port.is_number_unsigned() && port.get<std::uint64_t>() > 65535);
+      if (!ok) {
+        return Invalid("network.allow_tcp_ports[" + std::to_string(i) +
+                       "] must be an integer between 1 and 65535; got " + ShowJson(port));
+      }
+      request.allow_tcp_ports.push_back(static_cast<std::uint16_t>(port.get<std::int64_t>()));
+    }
+  }
+  if (object.contains("allow_cidrs")) {
+    auto cidrs = BoundedArray(object, "allow_cidrs", kMaxAllowedCidrs, "strings");
+    if (!cidrs) return Fail(cidrs.error());
+    for (std::size_t i = 0; i < (*cidrs)->size(); ++i) {
+      const json& cidr = (**cidrs)[i];
+      std::string field = "network.allow_cidrs[" + std::to_string(i) + "]";
+      if (!cidr.is_string()) return Invalid(field + " must be a string; got " + ShowJson(cidr));
+      auto canonical = CanonicalCidr(cidr.get<std::string>(), field);
+      if (!canonical) return Fail(canonical.error());
+      request.allow_cidrs.push_back(std::move(*canonical));
+    }
+  }
+  if (object.contains("bridge")) {
+    auto bridge = StringField(object.at("bridge"), "network.bridge");
+    if (!bridge) return Fail(bridge.error());
+    if (auto ok = ValidateInterfaceName(*bridge, "network.bridge"); !ok) return Fail(ok.error());
+    request.bridge = std::move(*bridge);
+  }
+  if (object.contains("bandwidth_bytes_per_sec")) {
+    const json& rate = object.at("bandwidth_bytes_per_sec");
+    // The range itself is ValidateNetworkRequest's, shared with the CLI.
+    bool negative = rate.is_number_integer() && !rate.is_number_unsigned() &&
+                    rate.get<std::int64_t>() < 0;
+    if (!rate.is_number_integer() || negative) {
+      return Invalid("network.bandwidth_bytes_per_sec must be an integer between " +
+                     std::to_string(kMinBandwidthBytesPerSec) + " and " +
+                     std::to_string(kMaxBandwidthBytesPerSec) + " (bytes per second); got " +
+                     ShowJson(rate));
+    }
+    request.bandwidth_bytes_per_sec = rate.is_number_unsigned()
+                                          ? rate.get<std::uint64_t>()
+                                          : static_cast<std::uint64_t>(rate.get<std::int64_t>());
+  }
+  if (auto ok = ValidateNetworkRequest(request); !ok) return Fail(ok.error());
+  return request;
+}
 
 }  // namespace
 
@@ -166,7 +262,7 @@ Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return request;
   auto object = ParseJsonObject(body);
   if (!object) return Fail(object.error());
-  if (auto ok = RejectUnknownFields(*object, {"image", "cpus", "memory_mib"}); !ok) {
+  if (auto ok = RejectUnknownFields(*object, {"image", "cpus", "memory_mib", "network"}); !ok) {
     return Fail(ok.error());
   }
   if (object->contains("image")) {
@@ -184,6 +280,11 @@ Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
     auto memory = IntField(*object, "memory_mib", kMinMemoryMib, kMaxMemoryMib);
     if (!memory) return Fail(memory.error());
     request.memory_mib = *memory;
+  }
+  if (object->contains("network")) {
+    auto network = ParseNetworkObject(object->at("network"));
+    if (!network) return Fail(network.error());
+    request.network = std::move(*network);
   }
   return request;
 }

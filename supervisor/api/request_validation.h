@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "guest-images/agent/protocol/exec_types.h"
+#include "supervisor/api/network_validation.h"
 #include "supervisor/api/router.h"
 #include "supervisor/vm_service.h"
 

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 #include "supervisor/api/request_validation.h"
 
@@ -112,6 +113,102 @@ std::optional<UsageError> TakeSocket(ArgReader& reader, CliCommand& command, boo
   return std::nullopt;
 }
 
+// The flags' names in the shared network checks' messages.
+constexpr api::NetworkFieldNames kNetworkFlags{.mode = "--net",
+                                               .allow_tcp_ports = "--allow-port",
+                                               .allow_cidrs = "--allow-cidr",
+                                               .bridge = "--bridge",
+                                               .bandwidth = "--bandwidth"};
+
+std::expected<std::uint16_t, UsageError> ParsePort(const ArgReader& reader,
+                                                   const std::string& text) {
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 1 || value > 65535) {
+    return std::unexpected(reader.Error("--allow-port expects a TCP port (1-65535), not \"" +
+                                        api::QuoteForError(text) + "\""));
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+// Bytes per second, optionally with a decimal suffix: k (10^3), M (10^6),
+// G (10^9). The range is the shared check's.
+std::expected<std::uint64_t, UsageError> ParseBandwidth(const ArgReader& reader,
+                                                        const std::string& text) {
+  std::uint64_t value = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [end, ec] = std::from_chars(first, last, value);
+  std::uint64_t multiplier = 1;
+  if (ec == std::errc() && end + 1 == last) {
+    switch (*end) {
+      case 'k': case 'K': multiplier = 1000; ++end; break;
+      case 'M': multiplier = 1000 * 1000; ++end; break;
+      case 'G': multiplier = 1000 * 1000 * 1000; ++end; break;
+      default: break;
+    }
+  }
+  if (ec == std::errc::result_out_of_range ||
+      (ec == std::errc() && end == last &&
+       value > std::numeric_limits<std::uint64_t>::max() / multiplier)) {
+    return std::unexpected(reader.Error(
+        "--bandwidth must be between " + std::to_string(api::kMinBandwidthBytesPerSec) + " and " +
+        std::to_string(api::kMaxBandwidthBytesPerSec) + " bytes per second, not " + text));
+  }
+  if (ec != std::errc() || end != last) {
+    return std::unexpected(reader.Error(
+        "--bandwidth expects bytes per second, optionally with a suffix k, M or G (10M is "
+        "10000000), not \"" + api::QuoteForError(text) + "\""));
+  }
+  return value * multiplier;
+}
+
+std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& network,
+                                            bool* matched) {
+  *matched = true;
+  if (auto mode = reader.value("--net")) {
+    if (!*mode) return mode->error();
+    auto parsed = NetworkModeFromName(mode->value());
+    if (!parsed) {
+      return reader.Error("--net expects nat-filtered, isolated or bridge, not \"" +
+                          api::QuoteForError(mode->value()) + "\"");
+    }
+    network.mode = *parsed;
+    return std::nullopt;
+  }
+  if (auto port = reader.value("--allow-port")) {
+    if (!*port) return port->error();
+    auto number = ParsePort(reader, port->value());
+    if (!number) return number.error();
+    network.allow_tcp_ports.push_back(*number);
+    return std::nullopt;
+  }
+  if (auto cidr = reader.value("--allow-cidr")) {
+    if (!*cidr) return cidr->error();
+    auto canonical = api::CanonicalCidr(cidr->value(), kNetworkFlags.allow_cidrs);
+    if (!canonical) return reader.Error(canonical.error().message);
+    network.allow_cidrs.push_back(std::move(*canonical));
+    return std::nullopt;
+  }
+  if (auto bridge = reader.value("--bridge")) {
+    if (!*bridge) return bridge->error();
+    if (auto ok = api::ValidateInterfaceName(bridge->value(), kNetworkFlags.bridge); !ok) {
+      return reader.Error(ok.error().message);
+    }
+    network.bridge = bridge->value();
+    return std::nullopt;
+  }
+  if (auto rate = reader.value("--bandwidth")) {
+    if (!*rate) return rate->error();
+    auto bytes = ParseBandwidth(reader, rate->value());
+    if (!bytes) return bytes.error();
+    network.bandwidth_bytes_per_sec = *bytes;
+    return std::nullopt;
+  }
+  *matched = false;
+  return std::nullopt;
+}
+
 std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matched) {
   *matched = true;
   if (auto image = reader.value("--image")) {
@@ -133,8 +230,7 @@ std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matc
     vm.memory_mib = *number;
     return std::nullopt;
   }
-  *matched = false;
-  return std::nullopt;
+  return TakeNetworkOption(reader, vm.network, matched);
 }
 
 std::optional<UsageError> TakeExecOption(ArgReader& reader, ExecSpec& exec,
@@ -260,6 +356,13 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
   };
 
   std::optional<UsageError> error;
+  if (command.kind == CommandKind::kRun || command.kind == CommandKind::kCreate) {
+    // The flags only make sense together (--bridge needs --net bridge, ...),
+    // so they are checked once all are read, before any request is sent.
+    if (auto ok = api::ValidateNetworkRequest(command.vm.network, kNetworkFlags); !ok) {
+      return std::unexpected(reader.Error(ok.error().message));
+    }
+  }
   switch (command.kind) {
     case CommandKind::kRun:
       if (command.exec.argv.empty()) error = reader.Error("missing the command to run (after --)");

@@ -11,6 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include <utility>  // Boost 1.74's awaitable.hpp (via vm_service.h) needs std::exchange
+
+#include "supervisor/vm_service.h"
+
 namespace agentvm::cli {
 
 inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
@@ -21,6 +25,9 @@ struct VmSpec {
   std::string image = "tiny";
   int cpus = 1;
   int memory_mib = 256;
+  // --net, --allow-port, --allow-cidr, --bridge, --bandwidth; checked here
+  // with the API's own rules (api::ValidateNetworkRequest), CIDRs canonical.
+  NetworkRequest network;
 };
 
 struct ExecSpec {

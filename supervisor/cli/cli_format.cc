@@ -17,12 +17,13 @@ std::string FormatAge(std::int64_t created_at, std::int64_t now) {
 }
 
 std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now) {
-  constexpr std::size_t kColumns = 7;
+  constexpr std::size_t kColumns = 8;
   using Row = std::array<std::string, kColumns>;
   std::vector<Row> rows;
-  rows.push_back({"ID", "IMAGE", "STATE", "CPUS", "MEMORY", "AGE", "REASON"});
+  rows.push_back({"ID", "IMAGE", "STATE", "ADDRESS", "CPUS", "MEMORY", "AGE", "REASON"});
   for (const VmInfo& vm : vms) {
     rows.push_back({vm.id, vm.image, std::string(VmStateName(vm.state)),
+                    vm.network.address.empty() ? "-" : vm.network.address,
                     std::to_string(vm.cpus), std::to_string(vm.memory_mib) + "MiB",
                     FormatAge(vm.created_at, now), vm.reason});
   }

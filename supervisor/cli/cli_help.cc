@@ -27,27 +27,74 @@ Options:
       --socket PATH    agentvmd's socket
   -h, --help           show this help
 
-Example:
+Network (default: agentvmd's, normally nat-filtered):
+      --net MODE            nat-filtered: NAT to the internet through the egress
+                            whitelist (TCP 80, 443, 22, 9418 and DNS to
+                            agentvmd's resolver only); isolated: no network
+                            device at all; bridge: attach to --bridge, unfiltered
+      --allow-port PORT     nat-filtered: also allow outbound TCP PORT
+                            (repeatable; not 53)
+      --allow-cidr CIDR     nat-filtered: also allow outbound TCP to any port
+                            but 53 in subnet CIDR, e.g. 203.0.113.0/24
+                            (repeatable)
+      --bridge NAME         bridge mode: the host bridge to attach to
+      --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
+                            per second; suffixes k, M, G are powers of 1000
+                            (10M = 10^7)
+
+Examples:
   agentvm run --timeout 60 -- sh -c 'uname -a; echo done'
+  agentvm run --allow-port 8080 -- wget -qO- http://example.com:8080/
+  agentvm run --net isolated -- make test
 )";
   }
   if (command == "create") {
-    return R"(Usage: agentvm create [--image NAME] [--cpus N] [--memory MIB]
+    return R"(Usage: agentvm create [OPTIONS]
 
 Boots a VM, waits until its agent answers, and prints its id.
+
+Options:
+      --image NAME     guest image (default tiny)
+      --cpus N         virtual CPUs (default 1)
+      --memory MIB     memory in MiB (default 256)
+      --socket PATH    agentvmd's socket
+  -h, --help           show this help
+
+Network (default: agentvmd's, normally nat-filtered):
+      --net MODE            nat-filtered: NAT to the internet through the egress
+                            whitelist (TCP 80, 443, 22, 9418 and DNS to
+                            agentvmd's resolver only); isolated: no network
+                            device at all; bridge: attach to --bridge, unfiltered
+      --allow-port PORT     nat-filtered: also allow outbound TCP PORT
+                            (repeatable; not 53)
+      --allow-cidr CIDR     nat-filtered: also allow outbound TCP to any port
+                            but 53 in subnet CIDR, e.g. 203.0.113.0/24
+                            (repeatable)
+      --bridge NAME         bridge mode: the host bridge to attach to
+      --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
+                            per second; suffixes k, M, G are powers of 1000
+                            (10M = 10^7)
+
+Example:
+  agentvm create --memory 512 --bandwidth 10M
+  agentvm create --net bridge --bridge br-lab
 )";
   }
   if (command == "ls" || command == "list") {
     return R"(Usage: agentvm ls [--json]
 
-Lists the VMs: ID, IMAGE, STATE, CPUS, MEMORY, AGE and, for failed or stopped
-VMs, the REASON. --json prints agentvmd's JSON instead.
+Lists the VMs: ID, IMAGE, STATE, ADDRESS (the VM's IPv4 address, "-" when it
+has none), CPUS, MEMORY, AGE and, for failed or stopped VMs, the REASON.
+--json prints agentvmd's JSON instead.
 )";
   }
   if (command == "inspect") {
     return R"(Usage: agentvm inspect ID
 
-Prints everything agentvmd knows about the VM, as JSON.
+Prints everything agentvmd knows about the VM, as JSON, including its
+"network": mode, address, gateway, dns, mac, tap, bridge, the extra
+allow_tcp_ports and allow_cidrs, bandwidth_bytes_per_sec and the count of
+dropped_connections.
 )";
   }
   if (command == "exec") {

@@ -59,6 +59,10 @@ class Printer {
   const CliContext& context_;
 };
 
+CreateVmRequest ToCreateRequest(const VmSpec& vm) {
+  return CreateVmRequest{vm.image, vm.cpus, vm.memory_mib, vm.network};
+}
+
 protocol::ExecRequest ToExecRequest(const ExecSpec& spec, std::string stdin_data) {
   protocol::ExecRequest request;
   request.argv = spec.argv;
@@ -105,8 +109,7 @@ int Run(const CliCommand& command, ApiClient& client, const CliContext& context,
   Printer print(context);
   // Creation is not interrupted midway: until it returns there is no id to
   // clean up with, so a Ctrl-C is acted on right after.
-  auto vm = client.CreateVm(CreateVmRequest{command.vm.image, command.vm.cpus,
-                                            command.vm.memory_mib});
+  auto vm = client.CreateVm(ToCreateRequest(command.vm));
   if (!vm) {
     print.Error("cannot create VM: " + vm.error().message);
     return interrupts.interrupted() ? kInterrupted : kAgentvmFailed;
@@ -138,8 +141,7 @@ int Exec(const CliCommand& command, ApiClient& client, const CliContext& context
 
 int Create(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
-  auto vm = client.CreateVm(CreateVmRequest{command.vm.image, command.vm.cpus,
-                                            command.vm.memory_mib});
+  auto vm = client.CreateVm(ToCreateRequest(command.vm));
   if (!vm) {
     print.Error("cannot create VM: " + vm.error().message);
     return kFailed;

@@ -1,5 +1,6 @@
 #include "tests/support/daemon.h"
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -18,21 +19,31 @@ namespace bp = boost::process;
 
 Daemon::Daemon(DaemonOptions options) : root_("avmd") {
   socket_ = (root_.path() / "agentvm.sock").string();
-  std::vector<std::string> args = {BinPath("agentvmd"),
-                                   "--socket", socket_,
-                                   "--state-dir", state_dir(),
-                                   "--run-dir", run_dir(),
-                                   "--image-dir", options.image_dir.empty() ? ImageDir() : options.image_dir,
-                                   "--accel", "tcg",
-                                   "--log-level", "debug"};
-  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
-  if (!options.netns.empty()) args.insert(args.begin(), {"ip", "netns", "exec", options.netns});
+  args_ = {BinPath("agentvmd"),
+           "--socket", socket_,
+           "--state-dir", state_dir(),
+           "--run-dir", run_dir(),
+           "--image-dir", options.image_dir.empty() ? ImageDir() : options.image_dir,
+           "--accel", "tcg",
+           "--log-level", "debug"};
+  // A daemon in the root namespace must never build a bridge or ruleset there.
+  if (options.netns.empty() &&
+      std::find(options.extra_args.begin(), options.extra_args.end(), "--default-network") ==
+          options.extra_args.end()) {
+    args_.insert(args_.end(), {"--default-network", "isolated"});
+  }
+  args_.insert(args_.end(), options.extra_args.begin(), options.extra_args.end());
+  if (!options.netns.empty()) args_.insert(args_.begin(), {"ip", "netns", "exec", options.netns});
+  Start();
+}
 
-  boost::filesystem::path program = args[0];
-  if (args[0].find('/') == std::string::npos) program = bp::search_path(args[0]);
-  const std::string log = (root_.path() / "agentvmd.log").string();
+void Daemon::Start() {
+  boost::filesystem::path program = args_[0];
+  if (args_[0].find('/') == std::string::npos) program = bp::search_path(args_[0]);
+  // One log file per start; Log() reads them in order.
+  const std::string log = (root_.path() / ("agentvmd." + std::to_string(starts_++) + ".log")).string();
   child_ = std::make_unique<bp::child>(bp::exe = program,
-                                       bp::args = std::vector<std::string>(args.begin() + 1, args.end()),
+                                       bp::args = std::vector<std::string>(args_.begin() + 1, args_.end()),
                                        bp::std_in < bp::null, bp::std_out > log, bp::std_err > log);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!std::filesystem::exists(socket_) && child_->running() && std::chrono::steady_clock::now() < deadline) {
@@ -41,6 +52,16 @@ Daemon::Daemon(DaemonOptions options) : root_("avmd") {
   if (!std::filesystem::exists(socket_)) {
     ADD_FAILURE() << "agentvmd did not create " << socket_ << "; its log:\n" << Log();
   }
+}
+
+void Daemon::CrashAndRestart() {
+  if (child_ && child_->running()) {
+    ::kill(child_->id(), SIGKILL);
+    WaitWithTimeout(*child_, std::chrono::seconds(10));
+  }
+  // A killed daemon cannot remove its socket; the next one replaces it.
+  std::filesystem::remove(socket_);
+  Start();
 }
 
 Daemon::~Daemon() {
@@ -78,9 +99,11 @@ std::pair<int, std::string> Daemon::Http(const std::string& method, const std::s
 }
 
 std::string Daemon::Log() const {
-  std::ifstream in(root_.path() / "agentvmd.log");
   std::stringstream buffer;
-  buffer << in.rdbuf();
+  for (int i = 0; i < starts_; ++i) {
+    std::ifstream in(root_.path() / ("agentvmd." + std::to_string(i) + ".log"));
+    buffer << in.rdbuf();
+  }
   return buffer.str();
 }
 

@@ -43,7 +43,15 @@ class Daemon {
   // What agentvmd logged so far.
   std::string Log() const;
 
+  // SIGKILLs agentvmd (its QEMUs, taps and rules stay behind, as after a
+  // crash) and starts a new one on the same directories and flags.
+  void CrashAndRestart();
+
  private:
+  void Start();
+
+  std::vector<std::string> args_;
+  int starts_ = 0;
   TempDir root_;
   std::string socket_;
   std::unique_ptr<boost::process::child> child_;

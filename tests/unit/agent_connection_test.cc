@@ -124,8 +124,9 @@ TEST(AgentBinaryTest, HelpDocumentsEveryFlag) {
   char buf[4096];
   while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) help.append(buf, n);
   EXPECT_EQ(::pclose(pipe), 0);
-  for (const char* flag : {"--fd", "--serial", "--vsock-port", "--allow-poweroff",
-                           "agentvm.channel", "agentvm.0", "1024"}) {
+  for (const char* flag :
+       {"--fd", "--serial", "--vsock-port", "--allow-poweroff", "--dry-run-system",
+        "--dry-run-fail", "agentvm.channel", "agentvm.0", "1024"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
 }

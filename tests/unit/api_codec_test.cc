@@ -160,5 +160,126 @@ TEST(ApiCodecTest, RequestBodiesParseBackOnTheServerSide) {
   EXPECT_EQ(created->memory_mib, 512);
 }
 
+TEST(ApiCodecTest, VmNetworkRoundTrip) {
+  VmInfo info;
+  info.id = "vm-2";
+  info.state = VmState::kRunning;
+  info.network.mode = NetworkMode::kNatFiltered;
+  info.network.address = "10.101.0.2";
+  info.network.gateway = "10.101.0.1";
+  info.network.dns = "10.101.0.1";
+  info.network.mac = "52:54:00:12:34:56";
+  info.network.tap = "avm-vm-2";
+  info.network.bridge = "agentvm0";
+  info.network.allow_tcp_ports = {8080, 5432};
+  info.network.allow_cidrs = {"203.0.113.0/24"};
+  info.network.bandwidth_bytes_per_sec = 1000000;
+  info.network.dropped_connections = 3;
+
+  auto json = VmInfoToJson(info);
+  const auto& network = json["network"];
+  EXPECT_EQ(network["mode"], "nat-filtered");
+  EXPECT_EQ(network["address"], "10.101.0.2");
+  EXPECT_EQ(network["allow_tcp_ports"], nlohmann::json::array({8080, 5432}));
+  EXPECT_EQ(network["bandwidth_bytes_per_sec"], 1000000);
+  EXPECT_EQ(network["dropped_connections"], 3);
+  // The documented order, so `agentvm inspect` reads the same every time.
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : network.items()) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"mode", "address", "gateway", "dns", "mac", "tap",
+                                            "bridge", "allow_tcp_ports", "allow_cidrs",
+                                            "bandwidth_bytes_per_sec", "dropped_connections"}));
+
+  auto back = VmInfoFromJson(nlohmann::json::parse(DumpJson(json)));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->network.mode, NetworkMode::kNatFiltered);
+  EXPECT_EQ(back->network.address, "10.101.0.2");
+  EXPECT_EQ(back->network.gateway, "10.101.0.1");
+  EXPECT_EQ(back->network.dns, "10.101.0.1");
+  EXPECT_EQ(back->network.mac, "52:54:00:12:34:56");
+  EXPECT_EQ(back->network.tap, "avm-vm-2");
+  EXPECT_EQ(back->network.bridge, "agentvm0");
+  EXPECT_EQ(back->network.allow_tcp_ports, info.network.allow_tcp_ports);
+  EXPECT_EQ(back->network.allow_cidrs, info.network.allow_cidrs);
+  EXPECT_EQ(back->network.bandwidth_bytes_per_sec, 1000000u);
+  EXPECT_EQ(back->network.dropped_connections, 3u);
+}
+
+TEST(ApiCodecTest, IsolatedVmHasEmptyStringsAndNullBandwidth) {
+  VmInfo info;
+  info.id = "vm-3";
+  info.network.mode = NetworkMode::kIsolated;
+  auto network = VmInfoToJson(info)["network"];
+  EXPECT_EQ(network["mode"], "isolated");
+  EXPECT_EQ(network["address"], "");
+  EXPECT_EQ(network["tap"], "");
+  EXPECT_TRUE(network["allow_tcp_ports"].is_array());
+  EXPECT_TRUE(network["allow_tcp_ports"].empty());
+  EXPECT_TRUE(network["bandwidth_bytes_per_sec"].is_null());
+  EXPECT_EQ(network["dropped_connections"], 0);
+  auto back = VmInfoFromJson(VmInfoToJson(info));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->network.mode, NetworkMode::kIsolated);
+  EXPECT_FALSE(back->network.bandwidth_bytes_per_sec);
+}
+
+TEST(ApiCodecTest, VmNetworkDecodingToleratesOldAndRefusesNonsense) {
+  // A daemon from before networking sends no "network".
+  auto old = VmInfoFromJson(nlohmann::json{{"id", "x"}, {"state", "running"}});
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->network.mode, NetworkMode::kIsolated);
+  EXPECT_EQ(old->network.address, "");
+
+  auto with = [](nlohmann::json network) {
+    return VmInfoFromJson(nlohmann::json{{"id", "x"}, {"state", "running"}, {"network", network}});
+  };
+  EXPECT_FALSE(with("nat-filtered"));
+  EXPECT_FALSE(with(nlohmann::json::object()));
+  EXPECT_FALSE(with({{"mode", "wormhole"}}));
+  // Junk inside a known mode is dropped field by field.
+  auto junk = with({{"mode", "nat-filtered"},
+                    {"address", 7},
+                    {"allow_tcp_ports", {80, -1, 70000, "x", 443}},
+                    {"allow_cidrs", {"10.0.0.0/8", 5}},
+                    {"bandwidth_bytes_per_sec", -5},
+                    {"dropped_connections", "many"}});
+  ASSERT_TRUE(junk);
+  EXPECT_EQ(junk->network.address, "");
+  EXPECT_EQ(junk->network.allow_tcp_ports, (std::vector<std::uint16_t>{80, 443}));
+  EXPECT_EQ(junk->network.allow_cidrs, (std::vector<std::string>{"10.0.0.0/8"}));
+  EXPECT_FALSE(junk->network.bandwidth_bytes_per_sec);
+  EXPECT_EQ(junk->network.dropped_connections, 0u);
+}
+
+TEST(ApiCodecTest, CreateRequestSendsNetworkOnlyWhenSet) {
+  CreateVmRequest plain;
+  EXPECT_FALSE(nlohmann::json::parse(CreateVmRequestToJson(plain)).contains("network"));
+
+  CreateVmRequest ports_only;
+  ports_only.network.allow_tcp_ports = {8080};
+  auto body = nlohmann::json::parse(CreateVmRequestToJson(ports_only));
+  EXPECT_EQ(body["network"], nlohmann::json::parse(R"({"allow_tcp_ports":[8080]})"))
+      << "no mode: the daemon's default applies";
+
+  CreateVmRequest full;
+  full.network.mode = NetworkMode::kNatFiltered;
+  full.network.allow_tcp_ports = {8080, 5432};
+  full.network.allow_cidrs = {"203.0.113.0/24"};
+  full.network.bandwidth_bytes_per_sec = 2000000;
+  auto parsed = ParseCreateVmBody(CreateVmRequestToJson(full));
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->network.mode, NetworkMode::kNatFiltered);
+  EXPECT_EQ(parsed->network.allow_tcp_ports, full.network.allow_tcp_ports);
+  EXPECT_EQ(parsed->network.allow_cidrs, full.network.allow_cidrs);
+  EXPECT_EQ(parsed->network.bandwidth_bytes_per_sec, 2000000u);
+
+  CreateVmRequest bridge;
+  bridge.network.mode = NetworkMode::kBridge;
+  bridge.network.bridge = "br-lab";
+  auto bridged = ParseCreateVmBody(CreateVmRequestToJson(bridge));
+  ASSERT_TRUE(bridged) << bridged.error().message;
+  EXPECT_EQ(bridged->network.bridge, "br-lab");
+}
+
 }  // namespace
 }  // namespace agentvm::api

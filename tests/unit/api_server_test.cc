@@ -277,6 +277,50 @@ TEST_F(ApiServerTest, HostileRequestsAreRefusedBeforeTheServiceAndTheServerKeeps
   EXPECT_EQ(TestClient(options_.socket_path).Call("GET", "/v1/vms/" + id).status, 200);
 }
 
+TEST_F(ApiServerTest, NetworkRequestRoundTripsAndBadOnesNeverReachTheService) {
+  StartServer();
+  TestClient client(options_.socket_path);
+  Reply created = client.Call("POST", "/v1/vms", R"({"network":{"mode":"nat-filtered",
+      "allow_tcp_ports":[8080],"allow_cidrs":["203.0.113.0/24"],"bandwidth_bytes_per_sec":1000000}})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  auto network = created.Json()["network"];
+  EXPECT_EQ(network["mode"], "nat-filtered");
+  EXPECT_EQ(network["allow_tcp_ports"], nlohmann::json::array({8080}));
+  EXPECT_EQ(network["allow_cidrs"], nlohmann::json::array({"203.0.113.0/24"}));
+  EXPECT_EQ(network["bandwidth_bytes_per_sec"], 1000000);
+  EXPECT_FALSE(network["address"].get<std::string>().empty());
+  EXPECT_EQ(network["dropped_connections"], 0);
+  std::string id = created.Json()["id"];
+  EXPECT_EQ(client.Call("GET", "/v1/vms/" + id).Json()["network"], network);
+
+  Reply isolated = client.Call("POST", "/v1/vms", R"({"network":{"mode":"isolated"}})");
+  ASSERT_EQ(isolated.status, 201) << isolated.body;
+  EXPECT_EQ(isolated.Json()["network"]["mode"], "isolated");
+  EXPECT_EQ(isolated.Json()["network"]["address"], "");
+  EXPECT_TRUE(isolated.Json()["network"]["bandwidth_bytes_per_sec"].is_null());
+
+  int calls = fake_.calls();
+  const std::string bodies[] = {
+      R"({"network":{"allow_tcp_ports":[53]}})",
+      R"({"network":{"allow_cidrs":["10.0.0.1/8"]}})",
+      R"({"network":{"mode":"isolated","allow_tcp_ports":[8080]}})",
+      R"({"network":{"mode":"bridge"}})",
+      R"({"network":{"mode":"bridge","bridge":"../../x"}})",
+      R"({"network":{"mode":"open"}})",
+      R"({"network":{"allow_tcp_ports":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,
+          24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,
+          54,55,56,57,58,59,60,61,62,63,64,65,66]}})",
+  };
+  for (const auto& body : bodies) {
+    Reply reply = client.Call("POST", "/v1/vms", body);
+    EXPECT_EQ(reply.status, 400) << body;
+    EXPECT_EQ(reply.Json()["code"], "invalid_argument");
+    EXPECT_NE(reply.Json()["error"].get<std::string>().find("network"), std::string::npos)
+        << reply.body;
+  }
+  EXPECT_EQ(fake_.calls(), calls) << "validation must happen before the service is called";
+}
+
 TEST_F(ApiServerTest, UnknownRoutesAre404AndWrongMethods405) {
   StartServer();
   TestClient client(options_.socket_path);

@@ -41,6 +41,107 @@ TEST(CliArgsTest, RunDefaultsAndCommandWithoutSeparator) {
   EXPECT_EQ(command->exec.argv, (std::vector<std::string>{"ls", "-la", "--help"}));
 }
 
+TEST(CliArgsTest, NetworkOptions) {
+  auto plain = Parse({"run", "--", "true"});
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->vm.network.mode) << "no --net: agentvmd's default";
+  EXPECT_TRUE(plain->vm.network.allow_tcp_ports.empty());
+  EXPECT_FALSE(plain->vm.network.bandwidth_bytes_per_sec);
+
+  auto run = Parse({"run", "--net", "nat-filtered", "--allow-port", "8080", "--allow-port=5432",
+                    "--allow-cidr", "203.0.113.0/24", "--allow-cidr=10.0.0.0/08", "--bandwidth",
+                    "10M", "--", "true"});
+  ASSERT_TRUE(run) << run.error().message;
+  EXPECT_EQ(run->vm.network.mode, NetworkMode::kNatFiltered);
+  EXPECT_EQ(run->vm.network.allow_tcp_ports, (std::vector<std::uint16_t>{8080, 5432}));
+  EXPECT_EQ(run->vm.network.allow_cidrs,
+            (std::vector<std::string>{"203.0.113.0/24", "10.0.0.0/8"}));
+  EXPECT_EQ(run->vm.network.bandwidth_bytes_per_sec, 10'000'000u);
+
+  auto create = Parse({"create", "--net=bridge", "--bridge", "br-lab"});
+  ASSERT_TRUE(create) << create.error().message;
+  EXPECT_EQ(create->vm.network.mode, NetworkMode::kBridge);
+  EXPECT_EQ(create->vm.network.bridge, "br-lab");
+  EXPECT_EQ(Parse({"create", "--bandwidth", "250k"})->vm.network.bandwidth_bytes_per_sec, 250'000u);
+
+  auto isolated = Parse({"create", "--net", "isolated"});
+  ASSERT_TRUE(isolated);
+  EXPECT_EQ(isolated->vm.network.mode, NetworkMode::kIsolated);
+
+  // Without --net the whitelist is agentvmd's default mode's business.
+  auto ports_only = Parse({"run", "--allow-port", "8080", "--", "true"});
+  ASSERT_TRUE(ports_only);
+  EXPECT_FALSE(ports_only->vm.network.mode);
+
+  for (auto [text, bytes] : {std::pair<std::string, std::uint64_t>{"4096", 4096},
+                             {"5K", 5000}, {"1G", 1'000'000'000}, {"100G", 100'000'000'000}}) {
+    auto parsed = Parse({"create", "--bandwidth", text});
+    ASSERT_TRUE(parsed) << text << ": " << parsed.error().message;
+    EXPECT_EQ(parsed->vm.network.bandwidth_bytes_per_sec, bytes) << text;
+  }
+  // Options after the command belong to the command.
+  auto after = Parse({"run", "curl", "--net", "x"});
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(after->vm.network.mode);
+}
+
+TEST(CliArgsTest, NetworkOptionErrorsComeBeforeAnyRequest) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"run", "--net", "nat", "--", "ls"}, "--net expects nat-filtered, isolated or bridge, not \"nat\""},
+      {{"run", "--net"}, "option --net needs a value"},
+      {{"run", "--allow-port", "http", "--", "ls"}, "--allow-port expects a TCP port (1-65535), not \"http\""},
+      {{"run", "--allow-port", "0", "--", "ls"}, "--allow-port expects a TCP port (1-65535), not \"0\""},
+      {{"run", "--allow-port", "65536", "--", "ls"}, "not \"65536\""},
+      {{"run", "--allow-port", "-1", "--", "ls"}, "not \"-1\""},
+      {{"run", "--allow-port", "80.5", "--", "ls"}, "not \"80.5\""},
+      {{"run", "--allow-port", "53", "--", "ls"}, "--allow-port: port 53 is refused: DNS goes only to the daemon's resolver"},
+      {{"run", "--allow-port", "8080", "--allow-port", "8080", "--", "ls"}, "--allow-port: port 8080 is listed twice"},
+      {{"run", "--allow-cidr", "10.0.0.1/8", "--", "ls"}, "--allow-cidr: \"10.0.0.1/8\" has host bits set (did you mean 10.0.0.0/8?)"},
+      {{"run", "--allow-cidr", "example.com", "--", "ls"}, "--allow-cidr: \"example.com\" is not an IPv4 subnet"},
+      {{"run", "--allow-cidr", "10.0.0.0/8\x1b[2J", "--", "ls"}, "\"10.0.0.0/8\\x1b[2J\""},
+      {{"run", "--allow-cidr", "10.0.0.0/8", "--allow-cidr", "10.2.0.0/16", "--", "ls"}, "--allow-cidr: 10.0.0.0/8 and 10.2.0.0/16 overlap"},
+      {{"run", "--net", "isolated", "--allow-port", "8080", "--", "ls"}, "--allow-port is refused when --net is isolated: only nat-filtered has a whitelist"},
+      {{"create", "--net", "bridge", "--bridge", "br0", "--allow-cidr", "10.0.0.0/8"}, "--allow-cidr is refused when --net is bridge"},
+      {{"create", "--net", "bridge"}, "--bridge is required when --net is bridge"},
+      {{"create", "--bridge", "br0"}, "--bridge is only allowed when --net is bridge"},
+      {{"create", "--net", "bridge", "--bridge", "br/0"}, "invalid --bridge \"br/0\""},
+      {{"create", "--net", "bridge", "--bridge", "bridge-name-too-long"}, "invalid --bridge"},
+      {{"create", "--bandwidth", "fast"}, "--bandwidth expects bytes per second, optionally with a suffix k, M or G"},
+      {{"create", "--bandwidth", "10MB"}, "not \"10MB\""},
+      {{"create", "--bandwidth", "1.5M"}, "not \"1.5M\""},
+      {{"create", "--bandwidth", "-1"}, "--bandwidth expects bytes per second"},
+      {{"create", "--bandwidth", "100"}, "--bandwidth must be between 4096 and 100000000000 bytes per second, not 100"},
+      {{"create", "--bandwidth", "101G"}, "--bandwidth must be between 4096 and 100000000000 bytes per second, not 101000000000"},
+      {{"create", "--bandwidth", "99999999999999999999"}, "--bandwidth must be between 4096 and 100000000000"},
+      {{"create", "--bandwidth", "18446744073709551615G"}, "--bandwidth must be between 4096"},
+      {{"create", "--net", "isolated", "--bandwidth", "1M"}, "--bandwidth is refused when --net is isolated"},
+      {{"create", "--net", "bridge", "--bridge", "br0", "--bandwidth", "1M"}, "--bandwidth is refused when --net is bridge: only nat-filtered limits bandwidth"},
+      {{"exec", "vm-1", "--net", "isolated", "--", "ls"}, "unknown option --net"},
+  };
+  std::vector<std::string> many = {"run"};
+  for (int port = 1000; port < 1065; ++port) {
+    many.push_back("--allow-port");
+    many.push_back(std::to_string(port));
+  }
+  many.insert(many.end(), {"--", "ls"});
+  auto too_many = Parse(many);
+  ASSERT_FALSE(too_many);
+  EXPECT_EQ(too_many.error().message, "--allow-port lists 65 ports; at most 64 are allowed");
+  for (const auto& c : cases) {
+    auto result = Parse(c.args);
+    std::string joined;
+    for (const auto& arg : c.args) joined += arg + " ";
+    ASSERT_FALSE(result) << joined;
+    EXPECT_NE(result.error().message.find(c.message), std::string::npos)
+        << joined << "-> " << result.error().message;
+    EXPECT_EQ(result.error().command, c.args[0]) << joined;
+  }
+}
+
 TEST(CliArgsTest, SocketFromFlagBeatsEnvironment) {
   EXPECT_EQ(Parse({"ls"}, "/env.sock")->socket_path, "/env.sock");
   EXPECT_EQ(Parse({"--socket", "/flag.sock", "ls"}, "/env.sock")->socket_path, "/flag.sock");

@@ -167,8 +167,10 @@ TEST_F(CliTest, CreateListInspectStopRemove) {
 
   Outcome list = Cli({"ls"});
   EXPECT_EQ(list.status, 0);
-  EXPECT_EQ(list.out.substr(0, list.out.find('\n')), "ID    IMAGE  STATE    CPUS  MEMORY  AGE  REASON");
-  EXPECT_NE(list.out.find("vm-1  tiny   running  1     128MiB"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.substr(0, list.out.find('\n')),
+            "ID    IMAGE  STATE    ADDRESS     CPUS  MEMORY  AGE  REASON");
+  EXPECT_NE(list.out.find("vm-1  tiny   running  10.101.0.2  1     128MiB"), std::string::npos)
+      << list.out;
 
   auto json = nlohmann::json::parse(Cli({"ls", "--json"}).out);
   EXPECT_EQ(json["vms"][0]["id"], "vm-1");
@@ -188,6 +190,49 @@ TEST_F(CliTest, CreateListInspectStopRemove) {
   Outcome removed = Cli({"rm", "vm-1"});
   EXPECT_EQ(removed.status, 0) << removed.err;
   EXPECT_EQ(VmCount(), 0u);
+}
+
+TEST_F(CliTest, NetworkOptionsReachTheDaemonAndInspectShowsThem) {
+  Outcome created = Cli({"create", "--net", "nat-filtered", "--allow-port", "8080",
+                         "--allow-cidr", "203.0.113.0/24", "--bandwidth", "1M"});
+  ASSERT_EQ(created.status, 0) << created.err;
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_create);
+    const NetworkRequest& network = fake_.last_create->network;
+    EXPECT_EQ(network.mode, NetworkMode::kNatFiltered);
+    EXPECT_EQ(network.allow_tcp_ports, (std::vector<std::uint16_t>{8080}));
+    EXPECT_EQ(network.allow_cidrs, (std::vector<std::string>{"203.0.113.0/24"}));
+    EXPECT_EQ(network.bandwidth_bytes_per_sec, 1'000'000u);
+  });
+  auto inspected = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out);
+  const auto& network = inspected["network"];
+  EXPECT_EQ(network["mode"], "nat-filtered");
+  EXPECT_EQ(network["address"], "10.101.0.2");
+  EXPECT_EQ(network["allow_tcp_ports"], nlohmann::json::array({8080}));
+  EXPECT_EQ(network["allow_cidrs"], nlohmann::json::array({"203.0.113.0/24"}));
+  EXPECT_EQ(network["bandwidth_bytes_per_sec"], 1000000);
+  EXPECT_EQ(network["dropped_connections"], 0);
+
+  ASSERT_EQ(Cli({"create", "--net", "isolated"}).status, 0);
+  Outcome list = Cli({"ls"});
+  EXPECT_NE(list.out.find("vm-2  tiny   running  -           1"), std::string::npos) << list.out;
+
+  Outcome run = Cli({"run", "--net", "bridge", "--bridge", "br-lab", "--", "exit:0"});
+  EXPECT_EQ(run.status, 0) << run.err;
+  OnIo([&] { EXPECT_EQ(fake_.last_create->network.bridge, "br-lab"); });
+}
+
+TEST_F(CliTest, BadNetworkOptionsAreRefusedBeforeAnyRequest) {
+  Outcome refused = Cli({"run", "--allow-port", "53", "--", "true"});
+  EXPECT_EQ(refused.status, 125);
+  EXPECT_EQ(refused.err,
+            "agentvm: --allow-port: port 53 is refused: DNS goes only to the daemon's resolver\n"
+            "See 'agentvm run --help'.\n");
+  Outcome create = Cli({"create", "--net", "isolated", "--allow-cidr", "10.0.0.0/8"});
+  EXPECT_EQ(create.status, 2);
+  EXPECT_NE(create.err.find("--allow-cidr is refused when --net is isolated"), std::string::npos)
+      << create.err;
+  EXPECT_EQ(fake_.calls(), 0) << "nothing was sent";
 }
 
 TEST_F(CliTest, UnknownVmIsNamed) {

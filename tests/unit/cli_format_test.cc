@@ -27,13 +27,15 @@ TEST(CliFormatTest, TableAlignsColumnsAndShowsReasons) {
   failed.state = VmState::kFailed;
   failed.memory_mib = 1024;
   failed.reason = "qemu killed by signal 9";
+  running.network.mode = NetworkMode::kNatFiltered;
+  running.network.address = "10.101.0.2";
 
   std::string table = FormatVmTable({running, failed}, 1090);
   EXPECT_EQ(table,
-            "ID            IMAGE  STATE    CPUS  MEMORY   AGE  REASON\n"
-            "vm-1          tiny   running  1     256MiB   1m\n"
-            "vm-long-name  tiny   failed   1     1024MiB  1m   qemu killed by signal 9\n");
-  EXPECT_EQ(FormatVmTable({}, 0), "ID  IMAGE  STATE  CPUS  MEMORY  AGE  REASON\n");
+            "ID            IMAGE  STATE    ADDRESS     CPUS  MEMORY   AGE  REASON\n"
+            "vm-1          tiny   running  10.101.0.2  1     256MiB   1m\n"
+            "vm-long-name  tiny   failed   -           1     1024MiB  1m   qemu killed by signal 9\n");
+  EXPECT_EQ(FormatVmTable({}, 0), "ID  IMAGE  STATE  ADDRESS  CPUS  MEMORY  AGE  REASON\n");
 }
 
 }  // namespace

@@ -64,5 +64,38 @@ TEST_F(ConfigTest, ValidationCatchesWhatWouldFailLater) {
   EXPECT_FALSE(ValidateConfig(bad_accel));
 }
 
+TEST_F(ConfigTest, NetworkKeys) {
+  DaemonConfig config;
+  ASSERT_TRUE(ApplyConfigFile(WriteConfig("default_network: isolated\nbridge: avmbr1\nsubnet: 10.200.0.0/24\n"
+                                          "dns_upstream: 192.0.2.53:5353\nallowed_tcp_ports: [443, 8443]\n"),
+                              config));
+  EXPECT_EQ(config.default_network, "isolated");
+  EXPECT_EQ(config.bridge, "avmbr1");
+  EXPECT_EQ(config.subnet, "10.200.0.0/24");
+  EXPECT_EQ(config.dns_upstream, "192.0.2.53:5353");
+  EXPECT_EQ(config.allowed_tcp_ports, (std::vector<std::uint16_t>{443, 8443}));
+  EXPECT_TRUE(ValidateConfig(config));
+
+  EXPECT_FALSE(ApplyConfigFile(WriteConfig("allowed_tcp_ports: [0]\n"), config));
+  EXPECT_FALSE(ApplyConfigFile(WriteConfig("allowed_tcp_ports: 443\n"), config));
+}
+
+TEST_F(ConfigTest, NetworkValidation) {
+  auto refused = [](auto edit) {
+    DaemonConfig config;
+    edit(config);
+    auto result = ValidateConfig(config);
+    return result ? std::string() : result.error().message;
+  };
+  EXPECT_EQ(refused([](DaemonConfig&) {}), "");
+  EXPECT_NE(refused([](DaemonConfig& c) { c.default_network = "bridge"; }), "");
+  EXPECT_NE(refused([](DaemonConfig& c) { c.default_network = "open"; }), "");
+  EXPECT_NE(refused([](DaemonConfig& c) { c.bridge = "a/b"; }), "");
+  EXPECT_NE(refused([](DaemonConfig& c) { c.subnet = "10.101.0.1/16"; }).find("10.101.0.0/16"), std::string::npos);
+  EXPECT_NE(refused([](DaemonConfig& c) { c.subnet = "10.0.0.0/31"; }), "");
+  EXPECT_NE(refused([](DaemonConfig& c) { c.dns_upstream = "resolver"; }), "");
+  EXPECT_NE(refused([](DaemonConfig& c) { c.allowed_tcp_ports = {53}; }).find("DNS"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace agentvm

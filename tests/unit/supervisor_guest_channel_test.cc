@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -353,6 +354,118 @@ TEST_F(GuestChannelFakeTest, ARequestOverTheFrameLimitIsRefusedLocally) {
   EXPECT_TRUE(ping.has_value()) << ping.error().ToString();
 }
 
+TEST_F(GuestChannelFakeTest, ConfigureFillsInTheClockAndFreshEntropy) {
+  Wire wire = MakeWire(io_);
+  std::vector<protocol::Frame> seen;
+  std::mutex mutex;
+  FakeAgent agent(wire.peer, [&](FrameClient& c, const protocol::Frame& f) {
+    if (f.type != protocol::kTypeConfigure) return;
+    {
+      std::lock_guard lock(mutex);
+      seen.push_back(f);
+    }
+    c.Send(protocol::OkFrame(f.stream));
+  });
+  GuestChannel channel(std::move(wire.host), "vm-identity");
+  channel.Start();
+
+  GuestIdentity identity;
+  identity.hostname = "clone-1";
+  identity.network = GuestNetwork{"10.101.0.5/16", "10.101.0.1", "10.101.0.1", "02:00:0a:65:00:05"};
+  auto before = std::chrono::system_clock::now();
+  auto first = run_.Run(channel.Configure(identity, 5s));
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  auto second = run_.Run(channel.Configure(identity, 5s));
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  auto after = std::chrono::system_clock::now();
+
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(seen.size(), 2u);
+  auto parsed = protocol::ParseConfigure(seen[0]);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error();
+  EXPECT_EQ(parsed->hostname, "clone-1");
+  EXPECT_EQ(parsed->network->address, "10.101.0.5/16");
+  EXPECT_EQ(parsed->network->mac, "02:00:0a:65:00:05");
+  ASSERT_TRUE(parsed->time_unix_ns);
+  auto ns = [](std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  };
+  EXPECT_GE(*parsed->time_unix_ns, ns(before));
+  EXPECT_LE(*parsed->time_unix_ns, ns(after));
+  EXPECT_EQ(parsed->entropy.size(), kConfigureEntropyBytes);
+  EXPECT_NE(parsed->entropy, std::string(kConfigureEntropyBytes, '\0'));
+  // Each call draws its own bytes: two clones never get the same seed.
+  EXPECT_NE(seen[1].payload, seen[0].payload);
+}
+
+TEST_F(GuestChannelFakeTest, ConfigureKeepsWhatTheCallerGave) {
+  Wire wire = MakeWire(io_);
+  std::optional<protocol::Frame> seen;
+  std::mutex mutex;
+  FakeAgent agent(wire.peer, [&](FrameClient& c, const protocol::Frame& f) {
+    {
+      std::lock_guard lock(mutex);
+      seen = f;
+    }
+    c.Send(protocol::OkFrame(f.stream));
+  });
+  GuestChannel channel(std::move(wire.host), "vm-identity");
+  channel.Start();
+  GuestIdentity identity;
+  identity.time_unix_ns = 1893456000000000000;
+  identity.entropy = "caller's own bytes";
+  ASSERT_TRUE(run_.Run(channel.Configure(identity, 5s)).has_value());
+  std::lock_guard lock(mutex);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->header["time_unix_ns"], 1893456000000000000);
+  EXPECT_EQ(seen->payload, "caller's own bytes");
+  EXPECT_FALSE(seen->header.contains("network"));
+  EXPECT_FALSE(seen->header.contains("hostname"));
+}
+
+TEST_F(GuestChannelFakeTest, ConfigureRefusesABadIdentityWithoutSendingIt) {
+  Wire wire = MakeWire(io_);
+  FakeAgent agent(wire.peer, Pong);
+  GuestChannel channel(std::move(wire.host), "vm-identity");
+  channel.Start();
+  GuestIdentity identity;
+  identity.hostname = "a/b";
+  auto result = run_.Run(channel.Configure(identity, 5s));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(result.error().message,
+            "configure: hostname \"a/b\": only letters, digits, '-' and '.' allowed");
+  identity.hostname.reset();
+  identity.entropy = std::string(protocol::kMaxEntropyBytes + 1, 'x');
+  result = run_.Run(channel.Configure(identity, 5s));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+  ASSERT_TRUE(run_.Run(channel.Ping(5s)).has_value());
+  EXPECT_EQ(agent.received(), 1);  // only the ping
+}
+
+TEST_F(GuestChannelFakeTest, ConfigureErrorsAndTimeoutsComeBack) {
+  Wire wire = MakeWire(io_);
+  std::atomic<int> calls{0};
+  FakeAgent agent(wire.peer, [&](FrameClient& c, const protocol::Frame& f) {
+    if (f.type != protocol::kTypeConfigure) return;
+    if (calls.fetch_add(1) == 0) {
+      c.Send(protocol::ErrorFrame(f.stream, "internal",
+                                  "configure: network: ip link set dev eth0 up: exit status 2"));
+    }  // the second is never answered
+  });
+  GuestChannel channel(std::move(wire.host), "vm-identity");
+  channel.Start();
+  auto failed = run_.Run(channel.Configure(GuestIdentity{}, 5s));
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code, ErrorCode::kInternal);
+  EXPECT_EQ(failed.error().message, "configure: network: ip link set dev eth0 up: exit status 2");
+  auto silent = run_.Run(channel.Configure(GuestIdentity{}, 200ms));
+  ASSERT_FALSE(silent.has_value());
+  EXPECT_EQ(silent.error().code, ErrorCode::kTimeout);
+  EXPECT_EQ(silent.error().message, "configure: the guest agent did not answer within 200 ms");
+}
+
 TEST(GuestChannelErrorCodeTest, EveryCodeMapsBackFromItsName) {
   for (ErrorCode code :
        {ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kConflict,
@@ -508,6 +621,54 @@ TEST_F(GuestChannelAgentTest, FileErrors) {
   auto relative = run_.Run(channel_->WriteFile("relative/path", "x", 0644));
   ASSERT_FALSE(relative.has_value());
   EXPECT_EQ(relative.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(GuestChannelAgentTest, ConfigureIsRefusedByAnAgentThatMustNotTouchItsHost) {
+  GuestIdentity identity;
+  identity.hostname = "not-this-host";
+  auto result = run_.Run(channel_->Configure(identity, 5s));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(GuestChannelConfigureAgentTest, TheRealAgentAppliesTheIdentity) {
+  char tmpl[] = "/tmp/agentvm-channel-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::string record = dir + "/actions";
+  {
+    std::string error;
+    auto agent = AgentProcess::Start({"--dry-run-system", record}, &error);
+    ASSERT_NE(agent, nullptr) << error;
+    asio::io_context io;
+    Runner run(io);
+    GuestChannel channel(
+        GuestChannel::Socket(io, asio::generic::stream_protocol(AF_UNIX, SOCK_STREAM),
+                             agent->TakeHostFd().release()),
+        "vm-real");
+    channel.Start();
+    GuestIdentity identity;
+    identity.hostname = "clone-9";
+    identity.time_unix_ns = 1893456000000000000;
+    identity.network = GuestNetwork{"10.101.3.4/16", "10.101.0.1", "10.101.0.1", {}};
+    auto result = run.Run(channel.Configure(identity, 5s));
+    ASSERT_TRUE(result.has_value()) << result.error().ToString();
+  }
+  std::ifstream in(record);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(lines.size(), 8u);
+  EXPECT_EQ(lines[0], "clock 1893456000000000000");
+  // 64 bytes from the host's getrandom(), hex-encoded in the record.
+  EXPECT_EQ(lines[1].rfind("entropy 64 ", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[1].size(), std::string("entropy 64 ").size() + 128);
+  EXPECT_EQ(lines[2], "hostname clone-9");
+  EXPECT_EQ(lines[3], "ip link set dev eth0 up");
+  EXPECT_EQ(lines[4], "ip -4 addr flush dev eth0");
+  EXPECT_EQ(lines[5], "ip addr add 10.101.3.4/16 dev eth0");
+  EXPECT_EQ(lines[6], "ip route replace default via 10.101.0.1 dev eth0");
+  EXPECT_EQ(lines[7], "resolv.conf nameserver 10.101.0.1\\n");
 }
 
 TEST_F(GuestChannelAgentTest, ShutdownInFdModeMakesTheAgentExit) {

@@ -3,6 +3,7 @@
 // Regenerate with AGENTVM_UPDATE_GOLDEN=1 after an intended change.
 #include "supervisor/qemu_command_line.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -59,6 +60,27 @@ TEST(QemuCommandLineTest, KvmWithVsockMatchesGolden) {
   ExpectMatchesGolden(QemuCommandLine(spec), "qemu_kvm_vsock.args");
 }
 
+TEST(QemuCommandLineTest, TapNicAndIncomingMatchGolden) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.tap_fd = 7;
+  spec.mac = "02:0a:65:00:00:05";
+  spec.incoming_defer = true;
+  ExpectMatchesGolden(QemuCommandLine(spec), "qemu_tap_incoming.args");
+}
+
+TEST(QemuCommandLineTest, RestoredCloneOnFrozenDiskMatchesGolden) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.frozen_image = "/state/golden/tiny-1c-256m/disk.qcow2";
+  spec.incoming_defer = true;
+  ExpectMatchesGolden(QemuCommandLine(spec), "qemu_restore_frozen_disk.args");
+}
+
+TEST(QemuCommandLineTest, NoTapMeansNoNetworkDevice) {
+  for (const auto& arg : QemuCommandLine(ExampleSpec())) {
+    EXPECT_EQ(arg.find("net"), std::string::npos) << arg;
+  }
+}
+
 TEST(QemuCommandLineTest, NeverAsksForHostCpuUnderTcg) {
   // Under TCG `-cpu host` is an error, and on our PVM hosts KVM's host model
   // aborts QEMU: TCG must use QEMU's default model.
@@ -82,6 +104,27 @@ TEST(QemuCommandLineTest, DiskIsAnOverlayOnAReadOnlyBase) {
   EXPECT_EQ(disk["file"]["filename"], "/state/vms/vm-0123456789ab/overlay.qcow2");
   EXPECT_EQ(disk["backing"]["file"]["filename"], "/images/tiny/rootfs.qcow2");
   EXPECT_EQ(disk["backing"]["read-only"], true);
+  EXPECT_FALSE(disk["backing"].contains("backing"));
+}
+
+TEST(QemuCommandLineTest, FrozenDiskSitsReadOnlyBetweenOverlayAndBase) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.frozen_image = "/state/golden/g/disk.qcow2";
+  const auto argv = QemuCommandLine(spec);
+  auto it = std::find(argv.begin(), argv.end(), "-blockdev");
+  ASSERT_NE(it, argv.end());
+  const auto disk = nlohmann::json::parse(*(it + 1));
+  EXPECT_EQ(disk["file"]["filename"], "/state/vms/vm-0123456789ab/overlay.qcow2");
+  EXPECT_FALSE(disk.contains("read-only"));
+  const auto& frozen = disk["backing"];
+  EXPECT_EQ(frozen["file"]["filename"], "/state/golden/g/disk.qcow2");
+  EXPECT_EQ(frozen["read-only"], true);
+  EXPECT_EQ(frozen["file"]["read-only"], true);
+  const auto& base = frozen["backing"];
+  EXPECT_EQ(base["file"]["filename"], "/images/tiny/rootfs.qcow2");
+  EXPECT_EQ(base["read-only"], true);
+  EXPECT_EQ(base["file"]["read-only"], true);
+  EXPECT_FALSE(base.contains("backing"));
 }
 
 }  // namespace

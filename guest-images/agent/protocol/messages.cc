@@ -102,6 +102,30 @@ Frame ReadFileFrame(std::uint32_t stream, const ReadFileRequest& request) {
 
 Frame ShutdownFrame(std::uint32_t stream) { return MakeFrame(kTypeShutdown, stream); }
 
+Frame ConfigureFrame(std::uint32_t stream, const GuestIdentity& identity) {
+  json fields = json::object();
+  if (identity.network) {
+    json network = json::object();
+    const GuestNetwork& net = *identity.network;
+    if (net.address) network["address"] = *net.address;
+    if (net.gateway) network["gateway"] = *net.gateway;
+    if (net.dns) network["dns"] = *net.dns;
+    if (net.mac) network["mac"] = *net.mac;
+    fields["network"] = std::move(network);
+  }
+  if (identity.hostname) fields["hostname"] = *identity.hostname;
+  if (identity.time_unix_ns) {
+    // Unsigned, as the parser wants it, whenever it can be: a frame built in
+    // process must parse like one that came over the wire.
+    if (*identity.time_unix_ns >= 0) {
+      fields["time_unix_ns"] = static_cast<std::uint64_t>(*identity.time_unix_ns);
+    } else {
+      fields["time_unix_ns"] = *identity.time_unix_ns;
+    }
+  }
+  return MakeFrame(kTypeConfigure, stream, std::move(fields), identity.entropy);
+}
+
 Frame PongFrame(std::uint32_t stream) {
   return MakeFrame(kTypePong, stream, {{"version", kProtocolVersion}});
 }
@@ -213,6 +237,33 @@ ParseResult<ReadFileRequest> ParseReadFile(const Frame& frame) {
   if (!length) return std::unexpected(length.error());
   request.length = length->value_or(kFileChunkBytes);
   return request;
+}
+
+ParseResult<GuestIdentity> ParseConfigure(const Frame& frame) {
+  GuestIdentity identity;
+  auto network = frame.header.find("network");
+  if (network != frame.header.end() && !network->is_null()) {
+    if (!network->is_object()) return Bad(frame, "\"network\" is not an object");
+    GuestNetwork& net = identity.network.emplace();
+    for (auto [key, slot] : {std::pair{"address", &net.address}, std::pair{"gateway", &net.gateway},
+                             std::pair{"dns", &net.dns}, std::pair{"mac", &net.mac}}) {
+      auto it = network->find(key);
+      if (it == network->end() || it->is_null()) continue;
+      if (!it->is_string())
+        return Bad(frame, std::string("\"network.") + key + "\" is not a string");
+      *slot = it->get<std::string>();
+    }
+  }
+  auto hostname = OptString(frame, "hostname");
+  if (!hostname) return std::unexpected(hostname.error());
+  identity.hostname = std::move(*hostname);
+  auto time = OptUint(frame, "time_unix_ns",
+                      static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+  if (!time) return std::unexpected(time.error());
+  if (*time) identity.time_unix_ns = static_cast<std::int64_t>(**time);
+  identity.entropy = frame.payload;
+  if (auto bad = CheckIdentity(identity)) return Bad(frame, *bad);
+  return identity;
 }
 
 ParseResult<int> ParsePong(const Frame& frame) {

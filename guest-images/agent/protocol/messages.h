@@ -13,6 +13,7 @@
 
 #include "guest-images/agent/protocol/exec_types.h"
 #include "guest-images/agent/protocol/frame.h"
+#include "guest-images/agent/protocol/identity.h"
 
 namespace agentvm::protocol {
 
@@ -27,6 +28,7 @@ inline constexpr std::string_view kTypeSignal = "signal";
 inline constexpr std::string_view kTypeWriteFile = "write_file";
 inline constexpr std::string_view kTypeReadFile = "read_file";
 inline constexpr std::string_view kTypeShutdown = "shutdown";
+inline constexpr std::string_view kTypeConfigure = "configure";
 // Replies (guest -> host):
 inline constexpr std::string_view kTypePong = "pong";
 inline constexpr std::string_view kTypeStarted = "started";
@@ -100,6 +102,8 @@ Frame SignalFrame(std::uint32_t stream, int signal);
 Frame WriteFileFrame(std::uint32_t stream, const WriteFileRequest& request, std::string_view data);
 Frame ReadFileFrame(std::uint32_t stream, const ReadFileRequest& request);
 Frame ShutdownFrame(std::uint32_t stream);
+// identity.entropy travels as the payload.
+Frame ConfigureFrame(std::uint32_t stream, const GuestIdentity& identity);
 
 Frame PongFrame(std::uint32_t stream);
 Frame StartedFrame(std::uint32_t stream, int pid);
@@ -115,6 +119,8 @@ ParseResult<StdinChunk> ParseStdin(const Frame& frame);
 ParseResult<int> ParseSignal(const Frame& frame);
 ParseResult<WriteFileRequest> ParseWriteFile(const Frame& frame);
 ParseResult<ReadFileRequest> ParseReadFile(const Frame& frame);
+// Also checks every value (CheckIdentity): a parsed identity is safe to apply.
+ParseResult<GuestIdentity> ParseConfigure(const Frame& frame);
 
 ParseResult<int> ParsePong(const Frame& frame);     // the protocol version
 ParseResult<int> ParseStarted(const Frame& frame);  // the pid

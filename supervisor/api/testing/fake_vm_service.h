@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <ctime>
 #include <map>
 #include <optional>
@@ -48,6 +49,9 @@ class FakeVmService : public VmService {
   std::optional<protocol::ExecRequest> last_exec;
   std::optional<CreateVmRequest> last_create;
   std::vector<std::pair<std::string, bool>> destroyed;  // id, force
+  // Applied when a create request names no network mode, as agentvmd applies
+  // its configured default.
+  NetworkMode default_network_mode = NetworkMode::kNatFiltered;
 
   boost::asio::awaitable<Result<VmInfo>> Create(CreateVmRequest request) override {
     ++calls_;
@@ -56,7 +60,8 @@ class FakeVmService : public VmService {
       co_return Fail(ErrorCode::kNotFound, "unknown image: " + request.image);
     }
     VmInfo info;
-    info.id = "vm-" + std::to_string(next_id_++);
+    int number = next_id_++;
+    info.id = "vm-" + std::to_string(number);
     info.image = request.image;
     info.state = VmState::kRunning;
     info.cpus = request.cpus;
@@ -65,6 +70,7 @@ class FakeVmService : public VmService {
     info.channel = "virtio-serial";
     info.accel = "tcg";
     info.created_at = static_cast<std::int64_t>(std::time(nullptr));
+    info.network = NetworkFor(request.network, number);
     vms[info.id] = info;
     co_return info;
   }
@@ -180,6 +186,30 @@ class FakeVmService : public VmService {
   }
 
  private:
+  // What agentvmd would report for the request: the request's own settings
+  // plus made-up names and addresses (VM n gets 10.101.0.(n+1) on agentvm0).
+  NetworkInfo NetworkFor(const NetworkRequest& request, int n) const {
+    NetworkInfo network;
+    network.mode = request.mode.value_or(default_network_mode);
+    if (network.mode == NetworkMode::kIsolated) return network;
+    network.tap = "avm-vm-" + std::to_string(n);
+    char mac[32];
+    std::snprintf(mac, sizeof mac, "52:54:00:00:%02x:%02x", (n >> 8) & 0xff, n & 0xff);
+    network.mac = mac;
+    if (network.mode == NetworkMode::kBridge) {
+      network.bridge = request.bridge;
+      return network;
+    }
+    network.bridge = "agentvm0";
+    network.address = "10.101.0." + std::to_string(n % 250 + 1);
+    network.gateway = "10.101.0.1";
+    network.dns = "10.101.0.1";
+    network.allow_tcp_ports = request.allow_tcp_ports;
+    network.allow_cidrs = request.allow_cidrs;
+    network.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
+    return network;
+  }
+
   Result<VmInfo> Find(const std::string& id) const {
     auto it = vms.find(id);
     if (it == vms.end()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);

@@ -1,0 +1,123 @@
+#include "netsetup/firewall.h"
+
+#include <libnftnl/object.h>
+#include <linux/netfilter.h>
+
+#include "common/logging.h"
+#include "netsetup/firewall_ruleset.h"
+#include "netsetup/nftnl_objects.h"
+
+namespace agentvm::net {
+namespace {
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("net"); }
+
+std::string Describe(const VmNetRules& rules) {
+  std::string text = "tap " + rules.tap + " address " + rules.address.ToString();
+  if (!rules.extra_tcp_ports.empty()) text += ", " + std::to_string(rules.extra_tcp_ports.size()) + " extra ports";
+  if (!rules.extra_cidrs.empty()) text += ", " + std::to_string(rules.extra_cidrs.size()) + " extra CIDRs";
+  if (rules.bytes_per_second) text += ", limit " + std::to_string(*rules.bytes_per_second) + " B/s";
+  return text;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Firewall>> Firewall::Create(FirewallConfig config, std::unique_ptr<NftTransport> transport) {
+  if (auto valid = ValidateFirewallConfig(config); !valid) return Fail(valid.error());
+  if (!transport) {
+    auto opened = OpenNftTransport();
+    if (!opened) return Fail(opened.error());
+    transport = std::move(*opened);
+  }
+  NftBatch batch;
+  ruleset::AddReplaceTables(batch, config);
+  if (auto sent = transport->SendBatch(batch); !sent) return Fail(sent.error().Wrap("create the VM firewall"));
+  Log()->info("nftables: tables bridge/inet agentvm for bridge {} subnet {} ({} messages)", config.bridge,
+              config.subnet.ToString(), batch.size());
+  return std::unique_ptr<Firewall>(new Firewall(std::move(config), std::move(transport)));
+}
+
+Result<void> Firewall::RemoveTables(NftTransport* transport) {
+  std::unique_ptr<NftTransport> owned;
+  if (transport == nullptr) {
+    auto opened = OpenNftTransport();
+    if (!opened) return Fail(opened.error());
+    owned = std::move(*opened);
+    transport = owned.get();
+  }
+  NftBatch batch;
+  ruleset::AddDeleteTables(batch);
+  if (auto sent = transport->SendBatch(batch); !sent) return Fail(sent.error().Wrap("remove the VM firewall"));
+  return {};
+}
+
+Firewall::~Firewall() {
+  if (auto removed = RemoveTables(transport_.get()); !removed) {
+    Log()->error("nftables: {}", removed.error().message);
+    return;
+  }
+  Log()->info("nftables: removed tables bridge/inet agentvm");
+}
+
+Result<void> Firewall::AddVm(const VmNetRules& rules) {
+  if (auto valid = ValidateVmNetRules(config_, rules); !valid) return Fail(valid.error());
+  if (vms_.contains(rules.tap)) return Fail(ErrorCode::kConflict, "tap " + rules.tap + " already has firewall rules");
+  for (const auto& [tap, other] : vms_) {
+    if (other.address == rules.address) {
+      return Fail(ErrorCode::kConflict,
+                  "address " + rules.address.ToString() + " already has firewall rules (tap " + tap + ")");
+    }
+  }
+  NftBatch batch;
+  ruleset::AddVm(batch, rules);
+  if (auto sent = transport_->SendBatch(batch); !sent) {
+    return Fail(sent.error().Wrap("firewall rules for tap " + rules.tap));
+  }
+  vms_.emplace(rules.tap, rules);
+  Log()->info("nftables: added {}", Describe(rules));
+  return {};
+}
+
+Result<void> Firewall::RemoveVm(const std::string& tap, Ipv4Address address) {
+  auto it = vms_.find(tap);
+  if (it == vms_.end()) return Fail(ErrorCode::kNotFound, "tap " + tap + " has no firewall rules");
+  if (it->second.address != address) {
+    return Fail(ErrorCode::kNotFound, "tap " + tap + " has firewall rules for " + it->second.address.ToString() +
+                                          ", not " + address.ToString());
+  }
+  NftBatch batch;
+  ruleset::RemoveVm(batch, it->second);
+  if (auto sent = transport_->SendBatch(batch); !sent) {
+    return Fail(sent.error().Wrap("remove firewall rules of tap " + tap));
+  }
+  Log()->info("nftables: removed tap {} address {}", tap, address.ToString());
+  vms_.erase(it);
+  return {};
+}
+
+Result<std::uint64_t> Firewall::DroppedPackets(Ipv4Address address) const {
+  auto replies = transport_->Query(ruleset::GetDropCounterRequest(address));
+  if (!replies) return Fail(replies.error().Wrap("drop counter of " + address.ToString()));
+  if (replies->size() != 1) {
+    return Fail(ErrorCode::kInternal, "drop counter of " + address.ToString() + ": " +
+                                          std::to_string(replies->size()) + " replies, want 1");
+  }
+  NftnlObj obj(nftnl_obj_alloc());
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(replies->front().data());
+  if (nftnl_obj_nlmsg_parse(nlh, obj.get()) < 0 || !nftnl_obj_is_set(obj.get(), NFTNL_OBJ_CTR_PKTS)) {
+    return Fail(ErrorCode::kInternal, "drop counter of " + address.ToString() + ": unreadable reply");
+  }
+  return nftnl_obj_get_u64(obj.get(), NFTNL_OBJ_CTR_PKTS);
+}
+
+Result<std::size_t> Firewall::RuleCount() const {
+  std::size_t count = 0;
+  for (std::uint16_t family : {NFPROTO_BRIDGE, NFPROTO_INET}) {
+    auto rules = transport_->Query(ruleset::DumpRulesRequest(family));
+    if (!rules) return Fail(rules.error());
+    count += rules->size();
+  }
+  return count;
+}
+
+}  // namespace agentvm::net

@@ -1,0 +1,48 @@
+// What the firewall is asked to enforce: the network as a whole
+// (FirewallConfig) and one VM's place in it (VmNetRules), with the checks
+// both pass before anything reaches the kernel.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "netsetup/ipv4.h"
+
+namespace agentvm::net {
+
+struct FirewallConfig {
+  std::string bridge;  // the VMs' bridge; only traffic through it is filtered
+  Ipv4Subnet subnet;   // the VMs' addresses
+  Ipv4Address gateway; // the bridge's address, where the daemon's DNS forwarder listens
+  std::vector<std::uint16_t> allowed_tcp_ports{22, 80, 443, 9418};  // every VM may open these
+};
+
+struct VmNetRules {
+  std::string tap;
+  Ipv4Address address;  // the lease; the only source address the VM may use
+  std::vector<std::uint16_t> extra_tcp_ports;  // this VM may also open these, to any address outside the subnet
+  std::vector<Ipv4Subnet> extra_cidrs;         // this VM may also open TCP to any port but 53 there
+  std::optional<std::uint64_t> bytes_per_second;  // each direction; unset: unlimited
+  std::string mac;  // the VM NIC's MAC, the only one it may send from; empty: MacForAddress(address)
+};
+
+inline constexpr std::size_t kMaxExtraTcpPorts = 64;
+inline constexpr std::size_t kMaxExtraCidrs = 64;
+inline constexpr std::uint64_t kMinBytesPerSecond = 4096;
+
+Result<void> ValidateFirewallConfig(const FirewallConfig& config);
+
+// Checks one VM's rules against the network (address in the subnet, CIDRs
+// outside it, ports 1..65535 without duplicates and without 53: DNS goes
+// only to the daemon's resolver). kInvalidArgument, with a message a user
+// can act on, for the first problem found.
+Result<void> ValidateVmNetRules(const FirewallConfig& config, const VmNetRules& rules);
+
+// rules.mac, or the MAC MacForAddress gives when it is empty.
+std::string EffectiveMac(const VmNetRules& rules);
+
+}  // namespace agentvm::net

@@ -1,0 +1,42 @@
+// The nftables ruleset of the VMs' network, as batches of messages. The whole
+// ruleset, and what one VM adds to it, is in firewall_ruleset.cc.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "netsetup/firewall_config.h"
+#include "netsetup/ipv4.h"
+#include "netsetup/nft_batch.h"
+
+namespace agentvm::net::ruleset {
+
+inline constexpr char kTable[] = "agentvm";  // in both families, bridge and inet
+
+// Appends: both tables deleted if there (leftovers of an earlier run), then
+// both tables built afresh with every chain, rule and set, sets empty but
+// allowed_tcp. Applied as one batch, the kernel never has a moment without
+// the filter.
+void AddReplaceTables(NftBatch& batch, const FirewallConfig& config);
+
+// Appends the deletion of both tables, whether or not they exist.
+void AddDeleteTables(NftBatch& batch);
+
+// Appends one VM's set elements and named objects (a drop counter, and two
+// limits when it has a bandwidth limit): never a rule, so the cost of adding a
+// VM does not depend on how many there are. Adding elements that exist fails.
+void AddVm(NftBatch& batch, const VmNetRules& rules);
+
+// Appends the removal of everything AddVm added for `rules`.
+void RemoveVm(NftBatch& batch, const VmNetRules& rules);
+
+// The name of the VM's drop counter ("drops_10_101_0_2") in table inet agentvm.
+std::string DropCounterName(Ipv4Address address);
+
+// GETOBJ for the VM's drop counter; the reply parses with nftnl_obj_nlmsg_parse.
+NftMessage GetDropCounterRequest(Ipv4Address address);
+
+// A dump of the rules of our table in `family` (NFPROTO_BRIDGE or NFPROTO_INET).
+NftMessage DumpRulesRequest(std::uint16_t family);
+
+}  // namespace agentvm::net::ruleset

@@ -1,0 +1,532 @@
+#include "supervisor/golden_snapshot.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/logging.h"
+
+extern char** environ;
+
+namespace agentvm {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::uint64_t kP1 = 11400714785074694791ULL;
+constexpr std::uint64_t kP2 = 14029467366897019727ULL;
+constexpr std::uint64_t kP3 = 1609587929392839161ULL;
+constexpr std::uint64_t kP4 = 9650029242287828579ULL;
+constexpr std::uint64_t kP5 = 2870177450012600261ULL;
+
+constexpr char kTmpPrefix[] = ".tmp-";
+constexpr char kTrashPrefix[] = ".trash-";
+constexpr char kStateFile[] = "state";
+constexpr char kDiskFile[] = "disk.qcow2";
+constexpr char kMetaFile[] = "meta.json";
+
+std::uint64_t Read64(const unsigned char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;  // little-endian hosts only (x86_64, aarch64)
+}
+std::uint32_t Read32(const unsigned char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+std::uint64_t Round(std::uint64_t acc, std::uint64_t input) {
+  acc += input * kP2;
+  return std::rotl(acc, 31) * kP1;
+}
+std::uint64_t MergeRound(std::uint64_t acc, std::uint64_t value) {
+  acc ^= Round(0, value);
+  return acc * kP1 + kP4;
+}
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("golden"); }
+
+// Unique among this process's temporary names; the pid separates processes.
+std::string UniqueSuffix() {
+  static std::atomic<std::uint64_t> counter{0};
+  return fmt::format("{}-{}", ::getpid(), counter.fetch_add(1));
+}
+
+Result<void> SyncPath(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Fail(ErrnoError("open " + path.string(), errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Fail(ErrnoError("fsync " + path.string(), err));
+  return {};
+}
+
+Result<void> WriteWholeFile(const fs::path& path, const std::string& text) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+  if (fd < 0) return Fail(ErrnoError("create " + path.string(), errno));
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Fail(ErrnoError("write " + path.string(), err));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Fail(ErrnoError("fsync " + path.string(), err));
+  return {};
+}
+
+// Identifies one version of a state file cheaply, to skip re-checksumming it.
+std::string StateStamp(const struct stat& st, const GoldenMeta& meta) {
+  return fmt::format("{}:{}:{}.{}:{}:{}", st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                     meta.created_at, meta.state_checksum);
+}
+
+std::string Sanitize(std::string_view name) {
+  std::string out;
+  for (char c : name.substr(0, 64)) {
+    const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-';
+    out += safe ? c : '_';
+  }
+  // A leading '.' would look like a temporary directory (or be "." / "..").
+  if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');
+  return out;
+}
+
+std::string NormalizeKernelArgs(const std::string& args) {
+  std::istringstream in(args);
+  std::string word;
+  std::string out;
+  while (in >> word) {
+    if (word.starts_with("agentvm.")) continue;
+    if (!out.empty()) out += ' ';
+    out += word;
+  }
+  return out;
+}
+
+}  // namespace
+
+// --- XXH64 ---
+
+void Xxh64::Update(std::string_view bytes) {
+  if (!started_) {
+    acc_[0] = kP1 + kP2;
+    acc_[1] = kP2;
+    acc_[2] = 0;
+    acc_[3] = 0 - kP1;
+    started_ = true;
+  }
+  total_ += bytes.size();
+  auto p = reinterpret_cast<const unsigned char*>(bytes.data());
+  std::size_t left = bytes.size();
+  if (buffered_ > 0) {
+    const std::size_t take = std::min(left, sizeof buffer_ - buffered_);
+    std::memcpy(buffer_ + buffered_, p, take);
+    buffered_ += take;
+    p += take;
+    left -= take;
+    if (buffered_ < sizeof buffer_) return;
+    for (int i = 0; i < 4; ++i) acc_[i] = Round(acc_[i], Read64(buffer_ + 8 * i));
+    buffered_ = 0;
+  }
+  while (left >= 32) {
+    for (int i = 0; i < 4; ++i) acc_[i] = Round(acc_[i], Read64(p + 8 * i));
+    p += 32;
+    left -= 32;
+  }
+  std::memcpy(buffer_, p, left);
+  buffered_ = left;
+}
+
+std::uint64_t Xxh64::Digest() const {
+  std::uint64_t h;
+  if (total_ >= 32) {
+    h = std::rotl(acc_[0], 1) + std::rotl(acc_[1], 7) + std::rotl(acc_[2], 12) + std::rotl(acc_[3], 18);
+    for (int i = 0; i < 4; ++i) h = MergeRound(h, acc_[i]);
+  } else {
+    h = kP5;
+  }
+  h += total_;
+  const unsigned char* p = buffer_;
+  std::size_t left = buffered_;
+  for (; left >= 8; p += 8, left -= 8) h = std::rotl(h ^ Round(0, Read64(p)), 27) * kP1 + kP4;
+  if (left >= 4) {
+    h = std::rotl(h ^ (std::uint64_t{Read32(p)} * kP1), 23) * kP2 + kP3;
+    p += 4;
+    left -= 4;
+  }
+  for (; left > 0; ++p, --left) h = std::rotl(h ^ (*p * kP5), 11) * kP1;
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  h *= kP3;
+  h ^= h >> 32;
+  return h;
+}
+
+std::uint64_t Xxh64Of(std::string_view bytes) {
+  Xxh64 hash;
+  hash.Update(bytes);
+  return hash.Digest();
+}
+
+std::string Hex64(std::uint64_t value) { return fmt::format("{:016x}", value); }
+
+Result<FileDigest> DigestFile(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Fail(ErrnoError("open " + path.string(), errno));
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::vector<char> buffer(std::size_t{1} << 20);
+  Xxh64 hash;
+  FileDigest digest;
+  for (;;) {
+    ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Fail(ErrnoError("read " + path.string(), err));
+    }
+    if (n == 0) break;
+    hash.Update(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+    digest.size += static_cast<std::uint64_t>(n);
+  }
+  ::close(fd);
+  digest.checksum = "xxh64:" + Hex64(hash.Digest());
+  return digest;
+}
+
+// --- keys and metadata ---
+
+std::string GoldenKey::DirName() const {
+  const std::string channel_name = channel == ChannelKind::kVsock ? "vsock" : "serial";
+  const std::string canonical =
+      fmt::format("{}\n{}\n{}\n{}\n{}", image, cpus, memory_mib, channel_name, has_nic ? "nic" : "nonic");
+  return fmt::format("{}-{}c-{}m-{}-{}-{}", Sanitize(image), cpus, memory_mib, channel_name,
+                     has_nic ? "nic" : "nonic", Hex64(Xxh64Of(canonical)).substr(0, 8));
+}
+
+nlohmann::json GoldenMeta::ToJson() const {
+  return {
+      {"format_version", format_version},   {"qemu_version", qemu_version},
+      {"command_line_hash", command_line_hash}, {"image_identity", image_identity},
+      {"state_size", state_size},           {"state_checksum", state_checksum},
+      {"created_at", created_at},
+  };
+}
+
+Result<GoldenMeta> GoldenMeta::FromJson(const nlohmann::json& json) {
+  if (!json.is_object()) return Fail(ErrorCode::kInvalidArgument, "meta.json is not an object");
+  try {
+    GoldenMeta meta;
+    meta.format_version = json.at("format_version").get<int>();
+    meta.qemu_version = json.at("qemu_version").get<std::string>();
+    meta.command_line_hash = json.at("command_line_hash").get<std::string>();
+    meta.image_identity = json.at("image_identity").get<std::string>();
+    meta.state_size = json.at("state_size").get<std::uint64_t>();
+    meta.state_checksum = json.at("state_checksum").get<std::string>();
+    meta.created_at = json.at("created_at").get<std::int64_t>();
+    return meta;
+  } catch (const nlohmann::json::exception& e) {
+    return Fail(ErrorCode::kInvalidArgument, std::string("meta.json: ") + e.what());
+  }
+}
+
+// --- the store ---
+
+GoldenSnapshotStore::GoldenSnapshotStore(fs::path root)
+    : root_(std::move(root)), shared_(std::make_shared<Shared>()) {}
+
+Result<void> GoldenSnapshotStore::RemoveDir(const fs::path& dir) {
+  // Renamed first so that a crash halfway through never leaves a partial
+  // snapshot under its real name.
+  const fs::path trash = root_ / (kTrashPrefix + dir.filename().string() + "-" + UniqueSuffix());
+  if (::rename(dir.c_str(), trash.c_str()) != 0) {
+    if (errno == ENOENT) return {};
+    return Fail(ErrnoError("rename " + dir.string(), errno));
+  }
+  std::error_code ec;
+  fs::remove_all(trash, ec);
+  if (ec) return Fail(ErrorCode::kInternal, "remove " + trash.string() + ": " + ec.message());
+  return {};
+}
+
+Result<std::optional<GoldenSnapshot>> GoldenSnapshotStore::Find(const GoldenKey& key,
+                                                                const GoldenMeta& expected) {
+  const std::string name = key.DirName();
+  const fs::path dir = root_ / name;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    shared_->verified.erase(name);
+    return std::optional<GoldenSnapshot>();
+  }
+  auto discard = [&](const std::string& why) -> Result<std::optional<GoldenSnapshot>> {
+    Log()->warn("golden {}: discarded, will be rebuilt: {}", name, why);
+    shared_->verified.erase(name);
+    if (auto removed = RemoveDir(dir); !removed) return Fail(removed.error().Wrap("discard golden " + name));
+    return std::optional<GoldenSnapshot>();
+  };
+
+  std::ifstream in(dir / kMetaFile);
+  if (!in) return discard("no meta.json");
+  auto parsed = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  auto meta = GoldenMeta::FromJson(parsed);
+  if (!meta) return discard(meta.error().message);
+  auto differs = [](const char* what, const auto& saved, const auto& now) {
+    return fmt::format("{} differs (saved with '{}', now '{}')", what, saved, now);
+  };
+  if (meta->format_version != kGoldenFormatVersion) {
+    return discard(differs("format version", meta->format_version, kGoldenFormatVersion));
+  }
+  if (meta->qemu_version != expected.qemu_version) {
+    return discard(differs("QEMU version", meta->qemu_version, expected.qemu_version));
+  }
+  if (meta->command_line_hash != expected.command_line_hash) {
+    return discard(differs("QEMU command line", meta->command_line_hash, expected.command_line_hash));
+  }
+  if (meta->image_identity != expected.image_identity) {
+    return discard(differs("image", meta->image_identity, expected.image_identity));
+  }
+
+  GoldenSnapshot snapshot{key, dir, dir / kStateFile, dir / kDiskFile, *meta};
+  struct stat st {};
+  if (::stat(snapshot.state_file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return discard("no state file");
+  if (!fs::is_regular_file(snapshot.disk, ec)) return discard("no disk.qcow2");
+  if (static_cast<std::uint64_t>(st.st_size) != meta->state_size) {
+    return discard(fmt::format("state is {} bytes, {} recorded", st.st_size, meta->state_size));
+  }
+  const std::string stamp = StateStamp(st, *meta);
+  auto verified = shared_->verified.find(name);
+  if (verified == shared_->verified.end() || verified->second != stamp) {
+    const auto started = std::chrono::steady_clock::now();
+    auto digest = DigestFile(snapshot.state_file);
+    if (!digest) return discard(digest.error().message);
+    if (digest->checksum != meta->state_checksum) {
+      return discard(fmt::format("state checksum {} does not match the recorded {}", digest->checksum,
+                                 meta->state_checksum));
+    }
+    shared_->verified[name] = stamp;
+    Log()->debug("golden {}: state checksum verified in {} ms", name,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+                     .count());
+  }
+  return std::optional<GoldenSnapshot>(std::move(snapshot));
+}
+
+Result<GoldenSnapshotStore::Writer> GoldenSnapshotStore::Begin(const GoldenKey& key) {
+  const std::string name = key.DirName();
+  if (shared_->saving.contains(name)) {
+    return Fail(ErrorCode::kConflict, "golden snapshot " + name + " is already being saved");
+  }
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) return Fail(ErrorCode::kInternal, "create " + root_.string() + ": " + ec.message());
+
+  // Leftovers of an earlier save of this key that never committed.
+  const std::string own_prefix = kTmpPrefix + name + "-";
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    if (entry.path().filename().string().starts_with(own_prefix)) {
+      Log()->info("golden {}: removing leftover {}", name, entry.path().filename().string());
+      fs::remove_all(entry.path(), ec);
+    }
+  }
+  const fs::path tmp_dir = root_ / (own_prefix + UniqueSuffix());
+  if (::mkdir(tmp_dir.c_str(), 0700) != 0) return Fail(ErrnoError("mkdir " + tmp_dir.string(), errno));
+  shared_->saving[name] = tmp_dir.filename().string();
+  return Writer(root_, shared_, key, tmp_dir);
+}
+
+Result<void> GoldenSnapshotStore::Remove(const GoldenKey& key) {
+  shared_->verified.erase(key.DirName());
+  return RemoveDir(root_ / key.DirName());
+}
+
+Result<int> GoldenSnapshotStore::RemoveLeftovers() {
+  std::error_code ec;
+  if (!fs::is_directory(root_, ec)) return 0;
+  std::vector<fs::path> leftovers;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (!file.starts_with(kTmpPrefix) && !file.starts_with(kTrashPrefix)) continue;
+    bool owned = false;
+    for (const auto& [key, tmp] : shared_->saving) owned = owned || tmp == file;
+    if (!owned) leftovers.push_back(entry.path());
+  }
+  if (ec) return Fail(ErrorCode::kInternal, "list " + root_.string() + ": " + ec.message());
+  for (const auto& path : leftovers) {
+    Log()->info("removing leftover {}", path.string());
+    fs::remove_all(path, ec);
+    if (ec) return Fail(ErrorCode::kInternal, "remove " + path.string() + ": " + ec.message());
+  }
+  return static_cast<int>(leftovers.size());
+}
+
+// --- Writer ---
+
+GoldenSnapshotStore::Writer::Writer(fs::path root, std::shared_ptr<Shared> shared, GoldenKey key,
+                                    fs::path tmp_dir)
+    : root_(std::move(root)), shared_(std::move(shared)), key_(std::move(key)), tmp_dir_(std::move(tmp_dir)) {}
+
+GoldenSnapshotStore::Writer::Writer(Writer&& other) noexcept
+    : root_(std::move(other.root_)),
+      shared_(std::move(other.shared_)),
+      key_(std::move(other.key_)),
+      tmp_dir_(std::move(other.tmp_dir_)),
+      done_(other.done_) {
+  other.done_ = true;
+}
+
+GoldenSnapshotStore::Writer::~Writer() {
+  if (done_) return;
+  std::error_code ec;
+  fs::remove_all(tmp_dir_, ec);
+  if (ec) Log()->warn("golden {}: could not remove {}: {}", key_.DirName(), tmp_dir_.string(), ec.message());
+  shared_->saving.erase(key_.DirName());
+}
+
+Result<GoldenSnapshot> GoldenSnapshotStore::Writer::Commit(GoldenMeta meta) {
+  const std::string name = key_.DirName();
+  if (done_) return Fail(ErrorCode::kConflict, "golden " + name + ": already committed");
+  std::error_code ec;
+  if (!fs::is_regular_file(disk(), ec)) {
+    return Fail(ErrorCode::kInvalidArgument, "golden " + name + ": no disk.qcow2 in " + tmp_dir_.string());
+  }
+  auto digest = DigestFile(state_file());
+  if (!digest) return Fail(digest.error().Wrap("golden " + name));
+  if (digest->size == 0) return Fail(ErrorCode::kInvalidArgument, "golden " + name + ": empty state file");
+  meta.format_version = kGoldenFormatVersion;
+  meta.state_size = digest->size;
+  meta.state_checksum = digest->checksum;
+  meta.created_at =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+
+  // Frozen: every clone's overlay reads through disk.qcow2, so it must never
+  // change again (QEMU opens it read-only too; the mode guards against tools).
+  for (const fs::path& file : {state_file(), disk()}) {
+    if (::chmod(file.c_str(), 0444) != 0) return Fail(ErrnoError("chmod " + file.string(), errno));
+    if (auto synced = SyncPath(file); !synced) return Fail(synced.error().Wrap("golden " + name));
+  }
+  if (auto written = WriteWholeFile(tmp_dir_ / kMetaFile, meta.ToJson().dump(2) + "\n"); !written) {
+    return Fail(written.error().Wrap("golden " + name));
+  }
+  if (auto synced = SyncPath(tmp_dir_); !synced) return Fail(synced.error().Wrap("golden " + name));
+
+  const fs::path final_dir = root_ / name;
+  if (fs::exists(final_dir, ec)) {
+    const fs::path trash = root_ / (kTrashPrefix + name + "-" + UniqueSuffix());
+    if (::rename(final_dir.c_str(), trash.c_str()) != 0) {
+      return Fail(ErrnoError("rename " + final_dir.string(), errno));
+    }
+    fs::remove_all(trash, ec);
+  }
+  if (::rename(tmp_dir_.c_str(), final_dir.c_str()) != 0) {
+    return Fail(ErrnoError("rename " + tmp_dir_.string() + " to " + final_dir.string(), errno));
+  }
+  (void)SyncPath(root_);
+  done_ = true;
+  shared_->saving.erase(name);
+  struct stat st {};
+  if (::stat((final_dir / kStateFile).c_str(), &st) == 0) shared_->verified[name] = StateStamp(st, meta);
+  Log()->info("golden {}: saved ({} bytes of state, {})", name, meta.state_size, meta.state_checksum);
+  return GoldenSnapshot{key_, final_dir, final_dir / kStateFile, final_dir / kDiskFile, std::move(meta)};
+}
+
+// --- what a snapshot must match ---
+
+std::string CommandLineHash(const QemuLaunchSpec& spec) {
+  QemuLaunchSpec normal = spec;
+  normal.vm_id = "vm";
+  normal.kernel = "kernel";
+  normal.initrd = "initrd";
+  normal.kernel_args = NormalizeKernelArgs(spec.kernel_args);
+  normal.base_image = "base";
+  normal.overlay = "overlay";
+  normal.frozen_image.clear();
+  normal.qmp_socket = "qmp";
+  normal.console_log = "console";
+  normal.pidfile = "pidfile";
+  normal.agent_socket = "agent";
+  if (normal.channel == ChannelKind::kVsock) normal.guest_cid = 3;
+  if (normal.tap_fd >= 0) {
+    normal.tap_fd = 3;
+    normal.mac = "02:00:00:00:00:00";
+  }
+  normal.incoming_defer = false;
+  Xxh64 hash;
+  for (const auto& arg : QemuCommandLine(normal)) {
+    hash.Update(arg);
+    hash.Update(std::string_view("\0", 1));
+  }
+  return Hex64(hash.Digest());
+}
+
+Result<std::string> ImageIdentity(const Image& image) {
+  std::string identity = image.name;
+  for (const fs::path& file : {image.kernel, image.initrd, image.rootfs}) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) return Fail(ErrnoError("stat " + file.string(), errno));
+    identity += fmt::format("\n{}:{}:{}.{}", file.filename().string(), st.st_size, st.st_mtim.tv_sec,
+                            st.st_mtim.tv_nsec);
+  }
+  return Hex64(Xxh64Of(identity));
+}
+
+Result<std::string> QemuVersion(const std::string& qemu_binary) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Fail(ErrnoError("pipe", errno));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  std::string arg0 = qemu_binary;
+  std::string arg1 = "--version";
+  char* argv[] = {arg0.data(), arg1.data(), nullptr};
+  pid_t pid = -1;
+  const int spawned = ::posix_spawnp(&pid, arg0.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(pipe_fds[1]);
+  if (spawned != 0) {
+    ::close(pipe_fds[0]);
+    return Fail(ErrnoError("run " + qemu_binary, spawned));
+  }
+  std::string output;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    output.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(pipe_fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string line = output.substr(0, output.find('\n'));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || line.empty()) {
+    return Fail(ErrorCode::kInternal, qemu_binary + " --version failed");
+  }
+  return line;
+}
+
+}  // namespace agentvm

@@ -1,0 +1,297 @@
+#include "supervisor/vm_network.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/logging.h"
+#include "netsetup/firewall.h"
+#include "netsetup/links.h"
+#include "netsetup/net_names.h"
+#include "netsetup/tap.h"
+#include "supervisor/dns_forwarder.h"
+
+namespace agentvm {
+namespace {
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("network"); }
+
+constexpr char kResolvConf[] = "/etc/resolv.conf";
+
+// Bridge mode has no lease; the MAC still has to be stable and unique, so it
+// reuses the hash that names the tap ("avm-" + 11 hex digits).
+std::string MacForTap(const std::string& tap) {
+  std::string mac = "02";
+  for (std::size_t i = 4; i + 1 < tap.size() && mac.size() < 17; i += 2) mac += ":" + tap.substr(i, 2);
+  return mac;
+}
+
+}  // namespace
+
+NetAttachment::NetAttachment(std::weak_ptr<VmNetwork> owner, std::string vm_id, NetworkInfo info)
+    : owner_(std::move(owner)), vm_id_(std::move(vm_id)), info_(std::move(info)) {}
+
+NetAttachment::~NetAttachment() {
+  if (auto owner = owner_.lock()) owner->Detach(*this);
+}
+
+int NetAttachment::tap_fd() const { return tap_ ? tap_->fd() : -1; }
+
+std::string NetAttachment::KernelArgs() const {
+  switch (info_.mode) {
+    case NetworkMode::kNatFiltered:
+      return "agentvm.ip=" + info_.address + "/" + std::to_string(prefix_length_) +
+             " agentvm.gw=" + info_.gateway + " agentvm.dns=" + info_.dns;
+    case NetworkMode::kBridge: return "agentvm.net=dhcp";
+    case NetworkMode::kIsolated: return "";
+  }
+  return "";
+}
+
+VmNetwork::VmNetwork(boost::asio::any_io_executor executor, const DaemonConfig& config, StateStore& store)
+    : executor_(std::move(executor)),
+      config_(config),
+      store_(store),
+      // ValidateConfig() has checked both.
+      subnet_(net::Ipv4Subnet::Parse(config.subnet).value_or(net::Ipv4Subnet{})),
+      gateway_(subnet_.At(1).value_or(net::Ipv4Address{})),
+      leases_(store, subnet_, gateway_) {}
+
+VmNetwork::~VmNetwork() { Shutdown(); }
+
+Result<void> VmNetwork::RemoveLeftovers() {
+  auto owned = store_.ListOwnedLinks();
+  if (!owned) return Fail(owned.error());
+  for (const std::string& name : *owned) {
+    auto exists = net::LinkExists(name);
+    if (exists && *exists) {
+      Log()->warn("removing bridge {} left by an earlier agentvmd", name);
+      if (auto deleted = net::DeleteLink(name); !deleted) return Fail(deleted.error());
+    }
+    if (auto forgot = store_.DeleteOwnedLink(name); !forgot) return Fail(forgot.error());
+  }
+  if (!owned->empty()) {
+    if (auto removed = net::Firewall::RemoveTables(); !removed) return Fail(removed.error());
+  }
+  return {};
+}
+
+Result<void> VmNetwork::EnsureStarted() {
+  if (started_) return {};
+  auto upstream = DnsUpstream();
+  if (!upstream) return Fail(upstream.error().Wrap("DNS upstream"));
+
+  // Recorded before it exists, so a crash between the two still gets cleaned up.
+  auto exists = net::LinkExists(config_.bridge);
+  if (!exists) return Fail(exists.error());
+  if (*exists) {
+    return Fail(ErrorCode::kConflict, "bridge " + config_.bridge +
+                                          " exists and was not made by agentvmd; remove it or configure "
+                                          "another `bridge`");
+  }
+  if (auto recorded = store_.AddOwnedLink(config_.bridge); !recorded) return Fail(recorded.error());
+  auto created = net::EnsureBridge(config_.bridge, gateway_, subnet_.prefix_length);
+  if (!created) return Fail(created.error().Wrap("bridge " + config_.bridge));
+  created_bridge_ = true;
+  started_ = true;  // from here on Shutdown() undoes what exists
+  if (auto rest = StartFilteringAndDns(*upstream); !rest) {
+    Shutdown();
+    return Fail(rest.error());
+  }
+  Log()->info("network up: bridge {} {}/{}, DNS {} -> {}", config_.bridge, gateway_.ToString(),
+              subnet_.prefix_length, gateway_.ToString(), upstream->address().to_string());
+  return {};
+}
+
+Result<boost::asio::ip::udp::endpoint> VmNetwork::DnsUpstream() const {
+  if (config_.dns_upstream.empty()) return UpstreamFromResolvConf(kResolvConf);
+  auto parsed = net::Ipv4Endpoint::Parse(config_.dns_upstream, 53);
+  if (!parsed) return Fail(parsed.error());
+  return boost::asio::ip::udp::endpoint(boost::asio::ip::address_v4(parsed->address.value), parsed->port);
+}
+
+Result<void> VmNetwork::StartFilteringAndDns(const boost::asio::ip::udp::endpoint& upstream) {
+  if (auto forwarding = net::EnableIpv4Forwarding(); !forwarding) return Fail(forwarding.error());
+  net::FirewallConfig firewall{
+      .bridge = config_.bridge,
+      .subnet = subnet_,
+      .gateway = gateway_,
+      .allowed_tcp_ports = config_.allowed_tcp_ports,
+  };
+  auto made = net::Firewall::Create(firewall);
+  if (!made) return Fail(made.error().Wrap("nftables"));
+  firewall_ = std::move(*made);
+
+  DnsForwarderOptions dns{
+      .listen = boost::asio::ip::udp::endpoint(boost::asio::ip::address_v4(gateway_.value), 53),
+      .upstream = upstream,
+  };
+  dns_ = std::make_unique<DnsForwarder>(executor_, dns);
+  if (auto listening = dns_->Start(); !listening) return Fail(listening.error().Wrap("DNS forwarder"));
+  return {};
+}
+
+Result<std::unique_ptr<NetAttachment>> VmNetwork::Attach(const std::string& vm_id,
+                                                         const NetworkRequest& request) {
+  NetworkInfo info;
+  info.mode = request.mode.value_or(
+      NetworkModeFromName(config_.default_network).value_or(NetworkMode::kNatFiltered));
+  const bool filtered = info.mode == NetworkMode::kNatFiltered;
+  if (!filtered && (!request.allow_tcp_ports.empty() || !request.allow_cidrs.empty())) {
+    return Fail(ErrorCode::kInvalidArgument, "allow_tcp_ports and allow_cidrs need network mode nat-filtered");
+  }
+  if (!filtered && request.bandwidth_bytes_per_sec) {
+    return Fail(ErrorCode::kInvalidArgument, "a bandwidth limit needs network mode nat-filtered");
+  }
+  if ((info.mode == NetworkMode::kBridge) != !request.bridge.empty()) {
+    return Fail(ErrorCode::kInvalidArgument, "a bridge name is required in bridge mode and only there");
+  }
+  std::unique_ptr<NetAttachment> attachment(new NetAttachment(weak_from_this(), vm_id, std::move(info)));
+  attachment->prefix_length_ = subnet_.prefix_length;
+  if (attachment->info_.mode == NetworkMode::kIsolated) return attachment;
+
+  auto attached = filtered ? AttachFiltered(*attachment, request) : AttachBridged(*attachment, request);
+  if (!attached) return Fail(attached.error());
+  return attachment;
+}
+
+Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkRequest& request) {
+  if (auto started = EnsureStarted(); !started) return Fail(started.error());
+  NetworkInfo& info = attachment.info_;
+  std::vector<net::Ipv4Subnet> cidrs;
+  for (const std::string& text : request.allow_cidrs) {
+    auto cidr = net::Ipv4Subnet::Parse(text);
+    if (!cidr) return Fail(cidr.error().Wrap("allow_cidrs"));
+    cidrs.push_back(*cidr);
+  }
+  auto address = leases_.Acquire(attachment.vm_id_);
+  if (!address) return Fail(address.error());
+  info.address = address->ToString();
+  info.gateway = gateway_.ToString();
+  info.dns = gateway_.ToString();
+  info.mac = net::MacForAddress(*address);
+  info.bridge = config_.bridge;
+  info.tap = net::TapNameForVm(attachment.vm_id_);
+  info.allow_tcp_ports = request.allow_tcp_ports;
+  info.allow_cidrs = request.allow_cidrs;
+  info.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
+
+  auto tap = net::Tap::Create(info.tap, config_.bridge, /*isolated_port=*/true);
+  if (!tap) {
+    (void)leases_.Release(attachment.vm_id_);
+    return Fail(tap.error().Wrap("tap " + info.tap));
+  }
+  attachment.tap_ = std::make_unique<net::Tap>(std::move(*tap));
+  net::VmNetRules rules{
+      .tap = info.tap,
+      .address = *address,
+      .extra_tcp_ports = request.allow_tcp_ports,
+      .extra_cidrs = std::move(cidrs),
+      .bytes_per_second = request.bandwidth_bytes_per_sec,
+  };
+  if (auto added = firewall_->AddVm(rules); !added) {
+    attachment.tap_.reset();
+    (void)leases_.Release(attachment.vm_id_);
+    return Fail(added.error().Wrap("firewall"));
+  }
+  attachment.has_rules_ = true;
+  Log()->info("{}: tap {} address {} mac {}", attachment.vm_id_, info.tap, info.address, info.mac);
+  return {};
+}
+
+Result<void> VmNetwork::AttachBridged(NetAttachment& attachment, const NetworkRequest& request) {
+  if (!net::IsValidLinkName(request.bridge)) {
+    return Fail(ErrorCode::kInvalidArgument, "invalid bridge name");
+  }
+  auto exists = net::LinkExists(request.bridge);
+  if (!exists) return Fail(exists.error());
+  if (!*exists) return Fail(ErrorCode::kNotFound, "no such bridge: " + request.bridge);
+  NetworkInfo& info = attachment.info_;
+  info.bridge = request.bridge;
+  info.tap = net::TapNameForVm(attachment.vm_id_);
+  info.mac = MacForTap(info.tap);
+  auto tap = net::Tap::Create(info.tap, request.bridge, /*isolated_port=*/false);
+  if (!tap) return Fail(tap.error().Wrap("tap " + info.tap));
+  attachment.tap_ = std::make_unique<net::Tap>(std::move(*tap));
+  Log()->warn("{}: tap {} on operator bridge {}, unfiltered", attachment.vm_id_, info.tap, info.bridge);
+  return {};
+}
+
+void VmNetwork::Detach(NetAttachment& attachment) {
+  if (attachment.has_rules_ && firewall_) {
+    auto address = net::Ipv4Address::Parse(attachment.info_.address);
+    if (address) {
+      if (auto removed = firewall_->RemoveVm(attachment.info_.tap, *address); !removed) {
+        Log()->error("{}: remove firewall entries: {}", attachment.vm_id_, removed.error().message);
+      }
+    }
+  }
+  attachment.has_rules_ = false;
+  attachment.tap_.reset();
+}
+
+Result<void> VmNetwork::ReleaseLease(const std::string& vm_id) { return leases_.Release(vm_id); }
+
+std::uint64_t VmNetwork::DroppedConnections(const NetworkInfo& info) const {
+  if (!firewall_ || info.mode != NetworkMode::kNatFiltered) return 0;
+  auto address = net::Ipv4Address::Parse(info.address);
+  if (!address) return 0;
+  auto dropped = firewall_->DroppedPackets(*address);
+  return dropped ? *dropped : 0;
+}
+
+void VmNetwork::Shutdown() {
+  if (!started_) return;
+  started_ = false;
+  dns_.reset();
+  firewall_.reset();  // deletes our tables
+  if (created_bridge_) {
+    if (auto deleted = net::DeleteLink(config_.bridge); !deleted) {
+      Log()->error("remove bridge {}: {}", config_.bridge, deleted.error().message);
+    } else if (auto forgot = store_.DeleteOwnedLink(config_.bridge); !forgot) {
+      Log()->error("{}", forgot.error().message);
+    }
+    created_bridge_ = false;
+  }
+  Log()->info("network down");
+}
+
+std::string NetworkInfoToRecord(const NetworkInfo& info) {
+  nlohmann::json record = {
+      {"mode", NetworkModeName(info.mode)},
+      {"address", info.address},
+      {"gateway", info.gateway},
+      {"dns", info.dns},
+      {"mac", info.mac},
+      {"tap", info.tap},
+      {"bridge", info.bridge},
+      {"allow_tcp_ports", info.allow_tcp_ports},
+      {"allow_cidrs", info.allow_cidrs},
+  };
+  if (info.bandwidth_bytes_per_sec) record["bandwidth_bytes_per_sec"] = *info.bandwidth_bytes_per_sec;
+  return record.dump();
+}
+
+NetworkInfo NetworkInfoFromRecord(const std::string& record) {
+  NetworkInfo info;
+  nlohmann::json value = nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false);
+  if (!value.is_object()) return info;
+  auto text = [&](const char* key) { return value.value(key, std::string()); };
+  info.mode = NetworkModeFromName(text("mode")).value_or(NetworkMode::kIsolated);
+  info.address = text("address");
+  info.gateway = text("gateway");
+  info.dns = text("dns");
+  info.mac = text("mac");
+  info.tap = text("tap");
+  info.bridge = text("bridge");
+  try {
+    info.allow_tcp_ports = value.value("allow_tcp_ports", std::vector<std::uint16_t>{});
+    info.allow_cidrs = value.value("allow_cidrs", std::vector<std::string>{});
+    if (value.contains("bandwidth_bytes_per_sec")) {
+      info.bandwidth_bytes_per_sec = value.at("bandwidth_bytes_per_sec").get<std::uint64_t>();
+    }
+  } catch (const nlohmann::json::exception&) {
+    // A record we cannot read fully still lists the VM; the rest is cosmetic.
+  }
+  return info;
+}
+
+}  // namespace agentvm

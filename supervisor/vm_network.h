@@ -1,0 +1,107 @@
+// VmNetwork: the daemon's side of the VMs' network (docs/network.md). It owns
+// the bridge (when it made it), the nftables tables, the DNS forwarder on the
+// bridge address and the lease table, and hands each VM a NetAttachment: its
+// tap, address and firewall entries, all removed when the attachment goes.
+//
+// Nothing is built until the first VM with a NIC needs it, so a daemon whose
+// VMs are all isolated never touches the host's network.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/udp.hpp>
+
+#include "common/error.h"
+#include "netsetup/ipv4.h"
+#include "supervisor/config.h"
+#include "supervisor/ip_leases.h"
+#include "supervisor/state_store.h"
+#include "supervisor/vm_service.h"
+
+namespace agentvm {
+namespace net {
+class Firewall;
+class Tap;
+}  // namespace net
+class DnsForwarder;
+class VmNetwork;
+
+// One VM's place on the network. Owned by its Vm. If the VmNetwork is gone
+// first (daemon shutdown), its tables are gone too and only the tap closes.
+class NetAttachment {
+ public:
+  ~NetAttachment();
+  NetAttachment(const NetAttachment&) = delete;
+  NetAttachment& operator=(const NetAttachment&) = delete;
+
+  const NetworkInfo& info() const { return info_; }
+  // The tap to hand to QEMU; -1 when the VM has no NIC (isolated).
+  int tap_fd() const;
+  // What the guest's init applies at boot (agentvm.ip=… or agentvm.net=dhcp).
+  std::string KernelArgs() const;
+
+ private:
+  friend class VmNetwork;
+  NetAttachment(std::weak_ptr<VmNetwork> owner, std::string vm_id, NetworkInfo info);
+
+  std::weak_ptr<VmNetwork> owner_;
+  int prefix_length_ = 32;
+  std::string vm_id_;
+  NetworkInfo info_;
+  std::unique_ptr<net::Tap> tap_;
+  bool has_rules_ = false;
+};
+
+class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
+ public:
+  VmNetwork(boost::asio::any_io_executor executor, const DaemonConfig& config, StateStore& store);
+  ~VmNetwork();
+
+  // Removes what an earlier daemon left behind: the links it recorded as its
+  // own and our nftables tables. Taps vanish by themselves with their fds.
+  Result<void> RemoveLeftovers();
+
+  // Resolves the mode (the daemon default when unset), checks the request
+  // against it, leases an address and builds the tap and its rules. On error
+  // nothing is left behind.
+  Result<std::unique_ptr<NetAttachment>> Attach(const std::string& vm_id, const NetworkRequest& request);
+
+  Result<void> ReleaseLease(const std::string& vm_id);
+
+  // New outbound connections the whitelist dropped for this VM.
+  std::uint64_t DroppedConnections(const NetworkInfo& info) const;
+
+  // Removes the tables, the DNS forwarder and the bridge we created. VMs must
+  // be gone (their attachments destroyed) first.
+  void Shutdown();
+
+ private:
+  friend class NetAttachment;
+  Result<void> EnsureStarted();
+  Result<boost::asio::ip::udp::endpoint> DnsUpstream() const;
+  Result<void> StartFilteringAndDns(const boost::asio::ip::udp::endpoint& upstream);
+  Result<void> AttachFiltered(NetAttachment& attachment, const NetworkRequest& request);
+  Result<void> AttachBridged(NetAttachment& attachment, const NetworkRequest& request);
+  void Detach(NetAttachment& attachment);
+
+  boost::asio::any_io_executor executor_;
+  const DaemonConfig& config_;
+  StateStore& store_;
+  net::Ipv4Subnet subnet_;
+  net::Ipv4Address gateway_;
+  IpLeases leases_;
+  bool started_ = false;
+  bool created_bridge_ = false;
+  std::unique_ptr<net::Firewall> firewall_;
+  std::unique_ptr<DnsForwarder> dns_;
+};
+
+// The network part of a VM's state-store record, and back.
+std::string NetworkInfoToRecord(const NetworkInfo& info);
+NetworkInfo NetworkInfoFromRecord(const std::string& record);
+
+}  // namespace agentvm

@@ -1,0 +1,440 @@
+// Packets through the firewall, without QEMU: a "host" namespace with the
+// bridge and the ruleset, two "VM" namespaces hanging off the bridge by veth
+// (the host end named like a tap and isolated like one), and a "world"
+// namespace as the uplink. Servers and clients are threads that entered
+// their namespace; every connection attempt has a short deadline.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "netsetup/firewall.h"
+#include "netsetup/links.h"
+#include "netsetup/net_names.h"
+#include "tests/support/command.h"
+#include "tests/support/netns.h"
+
+namespace agentvm::net {
+namespace {
+
+using testing::NetNamespace;
+using testing::RunCommand;
+
+constexpr auto kDeadline = std::chrono::milliseconds(1000);
+
+bool EnterNetns(const std::string& ns) {
+  const int fd = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool entered = ::setns(fd, CLONE_NEWNET) == 0;
+  ::close(fd);
+  return entered;
+}
+
+// Runs `body` on a thread inside `ns` and returns its result; `fallback` if
+// the namespace could not be entered (the body never runs outside it).
+template <class T>
+T InNetns(const std::string& ns, T fallback, const std::function<T()>& body) {
+  std::packaged_task<T()> task([&] { return EnterNetns(ns) ? body() : fallback; });
+  auto result = task.get_future();
+  std::thread(std::move(task)).join();
+  return result.get();
+}
+
+sockaddr_in Endpoint(const std::string& address, std::uint16_t port) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+  return sa;
+}
+
+enum class Mode {
+  kHi,    // TCP: answers "hi" and closes
+  kEcho,  // UDP: echoes each datagram
+  kBulk,  // TCP: sends kBulkBytes and closes
+  kSink,  // TCP: reads and counts everything
+};
+
+constexpr std::size_t kBulkBytes = 2 * 1024 * 1024;
+
+// A server on address:port in `ns`, one client at a time, remembering the
+// peer address of the last client it saw.
+class Server {
+ public:
+  Server(std::string ns, std::string address, std::uint16_t port, Mode mode = Mode::kHi) {
+    std::promise<bool> ready;
+    auto ready_future = ready.get_future();
+    const bool udp = mode == Mode::kEcho;
+    thread_ = std::thread([this, ns, address, port, udp, mode, ready = std::move(ready)]() mutable {
+      if (!EnterNetns(ns)) return ready.set_value(false);
+      const int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+      int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      sockaddr_in sa = Endpoint(address, port);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 || (!udp && ::listen(fd, 16) < 0)) {
+        ::close(fd);
+        return ready.set_value(false);
+      }
+      ready.set_value(true);
+      while (!stop_) {
+        pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        sockaddr_in peer{};
+        socklen_t len = sizeof peer;
+        // The peer is recorded before answering: a client that got its
+        // answer may ask for it at once.
+        if (udp) {
+          char buf[512];
+          ssize_t n = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&peer), &len);
+          if (n <= 0) continue;
+          RecordPeer(peer);
+          ::sendto(fd, buf, n, 0, reinterpret_cast<sockaddr*>(&peer), len);
+        } else {
+          int client = ::accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+          if (client < 0) continue;
+          RecordPeer(peer);
+          if (mode == Mode::kHi) (void)!::write(client, "hi", 2);
+          if (mode == Mode::kBulk) Bulk(client);
+          if (mode == Mode::kSink) Sink(client);
+          ::close(client);
+        }
+      }
+      ::close(fd);
+    });
+    ok_ = ready_future.get();
+  }
+  ~Server() {
+    stop_ = true;
+    thread_.join();
+  }
+
+  bool ok() const { return ok_; }
+  std::string last_peer() const {
+    auto peer = last_peer_.load();
+    return peer ? *peer : "";
+  }
+  std::size_t received() const { return received_; }
+
+ private:
+  void RecordPeer(const sockaddr_in& peer) {
+    char text[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
+    last_peer_.store(std::make_shared<std::string>(text));
+  }
+  void Bulk(int client) {
+    std::vector<char> chunk(64 * 1024, 'x');
+    std::size_t sent = 0;
+    while (sent < kBulkBytes && !stop_) {
+      pollfd p{.fd = client, .events = POLLOUT, .revents = 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      ssize_t n = ::send(client, chunk.data(), std::min(chunk.size(), kBulkBytes - sent), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      sent += static_cast<std::size_t>(n);
+    }
+  }
+  void Sink(int client) {
+    char buffer[64 * 1024];
+    while (!stop_) {
+      pollfd p{.fd = client, .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+      if (n <= 0) return;
+      received_ += static_cast<std::size_t>(n);
+    }
+  }
+
+  std::atomic<std::size_t> received_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<std::shared_ptr<std::string>> last_peer_;
+  bool ok_ = false;
+  std::thread thread_;
+};
+
+// True when a TCP connection from `ns` (from `source` if given) to
+// address:port got the server's "hi" before the deadline.
+bool TcpWorks(const std::string& ns, const std::string& address, std::uint16_t port,
+              const std::string& source = "") {
+  return InNetns<bool>(ns, false, [&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (!source.empty()) {
+      sockaddr_in from = Endpoint(source, 0);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) < 0) {
+        ::close(fd);
+        return false;
+      }
+    }
+    sockaddr_in to = Endpoint(address, port);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    char buf[2] = {};
+    const bool got = ::poll(&p, 1, kDeadline.count()) == 1 && ::read(fd, buf, 2) == 2 && buf[0] == 'h';
+    ::close(fd);
+    return got;
+  });
+}
+
+// True when a UDP datagram from `ns` to address:port came back in time.
+bool UdpWorks(const std::string& ns, const std::string& address, std::uint16_t port) {
+  return InNetns<bool>(ns, false, [&] {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in to = Endpoint(address, port);
+    ::sendto(fd, "q", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    char buf[4];
+    const bool got = ::poll(&p, 1, kDeadline.count()) == 1 && ::recv(fd, buf, sizeof buf, 0) == 1;
+    ::close(fd);
+    return got;
+  });
+}
+
+// Bytes a TCP client in `ns` read from address:port in `period`.
+std::size_t Download(const std::string& ns, const std::string& address, std::uint16_t port,
+                     std::chrono::milliseconds period) {
+  return InNetns<std::size_t>(ns, 0, [&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in to = Endpoint(address, port);
+    std::size_t total = 0;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
+      const auto end = std::chrono::steady_clock::now() + period;
+      char buffer[64 * 1024];
+      while (std::chrono::steady_clock::now() < end) {
+        pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+        if (::poll(&p, 1, 20) <= 0) continue;
+        ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        total += static_cast<std::size_t>(n);
+      }
+    }
+    ::close(fd);
+    return total;
+  });
+}
+
+// A TCP client in `ns` sending to address:port as fast as it can for `period`.
+void Upload(const std::string& ns, const std::string& address, std::uint16_t port, std::chrono::milliseconds period) {
+  InNetns<bool>(ns, false, [&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in to = Endpoint(address, port);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
+      const auto end = std::chrono::steady_clock::now() + period;
+      std::vector<char> chunk(64 * 1024, 'y');
+      std::size_t sent = 0;
+      while (std::chrono::steady_clock::now() < end && sent < kBulkBytes) {
+        pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+        if (::poll(&p, 1, 20) <= 0) continue;
+        ssize_t n = ::send(fd, chunk.data(), std::min(chunk.size(), kBulkBytes - sent), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno != EAGAIN) break;
+        if (n > 0) sent += static_cast<std::size_t>(n);
+      }
+    }
+    ::close(fd);
+    return true;
+  });
+}
+
+void Ip(const std::string& ns, const std::string& args) {
+  std::vector<std::string> argv = {"ip", "-n", ns};
+  std::istringstream words(args);
+  for (std::string word; words >> word;) argv.push_back(word);
+  auto result = RunCommand(argv, std::chrono::seconds(10));
+  ASSERT_EQ(result.exit_code, 0) << "ip -n " << ns << " " << args << ": " << result.err;
+}
+
+class NetTrafficTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "the privileged tier must run as root";
+    bool built = InNetns<bool>(host_.name(), false, [&] {
+      auto bridge = EnsureBridge("agentvm0", *Ipv4Address::Parse("10.101.0.1"), 16);
+      if (!bridge || !EnableIpv4Forwarding()) return false;
+      auto made = Firewall::Create(FirewallConfig{.bridge = "agentvm0",
+                                                  .subnet = *Ipv4Subnet::Parse("10.101.0.0/16"),
+                                                  .gateway = *Ipv4Address::Parse("10.101.0.1")});
+      if (!made) return false;
+      firewall_ = std::move(*made);
+      return true;
+    });
+    ASSERT_TRUE(built);
+    Ip(host_.name(), "link set lo up");  // the host's own addresses are reached through it
+    // Uplink: host 192.0.2.1 <-> world 192.0.2.2, which routes the VMs' subnet
+    // back only for the inbound test (masquerade makes replies need none).
+    Ip(host_.name(), "link add uplink type veth peer name eth0 netns " + world_.name());
+    Ip(host_.name(), "addr add 192.0.2.1/24 dev uplink");
+    Ip(host_.name(), "link set uplink up");
+    Ip(host_.name(), "route add default via 192.0.2.2");
+    Ip(world_.name(), "addr add 192.0.2.2/24 dev eth0");
+    Ip(world_.name(), "link set eth0 up");
+    Ip(world_.name(), "link set lo up");
+    Ip(world_.name(), "route add 10.101.0.0/16 via 192.0.2.1");
+    AddVm(vm1_, vm1_rules_);
+    AddVm(vm2_, vm2_rules_);
+  }
+
+  void TearDown() override { firewall_.reset(); }
+
+  // A "VM": its namespace's eth0 is the peer of a port named like its tap.
+  void AddVm(const NetNamespace& vm, const VmNetRules& rules) {
+    Ip(host_.name(), "link add " + rules.tap + " type veth peer name eth0 netns " + vm.name());
+    Ip(host_.name(), "link set " + rules.tap + " master agentvm0");
+    Ip(host_.name(), "link set dev " + rules.tap + " type bridge_slave isolated on");
+    Ip(host_.name(), "link set " + rules.tap + " up");
+    Ip(vm.name(), "link set lo up");
+    Ip(vm.name(), "link set eth0 address " + MacForAddress(rules.address));
+    Ip(vm.name(), "addr add " + rules.address.ToString() + "/16 dev eth0");
+    Ip(vm.name(), "link set eth0 up");
+    Ip(vm.name(), "route add default via 10.101.0.1");
+    auto added = firewall_->AddVm(rules);
+    ASSERT_TRUE(added.has_value()) << added.error().message;
+  }
+
+  std::uint64_t Dropped(const VmNetRules& rules) {
+    auto dropped = firewall_->DroppedPackets(rules.address);
+    EXPECT_TRUE(dropped.has_value()) << dropped.error().message;
+    return dropped.value_or(0);
+  }
+
+  // Packets the bridge table dropped (spoofed sources, other ethertypes).
+  std::uint64_t BridgeDrops() {
+    auto out = RunCommand({"ip", "netns", "exec", host_.name(), "nft", "list", "chain", "bridge", "agentvm",
+                           "prerouting"}).out;
+    std::smatch match;
+    if (!std::regex_search(out, match, std::regex("counter packets (\\d+)"))) return 0;
+    return std::stoull(match[1]);
+  }
+
+  NetNamespace host_{"avmnet-host"};
+  NetNamespace world_{"avmnet-world"};
+  NetNamespace vm1_{"avmnet-vm1"};
+  NetNamespace vm2_{"avmnet-vm2"};
+  const VmNetRules vm1_rules_{.tap = TapNameForVm("vm-1"), .address = *Ipv4Address::Parse("10.101.0.2")};
+  const VmNetRules vm2_rules_{.tap = TapNameForVm("vm-2"),
+                              .address = *Ipv4Address::Parse("10.101.0.3"),
+                              .extra_tcp_ports = {8080}};
+  std::unique_ptr<Firewall> firewall_;
+};
+
+TEST_F(NetTrafficTest, WhitelistedPortsGoOutMasqueradedAndTheRestIsCounted) {
+  Server http(world_.name(), "0.0.0.0", 80);
+  Server https(world_.name(), "0.0.0.0", 443);
+  Server other(world_.name(), "0.0.0.0", 8080);
+  Server odd(world_.name(), "0.0.0.0", 9999);
+  ASSERT_TRUE(http.ok() && https.ok() && other.ok() && odd.ok());
+
+  EXPECT_TRUE(TcpWorks(vm1_.name(), "192.0.2.2", 80));
+  EXPECT_EQ(http.last_peer(), "192.0.2.1") << "masqueraded to the uplink address";
+  EXPECT_TRUE(TcpWorks(vm1_.name(), "192.0.2.2", 443));
+  EXPECT_EQ(Dropped(vm1_rules_), 0u);
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "192.0.2.2", 8080));
+  EXPECT_GE(Dropped(vm1_rules_), 1u) << "the refused SYN is counted against VM 1";
+  // VM 2's extra port opens exactly that port, for VM 2 only.
+  EXPECT_TRUE(TcpWorks(vm2_.name(), "192.0.2.2", 8080));
+  EXPECT_FALSE(TcpWorks(vm2_.name(), "192.0.2.2", 9999));
+  EXPECT_GE(Dropped(vm2_rules_), 1u);
+}
+
+TEST_F(NetTrafficTest, DnsGoesOnlyToTheGateway) {
+  Server resolver(host_.name(), "10.101.0.1", 53, Mode::kEcho);
+  Server elsewhere(world_.name(), "0.0.0.0", 53, Mode::kEcho);
+  ASSERT_TRUE(resolver.ok() && elsewhere.ok());
+  EXPECT_TRUE(UdpWorks(vm1_.name(), "10.101.0.1", 53));
+  EXPECT_FALSE(UdpWorks(vm1_.name(), "192.0.2.2", 53));
+  EXPECT_GE(Dropped(vm1_rules_), 1u);
+}
+
+TEST_F(NetTrafficTest, NoVmToHostNoVmToVmNothingUnsolicitedIn) {
+  Server host_service(host_.name(), "0.0.0.0", 8080);
+  Server vm2_service(vm2_.name(), "0.0.0.0", 80);
+  Server vm1_service(vm1_.name(), "0.0.0.0", 80);
+  ASSERT_TRUE(host_service.ok() && vm2_service.ok() && vm1_service.ok());
+  // Sanity: the servers answer where nothing filters.
+  ASSERT_TRUE(TcpWorks(host_.name(), "10.101.0.1", 8080));
+  ASSERT_TRUE(TcpWorks(vm2_.name(), "127.0.0.1", 80));
+
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "10.101.0.1", 8080)) << "VM to host";
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "192.0.2.1", 8080)) << "VM to the host's other address";
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "10.101.0.3", 80)) << "VM to VM on the bridge";
+  Ip(vm1_.name(), "route add 10.101.0.3/32 via 10.101.0.1");
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "10.101.0.3", 80)) << "VM to VM routed through the host";
+  EXPECT_FALSE(TcpWorks(world_.name(), "10.101.0.2", 80)) << "world to VM";
+  EXPECT_GE(Dropped(vm1_rules_), 3u);
+}
+
+TEST_F(NetTrafficTest, ASpoofedSourceIsDroppedOnTheBridge) {
+  Server http(world_.name(), "0.0.0.0", 80);
+  ASSERT_TRUE(http.ok());
+  ASSERT_TRUE(TcpWorks(vm1_.name(), "192.0.2.2", 80));
+  const std::uint64_t before = BridgeDrops();
+
+  Ip(vm1_.name(), "addr add 10.101.0.99/16 dev eth0");
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "192.0.2.2", 80, "10.101.0.99")) << "an address that is not its lease";
+  Ip(vm1_.name(), "addr add 10.101.0.3/32 dev eth0");
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "192.0.2.2", 80, "10.101.0.3")) << "VM 2's address";
+  EXPECT_GT(BridgeDrops(), before);
+
+  // Its own address, but another MAC: the bridge would learn a stolen MAC.
+  Ip(vm1_.name(), "link set eth0 address 02:00:0a:65:00:03");
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "192.0.2.2", 80, "10.101.0.2"));
+  Ip(vm1_.name(), "link set eth0 address " + MacForAddress(vm1_rules_.address));
+  Ip(vm1_.name(), "neigh flush all");
+  EXPECT_TRUE(TcpWorks(vm1_.name(), "192.0.2.2", 80, "10.101.0.2")) << "back to its own identity";
+}
+
+TEST_F(NetTrafficTest, AVmWithoutRulesGetsNowhere) {
+  Server http(world_.name(), "0.0.0.0", 80);
+  ASSERT_TRUE(http.ok());
+  ASSERT_TRUE(TcpWorks(vm2_.name(), "192.0.2.2", 80));
+  // What a tap the supervisor has not registered (yet, or any more) can do:
+  // the bridge table lets it pass, the inet table lets nothing out.
+  ASSERT_TRUE(firewall_->RemoveVm(vm2_rules_.tap, vm2_rules_.address).has_value());
+  EXPECT_FALSE(TcpWorks(vm2_.name(), "192.0.2.2", 80));
+  EXPECT_TRUE(TcpWorks(vm1_.name(), "192.0.2.2", 80)) << "VM 1 is unaffected";
+  ASSERT_TRUE(firewall_->AddVm(vm2_rules_).has_value());
+  EXPECT_TRUE(TcpWorks(vm2_.name(), "192.0.2.2", 80)) << "and back";
+}
+
+TEST_F(NetTrafficTest, BandwidthLimitHoldsBothWays) {
+  Server bulk(world_.name(), "0.0.0.0", 80, Mode::kBulk);
+  Server sink(world_.name(), "0.0.0.0", 443, Mode::kSink);
+  ASSERT_TRUE(bulk.ok() && sink.ok());
+  constexpr std::uint64_t kRate = 100'000;  // bytes per second
+  VmNetRules limited = vm2_rules_;
+  limited.bytes_per_second = kRate;
+  ASSERT_TRUE(firewall_->RemoveVm(vm2_rules_.tap, vm2_rules_.address).has_value());
+  ASSERT_TRUE(firewall_->AddVm(limited).has_value());
+  const auto period = std::chrono::milliseconds(2000);
+  // At most: the period at the rate, one second's bucket and the burst.
+  const std::size_t ceiling = kRate * 2 + kRate + 128 * 1024 + 64 * 1024;
+
+  EXPECT_EQ(Download(vm1_.name(), "192.0.2.2", 80, period), kBulkBytes) << "VM 1 has no limit";
+  const std::size_t down = Download(vm2_.name(), "192.0.2.2", 80, period);
+  EXPECT_GT(down, 10'000u);
+  EXPECT_LT(down, ceiling) << "world to VM 2 is limited";
+
+  Upload(vm2_.name(), "192.0.2.2", 443, period);
+  const std::size_t up = sink.received();
+  EXPECT_GT(up, 10'000u);
+  EXPECT_LT(up, ceiling) << "VM 2 to world is limited";
+}
+
+}  // namespace
+}  // namespace agentvm::net

@@ -1,0 +1,314 @@
+// The firewall against a fake transport: which batches it sends, and that it
+// sends none when it refuses its input. The kernel's side is in
+// tests/privileged/privileged_net_firewall_test.cc.
+#include "netsetup/firewall.h"
+
+#include <gtest/gtest.h>
+#include <libnftnl/object.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netlink.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace agentvm::net {
+namespace {
+
+struct Recorded {
+  std::vector<NftBatch> batches;
+  std::vector<NftMessage> queries;
+  std::optional<Error> fail_next_batch;
+  std::vector<std::vector<std::uint8_t>> query_replies;
+};
+
+class FakeTransport : public NftTransport {
+ public:
+  explicit FakeTransport(std::shared_ptr<Recorded> recorded) : recorded_(std::move(recorded)) {}
+
+  Result<void> SendBatch(const NftBatch& batch) override {
+    recorded_->batches.push_back(batch);
+    if (recorded_->fail_next_batch) {
+      Error error = *recorded_->fail_next_batch;
+      recorded_->fail_next_batch.reset();
+      return Fail(error);
+    }
+    return {};
+  }
+
+  Result<std::vector<std::vector<std::uint8_t>>> Query(const NftMessage& request) override {
+    recorded_->queries.push_back(request);
+    return recorded_->query_replies;
+  }
+
+ private:
+  std::shared_ptr<Recorded> recorded_;
+};
+
+FirewallConfig Config() {
+  return FirewallConfig{.bridge = "agentvm0",
+                        .subnet = *Ipv4Subnet::Parse("10.101.0.0/16"),
+                        .gateway = *Ipv4Address::Parse("10.101.0.1")};
+}
+
+// VM n (1-based) with an extra port, an extra CIDR and a bandwidth limit:
+// the most messages a VM can cause.
+VmNetRules FullVm(std::uint32_t n) {
+  return VmNetRules{.tap = "avm-" + std::to_string(10000000000ull + n),
+                    .address = Ipv4Address{Config().subnet.network.value + 1 + n},
+                    .extra_tcp_ports = {8080},
+                    .extra_cidrs = {*Ipv4Subnet::Parse("140.82.112.0/20")},
+                    .bytes_per_second = 1'000'000};
+}
+
+std::size_t CountType(const NftBatch& batch, std::uint16_t type) {
+  return std::count_if(batch.messages().begin(), batch.messages().end(),
+                       [&](const NftMessage& m) { return m.type == type; });
+}
+
+// "add element bridge agentvm vm_taps" and the like, in batch order.
+std::vector<std::string> Whats(const NftBatch& batch) {
+  std::vector<std::string> out;
+  for (const NftMessage& m : batch.messages()) out.push_back(m.what);
+  return out;
+}
+
+class FirewallTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Firewall> MakeFirewall() {
+    auto made = Firewall::Create(Config(), std::make_unique<FakeTransport>(recorded_));
+    EXPECT_TRUE(made.has_value()) << (made ? "" : made.error().message);
+    return made ? std::move(*made) : nullptr;
+  }
+
+  std::shared_ptr<Recorded> recorded_ = std::make_shared<Recorded>();
+};
+
+TEST_F(FirewallTest, CreateIsOneBatchThatReplacesBothTables) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  ASSERT_EQ(recorded_->batches.size(), 1u);
+  const NftBatch& batch = recorded_->batches[0];
+  // Leftovers first: "add, then delete" removes a table whether or not it is there.
+  ASSERT_GE(batch.size(), 4u);
+  EXPECT_EQ(batch.messages()[0].type, NFT_MSG_NEWTABLE);
+  EXPECT_EQ(batch.messages()[1].type, NFT_MSG_DELTABLE);
+  EXPECT_EQ(batch.messages()[1].family, NFPROTO_BRIDGE);
+  EXPECT_EQ(batch.messages()[3].type, NFT_MSG_DELTABLE);
+  EXPECT_EQ(batch.messages()[3].family, NFPROTO_INET);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWTABLE), 4u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 9u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWCHAIN), 7u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 25u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSETELEM), 1u) << "allowed_tcp";
+  // Rules carry their nft text, which names them in kernel errors.
+  auto whats = Whats(batch);
+  EXPECT_NE(std::find(whats.begin(), whats.end(),
+                      "add rule inet agentvm forward: iifname \"agentvm0\" ct state established,related accept"),
+            whats.end());
+}
+
+TEST_F(FirewallTest, CreateRefusesABadConfigAndSendsNothing) {
+  FirewallConfig config = Config();
+  config.allowed_tcp_ports = {80, 53};
+  auto made = Firewall::Create(config, std::make_unique<FakeTransport>(recorded_));
+  ASSERT_FALSE(made.has_value());
+  EXPECT_EQ(made.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(recorded_->batches.empty());
+}
+
+TEST_F(FirewallTest, The500thVmCostsWhatTheFirstCost) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  for (std::uint32_t n = 1; n <= 500; ++n) ASSERT_TRUE(firewall->AddVm(FullVm(n)).has_value()) << n;
+  ASSERT_EQ(recorded_->batches.size(), 501u);
+  const NftBatch& first = recorded_->batches[1];
+  const NftBatch& last = recorded_->batches[500];
+  ASSERT_EQ(first.size(), last.size());
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(first.messages()[i].type, last.messages()[i].type) << i;
+    EXPECT_EQ(first.messages()[i].bytes.size(), last.messages()[i].bytes.size()) << first.messages()[i].what;
+  }
+  for (std::size_t b = 1; b < recorded_->batches.size(); ++b) {
+    const NftBatch& batch = recorded_->batches[b];
+    for (std::uint16_t type : {NFT_MSG_NEWRULE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET, NFT_MSG_NEWTABLE}) {
+      ASSERT_EQ(CountType(batch, type), 0u) << "batch " << b << " has message type " << type;
+    }
+  }
+  EXPECT_EQ(firewall->vm_count(), 500u);
+}
+
+TEST_F(FirewallTest, AVmIsElementsAndObjectsOnly) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  ASSERT_TRUE(firewall->AddVm(FullVm(1)).has_value());
+  EXPECT_EQ(Whats(recorded_->batches.back()),
+            (std::vector<std::string>{
+                "add counter inet agentvm drops_10_101_0_2",
+                "add limit bridge agentvm up_avm-10000000001",
+                "add limit bridge agentvm down_avm-10000000001",
+                "add element bridge agentvm vm_taps",
+                "add element bridge agentvm vm_sources",
+                "add element bridge agentvm vm_limit_up",
+                "add element bridge agentvm vm_limit_down",
+                "add element inet agentvm vm_addresses",
+                "add element inet agentvm vm_drops",
+                "add element inet agentvm vm_ports",
+                "add element inet agentvm vm_cidrs",
+            }));
+  // Without extras a VM is four elements and its counter.
+  VmNetRules plain{.tap = "avm-plain", .address = *Ipv4Address::Parse("10.101.9.9")};
+  ASSERT_TRUE(firewall->AddVm(plain).has_value());
+  EXPECT_EQ(recorded_->batches.back().size(), 5u);
+}
+
+TEST_F(FirewallTest, SourceElementPinsTapMacAndAddress) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  VmNetRules rules{.tap = "avm-x", .address = *Ipv4Address::Parse("10.101.0.2")};
+  ASSERT_TRUE(firewall->AddVm(rules).has_value());
+  const NftBatch& batch = recorded_->batches.back();
+  auto it = std::find_if(batch.messages().begin(), batch.messages().end(),
+                         [](const NftMessage& m) { return m.what == "add element bridge agentvm vm_sources"; });
+  ASSERT_NE(it, batch.messages().end());
+  nftnl_set* set = nftnl_set_alloc();
+  ASSERT_GE(nftnl_set_elems_nlmsg_parse(reinterpret_cast<const nlmsghdr*>(it->bytes.data()), set), 0);
+  nftnl_set_elems_iter* iter = nftnl_set_elems_iter_create(set);
+  nftnl_set_elem* elem = nftnl_set_elems_iter_next(iter);
+  ASSERT_NE(elem, nullptr);
+  std::uint32_t len = 0;
+  const auto* key = static_cast<const std::uint8_t*>(nftnl_set_elem_get(elem, NFTNL_SET_ELEM_KEY, &len));
+  // ifname (16, zero padded) . MAC (6 + 2 padding) . IPv4 (network order).
+  const std::uint8_t want[28] = {'a', 'v', 'm', '-', 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                 0x02, 0x00, 0x0a, 0x65, 0x00, 0x02, 0, 0, 10, 101, 0, 2};
+  ASSERT_EQ(len, sizeof want);
+  EXPECT_EQ(std::memcmp(key, want, sizeof want), 0);
+  EXPECT_EQ(nftnl_set_elems_iter_next(iter), nullptr);
+  nftnl_set_elems_iter_destroy(iter);
+  nftnl_set_free(set);
+}
+
+TEST_F(FirewallTest, BadVmRulesSendNothing) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  std::vector<VmNetRules> bad;
+  for (int i = 0; i < 6; ++i) bad.push_back(FullVm(1));
+  bad[0].extra_tcp_ports = {53};
+  bad[1].extra_tcp_ports = {0};
+  bad[2].extra_tcp_ports = {8080, 8080};
+  bad[3].address = *Ipv4Address::Parse("192.168.1.2");
+  bad[4].extra_cidrs = {*Ipv4Subnet::Parse("10.101.0.0/24")};
+  bad[5].tap = "bad/tap";
+  for (const VmNetRules& rules : bad) {
+    auto added = firewall->AddVm(rules);
+    ASSERT_FALSE(added.has_value());
+    EXPECT_EQ(added.error().code, ErrorCode::kInvalidArgument);
+  }
+  EXPECT_EQ(recorded_->batches.size(), 1u) << "only Create's";
+  EXPECT_EQ(firewall->vm_count(), 0u);
+}
+
+TEST_F(FirewallTest, ATapOrAddressHasRulesOnlyOnce) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  ASSERT_TRUE(firewall->AddVm(FullVm(1)).has_value());
+  VmNetRules same_tap = FullVm(2);
+  same_tap.tap = FullVm(1).tap;
+  VmNetRules same_address = FullVm(2);
+  same_address.address = FullVm(1).address;
+  for (const VmNetRules& rules : {same_tap, same_address}) {
+    auto added = firewall->AddVm(rules);
+    ASSERT_FALSE(added.has_value());
+    EXPECT_EQ(added.error().code, ErrorCode::kConflict);
+  }
+  EXPECT_EQ(recorded_->batches.size(), 2u);
+}
+
+TEST_F(FirewallTest, RemoveVmTakesOutWhatAddVmPutIn) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules vm = FullVm(7);
+  ASSERT_TRUE(firewall->AddVm(vm).has_value());
+  const NftBatch added = recorded_->batches.back();
+  ASSERT_TRUE(firewall->RemoveVm(vm.tap, vm.address).has_value());
+  const NftBatch& removed = recorded_->batches.back();
+  EXPECT_EQ(removed.size(), added.size());
+  EXPECT_EQ(CountType(removed, NFT_MSG_DELSETELEM), CountType(added, NFT_MSG_NEWSETELEM));
+  EXPECT_EQ(CountType(removed, NFT_MSG_DELOBJ), CountType(added, NFT_MSG_NEWOBJ));
+  // Elements go before the objects they name.
+  EXPECT_EQ(removed.messages().back().type, NFT_MSG_DELOBJ);
+  EXPECT_EQ(removed.messages().front().type, NFT_MSG_DELSETELEM);
+  EXPECT_EQ(firewall->vm_count(), 0u);
+  // Element messages carry the same keys both ways.
+  for (std::size_t i = 0; i < added.size(); ++i) {
+    if (added.messages()[i].type != NFT_MSG_NEWSETELEM) continue;
+    auto twin = std::find_if(removed.messages().begin(), removed.messages().end(), [&](const NftMessage& m) {
+      return m.what == "delete" + added.messages()[i].what.substr(3);
+    });
+    ASSERT_NE(twin, removed.messages().end()) << added.messages()[i].what;
+    EXPECT_EQ(twin->bytes.size(), added.messages()[i].bytes.size()) << twin->what;
+  }
+}
+
+TEST_F(FirewallTest, RemoveVmOfUnknownTapOrWrongAddressIsNotFound) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  ASSERT_TRUE(firewall->AddVm(FullVm(1)).has_value());
+  EXPECT_EQ(firewall->RemoveVm("avm-nope", FullVm(1).address).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(firewall->RemoveVm(FullVm(1).tap, FullVm(2).address).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(recorded_->batches.size(), 2u);
+}
+
+TEST_F(FirewallTest, ARefusedBatchRecordsNothing) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  recorded_->fail_next_batch = Error{ErrorCode::kConflict, "nftables refused \"x\": File exists"};
+  auto added = firewall->AddVm(FullVm(1));
+  ASSERT_FALSE(added.has_value());
+  EXPECT_NE(added.error().message.find("File exists"), std::string::npos);
+  EXPECT_EQ(firewall->vm_count(), 0u);
+  EXPECT_TRUE(firewall->AddVm(FullVm(1)).has_value()) << "the same VM may be tried again";
+}
+
+TEST_F(FirewallTest, DestructorDeletesBothTables) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  firewall.reset();
+  ASSERT_EQ(recorded_->batches.size(), 2u);
+  const NftBatch& batch = recorded_->batches.back();
+  ASSERT_EQ(batch.size(), 4u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_DELTABLE), 2u);
+}
+
+TEST_F(FirewallTest, DroppedPacketsReadsTheVmsCounter) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  // The kernel's answer: the counter object with its values.
+  nftnl_obj* obj = nftnl_obj_alloc();
+  nftnl_obj_set_u32(obj, NFTNL_OBJ_FAMILY, NFPROTO_INET);
+  nftnl_obj_set_str(obj, NFTNL_OBJ_TABLE, "agentvm");
+  nftnl_obj_set_str(obj, NFTNL_OBJ_NAME, "drops_10_101_0_2");
+  nftnl_obj_set_u32(obj, NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+  nftnl_obj_set_u64(obj, NFTNL_OBJ_CTR_PKTS, 7);
+  nftnl_obj_set_u64(obj, NFTNL_OBJ_CTR_BYTES, 420);
+  NftMessage reply = MakeNftMessage(NFT_MSG_NEWOBJ, NFPROTO_INET, 0, "reply",
+                                    [&](nlmsghdr* nlh) { nftnl_obj_nlmsg_build_payload(nlh, obj); });
+  nftnl_obj_free(obj);
+  recorded_->query_replies = {reply.bytes};
+
+  auto dropped = firewall->DroppedPackets(*Ipv4Address::Parse("10.101.0.2"));
+  ASSERT_TRUE(dropped.has_value()) << dropped.error().message;
+  EXPECT_EQ(*dropped, 7u);
+  ASSERT_EQ(recorded_->queries.size(), 1u);
+  EXPECT_EQ(recorded_->queries[0].type, NFT_MSG_GETOBJ);
+  EXPECT_EQ(recorded_->queries[0].what, "get counter inet agentvm drops_10_101_0_2");
+}
+
+}  // namespace
+}  // namespace agentvm::net
