@@ -135,14 +135,18 @@ Result<std::unique_ptr<NetAttachment>> VmNetwork::Attach(const std::string& vm_i
   info.mode = request.mode.value_or(
       NetworkModeFromName(config_.default_network).value_or(NetworkMode::kNatFiltered));
   const bool filtered = info.mode == NetworkMode::kNatFiltered;
+  // The API checked these against the mode the request named; only a mode
+  // left to the daemon's default can still clash, so say which default.
+  const std::string which = request.mode ? "" : " (this daemon's default network mode is " +
+                                                    std::string(NetworkModeName(info.mode)) + ")";
   if (!filtered && (!request.allow_tcp_ports.empty() || !request.allow_cidrs.empty())) {
-    return Fail(ErrorCode::kInvalidArgument, "allow_tcp_ports and allow_cidrs need network mode nat-filtered");
+    return Fail(ErrorCode::kInvalidArgument, "allow_tcp_ports and allow_cidrs need network mode nat-filtered" + which);
   }
   if (!filtered && request.bandwidth_bytes_per_sec) {
-    return Fail(ErrorCode::kInvalidArgument, "a bandwidth limit needs network mode nat-filtered");
+    return Fail(ErrorCode::kInvalidArgument, "a bandwidth limit needs network mode nat-filtered" + which);
   }
   if ((info.mode == NetworkMode::kBridge) != !request.bridge.empty()) {
-    return Fail(ErrorCode::kInvalidArgument, "a bridge name is required in bridge mode and only there");
+    return Fail(ErrorCode::kInvalidArgument, "a bridge name is required in bridge mode and only there" + which);
   }
   std::unique_ptr<NetAttachment> attachment(new NetAttachment(weak_from_this(), vm_id, std::move(info)));
   attachment->prefix_length_ = subnet_.prefix_length;
