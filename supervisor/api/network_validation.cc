@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "netsetup/ipv4.h"
+#include "netsetup/net_names.h"
 #include "supervisor/api/request_validation.h"
 
 namespace agentvm::api {
@@ -31,16 +32,11 @@ bool LooksLikeCidr(std::string_view text) {
 }  // namespace
 
 Result<void> ValidateInterfaceName(std::string_view name, std::string_view what) {
-  bool ok = !name.empty() && name.size() <= kMaxInterfaceNameBytes && name != "." && name != "..";
-  for (char c : name) {
-    auto byte = static_cast<unsigned char>(c);
-    // '%' is the kernel's template for numbered names ("br%d").
-    ok = ok && byte > 0x20 && byte < 0x7f && c != '/' && c != ':' && c != '%';
-  }
-  if (!ok) {
+  // One rule for the API, the CLI and the supervisor: netsetup's.
+  if (!net::IsValidLinkName(name)) {
     return Invalid("invalid " + Str(what) + " \"" + QuoteForError(name) +
-                   "\": expected a Linux interface name of 1-15 printable characters, without "
-                   "'/', ':', '%' or spaces, other than \".\" and \"..\"");
+                   "\": expected a Linux interface name of 1-15 characters of [A-Za-z0-9_.-], "
+                   "other than \".\" and \"..\"");
   }
   return {};
 }

@@ -11,19 +11,18 @@
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include "common/error.h"
+#include "netsetup/firewall_config.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm::api {
 
-// The limits match netsetup/firewall_config.h (kMaxExtraTcpPorts,
+// The limits are netsetup/firewall_config.h's (kMaxExtraTcpPorts,
 // kMaxExtraCidrs, kMinBytesPerSecond), so what passes here the firewall
 // accepts too.
-inline constexpr std::size_t kMaxAllowedTcpPorts = 64;
-inline constexpr std::size_t kMaxAllowedCidrs = 64;
-inline constexpr std::uint64_t kMinBandwidthBytesPerSec = 4096;
+inline constexpr std::size_t kMaxAllowedTcpPorts = net::kMaxExtraTcpPorts;
+inline constexpr std::size_t kMaxAllowedCidrs = net::kMaxExtraCidrs;
+inline constexpr std::uint64_t kMinBandwidthBytesPerSec = net::kMinBytesPerSecond;
 inline constexpr std::uint64_t kMaxBandwidthBytesPerSec = 100'000'000'000;
-// IFNAMSIZ - 1.
-inline constexpr std::size_t kMaxInterfaceNameBytes = 15;
 
 // How the network checks name each field in their messages: the API names
 // the JSON fields, the CLI its flags, so one set of checks serves both.
