@@ -27,23 +27,7 @@ namespace {
 
 using testing::NetNamespace;
 using testing::RunCommand;
-
-// Runs `body` on a thread that entered network namespace `ns`: every socket it
-// opens (the firewall's netlink socket included) is there for good. The body
-// never runs if setns fails.
-void RunInNetns(const std::string& ns, const std::function<void()>& body) {
-  std::thread worker([&] {
-    const std::string path = "/run/netns/" + ns;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
-    const int entered = ::setns(fd, CLONE_NEWNET);
-    const int err = errno;
-    ::close(fd);
-    ASSERT_EQ(entered, 0) << "setns " << path << ": " << std::strerror(err);
-    body();
-  });
-  worker.join();
-}
+using testing::RunInNetns;
 
 bool Has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

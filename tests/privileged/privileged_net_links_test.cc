@@ -25,22 +25,7 @@ namespace {
 
 using testing::NetNamespace;
 using testing::RunCommand;
-
-// Runs `body` on a thread that entered network namespace `ns`: every socket,
-// tap and link it makes is there. The body never runs if setns fails.
-void RunInNetns(const std::string& ns, const std::function<void()>& body) {
-  std::thread worker([&] {
-    const std::string path = "/run/netns/" + ns;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
-    const int entered = ::setns(fd, CLONE_NEWNET);
-    const int err = errno;
-    ::close(fd);
-    ASSERT_EQ(entered, 0) << "setns " << path << ": " << std::strerror(err);
-    body();
-  });
-  worker.join();
-}
+using testing::RunInNetns;
 
 // `ip -j <args>` in namespace `ns`, parsed.
 nlohmann::json IpJson(const std::string& ns, std::vector<std::string> args) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace agentvm::testing {
@@ -18,5 +19,10 @@ class NetNamespace {
  private:
   std::string name_;
 };
+
+// Runs `body` on a thread that entered network namespace `ns` (by name, as
+// `ip netns` knows it): every socket it opens, netlink ones included, is
+// there for good. The body never runs if setns fails (a test failure).
+void RunInNetns(const std::string& ns, const std::function<void()>& body);
 
 }  // namespace agentvm::testing
