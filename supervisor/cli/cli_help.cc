@@ -6,6 +6,28 @@
 
 namespace agentvm::cli {
 
+namespace {
+
+// The network flags of `run` and `create`, shared by both usage texts.
+constexpr std::string_view kNetworkOptions = R"(Network (default: agentvmd's, normally nat-filtered):
+      --net MODE            nat-filtered: NAT to the internet through the egress
+                            whitelist (TCP 80, 443, 22, 9418 and DNS to
+                            agentvmd's resolver only); isolated: no network
+                            device at all; bridge: attach to --bridge, unfiltered
+      --allow-port PORT     nat-filtered: also allow outbound TCP PORT
+                            (repeatable; not 53)
+      --allow-cidr CIDR     nat-filtered: also allow outbound TCP to any port
+                            but 53 in subnet CIDR, e.g. 203.0.113.0/24
+                            (repeatable)
+      --bridge NAME         bridge mode: the host bridge to attach to
+      --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
+                            per second; suffixes k, M, G are powers of 1000
+                            (10M = 10^7)
+
+)";
+
+}  // namespace
+
 std::string HelpText(std::string_view command) {
   if (command == "run") {
     return R"(Usage: agentvm run [OPTIONS] [--] CMD [ARG...]
@@ -27,22 +49,7 @@ Options:
       --socket PATH    agentvmd's socket
   -h, --help           show this help
 
-Network (default: agentvmd's, normally nat-filtered):
-      --net MODE            nat-filtered: NAT to the internet through the egress
-                            whitelist (TCP 80, 443, 22, 9418 and DNS to
-                            agentvmd's resolver only); isolated: no network
-                            device at all; bridge: attach to --bridge, unfiltered
-      --allow-port PORT     nat-filtered: also allow outbound TCP PORT
-                            (repeatable; not 53)
-      --allow-cidr CIDR     nat-filtered: also allow outbound TCP to any port
-                            but 53 in subnet CIDR, e.g. 203.0.113.0/24
-                            (repeatable)
-      --bridge NAME         bridge mode: the host bridge to attach to
-      --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
-                            per second; suffixes k, M, G are powers of 1000
-                            (10M = 10^7)
-
-Examples:
+)" + std::string(kNetworkOptions) + R"(Examples:
   agentvm run --timeout 60 -- sh -c 'uname -a; echo done'
   agentvm run --allow-port 8080 -- wget -qO- http://example.com:8080/
   agentvm run --net isolated -- make test
@@ -60,22 +67,7 @@ Options:
       --socket PATH    agentvmd's socket
   -h, --help           show this help
 
-Network (default: agentvmd's, normally nat-filtered):
-      --net MODE            nat-filtered: NAT to the internet through the egress
-                            whitelist (TCP 80, 443, 22, 9418 and DNS to
-                            agentvmd's resolver only); isolated: no network
-                            device at all; bridge: attach to --bridge, unfiltered
-      --allow-port PORT     nat-filtered: also allow outbound TCP PORT
-                            (repeatable; not 53)
-      --allow-cidr CIDR     nat-filtered: also allow outbound TCP to any port
-                            but 53 in subnet CIDR, e.g. 203.0.113.0/24
-                            (repeatable)
-      --bridge NAME         bridge mode: the host bridge to attach to
-      --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
-                            per second; suffixes k, M, G are powers of 1000
-                            (10M = 10^7)
-
-Example:
+)" + std::string(kNetworkOptions) + R"(Example:
   agentvm create --memory 512 --bandwidth 10M
   agentvm create --net bridge --bridge br-lab
 )";
