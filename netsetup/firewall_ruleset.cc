@@ -148,6 +148,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
 
+#include "netsetup/net_names.h"
 #include "netsetup/nft_builders.h"
 #include "netsetup/nft_rule_builder.h"
 
@@ -163,6 +164,7 @@ constexpr char kVmAddresses[] = "vm_addresses";    // inet: ipv4_addr
 constexpr char kAllowedTcp[] = "allowed_tcp";      // inet: inet_service
 constexpr char kVmPorts[] = "vm_ports";            // inet: ipv4_addr . inet_service
 constexpr char kVmCidrs[] = "vm_cidrs";            // inet: ipv4_addr . ipv4_addr, intervals
+constexpr Ipv4Subnet kLinkLocal{Ipv4Address{0xa9fe0000}, 16};  // 169.254.0.0/16
 constexpr char kVmDrops[] = "vm_drops";            // inet: ipv4_addr : counter
 // Regular chains.
 constexpr char kVmEgress[] = "vm_egress";          // inet: new connections from VMs
@@ -263,6 +265,11 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
 
   // Routed traffic of our bridge; everything else passes untouched.
   auto forward = [&](const std::string& what) { return table.Rule("forward", what); };
+  // A frame a VM sends to a reserved multicast MAC (01:80:c2:00:00:0X) is not
+  // bridged but handed to the tap's own stack, bypassing the bridge table:
+  // nothing may enter the host or be routed from a tap directly.
+  const std::string taps = std::string(kTapPrefix) + "*";
+  forward("iifname \"" + taps + "\" drop").IifnameStartsWith(kTapPrefix).Drop();
   forward("iifname \"" + bridge + "\" ct state established,related accept")
       .IifnameIs(bridge).CtStateAny(kCtEstablished | kCtRelated).Accept();
   forward("oifname \"" + bridge + "\" ct state established,related accept")
@@ -281,6 +288,11 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
       .Lookup(kVmAddresses, /*invert=*/true)
       .Drop();
   egress("ip daddr " + subnet + " goto vm_refuse").Ipv4AddressIn(/*source=*/false, config.subnet).Goto(kVmRefuse);
+  // Link-local holds cloud metadata services (169.254.169.254), which hand
+  // out the host's credentials over plain HTTP.
+  egress("ip daddr 169.254.0.0/16 goto vm_refuse")
+      .Ipv4AddressIn(/*source=*/false, kLinkLocal)
+      .Goto(kVmRefuse);
   egress("tcp dport @allowed_tcp ct state new accept")
       .L4protoIs(IPPROTO_TCP)
       .LoadPayload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
@@ -316,6 +328,14 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
 
   // VMs to the host itself: DNS to the daemon's forwarder, nothing else.
   auto input = [&](const std::string& what) { return table.Rule("input", what); };
+  input("iifname \"" + taps + "\" drop").IifnameStartsWith(kTapPrefix).Drop();
+  // The gateway address (the DNS forwarder) serves VMs and the host itself,
+  // never anyone routing to it from the uplink's side.
+  input("iifname != \"" + bridge + "\" iifname != \"lo\" ip daddr " + gateway + " drop")
+      .IifnameIs(bridge, /*equal=*/false)
+      .IifnameIs("lo", /*equal=*/false)
+      .Ipv4AddressIs(/*source=*/false, config.gateway)
+      .Drop();
   input("iifname != \"" + bridge + "\" accept").IifnameIs(bridge, /*equal=*/false).Accept();
   input("ct state established,related accept").CtStateAny(kCtEstablished | kCtRelated).Accept();
   input("ip daddr " + gateway + " udp dport 53 accept")

@@ -77,15 +77,6 @@ Result<void> ConfigureBridge(const RouteSocket& socket, const std::string& name,
   return BringUp(socket, link->get(), name);
 }
 
-// VMs get no IPv6 (the bridge table drops it from them); without an IPv6
-// address of its own the host sends none to them either.
-void DisableIpv6(const std::string& name) {
-  const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::write(fd, "1\n", 2) != 2) Log()->warn("bridge {}: cannot disable IPv6 ({})", name, path);
-  if (fd >= 0) ::close(fd);
-}
-
 }  // namespace
 
 Result<bool> EnsureBridge(const std::string& name, Ipv4Address gateway, int prefix_length) {
@@ -155,5 +146,13 @@ Result<void> EnableIpv4Forwarding() {
   if (written != 2) return Fail(ErrnoError(std::string("write ") + kPath, written < 0 ? err : EIO));
   return {};
 }
+
+void DisableIpv6(const std::string& name) {
+  const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ::write(fd, "1\n", 2) != 2) Log()->warn("{}: cannot disable IPv6 ({})", name, path);
+  if (fd >= 0) ::close(fd);
+}
+
 
 }  // namespace agentvm::net

@@ -22,6 +22,11 @@ Result<void> DeleteLink(const std::string& name);
 
 Result<bool> LinkExists(const std::string& name);
 
+// VMs get no IPv6: the bridge and every tap get none of their own, so the
+// host neither sends IPv6 to VMs nor accepts it on a tap's own stack.
+// Logs (does not fail) when the sysctl cannot be written.
+void DisableIpv6(const std::string& name);
+
 // Writes 1 to /proc/sys/net/ipv4/ip_forward, which is per network namespace.
 Result<void> EnableIpv4Forwarding();
 

@@ -13,7 +13,7 @@ std::string TapNameForVm(std::string_view vm_id) {
   }
   char hex[16];
   std::snprintf(hex, sizeof hex, "%011llx", static_cast<unsigned long long>(hash & 0xfffffffffffull));
-  return std::string("avm-") + hex;
+  return std::string(kTapPrefix) + hex;
 }
 
 std::string MacForAddress(Ipv4Address address) {

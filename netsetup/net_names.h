@@ -9,6 +9,9 @@
 
 namespace agentvm::net {
 
+// Every VM tap's name starts with this; the firewall matches it.
+inline constexpr char kTapPrefix[] = "avm-";
+
 // "avm-" + 11 lowercase hex digits of a stable 64-bit FNV-1a hash of the id:
 // always a valid interface name (15 characters, the kernel's maximum) and the
 // same for the same id across daemon restarts, whatever characters the id has.

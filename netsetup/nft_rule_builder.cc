@@ -100,6 +100,12 @@ RuleBuilder& RuleBuilder::IifnameIs(const std::string& name, bool equal) {
   return LoadMeta(NFT_META_IIFNAME).Compare(equal ? NFT_CMP_EQ : NFT_CMP_NEQ, bytes);
 }
 
+RuleBuilder& RuleBuilder::IifnameStartsWith(const std::string& prefix) {
+  // nft's wildcard: compare only the prefix's bytes of the name register.
+  std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size());
+  return LoadMeta(NFT_META_IIFNAME).Compare(NFT_CMP_EQ, bytes);
+}
+
 RuleBuilder& RuleBuilder::OifnameIs(const std::string& name, bool equal) {
   auto bytes = IfnameBytes(name);
   return LoadMeta(NFT_META_OIFNAME).Compare(equal ? NFT_CMP_EQ : NFT_CMP_NEQ, bytes);

@@ -47,6 +47,7 @@ class RuleBuilder {
   // Phrases.
   RuleBuilder& IifnameIs(const std::string& name, bool equal = true);   // iifname "x" / != "x"
   RuleBuilder& OifnameIs(const std::string& name, bool equal = true);   // oifname "x" / != "x"
+  RuleBuilder& IifnameStartsWith(const std::string& prefix);            // iifname "x*"
   RuleBuilder& NfprotoIs(std::uint8_t nfproto, bool equal = true);      // meta nfproto ipv4
   RuleBuilder& L4protoIs(std::uint8_t proto, bool equal = true);        // meta l4proto tcp
   RuleBuilder& Ipv4AddressIn(bool source, Ipv4Subnet subnet);           // ip saddr/daddr a.b.c.d/n (inet)

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "common/logging.h"
+#include "netsetup/links.h"
 #include "netsetup/net_names.h"
 #include "netsetup/route_socket.h"
 
@@ -98,6 +99,9 @@ Result<Tap> Tap::Create(const std::string& name, const std::string& bridge, bool
   if (auto attached = Attach(name, bridge, isolated_port); !attached) {
     return Fail(attached.error().Wrap("tap " + name));
   }
+  // Frames to reserved multicast MACs are handed to the tap's own stack, not
+  // bridged: give that stack nothing to answer with.
+  DisableIpv6(name);
   Log()->debug("tap {} on bridge {}{}", name, bridge, isolated_port ? ", isolated port" : "");
   return tap;
 }

@@ -88,7 +88,6 @@ VmContext Supervisor::MakeContext() {
 }
 
 Result<void> Supervisor::Recover() {
-  if (auto cleaned = network_->RemoveLeftovers(); !cleaned) return Fail(cleaned.error().Wrap("network leftovers"));
   auto records = store_->List();
   if (!records) return Fail(records.error());
   for (const VmRecord& record : *records) {
@@ -114,6 +113,17 @@ Result<void> Supervisor::Recover() {
     vms_[record.id] = std::move(vm);
   }
   if (!records->empty()) Log()->info("recovered {} VM record(s) from the state store", records->size());
+  // After the QEMUs are gone (their taps with them): no tap is ever left
+  // without its filter.
+  if (auto cleaned = network_->RemoveLeftovers(); !cleaned) return Fail(cleaned.error().Wrap("network leftovers"));
+  // A crash between leasing and recording the VM leaves a lease nobody holds.
+  auto leases = store_->ListLeases();
+  if (!leases) return Fail(leases.error());
+  for (const LeaseRecord& lease : *leases) {
+    if (vms_.contains(lease.vm_id)) continue;
+    Log()->warn("releasing {} leased to unknown VM {}", lease.address, lease.vm_id);
+    if (auto released = store_->DeleteLease(lease.vm_id); !released) return Fail(released.error());
+  }
   return {};
 }
 

@@ -90,7 +90,7 @@ Result<void> VmNetwork::EnsureStarted() {
   if (auto recorded = store_.AddOwnedLink(config_.bridge); !recorded) return Fail(recorded.error());
   auto created = net::EnsureBridge(config_.bridge, gateway_, subnet_.prefix_length);
   if (!created) return Fail(created.error().Wrap("bridge " + config_.bridge));
-  created_bridge_ = true;
+  created_bridge_ = *created;
   started_ = true;  // from here on Shutdown() undoes what exists
   if (auto rest = StartFilteringAndDns(*upstream); !rest) {
     Shutdown();
@@ -204,6 +204,11 @@ Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkR
 Result<void> VmNetwork::AttachBridged(NetAttachment& attachment, const NetworkRequest& request) {
   if (!net::IsValidLinkName(request.bridge)) {
     return Fail(ErrorCode::kInvalidArgument, "invalid bridge name");
+  }
+  if (request.bridge == config_.bridge) {
+    // An unfiltered, non-isolated port on our bridge would reach every VM.
+    return Fail(ErrorCode::kInvalidArgument,
+                "bridge mode cannot use agentvmd's own bridge " + request.bridge + "; use nat-filtered");
   }
   auto exists = net::LinkExists(request.bridge);
   if (!exists) return Fail(exists.error());

@@ -207,7 +207,9 @@ TEST_F(NetworkVmTest, BadNetworkRequestsChangeNothing) {
                            R"({"network": {"mode": "nat-filtered", "allow_cidrs": ["10.0.0.1/8"]}})",
                            R"({"network": {"mode": "isolated", "allow_tcp_ports": [8080]}})",
                            R"({"network": {"mode": "bridge"}})",
-                           R"({"network": {"mode": "bridge", "bridge": "no-such-br"}})"}) {
+                           R"({"network": {"mode": "bridge", "bridge": "no-such-br"}})",
+                           // Unfiltered on our own bridge would reach every VM.
+                           R"({"network": {"mode": "bridge", "bridge": "agentvm0"}})"}) {
     auto [status, text] = daemon_->Http("POST", "/v1/vms", body);
     EXPECT_GE(status, 400) << body;
     EXPECT_LT(status, 500) << body << ": " << text;

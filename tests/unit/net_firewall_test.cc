@@ -105,7 +105,7 @@ TEST_F(FirewallTest, CreateIsOneBatchThatReplacesBothTables) {
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWTABLE), 4u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 9u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWCHAIN), 7u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 25u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 29u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWSETELEM), 1u) << "allowed_tcp";
   // Rules carry their nft text, which names them in kernel errors.
   auto whats = Whats(batch);
