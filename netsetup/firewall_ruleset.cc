@@ -88,6 +88,7 @@
 //
 //     chain forward {
 //       type filter hook forward priority filter; policy accept;
+//       iifname "avm-*" drop
 //       iifname "agentvm0" ct state established,related accept
 //       oifname "agentvm0" ct state established,related accept
 //       iifname "agentvm0" goto vm_egress
@@ -98,6 +99,7 @@
 //       meta nfproto != ipv4 drop
 //       ip saddr != @vm_addresses drop
 //       ip daddr 10.101.0.0/16 goto vm_refuse
+//       ip daddr 169.254.0.0/16 goto vm_refuse
 //       tcp dport @allowed_tcp ct state new accept
 //       ip saddr . tcp dport @vm_ports ct state new accept
 //       tcp dport != 53 ip saddr . ip daddr @vm_cidrs ct state new accept
@@ -111,6 +113,8 @@
 //
 //     chain input {
 //       type filter hook input priority filter; policy accept;
+//       iifname "avm-*" drop
+//       iifname != "agentvm0" iifname != "lo" ip daddr 10.101.0.1 drop
 //       iifname != "agentvm0" accept
 //       ct state established,related accept
 //       ip daddr 10.101.0.1 udp dport 53 accept
