@@ -6,17 +6,10 @@
 
 #include "guest-images/agent/protocol/identity.h"
 #include "guest-images/agent/protocol/messages.h"
+#include "guest-images/agent/testing/over_the_wire.h"
 
 namespace agentvm::protocol {
 namespace {
-
-Frame OverTheWire(const Frame& frame) {
-  FrameDecoder decoder;
-  decoder.Feed(EncodeFrame(frame));
-  auto event = decoder.Next();
-  EXPECT_TRUE(event.has_value());
-  return std::get<Frame>(std::move(*event));
-}
 
 GuestIdentity FullIdentity() {
   GuestIdentity identity;

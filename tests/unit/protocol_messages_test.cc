@@ -3,18 +3,10 @@
 #include <string>
 
 #include "guest-images/agent/protocol/messages.h"
+#include "guest-images/agent/testing/over_the_wire.h"
 
 namespace agentvm::protocol {
 namespace {
-
-// Sends a frame through the encoder and decoder, as the other end sees it.
-Frame OverTheWire(const Frame& frame) {
-  FrameDecoder decoder;
-  decoder.Feed(EncodeFrame(frame));
-  auto event = decoder.Next();
-  EXPECT_TRUE(event.has_value());
-  return std::get<Frame>(std::move(*event));
-}
 
 Frame WithHeader(std::string_view type, nlohmann::json fields) {
   return MakeFrame(type, 1, std::move(fields));
