@@ -3,6 +3,8 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -44,6 +46,12 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
       ("subnet", po::value<std::string>(), "the VMs' subnet; the bridge takes its first address (default 10.101.0.0/16)")
       ("dns-upstream", po::value<std::string>(), "resolver the VMs' DNS is forwarded to, a.b.c.d[:port] "
                                                  "(default: first nameserver in /etc/resolv.conf)")
+      ("no-golden-snapshots", "no golden snapshots and no warm pools: every VM cold-boots")
+      ("health-check-interval-sec", po::value<int>(), "seconds between health checks of ready pool VMs (default 30)")
+      ("pool", po::value<std::vector<std::string>>()->composing(),
+       "a warm pool as KEY=VALUE,... with any of the keys image, cpus, memory_mib, network, min_ready, "
+       "max_total, ttl_sec (e.g. image=tiny,network=isolated,min_ready=3); repeatable; replaces the "
+       "config file's pools")
       ("log-level", po::value<std::string>(), "trace | debug | info | warn | error (default info)");
   po::variables_map flags;
   try {
@@ -78,6 +86,21 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
   set("dns-upstream", config.dns_upstream);
   if (flags.count("agent-timeout")) config.agent_timeout = std::chrono::seconds(flags["agent-timeout"].as<int>());
   if (flags.count("stop-grace")) config.stop_grace = std::chrono::seconds(flags["stop-grace"].as<int>());
+  if (flags.count("no-golden-snapshots")) config.golden_snapshots = false;
+  if (flags.count("health-check-interval-sec")) {
+    config.health_check_interval = std::chrono::seconds(flags["health-check-interval-sec"].as<int>());
+  }
+  if (flags.count("pool")) {
+    config.pools.clear();
+    for (const std::string& spec : flags["pool"].as<std::vector<std::string>>()) {
+      auto pool = agentvm::ParsePoolSpec(spec);
+      if (!pool) {
+        std::cerr << "agentvmd: --pool '" << spec << "': " << pool.error().message << "\n";
+        return 2;
+      }
+      config.pools.push_back(std::move(*pool));
+    }
+  }
   if (auto valid = agentvm::ValidateConfig(config); !valid) {
     std::cerr << "agentvmd: " << valid.error().message << "\n";
     return 2;
@@ -114,6 +137,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   log->info("listening on {}", config.socket_path);
+  (*supervisor)->StartPools();
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {

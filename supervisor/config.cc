@@ -1,13 +1,31 @@
 #include "supervisor/config.h"
 
+#include <charconv>
+#include <set>
+
 #include <yaml-cpp/yaml.h>
 
 #include "netsetup/ipv4.h"
 #include "netsetup/net_names.h"
+#include "supervisor/names.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm {
 namespace {
+
+// A pool's VMs are made like any other, so its profile is held to the ranges
+// of a create request (supervisor/api/request_validation.h, not linked here).
+constexpr int kMinCpus = 1;
+constexpr int kMaxCpus = 64;
+constexpr int kMinMemoryMib = 64;
+constexpr int kMaxMemoryMib = 65536;
+constexpr int kMaxPoolTotal = 64;
+
+constexpr char kPoolKeys[] = "image, cpus, memory_mib, network, min_ready, max_total, ttl_sec";
+
+std::unexpected<Error> Invalid(std::string message) {
+  return Fail(ErrorCode::kInvalidArgument, std::move(message));
+}
 
 template <class T>
 Result<T> Scalar(const YAML::Node& node, const std::string& key) {
@@ -18,7 +36,134 @@ Result<T> Scalar(const YAML::Node& node, const std::string& key) {
   }
 }
 
+// Sets the PoolConfig field `key` from `value` through the setters given,
+// which report a wrong type in their own words. False for an unknown key.
+template <class SetString, class SetInt>
+Result<bool> SetPoolField(PoolConfig& pool, std::string_view key, SetString set_string,
+                          SetInt set_int) {
+  Result<void> set;
+  int seconds = 0;
+  if (key == "image") set = set_string(pool.image);
+  else if (key == "network") set = set_string(pool.network);
+  else if (key == "cpus") set = set_int(pool.cpus);
+  else if (key == "memory_mib") set = set_int(pool.memory_mib);
+  else if (key == "min_ready") set = set_int(pool.min_ready);
+  else if (key == "max_total") set = set_int(pool.max_total);
+  else if (key == "ttl_sec") {
+    set = set_int(seconds);
+    if (set) pool.ttl = std::chrono::seconds(seconds);
+  } else {
+    return false;
+  }
+  if (!set) return Fail(set.error());
+  return true;
+}
+
+Result<PoolConfig> PoolFromYaml(const YAML::Node& node, const std::string& where) {
+  if (!node.IsMap()) {
+    return Invalid("config key '" + where + "' must be a mapping with keys among " + kPoolKeys);
+  }
+  PoolConfig pool;
+  for (const auto& entry : node) {
+    const std::string key = entry.first.as<std::string>();
+    const std::string name = where + "." + key;
+    auto set_string = [&](std::string& field) -> Result<void> {
+      auto v = Scalar<std::string>(entry.second, name);
+      if (!v) return Fail(v.error());
+      field = *v;
+      return {};
+    };
+    auto set_int = [&](int& field) -> Result<void> {
+      auto v = Scalar<int>(entry.second, name);
+      if (!v) return Fail(v.error());
+      field = *v;
+      return {};
+    };
+    auto known = SetPoolField(pool, key, set_string, set_int);
+    if (!known) return Fail(known.error());
+    if (!*known) return Invalid("unknown key '" + name + "' (a pool has " + kPoolKeys + ")");
+  }
+  return pool;
+}
+
+Result<void> ValidatePools(const DaemonConfig& config) {
+  if (config.health_check_interval.count() < 1) return Invalid("health_check_interval_sec must be >= 1");
+  for (std::size_t i = 0; i < config.pools.size(); ++i) {
+    const PoolConfig& pool = config.pools[i];
+    const std::string where = "pools[" + std::to_string(i) + "]";
+    if (!IsValidImageName(pool.image)) {
+      return Invalid(where + ": invalid image name '" + pool.image +
+                     "': expected 1-64 characters of [a-z0-9._-], starting with a letter or digit");
+    }
+    auto mode = NetworkModeFromName(pool.network);
+    if (!mode || *mode == NetworkMode::kBridge) {
+      // A bridge VM attaches to a bridge its request names, so no ready VM
+      // can match it in advance.
+      return Invalid(where + ": network must be nat-filtered or isolated, not '" + pool.network + "'");
+    }
+    if (pool.cpus < kMinCpus || pool.cpus > kMaxCpus) {
+      return Invalid(where + ": cpus must be between " + std::to_string(kMinCpus) + " and " +
+                     std::to_string(kMaxCpus) + ", not " + std::to_string(pool.cpus));
+    }
+    if (pool.memory_mib < kMinMemoryMib || pool.memory_mib > kMaxMemoryMib) {
+      return Invalid(where + ": memory_mib must be between " + std::to_string(kMinMemoryMib) + " and " +
+                     std::to_string(kMaxMemoryMib) + ", not " + std::to_string(pool.memory_mib));
+    }
+    if (pool.max_total < 1 || pool.max_total > kMaxPoolTotal) {
+      return Invalid(where + ": max_total must be between 1 and " + std::to_string(kMaxPoolTotal) + ", not " +
+                     std::to_string(pool.max_total));
+    }
+    if (pool.min_ready < 0 || pool.min_ready > pool.max_total) {
+      return Invalid(where + ": min_ready must be between 0 and max_total (" + std::to_string(pool.max_total) +
+                     "), not " + std::to_string(pool.min_ready));
+    }
+    if (pool.ttl.count() < 1) return Invalid(where + ": ttl_sec must be >= 1");
+    for (std::size_t j = 0; j < i; ++j) {
+      const PoolConfig& other = config.pools[j];
+      if (other.image == pool.image && other.cpus == pool.cpus && other.memory_mib == pool.memory_mib &&
+          other.network == pool.network) {
+        return Invalid(where + " has the same image, cpus, memory_mib and network as pools[" +
+                       std::to_string(j) + "]: a create could not tell them apart");
+      }
+    }
+  }
+  return {};
+}
+
 }  // namespace
+
+Result<PoolConfig> ParsePoolSpec(std::string_view spec) {
+  PoolConfig pool;
+  if (spec.empty()) return pool;
+  std::set<std::string, std::less<>> seen;
+  while (true) {
+    auto comma = spec.find(',');
+    std::string_view item = spec.substr(0, comma);
+    auto eq = item.find('=');
+    if (item.empty()) return Invalid("empty item (two ',' in a row, or one at an end)");
+    if (eq == std::string_view::npos) return Invalid("'" + std::string(item) + "' is not key=value");
+    std::string key(item.substr(0, eq));
+    std::string value(item.substr(eq + 1));
+    if (!seen.insert(key).second) return Invalid("'" + key + "' is given twice");
+    auto set_string = [&](std::string& field) -> Result<void> {
+      field = value;
+      return {};
+    };
+    auto set_int = [&](int& field) -> Result<void> {
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), field);
+      if (ec != std::errc() || end != value.data() + value.size()) {
+        return Invalid(key + " expects a whole number, not '" + value + "'");
+      }
+      return {};
+    };
+    auto known = SetPoolField(pool, key, set_string, set_int);
+    if (!known) return Fail(known.error());
+    if (!*known) return Invalid("unknown key '" + key + "' (expected " + kPoolKeys + ")");
+    if (comma == std::string_view::npos) break;
+    spec.remove_prefix(comma + 1);
+  }
+  return pool;
+}
 
 Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
   YAML::Node root;
@@ -71,6 +216,27 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
       return {};
     };
 
+    auto set_pools = [&](std::vector<PoolConfig>& field) -> Result<void> {
+      field.clear();
+      if (value.IsNull()) return {};  // "pools:" with nothing under it
+      if (!value.IsSequence()) {
+        return Invalid("config key '" + key + "' must be a list of pools (mappings with keys among " +
+                       kPoolKeys + ")");
+      }
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        auto pool = PoolFromYaml(value[i], key + "[" + std::to_string(i) + "]");
+        if (!pool) return Fail(pool.error());
+        field.push_back(std::move(*pool));
+      }
+      return {};
+    };
+    auto set_bool = [&](bool& field) -> Result<void> {
+      auto v = Scalar<bool>(value, key);
+      if (!v) return Fail(v.error());
+      field = *v;
+      return {};
+    };
+
     Result<void> applied;
     if (key == "socket") applied = set_string(config.socket_path);
     else if (key == "state_dir") applied = set_string(config.state_dir);
@@ -89,6 +255,9 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "subnet") applied = set_string(config.subnet);
     else if (key == "dns_upstream") applied = set_string(config.dns_upstream);
     else if (key == "allowed_tcp_ports") applied = set_ports(config.allowed_tcp_ports);
+    else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
+    else if (key == "health_check_interval_sec") applied = set_seconds(config.health_check_interval);
+    else if (key == "pools") applied = set_pools(config.pools);
     else return Fail(ErrorCode::kInvalidArgument, "config " + path + ": unknown key '" + key + "'");
     if (!applied) return Fail(applied.error().Wrap("config " + path));
   }
@@ -117,7 +286,8 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
   if (config.default_cpus < 1 || config.default_cpus > 64 || config.default_memory_mib < 64) {
     return Fail(ErrorCode::kInvalidArgument, "default_cpus must be 1..64 and default_memory_mib >= 64");
   }
-  return ValidateNetworkConfig(config);
+  if (auto network = ValidateNetworkConfig(config); !network) return network;
+  return ValidatePools(config);
 }
 
 Result<void> ValidateNetworkConfig(const DaemonConfig& config) {

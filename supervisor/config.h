@@ -5,11 +5,24 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
 
 namespace agentvm {
+
+// One warm pool (docs/snapshots.md): VMs of one profile kept restored and
+// ready, so a matching create is a hand-over instead of a boot.
+struct PoolConfig {
+  std::string image = "tiny";
+  int cpus = 1;
+  int memory_mib = 256;
+  std::string network = "nat-filtered";  // nat-filtered | isolated (bridge VMs are never pooled)
+  int min_ready = 1;                     // restored and waiting, refilled as VMs are taken
+  int max_total = 4;                     // ready + starting + taken and not yet released
+  std::chrono::seconds ttl{3600};        // a ready VM older than this is replaced
+};
 
 struct DaemonConfig {
   std::string socket_path = "/run/agentvm/agentvm.sock";
@@ -32,12 +45,24 @@ struct DaemonConfig {
   std::string subnet = "10.101.0.0/16";           // the bridge takes the first address
   std::string dns_upstream;                       // "a.b.c.d[:port]"; empty: /etc/resolv.conf
   std::vector<std::uint16_t> allowed_tcp_ports = {22, 80, 443, 9418};
+
+  // Snapshots and pools (docs/snapshots.md).
+  bool golden_snapshots = true;  // false: every VM cold-boots; no pools
+  std::vector<PoolConfig> pools;
+  std::chrono::seconds health_check_interval{30};  // how often ready pool VMs are pinged
 };
 
 // Applies the keys of a YAML file (same names as the fields above; durations
-// as `agent_timeout_sec`, `stop_grace_sec`; allowed_tcp_ports a list). Unknown keys are errors, so a
-// typo never silently runs with a default.
+// as `agent_timeout_sec`, `stop_grace_sec`, `health_check_interval_sec`;
+// allowed_tcp_ports a list; pools a list of maps with the PoolConfig keys,
+// ttl as `ttl_sec`). Unknown keys are errors, so a typo never silently runs
+// with a default.
 Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config);
+
+// One pool from agentvmd's --pool flag: "image=tiny,cpus=1,memory_mib=256,
+// network=isolated,min_ready=3,max_total=6,ttl_sec=600", any subset, the rest
+// PoolConfig's defaults. Checks the syntax only; ValidateConfig the values.
+Result<PoolConfig> ParsePoolSpec(std::string_view spec);
 
 // Checks values that would otherwise fail much later (relative paths, commas
 // QEMU would split on, out-of-range numbers).

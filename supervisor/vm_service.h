@@ -74,11 +74,36 @@ struct NetworkRequest {
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;  // each direction
 };
 
+// How Create brings a VM up (docs/snapshots.md):
+//   auto:    a ready VM from a matching warm pool; else a restore of the
+//            profile's golden snapshot; else a cold boot.
+//   restore: skip the pool; restore (building the golden snapshot first if
+//            there is none), falling back to a cold boot if the restore fails.
+//   cold:    always a cold boot (a fresh kernel boot, no snapshot involved).
+enum class BootMode { kAuto, kRestore, kCold };
+
+inline std::string_view BootModeName(BootMode mode) {
+  switch (mode) {
+    case BootMode::kAuto: return "auto";
+    case BootMode::kRestore: return "restore";
+    case BootMode::kCold: return "cold";
+  }
+  return "auto";
+}
+
+inline std::optional<BootMode> BootModeFromName(std::string_view name) {
+  for (BootMode mode : {BootMode::kAuto, BootMode::kRestore, BootMode::kCold}) {
+    if (BootModeName(mode) == name) return mode;
+  }
+  return std::nullopt;
+}
+
 struct CreateVmRequest {
   std::string image = "tiny";
   int cpus = 1;
   int memory_mib = 256;
   NetworkRequest network;
+  BootMode boot = BootMode::kAuto;
 };
 
 struct NetworkInfo {
@@ -108,6 +133,52 @@ struct VmInfo {
   std::string reason;       // why it failed or stopped, empty otherwise
   std::int64_t created_at = 0;  // unix seconds
   NetworkInfo network;
+  // How the guest came up: "cold" (kernel boot), "restore" (a clone of the
+  // golden snapshot), or "pool" (a restored clone that waited in a pool).
+  std::string boot;
+  // Set when a restore was tried and failed, so the VM was cold-booted instead.
+  std::string restore_error;
+  std::string pool;  // the pool it was taken from, if any
+};
+
+// A named snapshot of one VM: memory, devices and disk at one moment.
+struct SnapshotInfo {
+  std::string name;
+  std::uint64_t vm_state_bytes = 0;  // size of the saved memory and device state
+  std::int64_t created_at = 0;       // unix seconds
+};
+
+// Names: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-', and not all
+// digits: QEMU looks a tag up as a snapshot *id* first, so loading "1" could
+// bring back whichever snapshot has id 1.
+inline bool IsValidSnapshotName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  if (name.find_first_not_of("0123456789") == std::string_view::npos) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// One warm pool, as configured and as it is now.
+struct PoolInfo {
+  std::string name;  // "<image>-<cpus>c-<memory>m-<network>", e.g. "tiny-1c-256m-isolated"
+  std::string image;
+  int cpus = 1;
+  int memory_mib = 256;
+  NetworkMode network = NetworkMode::kIsolated;
+  int min_ready = 0;
+  int max_total = 0;
+  int ready = 0;     // restored, agent answering, waiting to be taken
+  int starting = 0;  // being restored for the pool now
+  int in_use = 0;    // taken and not yet released or removed
+  std::uint64_t taken = 0;     // VMs handed out since the daemon started
+  std::uint64_t replaced = 0;  // ready VMs discarded for a failed health check or their TTL
+  std::uint64_t failed = 0;    // clones that failed to come up
+  bool golden_ready = false;   // the profile's golden snapshot exists
+  std::string last_error;      // the latest failure to fill the pool, if any
 };
 
 class VmService {
@@ -133,6 +204,21 @@ class VmService {
                                                                const std::string& path) = 0;
   // The guest's serial console so far (boot log), at most the last `max_bytes`.
   virtual Result<std::string> Console(const std::string& id, std::size_t max_bytes) = 0;
+
+  // Hands a VM back: it is killed, its overlay discarded, and the pool it
+  // came from (if any) restores a fresh clone in its place. Any state.
+  virtual boost::asio::awaitable<Result<void>> Release(const std::string& id) = 0;
+  virtual Result<std::vector<PoolInfo>> Pools() = 0;
+
+  // Named snapshots of a running VM (memory, devices and disk), kept in its
+  // overlay: they go when the VM is removed or released. Saving an existing
+  // name is kConflict; an unknown name is kNotFound. Restoring brings the
+  // guest back to that moment, memory and disk, and resets its clock.
+  virtual boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(const std::string& id,
+                                                                    const std::string& name) = 0;
+  virtual boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) = 0;
+  virtual boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) = 0;
+  virtual boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) = 0;
 };
 
 }  // namespace agentvm

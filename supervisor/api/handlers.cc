@@ -172,6 +172,44 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       // Raw guest bytes: no charset is claimed.
       co_return HttpResponse{200, "text/plain", std::move(*text), {}};
     }
+    case Route::kReleaseVm: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto done = co_await service_.Release(id);
+      if (!done) co_return ErrorResponse(done.error());
+      co_return NoContent();
+    }
+    case Route::kListPools: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto pools = service_.Pools();
+      if (!pools) co_return ErrorResponse(pools.error());
+      co_return JsonResponse(200, PoolListToJson(*pools));
+    }
+    case Route::kSaveSnapshot: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto name = ParseSaveSnapshotBody(body);
+      if (!name) co_return ErrorResponse(name.error());
+      auto info = co_await service_.SaveSnapshot(id, *name);
+      if (!info) co_return ErrorResponse(info.error());
+      co_return JsonResponse(201, SnapshotInfoToJson(*info));
+    }
+    case Route::kListSnapshots: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto snapshots = co_await service_.ListSnapshots(id);
+      if (!snapshots) co_return ErrorResponse(snapshots.error());
+      co_return JsonResponse(200, SnapshotListToJson(*snapshots));
+    }
+    case Route::kRestoreSnapshot: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto done = co_await service_.RestoreSnapshot(id, match.snapshot);
+      if (!done) co_return ErrorResponse(done.error());
+      co_return NoContent();
+    }
+    case Route::kDeleteSnapshot: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto done = co_await service_.DeleteSnapshot(id, match.snapshot);
+      if (!done) co_return ErrorResponse(done.error());
+      co_return NoContent();
+    }
     case Route::kExec:
       break;
   }

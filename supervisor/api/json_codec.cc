@@ -119,6 +119,9 @@ ordered_json VmInfoToJson(const VmInfo& info) {
               {"accel", info.accel},
               {"reason", info.reason},
               {"created_at", info.created_at},
+              {"boot", info.boot},
+              {"restore_error", info.restore_error},
+              {"pool", info.pool},
               {"network", NetworkInfoToJson(info.network)}};
 }
 
@@ -143,6 +146,9 @@ Result<VmInfo> VmInfoFromJson(const json& value) {
   if (auto it = value.find("created_at"); it != value.end() && it->is_number_integer()) {
     info.created_at = it->get<std::int64_t>();
   }
+  info.boot = OptionalString(value, "boot");
+  info.restore_error = OptionalString(value, "restore_error");
+  info.pool = OptionalString(value, "pool");
   auto network = NetworkInfoFromJson(value);
   if (!network) return Fail(network.error());
   info.network = std::move(*network);
@@ -168,6 +174,108 @@ Result<std::vector<VmInfo>> VmListFromJson(const json& value) {
   return vms;
 }
 
+ordered_json SnapshotInfoToJson(const SnapshotInfo& info) {
+  return ordered_json{{"name", info.name},
+                      {"vm_state_bytes", info.vm_state_bytes},
+                      {"created_at", info.created_at}};
+}
+
+Result<SnapshotInfo> SnapshotInfoFromJson(const json& value) {
+  if (!value.is_object()) return Malformed("snapshot is not an object");
+  auto name = value.find("name");
+  if (name == value.end() || !name->is_string()) return Malformed("snapshot without a name");
+  SnapshotInfo info;
+  info.name = name->get<std::string>();
+  info.vm_state_bytes = OptionalUnsigned(value, "vm_state_bytes").value_or(0);
+  if (auto it = value.find("created_at"); it != value.end() && it->is_number_integer()) {
+    info.created_at = it->get<std::int64_t>();
+  }
+  return info;
+}
+
+ordered_json SnapshotListToJson(const std::vector<SnapshotInfo>& snapshots) {
+  ordered_json list = ordered_json::array();
+  for (const SnapshotInfo& info : snapshots) list.push_back(SnapshotInfoToJson(info));
+  return ordered_json{{"snapshots", std::move(list)}};
+}
+
+Result<std::vector<SnapshotInfo>> SnapshotListFromJson(const json& value) {
+  if (!value.is_object() || !value.contains("snapshots") || !value.at("snapshots").is_array()) {
+    return Malformed("expected {\"snapshots\": [...]}");
+  }
+  std::vector<SnapshotInfo> snapshots;
+  for (const json& item : value.at("snapshots")) {
+    auto info = SnapshotInfoFromJson(item);
+    if (!info) return Fail(info.error());
+    snapshots.push_back(std::move(*info));
+  }
+  return snapshots;
+}
+
+ordered_json PoolInfoToJson(const PoolInfo& info) {
+  return ordered_json{{"name", info.name},
+                      {"image", info.image},
+                      {"cpus", info.cpus},
+                      {"memory_mib", info.memory_mib},
+                      {"network", NetworkModeName(info.network)},
+                      {"min_ready", info.min_ready},
+                      {"max_total", info.max_total},
+                      {"ready", info.ready},
+                      {"starting", info.starting},
+                      {"in_use", info.in_use},
+                      {"taken", info.taken},
+                      {"replaced", info.replaced},
+                      {"failed", info.failed},
+                      {"golden_ready", info.golden_ready},
+                      {"last_error", info.last_error}};
+}
+
+Result<PoolInfo> PoolInfoFromJson(const json& value) {
+  if (!value.is_object()) return Malformed("pool is not an object");
+  auto name = value.find("name");
+  if (name == value.end() || !name->is_string()) return Malformed("pool without a name");
+  PoolInfo info;
+  info.name = name->get<std::string>();
+  info.image = OptionalString(value, "image");
+  info.cpus = OptionalInt(value, "cpus").value_or(0);
+  info.memory_mib = OptionalInt(value, "memory_mib").value_or(0);
+  std::string network = OptionalString(value, "network");
+  auto mode = NetworkModeFromName(network);
+  if (!mode) return Malformed("pool with unknown network mode \"" + network + "\"");
+  info.network = *mode;
+  info.min_ready = OptionalInt(value, "min_ready").value_or(0);
+  info.max_total = OptionalInt(value, "max_total").value_or(0);
+  info.ready = OptionalInt(value, "ready").value_or(0);
+  info.starting = OptionalInt(value, "starting").value_or(0);
+  info.in_use = OptionalInt(value, "in_use").value_or(0);
+  info.taken = OptionalUnsigned(value, "taken").value_or(0);
+  info.replaced = OptionalUnsigned(value, "replaced").value_or(0);
+  info.failed = OptionalUnsigned(value, "failed").value_or(0);
+  auto golden = value.find("golden_ready");
+  info.golden_ready = golden != value.end() && golden->is_boolean() && golden->get<bool>();
+  info.last_error = OptionalString(value, "last_error");
+  return info;
+}
+
+ordered_json PoolListToJson(const std::vector<PoolInfo>& pools) {
+  ordered_json list = ordered_json::array();
+  for (const PoolInfo& info : pools) list.push_back(PoolInfoToJson(info));
+  return ordered_json{{"pools", std::move(list)}};
+}
+
+Result<std::vector<PoolInfo>> PoolListFromJson(const json& value) {
+  if (!value.is_object() || !value.contains("pools") || !value.at("pools").is_array()) {
+    return Malformed("expected {\"pools\": [...]}");
+  }
+  std::vector<PoolInfo> pools;
+  for (const json& item : value.at("pools")) {
+    auto info = PoolInfoFromJson(item);
+    if (!info) return Fail(info.error());
+    pools.push_back(std::move(*info));
+  }
+  return pools;
+}
+
 std::string CreateVmRequestToJson(const CreateVmRequest& request) {
   ordered_json body{
       {"image", request.image}, {"cpus", request.cpus}, {"memory_mib", request.memory_mib}};
@@ -184,6 +292,9 @@ std::string CreateVmRequestToJson(const CreateVmRequest& request) {
     }
     body["network"] = std::move(object);
   }
+  // "auto" is the daemon's default too; leaving it out keeps the body what
+  // a daemon without boot modes accepts.
+  if (request.boot != BootMode::kAuto) body["boot"] = BootModeName(request.boot);
   return DumpJson(body);
 }
 
@@ -200,6 +311,10 @@ std::string ExecRequestToJson(const protocol::ExecRequest& request) {
     }
   }
   return DumpJson(body);
+}
+
+std::string SaveSnapshotRequestToJson(const std::string& name) {
+  return DumpJson(ordered_json{{"name", name}});
 }
 
 std::string DumpJson(const json& value, int indent) {

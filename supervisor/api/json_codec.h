@@ -1,5 +1,6 @@
 // The API's wire format, shared by the server (encode) and the agentvm CLI
-// (decode): VmInfo, error bodies, request bodies and the NDJSON exec events.
+// (decode): VmInfo, PoolInfo, SnapshotInfo, error bodies, request bodies and
+// the NDJSON exec events.
 // Pure; the field names here are the ones docs/api.md documents.
 #pragma once
 
@@ -26,10 +27,23 @@ Result<VmInfo> VmInfoFromJson(const nlohmann::json& value);
 nlohmann::ordered_json VmListToJson(const std::vector<VmInfo>& vms);
 Result<std::vector<VmInfo>> VmListFromJson(const nlohmann::json& value);
 
+nlohmann::ordered_json SnapshotInfoToJson(const SnapshotInfo& info);
+Result<SnapshotInfo> SnapshotInfoFromJson(const nlohmann::json& value);
+// {"snapshots": [...]}
+nlohmann::ordered_json SnapshotListToJson(const std::vector<SnapshotInfo>& snapshots);
+Result<std::vector<SnapshotInfo>> SnapshotListFromJson(const nlohmann::json& value);
+
+nlohmann::ordered_json PoolInfoToJson(const PoolInfo& info);
+Result<PoolInfo> PoolInfoFromJson(const nlohmann::json& value);
+// {"pools": [...]}
+nlohmann::ordered_json PoolListToJson(const std::vector<PoolInfo>& pools);
+Result<std::vector<PoolInfo>> PoolListFromJson(const nlohmann::json& value);
+
 // Request bodies as the CLI sends them (the server parses them with
 // request_validation.h).
 std::string CreateVmRequestToJson(const CreateVmRequest& request);
 std::string ExecRequestToJson(const protocol::ExecRequest& request);
+std::string SaveSnapshotRequestToJson(const std::string& name);
 
 // Serializes without ever throwing: invalid UTF-8 in strings is replaced.
 std::string DumpJson(const nlohmann::json& value, int indent = -1);

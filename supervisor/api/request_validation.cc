@@ -240,6 +240,14 @@ Result<void> ValidateEnvName(std::string_view name) {
   return {};
 }
 
+Result<void> ValidateSnapshotName(std::string_view name) {
+  if (!IsValidSnapshotName(name)) {
+    return Invalid("invalid snapshot name \"" + QuoteForError(name) +
+                   "\": expected 1-64 characters of [A-Za-z0-9._-], not starting with '.' or '-', not all digits");
+  }
+  return {};
+}
+
 Result<json> ParseJsonObject(std::string_view body) {
   if (!NestingWithin(body, kMaxJsonDepth)) {
     return Invalid("malformed JSON: nested deeper than " + std::to_string(kMaxJsonDepth));
@@ -262,7 +270,8 @@ Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return request;
   auto object = ParseJsonObject(body);
   if (!object) return Fail(object.error());
-  if (auto ok = RejectUnknownFields(*object, {"image", "cpus", "memory_mib", "network"}); !ok) {
+  if (auto ok = RejectUnknownFields(*object, {"image", "cpus", "memory_mib", "network", "boot"});
+      !ok) {
     return Fail(ok.error());
   }
   if (object->contains("image")) {
@@ -286,7 +295,29 @@ Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
     if (!network) return Fail(network.error());
     request.network = std::move(*network);
   }
+  if (object->contains("boot")) {
+    const json& boot = object->at("boot");
+    auto mode = boot.is_string() ? BootModeFromName(boot.get<std::string>()) : std::nullopt;
+    if (!mode) {
+      return Invalid("boot must be one of \"auto\", \"restore\", \"cold\"; got " + ShowJson(boot));
+    }
+    request.boot = *mode;
+  }
   return request;
+}
+
+Result<std::string> ParseSaveSnapshotBody(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return Invalid("a body {\"name\": \"...\"} is required");
+  }
+  auto object = ParseJsonObject(body);
+  if (!object) return Fail(object.error());
+  if (auto ok = RejectUnknownFields(*object, {"name"}); !ok) return Fail(ok.error());
+  if (!object->contains("name")) return Invalid("name is required");
+  auto name = StringField(object->at("name"), "name");
+  if (!name) return Fail(name.error());
+  if (auto ok = ValidateSnapshotName(*name); !ok) return Fail(ok.error());
+  return name;
 }
 
 Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {

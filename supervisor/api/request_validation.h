@@ -39,6 +39,8 @@ Result<void> ValidateImageName(std::string_view name);
 Result<void> ValidateGuestPath(std::string_view path, std::string_view what);
 // ^[A-Za-z_][A-Za-z0-9_]*$
 Result<void> ValidateEnvName(std::string_view name);
+// IsValidSnapshotName (vm_service.h), with a message that says what is wrong.
+Result<void> ValidateSnapshotName(std::string_view name);
 
 // Parses a JSON object body, refusing malformed JSON, non-objects and nesting
 // deeper than kMaxJsonDepth.
@@ -47,6 +49,8 @@ Result<nlohmann::json> ParseJsonObject(std::string_view body);
 // An empty body means all defaults.
 Result<CreateVmRequest> ParseCreateVmBody(std::string_view body);
 Result<protocol::ExecRequest> ParseExecBody(std::string_view body);
+// {"name": "..."}: the name of the snapshot to save, required.
+Result<std::string> ParseSaveSnapshotBody(std::string_view body);
 
 Result<void> ExpectNoQuery(const QueryParams& query);
 // ?force=true|false|1|0, default false.

@@ -19,34 +19,65 @@ struct MethodRoute {
   Route route;
 };
 
-// The routes of one path shape ("vms/{id}", "vms/{id}/exec", ...).
+// Placeholders in a path shape; every other segment is literal.
+constexpr std::string_view kId = "{id}";
+constexpr std::string_view kName = "{name}";
+constexpr std::size_t kMaxSegments = 5;  // after "v1"
+
+// One path shape ("vms/{id}/exec", ...) and the routes it has by method.
 struct PathRoutes {
-  std::string_view action;  // segment after the id; "" for none
+  std::array<std::string_view, kMaxSegments> shape;  // unused tail: ""
   std::array<std::optional<MethodRoute>, 2> methods;
+
+  std::size_t size() const {
+    std::size_t n = 0;
+    while (n < shape.size() && !shape[n].empty()) ++n;
+    return n;
+  }
 };
 
-constexpr PathRoutes kVmRoutes[] = {
-    {"", {{MethodRoute{"GET", Route::kGetVm}, MethodRoute{"DELETE", Route::kDeleteVm}}}},
-    {"stop", {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
-    {"exec", {{MethodRoute{"POST", Route::kExec}, std::nullopt}}},
-    {"files", {{MethodRoute{"GET", Route::kGetFile}, MethodRoute{"PUT", Route::kPutFile}}}},
-    {"console", {{MethodRoute{"GET", Route::kConsole}, std::nullopt}}},
+constexpr PathRoutes kRoutes[] = {
+    {{"vms"}, {{MethodRoute{"GET", Route::kListVms}, MethodRoute{"POST", Route::kCreateVm}}}},
+    {{"pools"}, {{MethodRoute{"GET", Route::kListPools}, std::nullopt}}},
+    {{"vms", kId}, {{MethodRoute{"GET", Route::kGetVm}, MethodRoute{"DELETE", Route::kDeleteVm}}}},
+    {{"vms", kId, "stop"}, {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
+    {{"vms", kId, "exec"}, {{MethodRoute{"POST", Route::kExec}, std::nullopt}}},
+    {{"vms", kId, "files"}, {{MethodRoute{"GET", Route::kGetFile}, MethodRoute{"PUT", Route::kPutFile}}}},
+    {{"vms", kId, "console"}, {{MethodRoute{"GET", Route::kConsole}, std::nullopt}}},
+    {{"vms", kId, "release"}, {{MethodRoute{"POST", Route::kReleaseVm}, std::nullopt}}},
+    {{"vms", kId, "snapshots"},
+     {{MethodRoute{"GET", Route::kListSnapshots}, MethodRoute{"POST", Route::kSaveSnapshot}}}},
+    {{"vms", kId, "snapshots", kName}, {{MethodRoute{"DELETE", Route::kDeleteSnapshot}, std::nullopt}}},
+    {{"vms", kId, "snapshots", kName, "restore"},
+     {{MethodRoute{"POST", Route::kRestoreSnapshot}, std::nullopt}}},
 };
 
-constexpr PathRoutes kCollectionRoutes = {
-    "", {{MethodRoute{"GET", Route::kListVms}, MethodRoute{"POST", Route::kCreateVm}}}};
+// True if `segments` agrees with `routes`' literals before position `upto`.
+bool PrefixMatches(const PathRoutes& routes, const std::vector<std::string>& segments,
+                   std::size_t upto) {
+  for (std::size_t i = 0; i < upto; ++i) {
+    std::string_view want = routes.shape[i];
+    if (want != kId && want != kName && want != segments[i]) return false;
+  }
+  return true;
+}
 
 std::unexpected<RouteError> RouteFail(int status, Error error, std::string allow = {}) {
   return std::unexpected(RouteError{status, std::move(error), std::move(allow)});
 }
 
 std::expected<RouteMatch, RouteError> Pick(const PathRoutes& routes, std::string_view method,
-                                           std::string vm_id, QueryParams query) {
+                                           std::vector<std::string>& segments, QueryParams query) {
   std::string allow;
   for (const auto& candidate : routes.methods) {
     if (!candidate) continue;
     if (candidate->method == method) {
-      return RouteMatch{candidate->route, std::move(vm_id), std::move(query)};
+      RouteMatch match{candidate->route, {}, {}, std::move(query)};
+      for (std::size_t i = 0; i < routes.size(); ++i) {
+        if (routes.shape[i] == kId) match.vm_id = std::move(segments[i]);
+        if (routes.shape[i] == kName) match.snapshot = std::move(segments[i]);
+      }
+      return match;
     }
     if (!allow.empty()) allow += ", ";
     allow += candidate->method;
@@ -71,6 +102,12 @@ std::string_view RouteName(Route route) {
     case Route::kPutFile: return "put_file";
     case Route::kGetFile: return "get_file";
     case Route::kConsole: return "console";
+    case Route::kReleaseVm: return "release_vm";
+    case Route::kListPools: return "list_pools";
+    case Route::kSaveSnapshot: return "save_snapshot";
+    case Route::kListSnapshots: return "list_snapshots";
+    case Route::kDeleteSnapshot: return "delete_snapshot";
+    case Route::kRestoreSnapshot: return "restore_snapshot";
   }
   return "unknown";
 }
@@ -124,22 +161,31 @@ std::expected<RouteMatch, RouteError> MatchRoute(std::string_view method,
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
   }
-
   auto not_found = [&] {
     return RouteFail(404, Error{ErrorCode::kNotFound, "no such endpoint: " + std::string(path)});
   };
-  if (segments.size() < 2 || segments[0] != "v1" || segments[1] != "vms") return not_found();
-  if (segments.size() == 2) return Pick(kCollectionRoutes, method, {}, std::move(*query));
+  if (segments.front() != "v1") return not_found();
+  segments.erase(segments.begin());  // the shapes in kRoutes start after it
 
-  // The id is checked before the rest of the path so that a hostile id
-  // ("/v1/vms/../../etc") is told what is wrong with it, not a bare 404.
-  if (auto id = ValidateVmId(segments[2]); !id) return RouteFail(400, id.error());
-  if (segments.size() > 4) return not_found();
+  // Placeholders are checked left to right wherever some shape reaches them,
+  // before the rest of the path, so that a hostile id ("/v1/vms/../../etc")
+  // or snapshot name is told what is wrong with it, not a bare 404.
+  for (std::size_t i = 0; i < segments.size() && i < kMaxSegments; ++i) {
+    for (const auto& routes : kRoutes) {
+      std::string_view placeholder = routes.shape[i];
+      if ((placeholder != kId && placeholder != kName) || !PrefixMatches(routes, segments, i)) {
+        continue;
+      }
+      auto valid = placeholder == kId ? ValidateVmId(segments[i]) : ValidateSnapshotName(segments[i]);
+      if (!valid) return RouteFail(400, valid.error());
+      break;
+    }
+  }
 
-  std::string_view action = segments.size() == 4 ? std::string_view(segments[3]) : "";
-  if (segments.size() == 4 && action.empty()) return not_found();
-  for (const auto& routes : kVmRoutes) {
-    if (routes.action == action) return Pick(routes, method, segments[2], std::move(*query));
+  for (const auto& routes : kRoutes) {
+    if (routes.size() == segments.size() && PrefixMatches(routes, segments, segments.size())) {
+      return Pick(routes, method, segments, std::move(*query));
+    }
   }
   return not_found();
 }

@@ -1,9 +1,11 @@
 // Maps an HTTP method and request target to one of the API's routes, with the
-// VM id and the (percent-decoded) query parameters. Pure: no I/O, no service.
+// VM id, the snapshot name and the (percent-decoded) query parameters. Pure:
+// no I/O, no service.
 //
 // Every path segment is percent-decoded separately, after splitting on '/', so
-// "%2F" can never change the shape of a path, and the id segment is validated
-// after decoding ("%2e%2e" is "..", which is refused like "..").
+// "%2F" can never change the shape of a path, and the id and snapshot-name
+// segments are validated after decoding ("%2e%2e" is "..", which is refused
+// like "..").
 #pragma once
 
 #include <expected>
@@ -25,6 +27,12 @@ enum class Route {
   kPutFile,    // PUT    /v1/vms/{id}/files?path=
   kGetFile,    // GET    /v1/vms/{id}/files?path=
   kConsole,    // GET    /v1/vms/{id}/console
+  kReleaseVm,  // POST   /v1/vms/{id}/release
+  kListPools,  // GET    /v1/pools
+  kSaveSnapshot,     // POST   /v1/vms/{id}/snapshots
+  kListSnapshots,    // GET    /v1/vms/{id}/snapshots
+  kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}
+  kRestoreSnapshot,  // POST   /v1/vms/{id}/snapshots/{name}/restore
 };
 
 std::string_view RouteName(Route route);
@@ -33,7 +41,8 @@ using QueryParams = std::map<std::string, std::string>;
 
 struct RouteMatch {
   Route route;
-  std::string vm_id;  // empty for the collection routes
+  std::string vm_id;     // empty for the collection routes
+  std::string snapshot;  // the {name} of the snapshot routes, else empty
   QueryParams query;
 };
 

@@ -30,6 +30,10 @@ constexpr std::uint64_t kMaxResponseBytes = std::uint64_t{4} << 30;
 
 std::string VmPath(const std::string& id) { return "/v1/vms/" + api::PercentEncode(id); }
 
+std::string SnapshotPath(const std::string& id, const std::string& name) {
+  return VmPath(id) + "/snapshots/" + api::PercentEncode(name);
+}
+
 Error ConnectError(const std::string& path, int err) {
   std::string message = "cannot connect to " + path + ": " + std::strerror(err);
   if (err == ENOENT || err == ECONNREFUSED) message += " (is agentvmd running?)";
@@ -157,6 +161,16 @@ Result<std::string> ApiClient::Expect(int expected, std::string_view method,
   return std::move(reply->body);
 }
 
+Result<void> ApiClient::ExpectNoContent(std::string_view method, const std::string& target,
+                                        std::string body, std::string_view content_type) {
+  auto reply = Call(method, target, std::move(body), content_type);
+  if (!reply) return Fail(reply.error());
+  if (reply->status != 204 && reply->status != 200) {
+    return Fail(api::ErrorFromResponse(reply->status, reply->body));
+  }
+  return {};
+}
+
 Result<VmInfo> ApiClient::CreateVm(const CreateVmRequest& request) {
   auto body = Expect(201, "POST", "/v1/vms", api::CreateVmRequestToJson(request),
                      "application/json");
@@ -197,12 +211,7 @@ Result<VmInfo> ApiClient::StopVm(const std::string& id) {
 }
 
 Result<void> ApiClient::DestroyVm(const std::string& id, bool force) {
-  auto reply = Call("DELETE", VmPath(id) + (force ? "?force=true" : ""), {}, {});
-  if (!reply) return Fail(reply.error());
-  if (reply->status != 204 && reply->status != 200) {
-    return Fail(api::ErrorFromResponse(reply->status, reply->body));
-  }
-  return {};
+  return ExpectNoContent("DELETE", VmPath(id) + (force ? "?force=true" : ""));
 }
 
 Result<void> ApiClient::WriteFile(const std::string& id, const std::string& path,
@@ -210,12 +219,7 @@ Result<void> ApiClient::WriteFile(const std::string& id, const std::string& path
   char mode_text[8];
   std::snprintf(mode_text, sizeof mode_text, "%04o", mode & 07777);
   std::string target = VmPath(id) + "/files?path=" + api::PercentEncode(path) + "&mode=" + mode_text;
-  auto reply = Call("PUT", target, std::move(data), "application/octet-stream");
-  if (!reply) return Fail(reply.error());
-  if (reply->status != 204 && reply->status != 200) {
-    return Fail(api::ErrorFromResponse(reply->status, reply->body));
-  }
-  return {};
+  return ExpectNoContent("PUT", target, std::move(data), "application/octet-stream");
 }
 
 Result<std::string> ApiClient::ReadFile(const std::string& id, const std::string& path) {
@@ -224,6 +228,49 @@ Result<std::string> ApiClient::ReadFile(const std::string& id, const std::string
 
 Result<std::string> ApiClient::Console(const std::string& id) {
   return Expect(200, "GET", VmPath(id) + "/console");
+}
+
+Result<void> ApiClient::ReleaseVm(const std::string& id) {
+  return ExpectNoContent("POST", VmPath(id) + "/release");
+}
+
+Result<std::string> ApiClient::ListPoolsJson() { return Expect(200, "GET", "/v1/pools"); }
+
+Result<std::vector<PoolInfo>> ApiClient::ListPools() {
+  auto body = ListPoolsJson();
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::PoolListFromJson(*json);
+}
+
+Result<SnapshotInfo> ApiClient::SaveSnapshot(const std::string& id, const std::string& name) {
+  auto body = Expect(201, "POST", VmPath(id) + "/snapshots", api::SaveSnapshotRequestToJson(name),
+                     "application/json");
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::SnapshotInfoFromJson(*json);
+}
+
+Result<std::string> ApiClient::ListSnapshotsJson(const std::string& id) {
+  return Expect(200, "GET", VmPath(id) + "/snapshots");
+}
+
+Result<std::vector<SnapshotInfo>> ApiClient::ListSnapshots(const std::string& id) {
+  auto body = ListSnapshotsJson(id);
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::SnapshotListFromJson(*json);
+}
+
+Result<void> ApiClient::RestoreSnapshot(const std::string& id, const std::string& name) {
+  return ExpectNoContent("POST", SnapshotPath(id, name) + "/restore");
+}
+
+Result<void> ApiClient::DeleteSnapshot(const std::string& id, const std::string& name) {
+  return ExpectNoContent("DELETE", SnapshotPath(id, name));
 }
 
 Result<protocol::ExecResult> ApiClient::Exec(const std::string& id,

@@ -43,6 +43,14 @@ class ApiClient {
                          std::uint32_t mode);
   Result<std::string> ReadFile(const std::string& id, const std::string& path);
   Result<std::string> Console(const std::string& id);
+  Result<void> ReleaseVm(const std::string& id);
+  Result<std::vector<PoolInfo>> ListPools();
+  Result<std::string> ListPoolsJson();  // agentvmd's JSON, as sent
+  Result<SnapshotInfo> SaveSnapshot(const std::string& id, const std::string& name);
+  Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& id);
+  Result<std::string> ListSnapshotsJson(const std::string& id);
+  Result<void> RestoreSnapshot(const std::string& id, const std::string& name);
+  Result<void> DeleteSnapshot(const std::string& id, const std::string& name);
 
   const std::string& socket_path() const { return socket_path_; }
 
@@ -59,6 +67,9 @@ class ApiClient {
   // Call, then turn any status other than `expected` into the server's error.
   Result<std::string> Expect(int expected, std::string_view method, const std::string& target,
                              std::string body = {}, std::string_view content_type = {});
+  // Call for a request answered without a body: 204 (or 200) is success.
+  Result<void> ExpectNoContent(std::string_view method, const std::string& target,
+                               std::string body = {}, std::string_view content_type = {});
 
   std::string socket_path_;
   std::atomic<int>* active_fd_ = nullptr;

@@ -26,7 +26,7 @@ void Write(int fd, std::string_view text) {
 
 bool IsCommand(std::string_view name) {
   for (std::string_view known : {"run", "create", "ls", "list", "inspect", "exec", "cp", "logs",
-                                 "stop", "rm", "help"}) {
+                                 "stop", "rm", "release", "pools", "snapshot", "help"}) {
     if (name == known) return true;
   }
   return false;

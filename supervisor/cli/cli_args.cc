@@ -20,7 +20,21 @@ constexpr CommandName kCommands[] = {
     {"inspect", CommandKind::kInspect}, {"exec", CommandKind::kExec},
     {"cp", CommandKind::kCopy},       {"logs", CommandKind::kLogs},
     {"stop", CommandKind::kStop},     {"rm", CommandKind::kRemove},
-    {"help", CommandKind::kHelp},
+    {"release", CommandKind::kRelease}, {"pools", CommandKind::kPools},
+    {"snapshot", CommandKind::kSnapshot}, {"help", CommandKind::kHelp},
+};
+
+struct SnapshotActionName {
+  std::string_view name;
+  SnapshotAction action;
+};
+
+constexpr SnapshotActionName kSnapshotActions[] = {
+    {"save", SnapshotAction::kSave},
+    {"ls", SnapshotAction::kList},
+    {"list", SnapshotAction::kList},
+    {"restore", SnapshotAction::kRestore},
+    {"rm", SnapshotAction::kRemove},
 };
 
 // Walks the arguments of one command. Options may be spelled "--name VALUE"
@@ -230,6 +244,16 @@ std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matc
     vm.memory_mib = *number;
     return std::nullopt;
   }
+  if (auto boot = reader.value("--boot")) {
+    if (!*boot) return boot->error();
+    auto mode = BootModeFromName(boot->value());
+    if (!mode) {
+      return reader.Error("--boot expects auto, restore or cold, not \"" +
+                          api::QuoteForError(boot->value()) + "\"");
+    }
+    vm.boot = *mode;
+    return std::nullopt;
+  }
   return TakeNetworkOption(reader, vm.network, matched);
 }
 
@@ -287,6 +311,38 @@ std::optional<std::pair<std::string, std::string>> SplitRemote(const std::string
   return std::make_pair(id, arg.substr(colon + 1));
 }
 
+// `snapshot ACTION ID [NAME]`: the positionals, after the options were taken.
+std::optional<UsageError> ParseSnapshotArgs(const ArgReader& reader,
+                                            const std::vector<std::string>& positional,
+                                            CliCommand& command) {
+  if (positional.empty()) return reader.Error("missing what to do: save, ls, restore or rm");
+  const SnapshotActionName* action = nullptr;
+  for (const auto& candidate : kSnapshotActions) {
+    if (candidate.name == positional[0]) action = &candidate;
+  }
+  if (!action) {
+    return reader.Error("unknown snapshot command \"" + api::QuoteForError(positional[0]) +
+                        "\" (expected save, ls, restore or rm)");
+  }
+  command.snapshot_action = action->action;
+  const bool named = action->action != SnapshotAction::kList;
+  const std::size_t wanted = named ? 3 : 2;
+  if (positional.size() < 2) return reader.Error("missing the VM id");
+  if (named && positional.size() < 3) return reader.Error("missing the snapshot name");
+  if (positional.size() > wanted) {
+    return reader.Error("unexpected argument \"" + positional[wanted] + "\"");
+  }
+  if (command.json && named) return reader.Error("--json is only for snapshot ls");
+  command.ids = {positional[1]};
+  if (named) {
+    if (auto ok = api::ValidateSnapshotName(positional[2]); !ok) {
+      return reader.Error(ok.error().message);
+    }
+    command.snapshot_name = positional[2];
+  }
+  return std::nullopt;
+}
+
 std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader& reader,
                                                    const EnvLookup& lookup_env) {
   std::vector<std::string> positional;
@@ -335,7 +391,10 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       }
       if (matched) continue;
     }
-    if (command.kind == CommandKind::kList && reader.flag("--json")) {
+    const bool takes_json = command.kind == CommandKind::kList ||
+                            command.kind == CommandKind::kPools ||
+                            command.kind == CommandKind::kSnapshot;
+    if (takes_json && reader.flag("--json")) {
       command.json = true;
       continue;
     }
@@ -383,7 +442,14 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       break;
     case CommandKind::kStop:
     case CommandKind::kRemove:
+    case CommandKind::kRelease:
       error = expect_count(1, positional.size(), "the VM id");
+      break;
+    case CommandKind::kPools:
+      error = expect_count(0, 0, "");
+      break;
+    case CommandKind::kSnapshot:
+      error = ParseSnapshotArgs(reader, positional, command);
       break;
     case CommandKind::kCopy: {
       error = expect_count(2, 2, "SOURCE and DESTINATION");
@@ -413,7 +479,9 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       break;
   }
   if (error) return std::unexpected(*error);
-  if (command.kind != CommandKind::kCopy) command.ids = std::move(positional);
+  if (command.kind != CommandKind::kCopy && command.kind != CommandKind::kSnapshot) {
+    command.ids = std::move(positional);
+  }
   if (command.kind == CommandKind::kHelp) command.ids.clear();
   return command;
 }

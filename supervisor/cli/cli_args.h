@@ -19,7 +19,13 @@ namespace agentvm::cli {
 
 inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
 
-enum class CommandKind { kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove };
+enum class CommandKind {
+  kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
+  kRelease, kPools, kSnapshot,
+};
+
+// `agentvm snapshot save|ls|restore|rm`.
+enum class SnapshotAction { kSave, kList, kRestore, kRemove };
 
 struct VmSpec {
   std::string image = "tiny";
@@ -28,6 +34,7 @@ struct VmSpec {
   // --net, --allow-port, --allow-cidr, --bridge, --bandwidth; checked here
   // with the API's own rules (api::ValidateNetworkRequest), CIDRs canonical.
   NetworkRequest network;
+  BootMode boot = BootMode::kAuto;  // --boot
 };
 
 struct ExecSpec {
@@ -51,10 +58,12 @@ struct CliCommand {
   std::string help_topic;         // kHelp: a command name, or "" for the overview
   VmSpec vm;                      // run, create
   ExecSpec exec;                  // run, exec
-  std::vector<std::string> ids;   // inspect, exec, logs: one; stop, rm: one or more
+  std::vector<std::string> ids;   // inspect, exec, logs, snapshot: one; stop, rm, release: one or more
   bool force = false;             // rm -f
-  bool json = false;              // ls --json
+  bool json = false;              // ls, pools, snapshot ls: --json
   CopySpec copy;                  // cp
+  SnapshotAction snapshot_action = SnapshotAction::kList;  // snapshot
+  std::string snapshot_name;      // snapshot save, restore, rm: valid (IsValidSnapshotName)
 };
 
 struct UsageError {

@@ -60,7 +60,19 @@ class Printer {
 };
 
 CreateVmRequest ToCreateRequest(const VmSpec& vm) {
-  return CreateVmRequest{vm.image, vm.cpus, vm.memory_mib, vm.network};
+  return CreateVmRequest{vm.image, vm.cpus, vm.memory_mib, vm.network, vm.boot};
+}
+
+std::int64_t Now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+// Prints agentvmd's JSON indented, or the error; the exit status.
+int PrintJson(const Result<std::string>& body, const Printer& print) {
+  if (!body) {
+    print.Error(body.error().message);
+    return kFailed;
+  }
+  print.Out(api::DumpJson(nlohmann::ordered_json::parse(*body, nullptr, false), 2) + "\n");
+  return 0;
 }
 
 protocol::ExecRequest ToExecRequest(const ExecSpec& spec, std::string stdin_data) {
@@ -117,13 +129,15 @@ int Run(const CliCommand& command, ApiClient& client, const CliContext& context,
   int status = interrupts.interrupted()
                    ? kInterrupted
                    : ExecAndRelay(client, vm->id, command.exec, context, interrupts);
-  auto removed = client.DestroyVm(vm->id, /*force=*/true);
-  if (!removed) {
-    print.Error("could not remove VM " + vm->id + ": " + removed.error().message +
+  // Released, not destroyed: a VM from a warm pool is recycled into it (a
+  // fresh clone takes its place); any other VM is removed all the same.
+  auto released = client.ReleaseVm(vm->id);
+  if (!released) {
+    print.Error("could not release VM " + vm->id + ": " + released.error().message +
                 " (remove it with: agentvm rm -f " + vm->id + ")");
     if (status == kInterrupted) return status;
   } else if (status == kInterrupted) {
-    print.Error("interrupted; VM " + vm->id + " removed");
+    print.Error("interrupted; VM " + vm->id + " released");
   }
   return status;
 }
@@ -152,32 +166,65 @@ int Create(const CliCommand& command, ApiClient& client, const CliContext& conte
 
 int List(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
-  if (command.json) {
-    auto body = client.ListVmsJson();
-    if (!body) {
-      print.Error(body.error().message);
-      return kFailed;
-    }
-    print.Out(api::DumpJson(nlohmann::ordered_json::parse(*body, nullptr, false), 2) + "\n");
-    return 0;
-  }
+  if (command.json) return PrintJson(client.ListVmsJson(), print);
   auto vms = client.ListVms();
   if (!vms) {
     print.Error(vms.error().message);
     return kFailed;
   }
-  print.Out(FormatVmTable(*vms, static_cast<std::int64_t>(std::time(nullptr))));
+  print.Out(FormatVmTable(*vms, Now()));
   return 0;
 }
 
 int Inspect(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  return PrintJson(client.GetVmJson(command.ids.front()), Printer(context));
+}
+
+int Pools(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
-  auto body = client.GetVmJson(command.ids.front());
-  if (!body) {
-    print.Error(body.error().message);
+  if (command.json) return PrintJson(client.ListPoolsJson(), print);
+  auto pools = client.ListPools();
+  if (!pools) {
+    print.Error(pools.error().message);
     return kFailed;
   }
-  print.Out(api::DumpJson(nlohmann::ordered_json::parse(*body, nullptr, false), 2) + "\n");
+  print.Out(FormatPoolTable(*pools));
+  return 0;
+}
+
+int Snapshot(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  const std::string& id = command.ids.front();
+  const std::string& name = command.snapshot_name;
+  Result<void> done;
+  switch (command.snapshot_action) {
+    case SnapshotAction::kList: {
+      if (command.json) return PrintJson(client.ListSnapshotsJson(id), print);
+      auto snapshots = client.ListSnapshots(id);
+      if (!snapshots) {
+        print.Error(snapshots.error().message);
+        return kFailed;
+      }
+      print.Out(FormatSnapshotTable(*snapshots, Now()));
+      return 0;
+    }
+    case SnapshotAction::kSave: {
+      auto saved = client.SaveSnapshot(id, name);
+      if (!saved) done = Fail(saved.error());
+      break;
+    }
+    case SnapshotAction::kRestore:
+      done = client.RestoreSnapshot(id, name);
+      break;
+    case SnapshotAction::kRemove:
+      done = client.DeleteSnapshot(id, name);
+      break;
+  }
+  if (!done) {
+    print.Error(done.error().message);
+    return kFailed;
+  }
+  print.Out(name + "\n");
   return 0;
 }
 
@@ -192,7 +239,8 @@ int Logs(const CliCommand& command, ApiClient& client, const CliContext& context
   return 0;
 }
 
-int StopOrRemove(const CliCommand& command, ApiClient& client, const CliContext& context) {
+// stop, rm and release: each id in turn, going on past failures.
+int StopRemoveOrRelease(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
   int status = 0;
   for (const std::string& id : command.ids) {
@@ -200,6 +248,8 @@ int StopOrRemove(const CliCommand& command, ApiClient& client, const CliContext&
     if (command.kind == CommandKind::kStop) {
       auto stopped = client.StopVm(id);
       if (!stopped) done = Fail(stopped.error());
+    } else if (command.kind == CommandKind::kRelease) {
+      done = client.ReleaseVm(id);
     } else {
       done = client.DestroyVm(id, command.force);
     }
@@ -284,7 +334,10 @@ int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& c
     case CommandKind::kInspect: return Inspect(command, client, context);
     case CommandKind::kLogs: return Logs(command, client, context);
     case CommandKind::kStop:
-    case CommandKind::kRemove: return StopOrRemove(command, client, context);
+    case CommandKind::kRemove:
+    case CommandKind::kRelease: return StopRemoveOrRelease(command, client, context);
+    case CommandKind::kPools: return Pools(command, client, context);
+    case CommandKind::kSnapshot: return Snapshot(command, client, context);
     case CommandKind::kCopy: return Copy(command, client, context);
     case CommandKind::kHelp: break;
   }

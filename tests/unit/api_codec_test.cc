@@ -281,5 +281,117 @@ TEST(ApiCodecTest, CreateRequestSendsNetworkOnlyWhenSet) {
   EXPECT_EQ(bridged->network.bridge, "br-lab");
 }
 
+TEST(ApiCodecTest, VmBootFieldsRoundTripAndComeBeforeTheNetwork) {
+  VmInfo info;
+  info.id = "vm-9";
+  info.state = VmState::kRunning;
+  info.boot = "cold";
+  info.restore_error = "state file checksum mismatch";
+  info.pool = "tiny-1c-256m-isolated";
+  auto json = VmInfoToJson(info);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : json.items()) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"id", "image", "state", "cpus", "memory_mib", "pid",
+                                            "channel", "accel", "reason", "created_at", "boot",
+                                            "restore_error", "pool", "network"}));
+  auto back = VmInfoFromJson(nlohmann::json::parse(DumpJson(json)));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->boot, "cold");
+  EXPECT_EQ(back->restore_error, info.restore_error);
+  EXPECT_EQ(back->pool, info.pool);
+
+  // Empty means "none", sent as "" like reason; an older daemon sends nothing.
+  VmInfo plain;
+  plain.id = "vm-1";
+  EXPECT_EQ(VmInfoToJson(plain)["restore_error"], "");
+  EXPECT_EQ(VmInfoToJson(plain)["pool"], "");
+  auto old = VmInfoFromJson(nlohmann::json{{"id", "vm-1"}, {"state", "running"}});
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->boot, "");
+  EXPECT_EQ(old->pool, "");
+}
+
+TEST(ApiCodecTest, CreateRequestSendsBootOnlyWhenNotAuto) {
+  CreateVmRequest plain;
+  EXPECT_FALSE(nlohmann::json::parse(CreateVmRequestToJson(plain)).contains("boot"));
+  for (BootMode mode : {BootMode::kRestore, BootMode::kCold}) {
+    CreateVmRequest request;
+    request.boot = mode;
+    auto body = nlohmann::json::parse(CreateVmRequestToJson(request));
+    EXPECT_EQ(body["boot"], BootModeName(mode));
+    auto parsed = ParseCreateVmBody(CreateVmRequestToJson(request));
+    ASSERT_TRUE(parsed) << parsed.error().message;
+    EXPECT_EQ(parsed->boot, mode);
+  }
+}
+
+TEST(ApiCodecTest, SnapshotsRoundTrip) {
+  SnapshotInfo info{"before-upgrade", 100663296, 1732400000};
+  auto json = SnapshotInfoToJson(info);
+  EXPECT_EQ(DumpJson(json),
+            R"({"name":"before-upgrade","vm_state_bytes":100663296,"created_at":1732400000})");
+  auto list = SnapshotListFromJson(nlohmann::json::parse(DumpJson(SnapshotListToJson({info, info}))));
+  ASSERT_TRUE(list) << list.error().message;
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[1].name, "before-upgrade");
+  EXPECT_EQ((*list)[1].vm_state_bytes, 100663296u);
+  EXPECT_EQ((*list)[1].created_at, 1732400000);
+
+  EXPECT_EQ(DumpJson(SnapshotListToJson({})), R"({"snapshots":[]})");
+  EXPECT_FALSE(SnapshotListFromJson(nlohmann::json::parse(R"({"snapshots":{}})")));
+  EXPECT_FALSE(SnapshotListFromJson(nlohmann::json::parse(R"({"snapshots":[{"size":1}]})")));
+  EXPECT_FALSE(SnapshotInfoFromJson(nlohmann::json::parse(R"("s1")")));
+  EXPECT_EQ(nlohmann::json::parse(SaveSnapshotRequestToJson("s1")), nlohmann::json({{"name", "s1"}}));
+  EXPECT_EQ(ParseSaveSnapshotBody(SaveSnapshotRequestToJson("s1")).value(), "s1");
+}
+
+TEST(ApiCodecTest, PoolsRoundTrip) {
+  PoolInfo pool;
+  pool.name = "tiny-1c-256m-isolated";
+  pool.image = "tiny";
+  pool.cpus = 1;
+  pool.memory_mib = 256;
+  pool.network = NetworkMode::kIsolated;
+  pool.min_ready = 3;
+  pool.max_total = 6;
+  pool.ready = 2;
+  pool.starting = 1;
+  pool.in_use = 3;
+  pool.taken = 40;
+  pool.replaced = 2;
+  pool.failed = 1;
+  pool.golden_ready = true;
+  pool.last_error = "clone vm-x: guest agent did not answer";
+  auto json = PoolInfoToJson(pool);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : json.items()) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"name", "image", "cpus", "memory_mib", "network",
+                                            "min_ready", "max_total", "ready", "starting", "in_use",
+                                            "taken", "replaced", "failed", "golden_ready",
+                                            "last_error"}));
+  EXPECT_EQ(json["network"], "isolated");
+
+  auto list = PoolListFromJson(nlohmann::json::parse(DumpJson(PoolListToJson({pool}))));
+  ASSERT_TRUE(list) << list.error().message;
+  ASSERT_EQ(list->size(), 1u);
+  const PoolInfo& back = list->front();
+  EXPECT_EQ(back.name, pool.name);
+  EXPECT_EQ(back.network, NetworkMode::kIsolated);
+  EXPECT_EQ(back.min_ready, 3);
+  EXPECT_EQ(back.max_total, 6);
+  EXPECT_EQ(back.ready, 2);
+  EXPECT_EQ(back.starting, 1);
+  EXPECT_EQ(back.in_use, 3);
+  EXPECT_EQ(back.taken, 40u);
+  EXPECT_EQ(back.replaced, 2u);
+  EXPECT_EQ(back.failed, 1u);
+  EXPECT_TRUE(back.golden_ready);
+  EXPECT_EQ(back.last_error, pool.last_error);
+
+  EXPECT_EQ(DumpJson(PoolListToJson({})), R"({"pools":[]})");
+  EXPECT_FALSE(PoolListFromJson(nlohmann::json::parse(R"([])")));
+  EXPECT_FALSE(PoolListFromJson(nlohmann::json::parse(R"({"pools":[{"name":"p","network":"open"}]})")));
+}
+
 }  // namespace
 }  // namespace agentvm::api

@@ -25,6 +25,12 @@ TEST(ApiRouterTest, MatchesEveryEndpoint) {
       {"PUT", "/v1/vms/vm-1/files?path=/tmp/x", Route::kPutFile, "vm-1"},
       {"GET", "/v1/vms/vm-1/files?path=/tmp/x", Route::kGetFile, "vm-1"},
       {"GET", "/v1/vms/vm-1/console", Route::kConsole, "vm-1"},
+      {"POST", "/v1/vms/vm-1/release", Route::kReleaseVm, "vm-1"},
+      {"GET", "/v1/pools", Route::kListPools, ""},
+      {"POST", "/v1/vms/vm-1/snapshots", Route::kSaveSnapshot, "vm-1"},
+      {"GET", "/v1/vms/vm-1/snapshots", Route::kListSnapshots, "vm-1"},
+      {"DELETE", "/v1/vms/vm-1/snapshots/before-test", Route::kDeleteSnapshot, "vm-1"},
+      {"POST", "/v1/vms/vm-1/snapshots/before-test/restore", Route::kRestoreSnapshot, "vm-1"},
       // Percent-encoded ids are decoded before matching.
       {"GET", "/v1/vms/vm%2D1", Route::kGetVm, "vm-1"},
   };
@@ -34,6 +40,23 @@ TEST(ApiRouterTest, MatchesEveryEndpoint) {
     EXPECT_EQ(match->route, c.route) << c.target;
     EXPECT_EQ(match->vm_id, c.vm_id) << c.target;
   }
+}
+
+TEST(ApiRouterTest, SnapshotRoutesCarryTheDecodedName) {
+  auto restore = MatchRoute("POST", "/v1/vms/vm-1/snapshots/Before_v2.1/restore");
+  ASSERT_TRUE(restore);
+  EXPECT_EQ(restore->vm_id, "vm-1");
+  EXPECT_EQ(restore->snapshot, "Before_v2.1");
+
+  auto encoded = MatchRoute("DELETE", "/v1/vms/vm-1/snapshots/a%2Db");
+  ASSERT_TRUE(encoded);
+  EXPECT_EQ(encoded->snapshot, "a-b");
+
+  auto longest = MatchRoute("DELETE", "/v1/vms/vm-1/snapshots/" + std::string(64, 's'));
+  ASSERT_TRUE(longest);
+  EXPECT_EQ(longest->snapshot, std::string(64, 's'));
+
+  EXPECT_EQ(MatchRoute("GET", "/v1/vms/vm-1/snapshots")->snapshot, "");
 }
 
 TEST(ApiRouterTest, DecodesQueryParameters) {
@@ -79,6 +102,41 @@ TEST(ApiRouterTest, RefusesUnknownRoutesWrongMethodsAndHostileIds) {
       {"GET", "/v1/vms?a=1&a=2", 400},
       {"GET", "http://host/v1/vms", 400},
       {"GET", "/v1/vms/" + std::string(20000, 'a'), 400},
+      // The new routes: unknown shapes, wrong methods.
+      {"GET", "/v1/pools/tiny", 404},
+      {"GET", "/v1/pools/", 404},
+      {"GET", "/v1/vms/vm-1/release/now", 404},
+      {"POST", "/v1/vms/vm-1/snapshots/s1/load", 404},
+      {"POST", "/v1/vms/vm-1/snapshots/s1/restore/x", 404},
+      {"POST", "/v1/pools", 405},
+      {"GET", "/v1/vms/vm-1/release", 405},
+      {"DELETE", "/v1/vms/vm-1/release", 405},
+      {"PUT", "/v1/vms/vm-1/snapshots", 405},
+      {"DELETE", "/v1/vms/vm-1/snapshots", 405},
+      {"GET", "/v1/vms/vm-1/snapshots/s1", 405},
+      {"POST", "/v1/vms/vm-1/snapshots/s1", 405},
+      {"GET", "/v1/vms/vm-1/snapshots/s1/restore", 405},
+      // Hostile ids on the new routes.
+      {"POST", "/v1/vms/../release", 400},
+      {"GET", "/v1/vms/%2e%2e/snapshots", 400},
+      {"POST", "/v1/vms/..%2F..%2Fetc/snapshots/s1/restore", 400},
+      // Hostile snapshot names: refused as names, whatever comes after them.
+      {"DELETE", "/v1/vms/vm-1/snapshots/..", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/%2e%2e", 400},
+      {"POST", "/v1/vms/vm-1/snapshots/%2E%2E/restore", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/a%2Fb", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/..%2F..%2Fetc%2Fpasswd", 400},
+      {"POST", "/v1/vms/vm-1/snapshots//restore", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/" + std::string(65, 's'), 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/.hidden", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/-rf", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/a%20b", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/a%00b", 400},
+      {"DELETE", "/v1/vms/vm-1/snapshots/a;reboot", 400},
+      {"GET", "/v1/vms/vm-1/snapshots/../../etc/passwd", 400},
+      {"GET", "/v1/vms/vm-1/snapshots/" + junk, 400},
+      {"GET", "/v1/vms/vm-1/snapshots/s1/%zz", 400},
   };
   for (const auto& c : cases) {
     auto match = MatchRoute(c.method, c.target);
@@ -94,6 +152,31 @@ TEST(ApiRouterTest, MethodNotAllowedListsTheAllowedMethods) {
   ASSERT_FALSE(match);
   EXPECT_EQ(match.error().http_status, 405);
   EXPECT_EQ(match.error().allow, "GET, DELETE");
+
+  const std::pair<std::string, std::string> cases[] = {
+      {"/v1/pools", "GET"},
+      {"/v1/vms/vm-1/release", "POST"},
+      {"/v1/vms/vm-1/snapshots", "GET, POST"},
+      {"/v1/vms/vm-1/snapshots/s1", "DELETE"},
+      {"/v1/vms/vm-1/snapshots/s1/restore", "POST"},
+  };
+  for (const auto& [target, allow] : cases) {
+    auto refused = MatchRoute("PATCH", target);
+    ASSERT_FALSE(refused) << target;
+    EXPECT_EQ(refused.error().http_status, 405) << target;
+    EXPECT_EQ(refused.error().allow, allow) << target;
+  }
+}
+
+TEST(ApiRouterTest, HostileSnapshotNamesAreNamedInTheError) {
+  auto refused = MatchRoute("DELETE", "/v1/vms/vm-1/snapshots/%2e%2e");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().error.message.find("invalid snapshot name \"..\""), std::string::npos)
+      << refused.error().error.message;
+  auto bad_id = MatchRoute("DELETE", "/v1/vms/VM/snapshots/%2e%2e");
+  ASSERT_FALSE(bad_id);
+  EXPECT_NE(bad_id.error().error.message.find("invalid VM id"), std::string::npos)
+      << "the id is checked first";
 }
 
 TEST(ApiRouterTest, ParseQueryHandlesEdgeCases) {

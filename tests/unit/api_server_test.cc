@@ -14,8 +14,10 @@
 #include <fstream>
 #include <future>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -561,6 +563,225 @@ TEST_F(ApiServerTest, ConsoleIsPlainText) {
   EXPECT_EQ(console.content_type, "text/plain");
   EXPECT_NE(console.body.find("agentvm-guest: ready"), std::string::npos);
   EXPECT_EQ(client.Call("GET", "/v1/vms/" + id + "/console?max_bytes=6").body, "ready\n");
+}
+
+TEST_F(ApiServerTest, CreateTakesABootModeAndReportsHowTheVmCameUp) {
+  // Before the server runs, the fake is the test's alone.
+  PoolInfo pool;
+  pool.name = "tiny-1c-256m-isolated";
+  pool.image = "tiny";
+  pool.network = NetworkMode::kIsolated;
+  pool.min_ready = 1;
+  pool.max_total = 2;
+  pool.ready = 1;
+  fake_.pools.push_back(pool);
+  StartServer();
+  TestClient client(options_.socket_path);
+
+  Reply pooled = client.Call("POST", "/v1/vms", R"({"network":{"mode":"isolated"}})");
+  ASSERT_EQ(pooled.status, 201) << pooled.body;
+  EXPECT_EQ(pooled.Json()["boot"], "pool");
+  EXPECT_EQ(pooled.Json()["pool"], "tiny-1c-256m-isolated");
+  EXPECT_EQ(pooled.Json()["restore_error"], "");
+
+  Reply cold = client.Call("POST", "/v1/vms", R"({"boot":"cold","network":{"mode":"isolated"}})");
+  ASSERT_EQ(cold.status, 201) << cold.body;
+  EXPECT_EQ(cold.Json()["boot"], "cold");
+  EXPECT_EQ(cold.Json()["pool"], "");
+  OnIo([&] { EXPECT_EQ(fake_.last_create->boot, BootMode::kCold); });
+
+  int calls = fake_.calls();
+  Reply bad = client.Call("POST", "/v1/vms", R"({"boot":"warm"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.Json()["code"], "invalid_argument");
+  EXPECT_EQ(bad.Json()["error"], R"(boot must be one of "auto", "restore", "cold"; got "warm")");
+  EXPECT_EQ(fake_.calls(), calls);
+}
+
+TEST_F(ApiServerTest, ReleaseHandsAPooledVmBackAndPoolsShowIt) {
+  // Before the server runs, the fake is the test's alone.
+  PoolInfo pool;
+  pool.name = "tiny-1c-256m-nat-filtered";
+  pool.image = "tiny";
+  pool.network = NetworkMode::kNatFiltered;
+  pool.min_ready = 1;
+  pool.max_total = 3;
+  pool.ready = 1;
+  pool.golden_ready = true;
+  fake_.pools.push_back(pool);
+  StartServer();
+  TestClient client(options_.socket_path);
+
+  Reply pools = client.Call("GET", "/v1/pools");
+  ASSERT_EQ(pools.status, 200) << pools.body;
+  EXPECT_EQ(pools.content_type, "application/json");
+  ASSERT_EQ(pools.Json()["pools"].size(), 1u);
+  json shown = pools.Json()["pools"][0];
+  EXPECT_EQ(shown["name"], "tiny-1c-256m-nat-filtered");
+  EXPECT_EQ(shown["network"], "nat-filtered");
+  EXPECT_EQ(shown["ready"], 1);
+  EXPECT_EQ(shown["golden_ready"], true);
+  EXPECT_EQ(shown["last_error"], "");
+
+  std::string id = client.Call("POST", "/v1/vms").Json()["id"];
+  shown = client.Call("GET", "/v1/pools").Json()["pools"][0];
+  EXPECT_EQ(shown["ready"], 0);
+  EXPECT_EQ(shown["in_use"], 1);
+  EXPECT_EQ(shown["taken"], 1);
+
+  Reply released = client.Call("POST", "/v1/vms/" + id + "/release");
+  EXPECT_EQ(released.status, 204) << released.body;
+  EXPECT_TRUE(released.body.empty());
+  EXPECT_EQ(client.Call("GET", "/v1/vms/" + id).status, 404);
+  shown = client.Call("GET", "/v1/pools").Json()["pools"][0];
+  EXPECT_EQ(shown["ready"], 1);
+  EXPECT_EQ(shown["in_use"], 0);
+  OnIo([&] { EXPECT_EQ(fake_.released, std::vector<std::string>{id}); });
+
+  Reply again = client.Call("POST", "/v1/vms/" + id + "/release");
+  EXPECT_EQ(again.status, 404);
+  EXPECT_EQ(again.Json()["error"], "no such VM: " + id);
+
+  // A running VM that came from no pool is released too (DELETE would want force).
+  std::string cold = client.Call("POST", "/v1/vms", R"({"boot":"cold"})").Json()["id"];
+  EXPECT_EQ(client.Call("POST", "/v1/vms/" + cold + "/release").status, 204);
+
+  EXPECT_EQ(client.Call("GET", "/v1/pools?all=1").status, 400);
+  EXPECT_EQ(client.Call("POST", "/v1/vms/" + id + "/release?force=true").status, 400);
+}
+
+TEST_F(ApiServerTest, NoPoolsIsAnEmptyList) {
+  StartServer();
+  Reply pools = TestClient(options_.socket_path).Call("GET", "/v1/pools");
+  ASSERT_EQ(pools.status, 200);
+  EXPECT_EQ(pools.body, "{\"pools\":[]}\n");
+}
+
+TEST_F(ApiServerTest, NamedSnapshotsSaveListRestoreDelete) {
+  StartServer();
+  std::string id = AddVm();
+  TestClient client(options_.socket_path);
+  ASSERT_EQ(client.Call("PUT", "/v1/vms/" + id + "/files?path=/work/notes", "before").status, 204);
+
+  Reply saved = client.Call("POST", "/v1/vms/" + id + "/snapshots", R"({"name":"clean"})");
+  ASSERT_EQ(saved.status, 201) << saved.body;
+  EXPECT_EQ(saved.content_type, "application/json");
+  EXPECT_EQ(saved.Json()["name"], "clean");
+  EXPECT_GT(saved.Json()["vm_state_bytes"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(saved.Json()["created_at"].get<std::int64_t>(), 0);
+
+  Reply duplicate = client.Call("POST", "/v1/vms/" + id + "/snapshots", R"({"name":"clean"})");
+  EXPECT_EQ(duplicate.status, 409);
+  EXPECT_EQ(duplicate.Json()["code"], "conflict");
+  ASSERT_EQ(client.Call("POST", "/v1/vms/" + id + "/snapshots", R"({"name":"Second.2"})").status, 201);
+
+  Reply list = client.Call("GET", "/v1/vms/" + id + "/snapshots");
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.Json()["snapshots"].size(), 2u);
+  std::set<std::string> names;
+  json listed = list.Json();
+  for (const auto& snapshot : listed["snapshots"]) names.insert(snapshot["name"]);
+  EXPECT_EQ(names, (std::set<std::string>{"clean", "Second.2"}));
+
+  ASSERT_EQ(client.Call("PUT", "/v1/vms/" + id + "/files?path=/work/notes", "after").status, 204);
+  Reply restored = client.Call("POST", "/v1/vms/" + id + "/snapshots/clean/restore");
+  EXPECT_EQ(restored.status, 204) << restored.body;
+  EXPECT_EQ(client.Call("GET", "/v1/vms/" + id + "/files?path=/work/notes").body, "before");
+
+  Reply deleted = client.Call("DELETE", "/v1/vms/" + id + "/snapshots/clean");
+  EXPECT_EQ(deleted.status, 204) << deleted.body;
+  EXPECT_EQ(client.Call("GET", "/v1/vms/" + id + "/snapshots").Json()["snapshots"].size(), 1u);
+  Reply gone = client.Call("DELETE", "/v1/vms/" + id + "/snapshots/clean");
+  EXPECT_EQ(gone.status, 404);
+  EXPECT_EQ(gone.Json()["code"], "not_found");
+  EXPECT_EQ(client.Call("POST", "/v1/vms/" + id + "/snapshots/clean/restore").status, 404);
+  EXPECT_EQ(client.Call("GET", "/v1/vms/vm-nope/snapshots").status, 404);
+
+  std::string stopped = AddVm(VmState::kStopped);
+  EXPECT_EQ(client.Call("POST", "/v1/vms/" + stopped + "/snapshots", R"({"name":"s"})").status, 409);
+}
+
+TEST_F(ApiServerTest, HostileSnapshotRequestsNeverReachTheService) {
+  StartServer();
+  std::string id = AddVm();
+  const std::string base = "/v1/vms/" + id + "/snapshots";
+  TestClient client(options_.socket_path);
+  const std::pair<std::string, std::string> requests[] = {
+      {"DELETE", base + "/.."},
+      {"DELETE", base + "/%2e%2e"},
+      {"POST", base + "/%2E%2E/restore"},
+      {"POST", base + "/..%2F..%2Fetc%2Fpasswd/restore"},
+      {"DELETE", base + "/a%2Fb"},
+      {"DELETE", base + "/"},
+      {"POST", base + "//restore"},
+      {"DELETE", base + "/" + std::string(65, 's')},
+      {"DELETE", base + "/-rf"},
+      {"DELETE", base + "/a%00b"},
+      {"POST", base + "/s1/restore?now=1"},
+      {"DELETE", base + "/s1?force=true"},
+      {"GET", base + "?all=1"},
+      {"POST", "/v1/vms/%2e%2e/snapshots/s1/restore"},
+      {"POST", "/v1/vms/%2e%2e/release"},
+  };
+  for (const auto& [method, target] : requests) {
+    Reply reply = client.Call(method, target);
+    EXPECT_EQ(reply.status, 400) << method << " " << target.substr(0, 80);
+    EXPECT_EQ(reply.Json()["code"], "invalid_argument") << target.substr(0, 80);
+    EXPECT_LT(reply.Json()["error"].get<std::string>().size(), 300u);
+  }
+  const std::string bodies[] = {
+      "",
+      "{",
+      "[]",
+      "{}",
+      R"({"name":null})",
+      R"({"name":7})",
+      R"({"name":""})",
+      R"({"name":".."})",
+      R"({"name":"../../etc/passwd"})",
+      R"({"name":"a/b"})",
+      R"({"name":")" + std::string(65, 'n') + "\"}",
+      R"({"name":"ok","extra":1})",
+      std::string(3000, '{'),
+  };
+  for (const auto& body : bodies) {
+    Reply reply = client.Call("POST", base, body);
+    EXPECT_EQ(reply.status, 400) << body.substr(0, 40);
+    EXPECT_EQ(reply.Json()["code"], "invalid_argument") << body.substr(0, 40);
+  }
+  Reply named = client.Call("DELETE", base + "/%2e%2e");
+  EXPECT_EQ(named.Json()["error"],
+            "invalid snapshot name \"..\": expected 1-64 characters of [A-Za-z0-9._-], not "
+            "starting with '.' or '-', not all digits");
+  EXPECT_EQ(fake_.calls(), 0) << "validation must happen before the service is called";
+
+  // The longest valid name gets through to the service (which knows no such snapshot).
+  EXPECT_EQ(client.Call("DELETE", base + "/" + std::string(64, 's')).status, 404);
+}
+
+TEST_F(ApiServerTest, NewRoutesRefuseWrongMethodsWithAllow) {
+  StartServer();
+  std::string id = AddVm();
+  TestClient client(options_.socket_path);
+  const std::tuple<std::string, std::string, std::string> cases[] = {
+      {"POST", "/v1/pools", "GET"},
+      {"DELETE", "/v1/pools", "GET"},
+      {"GET", "/v1/vms/" + id + "/release", "POST"},
+      {"DELETE", "/v1/vms/" + id + "/release", "POST"},
+      {"PUT", "/v1/vms/" + id + "/snapshots", "GET, POST"},
+      {"GET", "/v1/vms/" + id + "/snapshots/s1", "DELETE"},
+      {"POST", "/v1/vms/" + id + "/snapshots/s1", "DELETE"},
+      {"GET", "/v1/vms/" + id + "/snapshots/s1/restore", "POST"},
+  };
+  for (const auto& [method, target, allow] : cases) {
+    Reply reply = client.Call(method, target);
+    EXPECT_EQ(reply.status, 405) << method << " " << target;
+    EXPECT_EQ(reply.allow, allow) << method << " " << target;
+    EXPECT_EQ(reply.Json()["code"], "invalid_argument");
+  }
+  EXPECT_EQ(client.Call("GET", "/v1/pools/x").status, 404);
+  EXPECT_EQ(client.Call("POST", "/v1/vms/" + id + "/snapshots/s1/load").status, 404);
+  EXPECT_EQ(fake_.calls(), 0);
 }
 
 TEST_F(ApiServerTest, StartRefusesALiveSocketAndReplacesAStaleOne) {

@@ -324,6 +324,73 @@ TEST(ApiValidationTest, ExecBodyRefusals) {
   }
 }
 
+TEST(ApiValidationTest, CreateBodyBoot) {
+  EXPECT_EQ(ParseCreateVmBody("").value().boot, BootMode::kAuto);
+  EXPECT_EQ(ParseCreateVmBody(R"({"boot":"auto"})").value().boot, BootMode::kAuto);
+  EXPECT_EQ(ParseCreateVmBody(R"({"boot":"restore"})").value().boot, BootMode::kRestore);
+  EXPECT_EQ(ParseCreateVmBody(R"({"boot":"cold","image":"tiny"})").value().boot, BootMode::kCold);
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"boot":"warm"})", R"(boot must be one of "auto", "restore", "cold"; got "warm")"},
+      {R"({"boot":"Cold"})", R"(got "Cold")"},
+      {R"({"boot":""})", R"(got "")"},
+      {R"({"boot":1})", "got 1"},
+      {R"({"boot":null})", "got null"},
+      {R"({"boot":["cold"]})", "got an array"},
+  };
+  for (const auto& [body, expected] : cases) {
+    auto result = ParseCreateVmBody(body);
+    ASSERT_FALSE(result) << body;
+    EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(result.error().message.find(expected), std::string::npos)
+        << body << " -> " << result.error().message;
+  }
+}
+
+TEST(ApiValidationTest, SnapshotNames) {
+  for (std::string name : {"s"s, "before-upgrade"s, "Build_42"s, "v1.2.3"s, "0a"s, "a..b"s,
+                           std::string(64, 'n')}) {
+    EXPECT_TRUE(ValidateSnapshotName(name)) << name;
+  }
+  // All digits: QEMU would take "1" for a snapshot id.
+  for (std::string name : {""s, "0"s, "12"s, "."s, ".."s, ".hidden"s, "-rf"s, "a/b"s, "../x"s, "a b"s, "a\0b"s,
+                           "a;reboot"s, "a$(id)"s, "\xc3\xa9t\xc3\xa9"s, "a\n"s,
+                           std::string(65, 'n'), std::string(4096, 'x')}) {
+    auto result = ValidateSnapshotName(name);
+    ASSERT_FALSE(result) << name.substr(0, 40);
+    EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(result.error().message.find("invalid snapshot name"), std::string::npos);
+    EXPECT_LT(result.error().message.size(), 300u);
+  }
+}
+
+TEST(ApiValidationTest, SaveSnapshotBody) {
+  EXPECT_EQ(ParseSaveSnapshotBody(R"({"name":"before-upgrade"})").value(), "before-upgrade");
+  const std::pair<std::string, std::string> cases[] = {
+      {"", "is required"},
+      {"  \n", "is required"},
+      {"{}", "name is required"},
+      {"{", "malformed JSON"},
+      {R"(["s1"])", "JSON object"},
+      {R"("s1")", "JSON object"},
+      {R"({"name":1})", "name must be a string"},
+      {R"({"name":null})", "name must be a string"},
+      {R"({"name":"s1","memory":true})", "unknown field \"memory\""},
+      {R"({"name":""})", "invalid snapshot name"},
+      {R"({"name":".."})", "invalid snapshot name"},
+      {R"({"name":"a/b"})", "invalid snapshot name"},
+      {R"({"name":"a%2Fb"})", "invalid snapshot name"},
+      {R"({"name":")" + std::string(65, 'n') + "\"}", "invalid snapshot name"},
+      {std::string(1000, '{'), "nested deeper"},
+  };
+  for (const auto& [body, expected] : cases) {
+    auto result = ParseSaveSnapshotBody(body);
+    ASSERT_FALSE(result) << body.substr(0, 40);
+    EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(result.error().message.find(expected), std::string::npos)
+        << body.substr(0, 40) << " -> " << result.error().message;
+  }
+}
+
 TEST(ApiValidationTest, QueryParameters) {
   EXPECT_EQ(ParseDeleteQuery({}).value(), false);
   EXPECT_EQ(ParseDeleteQuery({{"force", "true"}}).value(), true);

@@ -37,6 +37,7 @@ TEST(CliArgsTest, RunDefaultsAndCommandWithoutSeparator) {
   EXPECT_EQ(command->vm.cpus, 1);
   EXPECT_EQ(command->vm.memory_mib, 256);
   EXPECT_EQ(command->exec.timeout_sec, 0);
+  EXPECT_EQ(command->vm.boot, BootMode::kAuto);
   // Options after the command belong to the command.
   EXPECT_EQ(command->exec.argv, (std::vector<std::string>{"ls", "-la", "--help"}));
 }
@@ -197,6 +198,57 @@ TEST(CliArgsTest, OtherCommands) {
   EXPECT_EQ(Parse({"stop", "vm-1"})->ids.front(), "vm-1");
 }
 
+TEST(CliArgsTest, BootMode) {
+  EXPECT_EQ(Parse({"run", "--boot", "cold", "--", "true"})->vm.boot, BootMode::kCold);
+  EXPECT_EQ(Parse({"run", "--boot=restore", "true"})->vm.boot, BootMode::kRestore);
+  EXPECT_EQ(Parse({"create", "--boot", "auto"})->vm.boot, BootMode::kAuto);
+  // After the command's first word, --boot is the command's.
+  auto late = Parse({"run", "true", "--boot", "cold"});
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->vm.boot, BootMode::kAuto);
+  EXPECT_EQ(late->exec.argv, (std::vector<std::string>{"true", "--boot", "cold"}));
+}
+
+TEST(CliArgsTest, ReleaseAndPools) {
+  auto release = Parse({"release", "vm-1", "vm-2"});
+  ASSERT_TRUE(release);
+  EXPECT_EQ(release->kind, CommandKind::kRelease);
+  EXPECT_EQ(release->ids, (std::vector<std::string>{"vm-1", "vm-2"}));
+
+  auto pools = Parse({"pools"});
+  ASSERT_TRUE(pools);
+  EXPECT_EQ(pools->kind, CommandKind::kPools);
+  EXPECT_FALSE(pools->json);
+  EXPECT_TRUE(Parse({"pools", "--json"})->json);
+}
+
+TEST(CliArgsTest, SnapshotCommands) {
+  struct Case {
+    std::vector<std::string> args;
+    SnapshotAction action;
+    std::string name;
+  };
+  const Case cases[] = {
+      {{"snapshot", "save", "vm-1", "before-upgrade"}, SnapshotAction::kSave, "before-upgrade"},
+      {{"snapshot", "ls", "vm-1"}, SnapshotAction::kList, ""},
+      {{"snapshot", "list", "vm-1"}, SnapshotAction::kList, ""},
+      {{"snapshot", "restore", "vm-1", "S_1.2"}, SnapshotAction::kRestore, "S_1.2"},
+      {{"snapshot", "rm", "vm-1", "s1"}, SnapshotAction::kRemove, "s1"},
+      {{"--socket", "/tmp/s", "snapshot", "--socket", "/tmp/t", "rm", "vm-1", "s1"},
+       SnapshotAction::kRemove, "s1"},
+  };
+  for (const auto& c : cases) {
+    auto command = Parse(c.args);
+    ASSERT_TRUE(command) << c.args[1] << ": " << command.error().message;
+    EXPECT_EQ(command->kind, CommandKind::kSnapshot);
+    EXPECT_EQ(command->snapshot_action, c.action);
+    EXPECT_EQ(command->ids, std::vector<std::string>{"vm-1"});
+    EXPECT_EQ(command->snapshot_name, c.name);
+  }
+  EXPECT_TRUE(Parse({"snapshot", "ls", "vm-1", "--json"})->json);
+  EXPECT_EQ(Parse({"snapshot", "rm", "vm-1", "s1", "--socket", "/x"})->socket_path, "/x");
+}
+
 TEST(CliArgsTest, CopyDirections) {
   auto in = Parse({"cp", "./notes:v2.txt", "vm-1:/tmp/notes.txt"});
   ASSERT_TRUE(in) << in.error().message;
@@ -223,7 +275,8 @@ TEST(CliArgsTest, HelpEverywhere) {
   EXPECT_EQ(top->kind, CommandKind::kHelp);
   EXPECT_EQ(top->help_topic, "");
 
-  for (std::string name : {"run", "create", "ls", "inspect", "exec", "cp", "logs", "stop", "rm"}) {
+  for (std::string name : {"run", "create", "ls", "inspect", "exec", "cp", "logs", "stop", "rm",
+                           "release", "pools", "snapshot"}) {
     auto help = Parse({name, "-h"});
     ASSERT_TRUE(help) << name;
     EXPECT_EQ(help->kind, CommandKind::kHelp) << name;
@@ -231,6 +284,13 @@ TEST(CliArgsTest, HelpEverywhere) {
     EXPECT_NE(HelpText(name).find("Usage: agentvm " + name), std::string::npos) << name;
   }
   EXPECT_EQ(Parse({"help", "cp"})->help_topic, "cp");
+  EXPECT_EQ(Parse({"snapshot", "save", "--help"})->help_topic, "snapshot");
+  EXPECT_EQ(Parse({"help", "snapshot"})->help_topic, "snapshot");
+  EXPECT_NE(HelpText("run").find("--boot MODE"), std::string::npos);
+  EXPECT_NE(HelpText("create").find("--boot MODE"), std::string::npos);
+  for (std::string name : {"release", "pools", "snapshot"}) {
+    EXPECT_NE(HelpText("").find("  " + name + " "), std::string::npos) << name;
+  }
   EXPECT_NE(HelpText("").find("Commands:"), std::string::npos);
 }
 
@@ -259,6 +319,25 @@ TEST(CliArgsTest, UsageErrorsNameTheProblemAndTheCommand) {
       {{"ls", "extra"}, "unexpected argument \"extra\"", "ls"},
       {{"list", "--force"}, "unknown option --force", "ls"},
       {{"--socket"}, "option --socket needs a value", ""},
+      {{"run", "--boot", "warm", "--", "ls"}, "--boot expects auto, restore or cold, not \"warm\"", "run"},
+      {{"create", "--boot"}, "option --boot needs a value", "create"},
+      {{"exec", "--boot", "cold", "vm-1", "ls"}, "unknown option --boot", "exec"},
+      {{"release"}, "missing the VM id", "release"},
+      {{"release", "--force", "vm-1"}, "unknown option --force", "release"},
+      {{"pools", "tiny"}, "unexpected argument \"tiny\"", "pools"},
+      {{"snapshot"}, "missing what to do: save, ls, restore or rm", "snapshot"},
+      {{"snapshot", "take", "vm-1", "s1"}, "unknown snapshot command \"take\"", "snapshot"},
+      {{"snapshot", "save"}, "missing the VM id", "snapshot"},
+      {{"snapshot", "save", "vm-1"}, "missing the snapshot name", "snapshot"},
+      {{"snapshot", "ls", "vm-1", "s1"}, "unexpected argument \"s1\"", "snapshot"},
+      {{"snapshot", "rm", "vm-1", "s1", "s2"}, "unexpected argument \"s2\"", "snapshot"},
+      {{"snapshot", "save", "vm-1", ".."}, "invalid snapshot name \"..\"", "snapshot"},
+      {{"snapshot", "save", "vm-1", "a/b"}, "invalid snapshot name", "snapshot"},
+      {{"snapshot", "restore", "vm-1", ""}, "invalid snapshot name \"\"", "snapshot"},
+      {{"snapshot", "rm", "vm-1", std::string(65, 'n')}, "invalid snapshot name", "snapshot"},
+      {{"snapshot", "rm", "vm-1", "-rf"}, "unknown option -rf", "snapshot"},
+      {{"snapshot", "save", "vm-1", "s1", "--json"}, "--json is only for snapshot ls", "snapshot"},
+      {{"snapshot", "ls", "vm-1", "-f"}, "unknown option -f", "snapshot"},
   };
   for (const auto& c : cases) {
     auto result = Parse(c.args);

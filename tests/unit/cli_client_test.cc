@@ -95,16 +95,152 @@ class CliTest : public api::testing::InProcessServerTest {
 
 };
 
-TEST_F(CliTest, RunRelaysOutputAndExitStatusAndRemovesTheVm) {
+TEST_F(CliTest, RunRelaysOutputAndExitStatusAndReleasesTheVm) {
   Outcome outcome = Cli({"run", "--", "out:out\n", "err:err\n", "exit:7"});
   EXPECT_EQ(outcome.status, 7);
   EXPECT_EQ(outcome.out, "out\n");
   EXPECT_EQ(outcome.err, "err\n");
-  EXPECT_EQ(VmCount(), 0u) << "run always removes its VM";
+  EXPECT_EQ(VmCount(), 0u) << "run always hands its VM back";
   OnIo([&] {
-    ASSERT_EQ(fake_.destroyed.size(), 1u);
-    EXPECT_TRUE(fake_.destroyed[0].second) << "removed with force";
+    EXPECT_EQ(fake_.released, std::vector<std::string>{"vm-1"}) << "released, so a pool recycles it";
+    EXPECT_TRUE(fake_.destroyed.empty());
   });
+}
+
+TEST_F(CliTest, RunTakesAPooledVmAndGivesItBack) {
+  OnIo([&] {
+    PoolInfo pool;
+    pool.name = "tiny-1c-256m-nat-filtered";
+    pool.image = "tiny";
+    pool.network = NetworkMode::kNatFiltered;
+    pool.min_ready = 1;
+    pool.max_total = 2;
+    pool.ready = 1;
+    fake_.pools.push_back(pool);
+  });
+  Outcome outcome = Cli({"run", "--", "out:hi\n"});
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  OnIo([&] {
+    EXPECT_EQ(fake_.last_create->boot, BootMode::kAuto);
+    EXPECT_EQ(fake_.pools[0].taken, 1u);
+    EXPECT_EQ(fake_.pools[0].in_use, 0) << "back in the pool";
+    EXPECT_EQ(fake_.pools[0].ready, 1);
+  });
+}
+
+TEST_F(CliTest, BootOptionReachesTheDaemonAndLsShowsIt) {
+  ASSERT_EQ(Cli({"create", "--boot", "cold"}).status, 0);
+  OnIo([&] { EXPECT_EQ(fake_.last_create->boot, BootMode::kCold); });
+  EXPECT_EQ(Cli({"run", "--boot", "restore", "--", "true"}).status, 0);
+  OnIo([&] { EXPECT_EQ(fake_.last_create->boot, BootMode::kRestore); });
+  Outcome list = Cli({"ls"});
+  EXPECT_NE(list.out.find("vm-1  tiny   running  cold"), std::string::npos) << list.out;
+  EXPECT_EQ(nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["boot"], "cold");
+
+  int calls = fake_.calls();
+  Outcome bad = Cli({"create", "--boot", "warm"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_EQ(bad.err, "agentvm: --boot expects auto, restore or cold, not \"warm\"\n"
+                     "See 'agentvm create --help'.\n");
+  EXPECT_EQ(Cli({"run", "--boot", "warm", "--", "true"}).status, 125);
+  EXPECT_EQ(fake_.calls(), calls) << "refused before any request";
+}
+
+TEST_F(CliTest, ReleaseTakesSeveralIdsAndGoesOnPastFailures) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  Outcome released = Cli({"release", "vm-1", "vm-nope", "vm-2"});
+  EXPECT_EQ(released.status, 1);
+  EXPECT_EQ(released.out, "vm-1\nvm-2\n");
+  EXPECT_EQ(released.err, "agentvm: no such VM: vm-nope\n");
+  EXPECT_EQ(VmCount(), 0u);
+  EXPECT_EQ(Cli({"release"}).status, 2);
+}
+
+TEST_F(CliTest, PoolsTableAndJson) {
+  Outcome empty = Cli({"pools"});
+  EXPECT_EQ(empty.status, 0);
+  EXPECT_EQ(empty.out,
+            "NAME  READY  STARTING  IN_USE  MIN  MAX  TAKEN  REPLACED  FAILED  GOLDEN  LAST_ERROR\n");
+  OnIo([&] {
+    PoolInfo pool;
+    pool.name = "tiny-1c-256m-isolated";
+    pool.image = "tiny";
+    pool.network = NetworkMode::kIsolated;
+    pool.min_ready = 3;
+    pool.max_total = 6;
+    pool.ready = 3;
+    pool.taken = 12;
+    pool.golden_ready = true;
+    fake_.pools.push_back(pool);
+    pool.name = "big-4c-4096m-nat-filtered";
+    pool.ready = 0;
+    pool.starting = 1;
+    pool.failed = 2;
+    pool.taken = 0;
+    pool.golden_ready = false;
+    pool.last_error = "golden snapshot: guest agent did not answer";
+    fake_.pools.push_back(pool);
+  });
+  Outcome table = Cli({"pools"});
+  EXPECT_EQ(table.status, 0) << table.err;
+  EXPECT_EQ(table.out,
+            "NAME                       READY  STARTING  IN_USE  MIN  MAX  TAKEN  REPLACED  FAILED  GOLDEN  LAST_ERROR\n"
+            "tiny-1c-256m-isolated      3      0         0       3    6    12     0         0       yes\n"
+            "big-4c-4096m-nat-filtered  0      1         0       3    6    0      0         2       no      "
+            "golden snapshot: guest agent did not answer\n");
+  auto json = nlohmann::json::parse(Cli({"pools", "--json"}).out);
+  EXPECT_EQ(json["pools"][1]["last_error"], "golden snapshot: guest agent did not answer");
+  EXPECT_EQ(Cli({"pools", "extra"}).status, 2);
+}
+
+TEST_F(CliTest, SnapshotSaveListRestoreRemove) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  ASSERT_EQ(Cli({"cp", "-", "vm-1:/work/state"}, "clean").status, 0);
+
+  Outcome saved = Cli({"snapshot", "save", "vm-1", "clean"});
+  EXPECT_EQ(saved.status, 0) << saved.err;
+  EXPECT_EQ(saved.out, "clean\n");
+  Outcome duplicate = Cli({"snapshot", "save", "vm-1", "clean"});
+  EXPECT_EQ(duplicate.status, 1);
+  EXPECT_EQ(duplicate.err, "agentvm: VM vm-1 already has a snapshot named clean\n");
+
+  Outcome list = Cli({"snapshot", "ls", "vm-1"});
+  EXPECT_EQ(list.status, 0);
+  EXPECT_EQ(list.out.substr(0, list.out.find('\n')), "NAME   SIZE   AGE");
+  EXPECT_NE(list.out.find("clean  96MiB  "), std::string::npos) << list.out;
+  auto json = nlohmann::json::parse(Cli({"snapshot", "ls", "vm-1", "--json"}).out);
+  EXPECT_EQ(json["snapshots"][0]["name"], "clean");
+
+  ASSERT_EQ(Cli({"cp", "-", "vm-1:/work/state"}, "dirty").status, 0);
+  Outcome restored = Cli({"snapshot", "restore", "vm-1", "clean"});
+  EXPECT_EQ(restored.status, 0) << restored.err;
+  EXPECT_EQ(restored.out, "clean\n");
+  EXPECT_EQ(Cli({"cp", "vm-1:/work/state", "-"}).out, "clean");
+
+  Outcome removed = Cli({"snapshot", "rm", "vm-1", "clean"});
+  EXPECT_EQ(removed.status, 0) << removed.err;
+  EXPECT_EQ(Cli({"snapshot", "ls", "vm-1"}).out, "NAME  SIZE  AGE\n");
+  Outcome missing = Cli({"snapshot", "restore", "vm-1", "clean"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.err, "agentvm: VM vm-1 has no snapshot named clean\n");
+  EXPECT_EQ(Cli({"snapshot", "ls", "vm-nope"}).err, "agentvm: no such VM: vm-nope\n");
+}
+
+TEST_F(CliTest, BadSnapshotNamesAreRefusedBeforeAnyRequest) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  int calls = fake_.calls();
+  for (std::string name : {std::string(".."), std::string("a/b"), std::string(), std::string(".hidden"),
+                           std::string(65, 'n')}) {
+    Outcome refused = Cli({"snapshot", "save", "vm-1", name});
+    EXPECT_EQ(refused.status, 2) << name;
+    EXPECT_NE(refused.err.find("invalid snapshot name"), std::string::npos) << refused.err;
+    EXPECT_NE(refused.err.find("See 'agentvm snapshot --help'"), std::string::npos) << refused.err;
+  }
+  // "-rf" would be read as an option; after "--" it is a name, and refused as one.
+  EXPECT_NE(Cli({"snapshot", "rm", "vm-1", "--", "-rf"}).err.find("invalid snapshot name"),
+            std::string::npos);
+  EXPECT_EQ(fake_.calls(), calls);
 }
 
 TEST_F(CliTest, RunPassesVmAndExecOptions) {
@@ -168,8 +304,8 @@ TEST_F(CliTest, CreateListInspectStopRemove) {
   Outcome list = Cli({"ls"});
   EXPECT_EQ(list.status, 0);
   EXPECT_EQ(list.out.substr(0, list.out.find('\n')),
-            "ID    IMAGE  STATE    ADDRESS     CPUS  MEMORY  AGE  REASON");
-  EXPECT_NE(list.out.find("vm-1  tiny   running  10.101.0.2  1     128MiB"), std::string::npos)
+            "ID    IMAGE  STATE    BOOT     ADDRESS     CPUS  MEMORY  AGE  REASON");
+  EXPECT_NE(list.out.find("vm-1  tiny   running  restore  10.101.0.2  1     128MiB"), std::string::npos)
       << list.out;
 
   auto json = nlohmann::json::parse(Cli({"ls", "--json"}).out);
@@ -215,7 +351,7 @@ TEST_F(CliTest, NetworkOptionsReachTheDaemonAndInspectShowsThem) {
 
   ASSERT_EQ(Cli({"create", "--net", "isolated"}).status, 0);
   Outcome list = Cli({"ls"});
-  EXPECT_NE(list.out.find("vm-2  tiny   running  -           1"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("vm-2  tiny   running  restore  -           1"), std::string::npos) << list.out;
 
   Outcome run = Cli({"run", "--net", "bridge", "--bridge", "br-lab", "--", "exit:0"});
   EXPECT_EQ(run.status, 0) << run.err;
@@ -311,7 +447,7 @@ TEST_F(CliTest, HelpGoesToStdoutAndExitsZero) {
   EXPECT_EQ(Cli({"ls", "--nope"}).status, 2);
 }
 
-TEST_F(CliTest, InterruptDuringRunRemovesTheVmAndExits130) {
+TEST_F(CliTest, InterruptDuringRunReleasesTheVmAndExits130) {
   std::thread interrupter([this] {
     auto deadline = std::chrono::steady_clock::now() + 10s;
     // Wait until the command is running in its VM, then press Ctrl-C.
@@ -330,7 +466,7 @@ TEST_F(CliTest, InterruptDuringRunRemovesTheVmAndExits130) {
   EXPECT_EQ(outcome.status, 130);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   EXPECT_EQ(outcome.out, "working\n");
-  EXPECT_NE(outcome.err.find("interrupted; VM vm-1 removed"), std::string::npos) << outcome.err;
+  EXPECT_NE(outcome.err.find("interrupted; VM vm-1 released"), std::string::npos) << outcome.err;
   EXPECT_EQ(VmCount(), 0u);
 }
 

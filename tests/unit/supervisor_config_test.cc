@@ -1,5 +1,7 @@
 #include "supervisor/config.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 
@@ -8,7 +10,10 @@
 namespace agentvm {
 namespace {
 
-std::string ConfigPath() { return ::testing::TempDir() + "/agentvmd-config-test.yaml"; }
+// One file per process: ctest runs each test in its own process, in parallel.
+std::string ConfigPath() {
+  return ::testing::TempDir() + "/agentvmd-config-test-" + std::to_string(::getpid()) + ".yaml";
+}
 
 std::string WriteConfig(const std::string& text) {
   std::ofstream(ConfigPath()) << text;
@@ -95,6 +100,191 @@ TEST_F(ConfigTest, NetworkValidation) {
   EXPECT_NE(refused([](DaemonConfig& c) { c.subnet = "10.0.0.0/31"; }), "");
   EXPECT_NE(refused([](DaemonConfig& c) { c.dns_upstream = "resolver"; }), "");
   EXPECT_NE(refused([](DaemonConfig& c) { c.allowed_tcp_ports = {53}; }).find("DNS"), std::string::npos);
+}
+
+TEST_F(ConfigTest, SnapshotAndPoolKeys) {
+  DaemonConfig config;
+  auto applied = ApplyConfigFile(WriteConfig(R"(golden_snapshots: false
+health_check_interval_sec: 5
+pools:
+  - image: tiny
+    cpus: 2
+    memory_mib: 512
+    network: isolated
+    min_ready: 3
+    max_total: 6
+    ttl_sec: 600
+  - {image: other}
+)"),
+                                 config);
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_FALSE(config.golden_snapshots);
+  EXPECT_EQ(config.health_check_interval, std::chrono::seconds(5));
+  ASSERT_EQ(config.pools.size(), 2u);
+  const PoolConfig& pool = config.pools[0];
+  EXPECT_EQ(pool.image, "tiny");
+  EXPECT_EQ(pool.cpus, 2);
+  EXPECT_EQ(pool.memory_mib, 512);
+  EXPECT_EQ(pool.network, "isolated");
+  EXPECT_EQ(pool.min_ready, 3);
+  EXPECT_EQ(pool.max_total, 6);
+  EXPECT_EQ(pool.ttl, std::chrono::seconds(600));
+  // Keys a pool leaves out take PoolConfig's defaults.
+  const PoolConfig defaults;
+  EXPECT_EQ(config.pools[1].image, "other");
+  EXPECT_EQ(config.pools[1].cpus, defaults.cpus);
+  EXPECT_EQ(config.pools[1].memory_mib, defaults.memory_mib);
+  EXPECT_EQ(config.pools[1].network, defaults.network);
+  EXPECT_EQ(config.pools[1].min_ready, defaults.min_ready);
+  EXPECT_EQ(config.pools[1].max_total, defaults.max_total);
+  EXPECT_EQ(config.pools[1].ttl, defaults.ttl);
+  EXPECT_TRUE(ValidateConfig(config));
+
+  DaemonConfig fresh;
+  EXPECT_TRUE(fresh.golden_snapshots);
+  EXPECT_TRUE(fresh.pools.empty());
+  ASSERT_TRUE(ApplyConfigFile(WriteConfig("golden_snapshots: true\npools: []\n"), fresh));
+  EXPECT_TRUE(fresh.golden_snapshots);
+  EXPECT_TRUE(fresh.pools.empty());
+  fresh.pools.resize(1);
+  ASSERT_TRUE(ApplyConfigFile(WriteConfig("pools:\n"), fresh));
+  EXPECT_TRUE(fresh.pools.empty()) << "an empty pools: key means none";
+}
+
+TEST_F(ConfigTest, PoolKeyTyposAndWrongTypesAreErrors) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"pools:\n  - image: tiny\n    min_redy: 2\n", "unknown key 'pools[0].min_redy'"},
+      {"pools:\n  - {image: tiny}\n  - {cpu: 2}\n", "unknown key 'pools[1].cpu'"},
+      {"pools:\n  - {cpus: two}\n", "pools[0].cpus"},
+      {"pools:\n  - {max_total: 1.5}\n", "pools[0].max_total"},
+      {"pools:\n  - {image: [a, b]}\n", "pools[0].image"},
+      {"pools:\n  - tiny\n", "'pools[0]' must be a mapping"},
+      {"pools: tiny\n", "'pools' must be a list"},
+      {"pools: {image: tiny}\n", "'pools' must be a list"},
+      {"golden_snapshots: maybe\n", "golden_snapshots"},
+      {"health_check_interval_sec: often\n", "health_check_interval_sec"},
+      {"golden_snapshot: false\n", "unknown key 'golden_snapshot'"},
+  };
+  for (const auto& [text, expected] : cases) {
+    DaemonConfig config;
+    auto result = ApplyConfigFile(WriteConfig(text), config);
+    ASSERT_FALSE(result) << text;
+    EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument) << text;
+    EXPECT_NE(result.error().message.find(expected), std::string::npos)
+        << text << " -> " << result.error().message;
+  }
+}
+
+TEST_F(ConfigTest, PoolValidation) {
+  auto refused = [](auto edit) {
+    DaemonConfig config;
+    config.pools.emplace_back();
+    edit(config);
+    auto result = ValidateConfig(config);
+    return result ? std::string() : result.error().message;
+  };
+  auto pool = [](DaemonConfig& c) -> PoolConfig& { return c.pools.front(); };
+  EXPECT_EQ(refused([](DaemonConfig&) {}), "");
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).network = "isolated"; }), "");
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).min_ready = 0; }), "");
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).min_ready = pool(c).max_total = 64; }), "");
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).cpus = 64; pool(c).memory_mib = 65536; }), "");
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).ttl = std::chrono::seconds(1); }), "");
+
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).network = "bridge"; }),
+            "pools[0]: network must be nat-filtered or isolated, not 'bridge'");
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).network = "open"; }).find("network"), std::string::npos);
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).min_ready = 5; }),
+            "pools[0]: min_ready must be between 0 and max_total (4), not 5");
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).min_ready = -1; }).find("min_ready"), std::string::npos);
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).max_total = 0; pool(c).min_ready = 0; }),
+            "pools[0]: max_total must be between 1 and 64, not 0");
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).max_total = 65; }).find("max_total"), std::string::npos);
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).cpus = 0; }).find("cpus must be between 1 and 64"),
+            std::string::npos);
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).cpus = 65; }).find("cpus"), std::string::npos);
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).memory_mib = 32; }).find("memory_mib must be between 64 and 65536"),
+            std::string::npos);
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).memory_mib = 65537; }).find("memory_mib"), std::string::npos);
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).ttl = std::chrono::seconds(0); }),
+            "pools[0]: ttl_sec must be >= 1");
+  for (std::string image : {std::string(), std::string(".."), std::string("../etc"), std::string("Tiny"),
+                            std::string("a/b"), std::string("-x"), std::string(65, 'a')}) {
+    EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).image = image; }).find("pools[0]: invalid image name"),
+              std::string::npos)
+        << image;
+  }
+  EXPECT_EQ(refused([](DaemonConfig& c) { c.health_check_interval = std::chrono::seconds(0); }),
+            "health_check_interval_sec must be >= 1");
+
+  // Two pools a create could not tell apart.
+  EXPECT_EQ(refused([](DaemonConfig& c) {
+              c.pools.emplace_back();
+              c.pools.back().min_ready = 0;  // same profile, other sizes
+            }),
+            "pools[1] has the same image, cpus, memory_mib and network as pools[0]: a create could not "
+            "tell them apart");
+  EXPECT_EQ(refused([](DaemonConfig& c) {
+              c.pools.emplace_back().network = "isolated";
+              c.pools.emplace_back().cpus = 2;
+              c.pools.emplace_back().memory_mib = 512;
+              c.pools.emplace_back().image = "other";
+            }),
+            "");
+}
+
+TEST(PoolSpecTest, AnySubsetOverTheDefaults) {
+  auto full = ParsePoolSpec("image=tiny2,cpus=2,memory_mib=512,network=isolated,min_ready=3,max_total=6,ttl_sec=600");
+  ASSERT_TRUE(full) << full.error().message;
+  EXPECT_EQ(full->image, "tiny2");
+  EXPECT_EQ(full->cpus, 2);
+  EXPECT_EQ(full->memory_mib, 512);
+  EXPECT_EQ(full->network, "isolated");
+  EXPECT_EQ(full->min_ready, 3);
+  EXPECT_EQ(full->max_total, 6);
+  EXPECT_EQ(full->ttl, std::chrono::seconds(600));
+
+  const PoolConfig defaults;
+  auto some = ParsePoolSpec("min_ready=2");
+  ASSERT_TRUE(some);
+  EXPECT_EQ(some->min_ready, 2);
+  EXPECT_EQ(some->image, defaults.image);
+  EXPECT_EQ(some->max_total, defaults.max_total);
+  EXPECT_EQ(some->network, defaults.network);
+  EXPECT_EQ(some->ttl, defaults.ttl);
+
+  auto none = ParsePoolSpec("");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->image, defaults.image);
+  EXPECT_EQ(none->min_ready, defaults.min_ready);
+
+  // Syntax only: the values are ValidateConfig's to judge.
+  auto odd = ParsePoolSpec("network=bridge,cpus=-1");
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->cpus, -1);
+}
+
+TEST(PoolSpecTest, Refusals) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"size=3", "unknown key 'size'"},
+      {"image", "'image' is not key=value"},
+      {"cpus=1,cpus=2", "'cpus' is given twice"},
+      {"cpus=two", "cpus expects a whole number, not 'two'"},
+      {"cpus=1.5", "cpus expects a whole number"},
+      {"min_ready=", "min_ready expects a whole number"},
+      {"ttl_sec=1h", "ttl_sec expects a whole number"},
+      {"cpus=99999999999", "cpus expects a whole number"},
+      {"image=tiny,", "empty item"},
+      {",image=tiny", "empty item"},
+      {"image=tiny,,cpus=1", "empty item"},
+  };
+  for (const auto& [spec, expected] : cases) {
+    auto result = ParsePoolSpec(spec);
+    ASSERT_FALSE(result) << spec;
+    EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(result.error().message.find(expected), std::string::npos)
+        << spec << " -> " << result.error().message;
+  }
 }
 
 }  // namespace

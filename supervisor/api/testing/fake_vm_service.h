@@ -9,6 +9,11 @@
 //   timeout               ends as killed by its timeout
 //   fail:MESSAGE          the exec fails (kUnavailable) after what came before
 // Anything else is ignored, so argv like {"sh", "-c", "..."} exits 0.
+//
+// Pools are what the test puts in `pools`; a create (boot auto) whose image,
+// cpus, memory and network mode match a pool with a ready VM takes it from
+// there. Named snapshots keep a copy of the VM's files, so restoring one
+// brings them back as the real thing brings back the disk.
 #pragma once
 
 #include <atomic>
@@ -49,6 +54,13 @@ class FakeVmService : public VmService {
   std::optional<protocol::ExecRequest> last_exec;
   std::optional<CreateVmRequest> last_create;
   std::vector<std::pair<std::string, bool>> destroyed;  // id, force
+  std::vector<std::string> released;
+  std::vector<PoolInfo> pools;
+  struct Snapshot {
+    SnapshotInfo info;
+    std::map<std::string, File> files;
+  };
+  std::map<std::string, std::map<std::string, Snapshot>> snapshots;  // by VM id, then name
   // Applied when a create request names no network mode, as agentvmd applies
   // its configured default.
   NetworkMode default_network_mode = NetworkMode::kNatFiltered;
@@ -71,6 +83,16 @@ class FakeVmService : public VmService {
     info.accel = "tcg";
     info.created_at = static_cast<std::int64_t>(std::time(nullptr));
     info.network = NetworkFor(request.network, number);
+    info.boot = request.boot == BootMode::kCold ? "cold" : "restore";
+    if (request.boot == BootMode::kAuto) {
+      if (PoolInfo* pool = MatchingPool(info); pool && pool->ready > 0) {
+        --pool->ready;
+        ++pool->in_use;
+        ++pool->taken;
+        info.boot = "pool";
+        info.pool = pool->name;
+      }
+    }
     vms[info.id] = info;
     co_return info;
   }
@@ -107,9 +129,67 @@ class FakeVmService : public VmService {
     if (info->state == VmState::kRunning && !force) {
       co_return Fail(ErrorCode::kConflict, "VM " + id + " is running; stop it first or force");
     }
-    vms.erase(id);
-    files.erase(id);
+    Forget(*info);
     destroyed.emplace_back(id, force);
+    co_return Result<void>{};
+  }
+
+  boost::asio::awaitable<Result<void>> Release(const std::string& id) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) co_return Fail(info.error());
+    Forget(*info);
+    released.push_back(id);
+    co_return Result<void>{};
+  }
+
+  Result<std::vector<PoolInfo>> Pools() override {
+    ++calls_;
+    return pools;
+  }
+
+  boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(const std::string& id,
+                                                            const std::string& name) override {
+    ++calls_;
+    auto info = Running(id);
+    if (!info) co_return Fail(info.error());
+    auto& saved = snapshots[id];
+    if (saved.contains(name)) {
+      co_return Fail(ErrorCode::kConflict, "VM " + id + " already has a snapshot named " + name);
+    }
+    Snapshot snapshot;
+    snapshot.info.name = name;
+    snapshot.info.vm_state_bytes = 96 << 20;
+    snapshot.info.created_at = static_cast<std::int64_t>(std::time(nullptr));
+    snapshot.files = files[id];
+    saved[name] = snapshot;
+    co_return snapshot.info;
+  }
+
+  boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) co_return Fail(info.error());
+    std::vector<SnapshotInfo> list;
+    for (const auto& [name, snapshot] : snapshots[id]) list.push_back(snapshot.info);
+    co_return list;
+  }
+
+  boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) override {
+    ++calls_;
+    auto info = Running(id);
+    if (!info) co_return Fail(info.error());
+    auto it = snapshots[id].find(name);
+    if (it == snapshots[id].end()) co_return NoSuchSnapshot(id, name);
+    files[id] = it->second.files;
+    co_return Result<void>{};
+  }
+
+  boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) override {
+    ++calls_;
+    auto info = Find(id);
+    if (!info) co_return Fail(info.error());
+    if (snapshots[id].erase(name) == 0) co_return NoSuchSnapshot(id, name);
     co_return Result<void>{};
   }
 
@@ -208,6 +288,41 @@ class FakeVmService : public VmService {
     network.allow_cidrs = request.allow_cidrs;
     network.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
     return network;
+  }
+
+  PoolInfo* MatchingPool(const VmInfo& vm) {
+    for (PoolInfo& pool : pools) {
+      if (pool.image == vm.image && pool.cpus == vm.cpus && pool.memory_mib == vm.memory_mib &&
+          pool.network == vm.network.mode) {
+        return &pool;
+      }
+    }
+    return nullptr;
+  }
+
+  // Removes every trace of the VM; a pooled VM's pool restores a fresh
+  // clone in its place.
+  void Forget(const VmInfo& vm) {
+    for (PoolInfo& pool : pools) {
+      if (pool.name != vm.pool) continue;
+      if (pool.in_use > 0) --pool.in_use;
+      ++pool.ready;
+    }
+    vms.erase(vm.id);
+    files.erase(vm.id);
+    snapshots.erase(vm.id);
+  }
+
+  Result<VmInfo> Running(const std::string& id) const {
+    auto info = Find(id);
+    if (info && info->state != VmState::kRunning) {
+      return Fail(ErrorCode::kConflict, "VM " + id + " is not running");
+    }
+    return info;
+  }
+
+  static std::unexpected<Error> NoSuchSnapshot(const std::string& id, const std::string& name) {
+    return Fail(ErrorCode::kNotFound, "VM " + id + " has no snapshot named " + name);
   }
 
   Result<VmInfo> Find(const std::string& id) const {
