@@ -273,7 +273,8 @@ Result<void> GoldenSnapshotStore::RemoveDir(const fs::path& dir) {
 }
 
 Result<std::optional<GoldenSnapshot>> GoldenSnapshotStore::Find(const GoldenKey& key,
-                                                                const GoldenMeta& expected) {
+                                                                const GoldenMeta& expected,
+                                                                std::string* rejected) {
   const std::string name = key.DirName();
   const fs::path dir = root_ / name;
   std::error_code ec;
@@ -283,6 +284,7 @@ Result<std::optional<GoldenSnapshot>> GoldenSnapshotStore::Find(const GoldenKey&
   }
   auto discard = [&](const std::string& why) -> Result<std::optional<GoldenSnapshot>> {
     Log()->warn("golden {}: discarded, will be rebuilt: {}", name, why);
+    if (rejected) *rejected = why;
     shared_->verified.erase(name);
     if (auto removed = RemoveDir(dir); !removed) return Fail(removed.error().Wrap("discard golden " + name));
     return std::optional<GoldenSnapshot>();

@@ -142,7 +142,9 @@ class GoldenSnapshotStore {
   // recorded size and checksum; otherwise nullopt, after removing a stale or
   // damaged entry with a log line saying why. The checksum is read in full
   // the first time an entry is found, and again whenever its file changes.
-  Result<std::optional<GoldenSnapshot>> Find(const GoldenKey& key, const GoldenMeta& expected);
+  // `rejected`, if given, gets why an entry that was there was removed.
+  Result<std::optional<GoldenSnapshot>> Find(const GoldenKey& key, const GoldenMeta& expected,
+                                             std::string* rejected = nullptr);
 
   // A fresh temporary directory to save `key` into. kConflict while another
   // Writer of this store saves the same key.

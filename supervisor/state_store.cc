@@ -40,7 +40,7 @@ class Statement {
 
 constexpr char kColumns[] =
     "id, image, state, cpus, memory_mib, accel, channel, guest_cid, pid, runtime_dir, disk_dir, reason, "
-    "created_at, network";
+    "created_at, network, boot, pool, unclaimed";
 
 VmRecord ReadRecord(Statement& s) {
   return VmRecord{
@@ -58,6 +58,9 @@ VmRecord ReadRecord(Statement& s) {
       .reason = s.Text(11),
       .created_at = s.Int(12),
       .network = s.Text(13),
+      .boot = s.Text(14),
+      .pool = s.Text(15),
+      .unclaimed = s.Int(16) != 0,
   };
 }
 
@@ -105,19 +108,35 @@ Result<void> StateStore::Migrate() {
       "CREATE TABLE IF NOT EXISTS owned_links (name TEXT PRIMARY KEY);";
   if (auto created = Exec(sql, "create schema"); !created) return created;
 
-  // Databases written before VMs had a network lack its column.
-  Statement columns(db_, "SELECT 1 FROM pragma_table_info('vms') WHERE name = 'network'");
-  if (!columns.ok()) return Fail(columns.Failure("inspect schema"));
-  if (sqlite3_step(columns.get()) != SQLITE_ROW) {
-    return Exec("ALTER TABLE vms ADD COLUMN network TEXT NOT NULL DEFAULT ''", "add network column");
+  // Columns added after the first schema; older databases lack them.
+  struct AddedColumn {
+    const char* name;
+    const char* definition;
+  };
+  constexpr AddedColumn kAdded[] = {
+      {"network", "TEXT NOT NULL DEFAULT ''"},
+      {"boot", "TEXT NOT NULL DEFAULT ''"},
+      {"pool", "TEXT NOT NULL DEFAULT ''"},
+      {"unclaimed", "INTEGER NOT NULL DEFAULT 0"},
+  };
+  for (const AddedColumn& column : kAdded) {
+    Statement exists(db_, "SELECT 1 FROM pragma_table_info('vms') WHERE name = ?1");
+    if (!exists.ok()) return Fail(exists.Failure("inspect schema"));
+    exists.Bind(1, std::string(column.name));
+    if (sqlite3_step(exists.get()) == SQLITE_ROW) continue;
+    const std::string name = column.name;
+    if (auto added = Exec("ALTER TABLE vms ADD COLUMN " + name + " " + column.definition, "add column " + name);
+        !added) {
+      return added;
+    }
   }
   return {};
 }
 
 Result<void> StateStore::Put(const VmRecord& r) {
   Statement s(db_, "INSERT OR REPLACE INTO vms (id, image, state, cpus, memory_mib, accel, channel, "
-                   "guest_cid, pid, runtime_dir, disk_dir, reason, created_at, network) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+                   "guest_cid, pid, runtime_dir, disk_dir, reason, created_at, network, boot, pool, unclaimed) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
   if (!s.ok()) return Fail(s.Failure("prepare put"));
   s.Bind(1, r.id);
   s.Bind(2, r.image);
@@ -133,6 +152,9 @@ Result<void> StateStore::Put(const VmRecord& r) {
   s.Bind(12, r.reason);
   s.Bind(13, r.created_at);
   s.Bind(14, r.network);
+  s.Bind(15, r.boot);
+  s.Bind(16, r.pool);
+  s.Bind(17, std::int64_t{r.unclaimed ? 1 : 0});
   if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("put " + r.id));
   return {};
 }

@@ -30,6 +30,11 @@ struct VmRecord {
   std::string reason;
   std::int64_t created_at = 0;
   std::string network;  // the VM's network settings and attachment, as JSON
+  std::string boot;     // "cold", "restore" or "pool" (VmInfo::boot)
+  std::string pool;     // the pool it belongs or belonged to; empty for none
+  // Never handed to a user: a pool's ready VM or a golden snapshot's VM. A
+  // later daemon discards it instead of listing it.
+  bool unclaimed = false;
 };
 
 // One leased IPv4 address of the VMs' subnet.

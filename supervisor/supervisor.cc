@@ -57,19 +57,36 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(boost::asio::any_io_execu
   if (ec) return Fail(ErrorCode::kInternal, "create state dir " + config.state_dir + ": " + ec.message());
   auto store = StateStore::Open(config.state_dir + "/agentvm.db");
   if (!store) return Fail(store.error());
-  return std::unique_ptr<Supervisor>(
-      new Supervisor(std::move(executor), config, accel->accel, channel, std::move(*store)));
+  // Part of every golden snapshot's identity: a QEMU upgrade rebuilds them.
+  std::string qemu_version;
+  if (config.golden_snapshots) {
+    auto version = QemuVersion(config.qemu_binary);
+    if (!version) return Fail(version.error().Wrap("golden snapshots need the QEMU version"));
+    qemu_version = *version;
+  }
+  return std::unique_ptr<Supervisor>(new Supervisor(std::move(executor), config, accel->accel, channel,
+                                                    std::move(*store), std::move(qemu_version)));
 }
 
 Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, Accel accel,
-                       ChannelKind channel, std::unique_ptr<StateStore> store)
+                       ChannelKind channel, std::unique_ptr<StateStore> store, std::string qemu_version)
     : executor_(std::move(executor)),
       config_(std::move(config)),
       accel_(accel),
       channel_(channel),
       images_(config_.image_dir),
       store_(std::move(store)),
-      network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {}
+      network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {
+  if (!config_.golden_snapshots) {
+    if (!config_.pools.empty()) Log()->warn("golden snapshots are off: the {} configured pool(s) stay empty", config_.pools.size());
+    return;
+  }
+  golden_ = std::make_unique<GoldenSnapshots>(
+      executor_, std::filesystem::path(config_.state_dir) / "golden", std::move(qemu_version),
+      [this](const GoldenKey& key) { return BootGoldenVm(key); },
+      [this](std::shared_ptr<Vm> vm) -> boost::asio::awaitable<void> { co_await RemoveVm(std::move(vm)); });
+  MakePools();
+}
 
 VmContext Supervisor::MakeContext() {
   return VmContext{
@@ -97,6 +114,16 @@ Result<void> Supervisor::Recover() {
       Log()->warn("{}: killing qemu pid {} left by an earlier agentvmd", record.id, record.pid);
       KillStranger(record.pid);
     }
+    if (record.unclaimed) {
+      // Nobody was ever given it: nothing to show, only to clean up.
+      Log()->info("{}: removing unclaimed VM left by an earlier agentvmd", record.id);
+      std::error_code ec;
+      std::filesystem::remove_all(record.runtime_dir, ec);
+      std::filesystem::remove_all(record.disk_dir, ec);
+      if (auto released = network_->ReleaseLease(record.id); !released) return Fail(released.error());
+      if (auto deleted = store_->Delete(record.id); !deleted) return Fail(deleted.error());
+      continue;
+    }
     if (state != VmState::kStopped && state != VmState::kFailed) {
       state = VmState::kFailed;
       reason = "agentvmd restarted while the VM was " + record.state + "; it was not adopted";
@@ -112,7 +139,10 @@ Result<void> Supervisor::Recover() {
     if (auto put = store_->Put(vm->Record()); !put) return Fail(put.error());
     vms_[record.id] = std::move(vm);
   }
-  if (!records->empty()) Log()->info("recovered {} VM record(s) from the state store", records->size());
+  if (!vms_.empty()) Log()->info("recovered {} VM record(s) from the state store", vms_.size());
+  if (golden_) {
+    if (auto cleaned = golden_->RemoveLeftovers(); !cleaned) return Fail(cleaned.error());
+  }
   // After the QEMUs are gone (their taps with them): no tap is ever left
   // without its filter.
   if (auto cleaned = network_->RemoveLeftovers(); !cleaned) return Fail(cleaned.error().Wrap("network leftovers"));
@@ -128,7 +158,9 @@ Result<void> Supervisor::Recover() {
 }
 
 boost::asio::awaitable<void> Supervisor::Shutdown() {
+  for (auto& [name, pool] : pools_) pool->RequestStop();
   // Stop all running VMs at once; each Stop is bounded by stop_grace + kill.
+  // Unclaimed VMs hold nothing of a user's: killed at once.
   auto remaining = std::make_shared<int>(0);
   boost::asio::steady_timer all_done(executor_, std::chrono::steady_clock::time_point::max());
   for (auto& [id, vm] : vms_) {
@@ -136,7 +168,7 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
     boost::asio::co_spawn(
         executor_,
         [vm, remaining, &all_done]() -> boost::asio::awaitable<void> {
-          if (vm->state() == VmState::kRunning) {
+          if (vm->state() == VmState::kRunning && !vm->unclaimed()) {
             co_await vm->Stop();
           } else {
             co_await vm->Kill("agentvmd shut down");
@@ -149,6 +181,8 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
     boost::system::error_code ec;
     co_await all_done.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
   }
+  for (auto& [name, pool] : pools_) co_await pool->Stop();
+  if (golden_) co_await golden_->WaitIdle();
   network_->Shutdown();
 }
 
@@ -181,8 +215,31 @@ std::uint32_t Supervisor::NewGuestCid() const {
 Result<std::shared_ptr<Vm>> Supervisor::Find(const std::string& id) {
   if (!IsValidVmId(id)) return Fail(ErrorCode::kInvalidArgument, "invalid vm id");
   auto it = vms_.find(id);
-  if (it == vms_.end()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);
+  if (it == vms_.end() || it->second->unclaimed()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);
   return it->second;
+}
+
+NetworkMode Supervisor::DefaultNetworkMode() const {
+  return NetworkModeFromName(config_.default_network).value_or(NetworkMode::kNatFiltered);
+}
+
+Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int memory_mib,
+                                               const NetworkRequest& network_request, std::string pool,
+                                               bool unclaimed) {
+  const std::string id = NewVmId();
+  auto network = network_->Attach(id, network_request);
+  if (!network) return Fail(network.error());
+  VmSpec spec{.id = id,
+              .image = image,
+              .cpus = cpus,
+              .memory_mib = memory_mib,
+              .guest_cid = channel_ == ChannelKind::kVsock ? NewGuestCid() : 0,
+              .paths = VmPaths::For(config_.run_dir, config_.state_dir, id),
+              .pool = std::move(pool),
+              .unclaimed = unclaimed};
+  auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), std::move(*network));
+  vms_[id] = vm;
+  return vm;
 }
 
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest request) {
@@ -193,27 +250,41 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());
 
-  const std::string id = NewVmId();
-  auto network = network_->Attach(id, request.network);
-  if (!network) co_return Fail(network.error());
-  VmSpec spec{.id = id,
-              .image = *image,
-              .cpus = request.cpus,
-              .memory_mib = request.memory_mib,
-              .guest_cid = channel_ == ChannelKind::kVsock ? NewGuestCid() : 0,
-              .paths = VmPaths::For(config_.run_dir, config_.state_dir, id)};
-  auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), std::move(*network));
-  vms_[id] = vm;
-  Log()->info("{}: create image={} cpus={} memory={}MiB network={}", id, request.image, request.cpus,
-              request.memory_mib, NetworkModeName(vm->Info().network.mode));
-  auto booted = co_await vm->Boot();
+  if (request.boot == BootMode::kAuto) {
+    if (std::shared_ptr<Vm> warm = TakeFromPool(request)) {
+      Log()->info("{}: handed out from pool {}", warm->id(), warm->pool());
+      co_return InfoOf(*warm);
+    }
+  }
+  auto vm = MakeVm(*image, request.cpus, request.memory_mib, request.network, "", false);
+  if (!vm) co_return Fail(vm.error());
+  Log()->info("{}: create image={} cpus={} memory={}MiB network={} boot={}", (*vm)->id(), request.image,
+              request.cpus, request.memory_mib, NetworkModeName((*vm)->Info().network.mode),
+              BootModeName(request.boot));
+  auto booted = co_await BootVm(**vm, request.boot);
   if (!booted) co_return Fail(booted.error());
-  co_return InfoOf(*vm);
+  co_return InfoOf(**vm);
+}
+
+boost::asio::awaitable<Result<void>> Supervisor::RemoveVm(std::shared_ptr<Vm> vm) {
+  const std::string id = vm->id();
+  auto removed = co_await vm->Remove();
+  if (!removed) co_return Fail(removed.error());
+  if (auto released = network_->ReleaseLease(id); !released) co_return Fail(released.error());
+  if (auto deleted = store_->Delete(id); !deleted) co_return Fail(deleted.error());
+  vms_.erase(id);
+  if (!vm->unclaimed()) {
+    if (auto pool = pools_.find(vm->pool()); pool != pools_.end()) pool->second->Returned(id);
+  }
+  Log()->info("{}: removed", id);
+  co_return Result<void>{};
 }
 
 Result<std::vector<VmInfo>> Supervisor::List() {
   std::vector<VmInfo> infos;
-  for (const auto& [id, vm] : vms_) infos.push_back(InfoOf(*vm));
+  for (const auto& [id, vm] : vms_) {
+    if (!vm->unclaimed()) infos.push_back(InfoOf(*vm));
+  }
   std::sort(infos.begin(), infos.end(), [](const VmInfo& a, const VmInfo& b) {
     return std::tie(a.created_at, a.id) < std::tie(b.created_at, b.id);
   });
@@ -249,13 +320,7 @@ boost::asio::awaitable<Result<void>> Supervisor::Destroy(const std::string& id, 
     co_return Fail(ErrorCode::kConflict, "vm " + id + " is " + std::string(VmStateName(state)) +
                                              "; stop it first or remove it with force");
   }
-  auto removed = co_await vm->Remove();
-  if (!removed) co_return Fail(removed.error());
-  if (auto released = network_->ReleaseLease(id); !released) co_return Fail(released.error());
-  if (auto deleted = store_->Delete(id); !deleted) co_return Fail(deleted.error());
-  vms_.erase(id);
-  Log()->info("{}: removed", id);
-  co_return Result<void>{};
+  co_return co_await RemoveVm(std::move(vm));
 }
 
 boost::asio::awaitable<Result<protocol::ExecResult>> Supervisor::Exec(const std::string& id,

@@ -1,5 +1,7 @@
 // Supervisor: the VmService of the daemon. It owns every Vm (by id), the state
-// store, and the choices fixed at start-up (accelerator, control channel).
+// store, the golden snapshots and pools, and the choices fixed at start-up
+// (accelerator, control channel). Pool and golden-snapshot VMs are its VMs
+// too, "unclaimed" until handed out: not listed, not reachable by id.
 // Everything runs on the daemon's single io_context thread: that thread is
 // the "strand" that owns all VM state, so nothing here takes a lock.
 #pragma once
@@ -11,11 +13,13 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "supervisor/config.h"
+#include "supervisor/golden_snapshots.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
 #include "supervisor/vm.h"
 #include "supervisor/vm_network.h"
+#include "supervisor/vm_pool.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm {
@@ -28,8 +32,12 @@ class Supervisor : public VmService {
   // Takes over what an earlier daemon left in the state store: a QEMU still
   // running for a recorded VM is killed (it cannot be adopted yet), and the
   // VM stays listed as failed so `rm` can remove its files and lease. The
-  // bridge and nftables tables it made are removed.
+  // bridge and nftables tables it made are removed. Unclaimed VMs (pool,
+  // golden snapshot) are removed outright, as are unfinished snapshots.
   Result<void> Recover();
+
+  // Starts filling the configured pools (after Recover()).
+  void StartPools();
 
   // Stops every VM (gracefully, bounded by stop_grace) before the daemon
   // exits, then takes down the network it built.
@@ -46,12 +54,35 @@ class Supervisor : public VmService {
                                                  std::string data, std::uint32_t mode) override;
   boost::asio::awaitable<Result<std::string>> ReadFile(const std::string& id, const std::string& path) override;
   Result<std::string> Console(const std::string& id, std::size_t max_bytes) override;
+  boost::asio::awaitable<Result<void>> Release(const std::string& id) override;
+  Result<std::vector<PoolInfo>> Pools() override;
+  boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(const std::string& id, const std::string& name) override;
+  boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) override;
+  boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) override;
+  boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) override;
 
  private:
   Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, Accel accel, ChannelKind channel,
-             std::unique_ptr<StateStore> store);
+             std::unique_ptr<StateStore> store, std::string qemu_version);
 
+  // A user's VM by id; unclaimed VMs are not found.
   Result<std::shared_ptr<Vm>> Find(const std::string& id);
+  // A new VM (network attached, not booted), registered under a fresh id.
+  Result<std::shared_ptr<Vm>> MakeVm(const Image& image, int cpus, int memory_mib, const NetworkRequest& network,
+                                     std::string pool, bool unclaimed);
+  // Kills and removes a VM with its files, lease and record; tells its pool.
+  boost::asio::awaitable<Result<void>> RemoveVm(std::shared_ptr<Vm> vm);
+  NetworkMode DefaultNetworkMode() const;
+
+  // supervisor_snapshots.cc: golden snapshots and pools.
+  void MakePools();
+  GoldenKey GoldenKeyOf(const std::string& image, int cpus, int memory_mib, NetworkMode network) const;
+  // Boots `vm` as `mode` says: a restore of its profile's golden snapshot
+  // where one applies, else a cold boot (docs/snapshots.md).
+  boost::asio::awaitable<Result<void>> BootVm(Vm& vm, BootMode mode);
+  boost::asio::awaitable<Result<std::shared_ptr<Vm>>> BootGoldenVm(const GoldenKey& key);
+  boost::asio::awaitable<Result<std::shared_ptr<Vm>>> MakePoolClone(PoolConfig config, NetworkMode network);
+  std::shared_ptr<Vm> TakeFromPool(const CreateVmRequest& request);
   VmInfo InfoOf(const Vm& vm) const;
   VmContext MakeContext();
   std::string NewVmId() const;
@@ -65,6 +96,8 @@ class Supervisor : public VmService {
   std::unique_ptr<StateStore> store_;
   std::shared_ptr<VmNetwork> network_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;
+  std::unique_ptr<GoldenSnapshots> golden_;  // null when golden snapshots are off
+  std::map<std::string, std::unique_ptr<VmPool>> pools_;  // by VmPool::name()
 };
 
 }  // namespace agentvm

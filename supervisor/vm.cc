@@ -1,8 +1,12 @@
 #include "supervisor/vm.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -18,6 +22,7 @@
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
 #include "supervisor/guest_connector.h"
+#include "supervisor/migration.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
 
@@ -100,6 +105,9 @@ VmInfo Vm::Info() const {
       .reason = reason_,
       .created_at = created_at_,
       .network = spec_.network,
+      .boot = boot_,
+      .restore_error = restore_error_,
+      .pool = spec_.pool,
   };
   if (qemu_running()) info.pid = qemu_->pid();
   return info;
@@ -121,8 +129,19 @@ VmRecord Vm::Record() const {
       .reason = reason_,
       .created_at = created_at_,
       .network = NetworkInfoToRecord(spec_.network),
+      .boot = boot_,
+      .pool = spec_.pool,
+      .unclaimed = spec_.unclaimed,
   };
 }
+
+void Vm::Claim() {
+  spec_.unclaimed = false;
+  if (!spec_.pool.empty()) boot_ = "pool";
+  if (context_.on_change && !removed_) context_.on_change(Record());
+}
+
+std::chrono::steady_clock::duration Vm::Age() const { return std::chrono::steady_clock::now() - up_since_; }
 
 void Vm::SetState(VmState state, std::string reason) {
   state_ = state;
@@ -153,11 +172,29 @@ boost::asio::awaitable<bool> Vm::WaitFor(std::function<bool()> done, millisecond
   co_return done();
 }
 
-boost::asio::awaitable<Result<void>> Vm::Boot() {
+boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> golden) {
   const auto self = shared_from_this();
   booting_ = true;
-  Result<void> booted = co_await BootSteps();
+  Result<void> booted;
+  if (golden) {
+    restoring_ = true;
+    booted = co_await BootSteps(&*golden);
+    restoring_ = false;
+    if (booted) {
+      boot_ = "restore";
+    } else if (!stop_reason_) {
+      restore_error_ = booted.error().message;
+      Log()->warn("{}: restore failed ({}); cold-booting instead", spec_.id, restore_error_);
+      co_await DiscardFailedRestore();
+      golden.reset();
+    }
+  }
+  if (!golden) {
+    boot_ = "cold";
+    booted = co_await BootSteps(nullptr);
+  }
   booting_ = false;
+  up_since_ = std::chrono::steady_clock::now();
   WakeWaiters();
   if (booted) co_return booted;
   // Whatever step failed, no QEMU may outlive a failed boot.
@@ -166,28 +203,29 @@ boost::asio::awaitable<Result<void>> Vm::Boot() {
   co_return Fail(booted.error().code, "boot " + spec_.id + ": " + reason_);
 }
 
-boost::asio::awaitable<Result<void>> Vm::BootSteps() {
-  const auto executor = context_.executor;
+boost::asio::awaitable<void> Vm::DiscardFailedRestore() {
+  if (channel_) channel_->Close();
+  if (qmp_) qmp_->Close();
+  if (qemu_) {
+    qemu_->Kill(SIGKILL);
+    co_await qemu_->WaitExit();
+    retired_qemu_ = std::move(qemu_);
+  }
+  channel_.reset();
+  qmp_.reset();
+  std::error_code ec;
+  fs::remove(spec_.paths.overlay(), ec);
+  for (const auto& socket : {spec_.paths.qmp_socket(), spec_.paths.agent_socket()}) fs::remove(socket, ec);
+}
+
+QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
   const VmPaths& paths = spec_.paths;
-  SetState(VmState::kCreating);
-  if (auto made = MakePrivateDir(paths.runtime_dir); !made) co_return made;
-  if (auto made = MakePrivateDir(paths.disk_dir); !made) co_return made;
-
-  // Built before co_await: g++ 12 miscompiles braced lists inside co_await.
-  std::vector<std::string> create_overlay = {context_.qemu_img_binary, "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                                             "-b", fs::absolute(spec_.image.rootfs).string(),
-                                             paths.overlay().string()};
-  auto overlay = co_await RunToCompletion(executor, std::move(create_overlay),
-                                          (paths.runtime_dir / "qemu-img.log").string());
-  if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
-  if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
-
   const std::string channel_arg =
       context_.channel == ChannelKind::kVsock ? "agentvm.channel=vsock" : "agentvm.channel=serial";
   std::string kernel_args = spec_.image.kernel_args + " " + channel_arg + " agentvm.hostname=" + spec_.id;
   const int tap_fd = network_ ? network_->tap_fd() : -1;
   if (tap_fd >= 0) kernel_args += " " + network_->KernelArgs();
-  QemuLaunchSpec launch{
+  return QemuLaunchSpec{
       .qemu_binary = context_.qemu_binary,
       .vm_id = spec_.id,
       .accel = context_.accel,
@@ -198,6 +236,7 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps() {
       .kernel_args = kernel_args,
       .base_image = fs::absolute(spec_.image.rootfs).string(),
       .overlay = paths.overlay().string(),
+      .frozen_image = golden ? golden->disk.string() : std::string(),
       .qmp_socket = paths.qmp_socket().string(),
       .console_log = paths.console_log().string(),
       .pidfile = paths.pidfile().string(),
@@ -206,58 +245,133 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps() {
       .guest_cid = spec_.guest_cid,
       .tap_fd = tap_fd,
       .mac = spec_.network.mac,
+      .incoming_defer = golden != nullptr,
   };
-  LaunchSpec qemu_spec{.argv = QemuCommandLine(launch), .stderr_path = paths.qemu_log().string()};
-  if (tap_fd >= 0) qemu_spec.pass_fds.push_back(tap_fd);
-  auto launched = ChildProcess::Launch(executor, std::move(qemu_spec));
-  if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
-  qemu_ = std::move(*launched);
-  SetState(VmState::kStarting);
-  boost::asio::co_spawn(executor, [self = shared_from_this()] { return self->WatchQemu(); },
-                        boost::asio::detached);
+}
 
-  auto qmp = co_await qmp::QmpClient::Connect(executor, paths.qmp_socket().string(), kQmpConnectTimeout, spec_.id);
-  if (!qmp) co_return Fail(qmp.error().ToError().Wrap("connect to QMP"));
-  qmp_ = std::move(*qmp);
-  if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, reason_);
+boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden) {
+  SetState(VmState::kCreating);
+  if (auto made = MakePrivateDir(spec_.paths.runtime_dir); !made) co_return made;
+  if (auto made = MakePrivateDir(spec_.paths.disk_dir); !made) co_return made;
+  if (auto launched = co_await LaunchQemu(golden); !launched) co_return launched;
 
   const auto deadline = std::chrono::steady_clock::now() + context_.agent_timeout;
   auto remaining = [&] {
     return std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(
                                          deadline - std::chrono::steady_clock::now()));
   };
-  // Not a ?: of two co_awaits: g++ 12 evaluates neither branch correctly.
-  Result<GuestSocket> socket = Fail(ErrorCode::kInternal, "no control channel");
-  if (context_.channel == ChannelKind::kVsock) {
-    socket = co_await ConnectGuestVsock(spec_.guest_cid, protocol::kGuestVsockPort, remaining());
-  } else {
-    socket = co_await ConnectGuestUnix(paths.agent_socket().string(), remaining());
+  // A clone's virtio-serial port is connected before its state is loaded:
+  // the restored port says "host connected", so the guest sees no change.
+  // A vsock listener survives the transport reset the load causes, so
+  // vsock connects after `cont`.
+  const bool connect_first = !golden || context_.channel == ChannelKind::kVirtioSerial;
+  if (connect_first) {
+    if (auto connected = co_await ConnectAgent(remaining()); !connected) co_return connected;
   }
-  if (!socket) co_return Fail(socket.error().Wrap("connect to guest agent"));
-  channel_ = std::make_unique<GuestChannel>(std::move(*socket), spec_.id);
-  channel_->Start();
+  if (golden) {
+    if (auto loaded = co_await LoadGolden(*golden, remaining()); !loaded) co_return loaded;
+    if (!connect_first) {
+      if (auto connected = co_await ConnectAgent(remaining()); !connected) co_return connected;
+    }
+  }
 
   auto ready = co_await channel_->WaitReady(remaining());
-  if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, reason_);
+  if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, ExitReason());
   if (!ready) {
-    const std::string console = LastLine(ReadFileTail(paths.console_log(), 4096));
+    const std::string console = LastLine(ReadFileTail(spec_.paths.console_log(), 4096));
     co_return Fail(ready.error().code,
                    "guest agent did not answer within " + std::to_string(context_.agent_timeout.count() / 1000) +
                        "s (last console line: " + (console.empty() ? "none" : "'" + console + "'") + ")");
+  }
+  if (golden) {
+    if (auto given = co_await GiveIdentity(remaining()); !given) co_return given;
   }
   SetState(VmState::kRunning);
   co_return Result<void>{};
 }
 
-boost::asio::awaitable<void> Vm::WatchQemu() {
-  const ExitStatus status = co_await qemu_->WaitExit();
-  OnQemuExit(status);
+boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden) {
+  const auto executor = context_.executor;
+  const VmPaths& paths = spec_.paths;
+  // A clone's overlay sits on the frozen disk the golden VM ran on.
+  const std::string backing =
+      golden ? golden->disk.string() : fs::absolute(spec_.image.rootfs).string();
+  // Built before co_await: g++ 12 miscompiles braced lists inside co_await.
+  std::vector<std::string> create_overlay = {context_.qemu_img_binary, "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                                             "-b", backing, paths.overlay().string()};
+  auto overlay = co_await RunToCompletion(executor, std::move(create_overlay),
+                                          (paths.runtime_dir / "qemu-img.log").string());
+  if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
+  if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
+
+  const QemuLaunchSpec launch = LaunchSpecFor(golden);
+  LaunchSpec qemu_spec{.argv = QemuCommandLine(launch), .stderr_path = paths.qemu_log().string()};
+  if (launch.tap_fd >= 0) qemu_spec.pass_fds.push_back(launch.tap_fd);
+  auto launched = ChildProcess::Launch(executor, std::move(qemu_spec));
+  if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
+  qemu_ = std::move(*launched);
+  SetState(VmState::kStarting);
+  boost::asio::co_spawn(executor, [self = shared_from_this(), process = qemu_.get()] { return self->WatchQemu(process); },
+                        boost::asio::detached);
+
+  auto qmp = co_await qmp::QmpClient::Connect(executor, paths.qmp_socket().string(), kQmpConnectTimeout, spec_.id);
+  if (!qmp) co_return Fail(qmp.error().ToError().Wrap("connect to QMP"));
+  qmp_ = std::move(*qmp);
+  if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, ExitReason());
+  co_return Result<void>{};
 }
 
-void Vm::OnQemuExit(const ExitStatus& status) {
+boost::asio::awaitable<Result<void>> Vm::ConnectAgent(milliseconds timeout) {
+  // Not a ?: of two co_awaits: g++ 12 evaluates neither branch correctly.
+  Result<GuestSocket> socket = Fail(ErrorCode::kInternal, "no control channel");
+  if (context_.channel == ChannelKind::kVsock) {
+    socket = co_await ConnectGuestVsock(spec_.guest_cid, protocol::kGuestVsockPort, timeout);
+  } else {
+    socket = co_await ConnectGuestUnix(spec_.paths.agent_socket().string(), timeout);
+  }
+  if (!socket) co_return Fail(socket.error().Wrap("connect to guest agent"));
+  channel_ = std::make_unique<GuestChannel>(std::move(*socket), spec_.id);
+  channel_->Start();
+  co_return Result<void>{};
+}
+
+boost::asio::awaitable<Result<void>> Vm::LoadGolden(const GoldenSnapshot& golden, milliseconds timeout) {
+  const int fd = ::open(golden.state_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) co_return Fail(ErrorCode::kInternal, "open " + golden.state_file.string() + ": " + std::strerror(errno));
+  Result<void> loaded = co_await LoadState(*qmp_, fd, timeout);
+  ::close(fd);
+  if (!loaded) {
+    // QEMU's own words on a bad stream are in its log, not in QMP.
+    const std::string detail = LastQemuLogLine();
+    co_return Fail(loaded.error().code, "load golden state: " + loaded.error().message +
+                                            (detail.empty() ? "" : " (qemu: " + detail + ")"));
+  }
+  auto resumed = co_await qmp_->Execute("cont");
+  if (!resumed) co_return Fail(resumed.error().ToError().Wrap("resume clone"));
+  co_return Result<void>{};
+}
+
+boost::asio::awaitable<Result<void>> Vm::GiveIdentity(milliseconds timeout) {
+  GuestIdentity identity;
+  identity.hostname = spec_.id;
+  if (network_) identity.network = network_->GuestConfig();
+  auto configured = co_await channel_->Configure(std::move(identity), timeout);
+  if (!configured) co_return Fail(configured.error().Wrap("give the clone its identity"));
+  co_return Result<void>{};
+}
+
+boost::asio::awaitable<void> Vm::WatchQemu(ChildProcess* process) {
+  const ExitStatus status = co_await process->WaitExit();
+  OnQemuExit(process, status);
+}
+
+void Vm::OnQemuExit(ChildProcess* process, const ExitStatus& status) {
+  if (process != qemu_.get()) return;  // a failed restore's QEMU, already dealt with
   if (channel_) channel_->Close();
   if (qmp_) qmp_->Close();
   WakeWaiters();
+  // Boot() decides what a failed restore means (a cold boot next).
+  if (restoring_) return;
   if (state_ == VmState::kFailed || state_ == VmState::kStopped) return;
   if (stop_reason_) {
     SetState(VmState::kStopped, *stop_reason_);
@@ -265,6 +379,10 @@ void Vm::OnQemuExit(const ExitStatus& status) {
     SetState(VmState::kFailed, FailureReasonFromLogs(status));
   }
 }
+
+std::string Vm::ExitReason() const { return restoring_ ? "qemu exited: " + LastQemuLogLine() : reason_; }
+
+std::string Vm::LastQemuLogLine() const { return LastLine(ReadFileTail(spec_.paths.qemu_log(), 4096)); }
 
 std::string Vm::FailureReasonFromLogs(const ExitStatus& status) const {
   std::string reason = "qemu " + status.Describe();
@@ -325,6 +443,12 @@ boost::asio::awaitable<Result<void>> Vm::Remove() {
     if (ec) co_return Fail(ErrorCode::kInternal, "remove " + dir.string() + ": " + ec.message());
   }
   co_return Result<void>{};
+}
+
+boost::asio::awaitable<Result<void>> Vm::Ping(milliseconds timeout) {
+  if (auto ok = RequireRunning(); !ok) co_return ok;
+  const auto self = shared_from_this();
+  co_return co_await channel_->Ping(timeout);
 }
 
 Result<void> Vm::RequireRunning() const {

@@ -6,8 +6,12 @@
 //       └────────────┴───────────┴────────────┴──► failed
 //
 // creating: runtime dir and overlay being made. starting: QEMU launched, QMP
-// and the guest agent not answered yet. running: the agent answered a ping.
+// and the guest agent not answered yet (for a clone: its state being loaded
+// and its identity given). running: the agent answered a ping.
 // failed: boot failed or QEMU died on its own; `reason` says why.
+//
+// A clone whose restore fails goes back through creating to a cold boot:
+// that is the one way from starting back to creating.
 //
 // A Vm owns its QEMU (ChildProcess), QMP client and guest channel. It lives on
 // the daemon's single io_context thread and is held by shared_ptr so the
@@ -28,6 +32,7 @@
 #include "common/error.h"
 #include "guest-images/agent/protocol/exec_types.h"
 #include "supervisor/child_process.h"
+#include "supervisor/golden_snapshot.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
@@ -62,6 +67,10 @@ struct VmSpec {
   std::uint32_t guest_cid = 0;
   VmPaths paths;
   NetworkInfo network;  // as attached (or as recorded, for a recovered VM)
+  std::string pool;     // the pool it is made for, if any
+  // Made by the daemon for itself (a pool's ready VM, a golden snapshot's
+  // VM) until Claim(): not listed, and discarded by a later daemon.
+  bool unclaimed = false;
 };
 
 class Vm : public std::enable_shared_from_this<Vm> {
@@ -80,7 +89,42 @@ class Vm : public std::enable_shared_from_this<Vm> {
   VmRecord Record() const;
 
   // creating → running, or failed with the reason in the error and in Info().
-  boost::asio::awaitable<Result<void>> Boot();
+  // With `golden`: a clone of it on a fresh overlay, given its own identity
+  // (address, MAC, hostname = id, clock, entropy); if that fails, a cold boot
+  // instead, and restore_error() says why the restore failed.
+  boost::asio::awaitable<Result<void>> Boot(std::optional<GoldenSnapshot> golden = std::nullopt);
+
+  // Why the VM was not restored though a restore was wanted (the restore
+  // Boot() tried failed, or the caller found no usable snapshot and said so
+  // with set_restore_error); empty otherwise.
+  const std::string& restore_error() const { return restore_error_; }
+  void set_restore_error(std::string why) { restore_error_ = std::move(why); }
+
+  // The QEMU command line's spec for this VM; `golden` for a clone of it.
+  QemuLaunchSpec LaunchSpecFor(const GoldenSnapshot* golden) const;
+
+  // running → stopped: pauses the guest, writes its complete state to `fd`
+  // (migration.h) and ends QEMU. The overlay is left for the caller to freeze.
+  // The guest channel must be idle: a request in flight would be saved half done.
+  boost::asio::awaitable<Result<void>> SaveStateAndEnd(int fd);
+
+  // The agent answers within `timeout` (health check).
+  boost::asio::awaitable<Result<void>> Ping(std::chrono::milliseconds timeout);
+
+  const Image& image() const { return spec_.image; }
+  const VmPaths& paths() const { return spec_.paths; }
+  const std::string& pool() const { return spec_.pool; }
+  bool unclaimed() const { return spec_.unclaimed; }
+  // Hands an unclaimed VM to a user (a pool's VM being taken).
+  void Claim();
+  // Seconds since the guest came up (its age in the pool).
+  std::chrono::steady_clock::duration Age() const;
+
+  // Named snapshots (vm_snapshots.cc): the VM must be running.
+  boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(std::string name);
+  boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots();
+  boost::asio::awaitable<Result<void>> RestoreSnapshot(std::string name);
+  boost::asio::awaitable<Result<void>> DeleteSnapshot(std::string name);
 
   // running → stopped: agent power-off, then ACPI, then kill.
   boost::asio::awaitable<Result<void>> Stop();
@@ -101,9 +145,17 @@ class Vm : public std::enable_shared_from_this<Vm> {
   Result<std::string> Console(std::size_t max_bytes) const;
 
  private:
-  boost::asio::awaitable<Result<void>> BootSteps();
-  boost::asio::awaitable<void> WatchQemu();
-  void OnQemuExit(const ExitStatus& status);
+  boost::asio::awaitable<Result<void>> BootSteps(const GoldenSnapshot* golden);
+  boost::asio::awaitable<Result<void>> LaunchQemu(const GoldenSnapshot* golden);
+  boost::asio::awaitable<Result<void>> ConnectAgent(std::chrono::milliseconds timeout);
+  boost::asio::awaitable<Result<void>> LoadGolden(const GoldenSnapshot& golden, std::chrono::milliseconds timeout);
+  boost::asio::awaitable<Result<void>> GiveIdentity(std::chrono::milliseconds timeout);
+  // Ends a failed restore's QEMU and clears what the cold boot makes anew.
+  boost::asio::awaitable<void> DiscardFailedRestore();
+  boost::asio::awaitable<void> WatchQemu(ChildProcess* process);
+  void OnQemuExit(ChildProcess* process, const ExitStatus& status);
+  // Marks a named-snapshot operation under way; kConflict if one already is.
+  Result<void> BeginSnapshotOp();
   // Waits until `done()` holds or `timeout` passes; returns done(). Woken by
   // every state change and by QEMU's exit.
   boost::asio::awaitable<bool> WaitFor(std::function<bool()> done, std::chrono::milliseconds timeout);
@@ -111,6 +163,9 @@ class Vm : public std::enable_shared_from_this<Vm> {
   void SetState(VmState state, std::string reason = "");
   Result<void> RequireRunning() const;
   std::string FailureReasonFromLogs(const ExitStatus& status) const;
+  std::string LastQemuLogLine() const;
+  // Why QEMU is gone, for the error of the boot step that found it gone.
+  std::string ExitReason() const;
   bool qemu_running() const;
 
   VmContext context_;
@@ -122,10 +177,17 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // (with this reason), not a failure. The first reason given wins.
   std::optional<std::string> stop_reason_;
   std::unique_ptr<ChildProcess> qemu_;
+  // A failed restore's QEMU, reaped; kept so its watcher never outlives it.
+  std::unique_ptr<ChildProcess> retired_qemu_;
   std::unique_ptr<qmp::QmpClient> qmp_;
   std::unique_ptr<GuestChannel> channel_;
   std::unique_ptr<NetAttachment> network_;
   bool booting_ = false;
+  bool restoring_ = false;  // QEMU exiting now is a failed restore, not a failed VM
+  bool snapshot_op_ = false;
+  std::string boot_ = "cold";  // VmInfo::boot
+  std::string restore_error_;
+  std::chrono::steady_clock::time_point up_since_ = std::chrono::steady_clock::now();
   bool removed_ = false;  // files gone; nothing may be persisted any more
   std::vector<boost::asio::steady_timer*> waiters_;
 };

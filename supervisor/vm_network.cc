@@ -46,6 +46,16 @@ std::string NetAttachment::KernelArgs() const {
   return "";
 }
 
+std::optional<protocol::GuestNetwork> NetAttachment::GuestConfig() const {
+  if (info_.mode != NetworkMode::kNatFiltered) return std::nullopt;
+  return protocol::GuestNetwork{
+      .address = info_.address + "/" + std::to_string(prefix_length_),
+      .gateway = info_.gateway,
+      .dns = info_.dns,
+      .mac = info_.mac,
+  };
+}
+
 VmNetwork::VmNetwork(boost::asio::any_io_executor executor, const DaemonConfig& config, StateStore& store)
     : executor_(std::move(executor)),
       config_(config),

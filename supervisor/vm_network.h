@@ -16,6 +16,7 @@
 #include <boost/asio/ip/udp.hpp>
 
 #include "common/error.h"
+#include "guest-images/agent/protocol/identity.h"
 #include "netsetup/ipv4.h"
 #include "supervisor/config.h"
 #include "supervisor/ip_leases.h"
@@ -43,6 +44,10 @@ class NetAttachment {
   int tap_fd() const;
   // What the guest's init applies at boot (agentvm.ip=… or agentvm.net=dhcp).
   std::string KernelArgs() const;
+  // What a restored clone's agent applies to make this attachment its own
+  // (address, MAC, route, resolver); nullopt when the VM has no static
+  // address to take (isolated, or bridge mode's DHCP).
+  std::optional<protocol::GuestNetwork> GuestConfig() const;
 
  private:
   friend class VmNetwork;

@@ -87,7 +87,8 @@ std::string ImageDir() {
   return image_dir;
 }
 
-bool ProcessWithArgExists(const std::string& needle) {
+int CountProcessesWithArg(const std::string& needle) {
+  int count = 0;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -95,9 +96,11 @@ bool ProcessWithArgExists(const std::string& needle) {
     for (char& c : cmdline) {
       if (c == '\0') c = ' ';
     }
-    if (cmdline.find(needle) != std::string::npos && name != std::to_string(::getpid())) return true;
+    if (cmdline.find(needle) != std::string::npos && name != std::to_string(::getpid())) ++count;
   }
-  return false;
+  return count;
 }
+
+bool ProcessWithArgExists(const std::string& needle) { return CountProcessesWithArg(needle) > 0; }
 
 }  // namespace agentvm::testing

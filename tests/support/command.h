@@ -37,5 +37,7 @@ std::string ImageDir();
 
 // True when a process whose command line contains `needle` exists.
 bool ProcessWithArgExists(const std::string& needle);
+// How many processes (other than this one) have `needle` in their command line.
+int CountProcessesWithArg(const std::string& needle);
 
 }  // namespace agentvm::testing

@@ -32,6 +32,7 @@ Daemon::Daemon(DaemonOptions options) : root_("avmd") {
           options.extra_args.end()) {
     args_.insert(args_.end(), {"--default-network", "isolated"});
   }
+  if (!options.golden_snapshots) args_.push_back("--no-golden-snapshots");
   args_.insert(args_.end(), options.extra_args.begin(), options.extra_args.end());
   if (!options.netns.empty()) args_.insert(args_.begin(), {"ip", "netns", "exec", options.netns});
   Start();

@@ -18,6 +18,9 @@ struct DaemonOptions {
   std::string image_dir;             // default: ImageDir()
   std::string netns;                 // run inside this network namespace
   std::vector<std::string> extra_args;
+  // Off unless a test is about them: with them on, a first create builds a
+  // golden snapshot in the background, one more boot than the test needs.
+  bool golden_snapshots = false;
 };
 
 // A real agentvmd with its own socket, state and run directories under a

@@ -1,0 +1,157 @@
+// The Supervisor's golden snapshots, pools and named snapshots
+// (docs/snapshots.md). The VM lifecycle itself is in supervisor.cc.
+#include "common/logging.h"
+#include "supervisor/supervisor.h"
+
+namespace agentvm {
+namespace {
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
+
+}  // namespace
+
+GoldenKey Supervisor::GoldenKeyOf(const std::string& image, int cpus, int memory_mib, NetworkMode network) const {
+  return GoldenKey{.image = image,
+                   .cpus = cpus,
+                   .memory_mib = memory_mib,
+                   .channel = channel_,
+                   .has_nic = network != NetworkMode::kIsolated};
+}
+
+void Supervisor::MakePools() {
+  for (const PoolConfig& config : config_.pools) {
+    // ValidateConfig() allowed only nat-filtered and isolated.
+    const NetworkMode network = NetworkModeFromName(config.network).value_or(NetworkMode::kIsolated);
+    const GoldenKey key = GoldenKeyOf(config.image, config.cpus, config.memory_mib, network);
+    VmPool::Hooks hooks{
+        .make = [this, config, network] { return MakePoolClone(config, network); },
+        .remove = [this](std::shared_ptr<Vm> vm) -> boost::asio::awaitable<void> {
+          co_await RemoveVm(std::move(vm));
+        },
+        .golden_ready = [this, key] { return golden_ && golden_->Exists(key); },
+    };
+    auto pool = std::make_unique<VmPool>(executor_, config, network, config_.health_check_interval, std::move(hooks));
+    const std::string name = pool->name();
+    pools_[name] = std::move(pool);
+  }
+}
+
+void Supervisor::StartPools() {
+  for (auto& [name, pool] : pools_) pool->Start();
+}
+
+std::shared_ptr<Vm> Supervisor::TakeFromPool(const CreateVmRequest& request) {
+  const NetworkMode network = request.network.mode.value_or(DefaultNetworkMode());
+  for (auto& [name, pool] : pools_) {
+    if (pool->Matches(request, network)) return pool->Take();
+  }
+  return nullptr;
+}
+
+boost::asio::awaitable<Result<void>> Supervisor::BootVm(Vm& vm, BootMode mode) {
+  const NetworkMode network = vm.Info().network.mode;
+  // Bridge mode gets its address by DHCP at boot; a clone would keep the
+  // golden VM's lease. Such VMs always cold-boot.
+  if (!golden_ || mode == BootMode::kCold || network == NetworkMode::kBridge) co_return co_await vm.Boot();
+
+  const VmInfo info = vm.Info();
+  const GoldenKey key = GoldenKeyOf(info.image, info.cpus, info.memory_mib, network);
+  std::optional<GoldenSnapshot> golden;
+  if (mode == BootMode::kRestore) {
+    auto got = co_await golden_->Get(key, vm);
+    if (got) {
+      golden = std::move(*got);
+    } else {
+      vm.set_restore_error(got.error().message);
+    }
+  } else {
+    // A create does not wait for a golden snapshot to be built: it cold-boots
+    // (as fast as building one would be), the snapshot is built after it, so
+    // the two boots do not share the CPU, and the next create restores.
+    std::string rejected;
+    auto found = golden_->Find(key, vm, &rejected);
+    if (!found) {
+      vm.set_restore_error(found.error().message);
+    } else if (*found) {
+      golden = std::move(**found);
+    } else if (!rejected.empty()) {
+      vm.set_restore_error("golden snapshot discarded: " + rejected);
+    }
+  }
+  const bool tried = golden.has_value();
+  Result<void> booted = co_await vm.Boot(std::move(golden));
+  // It passed every check and QEMU still refused it: never try it again.
+  if (tried && !vm.restore_error().empty()) golden_->Discard(key);
+  if (mode == BootMode::kAuto && (!tried || !vm.restore_error().empty())) golden_->BuildSoon(key);
+  co_return booted;
+}
+
+boost::asio::awaitable<Result<std::shared_ptr<Vm>>> Supervisor::BootGoldenVm(const GoldenKey& key) {
+  auto image = images_.Find(key.image);
+  if (!image) co_return Fail(image.error());
+  NetworkRequest network;
+  network.mode = key.has_nic ? NetworkMode::kNatFiltered : NetworkMode::kIsolated;
+  auto vm = MakeVm(*image, key.cpus, key.memory_mib, network, "", /*unclaimed=*/true);
+  if (!vm) co_return Fail(vm.error());
+  Log()->info("{}: booting for golden snapshot {}", (*vm)->id(), key.DirName());
+  if (auto booted = co_await (*vm)->Boot(); !booted) {
+    co_await RemoveVm(*vm);
+    co_return Fail(booted.error());
+  }
+  co_return *vm;
+}
+
+boost::asio::awaitable<Result<std::shared_ptr<Vm>>> Supervisor::MakePoolClone(PoolConfig config,
+                                                                              NetworkMode network) {
+  auto image = images_.Find(config.image);
+  if (!image) co_return Fail(image.error());
+  NetworkRequest request;
+  request.mode = network;
+  const std::string pool = VmPool::NameOf(config.image, config.cpus, config.memory_mib, network);
+  auto vm = MakeVm(*image, config.cpus, config.memory_mib, request, pool, /*unclaimed=*/true);
+  if (!vm) co_return Fail(vm.error());
+  if (auto booted = co_await BootVm(**vm, BootMode::kRestore); !booted) {
+    co_await RemoveVm(*vm);
+    co_return Fail(booted.error());
+  }
+  co_return *vm;
+}
+
+Result<std::vector<PoolInfo>> Supervisor::Pools() {
+  std::vector<PoolInfo> pools;
+  for (const auto& [name, pool] : pools_) pools.push_back(pool->Info());
+  return pools;
+}
+
+boost::asio::awaitable<Result<void>> Supervisor::Release(const std::string& id) {
+  // Whatever state it is in, a released VM is done with: its pool (if any)
+  // restores a fresh clone in its place.
+  co_return co_await Destroy(id, /*force=*/true);
+}
+
+boost::asio::awaitable<Result<SnapshotInfo>> Supervisor::SaveSnapshot(const std::string& id,
+                                                                       const std::string& name) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  co_return co_await (*vm)->SaveSnapshot(name);
+}
+
+boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> Supervisor::ListSnapshots(const std::string& id) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  co_return co_await (*vm)->ListSnapshots();
+}
+
+boost::asio::awaitable<Result<void>> Supervisor::RestoreSnapshot(const std::string& id, const std::string& name) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  co_return co_await (*vm)->RestoreSnapshot(name);
+}
+
+boost::asio::awaitable<Result<void>> Supervisor::DeleteSnapshot(const std::string& id, const std::string& name) {
+  auto vm = Find(id);
+  if (!vm) co_return Fail(vm.error());
+  co_return co_await (*vm)->DeleteSnapshot(name);
+}
+
+}  // namespace agentvm

@@ -1,0 +1,200 @@
+#include "supervisor/vm_pool.h"
+
+#include <algorithm>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/logging.h"
+
+namespace agentvm {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("pool"); }
+
+// A ping of an idle agent takes milliseconds; a guest that needs longer is
+// not one to hand out.
+constexpr milliseconds kHealthPingTimeout{5000};
+// After a failed clone, wait before the next try, doubling up to the cap, so
+// a broken image or a full disk does not spin the CPU.
+constexpr seconds kFirstRetryDelay{2};
+constexpr seconds kMaxRetryDelay{60};
+
+}  // namespace
+
+VmPool::VmPool(boost::asio::any_io_executor executor, PoolConfig config, NetworkMode network,
+               seconds health_interval, Hooks hooks)
+    : executor_(executor),
+      config_(std::move(config)),
+      network_(network),
+      health_interval_(health_interval),
+      hooks_(std::move(hooks)),
+      name_(NameOf(config_.image, config_.cpus, config_.memory_mib, network)),
+      fill_wake_(executor),
+      health_wake_(executor) {}
+
+VmPool::~VmPool() = default;
+
+std::string VmPool::NameOf(const std::string& image, int cpus, int memory_mib, NetworkMode network) {
+  return image + "-" + std::to_string(cpus) + "c-" + std::to_string(memory_mib) + "m-" +
+         std::string(NetworkModeName(network));
+}
+
+bool VmPool::Matches(const CreateVmRequest& request, NetworkMode network) const {
+  const NetworkRequest& net = request.network;
+  const bool plain_network = net.allow_tcp_ports.empty() && net.allow_cidrs.empty() && net.bridge.empty() &&
+                             !net.bandwidth_bytes_per_sec;
+  return request.image == config_.image && request.cpus == config_.cpus &&
+         request.memory_mib == config_.memory_mib && network == network_ && plain_network;
+}
+
+void VmPool::Start() {
+  Log()->info("{}: min_ready {}, max_total {}, ttl {}s", name_, config_.min_ready, config_.max_total,
+              config_.ttl.count());
+  loops_running_ = 2;
+  boost::asio::co_spawn(executor_, FillLoop(), boost::asio::detached);
+  boost::asio::co_spawn(executor_, HealthLoop(), boost::asio::detached);
+}
+
+void VmPool::RequestStop() {
+  stopping_ = true;
+  fill_wake_.cancel();
+  health_wake_.cancel();
+}
+
+boost::asio::awaitable<void> VmPool::Stop() {
+  RequestStop();
+  // The loops end at their next step; a clone in flight ends when the
+  // Supervisor kills its QEMU.
+  boost::asio::steady_timer poll(executor_);
+  while (loops_running_ > 0) co_await Sleep(poll, milliseconds(20));
+  while (!ready_.empty()) {
+    std::shared_ptr<Vm> vm = ready_.front();
+    ready_.pop_front();
+    co_await hooks_.remove(vm);
+  }
+}
+
+bool VmPool::NeedsMore() const {
+  const int ready = static_cast<int>(ready_.size());
+  const int total = ready + starting_ + static_cast<int>(in_use_.size());
+  return !stopping_ && ready + starting_ < config_.min_ready && total < config_.max_total;
+}
+
+void VmPool::Wake() { fill_wake_.cancel(); }
+
+boost::asio::awaitable<void> VmPool::Sleep(boost::asio::steady_timer& timer,
+                                           std::chrono::steady_clock::duration after) {
+  if (stopping_) co_return;
+  timer.expires_after(after);
+  boost::system::error_code ec;
+  co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+}
+
+boost::asio::awaitable<void> VmPool::FillLoop() {
+  seconds retry_delay = kFirstRetryDelay;
+  while (!stopping_) {
+    if (!NeedsMore()) {
+      co_await Sleep(fill_wake_, std::chrono::hours(24));
+      continue;
+    }
+    ++starting_;
+    Result<std::shared_ptr<Vm>> made = co_await hooks_.make();
+    --starting_;
+    if (!made) {
+      ++failed_;
+      last_error_ = made.error().message;
+      Log()->warn("{}: clone failed ({}); retrying in {}s", name_, last_error_, retry_delay.count());
+      co_await Sleep(fill_wake_, retry_delay);
+      retry_delay = std::min(retry_delay * 2, kMaxRetryDelay);
+      continue;
+    }
+    retry_delay = kFirstRetryDelay;
+    if (stopping_) {
+      co_await hooks_.remove(*made);
+      break;
+    }
+    ready_.push_back(std::move(*made));
+    Log()->debug("{}: {} ready", name_, ready_.size());
+  }
+  --loops_running_;
+}
+
+boost::asio::awaitable<void> VmPool::HealthLoop() {
+  while (!stopping_) {
+    co_await Sleep(health_wake_, health_interval_);
+    // A copy: Take() and Replace() change ready_ while this awaits pings.
+    const std::deque<std::shared_ptr<Vm>> checking = ready_;
+    for (const std::shared_ptr<Vm>& vm : checking) {
+      if (stopping_) break;
+      if (std::find(ready_.begin(), ready_.end(), vm) == ready_.end()) continue;  // taken meanwhile
+      if (vm->Age() > config_.ttl) {
+        co_await Replace(vm, "older than its TTL of " + std::to_string(config_.ttl.count()) + "s");
+        continue;
+      }
+      auto alive = co_await vm->Ping(kHealthPingTimeout);
+      if (!alive && std::find(ready_.begin(), ready_.end(), vm) != ready_.end()) {
+        co_await Replace(vm, "failed its health check: " + alive.error().message);
+      }
+    }
+  }
+  --loops_running_;
+}
+
+boost::asio::awaitable<void> VmPool::Replace(std::shared_ptr<Vm> vm, const std::string& why) {
+  std::erase(ready_, vm);
+  ++replaced_;
+  Log()->info("{}: replacing {}: {}", name_, vm->id(), why);
+  Wake();
+  co_await hooks_.remove(std::move(vm));
+}
+
+std::shared_ptr<Vm> VmPool::Take() {
+  while (!ready_.empty()) {
+    std::shared_ptr<Vm> vm = ready_.front();
+    ready_.pop_front();
+    if (vm->state() != VmState::kRunning) {
+      // Died since its last health check: not one to hand out.
+      ++replaced_;
+      boost::asio::co_spawn(executor_, hooks_.remove(vm), boost::asio::detached);
+      continue;
+    }
+    vm->Claim();
+    in_use_.insert(vm->id());
+    ++taken_;
+    Wake();
+    return vm;
+  }
+  return nullptr;
+}
+
+void VmPool::Returned(const std::string& vm_id) {
+  if (in_use_.erase(vm_id) > 0) Wake();
+}
+
+PoolInfo VmPool::Info() const {
+  return PoolInfo{
+      .name = name_,
+      .image = config_.image,
+      .cpus = config_.cpus,
+      .memory_mib = config_.memory_mib,
+      .network = network_,
+      .min_ready = config_.min_ready,
+      .max_total = config_.max_total,
+      .ready = static_cast<int>(ready_.size()),
+      .starting = starting_,
+      .in_use = static_cast<int>(in_use_.size()),
+      .taken = taken_,
+      .replaced = replaced_,
+      .failed = failed_,
+      .golden_ready = hooks_.golden_ready ? hooks_.golden_ready() : false,
+      .last_error = last_error_,
+  };
+}
+
+}  // namespace agentvm
