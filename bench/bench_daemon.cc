@@ -1,6 +1,9 @@
 #include "bench/bench_daemon.h"
 
 #include <csignal>
+#include <cstdio>
+#include <deque>
+#include <fstream>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -32,13 +35,17 @@ asio::awaitable<Result<std::unique_ptr<BenchDaemon>>> BenchDaemon::Start(BenchDa
   std::filesystem::create_directories(root, ec);
   if (ec) co_return Fail(ErrorCode::kInternal, "create " + root.string() + ": " + ec.message());
 
-  const std::vector<std::string> argv = {
+  std::vector<std::string> argv = {
       daemon->options_.binary, "--socket", daemon->socket_,
       "--state-dir", (root / "state").string(), "--run-dir", daemon->run_dir().string(),
       "--image-dir", daemon->options_.image_dir, "--accel", "tcg",
       // A VM left running on an interrupted benchmark is killed promptly.
       "--stop-grace", "1",
+      // Never nat-filtered here: that would build a bridge and nftables in
+      // the host's own network namespace.
+      "--default-network", "isolated",
   };
+  argv.insert(argv.end(), daemon->options_.extra_args.begin(), daemon->options_.extra_args.end());
   auto launched = ChildProcess::Launch(
       executor, LaunchSpec{.argv = argv, .stderr_path = daemon->log_path().string()});
   if (!launched) co_return Fail(launched.error().Wrap("start agentvmd"));
@@ -73,6 +80,26 @@ BenchDaemon::~BenchDaemon() {
   }
   process_.reset();  // reaps
   UntrackProcess(pid);
+  if (!options_.save_log_to.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.save_log_to.parent_path(), ec);
+    std::filesystem::copy_file(log_path(), options_.save_log_to, std::filesystem::copy_options::overwrite_existing,
+                               ec);
+    if (ec) std::fprintf(stderr, "agentvm-bench: could not save %s: %s\n", log_path().c_str(), ec.message().c_str());
+  }
+}
+
+std::string BenchDaemon::LogTail(int lines) const {
+  std::ifstream in(log_path());
+  std::deque<std::string> tail;
+  std::string line;
+  while (std::getline(in, line)) {
+    tail.push_back(line);
+    if (static_cast<int>(tail.size()) > lines) tail.pop_front();
+  }
+  std::string text;
+  for (const auto& kept : tail) text += kept + "\n";
+  return text;
 }
 
 }  // namespace agentvm::bench
