@@ -8,6 +8,11 @@ namespace {
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
 
+// A ping of an idle agent takes milliseconds; a guest that needs longer is
+// not one to hand out.
+constexpr std::chrono::milliseconds kHealthPingTimeout{5000};
+constexpr std::chrono::milliseconds kWarmUpTimeout{10000};
+
 }  // namespace
 
 GoldenKey Supervisor::GoldenKeyOf(const std::string& image, int cpus, int memory_mib, NetworkMode network) const {
@@ -28,6 +33,7 @@ void Supervisor::MakePools() {
         .remove = [this](std::shared_ptr<Vm> vm) -> boost::asio::awaitable<void> {
           co_await RemoveVm(std::move(vm));
         },
+        .check = [](Vm& vm) { return vm.Ping(kHealthPingTimeout); },
         .golden_ready = [this, key] { return golden_ && golden_->Exists(key); },
     };
     auto pool = std::make_unique<VmPool>(executor_, config, network, config_.health_check_interval, std::move(hooks));
@@ -114,6 +120,13 @@ boost::asio::awaitable<Result<std::shared_ptr<Vm>>> Supervisor::MakePoolClone(Po
     co_await RemoveVm(*vm);
     co_return Fail(booted.error());
   }
+  // A new QEMU translates the guest's code afresh under TCG, so a clone's
+  // first exec costs 100-200 ms more than later ones: pay it here, before
+  // the VM is handed out, rather than in the user's first command.
+  protocol::ExecRequest warm_up{.argv = {"true"}, .timeout = kWarmUpTimeout};
+  protocol::OutputSink discard = [](protocol::OutputStream, std::string_view) {};
+  auto warmed = co_await (*vm)->Exec(std::move(warm_up), std::move(discard));
+  if (!warmed) Log()->warn("{}: warm-up exec failed: {}", (*vm)->id(), warmed.error().message);
   co_return *vm;
 }
 

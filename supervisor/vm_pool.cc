@@ -17,9 +17,6 @@ using std::chrono::seconds;
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("pool"); }
 
-// A ping of an idle agent takes milliseconds; a guest that needs longer is
-// not one to hand out.
-constexpr milliseconds kHealthPingTimeout{5000};
 // After a failed clone, wait before the next try, doubling up to the cap, so
 // a broken image or a full disk does not spin the CPU.
 constexpr seconds kFirstRetryDelay{2};
@@ -107,6 +104,7 @@ boost::asio::awaitable<void> VmPool::FillLoop() {
     Result<std::shared_ptr<Vm>> made = co_await hooks_.make();
     --starting_;
     if (!made) {
+      if (stopping_) break;  // killed by the shutdown, not a failure
       ++failed_;
       last_error_ = made.error().message;
       Log()->warn("{}: clone failed ({}); retrying in {}s", name_, last_error_, retry_delay.count());
@@ -137,7 +135,7 @@ boost::asio::awaitable<void> VmPool::HealthLoop() {
         co_await Replace(vm, "older than its TTL of " + std::to_string(config_.ttl.count()) + "s");
         continue;
       }
-      auto alive = co_await vm->Ping(kHealthPingTimeout);
+      auto alive = co_await hooks_.check(*vm);
       if (!alive && std::find(ready_.begin(), ready_.end(), vm) != ready_.end()) {
         co_await Replace(vm, "failed its health check: " + alive.error().message);
       }

@@ -38,6 +38,8 @@ class VmPool {
     std::function<boost::asio::awaitable<Result<std::shared_ptr<Vm>>>()> make;
     // Removes a VM the pool no longer wants (QEMU, overlay, lease, record).
     std::function<boost::asio::awaitable<void>(std::shared_ptr<Vm>)> remove;
+    // The health check of a ready VM: its agent answers (Vm::Ping).
+    std::function<boost::asio::awaitable<Result<void>>(Vm&)> check;
     // Whether the profile's golden snapshot exists (for Info()).
     std::function<bool()> golden_ready;
   };
