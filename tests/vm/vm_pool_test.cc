@@ -221,5 +221,28 @@ TEST_F(VmPoolTest, APoolOfThreeStaysAtThreeThroughTwentyTakesAndReleases) {
   EXPECT_EQ(CountProcessesWithArg(daemon_->run_dir() + "/vms/"), kMinReady);
 }
 
+// Last: it restarts the suite's daemon.
+TEST_F(VmPoolTest, ACrashedDaemonsPoolVmsAreRemovedNotListed) {
+  const json taken = Create();
+  const std::string id = taken.value("id", "");
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(WaitReady(kMinReady, 60s).value("ready", -1), kMinReady);
+
+  daemon_->CrashAndRestart();
+  // The VM a user had is listed (failed: it could not be adopted); the
+  // pool's own VMs are not: they were killed and removed, and the new
+  // daemon's pool restores fresh ones from the golden snapshot on disk.
+  auto [status, body] = daemon_->Http("GET", "/v1/vms");
+  ASSERT_EQ(status, 200) << body;
+  const json vms = json::parse(body, nullptr, false)["vms"];
+  ASSERT_EQ(vms.size(), 1u) << body;
+  EXPECT_EQ(vms[0].value("id", ""), id);
+  EXPECT_EQ(vms[0].value("state", ""), "failed");
+  const json pool = WaitReady(kMinReady, 60s);
+  EXPECT_EQ(pool.value("ready", -1), kMinReady) << pool.dump();
+  EXPECT_EQ(CountProcessesWithArg(daemon_->run_dir() + "/vms/"), kMinReady);
+  EXPECT_EQ(daemon_->Cli({"rm", id}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace agentvm::testing
