@@ -10,6 +10,7 @@
 
 #include "bench/bench_daemon.h"
 #include "bench/http_client.h"
+#include "bench/pause.h"
 #include "bench/manual_vm.h"
 
 namespace agentvm::bench {
@@ -22,12 +23,6 @@ constexpr milliseconds kCreateTimeout{120000};
 constexpr milliseconds kDeleteTimeout{30000};
 // After each teardown, so a dying QEMU's exit is not charged to the next boot.
 constexpr milliseconds kSettle{300};
-
-asio::awaitable<void> Pause(milliseconds how_long) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, how_long);
-  boost::system::error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-}
 
 struct DaemonBoot {
   Clock::duration create{};

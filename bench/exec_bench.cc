@@ -38,19 +38,7 @@ asio::awaitable<Result<Round>> ExecThroughApi(const std::string& socket, const s
   auto reply = co_await HttpCall(socket, "POST", target, body, kCallTimeout);
   Round round{.elapsed = Clock::now() - start};
   if (!reply) co_return Fail(reply.error());
-  if (reply->status != 200) {
-    co_return Fail(ErrorCode::kInternal, "exec: " + std::to_string(reply->status) + " " + reply->body);
-  }
-  // The exit event is the last line of the stream.
-  std::istringstream lines(reply->body);
-  std::string line, last;
-  while (std::getline(lines, line)) {
-    if (!line.empty()) last = line;
-  }
-  const json exit_event = json::parse(last, nullptr, /*allow_exceptions=*/false);
-  if (!exit_event.is_object() || exit_event.value("type", "") != "exit" || exit_event.value("status", -1) != 0) {
-    co_return Fail(ErrorCode::kInternal, "exec: no successful exit event in: " + reply->body);
-  }
+  if (auto ok = CheckExecSucceeded(*reply); !ok) co_return Fail(ok.error().Wrap("exec"));
   co_return round;
 }
 

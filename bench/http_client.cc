@@ -1,6 +1,7 @@
 #include "bench/http_client.h"
 
 #include <memory>
+#include <sstream>
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -10,6 +11,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <nlohmann/json.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -64,6 +66,22 @@ asio::awaitable<Result<HttpReply>> HttpCall(std::string socket_path, std::string
   if (ec) co_return failed(ec);
   socket->close(ec);
   co_return HttpReply{static_cast<int>(parser.get().result_int()), std::move(parser.get().body())};
+}
+
+Result<void> CheckExecSucceeded(const HttpReply& reply) {
+  if (reply.status != 200) {
+    return Fail(ErrorCode::kInternal, std::to_string(reply.status) + " " + reply.body);
+  }
+  std::istringstream lines(reply.body);
+  std::string line, last;
+  while (std::getline(lines, line)) {
+    if (!line.empty()) last = line;
+  }
+  const nlohmann::json exit_event = nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
+  if (!exit_event.is_object() || exit_event.value("type", "") != "exit" || exit_event.value("status", -1) != 0) {
+    return Fail(ErrorCode::kInternal, "no successful exit event in: " + reply.body);
+  }
+  return {};
 }
 
 }  // namespace agentvm::bench

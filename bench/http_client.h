@@ -25,4 +25,8 @@ boost::asio::awaitable<Result<HttpReply>> HttpCall(std::string socket_path, std:
                                                    std::string target, std::string body,
                                                    std::chrono::milliseconds timeout);
 
+// Whether an exec reply (POST /v1/vms/{id}/exec: an NDJSON stream whose last
+// line is the exit event) says the command exited 0; if not, why.
+Result<void> CheckExecSucceeded(const HttpReply& reply);
+
 }  // namespace agentvm::bench

@@ -16,6 +16,7 @@
 #include "bench/bench_daemon.h"
 #include "bench/boot_bench.h"
 #include "bench/http_client.h"
+#include "bench/pause.h"
 
 namespace agentvm::bench {
 namespace {
@@ -39,12 +40,6 @@ constexpr milliseconds kPoolTimeout{240000};
 constexpr milliseconds kPollInterval{50};
 // After each teardown, so a dying QEMU's exit is not charged to the next create.
 constexpr milliseconds kSettle{300};
-
-asio::awaitable<void> Pause(milliseconds how_long) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, how_long);
-  boost::system::error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-}
 
 double SecondsSince(Clock::time_point start) { return Seconds(Clock::now() - start).count(); }
 
@@ -180,18 +175,7 @@ asio::awaitable<Result<Clock::duration>> ExecTrue(const std::string& socket, con
   auto reply = co_await HttpCall(socket, "POST", target, body, kExecTimeout);
   const auto elapsed = Clock::now() - start;
   if (!reply) co_return Fail(reply.error().Wrap("exec in " + id));
-  if (reply->status != 200) {
-    co_return Fail(ErrorCode::kInternal, "exec in " + id + ": " + std::to_string(reply->status) + " " + reply->body);
-  }
-  std::istringstream lines(reply->body);
-  std::string line, last;
-  while (std::getline(lines, line)) {
-    if (!line.empty()) last = line;
-  }
-  const json exit_event = json::parse(last, nullptr, /*allow_exceptions=*/false);
-  if (!exit_event.is_object() || exit_event.value("type", "") != "exit" || exit_event.value("status", -1) != 0) {
-    co_return Fail(ErrorCode::kInternal, "exec in " + id + ": no successful exit event in: " + reply->body);
-  }
+  if (auto ok = CheckExecSucceeded(*reply); !ok) co_return Fail(ok.error().Wrap("exec in " + id));
   co_return elapsed;
 }
 

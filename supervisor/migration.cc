@@ -6,10 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/deadline.h"
+
 namespace agentvm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using std::chrono::milliseconds;
 
@@ -20,19 +21,6 @@ using std::chrono::milliseconds;
 // over after the first pass".
 constexpr std::int64_t kMaxBandwidthBytesPerSecond = std::int64_t{1} << 40;
 constexpr std::int64_t kDowntimeLimitMs = 2'000'000;  // QEMU's maximum
-
-class Deadline {
- public:
-  explicit Deadline(milliseconds timeout) : at_(Clock::now() + timeout), timeout_(timeout) {}
-  milliseconds Remaining() const {
-    return std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(at_ - Clock::now()));
-  }
-  milliseconds timeout() const { return timeout_; }
-
- private:
-  Clock::time_point at_;
-  milliseconds timeout_;
-};
 
 bool IsFinalStatus(const qmp::QmpEvent& event) {
   const std::string status = event.data.value("status", "");

@@ -9,29 +9,17 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/deadline.h"
+
 namespace agentvm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using std::chrono::milliseconds;
 using Kind = qmp::QmpError::Kind;
 
 // Cleanup after a timeout gets its own small budget: the caller's is spent.
 constexpr milliseconds kCleanupTimeout{2000};
-
-class Deadline {
- public:
-  explicit Deadline(milliseconds timeout) : at_(Clock::now() + timeout), timeout_(timeout) {}
-  milliseconds Remaining() const {
-    return std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(at_ - Clock::now()));
-  }
-  milliseconds timeout() const { return timeout_; }
-
- private:
-  Clock::time_point at_;
-  milliseconds timeout_;
-};
 
 Error Wrapped(const qmp::QmpError& error, std::string_view context) { return error.ToError().Wrap(context); }
 
