@@ -177,9 +177,9 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
   booting_ = true;
   Result<void> booted;
   if (golden) {
+    // Until the failed restore's QEMU is reaped, its exit is not the VM's.
     restoring_ = true;
     booted = co_await BootSteps(&*golden);
-    restoring_ = false;
     if (booted) {
       boot_ = "restore";
     } else if (!stop_reason_) {
@@ -188,6 +188,7 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
       co_await DiscardFailedRestore();
       golden.reset();
     }
+    restoring_ = false;
   }
   if (!golden) {
     boot_ = "cold";
