@@ -68,8 +68,14 @@ boost::asio::awaitable<void> VmPool::Stop() {
   RequestStop();
   // The loops end at their next step; a clone in flight ends when the
   // Supervisor kills its QEMU.
+  // Not Sleep(): it returns at once once stopping_ is set, and this loop
+  // must yield so the loops can run to their end.
   boost::asio::steady_timer poll(executor_);
-  while (loops_running_ > 0) co_await Sleep(poll, milliseconds(20));
+  while (loops_running_ > 0) {
+    poll.expires_after(milliseconds(20));
+    boost::system::error_code ec;
+    co_await poll.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  }
   while (!ready_.empty()) {
     std::shared_ptr<Vm> vm = ready_.front();
     ready_.pop_front();
@@ -153,6 +159,8 @@ boost::asio::awaitable<void> VmPool::Replace(std::shared_ptr<Vm> vm, const std::
 }
 
 std::shared_ptr<Vm> VmPool::Take() {
+  // Whatever happens below leaves fewer VMs ready: the filler decides.
+  if (!ready_.empty()) Wake();
   while (!ready_.empty()) {
     std::shared_ptr<Vm> vm = ready_.front();
     ready_.pop_front();
@@ -165,7 +173,6 @@ std::shared_ptr<Vm> VmPool::Take() {
     vm->Claim();
     in_use_.insert(vm->id());
     ++taken_;
-    Wake();
     return vm;
   }
   return nullptr;

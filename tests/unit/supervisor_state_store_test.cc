@@ -1,6 +1,9 @@
 #include "supervisor/state_store.h"
 
+#include <sqlite3.h>
+
 #include <cstdio>
+#include <string>
 #include <gtest/gtest.h>
 
 namespace agentvm {
@@ -52,6 +55,140 @@ TEST(StateStoreTest, SurvivesReopen) {
   ASSERT_TRUE(reopened);
   EXPECT_EQ((*reopened)->List()->size(), 1u);
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+TEST(StateStoreTest, PoolFieldsRoundTrip) {
+  auto store = StateStore::Open(":memory:");
+  ASSERT_TRUE(store) << store.error().message;
+  VmRecord ready = Example("vm-ready", 1);
+  ready.network = R"({"mode":"isolated"})";
+  ready.boot = "restore";
+  ready.pool = "tiny-1c-256m-isolated";
+  ready.unclaimed = true;
+  VmRecord taken = Example("vm-taken", 2);
+  taken.boot = "pool";
+  taken.pool = "tiny-1c-256m-isolated";
+  taken.unclaimed = false;
+  ASSERT_TRUE((*store)->Put(ready));
+  ASSERT_TRUE((*store)->Put(taken));
+
+  auto got = (*store)->Get("vm-ready");
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ((*got)->network, R"({"mode":"isolated"})");
+  EXPECT_EQ((*got)->boot, "restore");
+  EXPECT_EQ((*got)->pool, "tiny-1c-256m-isolated");
+  EXPECT_TRUE((*got)->unclaimed);
+
+  auto list = (*store)->List();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[1].id, "vm-taken");
+  EXPECT_EQ((*list)[1].boot, "pool");
+  EXPECT_EQ((*list)[1].pool, "tiny-1c-256m-isolated");
+  EXPECT_FALSE((*list)[1].unclaimed);
+
+  // Claiming a pool VM is a Put of the same id: the flag goes back to false.
+  ready.unclaimed = false;
+  ready.boot = "pool";
+  ASSERT_TRUE((*store)->Put(ready));
+  EXPECT_FALSE((*(*store)->Get("vm-ready"))->unclaimed);
+  EXPECT_EQ((*(*store)->Get("vm-ready"))->boot, "pool");
+}
+
+// Writes a database the way an older agentvmd left it, with sqlite3 itself.
+void MakeOldDatabase(const std::string& path, const std::string& create_vms, const std::string& insert) {
+  std::remove(path.c_str());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  const std::string sql = create_vms + insert;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  const std::string message = error ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << message;
+}
+
+void RemoveDatabase(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+// The vms table of the first release: no network, boot, pool, unclaimed.
+constexpr char kFirstVmsTable[] =
+    "CREATE TABLE vms ("
+    "  id TEXT PRIMARY KEY, image TEXT NOT NULL, state TEXT NOT NULL,"
+    "  cpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL, accel TEXT NOT NULL,"
+    "  channel TEXT NOT NULL, guest_cid INTEGER NOT NULL, pid INTEGER NOT NULL,"
+    "  runtime_dir TEXT NOT NULL, disk_dir TEXT NOT NULL, reason TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);";
+
+TEST(StateStoreTest, OldDatabaseGetsTheNewColumnsAndKeepsItsRows) {
+  const std::string path = ::testing::TempDir() + "/agentvm-state-old-test.db";
+  RemoveDatabase(path);
+  ASSERT_NO_FATAL_FAILURE(MakeOldDatabase(
+      path, kFirstVmsTable,
+      "INSERT INTO vms VALUES ('vm-old', 'tiny', 'stopped', 2, 512, 'tcg', 'virtio-serial', 0, 0,"
+      " '/run/agentvm/vms/vm-old', '/var/lib/agentvm/vms/vm-old', 'stopped by user', 7);"));
+  {
+    auto store = StateStore::Open(path);
+    ASSERT_TRUE(store) << store.error().message;
+    auto list = (*store)->List();
+    ASSERT_TRUE(list) << list.error().message;
+    ASSERT_EQ(list->size(), 1u);
+    const VmRecord& old = (*list)[0];
+    EXPECT_EQ(old.id, "vm-old");
+    EXPECT_EQ(old.state, "stopped");
+    EXPECT_EQ(old.cpus, 2);
+    EXPECT_EQ(old.memory_mib, 512);
+    EXPECT_EQ(old.disk_dir, "/var/lib/agentvm/vms/vm-old");
+    EXPECT_EQ(old.reason, "stopped by user");
+    EXPECT_EQ(old.created_at, 7);
+    EXPECT_EQ(old.network, "");
+    EXPECT_EQ(old.boot, "");
+    EXPECT_EQ(old.pool, "");
+    EXPECT_FALSE(old.unclaimed);
+
+    // The new columns take values too.
+    VmRecord fresh = Example("vm-new", 8);
+    fresh.boot = "restore";
+    fresh.pool = "tiny-1c-256m-isolated";
+    fresh.unclaimed = true;
+    ASSERT_TRUE((*store)->Put(fresh));
+  }
+  // A second open finds the columns there and adds nothing twice.
+  auto reopened = StateStore::Open(path);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  auto list = (*reopened)->List();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "vm-old");
+  EXPECT_EQ((*list)[1].pool, "tiny-1c-256m-isolated");
+  EXPECT_TRUE((*list)[1].unclaimed);
+  EXPECT_EQ((*list)[1].boot, "restore");
+  reopened->reset();
+  RemoveDatabase(path);
+}
+
+TEST(StateStoreTest, DatabaseWithNetworkColumnOnlyGetsTheRest) {
+  // The schema between the network and the snapshot work: network, no boot/pool/unclaimed.
+  const std::string path = ::testing::TempDir() + "/agentvm-state-mid-test.db";
+  RemoveDatabase(path);
+  ASSERT_NO_FATAL_FAILURE(MakeOldDatabase(
+      path, std::string(kFirstVmsTable) + "ALTER TABLE vms ADD COLUMN network TEXT NOT NULL DEFAULT '';",
+      "INSERT INTO vms VALUES ('vm-mid', 'tiny', 'running', 1, 256, 'tcg', 'virtio-serial', 0, 42,"
+      " '/run/a', '/var/b', '', 9, '{\"mode\":\"nat-filtered\"}');"));
+  {
+    auto store = StateStore::Open(path);
+    ASSERT_TRUE(store) << store.error().message;
+    auto got = (*store)->Get("vm-mid");
+    ASSERT_TRUE(got && got->has_value()) << (got ? "no row" : got.error().message);
+    EXPECT_EQ((*got)->network, R"({"mode":"nat-filtered"})");
+    EXPECT_EQ((*got)->pid, 42);
+    EXPECT_EQ((*got)->boot, "");
+    EXPECT_EQ((*got)->pool, "");
+    EXPECT_FALSE((*got)->unclaimed);
+  }
+  RemoveDatabase(path);
 }
 
 TEST(StateStoreTest, UnopenableDatabaseIsAClearError) {
