@@ -22,7 +22,7 @@ using nlohmann::json;
 
 constexpr int kMinReady = 3;
 
-class VmPoolTest : public ::testing::Test {
+class VmWarmPoolTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     world_ = new NetWorld();
@@ -97,10 +97,10 @@ class VmPoolTest : public ::testing::Test {
   static Daemon* daemon_;
 };
 
-NetWorld* VmPoolTest::world_ = nullptr;
-Daemon* VmPoolTest::daemon_ = nullptr;
+NetWorld* VmWarmPoolTest::world_ = nullptr;
+Daemon* VmWarmPoolTest::daemon_ = nullptr;
 
-TEST_F(VmPoolTest, AFileWrittenInAVmIsGoneAfterReleaseAndReacquire) {
+TEST_F(VmWarmPoolTest, AFileWrittenInAVmIsGoneAfterReleaseAndReacquire) {
   const json first = Create();
   const std::string id = first.value("id", "");
   ASSERT_FALSE(id.empty());
@@ -121,7 +121,7 @@ TEST_F(VmPoolTest, AFileWrittenInAVmIsGoneAfterReleaseAndReacquire) {
   Release(again);
 }
 
-TEST_F(VmPoolTest, TwoClonesHaveTheirOwnAddressHostnameRandomnessAndTheWallClock) {
+TEST_F(VmWarmPoolTest, TwoClonesHaveTheirOwnAddressHostnameRandomnessAndTheWallClock) {
   const json a = Create();
   const json b = Create();
   const std::string id_a = a.value("id", ""), id_b = b.value("id", "");
@@ -156,7 +156,7 @@ TEST_F(VmPoolTest, TwoClonesHaveTheirOwnAddressHostnameRandomnessAndTheWallClock
   Release(id_b);
 }
 
-TEST_F(VmPoolTest, ANamedSnapshotBringsBackAFileDeletedAfterIt) {
+TEST_F(VmWarmPoolTest, ANamedSnapshotBringsBackAFileDeletedAfterIt) {
   const json vm = Create();
   const std::string id = vm.value("id", "");
   ASSERT_FALSE(id.empty());
@@ -195,7 +195,7 @@ TEST_F(VmPoolTest, ANamedSnapshotBringsBackAFileDeletedAfterIt) {
   Release(id);
 }
 
-TEST_F(VmPoolTest, APoolOfThreeStaysAtThreeThroughTwentyTakesAndReleases) {
+TEST_F(VmWarmPoolTest, APoolOfThreeStaysAtThreeThroughTwentyTakesAndReleases) {
   const std::uint64_t taken_before = Pool().value("taken", 0ull);
   std::set<std::string> ids;
   for (int round = 0; round < 20; ++round) {
@@ -222,7 +222,7 @@ TEST_F(VmPoolTest, APoolOfThreeStaysAtThreeThroughTwentyTakesAndReleases) {
 }
 
 // Last: it restarts the suite's daemon.
-TEST_F(VmPoolTest, ACrashedDaemonsPoolVmsAreRemovedNotListed) {
+TEST_F(VmWarmPoolTest, ACrashedDaemonsPoolVmsAreRemovedNotListed) {
   const json taken = Create();
   const std::string id = taken.value("id", "");
   ASSERT_FALSE(id.empty());
