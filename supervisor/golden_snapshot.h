@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "supervisor/file_digest.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
 #include "supervisor/qemu_command_line.h"
@@ -33,30 +34,6 @@
 namespace agentvm {
 
 inline constexpr int kGoldenFormatVersion = 1;
-
-// XXH64 with seed 0 (the published xxHash algorithm), fed incrementally: a
-// fast 64-bit checksum that catches a corrupted state file.
-class Xxh64 {
- public:
-  void Update(std::string_view bytes);
-  std::uint64_t Digest() const;
-
- private:
-  std::uint64_t acc_[4] = {};
-  unsigned char buffer_[32] = {};
-  std::size_t buffered_ = 0;
-  std::uint64_t total_ = 0;
-  bool started_ = false;
-};
-
-std::uint64_t Xxh64Of(std::string_view bytes);
-std::string Hex64(std::uint64_t value);  // 16 lowercase hex digits
-// XXH64 of a whole file, and its size.
-struct FileDigest {
-  std::uint64_t size = 0;
-  std::string checksum;  // "xxh64:<16 hex>"
-};
-Result<FileDigest> DigestFile(const std::filesystem::path& path);
 
 // What a saved VM and the VM restoring its state must share. Anything else
 // that must match (QEMU, devices, image) is checked through GoldenMeta.
