@@ -78,7 +78,9 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
       store_(std::move(store)),
       network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {
   if (!config_.golden_snapshots) {
-    if (!config_.pools.empty()) Log()->warn("golden snapshots are off: the {} configured pool(s) stay empty", config_.pools.size());
+    if (!config_.pools.empty()) {
+      Log()->warn("golden snapshots are off: the {} configured pool(s) stay empty", config_.pools.size());
+    }
     return;
   }
   golden_ = std::make_unique<GoldenSnapshots>(
