@@ -82,7 +82,12 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshots::Get(const Golden
 }
 
 void GoldenSnapshots::BuildSoon(const GoldenKey& key) {
-  if (building_.contains(key.DirName())) return;
+  const std::string name = key.DirName();
+  if (building_.contains(name)) return;
+  if (auto failed = failed_at_.find(name);
+      failed != failed_at_.end() && std::chrono::steady_clock::now() - failed->second < kRetryAfterFailure) {
+    return;
+  }
   boost::asio::co_spawn(
       executor_, [this, key]() -> boost::asio::awaitable<void> { co_await Build(key); }, boost::asio::detached);
 }
@@ -107,6 +112,11 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshots::Build(const Gold
   }
   building_[name];
   Result<GoldenSnapshot> built = co_await BootAndSave(key);
+  if (built) {
+    failed_at_.erase(name);
+  } else {
+    failed_at_[name] = std::chrono::steady_clock::now();
+  }
   std::vector<Waiter> waiters = std::move(building_[name]);
   building_.erase(name);
   for (const Waiter& waiter : waiters) waiter->Set(built);

@@ -5,6 +5,7 @@
 // profile share one build.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -44,8 +45,10 @@ class GoldenSnapshots {
   boost::asio::awaitable<Result<GoldenSnapshot>> Get(const GoldenKey& key, const Vm& clone);
 
   // Starts building the profile's snapshot in the background unless a build
-  // is under way.
+  // is under way or the last one failed less than kRetryAfterFailure ago (an
+  // image that cannot boot must not cost a boot per create).
   void BuildSoon(const GoldenKey& key);
+  static constexpr std::chrono::seconds kRetryAfterFailure{60};
 
   // Completes when no build is under way (at shutdown, after every QEMU was
   // killed, so builds end quickly).
@@ -74,6 +77,8 @@ class GoldenSnapshots {
   RemoveVm remove_;
   // Builds under way, by GoldenKey::DirName(), with who waits for each.
   std::map<std::string, std::vector<Waiter>> building_;
+  // When each key's latest build failed; cleared by a success.
+  std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
 };
 
 }  // namespace agentvm
