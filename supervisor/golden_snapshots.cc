@@ -9,11 +9,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/poll.h"
 
 namespace agentvm {
 namespace {
@@ -93,12 +91,7 @@ void GoldenSnapshots::BuildSoon(const GoldenKey& key) {
 }
 
 boost::asio::awaitable<void> GoldenSnapshots::WaitIdle() {
-  boost::asio::steady_timer poll(executor_);
-  while (!building_.empty()) {
-    poll.expires_after(std::chrono::milliseconds(20));
-    boost::system::error_code ec;
-    co_await poll.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-  }
+  co_await PollUntil(executor_, [this] { return building_.empty(); });
 }
 
 boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshots::Build(const GoldenKey& key) {

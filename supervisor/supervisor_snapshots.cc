@@ -55,13 +55,12 @@ std::shared_ptr<Vm> Supervisor::TakeFromPool(const CreateVmRequest& request) {
 }
 
 boost::asio::awaitable<Result<void>> Supervisor::BootVm(Vm& vm, BootMode mode) {
-  const NetworkMode network = vm.Info().network.mode;
+  const VmInfo info = vm.Info();
   // Bridge mode gets its address by DHCP at boot; a clone would keep the
   // golden VM's lease. Such VMs always cold-boot.
-  if (!golden_ || mode == BootMode::kCold || network == NetworkMode::kBridge) co_return co_await vm.Boot();
+  if (!golden_ || mode == BootMode::kCold || info.network.mode == NetworkMode::kBridge) co_return co_await vm.Boot();
 
-  const VmInfo info = vm.Info();
-  const GoldenKey key = GoldenKeyOf(info.image, info.cpus, info.memory_mib, network);
+  const GoldenKey key = GoldenKeyOf(info.image, info.cpus, info.memory_mib, info.network.mode);
   std::optional<GoldenSnapshot> golden;
   if (mode == BootMode::kRestore) {
     auto got = co_await golden_->Get(key, vm);

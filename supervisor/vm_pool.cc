@@ -8,11 +8,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/poll.h"
 
 namespace agentvm {
 namespace {
 
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("pool"); }
@@ -68,14 +68,9 @@ boost::asio::awaitable<void> VmPool::Stop() {
   RequestStop();
   // The loops end at their next step; a clone in flight ends when the
   // Supervisor kills its QEMU.
-  // Not Sleep(): it returns at once once stopping_ is set, and this loop
-  // must yield so the loops can run to their end.
-  boost::asio::steady_timer poll(executor_);
-  while (loops_running_ > 0) {
-    poll.expires_after(milliseconds(20));
-    boost::system::error_code ec;
-    co_await poll.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-  }
+  // Not Sleep(), which returns at once when stopping: this must yield so
+  // the loops can run to their end.
+  co_await PollUntil(executor_, [this] { return loops_running_ == 0; });
   while (!ready_.empty()) {
     std::shared_ptr<Vm> vm = ready_.front();
     ready_.pop_front();
