@@ -78,6 +78,7 @@ int Agent::Run() {
       if (fds[i].revents != 0) HandleEvent(targets[i], fds[i].revents);
     }
     ExpireTimeouts(Clock::now());
+    AcknowledgeStdin();
     ReapAndFinish();
     FlushOutput();
   }
@@ -105,8 +106,8 @@ void Agent::BuildPollSet(std::vector<pollfd>* fds, std::vector<PollTarget>* targ
   for (const auto& [stream, session] : sessions_) {
     add(session->stdin_fd_to_poll(), POLLOUT, {PollTarget::kStdin, stream});
     if (read_pipes && output_.stream_bytes(stream) < kStreamHighWater) {
-      add(session->stdout_fd(), POLLIN, {PollTarget::kStdout, stream});
-      add(session->stderr_fd(), POLLIN, {PollTarget::kStderr, stream});
+      add(session->stdout_fd_to_poll(), POLLIN, {PollTarget::kStdout, stream});
+      add(session->stderr_fd_to_poll(), POLLIN, {PollTarget::kStderr, stream});
     }
     add(session->pidfd(), POLLIN, {PollTarget::kPidfd, stream});
   }
@@ -160,11 +161,11 @@ void Agent::HandleEvent(const PollTarget& target, short revents) {
       if (target.fd == session.stdin_fd_to_poll()) session.WriteStdin();
       break;
     case PollTarget::kStdout:
-      if (target.fd == session.stdout_fd())
+      if (target.fd == session.stdout_fd_to_poll())
         session.ReadOutput(protocol::OutputStream::kStdout, &output_);
       break;
     case PollTarget::kStderr:
-      if (target.fd == session.stderr_fd())
+      if (target.fd == session.stderr_fd_to_poll())
         session.ReadOutput(protocol::OutputStream::kStderr, &output_);
       break;
     case PollTarget::kPidfd:
@@ -262,13 +263,17 @@ void Agent::HandleFrame(protocol::Frame frame) {
       Reply(p::PongFrame(frame.stream));
     } else if (type == p::kTypeExec) {
       HandleExec(frame);
-    } else if (type == p::kTypeStdin || type == p::kTypeSignal) {
+    } else if (type == p::kTypeStdin || type == p::kTypeSignal || type == p::kTypeOutputAck) {
       auto it = sessions_.find(frame.stream);
       if (it == sessions_.end()) return;  // the process already ended: too late, not wrong
       if (type == p::kTypeStdin) {
         auto chunk = p::ParseStdin(frame);
         if (!chunk) return LogWarn(chunk.error());
         it->second->AddStdin(chunk->data, chunk->eof);
+      } else if (type == p::kTypeOutputAck) {
+        auto bytes = p::ParseAck(frame);
+        if (!bytes) return LogWarn(bytes.error());
+        it->second->AddOutputCredit(*bytes);
       } else {
         auto signal = p::ParseSignal(frame);
         if (!signal) return LogWarn(signal.error());
@@ -362,12 +367,17 @@ void Agent::ExpireTimeouts(Clock::time_point now) {
   }
 }
 
+void Agent::AcknowledgeStdin() {
+  for (auto& [stream, session] : sessions_) {
+    if (std::uint64_t bytes = session->TakeStdinAck()) Reply(protocol::StdinAckFrame(stream, bytes));
+  }
+}
+
 void Agent::ReapAndFinish() {
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     ExecSession& session = *it->second;
     if (!session.has_pidfd()) session.TryReap();
-    if (session.reaped()) {
-      session.Finish(&output_);
+    if (session.reaped() && session.Finish(&output_)) {
       it = sessions_.erase(it);
     } else {
       ++it;

@@ -71,6 +71,7 @@ class Agent {
   void Reply(const protocol::Frame& frame);
 
   void ExpireTimeouts(Clock::time_point now);
+  void AcknowledgeStdin();
   void ReapAndFinish();
 
   Channel channel_;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "guest-images/agent/log.h"
@@ -21,6 +22,9 @@ namespace {
 constexpr std::size_t kReadChunk = 64 * 1024;
 // Upper bound for Finish()'s drain, against a grandchild that keeps writing.
 constexpr std::size_t kFinishDrainLimit = 1024 * 1024;
+// A "stdin_ack" is sent once this much was taken, or when nothing is left
+// pending: fewer frames, and the host never waits on a small remainder.
+constexpr std::uint64_t kStdinAckBytes = 64 * 1024;
 
 std::unexpected<protocol::ErrorReply> Refuse(std::string_view code, std::string message) {
   return std::unexpected(protocol::ErrorReply{std::string(code), std::move(message)});
@@ -230,6 +234,8 @@ AgentResult<std::unique_ptr<ExecSession>> ExecSession::Start(std::uint32_t strea
   if (start.request.timeout.count() > 0) {
     session->deadline_ = Clock::now() + start.request.timeout;
   }
+  session->output_window_ = start.output_window;
+  session->output_credit_ = start.output_window;
   session->AddStdin(start.request.stdin_data, start.stdin_eof);
   return session;
 }
@@ -253,7 +259,12 @@ std::optional<ExecSession::Clock::time_point> ExecSession::deadline() const {
 }
 
 void ExecSession::AddStdin(std::string_view data, bool eof) {
-  if (!stdin_) return;  // the program closed its stdin; drop what comes
+  if (!stdin_) {
+    // The program closed its stdin: drop what comes, but acknowledge it, or
+    // a host streaming more would wait for window space forever.
+    CountStdinTaken(data.size());
+    return;
+  }
   if (stdin_sent_ == stdin_pending_.size()) {
     stdin_pending_.clear();
     stdin_sent_ = 0;
@@ -271,14 +282,30 @@ void ExecSession::WriteStdin() {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
       // EPIPE: the program does not read its stdin; nothing more to deliver.
+      CountStdinTaken(stdin_pending_.size() - stdin_sent_);
       stdin_.reset();
       stdin_pending_.clear();
       stdin_sent_ = 0;
       return;
     }
     stdin_sent_ += static_cast<std::size_t>(n);
+    CountStdinTaken(static_cast<std::size_t>(n));
   }
   CloseStdinIfDone();
+}
+
+void ExecSession::CountStdinTaken(std::size_t bytes) { stdin_unacked_ += bytes; }
+
+std::uint64_t ExecSession::TakeStdinAck() {
+  bool nothing_pending = stdin_sent_ == stdin_pending_.size();
+  if (stdin_unacked_ == 0 || (stdin_unacked_ < kStdinAckBytes && !nothing_pending)) return 0;
+  return std::exchange(stdin_unacked_, 0);
+}
+
+void ExecSession::AddOutputCredit(std::uint64_t bytes) {
+  if (!output_credit_) return;
+  // Never more than the window: a confused host cannot make us buffer more.
+  *output_credit_ = std::min(*output_window_, *output_credit_ + bytes);
 }
 
 void ExecSession::CloseStdinIfDone() {
@@ -292,10 +319,13 @@ void ExecSession::CloseStdinIfDone() {
 ExecSession::ReadState ExecSession::ReadOnce(protocol::OutputStream which, OutputQueue* out) {
   UniqueFd& fd = which == protocol::OutputStream::kStdout ? stdout_ : stderr_;
   if (!fd) return ReadState::kClosed;
+  std::size_t room = output_credit_ ? std::min<std::uint64_t>(*output_credit_, kReadChunk) : kReadChunk;
+  if (room == 0) return ReadState::kAgain;
   char buf[kReadChunk];
   while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd.get(), buf, room);
     if (n > 0) {
+      if (output_credit_) *output_credit_ -= static_cast<std::uint64_t>(n);
       out->Push(protocol::OutputFrame(stream_, which, std::string_view(buf, n)));
       return ReadState::kData;
     }
@@ -344,13 +374,21 @@ bool ExecSession::TryReap() {
   return reaped_;
 }
 
-void ExecSession::Finish(OutputQueue* out) {
+bool ExecSession::Finish(OutputQueue* out) {
   for (auto which : {protocol::OutputStream::kStdout, protocol::OutputStream::kStderr}) {
-    std::size_t drained = 0;
-    while (drained < kFinishDrainLimit) {
+    UniqueFd& fd = which == protocol::OutputStream::kStdout ? stdout_ : stderr_;
+    while (fd) {
+      if (output_credit_ && *output_credit_ == 0) return false;  // more after an output_ack
+      if (drained_after_reap_ >= kFinishDrainLimit) {
+        fd.reset();
+        break;
+      }
       std::size_t before = out->total_bytes();
-      if (ReadOnce(which, out) != ReadState::kData) break;
-      drained += out->total_bytes() - before;
+      if (ReadOnce(which, out) != ReadState::kData) {
+        fd.reset();  // EOF, or empty now: what a grandchild writes later is not waited for
+        break;
+      }
+      drained_after_reap_ += out->total_bytes() - before;
     }
   }
   stdin_.reset();
@@ -361,6 +399,7 @@ void ExecSession::Finish(OutputQueue* out) {
   if (wait_status_ && WIFEXITED(*wait_status_)) result.exit_code = WEXITSTATUS(*wait_status_);
   if (wait_status_ && WIFSIGNALED(*wait_status_)) result.signal = WTERMSIG(*wait_status_);
   out->Push(protocol::ExitFrame(stream_, result));
+  return true;
 }
 
 }  // namespace agentvm::guest

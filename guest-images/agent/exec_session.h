@@ -44,8 +44,10 @@ class ExecSession {
 
   // fds to poll; -1 when there is nothing to wait for.
   int stdin_fd_to_poll() const;  // only while stdin bytes are pending
-  int stdout_fd() const { return stdout_.get(); }
-  int stderr_fd() const { return stderr_.get(); }
+  // The output pipes, only while the host's window has room for more and
+  // the program still runs (a reaped one is drained by Finish() instead).
+  int stdout_fd_to_poll() const { return output_to_poll() ? stdout_.get() : -1; }
+  int stderr_fd_to_poll() const { return output_to_poll() ? stderr_.get() : -1; }
   int pidfd() const { return reaped_ ? -1 : pidfd_.get(); }
   bool has_pidfd() const { return static_cast<bool>(pidfd_); }
 
@@ -54,8 +56,15 @@ class ExecSession {
 
   void AddStdin(std::string_view data, bool eof);
   void WriteStdin();
-  // One read from the pipe; output becomes a stdout/stderr frame in `out`.
+  // Stdin bytes written to the program (or dropped: it closed its stdin)
+  // that the host has not been told of yet; 0 while too few to be worth a
+  // "stdin_ack". Resets the count.
+  std::uint64_t TakeStdinAck();
+  // One read from the pipe, at most what the window allows; output becomes
+  // a stdout/stderr frame in `out`.
   void ReadOutput(protocol::OutputStream which, OutputQueue* out);
+  // The host took `bytes` more of the output ("output_ack").
+  void AddOutputCredit(std::uint64_t bytes);
   void Signal(int signal);
   void KillForTimeout();
 
@@ -63,14 +72,18 @@ class ExecSession {
   bool TryReap();
   bool reaped() const { return reaped_; }
 
-  // After TryReap(): queues what the pipes hold right now (a background
-  // grandchild may keep them open forever, so no waiting for EOF), then the
-  // exit frame.
-  void Finish(OutputQueue* out);
+  // After TryReap(): queues what the pipes hold (a background grandchild may
+  // keep them open forever, so a pipe is done at its first EAGAIN, not at
+  // EOF), as far as the window allows, then the exit frame. False while
+  // output is left that the window holds back: call again after more
+  // credit. True once the exit frame is queued.
+  bool Finish(OutputQueue* out);
 
  private:
   ExecSession(std::uint32_t stream) : stream_(stream) {}
+  bool output_to_poll() const { return !reaped_ && (!output_credit_ || *output_credit_ > 0); }
   void CloseStdinIfDone();
+  void CountStdinTaken(std::size_t bytes);
   enum class ReadState { kData, kAgain, kClosed };
   ReadState ReadOnce(protocol::OutputStream which, OutputQueue* out);
 
@@ -83,6 +96,11 @@ class ExecSession {
   std::string stdin_pending_;
   std::size_t stdin_sent_ = 0;
   bool stdin_eof_ = false;
+  std::uint64_t stdin_unacked_ = 0;
+  // nullopt: no flow control; else what the host's window has room for.
+  std::optional<std::uint64_t> output_window_;
+  std::optional<std::uint64_t> output_credit_;
+  std::size_t drained_after_reap_ = 0;
   std::optional<Clock::time_point> deadline_;
   bool timed_out_ = false;
   bool reaped_ = false;

@@ -19,6 +19,9 @@ struct ExecRequest {
   std::string cwd;                         // empty: "/"
   std::chrono::milliseconds timeout{0};    // 0: no timeout
   std::string stdin_data;                  // fed to the process, then stdin is closed
+  // Host side only: stdin_data is just the start, the rest comes through
+  // ExecStream::WriteStdin and stdin closes when that says eof.
+  bool stream_stdin = false;
 };
 
 struct ExecResult {

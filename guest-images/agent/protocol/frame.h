@@ -20,7 +20,8 @@ namespace agentvm::protocol {
 inline constexpr std::size_t kFramePrefixBytes = 8;
 // Limit on H + P; the 8-byte prefix is not counted.
 inline constexpr std::size_t kMaxFrameBytes = 16 * 1024 * 1024;
-inline constexpr int kProtocolVersion = 1;
+// 2: per-exec flow control (output_window, output_ack, stdin_ack).
+inline constexpr int kProtocolVersion = 2;
 
 // Where the guest listens / which port it opens.
 inline constexpr std::uint32_t kGuestVsockPort = 1024;

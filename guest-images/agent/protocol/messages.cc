@@ -67,7 +67,7 @@ constexpr std::uint64_t kU64Max = std::numeric_limits<std::uint64_t>::max();
 Frame PingFrame(std::uint32_t stream) { return MakeFrame(kTypePing, stream); }
 
 Frame ExecFrame(std::uint32_t stream, const ExecRequest& request, std::string_view stdin_chunk,
-                bool stdin_eof) {
+                bool stdin_eof, std::optional<std::uint64_t> output_window) {
   json fields = {
       {"argv", request.argv},
       {"env", request.env},
@@ -76,6 +76,7 @@ Frame ExecFrame(std::uint32_t stream, const ExecRequest& request, std::string_vi
        static_cast<std::uint64_t>(std::max<std::int64_t>(0, request.timeout.count()))},
       {"stdin_eof", stdin_eof},
   };
+  if (output_window) fields["output_window"] = *output_window;
   return MakeFrame(kTypeExec, stream, std::move(fields), std::string(stdin_chunk));
 }
 
@@ -124,6 +125,14 @@ Frame ConfigureFrame(std::uint32_t stream, const GuestIdentity& identity) {
     }
   }
   return MakeFrame(kTypeConfigure, stream, std::move(fields), identity.entropy);
+}
+
+Frame OutputAckFrame(std::uint32_t stream, std::uint64_t bytes) {
+  return MakeFrame(kTypeOutputAck, stream, {{"bytes", bytes}});
+}
+
+Frame StdinAckFrame(std::uint32_t stream, std::uint64_t bytes) {
+  return MakeFrame(kTypeStdinAck, stream, {{"bytes", bytes}});
 }
 
 Frame PongFrame(std::uint32_t stream) {
@@ -190,6 +199,10 @@ ParseResult<ExecStart> ParseExec(const Frame& frame) {
   auto eof = OptBool(frame, "stdin_eof");
   if (!eof) return std::unexpected(eof.error());
   start.stdin_eof = eof->value_or(true);
+  auto window = OptUint(frame, "output_window", kMaxOutputWindow);
+  if (!window) return std::unexpected(window.error());
+  if (*window && **window == 0) return Bad(frame, "\"output_window\" is 0");
+  start.output_window = *window;
   start.request.stdin_data = frame.payload;
   return start;
 }
@@ -264,6 +277,13 @@ ParseResult<GuestIdentity> ParseConfigure(const Frame& frame) {
   identity.entropy = frame.payload;
   if (auto bad = CheckIdentity(identity)) return Bad(frame, *bad);
   return identity;
+}
+
+ParseResult<std::uint64_t> ParseAck(const Frame& frame) {
+  auto bytes = OptUint(frame, "bytes", kU64Max);
+  if (!bytes) return std::unexpected(bytes.error());
+  if (!*bytes || **bytes == 0) return Bad(frame, "\"bytes\" is missing or 0");
+  return **bytes;
 }
 
 ParseResult<int> ParsePong(const Frame& frame) {

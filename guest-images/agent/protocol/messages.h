@@ -29,6 +29,7 @@ inline constexpr std::string_view kTypeWriteFile = "write_file";
 inline constexpr std::string_view kTypeReadFile = "read_file";
 inline constexpr std::string_view kTypeShutdown = "shutdown";
 inline constexpr std::string_view kTypeConfigure = "configure";
+inline constexpr std::string_view kTypeOutputAck = "output_ack";
 // Replies (guest -> host):
 inline constexpr std::string_view kTypePong = "pong";
 inline constexpr std::string_view kTypeStarted = "started";
@@ -37,6 +38,7 @@ inline constexpr std::string_view kTypeStderr = "stderr";
 inline constexpr std::string_view kTypeExit = "exit";
 inline constexpr std::string_view kTypeOk = "ok";
 inline constexpr std::string_view kTypeData = "data";
+inline constexpr std::string_view kTypeStdinAck = "stdin_ack";
 // Either direction:
 inline constexpr std::string_view kTypeError = "error";
 
@@ -57,10 +59,25 @@ inline constexpr std::uint64_t kFileChunkBytes = 1024 * 1024;
 inline constexpr std::uint64_t kMaxReadLength = 8 * 1024 * 1024;
 inline constexpr std::uint32_t kDefaultFileMode = 0644;
 
+// Flow control of one exec, in both directions (docs/guest-protocol.md):
+// - output: the guest has at most the exec's "output_window" bytes of
+//   stdout+stderr payload sent and not yet acknowledged by the host's
+//   "output_ack" frames; beyond that it stops reading the program's pipes,
+//   so the program's own writes block. The host acknowledges what its
+//   consumer has taken, so a slow reader slows the program down instead of
+//   filling anybody's memory. No "output_window": no limit (tests, tools).
+// - stdin: the host has at most kStdinWindowBytes of stdin payload (the exec
+//   frame's included) sent and not yet acknowledged by the guest's
+//   "stdin_ack" frames, which it sends as the program reads its stdin.
+inline constexpr std::uint64_t kDefaultOutputWindow = 1024 * 1024;
+inline constexpr std::uint64_t kMaxOutputWindow = 64 * 1024 * 1024;
+inline constexpr std::uint64_t kStdinWindowBytes = 1024 * 1024;
+
 // exec: header fields of ExecRequest; stdin_data travels as the payload.
 struct ExecStart {
   ExecRequest request;    // request.stdin_data = the frame's payload
   bool stdin_eof = true;  // false: "stdin" frames follow
+  std::optional<std::uint64_t> output_window;  // nullopt: output is not flow controlled
 };
 
 struct StdinChunk {
@@ -95,8 +112,9 @@ struct ErrorReply {
 
 // Builders. Payload-carrying builders copy `data` into the frame.
 Frame PingFrame(std::uint32_t stream);
+// request.stdin_data is ignored: pass the chunk.
 Frame ExecFrame(std::uint32_t stream, const ExecRequest& request, std::string_view stdin_chunk,
-                bool stdin_eof);  // request.stdin_data is ignored: pass the chunk
+                bool stdin_eof, std::optional<std::uint64_t> output_window = std::nullopt);
 Frame StdinFrame(std::uint32_t stream, std::string_view data, bool eof);
 Frame SignalFrame(std::uint32_t stream, int signal);
 Frame WriteFileFrame(std::uint32_t stream, const WriteFileRequest& request, std::string_view data);
@@ -104,6 +122,8 @@ Frame ReadFileFrame(std::uint32_t stream, const ReadFileRequest& request);
 Frame ShutdownFrame(std::uint32_t stream);
 // identity.entropy travels as the payload.
 Frame ConfigureFrame(std::uint32_t stream, const GuestIdentity& identity);
+// The host's consumer took `bytes` more of the exec's output.
+Frame OutputAckFrame(std::uint32_t stream, std::uint64_t bytes);
 
 Frame PongFrame(std::uint32_t stream);
 Frame StartedFrame(std::uint32_t stream, int pid);
@@ -112,6 +132,9 @@ Frame ExitFrame(std::uint32_t stream, const ExecResult& result);
 Frame OkFrame(std::uint32_t stream, std::optional<std::uint64_t> size = std::nullopt);
 Frame DataFrame(std::uint32_t stream, const FileData& data, std::string_view bytes);
 Frame ErrorFrame(std::uint32_t stream, std::string_view code, std::string_view message);
+// The program took (or, its stdin being closed, the guest dropped) `bytes`
+// more of the stdin sent for the exec.
+Frame StdinAckFrame(std::uint32_t stream, std::uint64_t bytes);
 
 // Parsers; each expects a frame of the matching type.
 ParseResult<ExecStart> ParseExec(const Frame& frame);
@@ -121,6 +144,8 @@ ParseResult<WriteFileRequest> ParseWriteFile(const Frame& frame);
 ParseResult<ReadFileRequest> ParseReadFile(const Frame& frame);
 // Also checks every value (CheckIdentity): a parsed identity is safe to apply.
 ParseResult<GuestIdentity> ParseConfigure(const Frame& frame);
+// "output_ack" and "stdin_ack": the byte count, at least 1.
+ParseResult<std::uint64_t> ParseAck(const Frame& frame);
 
 ParseResult<int> ParsePong(const Frame& frame);     // the protocol version
 ParseResult<int> ParseStarted(const Frame& frame);  // the pid
