@@ -16,6 +16,7 @@
 
 #include "common/logging.h"
 #include "common/pending.h"
+#include "common/spawn.h"
 #include "guest-images/agent/protocol/frame.h"
 #include "guest-images/agent/protocol/messages.h"
 
@@ -33,13 +34,6 @@ constexpr std::chrono::milliseconds kReadyPingInterval{250};
 constexpr std::chrono::hours kForever{24 * 365 * 10};
 
 std::string Millis(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
-
-// One request in flight, keyed by its stream id.
-struct Call {
-  std::shared_ptr<Reply> reply;            // the terminal frame, or the connection's end
-  std::shared_ptr<Pending<bool>> started;  // exec: set by "started" or anything terminal
-  protocol::OutputSink sink;               // exec: stdout and stderr
-};
 
 bool IsTerminal(std::string_view type) {
   using namespace protocol;
@@ -60,6 +54,31 @@ Result<Frame> ReplyOrError(Result<Frame> reply, std::string_view what) {
 std::unexpected<Error> Unexpected(std::string_view what, const Frame& frame) {
   return Fail(ErrorCode::kInternal,
               std::string(what) + ": unexpected \"" + frame.type + "\" reply from the guest agent");
+}
+
+// One request in flight, keyed by its stream id.
+struct Call {
+  std::shared_ptr<Reply> reply;  // not exec: the terminal frame, or the connection's end
+  // exec: "started", or why it never did; then the stream gets the rest.
+  std::shared_ptr<Pending<Result<void>>> started;
+  std::shared_ptr<ExecStream> exec;
+  std::string exec_what;  // "exec sh", for its errors
+};
+
+// How an exec ended, from its terminal frame.
+Result<protocol::ExecResult> ExecOutcome(Frame frame, const std::string& what) {
+  auto reply = ReplyOrError(std::move(frame), what);
+  if (!reply) return Fail(reply.error());
+  if (reply->type != protocol::kTypeExit) return Unexpected(what, *reply);
+  auto result = protocol::ParseExit(*reply);
+  if (!result) return Fail(ErrorCode::kInternal, what + ": " + result.error());
+  return *result;
+}
+
+// Sends the part of an exec's stdin that did not fit its first frame.
+asio::awaitable<void> FeedStdin(std::shared_ptr<ExecStream> exec, std::string rest) {
+  auto sent = co_await exec->WriteStdin(std::move(rest), /*eof=*/true);
+  if (!sent) Logger("guest")->debug("{}", sent.error().message);
 }
 
 }  // namespace
@@ -91,6 +110,7 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
   std::function<void(const Error&)> on_closed;
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds exec_grace{5000};
+  std::uint64_t output_window = protocol::kDefaultOutputWindow;
 
   asio::any_io_executor executor() { return socket.get_executor(); }
 
@@ -139,8 +159,9 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
     auto pending = std::move(calls);
     calls.clear();
     for (auto& [stream, call] : pending) {
-      if (call.started) call.started->Set(true);
-      call.reply->Set(Fail(error));
+      if (call.started) call.started->Set(Fail(error));
+      if (call.exec) call.exec->Finish(Fail(error));
+      if (call.reply) call.reply->Set(Fail(error));
     }
     log->info("{}: guest channel closed: {}", vm_id, error.message);
     if (on_closed) {
@@ -167,24 +188,48 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
     Call& call = it->second;
     const std::string& type = frame.type;
     if (type == protocol::kTypeStarted) {
-      if (call.started) call.started->Set(true);
-    } else if (type == protocol::kTypeStdout || type == protocol::kTypeStderr) {
-      if (!call.sink) return;
+      if (call.started) call.started->Set(Result<void>{});
+    } else if ((type == protocol::kTypeStdout || type == protocol::kTypeStderr) && call.exec) {
       auto which = type == protocol::kTypeStdout ? protocol::OutputStream::kStdout
                                                  : protocol::OutputStream::kStderr;
-      try {
-        call.sink(which, frame.payload);
-      } catch (const std::exception& e) {
-        log->warn("{}: output sink of stream {} threw: {}", vm_id, frame.stream, e.what());
+      if (auto queued = call.exec->PushOutput(which, std::move(frame.payload)); !queued) {
+        // The guest ignored the window: its output cannot be trusted to stay
+        // bounded, so the exec ends here.
+        log->warn("{}: {}", vm_id, queued.error().message);
+        auto exec = call.exec;
+        Abandon(frame.stream);
+        exec->Finish(Fail(queued.error()));
+      }
+    } else if (type == protocol::kTypeStdinAck && call.exec) {
+      if (auto bytes = protocol::ParseAck(frame)) {
+        call.exec->StdinAcknowledged(*bytes);
+      } else {
+        log->warn("{}: {}", vm_id, bytes.error());
       }
     } else if (IsTerminal(type)) {
       Call done = std::move(call);
       calls.erase(it);
-      if (done.started) done.started->Set(true);
-      done.reply->Set(std::move(frame));
+      if (done.exec) {
+        // An exec that failed to start ends with "error" before "started".
+        auto outcome = ExecOutcome(std::move(frame), done.exec_what);
+        if (!outcome && done.started && !done.started->done()) {
+          done.started->Set(Fail(outcome.error()));
+        } else if (done.started) {
+          done.started->Set(Result<void>{});
+        }
+        done.exec->Finish(std::move(outcome));
+      } else if (done.reply) {
+        done.reply->Set(std::move(frame));
+      }
     } else {
       log->warn("{}: unexpected \"{}\" frame on stream {}", vm_id, type, frame.stream);
     }
+  }
+
+  // Stops routing to `stream` and kills its command, which nobody waits for.
+  void Abandon(std::uint32_t stream) {
+    Forget(stream);
+    (void)Send(protocol::SignalFrame(stream, SIGKILL), "signal");
   }
 
   static asio::awaitable<void> WriteLoop(std::shared_ptr<State> self) {
@@ -293,6 +338,8 @@ void GuestChannel::set_request_timeout(std::chrono::milliseconds timeout) {
 
 void GuestChannel::set_exec_grace(std::chrono::milliseconds grace) { state_->exec_grace = grace; }
 
+void GuestChannel::set_output_window(std::uint64_t bytes) { state_->output_window = bytes; }
+
 asio::awaitable<Result<void>> GuestChannel::Ping(std::chrono::milliseconds timeout) {
   auto reply = co_await State::RoundTrip(
       state_, [](std::uint32_t stream) { return protocol::PingFrame(stream); }, timeout, "ping");
@@ -333,57 +380,99 @@ asio::awaitable<Result<void>> GuestChannel::WaitReady(std::chrono::milliseconds 
   co_return result;
 }
 
-asio::awaitable<Result<protocol::ExecResult>> GuestChannel::Exec(protocol::ExecRequest request,
-                                                                 protocol::OutputSink sink) {
+asio::awaitable<Result<std::shared_ptr<ExecStream>>> GuestChannel::StartExec(
+    protocol::ExecRequest request) {
   auto self = state_;
   std::string what = "exec " + (request.argv.empty() ? std::string() : request.argv[0]);
   if (request.argv.empty()) co_return Fail(ErrorCode::kInvalidArgument, "exec: argv is empty");
   if (self->closed) co_return Fail(self->ClosedError(what));
 
-  auto reply = std::make_shared<Reply>(self->executor());
-  auto started = std::make_shared<Pending<bool>>(self->executor());
-  std::uint32_t stream = self->Register(Call{reply, started, std::move(sink)});
-  // stdin rides in the exec frame up to one chunk; the rest follows in
-  // "stdin" frames so no frame nears the limit.
-  std::string_view input = request.stdin_data;
-  const std::size_t chunk = protocol::kFileChunkBytes;
-  std::size_t first = std::min(input.size(), chunk);
-  auto sent = self->Send(
-      protocol::ExecFrame(stream, request, input.substr(0, first), first == input.size()), what);
-  for (std::size_t offset = first; sent && offset < input.size(); offset += chunk) {
-    sent = self->Send(
-        protocol::StdinFrame(stream, input.substr(offset, chunk), offset + chunk >= input.size()),
-        what);
+  // stdin rides in the exec frame as far as the guest's window allows; a
+  // feeder sends the rest as the command reads it. A streamed stdin starts
+  // within the window, or the feeder and the caller would both write it.
+  const std::string& input = request.stdin_data;
+  const std::uint64_t window = protocol::kStdinWindowBytes;
+  if (request.stream_stdin && input.size() > window) {
+    co_return Fail(ErrorCode::kInvalidArgument,
+                   what + ": stdin given up front is larger than the guest's window of " +
+                       std::to_string(window) + " bytes; stream it all instead");
   }
-  if (!sent) {
+  const std::size_t first = std::min<std::size_t>(input.size(), window);
+  const bool eof_in_frame = first == input.size() && !request.stream_stdin;
+
+  auto started = std::make_shared<Pending<Result<void>>>(self->executor());
+  ExecStream::Options options;
+  options.what = what;
+  options.output_window = self->output_window;
+  options.stdin_in_flight = first;
+  options.stdin_closed = eof_in_frame;
+  options.grace = self->exec_grace;
+  // The stream's hooks find the channel (and their call) only while both
+  // exist: the stream may outlive them.
+  std::weak_ptr<State> weak = self;
+  auto stream_id = std::make_shared<std::uint32_t>(0);
+  ExecStream::Producer producer;
+  producer.output_taken = [weak, stream_id](std::uint64_t bytes) {
+    auto channel = weak.lock();
+    if (channel && channel->calls.contains(*stream_id)) {
+      (void)channel->Send(protocol::OutputAckFrame(*stream_id, bytes), "output ack");
+    }
+  };
+  producer.send_stdin = [weak, stream_id, what](std::string_view data, bool eof) -> Result<void> {
+    auto channel = weak.lock();
+    if (!channel) return Fail(ErrorCode::kUnavailable, what + ": the guest channel is gone");
+    return channel->Send(protocol::StdinFrame(*stream_id, data, eof), what);
+  };
+  producer.signal = [weak, stream_id](int signal) {
+    auto channel = weak.lock();
+    if (channel && channel->calls.contains(*stream_id)) {
+      (void)channel->Send(protocol::SignalFrame(*stream_id, signal), "signal");
+    }
+  };
+  producer.abandon = [weak, stream_id] {
+    if (auto channel = weak.lock()) channel->Abandon(*stream_id);
+  };
+  auto exec = std::make_shared<ExecStream>(self->executor(), options, std::move(producer));
+  *stream_id = self->Register(Call{nullptr, started, exec, what});
+  const std::uint32_t stream = *stream_id;
+
+  if (auto sent = self->Send(protocol::ExecFrame(stream, request, std::string_view(input).substr(0, first),
+                                                 eof_in_frame, self->output_window),
+                             what);
+      !sent) {
     self->Forget(stream);
     co_return Fail(sent.error());
   }
-
-  auto kill_abandoned = [self, stream] {
-    self->Forget(stream);
-    (void)self->Send(protocol::SignalFrame(stream, SIGKILL), "signal");
-  };
-  if (!co_await started->Wait(self->request_timeout)) {
-    kill_abandoned();
+  auto got = co_await started->Wait(self->request_timeout);
+  if (!got) {
+    self->Abandon(stream);
     co_return Fail(ErrorCode::kTimeout, what + ": the guest agent did not start it within " +
                                             Millis(self->request_timeout));
   }
-  std::chrono::milliseconds limit =
-      request.timeout.count() > 0 ? request.timeout + self->exec_grace
-                                  : std::chrono::duration_cast<std::chrono::milliseconds>(kForever);
-  auto got = co_await reply->Wait(limit);
-  if (!got) {
-    kill_abandoned();
-    co_return Fail(ErrorCode::kTimeout,
-                   what + ": the guest agent did not report its end within " + Millis(limit));
+  if (!*got) {
+    self->Forget(stream);
+    co_return Fail(got->error());
   }
-  auto frame = ReplyOrError(std::move(*got), what);
-  if (!frame) co_return Fail(frame.error());
-  if (frame->type != protocol::kTypeExit) co_return Unexpected(what, *frame);
-  auto result = protocol::ParseExit(*frame);
-  if (!result) co_return Fail(ErrorCode::kInternal, what + ": " + result.error());
-  co_return *result;
+  if (request.timeout.count() > 0) {
+    exec->set_give_up_at(Clock::now() + request.timeout + self->exec_grace);
+  }
+  if (first < input.size()) {
+    // Owns its copy of the rest: the request goes out of scope on return.
+    SpawnDetached(self->executor(), FeedStdin(exec, input.substr(first)), what + ": stdin");
+  }
+  co_return exec;
+}
+
+asio::awaitable<Result<protocol::ExecResult>> GuestChannel::Exec(protocol::ExecRequest request,
+                                                                 protocol::OutputSink sink) {
+  auto exec = co_await StartExec(std::move(request));
+  if (!exec) co_return Fail(exec.error());
+  while (true) {
+    std::optional<ExecOutput> chunk = co_await (*exec)->NextOutput();
+    if (!chunk) break;
+    if (sink) sink(chunk->stream, chunk->data);
+  }
+  co_return (*exec)->result();
 }
 
 asio::awaitable<Result<void>> GuestChannel::WriteFile(std::string path, std::string data,

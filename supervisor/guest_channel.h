@@ -19,6 +19,7 @@
 
 #include "common/error.h"
 #include "guest-images/agent/protocol/exec_types.h"
+#include "supervisor/exec_stream.h"
 #include "guest-images/agent/protocol/identity.h"
 
 namespace agentvm {
@@ -58,18 +59,26 @@ class GuestChannel {
   // An exec with a guest-side timeout gives up on the guest (kTimeout) after
   // timeout + this grace, in case the guest never answers. Default 5 s.
   void set_exec_grace(std::chrono::milliseconds grace);
+  // Output of one exec the guest may send ahead of its consumer. Default
+  // protocol::kDefaultOutputWindow.
+  void set_output_window(std::uint64_t bytes);
 
   boost::asio::awaitable<Result<void>> Ping(std::chrono::milliseconds timeout);
   // Pings every 250 ms until any pong arrives or `deadline` passes (kTimeout).
   // A pong to an earlier ping counts, so a slow guest still becomes ready.
   boost::asio::awaitable<Result<void>> WaitReady(std::chrono::milliseconds deadline);
 
-  // Runs request.argv in the guest. `sink` gets stdout/stderr as they arrive
-  // (called on the channel's executor; it must not block). Errors: the
-  // guest's (kNotFound "exec nope: No such file or directory", ...),
-  // kTimeout when the guest does not answer, kUnavailable when the
-  // connection ends first. A guest-side timeout is a result (timed_out), not
-  // an error.
+  // Starts request.argv in the guest and returns once the guest reports it
+  // started: the stream then hands out its output, flow controlled (see
+  // exec_stream.h), and takes more stdin when request.stream_stdin. Errors
+  // before the start: the guest's (kNotFound "exec nope: No such file or
+  // directory", ...), kTimeout when the guest does not answer, kUnavailable
+  // when the connection ends first. A guest-side timeout is a result
+  // (timed_out), not an error.
+  boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(protocol::ExecRequest request);
+  // StartExec, then every chunk of output to `sink` (on the channel's
+  // executor; it must not block) until the end. For callers that read all
+  // the output at once and need no more stdin.
   boost::asio::awaitable<Result<protocol::ExecResult>> Exec(protocol::ExecRequest request,
                                                             protocol::OutputSink sink);
   // Creates or replaces the file at absolute `path` with `data` and `mode`,

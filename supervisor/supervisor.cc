@@ -325,12 +325,11 @@ boost::asio::awaitable<Result<void>> Supervisor::Destroy(const std::string& id, 
   co_return co_await RemoveVm(std::move(vm));
 }
 
-boost::asio::awaitable<Result<protocol::ExecResult>> Supervisor::Exec(const std::string& id,
-                                                                     protocol::ExecRequest request,
-                                                                     protocol::OutputSink sink) {
+boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Supervisor::StartExec(const std::string& id,
+                                                                                 protocol::ExecRequest request) {
   auto vm = Find(id);
   if (!vm) co_return Fail(vm.error());
-  co_return co_await (*vm)->Exec(std::move(request), std::move(sink));
+  co_return co_await (*vm)->StartExec(std::move(request));
 }
 
 boost::asio::awaitable<Result<void>> Supervisor::WriteFile(const std::string& id, const std::string& path,

@@ -48,8 +48,8 @@ class Supervisor : public VmService {
   Result<VmInfo> Get(const std::string& id) override;
   boost::asio::awaitable<Result<VmInfo>> Stop(const std::string& id) override;
   boost::asio::awaitable<Result<void>> Destroy(const std::string& id, bool force) override;
-  boost::asio::awaitable<Result<protocol::ExecResult>> Exec(const std::string& id, protocol::ExecRequest request,
-                                                            protocol::OutputSink sink) override;
+  boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(const std::string& id,
+                                                                        protocol::ExecRequest request) override;
   boost::asio::awaitable<Result<void>> WriteFile(const std::string& id, const std::string& path,
                                                  std::string data, std::uint32_t mode) override;
   boost::asio::awaitable<Result<std::string>> ReadFile(const std::string& id, const std::string& path) override;

@@ -458,6 +458,12 @@ Result<void> Vm::RequireRunning() const {
                                         (reason_.empty() ? "" : " (" + reason_ + ")"));
 }
 
+boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Vm::StartExec(protocol::ExecRequest request) {
+  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
+  const auto self = shared_from_this();
+  co_return co_await channel_->StartExec(std::move(request));
+}
+
 boost::asio::awaitable<Result<protocol::ExecResult>> Vm::Exec(protocol::ExecRequest request,
                                                              protocol::OutputSink sink) {
   if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());

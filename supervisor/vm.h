@@ -138,6 +138,8 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Waits for a boot in progress to give up first; QEMU must be gone.
   boost::asio::awaitable<Result<void>> Remove();
 
+  // See GuestChannel::StartExec and GuestChannel::Exec.
+  boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(protocol::ExecRequest request);
   boost::asio::awaitable<Result<protocol::ExecResult>> Exec(protocol::ExecRequest request,
                                                             protocol::OutputSink sink);
   boost::asio::awaitable<Result<void>> WriteFile(std::string path, std::string data, std::uint32_t mode);

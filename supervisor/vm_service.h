@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "guest-images/agent/protocol/exec_types.h"
+#include "supervisor/exec_stream.h"
 
 namespace agentvm {
 
@@ -195,8 +196,10 @@ class VmService {
   // Removes the VM, its overlay and runtime directory. A running VM is
   // refused (kConflict) unless `force`, which kills it first.
   virtual boost::asio::awaitable<Result<void>> Destroy(const std::string& id, bool force) = 0;
-  virtual boost::asio::awaitable<Result<protocol::ExecResult>> Exec(
-      const std::string& id, protocol::ExecRequest request, protocol::OutputSink sink) = 0;
+  // Starts a command; its output, stdin and end come through the stream
+  // (flow controlled: a consumer that reads slowly slows the command down).
+  virtual boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(
+      const std::string& id, protocol::ExecRequest request) = 0;
   virtual boost::asio::awaitable<Result<void>> WriteFile(const std::string& id,
                                                          const std::string& path,
                                                          std::string data, std::uint32_t mode) = 0;

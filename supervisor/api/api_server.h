@@ -33,9 +33,6 @@ struct ApiOptions {
   // Budget for each write to the client.
   std::chrono::milliseconds write_timeout = std::chrono::seconds(60);
   std::size_t max_connections = 256;
-  // Exec output queued for a client that does not read; past it the client
-  // is disconnected (the command keeps running).
-  std::size_t max_exec_backlog_bytes = 32 << 20;
 };
 
 class ApiServer {

@@ -1,17 +1,8 @@
 #include "supervisor/api/handlers.h"
 
-#include <chrono>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <optional>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
 #include "supervisor/api/json_codec.h"
@@ -29,64 +20,9 @@ HttpResponse JsonResponse(int status, const nlohmann::ordered_json& body) {
 
 HttpResponse NoContent() { return HttpResponse{204, {}, {}, {}}; }
 
-// Exec output travels from the service's OutputSink (a plain callback) to the
-// handler, which writes it to the client as it arrives. The exec runs in its
-// own coroutine so it keeps going if the client disconnects; this is what the
-// two share.
-struct ExecChannel {
-  explicit ExecChannel(asio::any_io_executor executor)
-      : wake(executor, std::chrono::steady_clock::time_point::max()) {}
-
-  void Push(std::string line) {
-    if (abandoned || overflowed) return;
-    queued_bytes += line.size();
-    if (queued_bytes > max_backlog) {
-      overflowed = true;
-      lines.clear();
-    } else {
-      lines.push_back(std::move(line));
-    }
-    wake.cancel();
-  }
-
-  void Finish(Result<protocol::ExecResult> result) {
-    outcome.emplace(std::move(result));
-    wake.cancel();
-  }
-
-  std::string TakeQueued() {
-    std::string chunk;
-    for (auto& line : lines) chunk += line;
-    lines.clear();
-    queued_bytes = 0;
-    return chunk;
-  }
-
-  asio::steady_timer wake;  // cancelled whenever there is something new
-  std::deque<std::string> lines;
-  std::size_t queued_bytes = 0;
-  std::size_t max_backlog = 0;
-  bool overflowed = false;
-  bool abandoned = false;  // the client is gone; output is dropped
-  std::optional<Result<protocol::ExecResult>> outcome;
-};
-
-awaitable<void> RunExec(VmService& service, std::string id, protocol::ExecRequest request,
-                        std::shared_ptr<ExecChannel> channel) {
-  Result<protocol::ExecResult> result;
-  protocol::OutputSink sink = [channel](protocol::OutputStream stream, std::string_view data) {
-    channel->Push(ExecOutputEvent(stream, data));
-  };
-  try {
-    result = co_await service.Exec(id, std::move(request), std::move(sink));
-  } catch (const std::exception& e) {
-    result = Fail(ErrorCode::kInternal, std::string("exec failed: ") + e.what());
-  }
-  if (channel->abandoned) {
-    Logger("api")->info("{}: exec finished after its client went away", id);
-  }
-  channel->Finish(std::move(result));
-}
+// Output events written to the client in one chunk at most: what is
+// queued is sent together, so many small outputs cost few writes.
+constexpr std::size_t kExecBatchBytes = 256 * 1024;
 
 }  // namespace
 
@@ -218,7 +154,10 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
 
 // The 200 and its headers are held back until the first output (or the end),
 // so an exec that fails before producing anything (no such VM, VM not
-// running) still gets a plain JSON error with the right status.
+// running, no such program) still gets a plain JSON error with the right
+// status. Output is taken from the stream only as fast as the client reads
+// it, and the stream holds back the guest the same way: nothing is dropped
+// for a slow client.
 awaitable<void> ApiHandlers::HandleExec(const RouteMatch& match, std::string body,
                                         Responder& responder) {
   auto no_query = ExpectNoQuery(match.query);
@@ -228,61 +167,63 @@ awaitable<void> ApiHandlers::HandleExec(const RouteMatch& match, std::string bod
     co_await responder.Send(std::move(refusal));
     co_return;
   }
+  auto started = co_await service_.StartExec(match.vm_id, std::move(*request));
+  if (!started) {
+    HttpResponse failure = ErrorResponse(started.error());
+    co_await responder.Send(std::move(failure));
+    co_return;
+  }
+  std::shared_ptr<ExecStream> exec = std::move(*started);
 
-  auto executor = co_await asio::this_coro::executor;
-  auto channel = std::make_shared<ExecChannel>(executor);
-  channel->max_backlog = max_exec_backlog_bytes_;
-  asio::co_spawn(executor, RunExec(service_, match.vm_id, std::move(*request), channel),
-                 asio::detached);
-
-  auto log = Logger("api");
   const std::string kNdjson = "application/x-ndjson";
-  bool started = false;
-  auto abandon = [&] {
-    channel->abandoned = true;
-    channel->lines.clear();
-  };
-  while (true) {
-    if (channel->overflowed) {
-      log->warn("{}: exec client fell more than {} bytes behind; disconnecting it", match.vm_id,
-                max_exec_backlog_bytes_);
-      abandon();
-      responder.Abort();
-      co_return;
+  bool began = false;
+  bool client_gone = false;
+  // (Loops spelled out: g++ 12 mishandles co_await in a loop's condition.)
+  while (!client_gone) {
+    std::optional<ExecOutput> chunk = co_await exec->NextOutput();
+    if (!chunk) break;
+    std::string events = ExecOutputEvent(chunk->stream, chunk->data);
+    while (exec->queued_bytes() > 0 && events.size() < kExecBatchBytes) {
+      std::optional<ExecOutput> more = co_await exec->NextOutput();
+      if (!more) break;
+      events += ExecOutputEvent(more->stream, more->data);
     }
-    if (!channel->lines.empty()) {
-      if (!started) {
-        if (!co_await responder.BeginStream(200, kNdjson)) {
-          abandon();
-          co_return;
-        }
-        started = true;
-      }
-      std::string chunk = channel->TakeQueued();
-      if (!co_await responder.WriteChunk(std::move(chunk))) {
-        log->info("{}: exec client disconnected; the command keeps running", match.vm_id);
-        abandon();
-        co_return;
-      }
-      continue;
+    if (!began) {
+      std::string content_type = kNdjson;
+      bool ok = co_await responder.BeginStream(200, std::move(content_type));
+      if (!ok) client_gone = true;
+      began = true;
     }
-    if (channel->outcome) break;
-    channel->wake.expires_at(std::chrono::steady_clock::time_point::max());
-    boost::system::error_code ignored;
-    co_await channel->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (!client_gone) {
+      bool ok = co_await responder.WriteChunk(std::move(events));
+      if (!ok) client_gone = true;
+    }
+  }
+  if (client_gone) {
+    Logger("api")->info("{}: exec client disconnected; the command keeps running", match.vm_id);
+    exec->Detach();
+    co_return;
   }
 
-  Result<protocol::ExecResult>& outcome = *channel->outcome;
-  if (!started) {
+  const Result<protocol::ExecResult>& outcome = exec->result();
+  if (!began) {
     if (!outcome) {
       HttpResponse failure = ErrorResponse(outcome.error());
       co_await responder.Send(std::move(failure));
       co_return;
     }
-    if (!co_await responder.BeginStream(200, kNdjson)) co_return;
+    std::string content_type = kNdjson;
+    bool ok = co_await responder.BeginStream(200, std::move(content_type));
+    if (!ok) co_return;
   }
-  std::string last = outcome ? ExecExitEvent(*outcome) : ExecErrorEvent(outcome.error());
-  if (!co_await responder.WriteChunk(std::move(last))) co_return;
+  std::string last;
+  if (outcome) {
+    last = ExecExitEvent(*outcome);
+  } else {
+    last = ExecErrorEvent(outcome.error());
+  }
+  bool ok = co_await responder.WriteChunk(std::move(last));
+  if (!ok) co_return;
   co_await responder.EndStream();
 }
 

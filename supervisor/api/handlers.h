@@ -43,10 +43,7 @@ class Responder {
 
 class ApiHandlers {
  public:
-  // `max_exec_backlog_bytes`: exec output queued for a client that does not
-  // read fast enough; past it the client is disconnected.
-  ApiHandlers(VmService& service, std::size_t max_exec_backlog_bytes)
-      : service_(service), max_exec_backlog_bytes_(max_exec_backlog_bytes) {}
+  explicit ApiHandlers(VmService& service) : service_(service) {}
 
   // Answers exactly once through `responder` (or aborts it).
   boost::asio::awaitable<void> Handle(const RouteMatch& match, std::string body,
@@ -58,7 +55,6 @@ class ApiHandlers {
                                           Responder& responder);
 
   VmService& service_;
-  std::size_t max_exec_backlog_bytes_;
 };
 
 }  // namespace agentvm::api

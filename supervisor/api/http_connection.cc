@@ -49,7 +49,9 @@ class Connection : public Responder, public std::enable_shared_from_this<Connect
   // Answers a request whose header or body could not be read, if the error
   // deserves an answer at all; the connection closes afterwards either way.
   awaitable<void> ReplyToReadError(const beast::error_code& ec);
-  awaitable<bool> Write(auto&& buffers_or_message);
+  // `timeout`: how long the client may take to accept the bytes.
+  awaitable<bool> Write(auto&& buffers_or_message,
+                        std::optional<std::chrono::milliseconds> timeout);
   const ApiOptions& options() const { return context_->options; }
 
   std::shared_ptr<ServerContext> context_;
@@ -64,10 +66,14 @@ class Connection : public Responder, public std::enable_shared_from_this<Connect
   bool closed_ = false;
 };
 
-awaitable<bool> Connection::Write(auto&& what) {
+awaitable<bool> Connection::Write(auto&& what, std::optional<std::chrono::milliseconds> timeout) {
   if (closed_) co_return false;
   beast::error_code ec;
-  stream_.expires_after(options().write_timeout);
+  if (timeout) {
+    stream_.expires_after(*timeout);
+  } else {
+    stream_.expires_never();
+  }
   if constexpr (requires { what.version(); }) {
     co_await http::async_write(stream_, what, asio::redirect_error(asio::use_awaitable, ec));
   } else {
@@ -90,7 +96,7 @@ awaitable<bool> Connection::Send(HttpResponse response) {
   message.body() = std::move(response.body);
   message.prepare_payload();
   status_ = response.status;
-  co_return co_await Write(message);
+  co_return co_await Write(message, options().write_timeout);
 }
 
 awaitable<bool> Connection::BeginStream(int status, std::string content_type) {
@@ -120,12 +126,15 @@ awaitable<bool> Connection::BeginStream(int status, std::string content_type) {
 
 awaitable<bool> Connection::WriteChunk(std::string data) {
   if (data.empty()) co_return !closed_;  // an empty chunk would end the body
+  // No write timeout: a client reading a stream slowly (a pager, a
+  // throttled pipe) holds the command back, which is what it asked for; a
+  // client that is gone fails the write at once.
   if (chunked_) {
     auto chunk = http::make_chunk(asio::buffer(data));
-    co_return co_await Write(chunk);
+    co_return co_await Write(chunk, std::nullopt);
   }
   auto raw = asio::buffer(data);
-  co_return co_await Write(raw);
+  co_return co_await Write(raw, std::nullopt);
 }
 
 awaitable<bool> Connection::EndStream() {
@@ -134,7 +143,7 @@ awaitable<bool> Connection::EndStream() {
     co_return !closed_;
   }
   auto last = http::make_chunk_last();
-  co_return co_await Write(last);
+  co_return co_await Write(last, options().write_timeout);
 }
 
 void Connection::Abort() {
@@ -229,7 +238,7 @@ awaitable<void> Connection::Run() {
         parser.body_limit(limit);
         if (has_body && beast::iequals(header[http::field::expect], "100-continue")) {
           http::response<http::empty_body> proceed{http::status::continue_, version_};
-          if (!co_await Write(proceed)) break;
+          if (!co_await Write(proceed, options().write_timeout)) break;
         }
         if (!parser.is_done()) {
           stream_.expires_after(options().read_timeout);

@@ -14,7 +14,7 @@ namespace agentvm::api {
 
 struct ServerContext {
   ServerContext(VmService& service, ApiOptions opts)
-      : options(std::move(opts)), handlers(service, options.max_exec_backlog_bytes) {}
+      : options(std::move(opts)), handlers(service) {}
 
   ApiOptions options;
   ApiHandlers handlers;

@@ -296,15 +296,18 @@ Result<protocol::ExecResult> ApiClient::Exec(const std::string& id,
     return Fail(api::ErrorFromResponse(parser.get().result_int(), parser.get().body()));
   }
 
-  // Events are split into lines here; a line may span chunks.
+  // Events are split into lines here; a line may span chunks. `scanned`:
+  // how much of `pending` is known to hold no newline, so a long line that
+  // arrives in many pieces is searched once, not once per piece.
   std::string pending;
+  std::size_t scanned = 0;
   std::optional<protocol::ExecResult> result;
   std::optional<Error> failure;
   bool stopped_by_output = false;
   auto consume = [&](std::string_view data) {
     pending.append(data);
     std::size_t start = 0;
-    for (auto newline = pending.find('\n'); newline != std::string::npos;
+    for (auto newline = pending.find('\n', scanned); newline != std::string::npos;
          newline = pending.find('\n', start)) {
       std::string_view line(pending.data() + start, newline - start);
       start = newline + 1;
@@ -332,6 +335,7 @@ Result<protocol::ExecResult> ApiClient::Exec(const std::string& id,
       }
     }
     pending.erase(0, start);
+    scanned = pending.size();
   };
   auto on_chunk = [&](std::uint64_t, beast::string_view data, beast::error_code& chunk_ec) {
     consume(std::string_view(data.data(), data.size()));
@@ -339,6 +343,9 @@ Result<protocol::ExecResult> ApiClient::Exec(const std::string& id,
     return data.size();
   };
   parser.on_chunk_body(on_chunk);
+  // An exec's output is as long as the command makes it; the chunks are
+  // handed on as they come, never collected, so the stream has no limit.
+  parser.body_limit(boost::none);
   http::read(exchange.socket(), exchange.buffer(), parser, ec);
   // Without chunked encoding (HTTP/1.0 peers) the events land in the body.
   if (!parser.get().body().empty()) consume(parser.get().body());

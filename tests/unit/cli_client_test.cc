@@ -397,6 +397,33 @@ TEST_F(CliTest, ExecRelaysStatusInARunningVm) {
   EXPECT_EQ(VmCount(), 1u) << "exec leaves the VM alone";
 }
 
+TEST_F(CliTest, ExecDeliversEveryByteToAReaderSlowerThanTheCommand) {
+  // More than agentvmd ever buffered for a lagging client before flow
+  // control (32 MiB): a reader that stalls, then crawls, still gets it all.
+  constexpr std::uint64_t kTotal = 36 * 1000 * 1000;
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  ApiClient client(options_.socket_path);
+  protocol::ExecRequest request;
+  request.argv = {"bulk:" + std::to_string(kTotal), "exit:0"};
+  std::uint64_t received = 0;
+  bool in_order = true;
+  int chunks = 0;
+  auto slow = [&](protocol::OutputStream, std::string_view data) {
+    if (chunks++ == 0) std::this_thread::sleep_for(700ms);
+    if (chunks % 64 == 0) std::this_thread::sleep_for(2ms);
+    for (std::size_t i = 0; i < data.size() && in_order; ++i) {
+      in_order = data[i] == static_cast<char>('a' + (received + i) % 26);
+    }
+    received += data.size();
+    return true;
+  };
+  auto result = client.Exec("vm-1", request, slow);
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+  EXPECT_EQ(result->ShellStatus(), 0);
+  EXPECT_EQ(received, kTotal);
+  EXPECT_TRUE(in_order);
+}
+
 TEST_F(CliTest, CopyRoundTripKeepsBytesAndMode) {
   ASSERT_EQ(Cli({"create"}).status, 0);
   std::string local = dir_ + "/script.sh";

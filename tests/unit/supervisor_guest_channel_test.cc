@@ -21,6 +21,7 @@
 #include "guest-images/agent/protocol/messages.h"
 #include "guest-images/agent/testing/agent_harness.h"
 #include "supervisor/guest_channel.h"
+#include "tests/support/coroutine_runner.h"
 
 namespace agentvm {
 namespace {
@@ -30,44 +31,7 @@ using guest::testing::AgentProcess;
 using guest::testing::FrameClient;
 namespace asio = boost::asio;
 
-// Runs coroutines on `io` until each finished (or a generous wall-clock limit).
-class Runner {
- public:
-  explicit Runner(asio::io_context& io) : io_(io) {}
-
-  template <class T>
-  std::shared_ptr<std::optional<T>> Spawn(asio::awaitable<T> task) {
-    auto slot = std::make_shared<std::optional<T>>();
-    asio::co_spawn(
-        io_,
-        [slot, task = std::move(task)]() mutable -> asio::awaitable<void> {
-          slot->emplace(co_await std::move(task));
-        },
-        [](std::exception_ptr e) {
-          if (e) std::rethrow_exception(e);
-        });
-    return slot;
-  }
-
-  void RunUntil(const std::function<bool()>& done, std::chrono::seconds limit = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-      if (io_.stopped()) io_.restart();
-      io_.run_for(5ms);
-    }
-  }
-
-  template <class T>
-  T Run(asio::awaitable<T> task) {
-    auto slot = Spawn(std::move(task));
-    RunUntil([&] { return slot->has_value(); });
-    if (!slot->has_value()) throw std::runtime_error("coroutine did not finish");
-    return std::move(**slot);
-  }
-
- private:
-  asio::io_context& io_;
-};
+using Runner = testing::CoroutineRunner;
 
 // A connected pair: the GuestChannel end and a raw fd for the fake agent.
 struct Wire {
@@ -534,6 +498,61 @@ TEST_F(GuestChannelAgentTest, ExecStreamsOutputAndReportsTheExitCode) {
   EXPECT_EQ(result->ShellStatus(), 7);
   EXPECT_EQ(captured.out, "out\n");
   EXPECT_EQ(captured.err, "err\n");
+}
+
+TEST_F(GuestChannelAgentTest, ASlowConsumerGetsEveryByteWhileTheGuestWaitsForIt) {
+  constexpr std::uint64_t kWindow = 64 * 1024;
+  channel_->set_output_window(kWindow);
+  protocol::ExecRequest request;
+  request.argv = {"seq", "1", "300000"};  // about 2 MB
+  auto exec = run_.Run(channel_->StartExec(request));
+  ASSERT_TRUE(exec.has_value()) << exec.error().ToString();
+  std::string out;
+  std::uint64_t most_queued = 0;
+  int takes = 0;
+  while (true) {
+    most_queued = std::max(most_queued, (*exec)->queued_bytes());
+    auto chunk = run_.Run((*exec)->NextOutput());
+    if (!chunk) break;
+    out += chunk->data;
+    // A reader that dawdles now and then, as a throttled pipe does.
+    if (++takes % 8 == 0) run_.RunFor(5ms);
+  }
+  ASSERT_TRUE((*exec)->result().has_value()) << (*exec)->result().error().ToString();
+  EXPECT_EQ((*exec)->result()->exit_code, 0);
+  std::string expected;
+  for (int i = 1; i <= 300000; ++i) expected += std::to_string(i) + "\n";
+  EXPECT_EQ(out.size(), expected.size());
+  EXPECT_TRUE(out == expected);
+  EXPECT_LE(most_queued, kWindow);
+}
+
+TEST_F(GuestChannelAgentTest, StdinStreamsThroughTheWindowAndClosesOnEof) {
+  protocol::ExecRequest request;
+  request.argv = {"sha256sum"};
+  request.stream_stdin = true;
+  auto exec = run_.Run(channel_->StartExec(request));
+  ASSERT_TRUE(exec.has_value()) << exec.error().ToString();
+  // 5 MB, five times the guest's stdin window, in uneven writes.
+  std::string input(5 * 1000 * 1000, '\0');
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<char>((i * 131) >> 3);
+  for (std::size_t offset = 0; offset < input.size(); offset += 700 * 1000) {
+    bool last = offset + 700 * 1000 >= input.size();
+    auto sent = run_.Run((*exec)->WriteStdin(input.substr(offset, 700 * 1000), last));
+    ASSERT_TRUE(sent.has_value()) << sent.error().ToString();
+  }
+  std::string out;
+  while (auto chunk = run_.Run((*exec)->NextOutput())) out += chunk->data;
+  ASSERT_TRUE((*exec)->result().has_value());
+  // The same sum as the host's own sha256sum of those bytes.
+  std::string path = dir_ + "/input";
+  std::ofstream(path, std::ios::binary) << input;
+  FILE* pipe = ::popen(("sha256sum < " + path).c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char buf[128] = {};
+  ASSERT_NE(std::fgets(buf, sizeof buf, pipe), nullptr);
+  ::pclose(pipe);
+  EXPECT_EQ(out, std::string(buf));
 }
 
 TEST_F(GuestChannelAgentTest, ExecTimeoutIsAResultNotAnError) {

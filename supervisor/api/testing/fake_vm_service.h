@@ -4,6 +4,8 @@
 // Exec runs a tiny script given as argv, one instruction per element:
 //   out:TEXT / err:TEXT   TEXT on stdout / stderr, as one chunk
 //   bin                   the bytes ff fe 00 80 (not UTF-8) on stdout
+//   bulk:N                N bytes of a-z repeated on stdout, in 64 KiB chunks,
+//                         as fast as the consumer takes them (flow control)
 //   sleep:MS              waits MS milliseconds
 //   exit:N / signal:N     how the command ends (default: exit 0)
 //   timeout               ends as killed by its timeout
@@ -28,10 +30,13 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/notifier.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm::api::testing {
@@ -193,8 +198,8 @@ class FakeVmService : public VmService {
     co_return Result<void>{};
   }
 
-  boost::asio::awaitable<Result<protocol::ExecResult>> Exec(
-      const std::string& id, protocol::ExecRequest request, protocol::OutputSink sink) override {
+  boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(
+      const std::string& id, protocol::ExecRequest request) override {
     ++calls_;
     last_exec = request;
     auto info = Find(id);
@@ -202,40 +207,27 @@ class FakeVmService : public VmService {
     if (info->state != VmState::kRunning) {
       co_return Fail(ErrorCode::kConflict, "VM " + id + " is not running");
     }
-    protocol::ExecResult result;
-    result.exit_code = 0;
-    for (const std::string& step : request.argv) {
-      auto arg = [&](std::string_view prefix) -> std::optional<std::string> {
-        if (step.rfind(prefix, 0) != 0) return std::nullopt;
-        return step.substr(prefix.size());
-      };
-      if (auto text = arg("out:")) {
-        sink(protocol::OutputStream::kStdout, *text);
-      } else if (auto err = arg("err:")) {
-        sink(protocol::OutputStream::kStderr, *err);
-      } else if (step == "bin") {
-        sink(protocol::OutputStream::kStdout, std::string_view("\xff\xfe\x00\x80", 4));
-      } else if (auto ms = arg("sleep:")) {
-        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor,
-                                        std::chrono::milliseconds(std::stoi(*ms)));
-        co_await timer.async_wait(boost::asio::use_awaitable);
-      } else if (auto code = arg("exit:")) {
-        result.exit_code = std::stoi(*code);
-      } else if (auto signal = arg("signal:")) {
-        result.exit_code.reset();
-        result.signal = std::stoi(*signal);
-      } else if (step == "timeout") {
-        result.exit_code.reset();
-        result.signal = 9;
-        result.timed_out = true;
-      } else if (auto message = arg("fail:")) {
-        ++execs_finished_;
-        co_return Fail(ErrorCode::kUnavailable, *message);
-      }
-    }
-    ++execs_finished_;
-    co_return result;
+    auto executor = co_await boost::asio::this_coro::executor;
+    // Like the guest, the script sends output only as far as the window has
+    // room; the consumer's takes wake it.
+    auto room = std::make_shared<Notifier>(executor);
+    ExecStream::Options options;
+    options.what = "exec " + request.argv.at(0);
+    options.output_window = exec_output_window;
+    ExecStream::Producer producer;
+    producer.output_taken = [room](std::uint64_t) { room->Notify(); };
+    producer.send_stdin = [this](std::string_view data, bool) -> Result<void> {
+      streamed_stdin += data;
+      return {};
+    };
+    auto exec = std::make_shared<ExecStream>(executor, options, std::move(producer));
+    boost::asio::co_spawn(executor, RunScript(request.argv, exec, room), boost::asio::detached);
+    co_return exec;
   }
+
+  // Output a fake exec may queue ahead of its consumer.
+  std::uint64_t exec_output_window = protocol::kDefaultOutputWindow;
+  std::string streamed_stdin;  // what WriteStdin sent to fake execs
 
   boost::asio::awaitable<Result<void>> WriteFile(const std::string& id, const std::string& path,
                                                  std::string data, std::uint32_t mode) override {
@@ -329,6 +321,63 @@ class FakeVmService : public VmService {
     auto it = vms.find(id);
     if (it == vms.end()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);
     return it->second;
+  }
+
+  // Queues `data` once the window has room for it.
+  static boost::asio::awaitable<void> Emit(std::shared_ptr<ExecStream> exec, std::shared_ptr<Notifier> room,
+                                           protocol::OutputStream stream, std::string data) {
+    while (exec->queued_bytes() + data.size() > exec->output_window() && !exec->finished()) {
+      co_await room->Wait();
+    }
+    (void)exec->PushOutput(stream, std::move(data));
+  }
+
+  boost::asio::awaitable<void> RunScript(std::vector<std::string> argv, std::shared_ptr<ExecStream> exec,
+                                         std::shared_ptr<Notifier> room) {
+    protocol::ExecResult result;
+    result.exit_code = 0;
+    for (const std::string& step : argv) {
+      auto arg = [&](std::string_view prefix) -> std::optional<std::string> {
+        if (step.rfind(prefix, 0) != 0) return std::nullopt;
+        return step.substr(prefix.size());
+      };
+      if (auto text = arg("out:")) {
+        co_await Emit(exec, room, protocol::OutputStream::kStdout, *text);
+      } else if (auto err = arg("err:")) {
+        co_await Emit(exec, room, protocol::OutputStream::kStderr, *err);
+      } else if (step == "bin") {
+        std::string bytes("\xff\xfe\x00\x80", 4);
+        co_await Emit(exec, room, protocol::OutputStream::kStdout, std::move(bytes));
+      } else if (auto bytes = arg("bulk:")) {
+        // N bytes of a counting pattern, in 64 KiB chunks.
+        std::uint64_t total = std::stoull(*bytes);
+        for (std::uint64_t sent = 0; sent < total;) {
+          std::string chunk(std::min<std::uint64_t>(64 * 1024, total - sent), '\0');
+          for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>('a' + (sent + i) % 26);
+          sent += chunk.size();
+          co_await Emit(exec, room, protocol::OutputStream::kStdout, std::move(chunk));
+        }
+      } else if (auto ms = arg("sleep:")) {
+        boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor,
+                                        std::chrono::milliseconds(std::stoi(*ms)));
+        co_await timer.async_wait(boost::asio::use_awaitable);
+      } else if (auto code = arg("exit:")) {
+        result.exit_code = std::stoi(*code);
+      } else if (auto signal = arg("signal:")) {
+        result.exit_code.reset();
+        result.signal = std::stoi(*signal);
+      } else if (step == "timeout") {
+        result.exit_code.reset();
+        result.signal = 9;
+        result.timed_out = true;
+      } else if (auto message = arg("fail:")) {
+        ++execs_finished_;
+        exec->Finish(Fail(ErrorCode::kUnavailable, *message));
+        co_return;
+      }
+    }
+    ++execs_finished_;
+    exec->Finish(result);
   }
 
   std::atomic<int> calls_{0};
