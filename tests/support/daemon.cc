@@ -81,6 +81,16 @@ Daemon::~Daemon() {
 
 bool Daemon::running() const { return child_ && child_->running(); }
 
+long Daemon::PeakRssKib() const {
+  if (!running()) return -1;
+  std::ifstream status("/proc/" + std::to_string(child_->id()) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
 CommandResult Daemon::Cli(const std::vector<std::string>& args, std::chrono::seconds timeout) const {
   std::vector<std::string> argv = {BinPath("agentvm"), "--socket", socket_};
   argv.insert(argv.end(), args.begin(), args.end());

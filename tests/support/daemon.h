@@ -36,6 +36,8 @@ class Daemon {
   std::string run_dir() const { return (root_.path() / "run").string(); }
   std::string root() const { return root_.str(); }
   bool running() const;
+  // The most memory agentvmd has held so far (VmHWM), in KiB; -1 if unknown.
+  long PeakRssKib() const;
 
   // `agentvm --socket <socket> args...`
   CommandResult Cli(const std::vector<std::string>& args,
