@@ -16,7 +16,7 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 from agentvm import _protocol as proto
 from agentvm.errors import ClientTimeout, ConnectionLost, DaemonUnreachable, NotFound
@@ -60,10 +60,35 @@ def exec_read_timeout(timeout: float | None, client_timeout: float | None | _Uns
     return None  # the command may run (and be silent) as long as it likes
 
 
+# Requests up to this size go out in one send(): http.client writes the
+# header and the body separately, and each write can cost a wake-up of the
+# daemon (and of this process) before the request is whole.
+_COALESCE_LIMIT = 1024 * 1024
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, socket_path: str, timeout: float | None) -> None:
         super().__init__("agentvmd", timeout=timeout)
         self._socket_path = socket_path
+        self._pending: list[bytes] | None = None
+
+    def send_request(self, request: proto.Request) -> None:
+        headers = {"Content-Type": request.content_type} if request.content_type else {}
+        if request.body is not None and len(request.body) > _COALESCE_LIMIT:
+            self.request(request.method, request.target, body=request.body, headers=headers)
+            return
+        self._pending = []
+        try:
+            self.request(request.method, request.target, body=request.body, headers=headers)
+        finally:
+            data, self._pending = b"".join(self._pending), None
+        super().send(data)
+
+    def send(self, data: Any) -> None:
+        if self._pending is not None and isinstance(data, bytes):
+            self._pending.append(data)
+        else:
+            super().send(data)
 
     def connect(self) -> None:
         sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
@@ -193,9 +218,8 @@ class Client:
                 f"cannot connect to agentvmd at {self.socket}: {e.strerror or e}", code="unreachable"
             ) from e
         try:
-            headers = {"Content-Type": request.content_type} if request.content_type else {}
             try:
-                connection.request(request.method, request.target, body=request.body, headers=headers)
+                connection.send_request(request)
             except (BrokenPipeError, ConnectionResetError):
                 # The daemon may refuse a request before reading all of its
                 # body (413) and close: its answer is still worth reading.
