@@ -1,10 +1,10 @@
 """The asyncio client: :class:`AsyncClient`, :class:`AsyncVm`, :class:`AsyncExecStream`.
 
 The same methods as the synchronous client (agentvm.client), as coroutines,
-on ``asyncio.open_unix_connection`` with a small HTTP/1.1 reader of its own:
-one connection per call, a body read by Content-Length, chunked encoding or
-to the connection's end. Many calls, execs included, may run at once on one
-``AsyncClient``.
+on a non-blocking unix socket driven by the loop's ``sock_*`` calls, with a
+small HTTP/1.1 reader of its own: one connection per call, a body read by
+Content-Length, chunked encoding or to the connection's end. Many calls,
+execs included, may run at once on one ``AsyncClient``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import os
+import socket as socketlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
@@ -29,28 +30,76 @@ _READ_SIZE = 64 * 1024
 _MAX_HEADER = 64 * 1024
 
 
+class _Truncated(Exception):
+    """The connection ended in the middle of something."""
+
+
+class _SocketReader:
+    """A buffered reader on a non-blocking socket, through the loop's sock_* calls.
+
+    Lighter than asyncio streams (no transport or protocol objects): with
+    one short-lived connection per call, that is a good part of what the
+    client costs per request.
+    """
+
+    def __init__(self, sock: socketlib.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
+        self._loop = loop
+        self._buffer = bytearray()
+
+    async def _fill(self) -> bool:
+        data = await self._loop.sock_recv(self.sock, _READ_SIZE)
+        self._buffer += data
+        return bool(data)
+
+    async def read_until(self, separator: bytes, limit: int) -> bytes:
+        start = 0
+        while (found := self._buffer.find(separator, start)) < 0:
+            if len(self._buffer) > limit:
+                raise ProtocolError(f"no {separator!r} within {limit} bytes", code="protocol")
+            start = max(0, len(self._buffer) - len(separator) + 1)
+            if not await self._fill():
+                raise _Truncated(f"the connection ended before {separator!r}")
+        end = found + len(separator)
+        data = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return data
+
+    async def read_some(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes as soon as there are any; ``b""`` at the connection's end."""
+        if not self._buffer and not await self._fill():
+            return b""
+        data = bytes(self._buffer[:limit])
+        del self._buffer[:limit]
+        return data
+
+    async def read_exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            if not await self._fill():
+                raise _Truncated(f"the connection ended {size - len(self._buffer)} bytes early")
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class _Response:
     """One HTTP response on its own connection; the body is read piece by piece."""
 
     def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        status: int,
-        headers: dict[str, str],
-        read_timeout: float | None,
-        what: str,
+        self, reader: _SocketReader, status: int, headers: dict[str, str], read_timeout: float | None, what: str
     ) -> None:
         self.status = status
         self.headers = headers
         self._reader = reader
-        self._writer = writer
         self._read_timeout = read_timeout
         self._what = what
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = headers.get("content-length")
         self._remaining: int | None = None  # of the body, or of the current chunk
-        if status == 204 or status == 304 or (100 <= status < 200):
+        if status == 204 or status == 304:
             self._remaining = 0
         elif not self._chunked and length is not None:
             try:
@@ -72,8 +121,8 @@ class _Response:
             raise ClientTimeout(
                 f"{self._what}: no data from agentvmd within {self._read_timeout} s", code="client_timeout"
             ) from e
-        except (asyncio.IncompleteReadError, ConnectionError, OSError) as e:
-            raise ConnectionLost(f"{self._what}: the connection to agentvmd broke: {e!r}", code="disconnected",
+        except (_Truncated, OSError) as e:
+            raise ConnectionLost(f"{self._what}: the connection to agentvmd broke: {e}", code="disconnected",
                                  status=self.status) from e
 
     async def read_all(self) -> bytes:
@@ -83,40 +132,37 @@ class _Response:
         return b"".join(parts)
 
     def close(self) -> None:
-        self._writer.close()
+        self._reader.close()
 
     async def _read_some(self) -> bytes:
         if not self._chunked:
             if self._remaining is None:  # until the connection ends (HTTP/1.0 style)
-                data = await self._reader.read(_READ_SIZE)
+                data = await self._reader.read_some(_READ_SIZE)
                 self._done = not data
                 return data
-            data = await self._reader.read(min(self._remaining, _READ_SIZE))
+            data = await self._reader.read_some(min(self._remaining, _READ_SIZE))
             if not data:
-                raise ConnectionLost(f"{self._what}: the body ended {self._remaining} bytes early",
-                                     code="disconnected", status=self.status)
+                raise _Truncated(f"the body ended {self._remaining} bytes early")
             self._remaining -= len(data)
             self._done = self._remaining == 0
             return data
         while not self._remaining:
             if self._remaining == 0:
-                await self._reader.readexactly(2)  # the CRLF after a chunk
-            line = await self._reader.readline()
-            if not line.endswith(b"\n"):
-                raise asyncio.IncompleteReadError(line, None)
+                await self._reader.read_exactly(2)  # the CRLF after a chunk
+            line = await self._reader.read_until(b"\n", 4096)
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError as e:
                 raise ProtocolError(f"{self._what}: bad chunk size {line!r}", code="protocol") from e
             if size == 0:
-                while (await self._reader.readline()).strip():  # trailers
+                while (await self._reader.read_until(b"\n", _MAX_HEADER)).strip():  # trailers
                     pass
                 self._done = True
                 return b""
             self._remaining = size
-        data = await self._reader.read(min(self._remaining, _READ_SIZE))
+        data = await self._reader.read_some(min(self._remaining, _READ_SIZE))
         if not data:
-            raise asyncio.IncompleteReadError(b"", self._remaining)
+            raise _Truncated(f"the connection ended inside a chunk, {self._remaining} bytes early")
         self._remaining -= len(data)
         return data
 
@@ -193,15 +239,24 @@ class AsyncClient:
 
     async def _open(self, request: proto.Request, read_timeout: float | None) -> _Response:
         what = f"{request.method} {request.target}"
+        loop = asyncio.get_running_loop()
+        sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        sock.setblocking(False)
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_unix_connection(self.socket)
+                await loop.sock_connect(sock, self.socket)
         except TimeoutError as e:
+            sock.close()
             raise ClientTimeout(f"cannot connect to agentvmd at {self.socket}: timed out", code="client_timeout") from e
         except OSError as e:
+            sock.close()
             raise DaemonUnreachable(
                 f"cannot connect to agentvmd at {self.socket}: {e.strerror or e}", code="unreachable"
             ) from e
+        except BaseException:
+            sock.close()
+            raise
+        reader = _SocketReader(sock, loop)
         try:
             body = request.body or b""
             head = f"{request.method} {request.target} HTTP/1.1\r\nHost: agentvmd\r\n"
@@ -209,31 +264,28 @@ class AsyncClient:
                 head += f"Content-Type: {request.content_type}\r\n"
             if body or request.method in ("POST", "PUT"):
                 head += f"Content-Length: {len(body)}\r\n"
-            writer.write(head.encode("ascii") + b"\r\n" + body)
             try:
                 async with asyncio.timeout(self.timeout):
-                    await writer.drain()
+                    await loop.sock_sendall(sock, head.encode("ascii") + b"\r\n" + body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # refused before the body was read (413): read the answer
             async with asyncio.timeout(read_timeout):
                 status, headers = await _read_head(reader, what)
-            return _Response(reader, writer, status, headers, read_timeout, what)
+            return _Response(reader, status, headers, read_timeout, what)
         except TimeoutError as e:
-            writer.close()
+            reader.close()
             raise ClientTimeout(f"{what}: no answer from agentvmd within {read_timeout} s", code="client_timeout") from e
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError) as e:
-            writer.close()
+        except (_Truncated, OSError) as e:
+            reader.close()
             raise ConnectionLost(f"{what}: the connection to agentvmd broke: {e!r}", code="disconnected") from e
         except BaseException:
-            writer.close()
+            reader.close()
             raise
 
 
-async def _read_head(reader: asyncio.StreamReader, what: str) -> tuple[int, dict[str, str]]:
+async def _read_head(reader: _SocketReader, what: str) -> tuple[int, dict[str, str]]:
     while True:
-        head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > _MAX_HEADER:
-            raise ProtocolError(f"{what}: response header over {_MAX_HEADER} bytes", code="protocol")
+        head = await reader.read_until(b"\r\n\r\n", _MAX_HEADER)
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
