@@ -406,6 +406,15 @@ def test_files_go_in_and_out_with_the_path_escaped(client: Any, fake: FakeDaemon
         vm.read_file("/nope")
 
 
+def test_an_upload_refused_before_its_body_is_read_gets_the_daemons_answer(client: Any, fake: FakeDaemon) -> None:
+    vm = get_vm(client, fake)
+    fake.route("PUT", "/v1/vms/vm-1/files",
+               lambda _r, reply: reply.error(413, "too_large", "request body larger than 67108864 bytes"),
+               before_body=True)
+    with pytest.raises(agentvm.TooLarge, match="larger than"):
+        vm.write_file("/tmp/big", b"x" * (8 * 1024 * 1024))
+
+
 def test_snapshots(client: Any, fake: FakeDaemon) -> None:
     vm = get_vm(client, fake)
     snap = {"name": "before", "vm_state_bytes": 100663296, "created_at": 1732400000}
