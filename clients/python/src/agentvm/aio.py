@@ -429,7 +429,8 @@ class AsyncExecStream:
             return
         if self._closed:
             raise RuntimeError("the exec stream is closed")
-        self._decoder = proto.ExecDecoder(time.monotonic())
+        decoder = proto.ExecDecoder(time.monotonic())
+        self._closed = True  # a start that fails leaves the stream closed, not empty
         response = await self._client._open(self._request, self._read_timeout)
         if response.status != 200:
             try:
@@ -439,6 +440,8 @@ class AsyncExecStream:
             finally:
                 response.close()
             raise proto.error_for(response.status, body)
+        self._closed = False
+        self._decoder = decoder
         self._response = response
 
     def __await__(self) -> Generator[Any, None, AsyncExecStream]:

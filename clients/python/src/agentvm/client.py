@@ -34,6 +34,7 @@ class CreateArgs(TypedDict, total=False):
     network: proto.NetworkArg
     boot: BootMode
 
+
 # Read at most this much per system call from an exec stream: chunks are
 # handed on as soon as they arrive, never gathered into one big buffer.
 _READ_SIZE = 64 * 1024
