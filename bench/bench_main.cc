@@ -17,6 +17,7 @@
 #include "bench/bench_daemon.h"
 #include "bench/boot_bench.h"
 #include "bench/exec_bench.h"
+#include "bench/exec_rtt.h"
 #include "bench/net_bench.h"
 #include "bench/processes.h"
 #include "bench/report.h"
@@ -164,6 +165,7 @@ asio::awaitable<int> Run(Options options) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "net-rules") return agentvm::bench::NetRulesMain(argc - 1, argv + 1);
+  if (argc > 1 && std::string_view(argv[1]) == "exec-rtt") return agentvm::bench::ExecRttMain(argc - 1, argv + 1);
   Options options;
   po::options_description flags(
       "agentvm-bench: agentvmd create vs the same QEMU by hand; exec round trips via the API, our agent and "
