@@ -8,7 +8,7 @@
 #include "netsetup/ipv4.h"
 #include "netsetup/net_names.h"
 #include "supervisor/names.h"
-#include "supervisor/vm_service.h"
+#include "supervisor/vm_types.h"
 
 namespace agentvm {
 namespace {

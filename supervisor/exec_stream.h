@@ -30,8 +30,8 @@
 
 #include "common/error.h"
 #include "common/notifier.h"
-#include "guest-images/agent/protocol/exec_types.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/exec_types.h"
+#include "protocol/messages.h"
 
 namespace agentvm {
 

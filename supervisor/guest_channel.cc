@@ -17,8 +17,8 @@
 #include "common/logging.h"
 #include "common/pending.h"
 #include "common/spawn.h"
-#include "guest-images/agent/protocol/frame.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
 
 namespace agentvm {
 namespace {

@@ -18,9 +18,9 @@
 #include <utility>  // boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include "common/error.h"
-#include "guest-images/agent/protocol/exec_types.h"
+#include "protocol/exec_types.h"
 #include "supervisor/exec_stream.h"
-#include "guest-images/agent/protocol/identity.h"
+#include "protocol/identity.h"
 
 namespace agentvm {
 

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+
+#include "common/error.h"
 
 namespace agentvm {
 
@@ -20,5 +23,11 @@ enum class ChannelKind { kVsock, kVirtioSerial };
 
 std::string_view AccelName(Accel accel);
 std::string_view ChannelKindName(ChannelKind kind);
+
+
+// First line of `qemu_binary --version`, e.g. "QEMU emulator version 7.2.22
+// (Debian 1:7.2+dfsg-7+deb12u18+b3)". Runs the binary and blocks until it
+// exits: call once at startup.
+Result<std::string> QemuVersion(const std::string& qemu_binary);
 
 }  // namespace agentvm

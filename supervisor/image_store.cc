@@ -1,9 +1,14 @@
 #include "supervisor/image_store.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <fstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "supervisor/file_digest.h"
 #include "supervisor/names.h"
 
 namespace agentvm {
@@ -47,6 +52,18 @@ Result<Image> ImageStore::Find(const std::string& name) const {
     }
   }
   return image;
+}
+
+
+Result<std::string> ImageIdentity(const Image& image) {
+  std::string identity = image.name;
+  for (const std::filesystem::path& file : {image.kernel, image.initrd, image.rootfs}) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) return Fail(ErrnoError("stat " + file.string(), errno));
+    identity += fmt::format("\n{}:{}:{}.{}", file.filename().string(), st.st_size, st.st_mtim.tv_sec,
+                            st.st_mtim.tv_nsec);
+  }
+  return Hex64(Xxh64Of(identity));
 }
 
 }  // namespace agentvm

@@ -31,4 +31,8 @@ class ImageStore {
   std::filesystem::path dir_;
 };
 
+// Identity of an image's files (name, size and mtime of kernel, initrd and
+// rootfs): changes when the image is rebuilt or replaced.
+Result<std::string> ImageIdentity(const Image& image);
+
 }  // namespace agentvm

@@ -1,8 +1,11 @@
 #include "supervisor/qemu_command_line.h"
 
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
+#include "supervisor/file_digest.h"
 
 namespace agentvm {
 
@@ -25,6 +28,18 @@ nlohmann::json ReadOnlyQcow2(const std::string& node_name, const std::string& pa
       {"read-only", true},
       {"file", {{"driver", "file"}, {"filename", path}, {"read-only", true}}},
   };
+}
+
+std::string NormalizeKernelArgs(const std::string& args) {
+  std::istringstream in(args);
+  std::string word;
+  std::string out;
+  while (in >> word) {
+    if (word.starts_with("agentvm.")) continue;
+    if (!out.empty()) out += ' ';
+    out += word;
+  }
+  return out;
 }
 
 }  // namespace
@@ -63,7 +78,7 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
   }
   nlohmann::json disk = {
       {"driver", "qcow2"},
-      {"node-name", "disk0"},
+      {"node-name", kDiskNodeName},
       {"file", {{"driver", "file"}, {"filename", spec.overlay}}},
       {"backing", std::move(backing)},
   };
@@ -96,6 +111,33 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
   }
   if (spec.incoming_defer) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;
+}
+
+std::string CommandLineHash(const QemuLaunchSpec& spec) {
+  QemuLaunchSpec normal = spec;
+  normal.vm_id = "vm";
+  normal.kernel = "kernel";
+  normal.initrd = "initrd";
+  normal.kernel_args = NormalizeKernelArgs(spec.kernel_args);
+  normal.base_image = "base";
+  normal.overlay = "overlay";
+  normal.frozen_image.clear();
+  normal.qmp_socket = "qmp";
+  normal.console_log = "console";
+  normal.pidfile = "pidfile";
+  normal.agent_socket = "agent";
+  if (normal.channel == ChannelKind::kVsock) normal.guest_cid = 3;
+  if (normal.tap_fd >= 0) {
+    normal.tap_fd = 3;
+    normal.mac = "02:00:00:00:00:00";
+  }
+  normal.incoming_defer = false;
+  Xxh64 hash;
+  for (const auto& arg : QemuCommandLine(normal)) {
+    hash.Update(arg);
+    hash.Update(std::string_view("\0", 1));
+  }
+  return Hex64(hash.Digest());
 }
 
 }  // namespace agentvm

@@ -4,11 +4,16 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "supervisor/host_facts.h"
 
 namespace agentvm {
+
+// QEMU's node name for a VM's writable top layer (its overlay): named
+// snapshots are saved to and loaded from it.
+inline constexpr std::string_view kDiskNodeName = "disk0";
 
 struct QemuLaunchSpec {
   std::string qemu_binary = "qemu-system-x86_64";
@@ -51,5 +56,14 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec);
 
 // QEMU's option syntax splits on commas; a literal comma is written twice.
 std::string QemuOptEscape(const std::string& value);
+
+// Hash of the QEMU command line `spec` produces, with what differs between
+// two clones of one profile normalized away: VM id, every path (the image's
+// files are covered by ImageIdentity), tap fd and MAC (only whether there is
+// a NIC stays), vsock CID, -incoming, the frozen disk layer, and agentvm.*
+// kernel arguments (per-VM identity, read at boot, which a restored guest
+// has long passed). Any other change (QEMU binary, accelerator, cpus, memory,
+// devices, other kernel arguments) changes the hash.
+std::string CommandLineHash(const QemuLaunchSpec& spec);
 
 }  // namespace agentvm

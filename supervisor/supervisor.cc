@@ -83,7 +83,7 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
     }
     return;
   }
-  golden_ = std::make_unique<GoldenSnapshots>(
+  golden_ = std::make_unique<GoldenSnapshotBuilder>(
       executor_, std::filesystem::path(config_.state_dir) / "golden", std::move(qemu_version),
       [this](const GoldenKey& key) { return BootGoldenVm(key); },
       [this](std::shared_ptr<Vm> vm) -> boost::asio::awaitable<void> { co_await RemoveVm(std::move(vm)); });

@@ -13,7 +13,7 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "supervisor/config.h"
-#include "supervisor/golden_snapshots.h"
+#include "supervisor/golden_snapshot_builder.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
@@ -96,7 +96,7 @@ class Supervisor : public VmService {
   std::unique_ptr<StateStore> store_;
   std::shared_ptr<VmNetwork> network_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;
-  std::unique_ptr<GoldenSnapshots> golden_;  // null when golden snapshots are off
+  std::unique_ptr<GoldenSnapshotBuilder> golden_;  // null when golden snapshots are off
   std::map<std::string, std::unique_ptr<VmPool>> pools_;  // by VmPool::name()
 };
 

@@ -18,11 +18,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
 #include "supervisor/guest_connector.h"
-#include "supervisor/migration.h"
+#include "qmp/migration.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
 

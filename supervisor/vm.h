@@ -30,9 +30,9 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "common/error.h"
-#include "guest-images/agent/protocol/exec_types.h"
+#include "protocol/exec_types.h"
 #include "supervisor/child_process.h"
-#include "supervisor/golden_snapshot.h"
+#include "supervisor/golden_snapshot_store.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"

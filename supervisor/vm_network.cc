@@ -7,7 +7,7 @@
 #include "netsetup/links.h"
 #include "netsetup/net_names.h"
 #include "netsetup/tap.h"
-#include "supervisor/dns_forwarder.h"
+#include "netsetup/dns_forwarder.h"
 
 namespace agentvm {
 namespace {

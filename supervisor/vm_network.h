@@ -16,12 +16,12 @@
 #include <boost/asio/ip/udp.hpp>
 
 #include "common/error.h"
-#include "guest-images/agent/protocol/identity.h"
+#include "protocol/identity.h"
 #include "netsetup/ipv4.h"
 #include "supervisor/config.h"
 #include "supervisor/ip_leases.h"
 #include "supervisor/state_store.h"
-#include "supervisor/vm_service.h"
+#include "supervisor/vm_types.h"
 
 namespace agentvm {
 namespace net {

@@ -8,8 +8,9 @@
 #include "common/logging.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
-#include "supervisor/migration.h"
-#include "supervisor/named_snapshots.h"
+#include "qmp/migration.h"
+#include "qmp/named_snapshots.h"
+#include "supervisor/qemu_command_line.h"
 #include "supervisor/vm.h"
 
 namespace agentvm {
@@ -24,7 +25,6 @@ constexpr milliseconds kSnapshotTimeout{120000};
 constexpr milliseconds kQuitTimeout{10000};
 constexpr milliseconds kAgentAfterLoadTimeout{10000};
 // The writable top of every VM's disk chain (qemu_command_line.cc).
-constexpr char kDiskNode[] = "disk0";
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("vm"); }
 
@@ -39,6 +39,10 @@ class FlagScope {
  private:
   bool& flag_;
 };
+
+SnapshotInfo ToSnapshotInfo(const qmp::NamedSnapshot& snapshot) {
+  return SnapshotInfo{snapshot.name, snapshot.vm_state_bytes, snapshot.created_at};
+}
 
 }  // namespace
 
@@ -74,13 +78,13 @@ boost::asio::awaitable<Result<SnapshotInfo>> Vm::SaveSnapshot(std::string name) 
   const auto self = shared_from_this();
   FlagScope busy(snapshot_op_);
   Log()->info("{}: saving snapshot {}", spec_.id, name);
-  if (auto saved = co_await SaveNamedSnapshot(*qmp_, name, kDiskNode, kSnapshotTimeout); !saved) {
+  if (auto saved = co_await SaveNamedSnapshot(*qmp_, name, std::string(kDiskNodeName), kSnapshotTimeout); !saved) {
     co_return Fail(saved.error().Wrap("save snapshot " + name));
   }
-  auto all = co_await ListNamedSnapshots(*qmp_, kDiskNode);
+  auto all = co_await ListNamedSnapshots(*qmp_, std::string(kDiskNodeName));
   if (!all) co_return Fail(all.error());
-  for (const SnapshotInfo& snapshot : *all) {
-    if (snapshot.name == name) co_return snapshot;
+  for (const qmp::NamedSnapshot& snapshot : *all) {
+    if (snapshot.name == name) co_return ToSnapshotInfo(snapshot);
   }
   co_return Fail(ErrorCode::kInternal, "snapshot " + name + " was saved but is not listed");
 }
@@ -88,7 +92,11 @@ boost::asio::awaitable<Result<SnapshotInfo>> Vm::SaveSnapshot(std::string name) 
 boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> Vm::ListSnapshots() {
   if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
   const auto self = shared_from_this();
-  co_return co_await ListNamedSnapshots(*qmp_, kDiskNode);
+  auto all = co_await ListNamedSnapshots(*qmp_, std::string(kDiskNodeName));
+  if (!all) co_return Fail(all.error());
+  std::vector<SnapshotInfo> infos;
+  for (const qmp::NamedSnapshot& snapshot : *all) infos.push_back(ToSnapshotInfo(snapshot));
+  co_return infos;
 }
 
 boost::asio::awaitable<Result<void>> Vm::RestoreSnapshot(std::string name) {
@@ -97,7 +105,7 @@ boost::asio::awaitable<Result<void>> Vm::RestoreSnapshot(std::string name) {
   const auto self = shared_from_this();
   FlagScope busy(snapshot_op_);
   Log()->info("{}: restoring snapshot {}", spec_.id, name);
-  if (auto loaded = co_await LoadNamedSnapshot(*qmp_, name, kDiskNode, kSnapshotTimeout); !loaded) {
+  if (auto loaded = co_await LoadNamedSnapshot(*qmp_, name, std::string(kDiskNodeName), kSnapshotTimeout); !loaded) {
     co_return Fail(loaded.error().Wrap("restore snapshot " + name));
   }
   // The guest is back at the moment of the snapshot, clock included; it
@@ -120,7 +128,7 @@ boost::asio::awaitable<Result<void>> Vm::DeleteSnapshot(std::string name) {
   if (auto ok = BeginSnapshotOp(); !ok) co_return ok;
   const auto self = shared_from_this();
   FlagScope busy(snapshot_op_);
-  if (auto deleted = co_await DeleteNamedSnapshot(*qmp_, name, kDiskNode, kSnapshotTimeout); !deleted) {
+  if (auto deleted = co_await DeleteNamedSnapshot(*qmp_, name, std::string(kDiskNodeName), kSnapshotTimeout); !deleted) {
     co_return Fail(deleted.error().Wrap("delete snapshot " + name));
   }
   co_return Result<void>{};

@@ -11,7 +11,7 @@
 #include "guest-images/agent/configure.h"
 #include "guest-images/agent/file_ops.h"
 #include "guest-images/agent/log.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 
 namespace agentvm::guest {
 namespace {

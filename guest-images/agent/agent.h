@@ -19,7 +19,7 @@
 #include "guest-images/agent/exec_session.h"
 #include "guest-images/agent/guest_system.h"
 #include "guest-images/agent/output_queue.h"
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
 
 namespace agentvm::guest {
 

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "guest-images/agent/log.h"
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
 
 namespace agentvm::guest {
 namespace {

@@ -1,6 +1,6 @@
 #include "guest-images/agent/configure.h"
 
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 
 namespace agentvm::guest {
 namespace {

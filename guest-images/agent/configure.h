@@ -8,7 +8,7 @@
 
 #include "guest-images/agent/file_ops.h"
 #include "guest-images/agent/guest_system.h"
-#include "guest-images/agent/protocol/identity.h"
+#include "protocol/identity.h"
 
 namespace agentvm::guest {
 

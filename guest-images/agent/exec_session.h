@@ -14,7 +14,7 @@
 
 #include "guest-images/agent/file_ops.h"
 #include "guest-images/agent/output_queue.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/unique_fd.h"
 
 namespace agentvm::guest {

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 
 namespace agentvm::guest {
 

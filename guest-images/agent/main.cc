@@ -16,7 +16,7 @@
 #include "guest-images/agent/channel.h"
 #include "guest-images/agent/guest_system.h"
 #include "guest-images/agent/log.h"
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
 
 namespace {
 

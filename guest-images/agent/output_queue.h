@@ -9,7 +9,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
 
 namespace agentvm::guest {
 

@@ -7,13 +7,12 @@
 #include <string>
 #include <string_view>
 #include <vector>
-#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "guest-images/agent/protocol/exec_types.h"
-#include "supervisor/vm_service.h"
+#include "protocol/exec_types.h"
+#include "supervisor/vm_types.h"
 
 namespace agentvm::api {
 

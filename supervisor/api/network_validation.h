@@ -1,4 +1,4 @@
-// Checks of a VM's network request (supervisor/vm_service.h NetworkRequest)
+// Checks of a VM's network request (supervisor/vm_types.h NetworkRequest)
 // shared by the API, which parses it from JSON, and the agentvm CLI, which
 // builds it from flags, so both refuse the same things with the same words.
 // Pure.
@@ -8,11 +8,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include "common/error.h"
 #include "netsetup/firewall_config.h"
-#include "supervisor/vm_service.h"
+#include "supervisor/vm_types.h"
 
 namespace agentvm::api {
 

@@ -7,15 +7,14 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/error.h"
-#include "guest-images/agent/protocol/exec_types.h"
+#include "protocol/exec_types.h"
 #include "supervisor/api/network_validation.h"
 #include "supervisor/api/router.h"
-#include "supervisor/vm_service.h"
+#include "supervisor/vm_types.h"
 
 namespace agentvm::api {
 
@@ -39,7 +38,7 @@ Result<void> ValidateImageName(std::string_view name);
 Result<void> ValidateGuestPath(std::string_view path, std::string_view what);
 // ^[A-Za-z_][A-Za-z0-9_]*$
 Result<void> ValidateEnvName(std::string_view name);
-// IsValidSnapshotName (vm_service.h), with a message that says what is wrong.
+// IsValidSnapshotName (vm_types.h), with a message that says what is wrong.
 Result<void> ValidateSnapshotName(std::string_view name);
 
 // Parses a JSON object body, refusing malformed JSON, non-objects and nesting

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/testing/agent_harness.h"
 
 namespace agentvm::guest {

@@ -16,7 +16,7 @@
 #include "guest-images/agent/agent.h"
 #include "guest-images/agent/channel.h"
 #include "guest-images/agent/output_queue.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/testing/agent_harness.h"
 
 namespace agentvm::guest {

@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/testing/agent_harness.h"
 
 namespace agentvm::guest {

@@ -1,4 +1,4 @@
-#include "supervisor/cli/cli_args.h"
+#include "cli/cli_args.h"
 
 #include <gtest/gtest.h>
 

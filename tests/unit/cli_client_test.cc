@@ -1,6 +1,6 @@
 // The agentvm CLI in-process against an in-process ApiServer backed by the
 // FakeVmService: what a user sees (stdout, stderr, exit status) per command.
-#include "supervisor/cli/cli.h"
+#include "cli/cli.h"
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -22,7 +22,7 @@
 #include "supervisor/api/api_server.h"
 #include "supervisor/api/testing/fake_vm_service.h"
 #include "supervisor/api/testing/in_process_server_test.h"
-#include "supervisor/cli/api_client.h"
+#include "cli/api_client.h"
 
 namespace agentvm::cli {
 namespace {

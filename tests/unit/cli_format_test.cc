@@ -1,4 +1,4 @@
-#include "supervisor/cli/cli_format.h"
+#include "cli/cli_format.h"
 
 #include <gtest/gtest.h>
 

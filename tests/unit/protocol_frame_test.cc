@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
-#include "guest-images/agent/protocol/frame.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
 
 namespace agentvm::protocol {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "guest-images/agent/protocol/identity.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/identity.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/testing/over_the_wire.h"
 
 namespace agentvm::protocol {

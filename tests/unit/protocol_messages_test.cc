@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/testing/over_the_wire.h"
 
 namespace agentvm::protocol {

@@ -18,7 +18,7 @@
 #include <thread>
 #include <utility>
 
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/testing/agent_harness.h"
 #include "supervisor/guest_channel.h"
 #include "tests/support/coroutine_runner.h"

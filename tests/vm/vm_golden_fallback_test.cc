@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "supervisor/golden_snapshot.h"
+#include "supervisor/golden_snapshot_store.h"
 #include "tests/support/daemon.h"
 
 namespace agentvm::testing {

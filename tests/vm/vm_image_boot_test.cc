@@ -24,7 +24,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
 #include "tests/support/command.h"
 #include "tests/support/temp_dir.h"
 

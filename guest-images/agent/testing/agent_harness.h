@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "guest-images/agent/protocol/frame.h"
-#include "guest-images/agent/protocol/messages.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
 #include "guest-images/agent/unique_fd.h"
 
 #include <gtest/gtest.h>

@@ -7,7 +7,7 @@
 #include <utility>
 #include <variant>
 
-#include "guest-images/agent/protocol/frame.h"
+#include "protocol/frame.h"
 
 namespace agentvm::protocol {
 

@@ -1,0 +1,362 @@
+#include "cli/api_client.h"
+
+#include <sys/socket.h>
+
+#include <cstring>
+#include <optional>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "supervisor/api/encoding.h"
+#include "supervisor/api/json_codec.h"
+
+namespace agentvm::cli {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Socket = asio::local::stream_protocol::socket;
+
+// Files can be large; the server bounds what it sends anyway.
+constexpr std::uint64_t kMaxResponseBytes = std::uint64_t{4} << 30;
+
+std::string VmPath(const std::string& id) { return "/v1/vms/" + api::PercentEncode(id); }
+
+std::string SnapshotPath(const std::string& id, const std::string& name) {
+  return VmPath(id) + "/snapshots/" + api::PercentEncode(name);
+}
+
+Error ConnectError(const std::string& path, int err) {
+  std::string message = "cannot connect to " + path + ": " + std::strerror(err);
+  if (err == ENOENT || err == ECONNREFUSED) message += " (is agentvmd running?)";
+  if (err == EACCES || err == EPERM) message += " (not allowed: run as root or a member of the socket's group)";
+  return Error{ErrorCode::kUnavailable, std::move(message)};
+}
+
+Error TransportError(const std::string& path, const beast::error_code& ec) {
+  return Error{ErrorCode::kUnavailable,
+               "lost the connection to agentvmd (" + path + "): " + ec.message()};
+}
+
+// A connected socket plus the request already written to it.
+class Exchange {
+ public:
+  explicit Exchange(const std::string& path) : path_(path), socket_(io_) {}
+
+  Result<void> Open(std::string_view method, const std::string& target, std::string body,
+                    std::string_view content_type) {
+    if (auto connected = Connect(); !connected) return connected;
+    return Send(method, target, std::move(body), content_type);
+  }
+
+  Result<void> Connect() {
+    beast::error_code ec;
+    socket_.connect(asio::local::stream_protocol::endpoint(path_), ec);
+    if (ec) return Fail(ConnectError(path_, ec.value()));
+    return {};
+  }
+
+  Result<void> Send(std::string_view method, const std::string& target, std::string body,
+                    std::string_view content_type) {
+    beast::error_code ec;
+    http::request<http::string_body> request;
+    request.method_string(beast::string_view(method.data(), method.size()));
+    request.target(beast::string_view(target.data(), target.size()));
+    request.version(11);
+    request.set(http::field::host, "agentvmd");
+    request.set(http::field::user_agent, "agentvm");
+    request.keep_alive(false);
+    if (!content_type.empty()) {
+      request.set(http::field::content_type,
+                  beast::string_view(content_type.data(), content_type.size()));
+    }
+    request.body() = std::move(body);
+    request.prepare_payload();
+    http::write(socket_, request, ec);
+    // A server refusing the request (413) may answer and close before
+    // reading the whole body; its answer is still worth reading.
+    if (ec && ec != asio::error::broken_pipe && ec != asio::error::connection_reset) {
+      return Fail(TransportError(path_, ec));
+    }
+    return {};
+  }
+
+  Result<ApiClient::Reply> ReadWhole() {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kMaxResponseBytes);
+    beast::error_code ec;
+    http::read(socket_, buffer_, parser, ec);
+    if (ec) return Fail(TransportError(path_, ec));
+    return ApiClient::Reply{static_cast<int>(parser.get().result_int()), std::move(parser.get().body())};
+  }
+
+  Socket& socket() { return socket_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  asio::io_context io_;
+  Socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+// Publishes the exec connection's fd for the signal handler while in scope.
+// The slot holds -1 when idle, and the handler leaves another negative value
+// in it once it fired: a connection published after that is shut down at
+// once, so an interrupt can never be missed between check and publish.
+class ActiveFd {
+ public:
+  ActiveFd(std::atomic<int>* slot, int fd) : slot_(slot), fd_(fd) {
+    if (!slot_) return;
+    int idle = -1;
+    if (!slot_->compare_exchange_strong(idle, fd_)) ::shutdown(fd_, SHUT_RDWR);
+  }
+  ~ActiveFd() {
+    if (!slot_) return;
+    int mine = fd_;
+    slot_->compare_exchange_strong(mine, -1);
+  }
+  ActiveFd(const ActiveFd&) = delete;
+  ActiveFd& operator=(const ActiveFd&) = delete;
+
+ private:
+  std::atomic<int>* slot_;
+  int fd_;
+};
+
+Result<nlohmann::json> ParseBody(const std::string& body) {
+  auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) {
+    return Fail(ErrorCode::kInternal, "malformed response from agentvmd: not JSON");
+  }
+  return json;
+}
+
+}  // namespace
+
+Result<ApiClient::Reply> ApiClient::Call(std::string_view method, const std::string& target,
+                                         std::string body, std::string_view content_type) {
+  Exchange exchange(socket_path_);
+  if (auto ok = exchange.Open(method, target, std::move(body), content_type); !ok) {
+    return Fail(ok.error());
+  }
+  return exchange.ReadWhole();
+}
+
+Result<std::string> ApiClient::Expect(int expected, std::string_view method,
+                                      const std::string& target, std::string body,
+                                      std::string_view content_type) {
+  auto reply = Call(method, target, std::move(body), content_type);
+  if (!reply) return Fail(reply.error());
+  if (reply->status != expected) return Fail(api::ErrorFromResponse(reply->status, reply->body));
+  return std::move(reply->body);
+}
+
+Result<void> ApiClient::ExpectNoContent(std::string_view method, const std::string& target,
+                                        std::string body, std::string_view content_type) {
+  auto reply = Call(method, target, std::move(body), content_type);
+  if (!reply) return Fail(reply.error());
+  if (reply->status != 204 && reply->status != 200) {
+    return Fail(api::ErrorFromResponse(reply->status, reply->body));
+  }
+  return {};
+}
+
+Result<VmInfo> ApiClient::CreateVm(const CreateVmRequest& request) {
+  auto body = Expect(201, "POST", "/v1/vms", api::CreateVmRequestToJson(request),
+                     "application/json");
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::VmInfoFromJson(*json);
+}
+
+Result<std::string> ApiClient::ListVmsJson() { return Expect(200, "GET", "/v1/vms"); }
+
+Result<std::vector<VmInfo>> ApiClient::ListVms() {
+  auto body = ListVmsJson();
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::VmListFromJson(*json);
+}
+
+Result<std::string> ApiClient::GetVmJson(const std::string& id) {
+  return Expect(200, "GET", VmPath(id));
+}
+
+Result<VmInfo> ApiClient::GetVm(const std::string& id) {
+  auto body = GetVmJson(id);
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::VmInfoFromJson(*json);
+}
+
+Result<VmInfo> ApiClient::StopVm(const std::string& id) {
+  auto body = Expect(200, "POST", VmPath(id) + "/stop");
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::VmInfoFromJson(*json);
+}
+
+Result<void> ApiClient::DestroyVm(const std::string& id, bool force) {
+  return ExpectNoContent("DELETE", VmPath(id) + (force ? "?force=true" : ""));
+}
+
+Result<void> ApiClient::WriteFile(const std::string& id, const std::string& path,
+                                  std::string data, std::uint32_t mode) {
+  char mode_text[8];
+  std::snprintf(mode_text, sizeof mode_text, "%04o", mode & 07777);
+  std::string target = VmPath(id) + "/files?path=" + api::PercentEncode(path) + "&mode=" + mode_text;
+  return ExpectNoContent("PUT", target, std::move(data), "application/octet-stream");
+}
+
+Result<std::string> ApiClient::ReadFile(const std::string& id, const std::string& path) {
+  return Expect(200, "GET", VmPath(id) + "/files?path=" + api::PercentEncode(path));
+}
+
+Result<std::string> ApiClient::Console(const std::string& id) {
+  return Expect(200, "GET", VmPath(id) + "/console");
+}
+
+Result<void> ApiClient::ReleaseVm(const std::string& id) {
+  return ExpectNoContent("POST", VmPath(id) + "/release");
+}
+
+Result<std::string> ApiClient::ListPoolsJson() { return Expect(200, "GET", "/v1/pools"); }
+
+Result<std::vector<PoolInfo>> ApiClient::ListPools() {
+  auto body = ListPoolsJson();
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::PoolListFromJson(*json);
+}
+
+Result<SnapshotInfo> ApiClient::SaveSnapshot(const std::string& id, const std::string& name) {
+  auto body = Expect(201, "POST", VmPath(id) + "/snapshots", api::SaveSnapshotRequestToJson(name),
+                     "application/json");
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::SnapshotInfoFromJson(*json);
+}
+
+Result<std::string> ApiClient::ListSnapshotsJson(const std::string& id) {
+  return Expect(200, "GET", VmPath(id) + "/snapshots");
+}
+
+Result<std::vector<SnapshotInfo>> ApiClient::ListSnapshots(const std::string& id) {
+  auto body = ListSnapshotsJson(id);
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::SnapshotListFromJson(*json);
+}
+
+Result<void> ApiClient::RestoreSnapshot(const std::string& id, const std::string& name) {
+  return ExpectNoContent("POST", SnapshotPath(id, name) + "/restore");
+}
+
+Result<void> ApiClient::DeleteSnapshot(const std::string& id, const std::string& name) {
+  return ExpectNoContent("DELETE", SnapshotPath(id, name));
+}
+
+Result<protocol::ExecResult> ApiClient::Exec(const std::string& id,
+                                             const protocol::ExecRequest& request,
+                                             const ExecOutput& output) {
+  Exchange exchange(socket_path_);
+  if (auto ok = exchange.Connect(); !ok) return Fail(ok.error());
+  ActiveFd active(active_fd_, exchange.socket().native_handle());
+  if (auto ok = exchange.Send("POST", VmPath(id) + "/exec", api::ExecRequestToJson(request),
+                              "application/json");
+      !ok) {
+    return Fail(ok.error());
+  }
+
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kMaxResponseBytes);
+  beast::error_code ec;
+  http::read_header(exchange.socket(), exchange.buffer(), parser, ec);
+  if (ec) return Fail(TransportError(exchange.path(), ec));
+  if (parser.get().result_int() != 200) {
+    http::read(exchange.socket(), exchange.buffer(), parser, ec);
+    if (ec) return Fail(TransportError(exchange.path(), ec));
+    return Fail(api::ErrorFromResponse(parser.get().result_int(), parser.get().body()));
+  }
+
+  // Events are split into lines here; a line may span chunks. `scanned`:
+  // how much of `pending` is known to hold no newline, so a long line that
+  // arrives in many pieces is searched once, not once per piece.
+  std::string pending;
+  std::size_t scanned = 0;
+  std::optional<protocol::ExecResult> result;
+  std::optional<Error> failure;
+  bool stopped_by_output = false;
+  auto consume = [&](std::string_view data) {
+    pending.append(data);
+    std::size_t start = 0;
+    for (auto newline = pending.find('\n', scanned); newline != std::string::npos;
+         newline = pending.find('\n', start)) {
+      std::string_view line(pending.data() + start, newline - start);
+      start = newline + 1;
+      if (line.empty()) continue;
+      auto event = api::ParseExecEvent(line);
+      if (!event) {
+        failure = event.error();
+        continue;
+      }
+      switch (event->type) {
+        case api::ExecEvent::Type::kStdout:
+        case api::ExecEvent::Type::kStderr: {
+          auto stream = event->type == api::ExecEvent::Type::kStdout
+                            ? protocol::OutputStream::kStdout
+                            : protocol::OutputStream::kStderr;
+          if (!stopped_by_output && !output(stream, event->data)) stopped_by_output = true;
+          break;
+        }
+        case api::ExecEvent::Type::kExit:
+          result = event->result;
+          break;
+        case api::ExecEvent::Type::kError:
+          failure = event->error;
+          break;
+      }
+    }
+    pending.erase(0, start);
+    scanned = pending.size();
+  };
+  auto on_chunk = [&](std::uint64_t, beast::string_view data, beast::error_code& chunk_ec) {
+    consume(std::string_view(data.data(), data.size()));
+    if (stopped_by_output) chunk_ec = asio::error::operation_aborted;
+    return data.size();
+  };
+  parser.on_chunk_body(on_chunk);
+  // An exec's output is as long as the command makes it; the chunks are
+  // handed on as they come, never collected, so the stream has no limit.
+  parser.body_limit(boost::none);
+  http::read(exchange.socket(), exchange.buffer(), parser, ec);
+  // Without chunked encoding (HTTP/1.0 peers) the events land in the body.
+  if (!parser.get().body().empty()) consume(parser.get().body());
+
+  if (stopped_by_output) {
+    return Fail(ErrorCode::kUnavailable, "stopped reading the command's output");
+  }
+  if (failure) return Fail(*failure);
+  if (result) return *result;
+  if (ec) return Fail(TransportError(exchange.path(), ec));
+  return Fail(ErrorCode::kUnavailable, "agentvmd ended the exec stream without an exit status");
+}
+
+}  // namespace agentvm::cli

@@ -1,0 +1,79 @@
+#include "cli/cli.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string_view>
+
+#include "cli/api_client.h"
+#include "cli/commands.h"
+#include "cli/interrupt.h"
+
+namespace agentvm::cli {
+namespace {
+
+constexpr int kUsage = 2;
+constexpr int kAgentvmFailed = 125;
+
+void Write(int fd, std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = ::write(fd, text.data(), text.size());
+    if (n <= 0) return;
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+bool IsCommand(std::string_view name) {
+  for (std::string_view known : {"run", "create", "ls", "list", "inspect", "exec", "cp", "logs",
+                                 "stop", "rm", "release", "pools", "snapshot", "help"}) {
+    if (name == known) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int RunCli(const std::vector<std::string>& args, const CliContext& context) {
+  EnvLookup lookup = context.lookup_env;
+  if (!lookup) lookup = [](const std::string&) { return std::optional<std::string>(); };
+  auto command = ParseCli(args, context.env_socket, lookup);
+  if (!command) {
+    const UsageError& error = command.error();
+    std::string hint = error.command.empty() ? "agentvm --help"
+                                             : "agentvm " + error.command + " --help";
+    Write(context.err_fd, "agentvm: " + error.message + "\nSee '" + hint + "'.\n");
+    bool relays = error.command == "run" || error.command == "exec";
+    return relays ? kAgentvmFailed : kUsage;
+  }
+  if (command->kind == CommandKind::kHelp) {
+    if (!command->help_topic.empty() && !IsCommand(command->help_topic)) {
+      Write(context.err_fd, "agentvm: unknown command \"" + command->help_topic +
+                                "\"\nSee 'agentvm --help'.\n");
+      return kUsage;
+    }
+    Write(context.out_fd, HelpText(command->help_topic));
+    return 0;
+  }
+
+  ApiClient client(command->socket_path);
+  InterruptScope interrupts(context.handle_signals && RelaysCommandStatus(command->kind));
+  return RunCommand(*command, client, context, interrupts);
+}
+
+int RunCli(int argc, char** argv) {
+  // A closed stdout (agentvm run ... | head) is seen as a write error, so run
+  // still removes its VM.
+  ::signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  CliContext context;
+  if (const char* socket = std::getenv("AGENTVM_SOCKET")) context.env_socket = socket;
+  context.lookup_env = [](const std::string& name) -> std::optional<std::string> {
+    if (const char* value = std::getenv(name.c_str())) return std::string(value);
+    return std::nullopt;
+  };
+  context.handle_signals = true;
+  return RunCli(args, context);
+}
+
+}  // namespace agentvm::cli

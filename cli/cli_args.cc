@@ -1,0 +1,522 @@
+#include "cli/cli_args.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include "supervisor/api/request_validation.h"
+
+namespace agentvm::cli {
+namespace {
+
+struct CommandName {
+  std::string_view name;
+  CommandKind kind;
+};
+
+constexpr CommandName kCommands[] = {
+    {"run", CommandKind::kRun},       {"create", CommandKind::kCreate},
+    {"ls", CommandKind::kList},       {"list", CommandKind::kList},
+    {"inspect", CommandKind::kInspect}, {"exec", CommandKind::kExec},
+    {"cp", CommandKind::kCopy},       {"logs", CommandKind::kLogs},
+    {"stop", CommandKind::kStop},     {"rm", CommandKind::kRemove},
+    {"release", CommandKind::kRelease}, {"pools", CommandKind::kPools},
+    {"snapshot", CommandKind::kSnapshot}, {"help", CommandKind::kHelp},
+};
+
+struct SnapshotActionName {
+  std::string_view name;
+  SnapshotAction action;
+};
+
+constexpr SnapshotActionName kSnapshotActions[] = {
+    {"save", SnapshotAction::kSave},
+    {"ls", SnapshotAction::kList},
+    {"list", SnapshotAction::kList},
+    {"restore", SnapshotAction::kRestore},
+    {"rm", SnapshotAction::kRemove},
+};
+
+// Walks the arguments of one command. Options may be spelled "--name VALUE"
+// or "--name=VALUE"; everything after "--" is positional.
+class ArgReader {
+ public:
+  ArgReader(const std::vector<std::string>& args, std::size_t start, std::string command)
+      : args_(args), next_(start), command_(std::move(command)) {}
+
+  bool done() const { return next_ >= args_.size(); }
+  std::size_t position() const { return next_; }
+  const std::string& peek() const { return args_[next_]; }
+  std::string take() { return args_[next_++]; }
+  std::vector<std::string> rest() {
+    std::vector<std::string> out(args_.begin() + static_cast<long>(next_), args_.end());
+    next_ = args_.size();
+    return out;
+  }
+
+  bool at_option() const {
+    return !done() && peek().size() > 1 && peek()[0] == '-' && peek() != "--";
+  }
+  bool at_separator() const { return !done() && peek() == "--"; }
+
+  // If the next argument is option `name` (or `alias`), consumes it.
+  bool flag(std::string_view name, std::string_view alias = {}) {
+    if (done() || !(peek() == name || (!alias.empty() && peek() == alias))) return false;
+    ++next_;
+    return true;
+  }
+
+  // If the next argument is option `name` taking a value, consumes both.
+  // `alias` is a short spelling ("-e"), which takes its value only as the
+  // next argument.
+  std::optional<std::expected<std::string, UsageError>> value(std::string_view name,
+                                                              std::string_view alias = {}) {
+    if (done()) return std::nullopt;
+    const std::string& arg = peek();
+    if (arg.size() > name.size() && arg.compare(0, name.size(), name) == 0 &&
+        arg[name.size()] == '=') {
+      ++next_;
+      return arg.substr(name.size() + 1);
+    }
+    if (arg != name && (alias.empty() || arg != alias)) return std::nullopt;
+    ++next_;
+    if (done()) return std::unexpected(Error("option " + arg + " needs a value"));
+    return take();
+  }
+
+  UsageError Error(std::string message) const { return UsageError{std::move(message), command_}; }
+
+ private:
+  const std::vector<std::string>& args_;
+  std::size_t next_;
+  std::string command_;
+};
+
+std::expected<int, UsageError> ParseInt(const ArgReader& reader, std::string_view option,
+                                        const std::string& text) {
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return std::unexpected(reader.Error(std::string(option) + " expects a whole number, not \"" +
+                                        text + "\""));
+  }
+  return value;
+}
+
+std::expected<double, UsageError> ParseSeconds(const ArgReader& reader, const std::string& text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) ||
+      value < 0) {
+    return std::unexpected(
+        reader.Error("--timeout expects a number of seconds (>= 0), not \"" + text + "\""));
+  }
+  return value;
+}
+
+// Consumes a --socket option wherever it appears before the command's
+// positional arguments.
+std::optional<UsageError> TakeSocket(ArgReader& reader, CliCommand& command, bool* matched) {
+  *matched = false;
+  if (auto socket = reader.value("--socket")) {
+    *matched = true;
+    if (!*socket) return socket->error();
+    if (socket->value().empty()) return reader.Error("--socket needs a path");
+    command.socket_path = socket->value();
+  }
+  return std::nullopt;
+}
+
+// The flags' names in the shared network checks' messages.
+constexpr api::NetworkFieldNames kNetworkFlags{.mode = "--net",
+                                               .allow_tcp_ports = "--allow-port",
+                                               .allow_cidrs = "--allow-cidr",
+                                               .bridge = "--bridge",
+                                               .bandwidth = "--bandwidth"};
+
+std::expected<std::uint16_t, UsageError> ParsePort(const ArgReader& reader,
+                                                   const std::string& text) {
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 1 || value > 65535) {
+    return std::unexpected(reader.Error("--allow-port expects a TCP port (1-65535), not \"" +
+                                        api::QuoteForError(text) + "\""));
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+// Bytes per second, optionally with a decimal suffix: k (10^3), M (10^6),
+// G (10^9). The range is the shared check's.
+std::expected<std::uint64_t, UsageError> ParseBandwidth(const ArgReader& reader,
+                                                        const std::string& text) {
+  std::uint64_t value = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [end, ec] = std::from_chars(first, last, value);
+  std::uint64_t multiplier = 1;
+  if (ec == std::errc() && end + 1 == last) {
+    switch (*end) {
+      case 'k': case 'K': multiplier = 1000; ++end; break;
+      case 'M': multiplier = 1000 * 1000; ++end; break;
+      case 'G': multiplier = 1000 * 1000 * 1000; ++end; break;
+      default: break;
+    }
+  }
+  if (ec == std::errc::result_out_of_range ||
+      (ec == std::errc() && end == last &&
+       value > std::numeric_limits<std::uint64_t>::max() / multiplier)) {
+    return std::unexpected(reader.Error(
+        "--bandwidth must be between " + std::to_string(api::kMinBandwidthBytesPerSec) + " and " +
+        std::to_string(api::kMaxBandwidthBytesPerSec) + " bytes per second, not " + text));
+  }
+  if (ec != std::errc() || end != last) {
+    return std::unexpected(reader.Error(
+        "--bandwidth expects bytes per second, optionally with a suffix k, M or G (10M is "
+        "10000000), not \"" + api::QuoteForError(text) + "\""));
+  }
+  return value * multiplier;
+}
+
+std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& network,
+                                            bool* matched) {
+  *matched = true;
+  if (auto mode = reader.value("--net")) {
+    if (!*mode) return mode->error();
+    auto parsed = NetworkModeFromName(mode->value());
+    if (!parsed) {
+      return reader.Error("--net expects nat-filtered, isolated or bridge, not \"" +
+                          api::QuoteForError(mode->value()) + "\"");
+    }
+    network.mode = *parsed;
+    return std::nullopt;
+  }
+  if (auto port = reader.value("--allow-port")) {
+    if (!*port) return port->error();
+    auto number = ParsePort(reader, port->value());
+    if (!number) return number.error();
+    network.allow_tcp_ports.push_back(*number);
+    return std::nullopt;
+  }
+  if (auto cidr = reader.value("--allow-cidr")) {
+    if (!*cidr) return cidr->error();
+    auto canonical = api::CanonicalCidr(cidr->value(), kNetworkFlags.allow_cidrs);
+    if (!canonical) return reader.Error(canonical.error().message);
+    network.allow_cidrs.push_back(std::move(*canonical));
+    return std::nullopt;
+  }
+  if (auto bridge = reader.value("--bridge")) {
+    if (!*bridge) return bridge->error();
+    if (auto ok = api::ValidateInterfaceName(bridge->value(), kNetworkFlags.bridge); !ok) {
+      return reader.Error(ok.error().message);
+    }
+    network.bridge = bridge->value();
+    return std::nullopt;
+  }
+  if (auto rate = reader.value("--bandwidth")) {
+    if (!*rate) return rate->error();
+    auto bytes = ParseBandwidth(reader, rate->value());
+    if (!bytes) return bytes.error();
+    network.bandwidth_bytes_per_sec = *bytes;
+    return std::nullopt;
+  }
+  *matched = false;
+  return std::nullopt;
+}
+
+std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matched) {
+  *matched = true;
+  if (auto image = reader.value("--image")) {
+    if (!*image) return image->error();
+    vm.image = image->value();
+    return std::nullopt;
+  }
+  if (auto cpus = reader.value("--cpus")) {
+    if (!*cpus) return cpus->error();
+    auto number = ParseInt(reader, "--cpus", cpus->value());
+    if (!number) return number.error();
+    vm.cpus = *number;
+    return std::nullopt;
+  }
+  if (auto memory = reader.value("--memory")) {
+    if (!*memory) return memory->error();
+    auto number = ParseInt(reader, "--memory", memory->value());
+    if (!number) return number.error();
+    vm.memory_mib = *number;
+    return std::nullopt;
+  }
+  if (auto boot = reader.value("--boot")) {
+    if (!*boot) return boot->error();
+    auto mode = BootModeFromName(boot->value());
+    if (!mode) {
+      return reader.Error("--boot expects auto, restore or cold, not \"" +
+                          api::QuoteForError(boot->value()) + "\"");
+    }
+    vm.boot = *mode;
+    return std::nullopt;
+  }
+  return TakeNetworkOption(reader, vm.network, matched);
+}
+
+std::optional<UsageError> TakeExecOption(ArgReader& reader, ExecSpec& exec,
+                                         const EnvLookup& lookup_env, bool* matched) {
+  *matched = true;
+  if (auto timeout = reader.value("--timeout")) {
+    if (!*timeout) return timeout->error();
+    auto seconds = ParseSeconds(reader, timeout->value());
+    if (!seconds) return seconds.error();
+    exec.timeout_sec = *seconds;
+    return std::nullopt;
+  }
+  if (auto env = reader.value("--env", "-e")) {
+    if (!*env) return env->error();
+    const std::string& text = env->value();
+    auto eq = text.find('=');
+    std::string name = text.substr(0, eq);
+    if (auto valid = api::ValidateEnvName(name); !valid) return reader.Error(valid.error().message);
+    if (eq != std::string::npos) {
+      exec.env[name] = text.substr(eq + 1);
+    } else if (auto inherited = lookup_env(name)) {
+      exec.env[name] = *inherited;  // "--env NAME" passes the local value, like docker
+    } else {
+      return reader.Error("--env " + name + ": not set here; use --env " + name + "=VALUE");
+    }
+    return std::nullopt;
+  }
+  if (auto workdir = reader.value("--workdir", "-w")) {
+    if (!*workdir) return workdir->error();
+    exec.workdir = workdir->value();
+    return std::nullopt;
+  }
+  if (reader.flag("--interactive", "-i")) {
+    exec.forward_stdin = true;
+    return std::nullopt;
+  }
+  *matched = false;
+  return std::nullopt;
+}
+
+std::optional<UsageError> TakeCommandLine(ArgReader& reader, ExecSpec& exec) {
+  if (reader.at_separator()) reader.take();
+  exec.argv = reader.rest();
+  if (exec.argv.empty()) return reader.Error("missing the command to run (after --)");
+  return std::nullopt;
+}
+
+// Splits "ID:/path"; nullopt when `arg` is a local path.
+std::optional<std::pair<std::string, std::string>> SplitRemote(const std::string& arg) {
+  auto colon = arg.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  std::string id = arg.substr(0, colon);
+  if (!api::ValidateVmId(id)) return std::nullopt;
+  return std::make_pair(id, arg.substr(colon + 1));
+}
+
+// `snapshot ACTION ID [NAME]`: the positionals, after the options were taken.
+std::optional<UsageError> ParseSnapshotArgs(const ArgReader& reader,
+                                            const std::vector<std::string>& positional,
+                                            CliCommand& command) {
+  if (positional.empty()) return reader.Error("missing what to do: save, ls, restore or rm");
+  const SnapshotActionName* action = nullptr;
+  for (const auto& candidate : kSnapshotActions) {
+    if (candidate.name == positional[0]) action = &candidate;
+  }
+  if (!action) {
+    return reader.Error("unknown snapshot command \"" + api::QuoteForError(positional[0]) +
+                        "\" (expected save, ls, restore or rm)");
+  }
+  command.snapshot_action = action->action;
+  const bool named = action->action != SnapshotAction::kList;
+  const std::size_t wanted = named ? 3 : 2;
+  if (positional.size() < 2) return reader.Error("missing the VM id");
+  if (named && positional.size() < 3) return reader.Error("missing the snapshot name");
+  if (positional.size() > wanted) {
+    return reader.Error("unexpected argument \"" + positional[wanted] + "\"");
+  }
+  if (command.json && named) return reader.Error("--json is only for snapshot ls");
+  command.ids = {positional[1]};
+  if (named) {
+    if (auto ok = api::ValidateSnapshotName(positional[2]); !ok) {
+      return reader.Error(ok.error().message);
+    }
+    command.snapshot_name = positional[2];
+  }
+  return std::nullopt;
+}
+
+std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader& reader,
+                                                   const EnvLookup& lookup_env) {
+  std::vector<std::string> positional;
+  const bool takes_command_line =
+      command.kind == CommandKind::kRun || command.kind == CommandKind::kExec;
+  // `exec ID CMD...`: the first positional is the id, the second starts CMD.
+  const std::size_t positionals_before_command_line = command.kind == CommandKind::kExec ? 1 : 0;
+
+  while (!reader.done()) {
+    if (takes_command_line && (reader.at_separator() ||
+                               (!reader.at_option() &&
+                                positional.size() == positionals_before_command_line))) {
+      if (auto error = TakeCommandLine(reader, command.exec)) return std::unexpected(*error);
+      break;
+    }
+    if (reader.at_separator()) {
+      reader.take();
+      for (auto& arg : reader.rest()) positional.push_back(std::move(arg));
+      break;
+    }
+    if (!reader.at_option()) {
+      positional.push_back(reader.take());
+      continue;
+    }
+    if (reader.flag("--help", "-h")) {
+      CliCommand help;
+      help.kind = CommandKind::kHelp;
+      for (const auto& [name, kind] : kCommands) {
+        if (kind == command.kind) {
+          help.help_topic = std::string(name);
+          break;
+        }
+      }
+      return help;
+    }
+    bool matched = false;
+    if (auto error = TakeSocket(reader, command, &matched)) return std::unexpected(*error);
+    if (matched) continue;
+    if (command.kind == CommandKind::kRun || command.kind == CommandKind::kCreate) {
+      if (auto error = TakeVmOption(reader, command.vm, &matched)) return std::unexpected(*error);
+      if (matched) continue;
+    }
+    if (takes_command_line) {
+      if (auto error = TakeExecOption(reader, command.exec, lookup_env, &matched)) {
+        return std::unexpected(*error);
+      }
+      if (matched) continue;
+    }
+    const bool takes_json = command.kind == CommandKind::kList ||
+                            command.kind == CommandKind::kPools ||
+                            command.kind == CommandKind::kSnapshot;
+    if (takes_json && reader.flag("--json")) {
+      command.json = true;
+      continue;
+    }
+    if (command.kind == CommandKind::kRemove && reader.flag("--force", "-f")) {
+      command.force = true;
+      continue;
+    }
+    return std::unexpected(reader.Error("unknown option " + reader.peek()));
+  }
+
+  auto expect_count = [&](std::size_t min, std::size_t max,
+                          const char* what) -> std::optional<UsageError> {
+    if (positional.size() < min) return reader.Error(std::string("missing ") + what);
+    if (positional.size() > max) {
+      return reader.Error("unexpected argument \"" + positional[max] + "\"");
+    }
+    return std::nullopt;
+  };
+
+  std::optional<UsageError> error;
+  if (command.kind == CommandKind::kRun || command.kind == CommandKind::kCreate) {
+    // The flags only make sense together (--bridge needs --net bridge, ...),
+    // so they are checked once all are read, before any request is sent.
+    if (auto ok = api::ValidateNetworkRequest(command.vm.network, kNetworkFlags); !ok) {
+      return std::unexpected(reader.Error(ok.error().message));
+    }
+  }
+  switch (command.kind) {
+    case CommandKind::kRun:
+      if (command.exec.argv.empty()) error = reader.Error("missing the command to run (after --)");
+      break;
+    case CommandKind::kExec:
+      error = expect_count(1, 1, "the VM id");
+      if (!error && command.exec.argv.empty()) {
+        error = reader.Error("missing the command to run (after --)");
+      }
+      break;
+    case CommandKind::kCreate:
+    case CommandKind::kList:
+      error = expect_count(0, 0, "");
+      break;
+    case CommandKind::kInspect:
+    case CommandKind::kLogs:
+      error = expect_count(1, 1, "the VM id");
+      break;
+    case CommandKind::kStop:
+    case CommandKind::kRemove:
+    case CommandKind::kRelease:
+      error = expect_count(1, positional.size(), "the VM id");
+      break;
+    case CommandKind::kPools:
+      error = expect_count(0, 0, "");
+      break;
+    case CommandKind::kSnapshot:
+      error = ParseSnapshotArgs(reader, positional, command);
+      break;
+    case CommandKind::kCopy: {
+      error = expect_count(2, 2, "SOURCE and DESTINATION");
+      if (error) break;
+      auto source = SplitRemote(positional[0]);
+      auto destination = SplitRemote(positional[1]);
+      if (source && destination) {
+        error = reader.Error("copying between two VMs is not supported");
+      } else if (!source && !destination) {
+        error = reader.Error("one of SOURCE and DESTINATION must be ID:PATH");
+      } else {
+        command.copy.to_vm = destination.has_value();
+        auto& remote = destination ? *destination : *source;
+        command.copy.vm_id = remote.first;
+        command.copy.guest_path = remote.second;
+        command.copy.local = destination ? positional[0] : positional[1];
+        if (command.copy.guest_path.empty() || command.copy.guest_path[0] != '/') {
+          error = reader.Error("the path inside the VM must be absolute: " + command.copy.vm_id +
+                               ":" + command.copy.guest_path);
+        }
+      }
+      break;
+    }
+    case CommandKind::kHelp:
+      error = expect_count(0, 1, "");
+      if (!error && !positional.empty()) command.help_topic = positional[0];
+      break;
+  }
+  if (error) return std::unexpected(*error);
+  if (command.kind != CommandKind::kCopy && command.kind != CommandKind::kSnapshot) {
+    command.ids = std::move(positional);
+  }
+  if (command.kind == CommandKind::kHelp) command.ids.clear();
+  return command;
+}
+
+}  // namespace
+
+bool RelaysCommandStatus(CommandKind kind) {
+  return kind == CommandKind::kRun || kind == CommandKind::kExec;
+}
+
+std::expected<CliCommand, UsageError> ParseCli(const std::vector<std::string>& args,
+                                               std::string_view env_socket,
+                                               const EnvLookup& lookup_env) {
+  CliCommand command;
+  if (!env_socket.empty()) command.socket_path = std::string(env_socket);
+
+  ArgReader reader(args, 0, "");
+  while (reader.at_option()) {
+    if (reader.flag("--help", "-h")) return command;  // kHelp, overview
+    bool matched = false;
+    if (auto error = TakeSocket(reader, command, &matched)) return std::unexpected(*error);
+    if (!matched) return std::unexpected(reader.Error("unknown option " + reader.peek()));
+  }
+  if (reader.done()) {
+    return std::unexpected(reader.Error("missing a command"));
+  }
+  std::string name = reader.take();
+  for (const auto& candidate : kCommands) {
+    if (candidate.name == name) {
+      command.kind = candidate.kind;
+      ArgReader command_reader(args, reader.position(), name == "list" ? "ls" : name);
+      return ParseCommand(std::move(command), command_reader, lookup_env);
+    }
+  }
+  return std::unexpected(reader.Error("unknown command \"" + name + "\""));
+}
+
+}  // namespace agentvm::cli

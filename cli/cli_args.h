@@ -1,0 +1,88 @@
+// The agentvm command line, parsed into a typed command. Pure: no I/O except
+// reading the environment for `--env NAME` without a value (passed in as a
+// lookup function so tests control it).
+#pragma once
+
+#include <expected>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+#include "supervisor/vm_types.h"
+
+namespace agentvm::cli {
+
+inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
+
+enum class CommandKind {
+  kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
+  kRelease, kPools, kSnapshot,
+};
+
+// `agentvm snapshot save|ls|restore|rm`.
+enum class SnapshotAction { kSave, kList, kRestore, kRemove };
+
+struct VmSpec {
+  std::string image = "tiny";
+  int cpus = 1;
+  int memory_mib = 256;
+  // --net, --allow-port, --allow-cidr, --bridge, --bandwidth; checked here
+  // with the API's own rules (api::ValidateNetworkRequest), CIDRs canonical.
+  NetworkRequest network;
+  BootMode boot = BootMode::kAuto;  // --boot
+};
+
+struct ExecSpec {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::string workdir;
+  double timeout_sec = 0;  // 0: none
+  bool forward_stdin = false;
+};
+
+struct CopySpec {
+  bool to_vm = true;  // LOCAL -> ID:PATH; false for ID:PATH -> LOCAL
+  std::string local;  // "-" is stdin / stdout
+  std::string vm_id;
+  std::string guest_path;
+};
+
+struct CliCommand {
+  CommandKind kind = CommandKind::kHelp;
+  std::string socket_path = kDefaultSocket;
+  std::string help_topic;         // kHelp: a command name, or "" for the overview
+  VmSpec vm;                      // run, create
+  ExecSpec exec;                  // run, exec
+  std::vector<std::string> ids;   // inspect, exec, logs, snapshot: one; stop, rm, release: one or more
+  bool force = false;             // rm -f
+  bool json = false;              // ls, pools, snapshot ls: --json
+  CopySpec copy;                  // cp
+  SnapshotAction snapshot_action = SnapshotAction::kList;  // snapshot
+  std::string snapshot_name;      // snapshot save, restore, rm: valid (IsValidSnapshotName)
+};
+
+struct UsageError {
+  std::string message;
+  std::string command;  // whose --help to point at; "" for the overview
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// `args` excludes argv[0]. `env_socket` is $AGENTVM_SOCKET (empty if unset);
+// --socket wins over it.
+std::expected<CliCommand, UsageError> ParseCli(const std::vector<std::string>& args,
+                                               std::string_view env_socket,
+                                               const EnvLookup& lookup_env);
+
+// Usage text for one command, or the overview for "".
+std::string HelpText(std::string_view command);
+
+// True for commands whose exit status is the guest command's: their own
+// failures use 125 (like docker) so the two cannot be confused.
+bool RelaysCommandStatus(CommandKind kind);
+
+}  // namespace agentvm::cli

@@ -1,0 +1,103 @@
+#include "cli/cli_format.h"
+
+#include <algorithm>
+#include <iterator>
+
+namespace agentvm::cli {
+namespace {
+
+using Row = std::vector<std::string>;
+
+// Left-aligned columns two spaces apart; no trailing blanks, so an empty
+// last column leaves no trace.
+std::string FormatTable(const std::vector<Row>& rows) {
+  std::vector<std::size_t> widths;
+  for (const Row& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const Row& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
+
+// Error texts from the daemon may span lines; a table row must not.
+std::string OneLine(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string FormatAge(std::int64_t created_at, std::int64_t now) {
+  if (created_at <= 0) return "-";
+  std::int64_t seconds = std::max<std::int64_t>(0, now - created_at);
+  if (seconds < 60) return std::to_string(seconds) + "s";
+  if (seconds < 3600) return std::to_string(seconds / 60) + "m";
+  if (seconds < 86400) return std::to_string(seconds / 3600) + "h";
+  return std::to_string(seconds / 86400) + "d";
+}
+
+std::string FormatSize(std::uint64_t bytes) {
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  std::size_t unit = 0;
+  while (bytes >= 1024 && unit + 1 < std::size(kUnits)) {
+    bytes /= 1024;
+    ++unit;
+  }
+  return std::to_string(bytes) + kUnits[unit];
+}
+
+std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now) {
+  std::vector<Row> rows;
+  rows.push_back({"ID", "IMAGE", "STATE", "BOOT", "ADDRESS", "CPUS", "MEMORY", "AGE", "REASON"});
+  for (const VmInfo& vm : vms) {
+    std::string reason = OneLine(vm.reason);
+    if (reason.empty() && !vm.restore_error.empty()) {
+      reason = "restore failed: " + OneLine(vm.restore_error);
+    }
+    rows.push_back({vm.id, vm.image, std::string(VmStateName(vm.state)), OrDash(vm.boot),
+                    OrDash(vm.network.address), std::to_string(vm.cpus),
+                    std::to_string(vm.memory_mib) + "MiB", FormatAge(vm.created_at, now),
+                    std::move(reason)});
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatPoolTable(const std::vector<PoolInfo>& pools) {
+  std::vector<Row> rows;
+  rows.push_back({"NAME", "READY", "STARTING", "IN_USE", "MIN", "MAX", "TAKEN", "REPLACED", "FAILED",
+                  "GOLDEN", "LAST_ERROR"});
+  for (const PoolInfo& pool : pools) {
+    rows.push_back({pool.name, std::to_string(pool.ready), std::to_string(pool.starting),
+                    std::to_string(pool.in_use), std::to_string(pool.min_ready),
+                    std::to_string(pool.max_total), std::to_string(pool.taken),
+                    std::to_string(pool.replaced), std::to_string(pool.failed),
+                    pool.golden_ready ? "yes" : "no", OneLine(pool.last_error)});
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now) {
+  std::vector<Row> rows;
+  rows.push_back({"NAME", "SIZE", "AGE"});
+  for (const SnapshotInfo& snapshot : snapshots) {
+    rows.push_back({snapshot.name, FormatSize(snapshot.vm_state_bytes),
+                    FormatAge(snapshot.created_at, now)});
+  }
+  return FormatTable(rows);
+}
+
+}  // namespace agentvm::cli

@@ -1,0 +1,216 @@
+// Usage texts of agentvm and its commands (declared in cli_args.h).
+#include <string>
+#include <string_view>
+
+#include "cli/cli_args.h"
+
+namespace agentvm::cli {
+
+namespace {
+
+// The network flags of `run` and `create`, shared by both usage texts.
+constexpr std::string_view kNetworkOptions = R"(Network (default: agentvmd's, normally nat-filtered):
+      --net MODE            nat-filtered: NAT to the internet through the egress
+                            whitelist (TCP 80, 443, 22, 9418 and DNS to
+                            agentvmd's resolver only); isolated: no network
+                            device at all; bridge: attach to --bridge, unfiltered
+      --allow-port PORT     nat-filtered: also allow outbound TCP PORT
+                            (repeatable; not 53)
+      --allow-cidr CIDR     nat-filtered: also allow outbound TCP to any port
+                            but 53 in subnet CIDR, e.g. 203.0.113.0/24
+                            (repeatable)
+      --bridge NAME         bridge mode: the host bridge to attach to
+      --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
+                            per second; suffixes k, M, G are powers of 1000
+                            (10M = 10^7)
+
+)";
+
+// How run and create bring the VM up, shared by both usage texts.
+constexpr std::string_view kBootOption =
+    R"(      --boot MODE      auto (default): a ready VM from a matching warm pool,
+                       else a restore of the golden snapshot, else a cold
+                       boot; restore: skip the pool; cold: always boot the
+                       kernel afresh
+)";
+
+}  // namespace
+
+std::string HelpText(std::string_view command) {
+  if (command == "run") {
+    return R"(Usage: agentvm run [OPTIONS] [--] CMD [ARG...]
+
+Gets a fresh VM (from a warm pool when one matches), runs CMD in it with its
+output streamed live, then releases the VM (also on failure and on Ctrl-C): its
+disk and memory are thrown away, and a pooled VM's place is refilled with a
+clean clone. Exits with CMD's status: its exit code, 128+N if signal N ended
+it, 124 if --timeout killed it, 130 on Ctrl-C, and 125 when agentvm itself
+failed.
+
+Options:
+      --image NAME     guest image (default tiny)
+      --cpus N         virtual CPUs (default 1)
+      --memory MIB     memory in MiB (default 256)
+)" + std::string(kBootOption) + R"(      --timeout SEC    kill CMD after SEC seconds (default: no limit)
+  -e, --env K=V        set an environment variable (repeatable); --env K passes
+                       the local value of K
+  -w, --workdir DIR    working directory inside the VM (default /)
+  -i, --interactive    send this process's stdin (read to EOF) to CMD
+      --socket PATH    agentvmd's socket
+  -h, --help           show this help
+
+)" + std::string(kNetworkOptions) + R"(Examples:
+  agentvm run --timeout 60 -- sh -c 'uname -a; echo done'
+  agentvm run --allow-port 8080 -- wget -qO- http://example.com:8080/
+  agentvm run --net isolated -- make test
+)";
+  }
+  if (command == "create") {
+    return R"(Usage: agentvm create [OPTIONS]
+
+Gets a VM (as run does), waits until its agent answers, and prints its id.
+Hand it back with release (or rm -f) when done.
+
+Options:
+      --image NAME     guest image (default tiny)
+      --cpus N         virtual CPUs (default 1)
+      --memory MIB     memory in MiB (default 256)
+)" + std::string(kBootOption) + R"(      --socket PATH    agentvmd's socket
+  -h, --help           show this help
+
+)" + std::string(kNetworkOptions) + R"(Example:
+  agentvm create --memory 512 --bandwidth 10M
+  agentvm create --net bridge --bridge br-lab
+  agentvm create --boot cold
+)";
+  }
+  if (command == "ls" || command == "list") {
+    return R"(Usage: agentvm ls [--json]
+
+Lists the VMs: ID, IMAGE, STATE, BOOT (how the guest came up: cold, restore
+or pool), ADDRESS (the VM's IPv4 address, "-" when it has none), CPUS,
+MEMORY, AGE and, for failed or stopped VMs, the REASON (or why a restore
+failed and the VM was cold-booted instead). --json prints agentvmd's JSON
+instead.
+)";
+  }
+  if (command == "inspect") {
+    return R"(Usage: agentvm inspect ID
+
+Prints everything agentvmd knows about the VM, as JSON, including its
+"network": mode, address, gateway, dns, mac, tap, bridge, the extra
+allow_tcp_ports and allow_cidrs, bandwidth_bytes_per_sec and the count of
+dropped_connections.
+)";
+  }
+  if (command == "exec") {
+    return R"(Usage: agentvm exec ID [OPTIONS] [--] CMD [ARG...]
+
+Runs CMD in a running VM, streaming its output, and exits with CMD's status
+(as for run; 125 when agentvm itself failed). On Ctrl-C agentvm stops waiting;
+CMD keeps running in the VM until it ends or its timeout fires.
+
+Options:
+      --timeout SEC    kill CMD after SEC seconds
+  -e, --env K=V        set an environment variable (repeatable)
+  -w, --workdir DIR    working directory inside the VM
+  -i, --interactive    send this process's stdin (read to EOF) to CMD
+)";
+  }
+  if (command == "cp") {
+    return R"(Usage: agentvm cp LOCAL ID:PATH
+       agentvm cp ID:PATH LOCAL
+
+Copies a file into or out of a VM. PATH is absolute. LOCAL may be "-" for
+stdin or stdout. A file copied in keeps its permission bits; one copied out
+into an existing directory keeps its name.
+)";
+  }
+  if (command == "logs") {
+    return R"(Usage: agentvm logs ID
+
+Prints the VM's serial console (kernel and init messages).
+)";
+  }
+  if (command == "stop") {
+    return R"(Usage: agentvm stop ID...
+
+Stops VMs gracefully (the VM is kept; remove it with rm).
+)";
+  }
+  if (command == "rm") {
+    return R"(Usage: agentvm rm [-f] ID...
+
+Removes VMs with their disks and runtime files. A running VM is refused
+unless -f (--force), which kills it first.
+)";
+  }
+  if (command == "release") {
+    return R"(Usage: agentvm release ID...
+
+Hands VMs back, whatever their state: each is killed and its disk and memory
+thrown away. A VM taken from a warm pool is replaced there by a fresh clone
+of the golden snapshot. This is what run does with its VM when CMD ends.
+)";
+  }
+  if (command == "pools") {
+    return R"(Usage: agentvm pools [--json]
+
+Shows agentvmd's warm pools: NAME (image-cpus-memory-network), READY (waiting
+to be taken), STARTING (being restored), IN_USE (taken, not yet released),
+MIN and MAX (min_ready and max_total from the config), TAKEN, REPLACED (ready
+VMs discarded for a failed health check or their TTL) and FAILED (clones that
+did not come up) since agentvmd started, GOLDEN (whether the golden snapshot
+exists) and LAST_ERROR (the latest failure to fill the pool, if any).
+--json prints agentvmd's JSON instead.
+)";
+  }
+  if (command == "snapshot") {
+    return R"(Usage: agentvm snapshot save ID NAME
+       agentvm snapshot ls ID [--json]
+       agentvm snapshot restore ID NAME
+       agentvm snapshot rm ID NAME
+
+Named snapshots of a running VM: its memory, devices and disk at one moment.
+save takes one (the VM pauses while its memory is written), ls lists them
+(NAME, SIZE of the saved state, AGE), restore brings the VM back to that
+moment, memory and disk, and rm deletes one. Snapshots live with the VM and
+go when it is removed or released.
+
+NAME: 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-', not all digits (QEMU would read those as snapshot ids).
+
+Example:
+  agentvm snapshot save vm-3f2a9c before-upgrade
+  agentvm exec vm-3f2a9c -- sh -c 'rm -rf /work'
+  agentvm snapshot restore vm-3f2a9c before-upgrade
+)";
+  }
+  return R"(Usage: agentvm [--socket PATH] COMMAND [ARGS...]
+
+Runs commands in throwaway virtual machines managed by agentvmd.
+
+Commands:
+  run       get a VM, run a command in it, release the VM
+  create    get a VM and print its id
+  ls        list VMs
+  inspect   show one VM as JSON
+  exec      run a command in a running VM
+  cp        copy a file into or out of a VM
+  logs      show a VM's console
+  stop      stop VMs
+  rm        remove VMs
+  release   hand VMs back (a pooled VM is recycled)
+  pools     show the warm pools
+  snapshot  save, list, restore or delete a VM's named snapshots
+
+Options:
+  --socket PATH   agentvmd's socket (default $AGENTVM_SOCKET, else
+                  /run/agentvm/agentvm.sock)
+  -h, --help      show this help; "agentvm COMMAND --help" for a command's
+
+Example:
+  agentvm run -- sh -c 'echo hello from $(uname -n)'
+)";
+}
+
+}  // namespace agentvm::cli

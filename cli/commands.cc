@@ -1,0 +1,347 @@
+#include "cli/commands.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "supervisor/api/json_codec.h"
+#include "cli/cli_format.h"
+
+namespace agentvm::cli {
+namespace {
+
+constexpr int kAgentvmFailed = 125;  // run/exec: agentvm's own failure
+constexpr int kInterrupted = 130;
+constexpr int kOutputClosed = 128 + SIGPIPE;
+constexpr int kFailed = 1;
+
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+Result<std::string> ReadAll(int fd, const std::string& what) {
+  std::string data;
+  char buffer[64 * 1024];
+  while (true) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Fail(ErrnoError("read " + what, errno));
+    if (n == 0) return data;
+    data.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
+class Printer {
+ public:
+  explicit Printer(const CliContext& context) : context_(context) {}
+  bool Out(std::string_view text) const { return WriteAll(context_.out_fd, text); }
+  void Error(std::string_view message) const {
+    WriteAll(context_.err_fd, "agentvm: " + std::string(message) + "\n");
+  }
+
+ private:
+  const CliContext& context_;
+};
+
+CreateVmRequest ToCreateRequest(const VmSpec& vm) {
+  return CreateVmRequest{vm.image, vm.cpus, vm.memory_mib, vm.network, vm.boot};
+}
+
+std::int64_t Now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+// Prints agentvmd's JSON indented, or the error; the exit status.
+int PrintJson(const Result<std::string>& body, const Printer& print) {
+  if (!body) {
+    print.Error(body.error().message);
+    return kFailed;
+  }
+  print.Out(api::DumpJson(nlohmann::ordered_json::parse(*body, nullptr, false), 2) + "\n");
+  return 0;
+}
+
+protocol::ExecRequest ToExecRequest(const ExecSpec& spec, std::string stdin_data) {
+  protocol::ExecRequest request;
+  request.argv = spec.argv;
+  request.env = spec.env;
+  request.cwd = spec.workdir;
+  request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(spec.timeout_sec * 1000)));
+  request.stdin_data = std::move(stdin_data);
+  return request;
+}
+
+// Runs the command and relays its output; returns the status to exit with.
+int ExecAndRelay(ApiClient& client, const std::string& id, const ExecSpec& spec,
+                 const CliContext& context, InterruptScope& interrupts) {
+  Printer print(context);
+  std::string stdin_data;
+  if (spec.forward_stdin) {
+    auto data = ReadAll(context.in_fd, "stdin");
+    if (!data) {
+      print.Error(data.error().message);
+      return kAgentvmFailed;
+    }
+    stdin_data = std::move(*data);
+  }
+  bool output_closed = false;
+  auto relay = [&](protocol::OutputStream stream, std::string_view data) {
+    int fd = stream == protocol::OutputStream::kStdout ? context.out_fd : context.err_fd;
+    if (!WriteAll(fd, data)) output_closed = true;
+    return !output_closed;
+  };
+  client.set_active_fd_slot(interrupts.active_fd_slot());
+  auto result = client.Exec(id, ToExecRequest(spec, std::move(stdin_data)), relay);
+  client.set_active_fd_slot(nullptr);
+  if (interrupts.interrupted()) return kInterrupted;
+  if (output_closed) return kOutputClosed;
+  if (!result) {
+    print.Error(result.error().message);
+    return kAgentvmFailed;
+  }
+  return result->ShellStatus();
+}
+
+int Run(const CliCommand& command, ApiClient& client, const CliContext& context,
+        InterruptScope& interrupts) {
+  Printer print(context);
+  // Creation is not interrupted midway: until it returns there is no id to
+  // clean up with, so a Ctrl-C is acted on right after.
+  auto vm = client.CreateVm(ToCreateRequest(command.vm));
+  if (!vm) {
+    print.Error("cannot create VM: " + vm.error().message);
+    return interrupts.interrupted() ? kInterrupted : kAgentvmFailed;
+  }
+  int status = interrupts.interrupted()
+                   ? kInterrupted
+                   : ExecAndRelay(client, vm->id, command.exec, context, interrupts);
+  // Released, not destroyed: a VM from a warm pool is recycled into it (a
+  // fresh clone takes its place); any other VM is removed all the same.
+  auto released = client.ReleaseVm(vm->id);
+  if (!released) {
+    print.Error("could not release VM " + vm->id + ": " + released.error().message +
+                " (remove it with: agentvm rm -f " + vm->id + ")");
+    if (status == kInterrupted) return status;
+  } else if (status == kInterrupted) {
+    print.Error("interrupted; VM " + vm->id + " released");
+  }
+  return status;
+}
+
+int Exec(const CliCommand& command, ApiClient& client, const CliContext& context,
+         InterruptScope& interrupts) {
+  const std::string& id = command.ids.front();
+  int status = ExecAndRelay(client, id, command.exec, context, interrupts);
+  if (status == kInterrupted) {
+    Printer(context).Error("interrupted; the command keeps running in " + id +
+                           " until it exits or times out");
+  }
+  return status;
+}
+
+int Create(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  auto vm = client.CreateVm(ToCreateRequest(command.vm));
+  if (!vm) {
+    print.Error("cannot create VM: " + vm.error().message);
+    return kFailed;
+  }
+  print.Out(vm->id + "\n");
+  return 0;
+}
+
+int List(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  if (command.json) return PrintJson(client.ListVmsJson(), print);
+  auto vms = client.ListVms();
+  if (!vms) {
+    print.Error(vms.error().message);
+    return kFailed;
+  }
+  print.Out(FormatVmTable(*vms, Now()));
+  return 0;
+}
+
+int Inspect(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  return PrintJson(client.GetVmJson(command.ids.front()), Printer(context));
+}
+
+int Pools(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  if (command.json) return PrintJson(client.ListPoolsJson(), print);
+  auto pools = client.ListPools();
+  if (!pools) {
+    print.Error(pools.error().message);
+    return kFailed;
+  }
+  print.Out(FormatPoolTable(*pools));
+  return 0;
+}
+
+int Snapshot(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  const std::string& id = command.ids.front();
+  const std::string& name = command.snapshot_name;
+  Result<void> done;
+  switch (command.snapshot_action) {
+    case SnapshotAction::kList: {
+      if (command.json) return PrintJson(client.ListSnapshotsJson(id), print);
+      auto snapshots = client.ListSnapshots(id);
+      if (!snapshots) {
+        print.Error(snapshots.error().message);
+        return kFailed;
+      }
+      print.Out(FormatSnapshotTable(*snapshots, Now()));
+      return 0;
+    }
+    case SnapshotAction::kSave: {
+      auto saved = client.SaveSnapshot(id, name);
+      if (!saved) done = Fail(saved.error());
+      break;
+    }
+    case SnapshotAction::kRestore:
+      done = client.RestoreSnapshot(id, name);
+      break;
+    case SnapshotAction::kRemove:
+      done = client.DeleteSnapshot(id, name);
+      break;
+  }
+  if (!done) {
+    print.Error(done.error().message);
+    return kFailed;
+  }
+  print.Out(name + "\n");
+  return 0;
+}
+
+int Logs(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  auto text = client.Console(command.ids.front());
+  if (!text) {
+    print.Error(text.error().message);
+    return kFailed;
+  }
+  print.Out(*text);
+  return 0;
+}
+
+// stop, rm and release: each id in turn, going on past failures.
+int StopRemoveOrRelease(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  int status = 0;
+  for (const std::string& id : command.ids) {
+    Result<void> done;
+    if (command.kind == CommandKind::kStop) {
+      auto stopped = client.StopVm(id);
+      if (!stopped) done = Fail(stopped.error());
+    } else if (command.kind == CommandKind::kRelease) {
+      done = client.ReleaseVm(id);
+    } else {
+      done = client.DestroyVm(id, command.force);
+    }
+    if (done) {
+      print.Out(id + "\n");
+    } else {
+      print.Error(done.error().message);
+      status = kFailed;
+    }
+  }
+  return status;
+}
+
+Result<void> CopyIn(const CopySpec& copy, ApiClient& client, const CliContext& context) {
+  std::string data;
+  std::uint32_t mode = 0644;
+  if (copy.local == "-") {
+    auto read = ReadAll(context.in_fd, "stdin");
+    if (!read) return Fail(read.error());
+    data = std::move(*read);
+  } else {
+    int fd = ::open(copy.local.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Fail(ErrnoError(copy.local, errno));
+    struct stat st {};
+    ::fstat(fd, &st);
+    if (S_ISDIR(st.st_mode)) {
+      ::close(fd);
+      return Fail(ErrorCode::kInvalidArgument, copy.local + " is a directory (only files are copied)");
+    }
+    mode = st.st_mode & 07777;
+    auto read = ReadAll(fd, copy.local);
+    ::close(fd);
+    if (!read) return Fail(read.error());
+    data = std::move(*read);
+  }
+  return client.WriteFile(copy.vm_id, copy.guest_path, std::move(data), mode);
+}
+
+Result<void> CopyOut(const CopySpec& copy, ApiClient& client, const CliContext& context) {
+  auto data = client.ReadFile(copy.vm_id, copy.guest_path);
+  if (!data) return Fail(data.error());
+  if (copy.local == "-") {
+    if (!WriteAll(context.out_fd, *data)) return Fail(ErrnoError("write stdout", errno));
+    return {};
+  }
+  std::filesystem::path target = copy.local;
+  std::error_code ec;
+  if (std::filesystem::is_directory(target, ec)) {
+    target /= std::filesystem::path(copy.guest_path).filename();
+  }
+  int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) return Fail(ErrnoError(target.string(), errno));
+  bool written = WriteAll(fd, *data);
+  int err = errno;
+  if (::close(fd) != 0 && written) {
+    written = false;
+    err = errno;
+  }
+  if (!written) return Fail(ErrnoError("write " + target.string(), err));
+  return {};
+}
+
+int Copy(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  auto done = command.copy.to_vm ? CopyIn(command.copy, client, context)
+                                 : CopyOut(command.copy, client, context);
+  if (!done) {
+    Printer(context).Error(done.error().message);
+    return kFailed;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& context,
+               InterruptScope& interrupts) {
+  switch (command.kind) {
+    case CommandKind::kRun: return Run(command, client, context, interrupts);
+    case CommandKind::kExec: return Exec(command, client, context, interrupts);
+    case CommandKind::kCreate: return Create(command, client, context);
+    case CommandKind::kList: return List(command, client, context);
+    case CommandKind::kInspect: return Inspect(command, client, context);
+    case CommandKind::kLogs: return Logs(command, client, context);
+    case CommandKind::kStop:
+    case CommandKind::kRemove:
+    case CommandKind::kRelease: return StopRemoveOrRelease(command, client, context);
+    case CommandKind::kPools: return Pools(command, client, context);
+    case CommandKind::kSnapshot: return Snapshot(command, client, context);
+    case CommandKind::kCopy: return Copy(command, client, context);
+    case CommandKind::kHelp: break;
+  }
+  return 0;
+}
+
+}  // namespace agentvm::cli

@@ -1,4 +1,0 @@
-// agentvm: the command-line client of agentvmd.
-#include "supervisor/cli/cli.h"
-
-int main(int argc, char** argv) { return agentvm::cli::RunCli(argc, argv); }

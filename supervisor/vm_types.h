@@ -1,0 +1,177 @@
+// The supervisor's vocabulary as plain data: VM states, create requests,
+// what a VM, a pool and a snapshot look like from outside. Shared by the
+// daemon, its API layer and the CLI; no asio, no I/O, so a client that only
+// speaks the wire format never pulls in the daemon's machinery.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agentvm {
+
+enum class VmState { kCreating, kStarting, kRunning, kStopping, kStopped, kFailed };
+
+inline std::string_view VmStateName(VmState state) {
+  switch (state) {
+    case VmState::kCreating: return "creating";
+    case VmState::kStarting: return "starting";
+    case VmState::kRunning: return "running";
+    case VmState::kStopping: return "stopping";
+    case VmState::kStopped: return "stopped";
+    case VmState::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+// The inverse of VmStateName; nullopt for any other string.
+inline std::optional<VmState> VmStateFromName(std::string_view name) {
+  for (VmState state : {VmState::kCreating, VmState::kStarting, VmState::kRunning, VmState::kStopping,
+                        VmState::kStopped, VmState::kFailed}) {
+    if (VmStateName(state) == name) return state;
+  }
+  return std::nullopt;
+}
+
+// How a VM reaches the network (docs/network.md):
+//   nat-filtered: tap on the daemon's bridge, NAT out, egress whitelist.
+//   isolated:     no network device at all; the control channel still works.
+//   bridge:       tap on a bridge the operator names, no filter (unsafe).
+enum class NetworkMode { kNatFiltered, kIsolated, kBridge };
+
+inline std::string_view NetworkModeName(NetworkMode mode) {
+  switch (mode) {
+    case NetworkMode::kNatFiltered: return "nat-filtered";
+    case NetworkMode::kIsolated: return "isolated";
+    case NetworkMode::kBridge: return "bridge";
+  }
+  return "isolated";
+}
+
+inline std::optional<NetworkMode> NetworkModeFromName(std::string_view name) {
+  for (NetworkMode mode : {NetworkMode::kNatFiltered, NetworkMode::kIsolated, NetworkMode::kBridge}) {
+    if (NetworkModeName(mode) == name) return mode;
+  }
+  return std::nullopt;
+}
+
+struct NetworkRequest {
+  std::optional<NetworkMode> mode;  // unset: the daemon's default
+  // nat-filtered only: TCP ports and destination subnets allowed on top of
+  // the daemon's whitelist ("203.0.113.0/24", "198.51.100.7/32").
+  std::vector<std::uint16_t> allow_tcp_ports;
+  std::vector<std::string> allow_cidrs;
+  std::string bridge;  // bridge mode only: the operator's bridge
+  std::optional<std::uint64_t> bandwidth_bytes_per_sec;  // each direction
+};
+
+// How Create brings a VM up (docs/snapshots.md):
+//   auto:    a ready VM from a matching warm pool; else a restore of the
+//            profile's golden snapshot; else a cold boot.
+//   restore: skip the pool; restore (building the golden snapshot first if
+//            there is none), falling back to a cold boot if the restore fails.
+//   cold:    always a cold boot (a fresh kernel boot, no snapshot involved).
+enum class BootMode { kAuto, kRestore, kCold };
+
+inline std::string_view BootModeName(BootMode mode) {
+  switch (mode) {
+    case BootMode::kAuto: return "auto";
+    case BootMode::kRestore: return "restore";
+    case BootMode::kCold: return "cold";
+  }
+  return "auto";
+}
+
+inline std::optional<BootMode> BootModeFromName(std::string_view name) {
+  for (BootMode mode : {BootMode::kAuto, BootMode::kRestore, BootMode::kCold}) {
+    if (BootModeName(mode) == name) return mode;
+  }
+  return std::nullopt;
+}
+
+struct CreateVmRequest {
+  std::string image = "tiny";
+  int cpus = 1;
+  int memory_mib = 256;
+  NetworkRequest network;
+  BootMode boot = BootMode::kAuto;
+};
+
+struct NetworkInfo {
+  NetworkMode mode = NetworkMode::kIsolated;
+  std::string address;  // nat-filtered: the leased address
+  std::string gateway;
+  std::string dns;
+  std::string mac;
+  std::string tap;
+  std::string bridge;
+  std::vector<std::uint16_t> allow_tcp_ports;
+  std::vector<std::string> allow_cidrs;
+  std::optional<std::uint64_t> bandwidth_bytes_per_sec;
+  // New outbound connections the whitelist dropped (nat-filtered).
+  std::uint64_t dropped_connections = 0;
+};
+
+struct VmInfo {
+  std::string id;
+  std::string image;
+  VmState state = VmState::kCreating;
+  int cpus = 0;
+  int memory_mib = 0;
+  std::optional<int> pid;   // QEMU's pid while it runs
+  std::string channel;      // "vsock" or "virtio-serial"
+  std::string accel;        // "kvm" or "tcg"
+  std::string reason;       // why it failed or stopped, empty otherwise
+  std::int64_t created_at = 0;  // unix seconds
+  NetworkInfo network;
+  // How the guest came up: "cold" (kernel boot), "restore" (a clone of the
+  // golden snapshot), or "pool" (a restored clone that waited in a pool).
+  std::string boot;
+  // Set when a restore was tried and failed, so the VM was cold-booted instead.
+  std::string restore_error;
+  std::string pool;  // the pool it was taken from, if any
+};
+
+// A named snapshot of one VM: memory, devices and disk at one moment.
+struct SnapshotInfo {
+  std::string name;
+  std::uint64_t vm_state_bytes = 0;  // size of the saved memory and device state
+  std::int64_t created_at = 0;       // unix seconds
+};
+
+// Names: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-', and not all
+// digits: QEMU looks a tag up as a snapshot *id* first, so loading "1" could
+// bring back whichever snapshot has id 1.
+inline bool IsValidSnapshotName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  if (name.find_first_not_of("0123456789") == std::string_view::npos) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// One warm pool, as configured and as it is now.
+struct PoolInfo {
+  std::string name;  // "<image>-<cpus>c-<memory>m-<network>", e.g. "tiny-1c-256m-isolated"
+  std::string image;
+  int cpus = 1;
+  int memory_mib = 256;
+  NetworkMode network = NetworkMode::kIsolated;
+  int min_ready = 0;
+  int max_total = 0;
+  int ready = 0;     // restored, agent answering, waiting to be taken
+  int starting = 0;  // being restored for the pool now
+  int in_use = 0;    // taken and not yet released or removed
+  std::uint64_t taken = 0;     // VMs handed out since the daemon started
+  std::uint64_t replaced = 0;  // ready VMs discarded for a failed health check or their TTL
+  std::uint64_t failed = 0;    // clones that failed to come up
+  bool golden_ready = false;   // the profile's golden snapshot exists
+  std::string last_error;      // the latest failure to fill the pool, if any
+};
+
+}  // namespace agentvm
