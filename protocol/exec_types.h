@@ -13,12 +13,32 @@
 
 namespace agentvm::protocol {
 
+// A terminal's size in character cells.
+struct TerminalSize {
+  std::uint16_t rows = 24;
+  std::uint16_t cols = 80;
+  bool operator==(const TerminalSize&) const = default;
+};
+
+// A user name ([A-Za-z0-9_.-], not starting with '-', at most 32 bytes, as
+// useradd takes them) or a numeric uid: what an exec's `user` may be.
+bool IsValidExecUser(std::string_view user);
+
 struct ExecRequest {
   std::vector<std::string> argv;           // argv[0] is looked up in PATH
   std::map<std::string, std::string> env;  // added to the agent's base environment
   std::string cwd;                         // empty: "/"
   std::chrono::milliseconds timeout{0};    // 0: no timeout
   std::string stdin_data;                  // fed to the process, then stdin is closed
+  // Who runs it: a name or uid from the guest's /etc/passwd, with its groups,
+  // home and shell. Empty: the agent runs it as root (the host fills in the
+  // image's default user before it gets that far).
+  std::string user;
+  // A pseudo-terminal instead of pipes: the program's stdin, stdout and
+  // stderr are the terminal, its output comes back as stdout, and it is the
+  // session leader with the terminal as its controlling terminal.
+  bool tty = false;
+  TerminalSize size;  // with tty: the terminal's first size
   // Host side only: stdin_data is just the start, the rest comes through
   // ExecStream::WriteStdin and stdin closes when that says eof.
   bool stream_stdin = false;

@@ -60,6 +60,18 @@ ParseResult<std::string> RequiredPath(const Frame& frame) {
 }
 
 constexpr std::uint64_t kU32Max = std::numeric_limits<std::uint32_t>::max();
+
+// "rows" and "cols", each 1 to 65535; absent ones keep TerminalSize's defaults.
+ParseResult<TerminalSize> ParseTerminalSize(const Frame& frame) {
+  TerminalSize size;
+  for (auto [key, slot] : {std::pair{"rows", &size.rows}, std::pair{"cols", &size.cols}}) {
+    auto value = OptUint(frame, key, 65535);
+    if (!value) return std::unexpected(value.error());
+    if (*value && **value == 0) return Bad(frame, std::string("\"") + key + "\" is 0");
+    if (*value) *slot = static_cast<std::uint16_t>(**value);
+  }
+  return size;
+}
 constexpr std::uint64_t kU64Max = std::numeric_limits<std::uint64_t>::max();
 
 }  // namespace
@@ -77,6 +89,12 @@ Frame ExecFrame(std::uint32_t stream, const ExecRequest& request, std::string_vi
       {"stdin_eof", stdin_eof},
   };
   if (output_window) fields["output_window"] = *output_window;
+  if (!request.user.empty()) fields["user"] = request.user;
+  if (request.tty) {
+    fields["tty"] = true;
+    fields["rows"] = request.size.rows;
+    fields["cols"] = request.size.cols;
+  }
   return MakeFrame(kTypeExec, stream, std::move(fields), std::string(stdin_chunk));
 }
 
@@ -129,6 +147,10 @@ Frame ConfigureFrame(std::uint32_t stream, const GuestIdentity& identity) {
 
 Frame OutputAckFrame(std::uint32_t stream, std::uint64_t bytes) {
   return MakeFrame(kTypeOutputAck, stream, {{"bytes", bytes}});
+}
+
+Frame ResizeFrame(std::uint32_t stream, TerminalSize size) {
+  return MakeFrame(kTypeResize, stream, {{"rows", size.rows}, {"cols", size.cols}});
 }
 
 Frame StdinAckFrame(std::uint32_t stream, std::uint64_t bytes) {
@@ -203,6 +225,20 @@ ParseResult<ExecStart> ParseExec(const Frame& frame) {
   if (!window) return std::unexpected(window.error());
   if (*window && **window == 0) return Bad(frame, "\"output_window\" is 0");
   start.output_window = *window;
+  auto user = OptString(frame, "user");
+  if (!user) return std::unexpected(user.error());
+  start.request.user = user->value_or("");
+  if (!start.request.user.empty() && !IsValidExecUser(start.request.user)) {
+    return Bad(frame, "\"user\" is not a user name or uid");
+  }
+  auto tty = OptBool(frame, "tty");
+  if (!tty) return std::unexpected(tty.error());
+  start.request.tty = tty->value_or(false);
+  if (start.request.tty) {
+    auto size = ParseTerminalSize(frame);
+    if (!size) return std::unexpected(size.error());
+    start.request.size = *size;
+  }
   start.request.stdin_data = frame.payload;
   return start;
 }
@@ -278,6 +314,8 @@ ParseResult<GuestIdentity> ParseConfigure(const Frame& frame) {
   if (auto bad = CheckIdentity(identity)) return Bad(frame, *bad);
   return identity;
 }
+
+ParseResult<TerminalSize> ParseResize(const Frame& frame) { return ParseTerminalSize(frame); }
 
 ParseResult<std::uint64_t> ParseAck(const Frame& frame) {
   auto bytes = OptUint(frame, "bytes", kU64Max);

@@ -30,6 +30,7 @@ inline constexpr std::string_view kTypeReadFile = "read_file";
 inline constexpr std::string_view kTypeShutdown = "shutdown";
 inline constexpr std::string_view kTypeConfigure = "configure";
 inline constexpr std::string_view kTypeOutputAck = "output_ack";
+inline constexpr std::string_view kTypeResize = "resize";
 // Replies (guest -> host):
 inline constexpr std::string_view kTypePong = "pong";
 inline constexpr std::string_view kTypeStarted = "started";
@@ -124,6 +125,8 @@ Frame ShutdownFrame(std::uint32_t stream);
 Frame ConfigureFrame(std::uint32_t stream, const GuestIdentity& identity);
 // The host's consumer took `bytes` more of the exec's output.
 Frame OutputAckFrame(std::uint32_t stream, std::uint64_t bytes);
+// The terminal of a tty exec changed size.
+Frame ResizeFrame(std::uint32_t stream, TerminalSize size);
 
 Frame PongFrame(std::uint32_t stream);
 Frame StartedFrame(std::uint32_t stream, int pid);
@@ -146,6 +149,7 @@ ParseResult<ReadFileRequest> ParseReadFile(const Frame& frame);
 ParseResult<GuestIdentity> ParseConfigure(const Frame& frame);
 // "output_ack" and "stdin_ack": the byte count, at least 1.
 ParseResult<std::uint64_t> ParseAck(const Frame& frame);
+ParseResult<TerminalSize> ParseResize(const Frame& frame);
 
 ParseResult<int> ParsePong(const Frame& frame);     // the protocol version
 ParseResult<int> ParseStarted(const Frame& frame);  // the pid

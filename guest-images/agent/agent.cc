@@ -39,7 +39,9 @@ struct Agent::PollTarget {
 };
 
 Agent::Agent(Channel channel, AgentOptions options)
-    : channel_(std::move(channel)), options_(std::move(options)) {}
+    : channel_(std::move(channel)), options_(std::move(options)) {
+  if (!options_.exec_cgroup_root.empty()) cgroups_ = ExecCgroups::Open(options_.exec_cgroup_root);
+}
 
 Agent::~Agent() = default;
 
@@ -80,6 +82,7 @@ int Agent::Run() {
     ExpireTimeouts(Clock::now());
     AcknowledgeStdin();
     ReapAndFinish();
+    SweepCgroups(Clock::now());
     FlushOutput();
   }
   return exit_status_;
@@ -119,6 +122,7 @@ int Agent::PollTimeoutMs(Clock::time_point now) const {
     if (!wake || t < *wake) wake = t;
   };
   if (shutdown_at_) earliest(*shutdown_at_);
+  if (next_cgroup_sweep_) earliest(*next_cgroup_sweep_);
   for (const auto& [stream, session] : sessions_) {
     if (auto deadline = session->deadline()) earliest(*deadline);
     if (!session->has_pidfd() && !session->reaped()) earliest(now + kWaitpidPollInterval);
@@ -263,7 +267,8 @@ void Agent::HandleFrame(protocol::Frame frame) {
       Reply(p::PongFrame(frame.stream));
     } else if (type == p::kTypeExec) {
       HandleExec(frame);
-    } else if (type == p::kTypeStdin || type == p::kTypeSignal || type == p::kTypeOutputAck) {
+    } else if (type == p::kTypeStdin || type == p::kTypeSignal || type == p::kTypeOutputAck ||
+               type == p::kTypeResize) {
       auto it = sessions_.find(frame.stream);
       if (it == sessions_.end()) return;  // the process already ended: too late, not wrong
       if (type == p::kTypeStdin) {
@@ -274,6 +279,10 @@ void Agent::HandleFrame(protocol::Frame frame) {
         auto bytes = p::ParseAck(frame);
         if (!bytes) return LogWarn(bytes.error());
         it->second->AddOutputCredit(*bytes);
+      } else if (type == p::kTypeResize) {
+        auto size = p::ParseResize(frame);
+        if (!size) return LogWarn(size.error());
+        it->second->Resize(*size);
       } else {
         auto signal = p::ParseSignal(frame);
         if (!signal) return LogWarn(signal.error());
@@ -323,7 +332,7 @@ void Agent::HandleExec(const protocol::Frame& frame) {
   }
   auto start = p::ParseExec(frame);
   if (!start) return Reply(p::ErrorFrame(frame.stream, p::kCodeInvalidArgument, start.error()));
-  auto session = ExecSession::Start(frame.stream, std::move(*start));
+  auto session = ExecSession::Start(frame.stream, std::move(*start), cgroups_.get());
   if (!session) {
     LogDebug("stream " + std::to_string(frame.stream) + ": " + session.error().message);
     return Reply(p::ErrorFrame(frame.stream, session.error().code, session.error().message));
@@ -364,6 +373,22 @@ void Agent::ExpireTimeouts(Clock::time_point now) {
   for (auto& [stream, session] : sessions_) {
     if (auto deadline = session->deadline(); deadline && now >= *deadline)
       session->KillForTimeout();
+  }
+}
+
+void Agent::SweepCgroups(Clock::time_point now) {
+  // Retired cgroups go once their last background process has; looking
+  // once a second is plenty and costs nothing while there are none.
+  constexpr auto kSweepInterval = std::chrono::seconds(1);
+  if (!cgroups_ || cgroups_->retired() == 0) {
+    next_cgroup_sweep_.reset();
+    return;
+  }
+  if (!next_cgroup_sweep_) {
+    next_cgroup_sweep_ = now + kSweepInterval;  // Retire() has just tried
+  } else if (now >= *next_cgroup_sweep_) {
+    cgroups_->RemoveEmpty();
+    next_cgroup_sweep_ = now + kSweepInterval;
   }
 }
 

@@ -36,6 +36,10 @@ struct AgentOptions {
   // A serial port whose host end is not connected reports POLLHUP/EOF on
   // every poll; wait this long before looking again.
   std::chrono::milliseconds serial_backoff{100};
+  // A directory in a cgroup2 file system under which each exec gets a
+  // cgroup of its own (exec_cgroups.h). Empty: process groups only. main()
+  // sets it for a guest's agent; tests choose their own.
+  std::string exec_cgroup_root;
 };
 
 class Agent {
@@ -71,6 +75,7 @@ class Agent {
   void Reply(const protocol::Frame& frame);
 
   void ExpireTimeouts(Clock::time_point now);
+  void SweepCgroups(Clock::time_point now);
   void AcknowledgeStdin();
   void ReapAndFinish();
 
@@ -79,6 +84,8 @@ class Agent {
   UniqueFd connection_;  // kVsock: the accepted connection; else unused
   protocol::FrameDecoder decoder_;
   OutputQueue output_;
+  std::unique_ptr<ExecCgroups> cgroups_;  // declared before sessions_: they use it
+  std::optional<Clock::time_point> next_cgroup_sweep_;
   std::map<std::uint32_t, std::unique_ptr<ExecSession>> sessions_;
 
   bool host_connected_ = true;  // kSerial: false between POLLHUP and the next data

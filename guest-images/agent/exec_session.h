@@ -10,8 +10,8 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 
+#include "guest-images/agent/exec_cgroups.h"
 #include "guest-images/agent/file_ops.h"
 #include "guest-images/agent/output_queue.h"
 #include "protocol/messages.h"
@@ -19,22 +19,19 @@
 
 namespace agentvm::guest {
 
-// PATH and HOME every exec starts with; the request's env is added on top.
-inline constexpr std::string_view kBasePath =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-inline constexpr std::string_view kBaseHome = "/root";
-
 class ExecSession {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Spawns request.argv (posix_spawn). Fails (nothing left running) when the
-  // request is malformed, the cwd cannot be entered or the program cannot be
-  // executed; the message reads like "exec nope: No such file or directory".
-  static AgentResult<std::unique_ptr<ExecSession>> Start(std::uint32_t stream,
-                                                         protocol::ExecStart start);
+  // Starts request.argv (exec_launch.h), in a cgroup of its own from
+  // `cgroups` when given. Fails (nothing left running) when the request is
+  // malformed, the user is unknown, the cwd cannot be entered or the program
+  // cannot be executed; the message reads like "exec nope: No such file or
+  // directory".
+  static AgentResult<std::unique_ptr<ExecSession>> Start(std::uint32_t stream, protocol::ExecStart start,
+                                                         ExecCgroups* cgroups = nullptr);
 
-  // Kills the process group and reaps the child if it still runs.
+  // Kills everything it started if the program still runs, and reaps it.
   ~ExecSession();
   ExecSession(const ExecSession&) = delete;
   ExecSession& operator=(const ExecSession&) = delete;
@@ -65,8 +62,11 @@ class ExecSession {
   void ReadOutput(protocol::OutputStream which, OutputQueue* out);
   // The host took `bytes` more of the output ("output_ack").
   void AddOutputCredit(std::uint64_t bytes);
+  // To the process group; SIGKILL to everything the exec started.
   void Signal(int signal);
   void KillForTimeout();
+  // A tty exec's terminal changed size (ignored without one).
+  void Resize(protocol::TerminalSize size);
 
   // Reaps the child if it has exited (never blocks); true once reaped.
   bool TryReap();
@@ -82,6 +82,7 @@ class ExecSession {
  private:
   ExecSession(std::uint32_t stream) : stream_(stream) {}
   bool output_to_poll() const { return !reaped_ && (!output_credit_ || *output_credit_ > 0); }
+  void KillAll();
   void CloseStdinIfDone();
   void CountStdinTaken(std::size_t bytes);
   enum class ReadState { kData, kAgain, kClosed };
@@ -93,6 +94,10 @@ class ExecSession {
   UniqueFd stdin_;
   UniqueFd stdout_;
   UniqueFd stderr_;
+  UniqueFd terminal_;  // tty exec: the master side
+  ExecCgroups* cgroups_ = nullptr;
+  std::unique_ptr<ExecCgroup> cgroup_;
+  bool stdin_eof_is_noop_ = false;
   std::string stdin_pending_;
   std::size_t stdin_sent_ = 0;
   bool stdin_eof_ = false;

@@ -2,9 +2,13 @@
 // by the guest's init; serves the host's control protocol on one channel.
 #include <fcntl.h>
 #include <signal.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -55,6 +59,12 @@ Options:
   --dry-run-fail PREFIX
                     with --dry-run-system: fail each action whose line
                     starts with PREFIX (tests of the error paths)
+  --exec-cgroups DIR
+                    give each exec a cgroup of its own under DIR (in a
+                    cgroup2 file system), so a timeout or a kill ends
+                    everything it started. Default: /sys/fs/cgroup/agentvm-exec
+                    (cgroup2 mounted there first if nothing is) for an agent
+                    inside a guest; none (process groups only) with --fd
   --verbose         log every request
   --help            this text
   --version         print the protocol version
@@ -82,6 +92,21 @@ void EnsureStdFds() {
   }
 }
 
+// Where a guest's execs get their cgroups: under the cgroup2 hierarchy at
+// /sys/fs/cgroup, mounted here if the image's init left it empty. Empty if
+// there is none to be had.
+std::string GuestExecCgroupRoot() {
+  constexpr const char* kCgroupMount = "/sys/fs/cgroup";
+  struct statfs fs {};
+  if (::statfs(kCgroupMount, &fs) != 0) return "";
+  if (fs.f_type == SYSFS_MAGIC &&
+      ::mount("cgroup2", kCgroupMount, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    LogWarn(std::string("mount cgroup2 on /sys/fs/cgroup: ") + std::strerror(errno));
+    return "";
+  }
+  return std::string(kCgroupMount) + "/agentvm-exec";
+}
+
 void PowerOff() {
   ::sync();
   ::reboot(RB_POWER_OFF);
@@ -96,6 +121,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> serial;
   std::optional<std::uint32_t> vsock_port;
   bool allow_poweroff = false;
+  std::optional<std::string> exec_cgroups;
   std::optional<std::string> dry_run_system;
   std::string dry_run_fail;
   for (int i = 1; i < argc; ++i) {
@@ -126,6 +152,8 @@ int main(int argc, char** argv) {
       dry_run_system = std::string(value());
     } else if (arg == "--dry-run-fail") {
       dry_run_fail = std::string(value());
+    } else if (arg == "--exec-cgroups") {
+      exec_cgroups = std::string(value());
     } else if (arg == "--verbose") {
       SetVerboseLogging(true);
     } else {
@@ -185,6 +213,11 @@ int main(int argc, char** argv) {
     options.system = MakeRecordingGuestSystem(*dry_run_system, dry_run_fail);
   } else if (channel.kind != ChannelKind::kFd) {
     options.system = MakeRealGuestSystem();
+  }
+  if (exec_cgroups) {
+    options.exec_cgroup_root = *exec_cgroups;
+  } else if (channel.kind != ChannelKind::kFd) {
+    options.exec_cgroup_root = GuestExecCgroupRoot();
   }
   Agent agent(std::move(channel), std::move(options));
   return agent.Run();
