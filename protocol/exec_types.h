@@ -39,6 +39,9 @@ struct ExecRequest {
   // session leader with the terminal as its controlling terminal.
   bool tty = false;
   TerminalSize size;  // with tty: the terminal's first size
+  // API only: the command runs on when its client goes away (otherwise it
+  // is killed then, with everything it started).
+  bool detach = false;
   // Host side only: stdin_data is just the start, the rest comes through
   // ExecStream::WriteStdin and stdin closes when that says eof.
   bool stream_stdin = false;

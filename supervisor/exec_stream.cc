@@ -93,6 +93,10 @@ void ExecStream::Signal(int signal) {
   if (!finished() && producer_.signal) producer_.signal(signal);
 }
 
+void ExecStream::Resize(protocol::TerminalSize size) {
+  if (!finished() && producer_.resize) producer_.resize(size);
+}
+
 void ExecStream::Detach() {
   if (detached_) return;
   detached_ = true;

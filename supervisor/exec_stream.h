@@ -53,6 +53,7 @@ class ExecStream : public std::enable_shared_from_this<ExecStream> {
     // the window has room for.
     std::function<Result<void>(std::string_view data, bool eof)> send_stdin;
     std::function<void(int signal)> signal;
+    std::function<void(protocol::TerminalSize size)> resize;
     // The stream gave up on a silent producer: stop routing to it and kill
     // the command.
     std::function<void()> abandon;
@@ -92,6 +93,8 @@ class ExecStream : public std::enable_shared_from_this<ExecStream> {
   // stdin is gone; what was not sent is dropped).
   boost::asio::awaitable<Result<void>> WriteStdin(std::string data, bool eof);
   void Signal(int signal);
+  // The terminal of a tty exec changed size.
+  void Resize(protocol::TerminalSize size);
   // The consumer is gone: output is taken and dropped from now on, so the
   // command runs on to its end without waiting for a reader.
   void Detach();

@@ -429,6 +429,12 @@ asio::awaitable<Result<std::shared_ptr<ExecStream>>> GuestChannel::StartExec(
       (void)channel->Send(protocol::SignalFrame(*stream_id, signal), "signal");
     }
   };
+  producer.resize = [weak, stream_id](protocol::TerminalSize size) {
+    auto channel = weak.lock();
+    if (channel && channel->calls.contains(*stream_id)) {
+      (void)channel->Send(protocol::ResizeFrame(*stream_id, size), "resize");
+    }
+  };
   producer.abandon = [weak, stream_id] {
     if (auto channel = weak.lock()) channel->Abandon(*stream_id);
   };

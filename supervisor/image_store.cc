@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "protocol/exec_types.h"
 #include "supervisor/file_digest.h"
 #include "supervisor/names.h"
 
@@ -41,9 +42,14 @@ Result<Image> ImageStore::Find(const std::string& name) const {
         .initrd = file("initrd", "initrd.img"),
         .rootfs = file("rootfs", "rootfs.qcow2"),
         .kernel_args = meta.value("kernel_args", "console=ttyS0 root=/dev/vda rw panic=-1"),
+        .default_user = meta.value("default_user", "root"),
     };
   } catch (const nlohmann::json::exception& e) {
     return Fail(ErrorCode::kInternal, "image '" + name + "': image.json: " + e.what());
+  }
+  if (!protocol::IsValidExecUser(image.default_user)) {
+    return Fail(ErrorCode::kInternal, "image '" + name + "': image.json: default_user \"" + image.default_user +
+                                          "\" is not a user name");
   }
   for (const auto& path : {image.kernel, image.initrd, image.rootfs}) {
     std::error_code ec;

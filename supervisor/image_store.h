@@ -15,6 +15,8 @@ struct Image {
   std::filesystem::path initrd;
   std::filesystem::path rootfs;  // qcow2 base, never written
   std::string kernel_args;       // what the image needs; the VM adds its own
+  // Who runs an exec that names no user ("agent" in the debian image).
+  std::string default_user = "root";
 };
 
 class ImageStore {

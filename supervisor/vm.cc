@@ -460,6 +460,7 @@ Result<void> Vm::RequireRunning() const {
 
 boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Vm::StartExec(protocol::ExecRequest request) {
   if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
+  if (request.user.empty()) request.user = spec_.image.default_user;
   const auto self = shared_from_this();
   co_return co_await channel_->StartExec(std::move(request));
 }
@@ -467,6 +468,7 @@ boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Vm::StartExec(protoc
 boost::asio::awaitable<Result<protocol::ExecResult>> Vm::Exec(protocol::ExecRequest request,
                                                              protocol::OutputSink sink) {
   if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
+  if (request.user.empty()) request.user = spec_.image.default_user;
   const auto self = shared_from_this();
   co_return co_await channel_->Exec(std::move(request), std::move(sink));
 }

@@ -1,5 +1,7 @@
 #include "supervisor/api/handlers.h"
 
+#include <signal.h>
+
 #include <exception>
 #include <memory>
 #include <optional>
@@ -147,6 +149,7 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       co_return NoContent();
     }
     case Route::kExec:
+    case Route::kExecInteractive:  // the connection upgrades it (exec_websocket.h)
       break;
   }
   co_return ErrorResponse(Error{ErrorCode::kInternal, "unhandled route"});
@@ -167,6 +170,7 @@ awaitable<void> ApiHandlers::HandleExec(const RouteMatch& match, std::string bod
     co_await responder.Send(std::move(refusal));
     co_return;
   }
+  const bool detach = request->detach;
   auto started = co_await service_.StartExec(match.vm_id, std::move(*request));
   if (!started) {
     HttpResponse failure = ErrorResponse(started.error());
@@ -174,7 +178,20 @@ awaitable<void> ApiHandlers::HandleExec(const RouteMatch& match, std::string bod
     co_return;
   }
   std::shared_ptr<ExecStream> exec = std::move(*started);
+  if (detach) {
+    // Runs on by itself; its output goes nowhere.
+    exec->Detach();
+    HttpResponse accepted = JsonResponse(202, nlohmann::ordered_json{{"detached", true}});
+    co_await responder.Send(std::move(accepted));
+    co_return;
+  }
 
+  // A command ends with its client (unless detached, above): also a client
+  // that leaves while the command prints nothing.
+  responder.WatchForClientGone([exec, id = match.vm_id] {
+    Logger("api")->info("{}: exec client disconnected; killing the command", id);
+    exec->Signal(SIGKILL);
+  });
   const std::string kNdjson = "application/x-ndjson";
   bool began = false;
   bool client_gone = false;
@@ -200,7 +217,9 @@ awaitable<void> ApiHandlers::HandleExec(const RouteMatch& match, std::string bod
     }
   }
   if (client_gone) {
-    Logger("api")->info("{}: exec client disconnected; the command keeps running", match.vm_id);
+    // Everything the command started goes with it; what it still prints
+    // goes nowhere.
+    exec->Signal(SIGKILL);
     exec->Detach();
     co_return;
   }

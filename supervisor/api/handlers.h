@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
@@ -39,6 +40,10 @@ class Responder {
   virtual boost::asio::awaitable<bool> EndStream() = 0;
   // Drops the connection without finishing the response.
   virtual void Abort() = 0;
+  // Calls `on_gone` once if the client closes its end before the response
+  // is over (a long silent stream would otherwise notice only at its next
+  // write). Watching stops when the handler returns.
+  virtual void WatchForClientGone(std::function<void()> on_gone) = 0;
 };
 
 class ApiHandlers {
@@ -48,6 +53,8 @@ class ApiHandlers {
   // Answers exactly once through `responder` (or aborts it).
   boost::asio::awaitable<void> Handle(const RouteMatch& match, std::string body,
                                       Responder& responder);
+
+  VmService& service() { return service_; }
 
  private:
   boost::asio::awaitable<HttpResponse> HandleSimple(const RouteMatch& match, std::string body);

@@ -1,6 +1,10 @@
 #include "supervisor/api/http_connection.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <functional>
 #include <chrono>
 #include <exception>
 #include <optional>
@@ -19,8 +23,11 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "common/logging.h"
+#include "common/spawn.h"
+#include "supervisor/api/exec_websocket.h"
 #include "supervisor/api/request_validation.h"
 
 namespace agentvm::api {
@@ -29,8 +36,9 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using asio::awaitable;
-using Stream = beast::basic_stream<asio::local::stream_protocol>;
+using Stream = ApiStream;
 
 class Connection : public Responder, public std::enable_shared_from_this<Connection> {
  public:
@@ -44,6 +52,7 @@ class Connection : public Responder, public std::enable_shared_from_this<Connect
   awaitable<bool> WriteChunk(std::string data) override;
   awaitable<bool> EndStream() override;
   void Abort() override;
+  void WatchForClientGone(std::function<void()> on_gone) override;
 
  private:
   // Answers a request whose header or body could not be read, if the error
@@ -54,8 +63,14 @@ class Connection : public Responder, public std::enable_shared_from_this<Connect
                         std::optional<std::chrono::milliseconds> timeout);
   const ApiOptions& options() const { return context_->options; }
 
+  // Until the client's end is readable; then whether it closed (EOF) rather
+  // than sent more (a pipelined request, which is left for later).
+  awaitable<void> WatchClose(std::function<void()> on_gone);
+  void StopWatching();
+
   std::shared_ptr<ServerContext> context_;
   Stream stream_;
+  bool watching_ = false;
   beast::flat_buffer buffer_;
   std::uint64_t number_ = 0;
   // Of the request being answered.
@@ -146,6 +161,34 @@ awaitable<bool> Connection::EndStream() {
   co_return co_await Write(last, options().write_timeout);
 }
 
+void Connection::WatchForClientGone(std::function<void()> on_gone) {
+  if (closed_ || watching_) return;
+  watching_ = true;
+  SpawnDetached(stream_.get_executor(), [](std::shared_ptr<Connection> self, std::function<void()> on_gone)
+                    -> awaitable<void> { co_await self->WatchClose(std::move(on_gone)); }(shared_from_this(),
+                                                                                           std::move(on_gone)),
+                "watch an exec client");
+}
+
+void Connection::StopWatching() {
+  if (!watching_) return;
+  watching_ = false;
+  // Ends the pending wait; no read or write is pending between requests.
+  beast::error_code ignored;
+  stream_.socket().cancel(ignored);
+}
+
+awaitable<void> Connection::WatchClose(std::function<void()> on_gone) {
+  beast::error_code ec;
+  co_await stream_.socket().async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+  const bool still_watching = watching_;
+  watching_ = false;
+  if (ec || !still_watching || closed_) co_return;  // cancelled: the response is over
+  char byte;
+  ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) on_gone();
+}
+
 void Connection::Abort() {
   if (closed_) return;
   closed_ = true;
@@ -225,6 +268,20 @@ awaitable<void> Connection::Run() {
       HttpResponse response = ErrorResponse(match.error().http_status, match.error().error);
       response.allow = match.error().allow;
       co_await Send(std::move(response));
+    } else if (match->route == Route::kExecInteractive) {
+      // The connection becomes the exec's WebSocket (or answers why not) and
+      // is never reused for HTTP.
+      keep_alive_ = false;
+      if (has_body || !websocket::is_upgrade(parser.get())) {
+        HttpResponse response = ErrorResponse(
+            400, Error{ErrorCode::kInvalidArgument,
+                       "GET " + QuoteForError(target) +
+                           " is an interactive exec: it needs a WebSocket upgrade (POST runs a command over NDJSON)"});
+        co_await Send(std::move(response));
+      } else {
+        status_ = 101;
+        co_await ServeExecWebSocket(context_->handlers.service(), stream_, parser.release(), *match, *this);
+      }
     } else {
       bool big = match->route == Route::kPutFile || match->route == Route::kExec;
       std::size_t limit = big ? options().max_body_bytes : options().max_json_body_bytes;
@@ -250,6 +307,7 @@ awaitable<void> Connection::Run() {
         } else {
           stream_.expires_never();
           co_await context_->handlers.Handle(*match, std::move(parser.get().body()), *this);
+          StopWatching();
         }
       }
     }

@@ -303,6 +303,13 @@ std::string ExecRequestToJson(const protocol::ExecRequest& request) {
   if (!request.env.empty()) body["env"] = request.env;
   if (!request.cwd.empty()) body["cwd"] = request.cwd;
   if (request.timeout.count() > 0) body["timeout_sec"] = request.timeout.count() / 1000.0;
+  if (!request.user.empty()) body["user"] = request.user;
+  if (request.tty) {
+    body["tty"] = true;
+    body["rows"] = request.size.rows;
+    body["cols"] = request.size.cols;
+  }
+  if (request.detach) body["detach"] = true;
   if (!request.stdin_data.empty()) {
     if (IsValidUtf8(request.stdin_data)) {
       body["stdin"] = request.stdin_data;

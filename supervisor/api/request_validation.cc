@@ -323,8 +323,8 @@ Result<std::string> ParseSaveSnapshotBody(std::string_view body) {
 Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {
   auto object = ParseJsonObject(body);
   if (!object) return Fail(object.error());
-  if (auto ok = RejectUnknownFields(*object, {"argv", "env", "cwd", "timeout_sec", "stdin",
-                                              "stdin_b64"});
+  if (auto ok = RejectUnknownFields(*object, {"argv", "env", "cwd", "timeout_sec", "stdin", "stdin_b64",
+                                              "user", "tty", "rows", "cols", "detach"});
       !ok) {
     return Fail(ok.error());
   }
@@ -388,6 +388,28 @@ Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {
     if (!bytes) return Invalid("stdin_b64 is not valid base64");
     request.stdin_data = std::move(*bytes);
   }
+
+  if (object->contains("user")) {
+    auto user = StringField(object->at("user"), "user");
+    if (!user) return Fail(user.error());
+    if (!protocol::IsValidExecUser(*user)) {
+      return Invalid("user must be a user name ([A-Za-z0-9_.-], at most 32, not starting with '-') or a uid");
+    }
+    request.user = std::move(*user);
+  }
+  for (auto [name, flag] : {std::pair{"tty", &request.tty}, std::pair{"detach", &request.detach}}) {
+    if (!object->contains(name)) continue;
+    const json& value = object->at(name);
+    if (!value.is_boolean()) return Invalid(std::string(name) + " must be true or false");
+    *flag = value.get<bool>();
+  }
+  for (auto [name, slot] : {std::pair{"rows", &request.size.rows}, std::pair{"cols", &request.size.cols}}) {
+    if (!object->contains(name)) continue;
+    if (!request.tty) return Invalid(std::string(name) + " needs tty");
+    auto value = IntField(*object, name, 1, 65535);
+    if (!value) return Fail(value.error());
+    *slot = static_cast<std::uint16_t>(*value);
+  }
   return request;
 }
 
@@ -418,6 +440,13 @@ Result<std::string> RequiredPath(const QueryParams& query) {
 }
 
 }  // namespace
+
+Result<protocol::ExecRequest> ParseExecQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"request"}); !ok) return Fail(ok.error());
+  auto it = query.find("request");
+  if (it == query.end()) return Invalid("the request query parameter (the exec request as JSON) is required");
+  return ParseExecBody(it->second);
+}
 
 Result<bool> ParseDeleteQuery(const QueryParams& query) {
   if (auto ok = RejectUnknownParams(query, {"force"}); !ok) return Fail(ok.error());

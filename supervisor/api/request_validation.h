@@ -48,6 +48,8 @@ Result<nlohmann::json> ParseJsonObject(std::string_view body);
 // An empty body means all defaults.
 Result<CreateVmRequest> ParseCreateVmBody(std::string_view body);
 Result<protocol::ExecRequest> ParseExecBody(std::string_view body);
+// The interactive exec's query: request=<the same JSON, percent-encoded>.
+Result<protocol::ExecRequest> ParseExecQuery(const QueryParams& query);
 // {"name": "..."}: the name of the snapshot to save, required.
 Result<std::string> ParseSaveSnapshotBody(std::string_view body);
 

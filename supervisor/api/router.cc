@@ -41,7 +41,7 @@ constexpr PathRoutes kRoutes[] = {
     {{"pools"}, {{MethodRoute{"GET", Route::kListPools}, std::nullopt}}},
     {{"vms", kId}, {{MethodRoute{"GET", Route::kGetVm}, MethodRoute{"DELETE", Route::kDeleteVm}}}},
     {{"vms", kId, "stop"}, {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
-    {{"vms", kId, "exec"}, {{MethodRoute{"POST", Route::kExec}, std::nullopt}}},
+    {{"vms", kId, "exec"}, {{MethodRoute{"POST", Route::kExec}, MethodRoute{"GET", Route::kExecInteractive}}}},
     {{"vms", kId, "files"}, {{MethodRoute{"GET", Route::kGetFile}, MethodRoute{"PUT", Route::kPutFile}}}},
     {{"vms", kId, "console"}, {{MethodRoute{"GET", Route::kConsole}, std::nullopt}}},
     {{"vms", kId, "release"}, {{MethodRoute{"POST", Route::kReleaseVm}, std::nullopt}}},
@@ -99,6 +99,7 @@ std::string_view RouteName(Route route) {
     case Route::kDeleteVm: return "delete_vm";
     case Route::kStopVm: return "stop_vm";
     case Route::kExec: return "exec";
+    case Route::kExecInteractive: return "interactive exec";
     case Route::kPutFile: return "put_file";
     case Route::kGetFile: return "get_file";
     case Route::kConsole: return "console";

@@ -24,6 +24,7 @@ enum class Route {
   kDeleteVm,   // DELETE /v1/vms/{id}
   kStopVm,     // POST   /v1/vms/{id}/stop
   kExec,       // POST   /v1/vms/{id}/exec
+  kExecInteractive,  // GET  /v1/vms/{id}/exec?request=  (WebSocket upgrade)
   kPutFile,    // PUT    /v1/vms/{id}/files?path=
   kGetFile,    // GET    /v1/vms/{id}/files?path=
   kConsole,    // GET    /v1/vms/{id}/console

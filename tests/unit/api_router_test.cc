@@ -22,6 +22,7 @@ TEST(ApiRouterTest, MatchesEveryEndpoint) {
       {"DELETE", "/v1/vms/vm-1?force=true", Route::kDeleteVm, "vm-1"},
       {"POST", "/v1/vms/vm-1/stop", Route::kStopVm, "vm-1"},
       {"POST", "/v1/vms/vm-1/exec", Route::kExec, "vm-1"},
+      {"GET", "/v1/vms/vm-1/exec", Route::kExecInteractive, "vm-1"},
       {"PUT", "/v1/vms/vm-1/files?path=/tmp/x", Route::kPutFile, "vm-1"},
       {"GET", "/v1/vms/vm-1/files?path=/tmp/x", Route::kGetFile, "vm-1"},
       {"GET", "/v1/vms/vm-1/console", Route::kConsole, "vm-1"},
@@ -82,7 +83,7 @@ TEST(ApiRouterTest, RefusesUnknownRoutesWrongMethodsAndHostileIds) {
       {"GET", "/v1/vms/vm-1/exec/extra", 404},
       {"GET", "/v1/vms/vm-1/", 404},
       {"PUT", "/v1/vms", 405},
-      {"GET", "/v1/vms/vm-1/exec", 405},
+      {"PUT", "/v1/vms/vm-1/exec", 405},
       {"POST", "/v1/vms/vm-1", 405},
       {"DELETE", "/v1/vms/vm-1/files?path=/x", 405},
       // Hostile ids: refused as ids, with a 400, however they are spelled.

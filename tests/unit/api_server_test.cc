@@ -496,13 +496,13 @@ TEST_F(ApiServerTest, ExecErrorsBeforeOutputArePlainJsonAfterOutputAnErrorEvent)
   EXPECT_EQ(lines[1], json({{"type", "error"}, {"error", "guest went away"}, {"code", "unavailable"}}));
 }
 
-TEST_F(ApiServerTest, ClientDisconnectingMidExecLeavesTheCommandRunningAndTheServerUp) {
+TEST_F(ApiServerTest, AClientThatDisconnectsKillsItsCommandAndTheServerStaysUp) {
   StartServer();
   std::string id = AddVm();
   {
     TestClient client(options_.socket_path);
-    client.Send("POST", "/v1/vms/" + id + "/exec",
-                json{{"argv", {"out:first\n", "sleep:300", "out:more\n", "exit:0"}}}.dump());
+    // Silent after its first line: only watching the socket sees the client go.
+    client.Send("POST", "/v1/vms/" + id + "/exec", json{{"argv", {"out:first\n", "until-signal"}}}.dump());
     std::vector<TestClient::Chunk> chunks;
     client.ReceiveChunks(chunks, /*stop_after_first=*/true);
     ASSERT_EQ(chunks.size(), 1u);
@@ -512,8 +512,25 @@ TEST_F(ApiServerTest, ClientDisconnectingMidExecLeavesTheCommandRunningAndTheSer
   while (fake_.execs_finished() == 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_EQ(fake_.execs_finished(), 1) << "the exec runs to completion";
+  EXPECT_EQ(fake_.execs_finished(), 1) << "the command outlived its client";
+  OnIo([&] { EXPECT_EQ(fake_.exec_signals, std::vector<int>{9}); });
   EXPECT_EQ(TestClient(options_.socket_path).Call("GET", "/v1/vms").status, 200);
+}
+
+TEST_F(ApiServerTest, ADetachedExecIsAcceptedAtOnceAndRunsToItsEnd) {
+  StartServer();
+  std::string id = AddVm();
+  Reply reply = TestClient(options_.socket_path)
+                    .Call("POST", "/v1/vms/" + id + "/exec",
+                          json{{"argv", {"sleep:200", "out:ignored", "exit:0"}}, {"detach", true}}.dump());
+  EXPECT_EQ(reply.status, 202);
+  EXPECT_EQ(reply.Json()["detached"], true);
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (fake_.execs_finished() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(fake_.execs_finished(), 1);
+  OnIo([&] { EXPECT_TRUE(fake_.exec_signals.empty()); });
 }
 
 TEST_F(ApiServerTest, FilesRoundTripBinaryWithMode) {

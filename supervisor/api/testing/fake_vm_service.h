@@ -10,6 +10,8 @@
 //   exit:N / signal:N     how the command ends (default: exit 0)
 //   timeout               ends as killed by its timeout
 //   fail:MESSAGE          the exec fails (kUnavailable) after what came before
+//   cat                   waits for the end of streamed stdin, prints it
+//   until-signal          runs until the host sends a signal, ends by it
 // Anything else is ignored, so argv like {"sh", "-c", "..."} exits 0.
 //
 // Pools are what the test puts in `pools`; a create (boot auto) whose image,
@@ -216,11 +218,18 @@ class FakeVmService : public VmService {
     options.output_window = exec_output_window;
     ExecStream::Producer producer;
     producer.output_taken = [room](std::uint64_t) { room->Notify(); };
-    producer.send_stdin = [this](std::string_view data, bool) -> Result<void> {
+    // Like the guest, the fake acknowledges stdin as it takes it.
+    auto self = std::make_shared<std::weak_ptr<ExecStream>>();
+    producer.send_stdin = [this, self](std::string_view data, bool eof) -> Result<void> {
       streamed_stdin += data;
+      stdin_closed = stdin_closed || eof;
+      if (auto exec = self->lock(); exec && !data.empty()) exec->StdinAcknowledged(data.size());
       return {};
     };
+    producer.signal = [this](int signal) { exec_signals.push_back(signal); };
+    producer.resize = [this](protocol::TerminalSize size) { exec_resizes.push_back(size); };
     auto exec = std::make_shared<ExecStream>(executor, options, std::move(producer));
+    *self = exec;
     boost::asio::co_spawn(executor, RunScript(request.argv, exec, room), boost::asio::detached);
     co_return exec;
   }
@@ -228,6 +237,9 @@ class FakeVmService : public VmService {
   // Output a fake exec may queue ahead of its consumer.
   std::uint64_t exec_output_window = protocol::kDefaultOutputWindow;
   std::string streamed_stdin;  // what WriteStdin sent to fake execs
+  bool stdin_closed = false;   // ... and whether it said eof
+  std::vector<int> exec_signals;                   // signals sent to fake execs
+  std::vector<protocol::TerminalSize> exec_resizes;  // their terminals' new sizes
 
   boost::asio::awaitable<Result<void>> WriteFile(const std::string& id, const std::string& path,
                                                  std::string data, std::uint32_t mode) override {
@@ -323,6 +335,11 @@ class FakeVmService : public VmService {
     return it->second;
   }
 
+  static boost::asio::awaitable<void> Pause(int ms) {
+    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, std::chrono::milliseconds(ms));
+    co_await timer.async_wait(boost::asio::use_awaitable);
+  }
+
   // Queues `data` once the window has room for it.
   static boost::asio::awaitable<void> Emit(std::shared_ptr<ExecStream> exec, std::shared_ptr<Notifier> room,
                                            protocol::OutputStream stream, std::string data) {
@@ -357,6 +374,16 @@ class FakeVmService : public VmService {
           sent += chunk.size();
           co_await Emit(exec, room, protocol::OutputStream::kStdout, std::move(chunk));
         }
+      } else if (step == "cat") {
+        // Waits for stdin's end, then prints what came.
+        while (!stdin_closed && !exec->finished()) co_await Pause(5);
+        std::string input = std::exchange(streamed_stdin, std::string());
+        co_await Emit(exec, room, protocol::OutputStream::kStdout, std::move(input));
+      } else if (step == "until-signal") {
+        // Runs until a signal arrives; ends killed by it.
+        while (exec_signals.empty() && !exec->finished()) co_await Pause(5);
+        result.exit_code.reset();
+        result.signal = exec_signals.empty() ? 9 : exec_signals.back();
       } else if (auto ms = arg("sleep:")) {
         boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor,
                                         std::chrono::milliseconds(std::stoi(*ms)));
