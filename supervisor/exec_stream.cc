@@ -80,11 +80,12 @@ boost::asio::awaitable<Result<void>> ExecStream::WriteStdin(std::string data, bo
     std::string_view piece = rest.substr(0, static_cast<std::size_t>(room));
     rest.remove_prefix(piece.size());
     bool last = rest.empty();
+    // Counted before it is sent: an acknowledgement may come back at once.
+    stdin_in_flight_ += piece.size();
+    if (last && eof) stdin_closed_ = true;
     if (producer_.send_stdin) {
       if (auto sent = producer_.send_stdin(piece, last && eof); !sent) co_return sent;
     }
-    stdin_in_flight_ += piece.size();
-    if (last && eof) stdin_closed_ = true;
   } while (!rest.empty());
   co_return Result<void>{};
 }

@@ -1,10 +1,6 @@
 #include "supervisor/api/handlers.h"
 
-#include <signal.h>
-
 #include <exception>
-#include <memory>
-#include <optional>
 
 #include "common/logging.h"
 #include "supervisor/api/json_codec.h"
@@ -16,17 +12,13 @@ namespace {
 namespace asio = boost::asio;
 using asio::awaitable;
 
+HttpResponse NoContent() { return HttpResponse{204, {}, {}, {}}; }
+
+}  // namespace
+
 HttpResponse JsonResponse(int status, const nlohmann::ordered_json& body) {
   return HttpResponse{status, "application/json", DumpJson(body) + "\n", {}};
 }
-
-HttpResponse NoContent() { return HttpResponse{204, {}, {}, {}}; }
-
-// Output events written to the client in one chunk at most: what is
-// queued is sent together, so many small outputs cost few writes.
-constexpr std::size_t kExecBatchBytes = 256 * 1024;
-
-}  // namespace
 
 HttpResponse ErrorResponse(int status, const Error& error) {
   return HttpResponse{status, "application/json", ErrorBody(error) + "\n", {}};
@@ -153,97 +145,6 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       break;
   }
   co_return ErrorResponse(Error{ErrorCode::kInternal, "unhandled route"});
-}
-
-// The 200 and its headers are held back until the first output (or the end),
-// so an exec that fails before producing anything (no such VM, VM not
-// running, no such program) still gets a plain JSON error with the right
-// status. Output is taken from the stream only as fast as the client reads
-// it, and the stream holds back the guest the same way: nothing is dropped
-// for a slow client.
-awaitable<void> ApiHandlers::HandleExec(const RouteMatch& match, std::string body,
-                                        Responder& responder) {
-  auto no_query = ExpectNoQuery(match.query);
-  auto request = no_query ? ParseExecBody(body) : Fail(no_query.error());
-  if (!request) {
-    HttpResponse refusal = ErrorResponse(request.error());
-    co_await responder.Send(std::move(refusal));
-    co_return;
-  }
-  const bool detach = request->detach;
-  auto started = co_await service_.StartExec(match.vm_id, std::move(*request));
-  if (!started) {
-    HttpResponse failure = ErrorResponse(started.error());
-    co_await responder.Send(std::move(failure));
-    co_return;
-  }
-  std::shared_ptr<ExecStream> exec = std::move(*started);
-  if (detach) {
-    // Runs on by itself; its output goes nowhere.
-    exec->Detach();
-    HttpResponse accepted = JsonResponse(202, nlohmann::ordered_json{{"detached", true}});
-    co_await responder.Send(std::move(accepted));
-    co_return;
-  }
-
-  // A command ends with its client (unless detached, above): also a client
-  // that leaves while the command prints nothing.
-  responder.WatchForClientGone([exec, id = match.vm_id] {
-    Logger("api")->info("{}: exec client disconnected; killing the command", id);
-    exec->Signal(SIGKILL);
-  });
-  const std::string kNdjson = "application/x-ndjson";
-  bool began = false;
-  bool client_gone = false;
-  // (Loops spelled out: g++ 12 mishandles co_await in a loop's condition.)
-  while (!client_gone) {
-    std::optional<ExecOutput> chunk = co_await exec->NextOutput();
-    if (!chunk) break;
-    std::string events = ExecOutputEvent(chunk->stream, chunk->data);
-    while (exec->queued_bytes() > 0 && events.size() < kExecBatchBytes) {
-      std::optional<ExecOutput> more = co_await exec->NextOutput();
-      if (!more) break;
-      events += ExecOutputEvent(more->stream, more->data);
-    }
-    if (!began) {
-      std::string content_type = kNdjson;
-      bool ok = co_await responder.BeginStream(200, std::move(content_type));
-      if (!ok) client_gone = true;
-      began = true;
-    }
-    if (!client_gone) {
-      bool ok = co_await responder.WriteChunk(std::move(events));
-      if (!ok) client_gone = true;
-    }
-  }
-  if (client_gone) {
-    // Everything the command started goes with it; what it still prints
-    // goes nowhere.
-    exec->Signal(SIGKILL);
-    exec->Detach();
-    co_return;
-  }
-
-  const Result<protocol::ExecResult>& outcome = exec->result();
-  if (!began) {
-    if (!outcome) {
-      HttpResponse failure = ErrorResponse(outcome.error());
-      co_await responder.Send(std::move(failure));
-      co_return;
-    }
-    std::string content_type = kNdjson;
-    bool ok = co_await responder.BeginStream(200, std::move(content_type));
-    if (!ok) co_return;
-  }
-  std::string last;
-  if (outcome) {
-    last = ExecExitEvent(*outcome);
-  } else {
-    last = ExecErrorEvent(outcome.error());
-  }
-  bool ok = co_await responder.WriteChunk(std::move(last));
-  if (!ok) co_return;
-  co_await responder.EndStream();
 }
 
 }  // namespace agentvm::api

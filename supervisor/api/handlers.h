@@ -9,6 +9,7 @@
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "common/error.h"
 #include "supervisor/api/router.h"
@@ -23,6 +24,7 @@ struct HttpResponse {
   std::string allow;  // the Allow header of a 405
 };
 
+HttpResponse JsonResponse(int status, const nlohmann::ordered_json& body);
 // {"error": ..., "code": ...} with the status that fits the code.
 HttpResponse ErrorResponse(const Error& error);
 HttpResponse ErrorResponse(int status, const Error& error);
@@ -46,6 +48,19 @@ class Responder {
   virtual void WatchForClientGone(std::function<void()> on_gone) = 0;
 };
 
+// A request body read as it arrives (an exec's streamed stdin).
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  // The next bytes of the body; empty once all of it has been read; an error
+  // if the client went away or the body is malformed.
+  virtual boost::asio::awaitable<Result<std::string>> NextBodyChunk() = 0;
+};
+
+// An exec whose stdin streams in its request body (POST .../exec?stdin=stream):
+// the body's first line is the exec request's JSON, the rest is stdin.
+bool IsStreamingExec(const RouteMatch& match);
+
 class ApiHandlers {
  public:
   explicit ApiHandlers(VmService& service) : service_(service) {}
@@ -53,6 +68,9 @@ class ApiHandlers {
   // Answers exactly once through `responder` (or aborts it).
   boost::asio::awaitable<void> Handle(const RouteMatch& match, std::string body,
                                       Responder& responder);
+  // An IsStreamingExec request, whose body has not been read.
+  boost::asio::awaitable<void> HandleStreamingExec(const RouteMatch& match, BodySource& body,
+                                                   Responder& responder);
 
   VmService& service() { return service_; }
 
@@ -60,6 +78,10 @@ class ApiHandlers {
   boost::asio::awaitable<HttpResponse> HandleSimple(const RouteMatch& match, std::string body);
   boost::asio::awaitable<void> HandleExec(const RouteMatch& match, std::string body,
                                           Responder& responder);
+  // Runs a parsed exec and streams its output; stdin comes from `stdin_body`
+  // when given.
+  boost::asio::awaitable<void> RunExec(const RouteMatch& match, protocol::ExecRequest request,
+                                       Responder& responder, BodySource* stdin_body);
 
   VmService& service_;
 };

@@ -40,7 +40,7 @@ namespace websocket = beast::websocket;
 using asio::awaitable;
 using Stream = ApiStream;
 
-class Connection : public Responder, public std::enable_shared_from_this<Connection> {
+class Connection : public Responder, public BodySource, public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ServerContext> context, asio::local::stream_protocol::socket socket)
       : context_(std::move(context)), stream_(std::move(socket)) {}
@@ -53,6 +53,7 @@ class Connection : public Responder, public std::enable_shared_from_this<Connect
   awaitable<bool> EndStream() override;
   void Abort() override;
   void WatchForClientGone(std::function<void()> on_gone) override;
+  awaitable<Result<std::string>> NextBodyChunk() override;
 
  private:
   // Answers a request whose header or body could not be read, if the error
@@ -71,6 +72,8 @@ class Connection : public Responder, public std::enable_shared_from_this<Connect
   std::shared_ptr<ServerContext> context_;
   Stream stream_;
   bool watching_ = false;
+  // The request whose body a streaming handler reads, while it does.
+  http::request_parser<http::string_body>* streamed_ = nullptr;
   beast::flat_buffer buffer_;
   std::uint64_t number_ = 0;
   // Of the request being answered.
@@ -168,6 +171,24 @@ void Connection::WatchForClientGone(std::function<void()> on_gone) {
                     -> awaitable<void> { co_await self->WatchClose(std::move(on_gone)); }(shared_from_this(),
                                                                                            std::move(on_gone)),
                 "watch an exec client");
+}
+
+awaitable<Result<std::string>> Connection::NextBodyChunk() {
+  if (!streamed_) co_return Fail(ErrorCode::kInternal, "no request body to read");
+  while (!streamed_->is_done()) {
+    beast::error_code ec;
+    // No timeout: stdin may pause for as long as its writer does.
+    stream_.expires_never();
+    co_await http::async_read_some(stream_, buffer_, *streamed_, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return Fail(ErrorCode::kUnavailable, "the client's request body ended early: " + ec.message());
+    std::string& body = streamed_->get().body();
+    if (!body.empty()) {
+      std::string chunk = std::move(body);
+      body.clear();
+      co_return chunk;
+    }
+  }
+  co_return std::string();
 }
 
 void Connection::StopWatching() {
@@ -268,6 +289,19 @@ awaitable<void> Connection::Run() {
       HttpResponse response = ErrorResponse(match.error().http_status, match.error().error);
       response.allow = match.error().allow;
       co_await Send(std::move(response));
+    } else if (IsStreamingExec(*match)) {
+      // The body is the handler's to read, as it arrives: no limit beyond
+      // the request's own first line.
+      parser.body_limit(boost::none);
+      if (has_body && beast::iequals(header[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> proceed{http::status::continue_, version_};
+        if (!co_await Write(proceed, options().write_timeout)) break;
+      }
+      streamed_ = &parser;
+      stream_.expires_never();
+      co_await context_->handlers.HandleStreamingExec(*match, *this, *this);
+      streamed_ = nullptr;
+      if (!parser.is_done()) keep_alive_ = false;
     } else if (match->route == Route::kExecInteractive) {
       // The connection becomes the exec's WebSocket (or answers why not) and
       // is never reused for HTTP.

@@ -209,6 +209,10 @@ class FakeVmService : public VmService {
     if (info->state != VmState::kRunning) {
       co_return Fail(ErrorCode::kConflict, "VM " + id + " is not running");
     }
+    // stdin given with the start is the first of it; it is all of it unless
+    // more streams in.
+    streamed_stdin = request.stdin_data;
+    stdin_closed = !request.stream_stdin;
     auto executor = co_await boost::asio::this_coro::executor;
     // Like the guest, the script sends output only as far as the window has
     // room; the consumer's takes wake it.
@@ -378,7 +382,10 @@ class FakeVmService : public VmService {
         // Waits for stdin's end, then prints what came.
         while (!stdin_closed && !exec->finished()) co_await Pause(5);
         std::string input = std::exchange(streamed_stdin, std::string());
-        co_await Emit(exec, room, protocol::OutputStream::kStdout, std::move(input));
+        for (std::size_t offset = 0; offset < input.size(); offset += 64 * 1024) {
+          std::string piece = input.substr(offset, 64 * 1024);
+          co_await Emit(exec, room, protocol::OutputStream::kStdout, std::move(piece));
+        }
       } else if (step == "until-signal") {
         // Runs until a signal arrives; ends killed by it.
         while (exec_signals.empty() && !exec->finished()) co_await Pause(5);
