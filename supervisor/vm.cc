@@ -11,18 +11,15 @@
 #include <fstream>
 #include <sstream>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
-#include "protocol/frame.h"
+#include "common/spawn.h"
+#include "qmp/migration.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
-#include "supervisor/guest_connector.h"
-#include "qmp/migration.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
 
@@ -32,7 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-constexpr milliseconds kQmpConnectTimeout{10000};
 constexpr milliseconds kAgentShutdownTimeout{2000};
 constexpr milliseconds kKillTimeout{10000};
 constexpr std::size_t kMaxFileBytes = 64u << 20;
@@ -292,44 +288,38 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
 }
 
 boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden) {
-  const auto executor = context_.executor;
+  VmHost& host = *context_.host;
   const VmPaths& paths = spec_.paths;
   // A clone's overlay sits on the frozen disk the golden VM ran on.
-  const std::string backing =
-      golden ? golden->disk.string() : fs::absolute(spec_.image.rootfs).string();
-  // Built before co_await: g++ 12 miscompiles braced lists inside co_await.
-  std::vector<std::string> create_overlay = {context_.qemu_img_binary, "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                                             "-b", backing, paths.overlay().string()};
-  auto overlay = co_await RunToCompletion(executor, std::move(create_overlay),
-                                          (paths.runtime_dir / "qemu-img.log").string());
+  std::string backing = golden ? golden->disk.string() : fs::absolute(spec_.image.rootfs).string();
+  std::string overlay_path = paths.overlay().string();
+  std::string overlay_log = (paths.runtime_dir / "qemu-img.log").string();
+  auto overlay = co_await host.CreateOverlay(std::move(backing), std::move(overlay_path), std::move(overlay_log));
   if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
 
-  const QemuLaunchSpec launch = LaunchSpecFor(golden);
-  LaunchSpec qemu_spec{.argv = QemuCommandLine(launch), .stderr_path = paths.qemu_log().string()};
-  if (launch.tap_fd >= 0) qemu_spec.pass_fds.push_back(launch.tap_fd);
-  auto launched = ChildProcess::Launch(executor, std::move(qemu_spec));
+  QemuLaunch launch = QemuLaunchFor(LaunchSpecFor(golden), paths);
+  auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
+  SpawnDetached(context_.executor, WatchQemu(shared_from_this(), qemu_.get()), "qemu watcher of " + spec_.id);
+  if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
   SetState(VmState::kStarting);
-  boost::asio::co_spawn(executor, [self = shared_from_this(), process = qemu_.get()] { return self->WatchQemu(process); },
-                        boost::asio::detached);
 
-  auto qmp = co_await qmp::QmpClient::Connect(executor, paths.qmp_socket().string(), kQmpConnectTimeout, spec_.id);
-  if (!qmp) co_return Fail(qmp.error().ToError().Wrap("connect to QMP"));
-  qmp_ = std::move(*qmp);
+  std::string qmp_socket = paths.qmp_socket().string();
+  std::string vm_id = spec_.id;
+  auto qmp = co_await host.ConnectQmp(std::move(qmp_socket), context_.qmp_timeout, std::move(vm_id));
   if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, ExitReason());
+  if (!qmp) co_return Fail(qmp.error().Wrap("connect to QMP"));
+  qmp_ = std::move(*qmp);
   co_return Result<void>{};
 }
 
 boost::asio::awaitable<Result<void>> Vm::ConnectAgent(milliseconds timeout) {
-  // Not a ?: of two co_awaits: g++ 12 evaluates neither branch correctly.
-  Result<GuestSocket> socket = Fail(ErrorCode::kInternal, "no control channel");
-  if (context_.channel == ChannelKind::kVsock) {
-    socket = co_await ConnectGuestVsock(spec_.guest_cid, protocol::kGuestVsockPort, timeout);
-  } else {
-    socket = co_await ConnectGuestUnix(spec_.paths.agent_socket().string(), timeout);
-  }
+  GuestAddress address{.channel = context_.channel,
+                       .unix_socket = spec_.paths.agent_socket().string(),
+                       .cid = spec_.guest_cid};
+  auto socket = co_await context_.host->ConnectGuest(std::move(address), timeout);
   if (!socket) co_return Fail(socket.error().Wrap("connect to guest agent"));
   channel_ = std::make_unique<GuestChannel>(std::move(*socket), spec_.id);
   channel_->Start();
@@ -361,12 +351,12 @@ boost::asio::awaitable<Result<void>> Vm::GiveIdentity(milliseconds timeout) {
   co_return Result<void>{};
 }
 
-boost::asio::awaitable<void> Vm::WatchQemu(ChildProcess* process) {
+boost::asio::awaitable<void> Vm::WatchQemu(std::shared_ptr<Vm> self, QemuProcess* process) {
   const ExitStatus status = co_await process->WaitExit();
-  OnQemuExit(process, status);
+  self->OnQemuExit(process, status);
 }
 
-void Vm::OnQemuExit(ChildProcess* process, const ExitStatus& status) {
+void Vm::OnQemuExit(QemuProcess* process, const ExitStatus& status) {
   if (process != qemu_.get()) return;  // a failed restore's QEMU, already dealt with
   if (channel_) channel_->Close();
   if (qmp_) qmp_->Close();
@@ -381,7 +371,12 @@ void Vm::OnQemuExit(ChildProcess* process, const ExitStatus& status) {
   }
 }
 
-std::string Vm::ExitReason() const { return restoring_ ? "qemu exited: " + LastQemuLogLine() : reason_; }
+std::string Vm::ExitReason() const {
+  if (restoring_) return "qemu exited: " + LastQemuLogLine();
+  // Its watcher may not have seen the exit yet: the status is the reason.
+  if (qemu_ && qemu_->exit_status()) return FailureReasonFromLogs(*qemu_->exit_status());
+  return reason_;
+}
 
 std::string Vm::LastQemuLogLine() const { return LastLine(ReadFileTail(spec_.paths.qemu_log(), 4096)); }
 

@@ -13,8 +13,9 @@
 // A clone whose restore fails goes back through creating to a cold boot:
 // that is the one way from starting back to creating.
 //
-// A Vm owns its QEMU (ChildProcess), QMP client and guest channel. It lives on
-// the daemon's single io_context thread and is held by shared_ptr so the
+// A Vm owns its QEMU, QMP client and guest channel, all of them got through
+// its VmHost (vm_host.h), the seam where tests put a fake. It lives on the
+// daemon's single io_context thread and is held by shared_ptr so the
 // coroutine watching QEMU's exit keeps it alive.
 #pragma once
 
@@ -31,11 +32,11 @@
 
 #include "common/error.h"
 #include "protocol/exec_types.h"
-#include "supervisor/child_process.h"
 #include "supervisor/golden_snapshot_store.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
+#include "supervisor/vm_host.h"
 #include "supervisor/vm_paths.h"
 #include "supervisor/vm_service.h"
 
@@ -49,11 +50,13 @@ class NetAttachment;
 // What a Vm needs from the daemon, fixed for its life.
 struct VmContext {
   boost::asio::any_io_executor executor;
+  std::shared_ptr<VmHost> host;  // overlays, QEMU, its sockets
   std::string qemu_binary;
-  std::string qemu_img_binary;
   Accel accel = Accel::kTcg;
   ChannelKind channel = ChannelKind::kVirtioSerial;
   std::chrono::milliseconds agent_timeout{90000};
+  // For QEMU's monitor to answer after launch (it does in well under a second).
+  std::chrono::milliseconds qmp_timeout{10000};
   std::chrono::milliseconds stop_grace{10000};
   // Called after every state change, to persist the record.
   std::function<void(const VmRecord&)> on_change;
@@ -154,8 +157,8 @@ class Vm : public std::enable_shared_from_this<Vm> {
   boost::asio::awaitable<Result<void>> GiveIdentity(std::chrono::milliseconds timeout);
   // Ends a failed restore's QEMU and clears what the cold boot makes anew.
   boost::asio::awaitable<void> DiscardFailedRestore();
-  boost::asio::awaitable<void> WatchQemu(ChildProcess* process);
-  void OnQemuExit(ChildProcess* process, const ExitStatus& status);
+  static boost::asio::awaitable<void> WatchQemu(std::shared_ptr<Vm> self, QemuProcess* process);
+  void OnQemuExit(QemuProcess* process, const ExitStatus& status);
   // Marks a named-snapshot operation under way; kConflict if one already is.
   Result<void> BeginSnapshotOp();
   // Waits until `done()` holds or `timeout` passes; returns done(). Woken by
@@ -178,9 +181,9 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Set once the VM is meant to go down: QEMU exiting after this is a stop
   // (with this reason), not a failure. The first reason given wins.
   std::optional<std::string> stop_reason_;
-  std::unique_ptr<ChildProcess> qemu_;
+  std::unique_ptr<QemuProcess> qemu_;
   // A failed restore's QEMU, reaped; kept so its watcher never outlives it.
-  std::unique_ptr<ChildProcess> retired_qemu_;
+  std::unique_ptr<QemuProcess> retired_qemu_;
   std::unique_ptr<qmp::QmpClient> qmp_;
   std::unique_ptr<GuestChannel> channel_;
   std::unique_ptr<NetAttachment> network_;
