@@ -139,9 +139,19 @@ void Vm::Claim() {
 
 std::chrono::steady_clock::duration Vm::Age() const { return std::chrono::steady_clock::now() - up_since_; }
 
-void Vm::SetState(VmState state, std::string reason) {
+bool Vm::SetState(VmState state, std::string reason) {
+  if (!IsVmTransition(state_, state)) {
+    Log()->warn("{}: refused to go from {} to {}{}", spec_.id, VmStateName(state_), VmStateName(state),
+                 reason.empty() ? "" : " (" + reason + ")");
+    return false;
+  }
   state_ = state;
   reason_ = std::move(reason);
+  Announce();
+  return true;
+}
+
+void Vm::Announce() {
   if (reason_.empty()) {
     Log()->info("{}: {}", spec_.id, VmStateName(state_));
   } else {
@@ -170,6 +180,10 @@ boost::asio::awaitable<bool> Vm::WaitFor(std::function<bool()> done, millisecond
 
 boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> golden) {
   const auto self = shared_from_this();
+  // Only a new VM boots; a second Boot() would fail or kill the first's QEMU.
+  if (booting_ || state_ != VmState::kCreating) {
+    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
+  }
   booting_ = true;
   Result<void> booted;
   if (golden) {
@@ -194,8 +208,9 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
   up_since_ = std::chrono::steady_clock::now();
   WakeWaiters();
   if (booted) co_return booted;
-  // Whatever step failed, no QEMU may outlive a failed boot.
-  if (state_ != VmState::kFailed) SetState(VmState::kFailed, booted.error().message);
+  // Whatever step failed, no QEMU may outlive a failed boot. A VM killed
+  // meanwhile has stopped, not failed.
+  if (IsVmTransition(state_, VmState::kFailed)) SetState(VmState::kFailed, booted.error().message);
   co_await Kill("boot failed");
   co_return Fail(booted.error().code, "boot " + spec_.id + ": " + reason_);
 }
@@ -247,7 +262,13 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
 }
 
 boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden) {
-  SetState(VmState::kCreating);
+  // A first boot starts in creating; a cold boot after a failed restore
+  // comes back to it.
+  if (state_ == VmState::kCreating) {
+    Announce();
+  } else if (!SetState(VmState::kCreating)) {
+    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
+  }
   if (auto made = MakePrivateDir(spec_.paths.runtime_dir); !made) co_return made;
   if (auto made = MakePrivateDir(spec_.paths.disk_dir); !made) co_return made;
   if (auto launched = co_await LaunchQemu(golden); !launched) co_return launched;
@@ -283,7 +304,9 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   if (golden) {
     if (auto given = co_await GiveIdentity(remaining()); !given) co_return given;
   }
-  SetState(VmState::kRunning);
+  if (!SetState(VmState::kRunning)) {
+    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
+  }
   co_return Result<void>{};
 }
 
@@ -389,11 +412,10 @@ std::string Vm::FailureReasonFromLogs(const ExitStatus& status) const {
 }
 
 boost::asio::awaitable<Result<void>> Vm::Stop() {
-  if (state_ != VmState::kRunning) {
+  if (!SetState(VmState::kStopping)) {
     co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
   }
   stop_reason_ = "stopped by request";
-  SetState(VmState::kStopping);
   const auto self = shared_from_this();  // callers may drop theirs meanwhile
 
   // The agent powers the guest off cleanly; without it, ACPI is the polite ask.
@@ -421,7 +443,7 @@ boost::asio::awaitable<void> Vm::Kill(std::string reason) {
       Log()->error("{}: qemu pid {} survived SIGKILL", spec_.id, qemu_->pid());
     }
   }
-  if (state_ != VmState::kFailed && state_ != VmState::kStopped) SetState(VmState::kStopped, *stop_reason_);
+  if (IsVmTransition(state_, VmState::kStopped)) SetState(VmState::kStopped, *stop_reason_);
 }
 
 boost::asio::awaitable<Result<void>> Vm::Remove() {

@@ -1,14 +1,23 @@
 // Vm: one virtual machine and its state machine, the only place that changes
-// a VM's state:
+// a VM's state. Every change of state is an arrow of this drawing, and
+// kVmTransitions below is the drawing as data; SetState refuses the rest:
 //
+//          restore failed: cold boot
+//        ┌─────────────┐
+//        ▼             │
 //   creating ──► starting ──► running ──► stopping ──► stopped
-//       │            │           │            │
-//       └────────────┴───────────┴────────────┴──► failed
+//      │  │         │  │        │  │                      ▲
+//      │  └─────────┼──┴────────┼──┴──────── killed ──────┘
+//      │            │           │
+//      └────────────┴───────────┴──► failed
 //
 // creating: runtime dir and overlay being made. starting: QEMU launched, QMP
 // and the guest agent not answered yet (for a clone: its state being loaded
-// and its identity given). running: the agent answered a ping.
-// failed: boot failed or QEMU died on its own; `reason` says why.
+// and its identity given). running: the agent answered a ping. stopping: the
+// guest asked to power off, or its state being saved; QEMU ending now, on
+// its own or not, is a stop. failed: boot failed or QEMU died on its own;
+// `reason` says why. killed: Kill (and Remove) end QEMU in any state. stopped
+// and failed are final.
 //
 // A clone whose restore fails goes back through creating to a cold boot:
 // that is the one way from starting back to creating.
@@ -46,6 +55,28 @@ class QmpClient;
 }
 class GuestChannel;
 class NetAttachment;
+
+// A change of state the drawing above has.
+struct VmTransition {
+  VmState from;
+  VmState to;
+};
+
+inline constexpr VmTransition kVmTransitions[] = {
+    {VmState::kCreating, VmState::kStarting}, {VmState::kCreating, VmState::kFailed},
+    {VmState::kCreating, VmState::kStopped},  {VmState::kStarting, VmState::kRunning},
+    {VmState::kStarting, VmState::kCreating}, {VmState::kStarting, VmState::kFailed},
+    {VmState::kStarting, VmState::kStopped},  {VmState::kRunning, VmState::kStopping},
+    {VmState::kRunning, VmState::kFailed},    {VmState::kRunning, VmState::kStopped},
+    {VmState::kStopping, VmState::kStopped},
+};
+
+constexpr bool IsVmTransition(VmState from, VmState to) {
+  for (const VmTransition& transition : kVmTransitions) {
+    if (transition.from == from && transition.to == to) return true;
+  }
+  return false;
+}
 
 // What a Vm needs from the daemon, fixed for its life.
 struct VmContext {
@@ -165,7 +196,11 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // every state change and by QEMU's exit.
   boost::asio::awaitable<bool> WaitFor(std::function<bool()> done, std::chrono::milliseconds timeout);
   void WakeWaiters();
-  void SetState(VmState state, std::string reason = "");
+  // Moves to `state` if the drawing has that arrow; otherwise logs the
+  // refusal and changes nothing. True when moved.
+  bool SetState(VmState state, std::string reason = "");
+  // Logs, persists and wakes waiters for the state the Vm is in.
+  void Announce();
   Result<void> RequireRunning() const;
   std::string FailureReasonFromLogs(const ExitStatus& status) const;
   std::string LastQemuLogLine() const;
