@@ -31,7 +31,6 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kAgentShutdownTimeout{2000};
 constexpr milliseconds kKillTimeout{10000};
-constexpr std::size_t kMaxFileBytes = 64u << 20;
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("vm"); }
 
@@ -151,6 +150,10 @@ bool Vm::SetState(VmState state, std::string reason) {
   return true;
 }
 
+Error Vm::StateConflict() const {
+  return Error{ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_))};
+}
+
 void Vm::Announce() {
   if (reason_.empty()) {
     Log()->info("{}: {}", spec_.id, VmStateName(state_));
@@ -181,9 +184,7 @@ boost::asio::awaitable<bool> Vm::WaitFor(std::function<bool()> done, millisecond
 boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> golden) {
   const auto self = shared_from_this();
   // Only a new VM boots; a second Boot() would fail or kill the first's QEMU.
-  if (booting_ || state_ != VmState::kCreating) {
-    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
-  }
+  if (booting_ || state_ != VmState::kCreating) co_return Fail(StateConflict());
   booting_ = true;
   Result<void> booted;
   if (golden) {
@@ -267,7 +268,7 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   if (state_ == VmState::kCreating) {
     Announce();
   } else if (!SetState(VmState::kCreating)) {
-    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
+    co_return Fail(StateConflict());
   }
   if (auto made = MakePrivateDir(spec_.paths.runtime_dir); !made) co_return made;
   if (auto made = MakePrivateDir(spec_.paths.disk_dir); !made) co_return made;
@@ -304,9 +305,7 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   if (golden) {
     if (auto given = co_await GiveIdentity(remaining()); !given) co_return given;
   }
-  if (!SetState(VmState::kRunning)) {
-    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
-  }
+  if (!SetState(VmState::kRunning)) co_return Fail(StateConflict());
   co_return Result<void>{};
 }
 
@@ -412,9 +411,7 @@ std::string Vm::FailureReasonFromLogs(const ExitStatus& status) const {
 }
 
 boost::asio::awaitable<Result<void>> Vm::Stop() {
-  if (!SetState(VmState::kStopping)) {
-    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
-  }
+  if (!SetState(VmState::kStopping)) co_return Fail(StateConflict());
   stop_reason_ = "stopped by request";
   const auto self = shared_from_this();  // callers may drop theirs meanwhile
 
@@ -461,43 +458,6 @@ boost::asio::awaitable<Result<void>> Vm::Remove() {
     if (ec) co_return Fail(ErrorCode::kInternal, "remove " + dir.string() + ": " + ec.message());
   }
   co_return Result<void>{};
-}
-
-boost::asio::awaitable<Result<void>> Vm::Ping(milliseconds timeout) {
-  if (auto ok = RequireRunning(); !ok) co_return ok;
-  const auto self = shared_from_this();
-  co_return co_await channel_->Ping(timeout);
-}
-
-Result<void> Vm::RequireRunning() const {
-  if (state_ == VmState::kRunning && channel_ && !channel_->closed()) return {};
-  return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)) +
-                                        (reason_.empty() ? "" : " (" + reason_ + ")"));
-}
-
-boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Vm::StartExec(protocol::ExecRequest request) {
-  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
-  const auto self = shared_from_this();
-  co_return co_await channel_->StartExec(std::move(request));
-}
-
-boost::asio::awaitable<Result<protocol::ExecResult>> Vm::Exec(protocol::ExecRequest request,
-                                                             protocol::OutputSink sink) {
-  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
-  const auto self = shared_from_this();
-  co_return co_await channel_->Exec(std::move(request), std::move(sink));
-}
-
-boost::asio::awaitable<Result<void>> Vm::WriteFile(std::string path, std::string data, std::uint32_t mode) {
-  if (auto ok = RequireRunning(); !ok) co_return ok;
-  const auto self = shared_from_this();
-  co_return co_await channel_->WriteFile(std::move(path), std::move(data), mode);
-}
-
-boost::asio::awaitable<Result<std::string>> Vm::ReadFile(std::string path) {
-  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
-  const auto self = shared_from_this();
-  co_return co_await channel_->ReadFile(std::move(path), kMaxFileBytes);
 }
 
 Result<std::string> Vm::Console(std::size_t max_bytes) const {

@@ -142,7 +142,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // The guest channel must be idle: a request in flight would be saved half done.
   boost::asio::awaitable<Result<void>> SaveStateAndEnd(int fd);
 
-  // The agent answers within `timeout` (health check).
+  // The agent answers within `timeout` (health check; vm_guest.cc).
   boost::asio::awaitable<Result<void>> Ping(std::chrono::milliseconds timeout);
 
   const Image& image() const { return spec_.image; }
@@ -172,6 +172,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Waits for a boot in progress to give up first; QEMU must be gone.
   boost::asio::awaitable<Result<void>> Remove();
 
+  // In the guest, through its agent (vm_guest.cc); the VM must be running.
   // See GuestChannel::StartExec and GuestChannel::Exec.
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(protocol::ExecRequest request);
   boost::asio::awaitable<Result<protocol::ExecResult>> Exec(protocol::ExecRequest request,
@@ -202,6 +203,8 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Logs, persists and wakes waiters for the state the Vm is in.
   void Announce();
   Result<void> RequireRunning() const;
+  // kConflict: "vm <id> is <state>".
+  Error StateConflict() const;
   std::string FailureReasonFromLogs(const ExitStatus& status) const;
   std::string LastQemuLogLine() const;
   // Why QEMU is gone, for the error of the boot step that found it gone.
