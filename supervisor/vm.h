@@ -16,8 +16,9 @@
 // and its identity given). running: the agent answered a ping. stopping: the
 // guest asked to power off, or its state being saved; QEMU ending now, on
 // its own or not, is a stop. failed: boot failed or QEMU died on its own;
-// `reason` says why. killed: Kill (and Remove) end QEMU in any state. stopped
-// and failed are final.
+// `reason` says why. killed: Kill (and Remove) end QEMU, if any, in any
+// state; a VM not yet stopped or failed becomes stopped. stopped and failed
+// are final.
 //
 // A clone whose restore fails goes back through creating to a cold boot:
 // that is the one way from starting back to creating.
