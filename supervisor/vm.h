@@ -195,7 +195,9 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Marks a named-snapshot operation under way; kConflict if one already is.
   Result<void> BeginSnapshotOp();
   // Waits until `done()` holds or `timeout` passes; returns done(). Woken by
-  // every state change and by QEMU's exit.
+  // every state change and by QEMU's exit. Several coroutines may wait at
+  // once (a Stop's grace and a Remove's kill), so each has its own timer:
+  // common/notifier.h serves one waiter.
   boost::asio::awaitable<bool> WaitFor(std::function<bool()> done, std::chrono::milliseconds timeout);
   void WakeWaiters();
   // Moves to `state` if the drawing has that arrow; otherwise logs the

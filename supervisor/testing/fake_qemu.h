@@ -12,6 +12,8 @@
 //     what it would do), or one that never answers.
 // The guest powering off (the agent exits after "shutdown", or ACPI) ends
 // the fake QEMU with status 0, unless behaviour says it hangs instead.
+// Unlike a ChildProcess, whose exit status shows once its watcher has reaped
+// it, a FakeQemu's shows at once: a Vm must not depend on the difference.
 //
 // Test-only, header-only; everything runs on the test's io_context thread.
 #pragma once
