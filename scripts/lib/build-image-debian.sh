@@ -201,7 +201,7 @@ debian_download() {
     say "all $total Debian packages cached"
     return
   fi
-  say "downloading $missing of $total Debian packages ($((bytes / 1048576)) MiB) from $(sed -n 's/^[^ ]* [^ ]* \([^ ]*\) .*/\1/p' "$debian_dir/apt/sources.list" | sed -n 1p)"
+  say "downloading $missing of $total Debian packages ($((bytes / 1048576)) MiB) from $(grep -o '[a-z]*://[^ ]*' "$debian_dir/apt/sources.list" | sort -u | paste -sd' ')"
   debian_write_apt_conf
   local started=$SECONDS
   # apt prints a Get: line per package; show one in ten.
@@ -440,7 +440,8 @@ debian_image_json() {
 }
 
 # Keeps the caches bounded: .debs of this build only, the two most recently
-# used base layers, the four most recently used npm layers.
+# used base layers, the four most recently used npm layers, apt answers of
+# the last 30 days.
 debian_prune_caches() {
   local keep f
   keep=$(awk '{ f = $2; gsub(":", "%3a", f); print f }' "$debian_resolution")
@@ -450,6 +451,7 @@ debian_prune_caches() {
   done
   debian_prune_layers base 2
   debian_prune_layers npm 4
+  find "$debian_dir/apt-resolved" -type f -mtime +30 -delete 2>/dev/null || true
 }
 
 debian_prune_layers() {
