@@ -356,7 +356,7 @@ debian_npm_layer() {
   [[ -r $ca ]] || ca=
   unshare --mount --propagation private -- sh -ec "$kNpmInstallScript" sh \
     "$debian_base" "$tmp/upper" "$tmp/work" "$tmp/merged" "$npm_registry" "$ca" "${npm_packages[@]}" 2>&1 |
-    sed -u "s/^/$name:   /" || die "npm install failed"
+    sed -u "/^$/d; s/^/$name:   /" || die "npm install failed"
   rm -rf "$tmp/work" "$tmp/merged" "$tmp/upper/root/.npm"
   python3 -c 'import json, sys
 deps = json.load(open(sys.argv[1])).get("dependencies", {})
