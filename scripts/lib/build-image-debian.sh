@@ -341,7 +341,9 @@ debian_npm_layer() {
   [[ -n $debian_npm_key ]] || return 0
   local dir=$debian_dir/npm-$debian_npm_key
   debian_npm=$dir/upper
-  if [[ -f $dir/.complete ]]; then
+  # Unlike the base (exact .deb versions), the npm layer's key holds specs
+  # such as "pkg" or "pkg@latest": --force asks the registry again.
+  if ((!force)) && [[ -f $dir/.complete ]]; then
     say "npm layer cached (${npm_packages[*]})"
     touch "$dir/.complete"
     return
