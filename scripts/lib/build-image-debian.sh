@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154,SC2034  # shares variables with scripts/build-image
 # The Debian userland of scripts/build-image (sourced by it when a recipe
 # sets IMAGE_USERLAND=debian). The root filesystem is three layers, each
 # cached under $work/debian/ by what it is made of, so a new agent binary
@@ -47,6 +49,7 @@ debian_check_args() {
     *) die "DEBIAN_VARIANT=$DEBIAN_VARIANT is not supported (minbase, apt, essential)" ;;
   esac
   # Sorted and unique: the order of the list must not change the image.
+  # shellcheck disable=SC2153  # DEBIAN_PACKAGES is the recipe's
   mapfile -t debian_packages < <(printf '%s\n' "${DEBIAN_PACKAGES[@]}" "${apt_packages[@]}" | LC_ALL=C sort -u | sed '/^$/d')
 }
 
@@ -72,6 +75,7 @@ debian_find_sources() {
     arch=$(dpkg --print-architecture)
     keyring=/usr/share/keyrings/debian-archive-keyring.gpg
     [[ -f $keyring ]] || die "no $keyring (install debian-archive-keyring)"
+    # shellcheck disable=SC2016  # apt's own $(FIELD) syntax below
     while IFS='|' read -r site release component larch origin file; do
       [[ $origin == Debian && $component == main && $larch == "$arch" && -f $file ]] || continue
       case "$release" in "$DEBIAN_SUITE" | "$DEBIAN_SUITE-updates" | "$DEBIAN_SUITE-security") ;; *) continue ;; esac
@@ -458,7 +462,8 @@ debian_prune_caches() {
 
 debian_prune_layers() {
   local kind=$1 n=$2 d
-  # Newest first by the use mark.
+  # Newest first by the use mark; the names are ours (hex keys).
+  # shellcheck disable=SC2012
   ls -1dt "$debian_dir/$kind"-*/.complete 2>/dev/null | tail -n +"$((n + 1))" |
     while IFS= read -r d; do rm -rf "${d%/.complete}"; done
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Login shells of the debian image get what PAM sessions (su, login) read
 # from /etc/environment: LANG=C.UTF-8 (built into glibc, no locale-gen), and
 # NODE_EXTRA_CA_CERTS so node trusts the system store, certificates added
