@@ -14,6 +14,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "cli/interrupt.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/json_codec.h"
 
@@ -107,30 +108,6 @@ class Exchange {
   asio::io_context io_;
   Socket socket_;
   beast::flat_buffer buffer_;
-};
-
-// Publishes the exec connection's fd for the signal handler while in scope.
-// The slot holds -1 when idle, and the handler leaves another negative value
-// in it once it fired: a connection published after that is shut down at
-// once, so an interrupt can never be missed between check and publish.
-class ActiveFd {
- public:
-  ActiveFd(std::atomic<int>* slot, int fd) : slot_(slot), fd_(fd) {
-    if (!slot_) return;
-    int idle = -1;
-    if (!slot_->compare_exchange_strong(idle, fd_)) ::shutdown(fd_, SHUT_RDWR);
-  }
-  ~ActiveFd() {
-    if (!slot_) return;
-    int mine = fd_;
-    slot_->compare_exchange_strong(mine, -1);
-  }
-  ActiveFd(const ActiveFd&) = delete;
-  ActiveFd& operator=(const ActiveFd&) = delete;
-
- private:
-  std::atomic<int>* slot_;
-  int fd_;
 };
 
 Result<nlohmann::json> ParseBody(const std::string& body) {

@@ -19,8 +19,7 @@ static_assert(std::atomic<int>::is_always_lock_free, "used from a signal handler
 
 extern "C" void OnInterrupt(int) {
   int count = ++g_signal_count;
-  // -2 marks "interrupted" for a connection published later (see ActiveFd
-  // in api_client.cc).
+  // -2 marks "interrupted" for a connection published later (ActiveFd).
   int fd = g_active_fd.exchange(-2);
   if (fd >= 0) ::shutdown(fd, SHUT_RDWR);  // async-signal-safe
   if (count >= 3) {
@@ -57,5 +56,17 @@ InterruptScope::~InterruptScope() {
 bool InterruptScope::interrupted() const { return installed_ && g_signal_count.load() > 0; }
 
 std::atomic<int>* InterruptScope::active_fd_slot() { return &g_active_fd; }
+
+ActiveFd::ActiveFd(std::atomic<int>* slot, int fd) : slot_(slot), fd_(fd) {
+  if (!slot_) return;
+  int idle = -1;
+  if (!slot_->compare_exchange_strong(idle, fd_)) ::shutdown(fd_, SHUT_RDWR);
+}
+
+ActiveFd::~ActiveFd() {
+  if (!slot_) return;
+  int mine = fd_;
+  slot_->compare_exchange_strong(mine, -1);
+}
 
 }  // namespace agentvm::cli

@@ -9,6 +9,23 @@
 
 namespace agentvm::cli {
 
+// Publishes a streaming connection's fd for the signal handler while in
+// scope. The slot holds -1 when idle, and the handler leaves another
+// negative value in it once it fired: a connection published after that is
+// shut down at once, so an interrupt can never be missed between check and
+// publish.
+class ActiveFd {
+ public:
+  ActiveFd(std::atomic<int>* slot, int fd);
+  ~ActiveFd();
+  ActiveFd(const ActiveFd&) = delete;
+  ActiveFd& operator=(const ActiveFd&) = delete;
+
+ private:
+  std::atomic<int>* slot_;
+  int fd_;
+};
+
 class InterruptScope {
  public:
   // Without `install_handlers` nothing is installed and interrupted() stays

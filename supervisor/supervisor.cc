@@ -75,6 +75,7 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
       accel_(accel),
       channel_(channel),
       images_(config_.image_dir),
+      host_(std::make_shared<RealVmHost>(executor_, config_.qemu_img_binary)),
       store_(std::move(store)),
       network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {
   if (!config_.golden_snapshots) {
@@ -93,8 +94,8 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
 VmContext Supervisor::MakeContext() {
   return VmContext{
       .executor = executor_,
+      .host = host_,
       .qemu_binary = config_.qemu_binary,
-      .qemu_img_binary = config_.qemu_img_binary,
       .accel = accel_,
       .channel = channel_,
       .agent_timeout = config_.agent_timeout,

@@ -93,6 +93,7 @@ class Supervisor : public VmService {
   Accel accel_;
   ChannelKind channel_;
   ImageStore images_;
+  std::shared_ptr<VmHost> host_;  // every Vm's way to QEMU
   std::unique_ptr<StateStore> store_;
   std::shared_ptr<VmNetwork> network_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;

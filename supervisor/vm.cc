@@ -11,18 +11,15 @@
 #include <fstream>
 #include <sstream>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
-#include "protocol/frame.h"
+#include "common/spawn.h"
+#include "qmp/migration.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
-#include "supervisor/guest_connector.h"
-#include "qmp/migration.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
 
@@ -32,10 +29,8 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-constexpr milliseconds kQmpConnectTimeout{10000};
 constexpr milliseconds kAgentShutdownTimeout{2000};
 constexpr milliseconds kKillTimeout{10000};
-constexpr std::size_t kMaxFileBytes = 64u << 20;
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("vm"); }
 
@@ -143,9 +138,23 @@ void Vm::Claim() {
 
 std::chrono::steady_clock::duration Vm::Age() const { return std::chrono::steady_clock::now() - up_since_; }
 
-void Vm::SetState(VmState state, std::string reason) {
+bool Vm::SetState(VmState state, std::string reason) {
+  if (!IsVmTransition(state_, state)) {
+    Log()->warn("{}: refused to go from {} to {}{}", spec_.id, VmStateName(state_), VmStateName(state),
+                 reason.empty() ? "" : " (" + reason + ")");
+    return false;
+  }
   state_ = state;
   reason_ = std::move(reason);
+  Announce();
+  return true;
+}
+
+Error Vm::StateConflict() const {
+  return Error{ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_))};
+}
+
+void Vm::Announce() {
   if (reason_.empty()) {
     Log()->info("{}: {}", spec_.id, VmStateName(state_));
   } else {
@@ -174,6 +183,8 @@ boost::asio::awaitable<bool> Vm::WaitFor(std::function<bool()> done, millisecond
 
 boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> golden) {
   const auto self = shared_from_this();
+  // Only a new VM boots; a second Boot() would fail or kill the first's QEMU.
+  if (booting_ || state_ != VmState::kCreating) co_return Fail(StateConflict());
   booting_ = true;
   Result<void> booted;
   if (golden) {
@@ -198,8 +209,9 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
   up_since_ = std::chrono::steady_clock::now();
   WakeWaiters();
   if (booted) co_return booted;
-  // Whatever step failed, no QEMU may outlive a failed boot.
-  if (state_ != VmState::kFailed) SetState(VmState::kFailed, booted.error().message);
+  // Whatever step failed, no QEMU may outlive a failed boot. A VM killed
+  // meanwhile has stopped, not failed.
+  if (IsVmTransition(state_, VmState::kFailed)) SetState(VmState::kFailed, booted.error().message);
   co_await Kill("boot failed");
   co_return Fail(booted.error().code, "boot " + spec_.id + ": " + reason_);
 }
@@ -251,7 +263,13 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
 }
 
 boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden) {
-  SetState(VmState::kCreating);
+  // A first boot starts in creating; a cold boot after a failed restore
+  // comes back to it.
+  if (state_ == VmState::kCreating) {
+    Announce();
+  } else if (!SetState(VmState::kCreating)) {
+    co_return Fail(StateConflict());
+  }
   if (auto made = MakePrivateDir(spec_.paths.runtime_dir); !made) co_return made;
   if (auto made = MakePrivateDir(spec_.paths.disk_dir); !made) co_return made;
   if (auto launched = co_await LaunchQemu(golden); !launched) co_return launched;
@@ -287,49 +305,43 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   if (golden) {
     if (auto given = co_await GiveIdentity(remaining()); !given) co_return given;
   }
-  SetState(VmState::kRunning);
+  if (!SetState(VmState::kRunning)) co_return Fail(StateConflict());
   co_return Result<void>{};
 }
 
 boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden) {
-  const auto executor = context_.executor;
+  VmHost& host = *context_.host;
   const VmPaths& paths = spec_.paths;
   // A clone's overlay sits on the frozen disk the golden VM ran on.
-  const std::string backing =
-      golden ? golden->disk.string() : fs::absolute(spec_.image.rootfs).string();
-  // Built before co_await: g++ 12 miscompiles braced lists inside co_await.
-  std::vector<std::string> create_overlay = {context_.qemu_img_binary, "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                                             "-b", backing, paths.overlay().string()};
-  auto overlay = co_await RunToCompletion(executor, std::move(create_overlay),
-                                          (paths.runtime_dir / "qemu-img.log").string());
+  std::string backing = golden ? golden->disk.string() : fs::absolute(spec_.image.rootfs).string();
+  std::string overlay_path = paths.overlay().string();
+  std::string overlay_log = (paths.runtime_dir / "qemu-img.log").string();
+  auto overlay = co_await host.CreateOverlay(std::move(backing), std::move(overlay_path), std::move(overlay_log));
   if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
 
-  const QemuLaunchSpec launch = LaunchSpecFor(golden);
-  LaunchSpec qemu_spec{.argv = QemuCommandLine(launch), .stderr_path = paths.qemu_log().string()};
-  if (launch.tap_fd >= 0) qemu_spec.pass_fds.push_back(launch.tap_fd);
-  auto launched = ChildProcess::Launch(executor, std::move(qemu_spec));
+  QemuLaunch launch = QemuLaunchFor(LaunchSpecFor(golden), paths);
+  auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
+  SpawnDetached(context_.executor, WatchQemu(shared_from_this(), qemu_.get()), "qemu watcher of " + spec_.id);
+  if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
   SetState(VmState::kStarting);
-  boost::asio::co_spawn(executor, [self = shared_from_this(), process = qemu_.get()] { return self->WatchQemu(process); },
-                        boost::asio::detached);
 
-  auto qmp = co_await qmp::QmpClient::Connect(executor, paths.qmp_socket().string(), kQmpConnectTimeout, spec_.id);
-  if (!qmp) co_return Fail(qmp.error().ToError().Wrap("connect to QMP"));
-  qmp_ = std::move(*qmp);
+  std::string qmp_socket = paths.qmp_socket().string();
+  std::string vm_id = spec_.id;
+  auto qmp = co_await host.ConnectQmp(std::move(qmp_socket), context_.qmp_timeout, std::move(vm_id));
   if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, ExitReason());
+  if (!qmp) co_return Fail(qmp.error().Wrap("connect to QMP"));
+  qmp_ = std::move(*qmp);
   co_return Result<void>{};
 }
 
 boost::asio::awaitable<Result<void>> Vm::ConnectAgent(milliseconds timeout) {
-  // Not a ?: of two co_awaits: g++ 12 evaluates neither branch correctly.
-  Result<GuestSocket> socket = Fail(ErrorCode::kInternal, "no control channel");
-  if (context_.channel == ChannelKind::kVsock) {
-    socket = co_await ConnectGuestVsock(spec_.guest_cid, protocol::kGuestVsockPort, timeout);
-  } else {
-    socket = co_await ConnectGuestUnix(spec_.paths.agent_socket().string(), timeout);
-  }
+  GuestAddress address{.channel = context_.channel,
+                       .unix_socket = spec_.paths.agent_socket().string(),
+                       .cid = spec_.guest_cid};
+  auto socket = co_await context_.host->ConnectGuest(std::move(address), timeout);
   if (!socket) co_return Fail(socket.error().Wrap("connect to guest agent"));
   channel_ = std::make_unique<GuestChannel>(std::move(*socket), spec_.id);
   channel_->Start();
@@ -361,12 +373,12 @@ boost::asio::awaitable<Result<void>> Vm::GiveIdentity(milliseconds timeout) {
   co_return Result<void>{};
 }
 
-boost::asio::awaitable<void> Vm::WatchQemu(ChildProcess* process) {
+boost::asio::awaitable<void> Vm::WatchQemu(std::shared_ptr<Vm> self, QemuProcess* process) {
   const ExitStatus status = co_await process->WaitExit();
-  OnQemuExit(process, status);
+  self->OnQemuExit(process, status);
 }
 
-void Vm::OnQemuExit(ChildProcess* process, const ExitStatus& status) {
+void Vm::OnQemuExit(QemuProcess* process, const ExitStatus& status) {
   if (process != qemu_.get()) return;  // a failed restore's QEMU, already dealt with
   if (channel_) channel_->Close();
   if (qmp_) qmp_->Close();
@@ -381,7 +393,12 @@ void Vm::OnQemuExit(ChildProcess* process, const ExitStatus& status) {
   }
 }
 
-std::string Vm::ExitReason() const { return restoring_ ? "qemu exited: " + LastQemuLogLine() : reason_; }
+std::string Vm::ExitReason() const {
+  if (restoring_) return "qemu exited: " + LastQemuLogLine();
+  // Its watcher may not have seen the exit yet: the status is the reason.
+  if (qemu_ && qemu_->exit_status()) return FailureReasonFromLogs(*qemu_->exit_status());
+  return reason_;
+}
 
 std::string Vm::LastQemuLogLine() const { return LastLine(ReadFileTail(spec_.paths.qemu_log(), 4096)); }
 
@@ -394,11 +411,8 @@ std::string Vm::FailureReasonFromLogs(const ExitStatus& status) const {
 }
 
 boost::asio::awaitable<Result<void>> Vm::Stop() {
-  if (state_ != VmState::kRunning) {
-    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)));
-  }
+  if (!SetState(VmState::kStopping)) co_return Fail(StateConflict());
   stop_reason_ = "stopped by request";
-  SetState(VmState::kStopping);
   const auto self = shared_from_this();  // callers may drop theirs meanwhile
 
   // The agent powers the guest off cleanly; without it, ACPI is the polite ask.
@@ -426,7 +440,7 @@ boost::asio::awaitable<void> Vm::Kill(std::string reason) {
       Log()->error("{}: qemu pid {} survived SIGKILL", spec_.id, qemu_->pid());
     }
   }
-  if (state_ != VmState::kFailed && state_ != VmState::kStopped) SetState(VmState::kStopped, *stop_reason_);
+  if (IsVmTransition(state_, VmState::kStopped)) SetState(VmState::kStopped, *stop_reason_);
 }
 
 boost::asio::awaitable<Result<void>> Vm::Remove() {
@@ -444,45 +458,6 @@ boost::asio::awaitable<Result<void>> Vm::Remove() {
     if (ec) co_return Fail(ErrorCode::kInternal, "remove " + dir.string() + ": " + ec.message());
   }
   co_return Result<void>{};
-}
-
-boost::asio::awaitable<Result<void>> Vm::Ping(milliseconds timeout) {
-  if (auto ok = RequireRunning(); !ok) co_return ok;
-  const auto self = shared_from_this();
-  co_return co_await channel_->Ping(timeout);
-}
-
-Result<void> Vm::RequireRunning() const {
-  if (state_ == VmState::kRunning && channel_ && !channel_->closed()) return {};
-  return Fail(ErrorCode::kConflict, "vm " + spec_.id + " is " + std::string(VmStateName(state_)) +
-                                        (reason_.empty() ? "" : " (" + reason_ + ")"));
-}
-
-boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Vm::StartExec(protocol::ExecRequest request) {
-  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
-  if (request.user.empty()) request.user = spec_.image.default_user;
-  const auto self = shared_from_this();
-  co_return co_await channel_->StartExec(std::move(request));
-}
-
-boost::asio::awaitable<Result<protocol::ExecResult>> Vm::Exec(protocol::ExecRequest request,
-                                                             protocol::OutputSink sink) {
-  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
-  if (request.user.empty()) request.user = spec_.image.default_user;
-  const auto self = shared_from_this();
-  co_return co_await channel_->Exec(std::move(request), std::move(sink));
-}
-
-boost::asio::awaitable<Result<void>> Vm::WriteFile(std::string path, std::string data, std::uint32_t mode) {
-  if (auto ok = RequireRunning(); !ok) co_return ok;
-  const auto self = shared_from_this();
-  co_return co_await channel_->WriteFile(std::move(path), std::move(data), mode);
-}
-
-boost::asio::awaitable<Result<std::string>> Vm::ReadFile(std::string path) {
-  if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
-  const auto self = shared_from_this();
-  co_return co_await channel_->ReadFile(std::move(path), kMaxFileBytes);
 }
 
 Result<std::string> Vm::Console(std::size_t max_bytes) const {

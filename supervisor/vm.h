@@ -1,20 +1,31 @@
 // Vm: one virtual machine and its state machine, the only place that changes
-// a VM's state:
+// a VM's state. Every change of state is an arrow of this drawing, and
+// kVmTransitions below is the drawing as data; SetState refuses the rest:
 //
+//          restore failed: cold boot
+//        ┌─────────────┐
+//        ▼             │
 //   creating ──► starting ──► running ──► stopping ──► stopped
-//       │            │           │            │
-//       └────────────┴───────────┴────────────┴──► failed
+//      │  │         │  │        │  │                      ▲
+//      │  └─────────┼──┴────────┼──┴──────── killed ──────┘
+//      │            │           │
+//      └────────────┴───────────┴──► failed
 //
 // creating: runtime dir and overlay being made. starting: QEMU launched, QMP
 // and the guest agent not answered yet (for a clone: its state being loaded
-// and its identity given). running: the agent answered a ping.
-// failed: boot failed or QEMU died on its own; `reason` says why.
+// and its identity given). running: the agent answered a ping. stopping: the
+// guest asked to power off, or its state being saved; QEMU ending now, on
+// its own or not, is a stop. failed: boot failed or QEMU died on its own;
+// `reason` says why. killed: Kill (and Remove) end QEMU, if any, in any
+// state; a VM not yet stopped or failed becomes stopped. stopped and failed
+// are final.
 //
 // A clone whose restore fails goes back through creating to a cold boot:
 // that is the one way from starting back to creating.
 //
-// A Vm owns its QEMU (ChildProcess), QMP client and guest channel. It lives on
-// the daemon's single io_context thread and is held by shared_ptr so the
+// A Vm owns its QEMU, QMP client and guest channel, all of them got through
+// its VmHost (vm_host.h), the seam where tests put a fake. It lives on the
+// daemon's single io_context thread and is held by shared_ptr so the
 // coroutine watching QEMU's exit keeps it alive.
 #pragma once
 
@@ -31,11 +42,11 @@
 
 #include "common/error.h"
 #include "protocol/exec_types.h"
-#include "supervisor/child_process.h"
 #include "supervisor/golden_snapshot_store.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
+#include "supervisor/vm_host.h"
 #include "supervisor/vm_paths.h"
 #include "supervisor/vm_service.h"
 
@@ -46,14 +57,38 @@ class QmpClient;
 class GuestChannel;
 class NetAttachment;
 
+// A change of state the drawing above has.
+struct VmTransition {
+  VmState from;
+  VmState to;
+};
+
+inline constexpr VmTransition kVmTransitions[] = {
+    {VmState::kCreating, VmState::kStarting}, {VmState::kCreating, VmState::kFailed},
+    {VmState::kCreating, VmState::kStopped},  {VmState::kStarting, VmState::kRunning},
+    {VmState::kStarting, VmState::kCreating}, {VmState::kStarting, VmState::kFailed},
+    {VmState::kStarting, VmState::kStopped},  {VmState::kRunning, VmState::kStopping},
+    {VmState::kRunning, VmState::kFailed},    {VmState::kRunning, VmState::kStopped},
+    {VmState::kStopping, VmState::kStopped},
+};
+
+constexpr bool IsVmTransition(VmState from, VmState to) {
+  for (const VmTransition& transition : kVmTransitions) {
+    if (transition.from == from && transition.to == to) return true;
+  }
+  return false;
+}
+
 // What a Vm needs from the daemon, fixed for its life.
 struct VmContext {
   boost::asio::any_io_executor executor;
+  std::shared_ptr<VmHost> host;  // overlays, QEMU, its sockets
   std::string qemu_binary;
-  std::string qemu_img_binary;
   Accel accel = Accel::kTcg;
   ChannelKind channel = ChannelKind::kVirtioSerial;
   std::chrono::milliseconds agent_timeout{90000};
+  // For QEMU's monitor to answer after launch (it does in well under a second).
+  std::chrono::milliseconds qmp_timeout{10000};
   std::chrono::milliseconds stop_grace{10000};
   // Called after every state change, to persist the record.
   std::function<void(const VmRecord&)> on_change;
@@ -108,7 +143,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // The guest channel must be idle: a request in flight would be saved half done.
   boost::asio::awaitable<Result<void>> SaveStateAndEnd(int fd);
 
-  // The agent answers within `timeout` (health check).
+  // The agent answers within `timeout` (health check; vm_guest.cc).
   boost::asio::awaitable<Result<void>> Ping(std::chrono::milliseconds timeout);
 
   const Image& image() const { return spec_.image; }
@@ -138,6 +173,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Waits for a boot in progress to give up first; QEMU must be gone.
   boost::asio::awaitable<Result<void>> Remove();
 
+  // In the guest, through its agent (vm_guest.cc); the VM must be running.
   // See GuestChannel::StartExec and GuestChannel::Exec.
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(protocol::ExecRequest request);
   boost::asio::awaitable<Result<protocol::ExecResult>> Exec(protocol::ExecRequest request,
@@ -154,16 +190,24 @@ class Vm : public std::enable_shared_from_this<Vm> {
   boost::asio::awaitable<Result<void>> GiveIdentity(std::chrono::milliseconds timeout);
   // Ends a failed restore's QEMU and clears what the cold boot makes anew.
   boost::asio::awaitable<void> DiscardFailedRestore();
-  boost::asio::awaitable<void> WatchQemu(ChildProcess* process);
-  void OnQemuExit(ChildProcess* process, const ExitStatus& status);
+  static boost::asio::awaitable<void> WatchQemu(std::shared_ptr<Vm> self, QemuProcess* process);
+  void OnQemuExit(QemuProcess* process, const ExitStatus& status);
   // Marks a named-snapshot operation under way; kConflict if one already is.
   Result<void> BeginSnapshotOp();
   // Waits until `done()` holds or `timeout` passes; returns done(). Woken by
-  // every state change and by QEMU's exit.
+  // every state change and by QEMU's exit. Several coroutines may wait at
+  // once (a Stop's grace and a Remove's kill), so each has its own timer:
+  // common/notifier.h serves one waiter.
   boost::asio::awaitable<bool> WaitFor(std::function<bool()> done, std::chrono::milliseconds timeout);
   void WakeWaiters();
-  void SetState(VmState state, std::string reason = "");
+  // Moves to `state` if the drawing has that arrow; otherwise logs the
+  // refusal and changes nothing. True when moved.
+  bool SetState(VmState state, std::string reason = "");
+  // Logs, persists and wakes waiters for the state the Vm is in.
+  void Announce();
   Result<void> RequireRunning() const;
+  // kConflict: "vm <id> is <state>".
+  Error StateConflict() const;
   std::string FailureReasonFromLogs(const ExitStatus& status) const;
   std::string LastQemuLogLine() const;
   // Why QEMU is gone, for the error of the boot step that found it gone.
@@ -178,9 +222,9 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Set once the VM is meant to go down: QEMU exiting after this is a stop
   // (with this reason), not a failure. The first reason given wins.
   std::optional<std::string> stop_reason_;
-  std::unique_ptr<ChildProcess> qemu_;
+  std::unique_ptr<QemuProcess> qemu_;
   // A failed restore's QEMU, reaped; kept so its watcher never outlives it.
-  std::unique_ptr<ChildProcess> retired_qemu_;
+  std::unique_ptr<QemuProcess> retired_qemu_;
   std::unique_ptr<qmp::QmpClient> qmp_;
   std::unique_ptr<GuestChannel> channel_;
   std::unique_ptr<NetAttachment> network_;

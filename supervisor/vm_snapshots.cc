@@ -3,8 +3,6 @@
 // boot are in vm.cc.
 #include <utility>
 
-#include <boost/asio/co_spawn.hpp>
-
 #include "common/logging.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"

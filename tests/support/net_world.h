@@ -79,7 +79,13 @@ class NetWorld {
   // "query[A] web.test from 192.0.2.1" per query it received.
   std::string DnsLog(const std::string& address) const;
   // The world's scratch directory; every server's command line names it.
+  // The HTTP server on port P serves dir()/wwwP.
   const std::filesystem::path& dir() const { return dir_.path(); }
+
+  // Starts argv in the internet namespace as one more server of the world:
+  // its own process group, output in dir()/<name>.log, killed with the
+  // world. Returns at once; the caller waits until it answers.
+  void StartServer(const std::string& name, const std::vector<std::string>& argv);
 
  private:
   struct Server {
@@ -90,7 +96,6 @@ class NetWorld {
 
   void Build();
   void Teardown() noexcept;
-  void StartServer(const std::string& name, const std::vector<std::string>& argv);
   // Polls `probe` until it returns true; throws naming `what` (and the log
   // of a server that died meanwhile) at the deadline.
   void WaitUntil(const std::string& what, const std::function<bool()>& probe,

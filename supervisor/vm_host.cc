@@ -1,0 +1,78 @@
+#include "supervisor/vm_host.h"
+
+#include "protocol/frame.h"
+#include "qmp/qmp_client.h"
+
+namespace agentvm {
+namespace {
+
+// QEMU as a ChildProcess: killed and reaped when dropped while running.
+class ChildQemuProcess final : public QemuProcess {
+ public:
+  explicit ChildQemuProcess(std::unique_ptr<ChildProcess> child) : child_(std::move(child)) {}
+
+  pid_t pid() const override { return child_->pid(); }
+  const std::optional<ExitStatus>& exit_status() const override { return child_->exit_status(); }
+  boost::asio::awaitable<ExitStatus> WaitExit() override { return child_->WaitExit(); }
+  void Kill(int signal) override { child_->Kill(signal); }
+
+ private:
+  std::unique_ptr<ChildProcess> child_;
+};
+
+}  // namespace
+
+QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
+  QemuLaunch launch{
+      .vm_id = spec.vm_id,
+      .argv = QemuCommandLine(spec),
+      .stderr_path = paths.qemu_log().string(),
+      .read_only_paths = {spec.kernel, spec.initrd, spec.base_image},
+      .writable_paths = {paths.runtime_dir.string(), spec.overlay},
+  };
+  if (spec.tap_fd >= 0) launch.pass_fds.push_back(spec.tap_fd);
+  if (!spec.frozen_image.empty()) launch.read_only_paths.push_back(spec.frozen_image);
+  return launch;
+}
+
+RealVmHost::RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary)
+    : executor_(std::move(executor)), qemu_img_binary_(std::move(qemu_img_binary)) {}
+
+boost::asio::awaitable<Result<void>> RealVmHost::CreateOverlay(std::string backing, std::string overlay,
+                                                               std::string log_path) {
+  // Built before co_await: g++ 12 miscompiles braced lists inside co_await.
+  std::vector<std::string> argv = {qemu_img_binary_, "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                                   "-b", backing, overlay};
+  co_return co_await RunToCompletion(executor_, std::move(argv), std::move(log_path));
+}
+
+boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> RealVmHost::LaunchQemu(QemuLaunch launch) {
+  LaunchSpec spec{.argv = std::move(launch.argv),
+                  .stderr_path = std::move(launch.stderr_path),
+                  .pass_fds = std::move(launch.pass_fds)};
+  auto child = ChildProcess::Launch(executor_, spec);
+  if (!child) co_return Fail(child.error());
+  std::unique_ptr<QemuProcess> process = std::make_unique<ChildQemuProcess>(std::move(*child));
+  co_return std::move(process);
+}
+
+boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> RealVmHost::ConnectQmp(
+    std::string socket_path, std::chrono::milliseconds timeout, std::string vm_id) {
+  auto client = co_await qmp::QmpClient::Connect(executor_, std::move(socket_path), timeout, std::move(vm_id));
+  if (!client) co_return Fail(client.error().ToError());
+  co_return std::move(*client);
+}
+
+boost::asio::awaitable<Result<GuestSocket>> RealVmHost::ConnectGuest(GuestAddress address,
+                                                                     std::chrono::milliseconds timeout) {
+  // Not a ?: of two co_awaits: g++ 12 evaluates neither branch correctly.
+  Result<GuestSocket> socket = Fail(ErrorCode::kInternal, "no control channel");
+  if (address.channel == ChannelKind::kVsock) {
+    socket = co_await ConnectGuestVsock(address.cid, protocol::kGuestVsockPort, timeout);
+  } else {
+    socket = co_await ConnectGuestUnix(std::move(address.unix_socket), timeout);
+  }
+  co_return std::move(socket);
+}
+
+}  // namespace agentvm

@@ -1,0 +1,117 @@
+// VmHost: everything a Vm asks of the machine it runs on, as one small
+// interface (leveldb's Env, ninja's DiskInterface): making the overlay,
+// launching QEMU, connecting to QEMU's monitor and to the guest's agent. The
+// Vm's state machine (vm.cc) only decides; RealVmHost does, with qemu-img,
+// ChildProcess and real sockets, and unit tests hand a Vm a fake
+// (supervisor/testing/fake_vm_host.h) to drive every state without QEMU.
+//
+// A launch names everything QEMU touches (QemuLaunch): its argv, the fds it
+// inherits, the files it reads and the ones it writes. A host that confines
+// QEMU (its own uid, mount and pid namespaces) builds its jail from exactly
+// that and launches the same argv inside it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>  // boost 1.74's awaitable.hpp uses std::exchange without it
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "common/error.h"
+#include "supervisor/child_process.h"
+#include "supervisor/guest_connector.h"
+#include "supervisor/host_facts.h"
+#include "supervisor/qemu_command_line.h"
+#include "supervisor/vm_paths.h"
+
+namespace agentvm {
+namespace qmp {
+class QmpClient;
+}
+
+// One QEMU to start: what it runs and what of the host it needs.
+struct QemuLaunch {
+  std::string vm_id;
+  std::vector<std::string> argv;  // QemuCommandLine(); argv[0] is the QEMU binary
+  std::string stderr_path;        // QEMU's own messages (qemu.log), appended to
+  // Open in QEMU under the same numbers (the tap; a memory template later).
+  // Everything else the daemon has open is closed on exec.
+  std::vector<int> pass_fds;
+  std::vector<std::string> read_only_paths;  // kernel, initrd, base image, frozen disk
+  // The runtime dir (QEMU creates its sockets, logs and pidfile there) and
+  // the overlay.
+  std::vector<std::string> writable_paths;
+};
+
+// What QemuCommandLine(spec) needs of the host, for the VM whose files are
+// at `paths`.
+QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths);
+
+// Where the guest's agent listens: QEMU's unix socket for the virtio-serial
+// port, or the guest's vsock CID.
+struct GuestAddress {
+  ChannelKind channel = ChannelKind::kVirtioSerial;
+  std::string unix_socket;
+  std::uint32_t cid = 0;
+};
+
+// A launched QEMU. Destroying one that still runs kills it (SIGKILL) and
+// reaps it: no code path leaks a QEMU.
+class QemuProcess {
+ public:
+  virtual ~QemuProcess() = default;
+  virtual pid_t pid() const = 0;
+  // Set once the process has exited and WaitExit() has seen it.
+  virtual const std::optional<ExitStatus>& exit_status() const = 0;
+  // Completes when QEMU has exited; any number of coroutines may wait.
+  virtual boost::asio::awaitable<ExitStatus> WaitExit() = 0;
+  // Sends `signal`, unless QEMU is already gone.
+  virtual void Kill(int signal) = 0;
+};
+
+class VmHost {
+ public:
+  virtual ~VmHost() = default;
+
+  // Creates the qcow2 `overlay` over `backing` (also qcow2). Its tool's
+  // messages go to `log_path`.
+  virtual boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::string overlay,
+                                                             std::string log_path) = 0;
+  // Starts QEMU; returns once it runs (not once it answers).
+  virtual boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> LaunchQemu(QemuLaunch launch) = 0;
+  // Connects to QEMU's monitor socket (retrying while QEMU starts) and
+  // negotiates QMP, all within `timeout`.
+  virtual boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> ConnectQmp(
+      std::string socket_path, std::chrono::milliseconds timeout, std::string vm_id) = 0;
+  // Connects to the guest's agent (retrying while the guest boots) within
+  // `timeout`.
+  virtual boost::asio::awaitable<Result<GuestSocket>> ConnectGuest(GuestAddress address,
+                                                                   std::chrono::milliseconds timeout) = 0;
+};
+
+// The host as it is: qemu-img, QEMU as a ChildProcess, unix and vsock sockets.
+class RealVmHost final : public VmHost {
+ public:
+  RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary);
+
+  boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::string overlay,
+                                                     std::string log_path) override;
+  boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> LaunchQemu(QemuLaunch launch) override;
+  boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> ConnectQmp(std::string socket_path,
+                                                                             std::chrono::milliseconds timeout,
+                                                                             std::string vm_id) override;
+  boost::asio::awaitable<Result<GuestSocket>> ConnectGuest(GuestAddress address,
+                                                           std::chrono::milliseconds timeout) override;
+
+ private:
+  boost::asio::any_io_executor executor_;
+  std::string qemu_img_binary_;
+};
+
+}  // namespace agentvm
