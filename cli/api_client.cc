@@ -207,6 +207,12 @@ Result<std::string> ApiClient::Console(const std::string& id) {
   return Expect(200, "GET", VmPath(id) + "/console");
 }
 
+Result<void> ApiClient::ExecDetached(const std::string& id, const protocol::ExecRequest& request) {
+  auto body = Expect(202, "POST", VmPath(id) + "/exec", api::ExecRequestToJson(request), "application/json");
+  if (!body) return Fail(body.error());
+  return {};
+}
+
 Result<void> ApiClient::ReleaseVm(const std::string& id) {
   return ExpectNoContent("POST", VmPath(id) + "/release");
 }

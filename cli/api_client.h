@@ -38,6 +38,9 @@ class ApiClient {
   Result<void> DestroyVm(const std::string& id, bool force);
   Result<protocol::ExecResult> Exec(const std::string& id, const protocol::ExecRequest& request,
                                     const ExecOutput& output);
+  // Starts a command that runs on by itself (request.detach); returns once
+  // agentvmd has started it.
+  Result<void> ExecDetached(const std::string& id, const protocol::ExecRequest& request);
   Result<void> WriteFile(const std::string& id, const std::string& path, std::string data,
                          std::uint32_t mode);
   Result<std::string> ReadFile(const std::string& id, const std::string& path);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "protocol/exec_types.h"
 #include "supervisor/api/request_validation.h"
 
 namespace agentvm::cli {
@@ -21,7 +22,8 @@ constexpr CommandName kCommands[] = {
     {"cp", CommandKind::kCopy},       {"logs", CommandKind::kLogs},
     {"stop", CommandKind::kStop},     {"rm", CommandKind::kRemove},
     {"release", CommandKind::kRelease}, {"pools", CommandKind::kPools},
-    {"snapshot", CommandKind::kSnapshot}, {"help", CommandKind::kHelp},
+    {"snapshot", CommandKind::kSnapshot}, {"shell", CommandKind::kShell},
+    {"help", CommandKind::kHelp},
 };
 
 struct SnapshotActionName {
@@ -287,8 +289,34 @@ std::optional<UsageError> TakeExecOption(ArgReader& reader, ExecSpec& exec,
     exec.workdir = workdir->value();
     return std::nullopt;
   }
-  if (reader.flag("--interactive", "-i")) {
+  if (auto user = reader.value("--user", "-u")) {
+    if (!*user) return user->error();
+    if (!protocol::IsValidExecUser(user->value())) {
+      return reader.Error("--user expects a user name or uid, not \"" + api::QuoteForError(user->value()) + "\"");
+    }
+    exec.user = user->value();
+    return std::nullopt;
+  }
+  // -i, -t, -d and their clusters (-it), as docker spells them.
+  if (!reader.done() && reader.peek().size() >= 2 && reader.peek()[0] == '-' && reader.peek()[1] != '-' &&
+      reader.peek().find_first_not_of("itd", 1) == std::string::npos) {
+    for (char c : reader.take().substr(1)) {
+      if (c == 'i') exec.forward_stdin = true;
+      if (c == 't') exec.tty = true;
+      if (c == 'd') exec.detach = true;
+    }
+    return std::nullopt;
+  }
+  if (reader.flag("--interactive")) {
     exec.forward_stdin = true;
+    return std::nullopt;
+  }
+  if (reader.flag("--tty")) {
+    exec.tty = true;
+    return std::nullopt;
+  }
+  if (reader.flag("--detach")) {
+    exec.detach = true;
     return std::nullopt;
   }
   *matched = false;
@@ -348,6 +376,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
   std::vector<std::string> positional;
   const bool takes_command_line =
       command.kind == CommandKind::kRun || command.kind == CommandKind::kExec;
+  const bool takes_exec_options = takes_command_line || command.kind == CommandKind::kShell;
   // `exec ID CMD...`: the first positional is the id, the second starts CMD.
   const std::size_t positionals_before_command_line = command.kind == CommandKind::kExec ? 1 : 0;
 
@@ -385,7 +414,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       if (auto error = TakeVmOption(reader, command.vm, &matched)) return std::unexpected(*error);
       if (matched) continue;
     }
-    if (takes_command_line) {
+    if (takes_exec_options) {
       if (auto error = TakeExecOption(reader, command.exec, lookup_env, &matched)) {
         return std::unexpected(*error);
       }
@@ -431,6 +460,13 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       if (!error && command.exec.argv.empty()) {
         error = reader.Error("missing the command to run (after --)");
       }
+      break;
+    case CommandKind::kShell:
+      // The user's login shell, on a terminal, as ssh gives it.
+      error = expect_count(1, 1, "the VM id");
+      command.exec.argv = {"/bin/sh", "-c", "exec \"${SHELL:-/bin/sh}\" -l"};
+      command.exec.forward_stdin = true;
+      command.exec.tty = true;
       break;
     case CommandKind::kCreate:
     case CommandKind::kList:
@@ -478,7 +514,19 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       if (!error && !positional.empty()) command.help_topic = positional[0];
       break;
   }
+  if (!error && RelaysCommandStatus(command.kind) && command.exec.detach &&
+      (command.exec.forward_stdin || command.exec.tty)) {
+    error = reader.Error("-d runs the command on its own: it cannot take -i or -t");
+  }
+  if (!error && command.kind == CommandKind::kRun && command.exec.detach) {
+    error = reader.Error("run removes its VM when the command ends: use create, then exec -d");
+  }
   if (error) return std::unexpected(*error);
+  // A remote terminal draws for the local one: it gets its type, as ssh
+  // passes it (unless --env set one).
+  if (command.exec.tty && !command.exec.env.contains("TERM")) {
+    if (auto term = lookup_env("TERM")) command.exec.env["TERM"] = *term;
+  }
   if (command.kind != CommandKind::kCopy && command.kind != CommandKind::kSnapshot) {
     command.ids = std::move(positional);
   }
@@ -489,7 +537,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
 }  // namespace
 
 bool RelaysCommandStatus(CommandKind kind) {
-  return kind == CommandKind::kRun || kind == CommandKind::kExec;
+  return kind == CommandKind::kRun || kind == CommandKind::kExec || kind == CommandKind::kShell;
 }
 
 std::expected<CliCommand, UsageError> ParseCli(const std::vector<std::string>& args,

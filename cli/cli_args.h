@@ -20,7 +20,7 @@ inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
 
 enum class CommandKind {
   kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
-  kRelease, kPools, kSnapshot,
+  kRelease, kPools, kSnapshot, kShell,
 };
 
 // `agentvm snapshot save|ls|restore|rm`.
@@ -41,7 +41,10 @@ struct ExecSpec {
   std::map<std::string, std::string> env;
   std::string workdir;
   double timeout_sec = 0;  // 0: none
-  bool forward_stdin = false;
+  bool forward_stdin = false;  // -i: the local stdin streams to the command
+  bool tty = false;            // -t: a terminal in the VM, the local one raw
+  bool detach = false;         // -d: start it and return; it runs on alone
+  std::string user;            // -u: empty for the image's default user
 };
 
 struct CopySpec {

@@ -54,8 +54,13 @@ Options:
 )" + std::string(kBootOption) + R"(      --timeout SEC    kill CMD after SEC seconds (default: no limit)
   -e, --env K=V        set an environment variable (repeatable); --env K passes
                        the local value of K
-  -w, --workdir DIR    working directory inside the VM (default /)
-  -i, --interactive    send this process's stdin (read to EOF) to CMD
+  -w, --workdir DIR    working directory inside the VM (default: the user's
+                       home)
+  -u, --user USER      run CMD as USER, a name or uid in the guest (default:
+                       the image's default user, else root)
+  -i, --interactive    stream this process's stdin to CMD as CMD reads it
+  -t, --tty            give CMD a terminal in the VM; with -i and a local
+                       terminal, every key (Ctrl-C too) goes to CMD
       --socket PATH    agentvmd's socket
   -h, --help           show this help
 
@@ -63,6 +68,7 @@ Options:
   agentvm run --timeout 60 -- sh -c 'uname -a; echo done'
   agentvm run --allow-port 8080 -- wget -qO- http://example.com:8080/
   agentvm run --net isolated -- make test
+  agentvm run -it --image debian -- claude
 )";
   }
   if (command == "create") {
@@ -107,14 +113,40 @@ dropped_connections.
     return R"(Usage: agentvm exec ID [OPTIONS] [--] CMD [ARG...]
 
 Runs CMD in a running VM, streaming its output, and exits with CMD's status
-(as for run; 125 when agentvm itself failed). On Ctrl-C agentvm stops waiting;
-CMD keeps running in the VM until it ends or its timeout fires.
+(as for run; 125 when agentvm itself failed). CMD ends with agentvm: on
+Ctrl-C (without -t), or when agentvm is killed, agentvmd kills CMD and
+everything it started, unless -d.
 
 Options:
       --timeout SEC    kill CMD after SEC seconds
   -e, --env K=V        set an environment variable (repeatable)
-  -w, --workdir DIR    working directory inside the VM
-  -i, --interactive    send this process's stdin (read to EOF) to CMD
+  -w, --workdir DIR    working directory inside the VM (default: the user's
+                       home)
+  -u, --user USER      run CMD as USER, a name or uid in the guest (default:
+                       the image's default user, else root)
+  -i, --interactive    stream this process's stdin to CMD as CMD reads it
+  -t, --tty            give CMD a terminal in the VM (TERM and the window
+                       size follow the local one); with -i and a local
+                       terminal, every key (Ctrl-C too) goes to CMD
+  -d, --detach         start CMD and return at once; it runs on by itself
+                       (its output is dropped) until it ends or times out
+
+Examples:
+  agentvm exec -it vm-3f2a9c -- bash
+  head -c 50M big.bin | agentvm exec -i vm-3f2a9c -- sha256sum
+  agentvm exec -d vm-3f2a9c -- sh -c 'make > /tmp/build.log 2>&1'
+)";
+  }
+  if (command == "shell") {
+    return R"(Usage: agentvm shell [OPTIONS] ID
+
+Opens a login shell in a running VM on a terminal, as the image's default
+user (or -u USER): the same as exec -it ID with the user's login shell.
+
+Options:
+  -u, --user USER      log in as USER instead
+  -e, --env K=V        set an environment variable (repeatable)
+  -w, --workdir DIR    start in DIR instead of the user's home
 )";
   }
   if (command == "cp") {
@@ -195,6 +227,7 @@ Commands:
   ls        list VMs
   inspect   show one VM as JSON
   exec      run a command in a running VM
+  shell     open a login shell in a running VM
   cp        copy a file into or out of a VM
   logs      show a VM's console
   stop      stop VMs

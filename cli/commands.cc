@@ -16,6 +16,8 @@
 
 #include "supervisor/api/json_codec.h"
 #include "cli/cli_format.h"
+#include "cli/interactive_exec.h"
+#include "cli/terminal.h"
 
 namespace agentvm::cli {
 namespace {
@@ -75,38 +77,64 @@ int PrintJson(const Result<std::string>& body, const Printer& print) {
   return 0;
 }
 
-protocol::ExecRequest ToExecRequest(const ExecSpec& spec, std::string stdin_data) {
+protocol::ExecRequest ToExecRequest(const ExecSpec& spec) {
   protocol::ExecRequest request;
   request.argv = spec.argv;
   request.env = spec.env;
   request.cwd = spec.workdir;
   request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(spec.timeout_sec * 1000)));
-  request.stdin_data = std::move(stdin_data);
+  request.user = spec.user;
+  request.tty = spec.tty;
+  request.detach = spec.detach;
   return request;
+}
+
+// -i or -t: over the WebSocket, stdin streaming while output does.
+Result<protocol::ExecResult> RelayInteractive(ApiClient& client, const std::string& id, const ExecSpec& spec,
+                                              const CliContext& context, InterruptScope& interrupts,
+                                              bool* output_closed) {
+  protocol::ExecRequest request = ToExecRequest(spec);
+  if (spec.tty) request.size = TerminalSizeOf(context.in_fd).value_or(protocol::TerminalSize{});
+  InteractiveIo io{.in_fd = context.in_fd,
+                   .out_fd = context.out_fd,
+                   .err_fd = context.err_fd,
+                   .forward_stdin = spec.forward_stdin,
+                   .tty = spec.tty,
+                   .output_closed = output_closed};
+  return RunInteractiveExec(client.socket_path(), id, request, io, interrupts.active_fd_slot());
+}
+
+// Neither -i nor -t: the NDJSON stream, output only.
+Result<protocol::ExecResult> RelayOutput(ApiClient& client, const std::string& id, const ExecSpec& spec,
+                                         const CliContext& context, InterruptScope& interrupts,
+                                         bool* output_closed) {
+  auto relay = [&](protocol::OutputStream stream, std::string_view data) {
+    int fd = stream == protocol::OutputStream::kStdout ? context.out_fd : context.err_fd;
+    if (!WriteAll(fd, data)) *output_closed = true;
+    return !*output_closed;
+  };
+  client.set_active_fd_slot(interrupts.active_fd_slot());
+  auto result = client.Exec(id, ToExecRequest(spec), relay);
+  client.set_active_fd_slot(nullptr);
+  return result;
 }
 
 // Runs the command and relays its output; returns the status to exit with.
 int ExecAndRelay(ApiClient& client, const std::string& id, const ExecSpec& spec,
                  const CliContext& context, InterruptScope& interrupts) {
   Printer print(context);
-  std::string stdin_data;
-  if (spec.forward_stdin) {
-    auto data = ReadAll(context.in_fd, "stdin");
-    if (!data) {
-      print.Error(data.error().message);
+  if (spec.detach) {
+    auto started = client.ExecDetached(id, ToExecRequest(spec));
+    if (!started) {
+      print.Error(started.error().message);
       return kAgentvmFailed;
     }
-    stdin_data = std::move(*data);
+    return 0;
   }
   bool output_closed = false;
-  auto relay = [&](protocol::OutputStream stream, std::string_view data) {
-    int fd = stream == protocol::OutputStream::kStdout ? context.out_fd : context.err_fd;
-    if (!WriteAll(fd, data)) output_closed = true;
-    return !output_closed;
-  };
-  client.set_active_fd_slot(interrupts.active_fd_slot());
-  auto result = client.Exec(id, ToExecRequest(spec, std::move(stdin_data)), relay);
-  client.set_active_fd_slot(nullptr);
+  auto result = spec.forward_stdin || spec.tty
+                    ? RelayInteractive(client, id, spec, context, interrupts, &output_closed)
+                    : RelayOutput(client, id, spec, context, interrupts, &output_closed);
   if (interrupts.interrupted()) return kInterrupted;
   if (output_closed) return kOutputClosed;
   if (!result) {
@@ -147,8 +175,8 @@ int Exec(const CliCommand& command, ApiClient& client, const CliContext& context
   const std::string& id = command.ids.front();
   int status = ExecAndRelay(client, id, command.exec, context, interrupts);
   if (status == kInterrupted) {
-    Printer(context).Error("interrupted; the command keeps running in " + id +
-                           " until it exits or times out");
+    // agentvmd ends a command whose client went (it did not ask to detach).
+    Printer(context).Error("interrupted; the command in " + id + " was killed");
   }
   return status;
 }
@@ -328,7 +356,8 @@ int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& c
                InterruptScope& interrupts) {
   switch (command.kind) {
     case CommandKind::kRun: return Run(command, client, context, interrupts);
-    case CommandKind::kExec: return Exec(command, client, context, interrupts);
+    case CommandKind::kExec:
+    case CommandKind::kShell: return Exec(command, client, context, interrupts);
     case CommandKind::kCreate: return Create(command, client, context);
     case CommandKind::kList: return List(command, client, context);
     case CommandKind::kInspect: return Inspect(command, client, context);

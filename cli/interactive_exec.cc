@@ -121,12 +121,13 @@ Result<protocol::ExecResult> Session::Run(const std::string& socket_path, const 
   ws_.binary(true);
 
   std::unique_ptr<RawTerminal> raw;
-  if (io_.tty) {
+  const bool local_terminal = io_.tty && ::isatty(io_.in_fd);
+  if (local_terminal && io_.forward_stdin) {
     auto entered = RawTerminal::Enter(io_.in_fd);
     if (!entered) return Fail(entered.error());
     raw = std::move(*entered);
-    WatchWindowSize();
   }
+  if (local_terminal) WatchWindowSize();
   ReadNext();
   if (io_.forward_stdin) StartStdinThread();
   context_.run();
@@ -161,6 +162,7 @@ void Session::ReadNext() {
           // A closed local output (a pager quit) ends the session, as a
           // broken pipe ends a local program.
           if (!WriteAll(decoded->channel == ExecChannel::kStdout ? io_.out_fd : io_.err_fd, decoded->payload)) {
+            if (io_.output_closed) *io_.output_closed = true;
             return Finish(Fail(ErrorCode::kUnavailable, "the local output closed"));
           }
           break;

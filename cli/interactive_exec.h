@@ -20,7 +20,11 @@ struct InteractiveIo {
   int out_fd = 1;
   int err_fd = 2;
   bool forward_stdin = false;  // -i: in_fd streams to the command, its end ends stdin
-  bool tty = false;            // -t: in_fd is the terminal to put in raw mode
+  // -t: the command gets a terminal in the VM; when in_fd is a local
+  // terminal too, it follows that one's size, and with -i it is put in raw
+  // mode so every key (^C included) reaches the remote program.
+  bool tty = false;
+  bool* output_closed = nullptr;  // set when out_fd or err_fd stopped taking output
 };
 
 // Runs `request` (its tty, rows and cols already set for -t) in VM `id`.

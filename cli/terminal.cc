@@ -23,7 +23,8 @@ Result<std::unique_ptr<RawTerminal>> RawTerminal::Enter(int fd) {
 }
 
 RawTerminal::~RawTerminal() {
-  while (::tcsetattr(fd_, TCSAFLUSH, &saved_) != 0 && errno == EINTR) {
+  // TCSADRAIN: what the user typed ahead stays for the shell to read.
+  while (::tcsetattr(fd_, TCSADRAIN, &saved_) != 0 && errno == EINTR) {
   }
 }
 

@@ -52,8 +52,10 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
       "-name", "guest=" + QemuOptEscape(spec.vm_id),
       "-machine", std::string("q35,accel=") + std::string(AccelName(spec.accel)),
   };
-  // Under TCG QEMU's default CPU model is the one that works; `host` needs KVM.
-  if (spec.accel == Accel::kKvm) argv.insert(argv.end(), {"-cpu", "host"});
+  // KVM: the host's own CPU. TCG: everything QEMU can emulate ("max"); its
+  // default model (qemu64) lacks AVX2, and native programs agents install
+  // need it (Claude Code 2.x dies of SIGILL on qemu64).
+  argv.insert(argv.end(), {"-cpu", spec.accel == Accel::kKvm ? "host" : "max"});
   argv.insert(argv.end(), {
       "-smp", std::to_string(spec.cpus),
       "-m", std::to_string(spec.memory_mib),

@@ -176,6 +176,54 @@ TEST(CliArgsTest, ExecTakesTheIdThenTheCommand) {
   EXPECT_EQ(without_separator->exec.argv, (std::vector<std::string>{"true"}));
 }
 
+TEST(CliArgsTest, TerminalUserAndDetachFlags) {
+  auto lookup = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "TERM") return "xterm-256color";
+    return std::nullopt;
+  };
+  auto it = ParseCli({"exec", "-it", "-u", "agent", "vm-1", "--", "bash"}, "", lookup);
+  ASSERT_TRUE(it) << it.error().message;
+  EXPECT_TRUE(it->exec.forward_stdin);
+  EXPECT_TRUE(it->exec.tty);
+  EXPECT_FALSE(it->exec.detach);
+  EXPECT_EQ(it->exec.user, "agent");
+  EXPECT_EQ(it->exec.env.at("TERM"), "xterm-256color");  // the remote terminal draws for this one
+
+  auto spelled = ParseCli({"run", "--interactive", "--tty", "--user=1000", "-e", "TERM=dumb", "--", "sh"}, "", lookup);
+  ASSERT_TRUE(spelled) << spelled.error().message;
+  EXPECT_TRUE(spelled->exec.forward_stdin && spelled->exec.tty);
+  EXPECT_EQ(spelled->exec.user, "1000");
+  EXPECT_EQ(spelled->exec.env.at("TERM"), "dumb");  // --env wins
+
+  auto piped = ParseCli({"exec", "-i", "vm-1", "sha256sum"}, "", lookup);
+  ASSERT_TRUE(piped);
+  EXPECT_FALSE(piped->exec.tty);
+  EXPECT_FALSE(piped->exec.env.contains("TERM"));  // no terminal, no terminal type
+
+  auto detached = Parse({"exec", "--detach", "vm-1", "--", "sleep", "100"});
+  ASSERT_TRUE(detached);
+  EXPECT_TRUE(detached->exec.detach);
+  EXPECT_TRUE(Parse({"exec", "-d", "vm-1", "true"})->exec.detach);
+
+  // After the command starts, its flags are its own.
+  auto own = Parse({"exec", "vm-1", "ls", "-it"});
+  ASSERT_TRUE(own);
+  EXPECT_FALSE(own->exec.tty);
+  EXPECT_EQ(own->exec.argv, (std::vector<std::string>{"ls", "-it"}));
+}
+
+TEST(CliArgsTest, ShellIsALoginShellOnATerminal) {
+  auto shell = Parse({"shell", "-u", "root", "vm-1"});
+  ASSERT_TRUE(shell) << shell.error().message;
+  EXPECT_EQ(shell->kind, CommandKind::kShell);
+  EXPECT_EQ(shell->ids, (std::vector<std::string>{"vm-1"}));
+  EXPECT_TRUE(shell->exec.tty);
+  EXPECT_TRUE(shell->exec.forward_stdin);
+  EXPECT_EQ(shell->exec.user, "root");
+  ASSERT_FALSE(shell->exec.argv.empty());
+  EXPECT_TRUE(RelaysCommandStatus(CommandKind::kShell));
+}
+
 TEST(CliArgsTest, OtherCommands) {
   auto create = Parse({"create", "--memory", "1024"});
   ASSERT_TRUE(create);
@@ -313,6 +361,13 @@ TEST(CliArgsTest, UsageErrorsNameTheProblemAndTheCommand) {
       {{"run", "--json", "--", "ls"}, "unknown option --json", "run"},
       {{"exec", "vm-1"}, "missing the command to run", "exec"},
       {{"exec"}, "missing the VM id", "exec"},
+      {{"exec", "-d", "-i", "vm-1", "cat"}, "-d runs the command on its own: it cannot take -i or -t", "exec"},
+      {{"exec", "-dt", "vm-1", "top"}, "-d runs the command on its own: it cannot take -i or -t", "exec"},
+      {{"run", "-d", "--", "sleep", "9"}, "run removes its VM when the command ends", "run"},
+      {{"exec", "-u", "bad user", "vm-1", "id"}, "--user expects a user name or uid", "exec"},
+      {{"exec", "-u"}, "option -u needs a value", "exec"},
+      {{"shell"}, "missing the VM id", "shell"},
+      {{"shell", "vm-1", "bash"}, "unexpected argument \"bash\"", "shell"},
       {{"inspect"}, "missing the VM id", "inspect"},
       {{"inspect", "a", "b"}, "unexpected argument \"b\"", "inspect"},
       {{"rm"}, "missing the VM id", "rm"},

@@ -245,19 +245,19 @@ TEST_F(CliTest, BadSnapshotNamesAreRefusedBeforeAnyRequest) {
 
 TEST_F(CliTest, RunPassesVmAndExecOptions) {
   Outcome outcome = Cli({"run", "--cpus", "2", "--memory", "512", "--timeout", "2.5", "--env",
-                         "FOO=bar", "--workdir", "/src", "-i", "--", "sh", "-c", "cat"},
+                         "FOO=bar", "--workdir", "/src", "-i", "--", "cat"},
                         "input");
   EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "input") << "stdin streams to the command";
   OnIo([&] {
     ASSERT_TRUE(fake_.last_create);
     EXPECT_EQ(fake_.last_create->cpus, 2);
     EXPECT_EQ(fake_.last_create->memory_mib, 512);
     ASSERT_TRUE(fake_.last_exec);
-    EXPECT_EQ(fake_.last_exec->argv, (std::vector<std::string>{"sh", "-c", "cat"}));
+    EXPECT_EQ(fake_.last_exec->argv, (std::vector<std::string>{"cat"}));
     EXPECT_EQ(fake_.last_exec->env.at("FOO"), "bar");
     EXPECT_EQ(fake_.last_exec->cwd, "/src");
     EXPECT_EQ(fake_.last_exec->timeout, 2500ms);
-    EXPECT_EQ(fake_.last_exec->stdin_data, "input");
   });
 }
 
@@ -472,6 +472,49 @@ TEST_F(CliTest, HelpGoesToStdoutAndExitsZero) {
   EXPECT_NE(run_help.out.find("Usage: agentvm run"), std::string::npos);
   EXPECT_EQ(Cli({"help", "nope"}).status, 2);
   EXPECT_EQ(Cli({"ls", "--nope"}).status, 2);
+}
+
+TEST_F(CliTest, InteractiveExecStreamsStdinAndRelaysTheStatus) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  // Several times what the CLI reads ahead of agentvmd (1 MiB), all bytes.
+  std::string input;
+  for (int i = 0; input.size() < 3 * 1024 * 1024; ++i) input += std::to_string(i) + '\n';
+  Outcome outcome = Cli({"exec", "-i", "vm-1", "--", "cat", "exit:5"}, input);
+  EXPECT_EQ(outcome.status, 5) << outcome.err;
+  EXPECT_EQ(outcome.out.size(), input.size());
+  EXPECT_TRUE(outcome.out == input);
+
+  Outcome missing = Cli({"exec", "-i", "vm-x", "--", "cat"}, "x");
+  EXPECT_EQ(missing.status, 125);
+  EXPECT_EQ(missing.err, "agentvm: no such VM: vm-x\n");
+}
+
+TEST_F(CliTest, TtyAndUserReachTheDaemon) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  // Standard input here is a file, not a terminal: the command still gets
+  // a terminal in the VM, at the standard size.
+  Outcome outcome = Cli({"exec", "-t", "-u", "agent", "vm-1", "--", "out:hi\n", "exit:0"});
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "hi\n");
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_exec);
+    EXPECT_TRUE(fake_.last_exec->tty);
+    EXPECT_EQ(fake_.last_exec->size, (protocol::TerminalSize{24, 80}));
+    EXPECT_EQ(fake_.last_exec->user, "agent");
+  });
+}
+
+TEST_F(CliTest, DetachedExecReturnsOnceStarted) {
+  ASSERT_EQ(Cli({"create"}).status, 0);
+  auto started = std::chrono::steady_clock::now();
+  Outcome outcome = Cli({"exec", "-d", "vm-1", "--", "out:dropped\n", "sleep:10000"});
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_exec);
+    EXPECT_TRUE(fake_.last_exec->detach);
+  });
 }
 
 TEST_F(CliTest, InterruptDuringRunReleasesTheVmAndExits130) {
