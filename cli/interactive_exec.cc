@@ -149,7 +149,8 @@ void Session::Finish(Result<protocol::ExecResult> outcome) {
 void Session::ReadNext() {
   ws_.async_read(read_buffer_, [this](beast::error_code ec, std::size_t) {
     if (ec) {
-      if (ec == websocket::error::closed && outcome_) return;
+      // After the status message this is the server's close: the outcome
+      // stands (Finish keeps the first) and the session ends.
       return Finish(Fail(ErrorCode::kUnavailable, "lost the connection to agentvmd: " + ec.message()));
     }
     std::string message = beast::buffers_to_string(read_buffer_.data());

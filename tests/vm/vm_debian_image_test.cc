@@ -6,8 +6,8 @@
 // reach the test internet: plain HTTP, git's own protocol, git over dumb HTTP,
 // and HTTPS with a certificate from a test CA added to the guest's trust store.
 //
-// Commands run as root (the exec request has no user yet); the agent user's
-// view comes from `su - agent`, a login shell as a terminal session would be.
+// Sh runs commands as root (-u root); AsAgent as the image's default user,
+// which is who an exec without -u runs as.
 #include <unistd.h>
 
 #include <chrono>
@@ -158,11 +158,11 @@ class VmDebianImageTest : public ::testing::Test {
 
   // `bash -c script` in the guest, as root.
   static CommandResult Sh(const std::string& script) {
-    return daemon_->Cli({"exec", id_, "--", "bash", "-c", script});
+    return daemon_->Cli({"exec", "-u", "root", id_, "--", "bash", "-c", script});
   }
-  // The script in a login shell of the agent user.
+  // The script as the image's default user (no -u), the way an agent runs.
   static CommandResult AsAgent(const std::string& script) {
-    return daemon_->Cli({"exec", id_, "--", "su", "-", "agent", "-c", script});
+    return daemon_->Cli({"exec", id_, "--", "bash", "-c", script});
   }
 
   static inline NetWorld* world_ = nullptr;
@@ -224,12 +224,24 @@ TEST_F(VmDebianImageTest, TheAgentUserHasAHomeAndPasswordlessSudo) {
   auto back = AsAgent("sudo -n id -u && touch ~/written && pwd");
   EXPECT_EQ(back.exit_code, 0) << back.err;
   EXPECT_EQ(back.out, "0\n/home/agent\n");
-  // A login shell gets the image's locale and /usr/local/bin (npm -g).
+  // An exec gets a login environment: the image's locale and /usr/local/bin (npm -g).
   auto env = AsAgent("echo \"$LANG\"; echo \"$PATH\"; locale 2>&1 >/dev/null | wc -l");
   EXPECT_EQ(env.exit_code, 0) << env.err;
   EXPECT_NE(env.out.find("C.UTF-8\n"), std::string::npos) << env.out;
   EXPECT_NE(env.out.find("/usr/local/bin"), std::string::npos) << env.out;
   EXPECT_TRUE(env.out.ends_with("\n0\n")) << "locale complains:\n" << env.out;
+}
+
+TEST_F(VmDebianImageTest, ExecRunsAsTheDefaultUserInItsHomeUnlessToldOtherwise) {
+  auto who = AsAgent("id -un; id -G; pwd; echo \"$HOME $USER $SHELL\"; sudo -n true && echo sudo-ok");
+  EXPECT_EQ(who.exit_code, 0) << who.err;
+  EXPECT_EQ(who.out, "agent\n1000\n/home/agent\n/home/agent agent /bin/bash\nsudo-ok\n");
+  auto root = daemon_->Cli({"exec", "-u", "root", "-w", "/tmp", id_, "--", "sh", "-c", "id -un; pwd"});
+  EXPECT_EQ(root.exit_code, 0) << root.err;
+  EXPECT_EQ(root.out, "root\n/tmp\n");
+  auto nobody = daemon_->Cli({"exec", "-u", "no-such-user", id_, "--", "true"});
+  EXPECT_EQ(nobody.exit_code, 125);
+  EXPECT_NE(nobody.err.find("no-such-user"), std::string::npos) << nobody.err;
 }
 
 TEST_F(VmDebianImageTest, NpmPackagesBakedInAreOnPath) {
