@@ -76,7 +76,7 @@ boost::asio::awaitable<QmpResult<void>> QmpSession::Handshake(std::shared_ptr<Qm
   auto remaining = std::max(std::chrono::milliseconds(0),
                             std::chrono::duration_cast<std::chrono::milliseconds>(
                                 deadline - std::chrono::steady_clock::now()));
-  auto caps = co_await Execute(self, "qmp_capabilities", nullptr, OwnedFd(), false, remaining);
+  auto caps = co_await Execute(self, "qmp_capabilities", nullptr, UniqueFd(), false, remaining);
   if (!caps) {
     self->Shutdown(caps.error(), /*notify=*/false);
     co_return std::unexpected(caps.error());
@@ -91,7 +91,7 @@ boost::asio::awaitable<QmpResult<void>> QmpSession::Handshake(std::shared_ptr<Qm
 
 boost::asio::awaitable<QmpResult<json>> QmpSession::Execute(std::shared_ptr<QmpSession> self,
                                                             std::string command, json arguments,
-                                                            OwnedFd fd, bool with_fd,
+                                                            UniqueFd fd, bool with_fd,
                                                             std::chrono::milliseconds timeout) {
   if (self->state_ == State::kClosed) {
     co_return QmpFail(Kind::kDisconnected, command,
@@ -129,7 +129,7 @@ boost::asio::awaitable<QmpResult<json>> QmpSession::Execute(std::shared_ptr<QmpS
   co_return std::move(*result);
 }
 
-void QmpSession::Enqueue(std::string bytes, OwnedFd fd) {
+void QmpSession::Enqueue(std::string bytes, UniqueFd fd) {
   outgoing_.push_back(Outgoing{std::move(bytes), std::move(fd)});
   if (writing_) return;
   writing_ = true;

@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 
 #include "common/logging.h"
+#include "common/unique_fd.h"
 #include "common/poll.h"
 
 namespace agentvm {
@@ -135,10 +136,10 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::SaveAndFre
   if (!expected) co_return Fail(expected.error());
   auto writer = store_.Begin(key);
   if (!writer) co_return Fail(writer.error());
-  const int fd = ::open(writer->state_file().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) co_return Fail(ErrorCode::kInternal, "create " + writer->state_file().string() + ": " + std::strerror(errno));
-  Result<void> saved = co_await vm.SaveStateAndEnd(fd);
-  ::close(fd);
+  UniqueFd fd(::open(writer->state_file().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) co_return Fail(ErrorCode::kInternal, "create " + writer->state_file().string() + ": " + std::strerror(errno));
+  Result<void> saved = co_await vm.SaveStateAndEnd(fd.get());
+  fd.reset();
   if (!saved) co_return Fail(saved.error());
   // QEMU has exited: the disk it ran on is complete and nobody writes it.
   std::error_code ec;

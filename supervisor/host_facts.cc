@@ -8,6 +8,8 @@
 #include <fstream>
 #include <string>
 
+#include "common/unique_fd.h"
+
 namespace agentvm {
 namespace {
 
@@ -27,11 +29,7 @@ bool CpuInfoShowsVirtualization() {
 
 HostFacts ProbeHost() {
   HostFacts facts;
-  int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    facts.kvm_usable = true;
-    ::close(fd);
-  }
+  facts.kvm_usable = UniqueFd(::open("/dev/kvm", O_RDWR | O_CLOEXEC)).valid();
   facts.cpu_virtualization = CpuInfoShowsVirtualization();
   facts.vhost_vsock = ::access("/dev/vhost-vsock", F_OK) == 0;
   return facts;

@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/unique_fd.h"
 #include "supervisor/accel.h"
 #include "supervisor/names.h"
 
@@ -34,12 +35,11 @@ bool IsOurQemu(int pid, const std::string& runtime_dir) {
 
 // Kills a process we did not start (so cannot reap) and waits until it is gone.
 void KillStranger(int pid) {
-  const int pidfd = PidfdOpen(pid);
-  if (pidfd < 0) return;  // already gone
-  PidfdSendSignal(pidfd, SIGKILL);
-  pollfd p{.fd = pidfd, .events = POLLIN, .revents = 0};
+  UniqueFd pidfd(PidfdOpen(pid));
+  if (!pidfd) return;  // already gone
+  PidfdSendSignal(pidfd.get(), SIGKILL);
+  pollfd p{.fd = pidfd.get(), .events = POLLIN, .revents = 0};
   ::poll(&p, 1, 5000);
-  ::close(pidfd);
 }
 
 }  // namespace

@@ -12,10 +12,10 @@
 #include <string>
 #include <string_view>
 
+#include "common/unique_fd.h"
 #include "guest-images/agent/file_ops.h"
 #include "guest-images/agent/output_queue.h"
 #include "protocol/messages.h"
-#include "guest-images/agent/unique_fd.h"
 
 namespace agentvm::guest {
 
