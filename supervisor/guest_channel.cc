@@ -83,15 +83,6 @@ asio::awaitable<void> FeedStdin(std::shared_ptr<ExecStream> exec, std::string re
 
 }  // namespace
 
-ErrorCode ErrorCodeFromName(std::string_view name) {
-  for (ErrorCode code :
-       {ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kConflict,
-        ErrorCode::kTimeout, ErrorCode::kUnavailable, ErrorCode::kTooLarge, ErrorCode::kInternal}) {
-    if (ErrorCodeName(code) == name) return code;
-  }
-  return ErrorCode::kInternal;
-}
-
 struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
   State(Socket s, std::string id)
       : socket(std::move(s)), vm_id(std::move(id)), log(Logger("guest")) {}

@@ -215,7 +215,7 @@ std::uint32_t Supervisor::NewGuestCid() const {
 }
 
 Result<std::shared_ptr<Vm>> Supervisor::Find(const std::string& id) {
-  if (!IsValidVmId(id)) return Fail(ErrorCode::kInvalidArgument, "invalid vm id");
+  if (auto valid = ValidateVmId(id); !valid) return Fail(valid.error());
   auto it = vms_.find(id);
   if (it == vms_.end() || it->second->unclaimed()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);
   return it->second;
@@ -245,9 +245,12 @@ Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int
 }
 
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest request) {
-  if (request.cpus < 1 || request.cpus > 64) co_return Fail(ErrorCode::kInvalidArgument, "cpus must be 1..64");
-  if (request.memory_mib < 64 || request.memory_mib > 65536) {
-    co_return Fail(ErrorCode::kInvalidArgument, "memory_mib must be 64..65536");
+  if (request.cpus < kMinCpus || request.cpus > kMaxCpus) {
+    co_return Fail(ErrorCode::kInvalidArgument, "cpus must be " + std::to_string(kMinCpus) + ".." + std::to_string(kMaxCpus));
+  }
+  if (request.memory_mib < kMinMemoryMib || request.memory_mib > kMaxMemoryMib) {
+    co_return Fail(ErrorCode::kInvalidArgument,
+                   "memory_mib must be " + std::to_string(kMinMemoryMib) + ".." + std::to_string(kMaxMemoryMib));
   }
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());

@@ -8,11 +8,6 @@ namespace {
 using nlohmann::json;
 using nlohmann::ordered_json;
 
-constexpr ErrorCode kAllCodes[] = {ErrorCode::kInvalidArgument, ErrorCode::kNotFound,
-                                   ErrorCode::kConflict,        ErrorCode::kTimeout,
-                                   ErrorCode::kUnavailable,     ErrorCode::kTooLarge,
-                                   ErrorCode::kInternal};
-
 std::unexpected<Error> Malformed(std::string what) {
   return Fail(ErrorCode::kInternal, "malformed response from agentvmd: " + std::move(what));
 }
@@ -338,13 +333,6 @@ int HttpStatusFor(ErrorCode code) {
   return 500;
 }
 
-ErrorCode ErrorCodeFromName(std::string_view name) {
-  for (ErrorCode code : kAllCodes) {
-    if (ErrorCodeName(code) == name) return code;
-  }
-  return ErrorCode::kInternal;
-}
-
 std::string ErrorBody(const Error& error) {
   return DumpJson(ordered_json{{"error", error.message}, {"code", ErrorCodeName(error.code)}});
 }
@@ -359,7 +347,7 @@ Error ErrorFromResponse(int http_status, std::string_view body) {
     return Error{code, value.at("error").get<std::string>()};
   }
   ErrorCode code = ErrorCode::kInternal;
-  for (ErrorCode candidate : kAllCodes) {
+  for (ErrorCode candidate : kAllErrorCodes) {
     if (HttpStatusFor(candidate) == http_status) code = candidate;
   }
   return Error{code, "agentvmd answered HTTP " + std::to_string(http_status)};

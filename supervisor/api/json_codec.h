@@ -51,7 +51,6 @@ std::string DumpJson(const nlohmann::ordered_json& value, int indent = -1);
 // 400 invalid_argument, 404 not_found, 409 conflict, 504 timeout,
 // 503 unavailable, 413 too_large, 500 internal.
 int HttpStatusFor(ErrorCode code);
-ErrorCode ErrorCodeFromName(std::string_view name);  // unknown: kInternal
 // {"error": "<message>", "code": "<ErrorCodeName>"}
 std::string ErrorBody(const Error& error);
 // The inverse, for clients; falls back to the HTTP status when the body is

@@ -1,8 +1,6 @@
 #include "supervisor/api/request_validation.h"
 
 #include <cmath>
-#include <cstdio>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -12,8 +10,6 @@ namespace agentvm::api {
 namespace {
 
 using nlohmann::json;
-
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
 std::unexpected<Error> Invalid(std::string message) {
   return Fail(ErrorCode::kInvalidArgument, std::move(message));
@@ -175,43 +171,6 @@ Result<NetworkRequest> ParseNetworkObject(const json& object) {
 
 }  // namespace
 
-std::string QuoteForError(std::string_view text) {
-  constexpr std::size_t kMaxShown = 64;
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-      out += escaped;
-    }
-  }
-  if (text.size() > kMaxShown) out += "...(" + std::to_string(text.size()) + " bytes)";
-  return out;
-}
-
-Result<void> ValidateVmId(std::string_view id) {
-  bool ok = !id.empty() && id.size() <= 64 && IsLowerAlnum(id[0]);
-  for (char c : id) ok = ok && (IsLowerAlnum(c) || c == '-');
-  if (!ok) {
-    return Invalid("invalid VM id \"" + QuoteForError(id) +
-                   "\": expected 1-64 characters of [a-z0-9-], starting with a letter or digit");
-  }
-  return {};
-}
-
-Result<void> ValidateImageName(std::string_view name) {
-  bool ok = !name.empty() && name.size() <= 64 && IsLowerAlnum(name[0]);
-  for (char c : name) ok = ok && (IsLowerAlnum(c) || c == '.' || c == '_' || c == '-');
-  if (!ok) {
-    return Invalid("invalid image name \"" + QuoteForError(name) +
-                   "\": expected 1-64 characters of [a-z0-9._-], starting with a letter or digit");
-  }
-  return {};
-}
-
 Result<void> ValidateGuestPath(std::string_view path, std::string_view what) {
   std::string field(what);
   if (path.empty() || path.front() != '/') return Invalid(field + " must be an absolute path");
@@ -236,14 +195,6 @@ Result<void> ValidateEnvName(std::string_view name) {
   if (!ok) {
     return Invalid("invalid environment variable name \"" + QuoteForError(name) +
                    "\": expected [A-Za-z_][A-Za-z0-9_]*");
-  }
-  return {};
-}
-
-Result<void> ValidateSnapshotName(std::string_view name) {
-  if (!IsValidSnapshotName(name)) {
-    return Invalid("invalid snapshot name \"" + QuoteForError(name) +
-                   "\": expected 1-64 characters of [A-Za-z0-9._-], not starting with '.' or '-', not all digits");
   }
   return {};
 }
