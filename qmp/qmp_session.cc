@@ -4,7 +4,6 @@
 #include <exception>
 
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
@@ -14,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/logging.h"
+#include "common/spawn.h"
 
 namespace agentvm::qmp::internal {
 namespace {
@@ -40,17 +40,7 @@ QmpSession::QmpSession(Socket socket, std::string log_tag)
     : socket_(std::move(socket)), tag_(std::move(log_tag)), log_(Logger("qmp")) {}
 
 void QmpSession::Spawn(boost::asio::awaitable<void> coroutine, const char* what) {
-  boost::asio::co_spawn(socket_.get_executor(), std::move(coroutine),
-                        [log = log_, tag = tag_, what](std::exception_ptr error) {
-                          if (!error) return;
-                          try {
-                            std::rethrow_exception(error);
-                          } catch (const std::exception& e) {
-                            log->error("{}: qmp {} stopped by exception: {}", tag, what, e.what());
-                          } catch (...) {
-                            log->error("{}: qmp {} stopped by unknown exception", tag, what);
-                          }
-                        });
+  SpawnDetached(socket_.get_executor(), std::move(coroutine), tag_ + ": qmp " + what, log_);
 }
 
 boost::asio::awaitable<QmpResult<void>> QmpSession::Handshake(std::shared_ptr<QmpSession> self,

@@ -7,12 +7,10 @@
 #include <chrono>
 #include <cstring>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-
 #include "common/logging.h"
 #include "common/unique_fd.h"
 #include "common/poll.h"
+#include "common/spawn.h"
 
 namespace agentvm {
 namespace {
@@ -87,8 +85,9 @@ void GoldenSnapshotBuilder::BuildSoon(const GoldenKey& key) {
       failed != failed_at_.end() && std::chrono::steady_clock::now() - failed->second < kRetryAfterFailure) {
     return;
   }
-  boost::asio::co_spawn(
-      executor_, [this, key]() -> boost::asio::awaitable<void> { co_await Build(key); }, boost::asio::detached);
+  SpawnDetached(
+      executor_, [this, key]() -> boost::asio::awaitable<void> { co_await Build(key); }, name + ": golden build",
+      Log());
 }
 
 boost::asio::awaitable<void> GoldenSnapshotBuilder::WaitIdle() {

@@ -3,8 +3,6 @@
 #include <signal.h>
 #include <sys/random.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -133,7 +131,7 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
     outbox.push_back(std::move(bytes));
     if (!writing) {
       writing = true;
-      asio::co_spawn(executor(), WriteLoop(shared_from_this()), asio::detached);
+      SpawnDetached(executor(), WriteLoop(shared_from_this()), vm_id + ": guest write loop", log);
     }
     return {};
   }
@@ -305,7 +303,7 @@ GuestChannel::~GuestChannel() {
 void GuestChannel::Start() {
   if (state_->reading || state_->closed) return;
   state_->reading = true;
-  asio::co_spawn(state_->executor(), State::ReadLoop(state_), asio::detached);
+  SpawnDetached(state_->executor(), State::ReadLoop(state_), state_->vm_id + ": guest read loop", state_->log);
 }
 
 void GuestChannel::Close() {

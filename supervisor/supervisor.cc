@@ -9,13 +9,12 @@
 #include <fstream>
 #include <random>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/spawn.h"
 #include "common/unique_fd.h"
 #include "supervisor/accel.h"
 #include "supervisor/names.h"
@@ -167,7 +166,7 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
   boost::asio::steady_timer all_done(executor_, std::chrono::steady_clock::time_point::max());
   for (auto& [id, vm] : vms_) {
     ++*remaining;
-    boost::asio::co_spawn(
+    SpawnDetached(
         executor_,
         [vm, remaining, &all_done]() -> boost::asio::awaitable<void> {
           if (vm->state() == VmState::kRunning && !vm->unclaimed()) {
@@ -177,7 +176,7 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
           }
           if (--*remaining == 0) all_done.cancel();
         },
-        boost::asio::detached);
+        id + ": stop at shutdown", Log());
   }
   if (*remaining > 0) {
     boost::system::error_code ec;

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
 #include "common/poll.h"
+#include "common/spawn.h"
 
 namespace agentvm {
 namespace {
@@ -54,8 +53,8 @@ void VmPool::Start() {
   Log()->info("{}: min_ready {}, max_total {}, ttl {}s", name_, config_.min_ready, config_.max_total,
               config_.ttl.count());
   loops_running_ = 2;
-  boost::asio::co_spawn(executor_, FillLoop(), boost::asio::detached);
-  boost::asio::co_spawn(executor_, HealthLoop(), boost::asio::detached);
+  SpawnDetached(executor_, FillLoop(), name_ + ": fill loop", Log());
+  SpawnDetached(executor_, HealthLoop(), name_ + ": health loop", Log());
 }
 
 void VmPool::RequestStop() {
@@ -162,7 +161,7 @@ std::shared_ptr<Vm> VmPool::Take() {
     if (vm->state() != VmState::kRunning) {
       // Died since its last health check: not one to hand out.
       ++replaced_;
-      boost::asio::co_spawn(executor_, hooks_.remove(vm), boost::asio::detached);
+      SpawnDetached(executor_, hooks_.remove(vm), name_ + ": removing " + vm->id(), Log());
       continue;
     }
     vm->Claim();

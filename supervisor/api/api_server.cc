@@ -7,16 +7,15 @@
 
 #include <cerrno>
 #include <chrono>
-#include <exception>
 #include <filesystem>
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/spawn.h"
 #include "common/unique_fd.h"
 #include "supervisor/api/http_connection.h"
 #include "supervisor/api/server_context.h"
@@ -130,14 +129,7 @@ Result<void> ApiServer::Start() {
   }
   state_->socket_inode = created.st_ino;
   state_->listening = true;
-  asio::co_spawn(io_, AcceptLoop(state_), [](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      Logger("api")->error("accept loop ended by an exception: {}", e.what());
-    }
-  });
+  SpawnDetached(io_, AcceptLoop(state_), "accept loop", log);
   log->info("listening on {} (mode {:o})", path, options().socket_mode);
   return {};
 }

@@ -30,13 +30,12 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/notifier.h"
+#include "common/spawn.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm::api::testing {
@@ -221,7 +220,7 @@ class FakeVmService : public VmService {
       return {};
     };
     auto exec = std::make_shared<ExecStream>(executor, options, std::move(producer));
-    boost::asio::co_spawn(executor, RunScript(request.argv, exec, room), boost::asio::detached);
+    SpawnDetached(executor, RunScript(request.argv, exec, room), "fake exec " + request.argv.at(0));
     co_return exec;
   }
 
