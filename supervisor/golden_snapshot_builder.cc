@@ -9,7 +9,6 @@
 
 #include "common/logging.h"
 #include "common/unique_fd.h"
-#include "common/poll.h"
 #include "common/spawn.h"
 
 namespace agentvm {
@@ -31,7 +30,8 @@ GoldenSnapshotBuilder::GoldenSnapshotBuilder(boost::asio::any_io_executor execut
       store_(std::move(root)),
       qemu_version_(std::move(qemu_version)),
       boot_(std::move(boot)),
-      remove_(std::move(remove)) {}
+      remove_(std::move(remove)),
+      build_ended_(executor_) {}
 
 Result<void> GoldenSnapshotBuilder::RemoveLeftovers() {
   auto removed = store_.RemoveLeftovers();
@@ -91,7 +91,7 @@ void GoldenSnapshotBuilder::BuildSoon(const GoldenKey& key) {
 }
 
 boost::asio::awaitable<void> GoldenSnapshotBuilder::WaitIdle() {
-  co_await PollUntil(executor_, [this] { return building_.empty(); });
+  while (!building_.empty()) co_await build_ended_.Wait();
 }
 
 boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::Build(const GoldenKey& key) {
@@ -112,6 +112,7 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::Build(cons
   }
   std::vector<Waiter> waiters = std::move(building_[name]);
   building_.erase(name);
+  build_ended_.Notify();
   for (const Waiter& waiter : waiters) waiter->Set(built);
   co_return built;
 }

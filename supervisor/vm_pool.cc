@@ -6,7 +6,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
-#include "common/poll.h"
 #include "common/spawn.h"
 
 namespace agentvm {
@@ -31,6 +30,7 @@ VmPool::VmPool(boost::asio::any_io_executor executor, PoolConfig config, Network
       health_interval_(health_interval),
       hooks_(std::move(hooks)),
       name_(NameOf(config_.image, config_.cpus, config_.memory_mib, network)),
+      loop_ended_(executor),
       fill_wake_(executor),
       health_wake_(executor) {}
 
@@ -67,9 +67,7 @@ boost::asio::awaitable<void> VmPool::Stop() {
   RequestStop();
   // The loops end at their next step; a clone in flight ends when the
   // Supervisor kills its QEMU.
-  // Not Sleep(), which returns at once when stopping: this must yield so
-  // the loops can run to their end.
-  co_await PollUntil(executor_, [this] { return loops_running_ == 0; });
+  while (loops_running_ > 0) co_await loop_ended_.Wait();
   while (!ready_.empty()) {
     std::shared_ptr<Vm> vm = ready_.front();
     ready_.pop_front();
@@ -121,6 +119,7 @@ boost::asio::awaitable<void> VmPool::FillLoop() {
     Log()->debug("{}: {} ready", name_, ready_.size());
   }
   --loops_running_;
+  loop_ended_.Notify();
 }
 
 boost::asio::awaitable<void> VmPool::HealthLoop() {
@@ -142,6 +141,7 @@ boost::asio::awaitable<void> VmPool::HealthLoop() {
     }
   }
   --loops_running_;
+  loop_ended_.Notify();
 }
 
 boost::asio::awaitable<void> VmPool::Replace(std::shared_ptr<Vm> vm, const std::string& why) {
