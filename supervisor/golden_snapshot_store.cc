@@ -1,7 +1,6 @@
 #include "supervisor/golden_snapshot_store.h"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
