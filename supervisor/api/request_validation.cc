@@ -1,5 +1,6 @@
 #include "supervisor/api/request_validation.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -43,17 +44,23 @@ bool NestingWithin(std::string_view text, int max_depth) {
   return true;
 }
 
-// `prefix` names the enclosing object in the message ("network.").
-Result<void> RejectUnknownFields(const json& object, std::initializer_list<std::string_view> known,
-                                 std::string_view prefix = {}) {
-  for (const auto& [key, value] : object.items()) {
-    bool found = false;
-    for (auto name : known) found = found || key == name;
-    if (!found) {
-      return Invalid("unknown field \"" + std::string(prefix) + QuoteForError(key) + "\"");
+// "unknown <what> \"<prefix><key>\"" for the first key of `entries` (JSON
+// object items or query parameters) not among `known`. `prefix` names the
+// enclosing object ("network.").
+template <class Entries>
+Result<void> RejectUnknown(const Entries& entries, std::initializer_list<std::string_view> known,
+                           std::string_view what, std::string_view prefix = {}) {
+  for (const auto& [key, value] : entries) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return Invalid("unknown " + std::string(what) + " \"" + std::string(prefix) + QuoteForError(key) + "\"");
     }
   }
   return {};
+}
+
+Result<void> RejectUnknownFields(const json& object, std::initializer_list<std::string_view> known,
+                                 std::string_view prefix = {}) {
+  return RejectUnknown(object.items(), known, "field", prefix);
 }
 
 Result<int> IntField(const json& object, const char* name, int min, int max) {
@@ -342,23 +349,12 @@ Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {
   return request;
 }
 
-Result<void> ExpectNoQuery(const QueryParams& query) {
-  if (!query.empty()) {
-    return Invalid("unknown query parameter \"" + QuoteForError(query.begin()->first) + "\"");
-  }
-  return {};
-}
+Result<void> ExpectNoQuery(const QueryParams& query) { return RejectUnknown(query, {}, "query parameter"); }
 
 namespace {
 
-Result<void> RejectUnknownParams(const QueryParams& query,
-                                 std::initializer_list<std::string_view> known) {
-  for (const auto& [key, value] : query) {
-    bool found = false;
-    for (auto name : known) found = found || key == name;
-    if (!found) return Invalid("unknown query parameter \"" + QuoteForError(key) + "\"");
-  }
-  return {};
+Result<void> RejectUnknownParams(const QueryParams& query, std::initializer_list<std::string_view> known) {
+  return RejectUnknown(query, known, "query parameter");
 }
 
 Result<std::string> RequiredPath(const QueryParams& query) {
