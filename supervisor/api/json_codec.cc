@@ -1,5 +1,8 @@
 #include "supervisor/api/json_codec.h"
 
+#include <cmath>
+#include <cstdint>
+
 #include "supervisor/api/encoding.h"
 
 namespace agentvm::api {
@@ -293,11 +296,20 @@ std::string CreateVmRequestToJson(const CreateVmRequest& request) {
   return DumpJson(body);
 }
 
+std::chrono::milliseconds TimeoutFromSeconds(double seconds) {
+  // Whole microseconds first: 2.007 * 1000 is 2007.0000000000002 in binary,
+  // which ceil() would make 2008 ms on a ms -> s -> ms round trip.
+  const double micros = std::round(seconds * 1e6);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(micros / 1000)));
+}
+
+double TimeoutToSeconds(std::chrono::milliseconds timeout) { return timeout.count() / 1000.0; }
+
 std::string ExecRequestToJson(const protocol::ExecRequest& request) {
   ordered_json body{{"argv", request.argv}};
   if (!request.env.empty()) body["env"] = request.env;
   if (!request.cwd.empty()) body["cwd"] = request.cwd;
-  if (request.timeout.count() > 0) body["timeout_sec"] = request.timeout.count() / 1000.0;
+  if (request.timeout.count() > 0) body["timeout_sec"] = TimeoutToSeconds(request.timeout);
   if (!request.stdin_data.empty()) {
     if (IsValidUtf8(request.stdin_data)) {
       body["stdin"] = request.stdin_data;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "supervisor/api/encoding.h"
+#include "supervisor/api/json_codec.h"
 
 namespace agentvm::api {
 namespace {
@@ -328,7 +329,7 @@ Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {
       return Invalid("timeout_sec must be between 0 and " +
                      std::to_string(static_cast<int>(kMaxExecTimeoutSec)));
     }
-    request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
+    request.timeout = TimeoutFromSeconds(seconds);
   }
 
   bool has_stdin = object->contains("stdin");
