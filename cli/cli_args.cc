@@ -6,6 +6,7 @@
 
 #include "protocol/exec_types.h"
 #include "supervisor/api/request_validation.h"
+#include "supervisor/names.h"
 
 namespace agentvm::cli {
 namespace {
@@ -94,13 +95,18 @@ class ArgReader {
   std::string command_;
 };
 
+// A whole number in [min, max] (the API's own range for the field).
 std::expected<int, UsageError> ParseInt(const ArgReader& reader, std::string_view option,
-                                        const std::string& text) {
+                                        const std::string& text, int min, int max) {
   int value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size()) {
     return std::unexpected(reader.Error(std::string(option) + " expects a whole number, not \"" +
-                                        text + "\""));
+                                        QuoteForError(text) + "\""));
+  }
+  if (value < min || value > max) {
+    return std::unexpected(reader.Error(std::string(option) + " must be between " + std::to_string(min) +
+                                        " and " + std::to_string(max) + ", not " + text));
   }
   return value;
 }
@@ -142,7 +148,7 @@ std::expected<std::uint16_t, UsageError> ParsePort(const ArgReader& reader,
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value < 1 || value > 65535) {
     return std::unexpected(reader.Error("--allow-port expects a TCP port (1-65535), not \"" +
-                                        api::QuoteForError(text) + "\""));
+                                        QuoteForError(text) + "\""));
   }
   return static_cast<std::uint16_t>(value);
 }
@@ -174,7 +180,7 @@ std::expected<std::uint64_t, UsageError> ParseBandwidth(const ArgReader& reader,
   if (ec != std::errc() || end != last) {
     return std::unexpected(reader.Error(
         "--bandwidth expects bytes per second, optionally with a suffix k, M or G (10M is "
-        "10000000), not \"" + api::QuoteForError(text) + "\""));
+        "10000000), not \"" + QuoteForError(text) + "\""));
   }
   return value * multiplier;
 }
@@ -187,7 +193,7 @@ std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& n
     auto parsed = NetworkModeFromName(mode->value());
     if (!parsed) {
       return reader.Error("--net expects nat-filtered, isolated or bridge, not \"" +
-                          api::QuoteForError(mode->value()) + "\"");
+                          QuoteForError(mode->value()) + "\"");
     }
     network.mode = *parsed;
     return std::nullopt;
@@ -229,19 +235,20 @@ std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matc
   *matched = true;
   if (auto image = reader.value("--image")) {
     if (!*image) return image->error();
+    if (auto ok = ValidateImageName(image->value()); !ok) return reader.Error(ok.error().message);
     vm.image = image->value();
     return std::nullopt;
   }
   if (auto cpus = reader.value("--cpus")) {
     if (!*cpus) return cpus->error();
-    auto number = ParseInt(reader, "--cpus", cpus->value());
+    auto number = ParseInt(reader, "--cpus", cpus->value(), kMinCpus, kMaxCpus);
     if (!number) return number.error();
     vm.cpus = *number;
     return std::nullopt;
   }
   if (auto memory = reader.value("--memory")) {
     if (!*memory) return memory->error();
-    auto number = ParseInt(reader, "--memory", memory->value());
+    auto number = ParseInt(reader, "--memory", memory->value(), kMinMemoryMib, kMaxMemoryMib);
     if (!number) return number.error();
     vm.memory_mib = *number;
     return std::nullopt;
@@ -251,7 +258,7 @@ std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matc
     auto mode = BootModeFromName(boot->value());
     if (!mode) {
       return reader.Error("--boot expects auto, restore or cold, not \"" +
-                          api::QuoteForError(boot->value()) + "\"");
+                          QuoteForError(boot->value()) + "\"");
     }
     vm.boot = *mode;
     return std::nullopt;
@@ -335,7 +342,7 @@ std::optional<std::pair<std::string, std::string>> SplitRemote(const std::string
   auto colon = arg.find(':');
   if (colon == std::string::npos) return std::nullopt;
   std::string id = arg.substr(0, colon);
-  if (!api::ValidateVmId(id)) return std::nullopt;
+  if (!IsValidVmId(id)) return std::nullopt;
   return std::make_pair(id, arg.substr(colon + 1));
 }
 
@@ -349,7 +356,7 @@ std::optional<UsageError> ParseSnapshotArgs(const ArgReader& reader,
     if (candidate.name == positional[0]) action = &candidate;
   }
   if (!action) {
-    return reader.Error("unknown snapshot command \"" + api::QuoteForError(positional[0]) +
+    return reader.Error("unknown snapshot command \"" + QuoteForError(positional[0]) +
                         "\" (expected save, ls, restore or rm)");
   }
   command.snapshot_action = action->action;
@@ -363,7 +370,7 @@ std::optional<UsageError> ParseSnapshotArgs(const ArgReader& reader,
   if (command.json && named) return reader.Error("--json is only for snapshot ls");
   command.ids = {positional[1]};
   if (named) {
-    if (auto ok = api::ValidateSnapshotName(positional[2]); !ok) {
+    if (auto ok = ValidateSnapshotName(positional[2]); !ok) {
       return reader.Error(ok.error().message);
     }
     command.snapshot_name = positional[2];

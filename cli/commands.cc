@@ -14,10 +14,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "supervisor/api/json_codec.h"
 #include "cli/cli_format.h"
 #include "cli/interactive_exec.h"
 #include "cli/terminal.h"
+#include "common/unique_fd.h"
+#include "supervisor/api/json_codec.h"
 
 namespace agentvm::cli {
 namespace {
@@ -82,7 +83,7 @@ protocol::ExecRequest ToExecRequest(const ExecSpec& spec) {
   request.argv = spec.argv;
   request.env = spec.env;
   request.cwd = spec.workdir;
-  request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(spec.timeout_sec * 1000)));
+  request.timeout = api::TimeoutFromSeconds(spec.timeout_sec);
   request.user = spec.user;
   request.tty = spec.tty;
   request.detach = spec.detach;
@@ -299,17 +300,15 @@ Result<void> CopyIn(const CopySpec& copy, ApiClient& client, const CliContext& c
     if (!read) return Fail(read.error());
     data = std::move(*read);
   } else {
-    int fd = ::open(copy.local.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Fail(ErrnoError(copy.local, errno));
+    UniqueFd fd(::open(copy.local.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return Fail(ErrnoError(copy.local, errno));
     struct stat st {};
-    ::fstat(fd, &st);
+    ::fstat(fd.get(), &st);
     if (S_ISDIR(st.st_mode)) {
-      ::close(fd);
       return Fail(ErrorCode::kInvalidArgument, copy.local + " is a directory (only files are copied)");
     }
     mode = st.st_mode & 07777;
-    auto read = ReadAll(fd, copy.local);
-    ::close(fd);
+    auto read = ReadAll(fd.get(), copy.local);
     if (!read) return Fail(read.error());
     data = std::move(*read);
   }
@@ -328,11 +327,12 @@ Result<void> CopyOut(const CopySpec& copy, ApiClient& client, const CliContext& 
   if (std::filesystem::is_directory(target, ec)) {
     target /= std::filesystem::path(copy.guest_path).filename();
   }
-  int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) return Fail(ErrnoError(target.string(), errno));
-  bool written = WriteAll(fd, *data);
+  UniqueFd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+  if (!fd) return Fail(ErrnoError(target.string(), errno));
+  bool written = WriteAll(fd.get(), *data);
   int err = errno;
-  if (::close(fd) != 0 && written) {
+  // Closed by hand: a failing close can be the first sign of a lost write.
+  if (::close(fd.release()) != 0 && written) {
     written = false;
     err = errno;
   }

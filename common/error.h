@@ -20,7 +20,16 @@ enum class ErrorCode {
   kInternal,         // our bug or the host's fault: 500
 };
 
+inline constexpr ErrorCode kAllErrorCodes[] = {
+    ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kConflict, ErrorCode::kTimeout,
+    ErrorCode::kUnavailable,     ErrorCode::kTooLarge, ErrorCode::kInternal,
+};
+
+// "invalid_argument", "not_found", ...: the names the API and the guest
+// protocol carry on the wire.
 std::string_view ErrorCodeName(ErrorCode code);
+// The inverse of ErrorCodeName; kInternal for a name it never gives.
+ErrorCode ErrorCodeFromName(std::string_view name);
 
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
@@ -44,5 +53,9 @@ inline std::unexpected<Error> Fail(Error error) {
 
 // Error from errno, message "<what>: <strerror(err)>".
 Error ErrnoError(std::string_view what, int err);
+
+// A short printable rendering of untrusted input for error messages: at most
+// 64 bytes, non-printable bytes, quotes and backslashes as \xNN.
+std::string QuoteForError(std::string_view text);
 
 }  // namespace agentvm

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <exception>
+#include <memory>
 #include <string>
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
@@ -16,18 +17,31 @@
 
 namespace agentvm {
 
-template <class Executor>
-void SpawnDetached(const Executor& executor, boost::asio::awaitable<void> work, std::string what) {
-  boost::asio::co_spawn(executor, std::move(work), [what = std::move(what)](std::exception_ptr error) {
+// The completion handler: logs an exception to `log` as "<what> ended with
+// an exception: ...".
+struct LogIfThrew {
+  std::string what;
+  std::shared_ptr<spdlog::logger> log;
+
+  void operator()(std::exception_ptr error) const {
     if (!error) return;
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
-      Logger("async")->error("{} ended with an exception: {}", what, e.what());
+      log->error("{} ended with an exception: {}", what, e.what());
     } catch (...) {
-      Logger("async")->error("{} ended with an unknown exception", what);
+      log->error("{} ended with an unknown exception", what);
     }
-  });
+  }
+};
+
+// `where` is an executor or an io_context. `work` is an awaitable<void>, or
+// a function returning one: pass a coroutine lambda itself (not its call)
+// so its captures live as long as the coroutine does.
+template <class Where, class Work>
+void SpawnDetached(Where&& where, Work&& work, std::string what,
+                   std::shared_ptr<spdlog::logger> log = Logger("async")) {
+  boost::asio::co_spawn(where, std::forward<Work>(work), LogIfThrew{std::move(what), std::move(log)});
 }
 
 }  // namespace agentvm

@@ -10,8 +10,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,6 +17,7 @@
 #include <boost/asio/write.hpp>
 
 #include "common/logging.h"
+#include "common/spawn.h"
 
 namespace agentvm {
 namespace asio = boost::asio;
@@ -131,8 +130,8 @@ class DnsForwarder::State::TcpSession : public std::enable_shared_from_this<TcpS
   ~TcpSession() { state_->tcp_sessions.erase(this); }
 
   void Start() {
-    asio::co_spawn(state_->executor(), Watchdog(shared_from_this()), asio::detached);
-    asio::co_spawn(state_->executor(), GuestToUpstream(shared_from_this()), asio::detached);
+    SpawnDetached(state_->executor(), Watchdog(shared_from_this()), "tcp relay watchdog", Log());
+    SpawnDetached(state_->executor(), GuestToUpstream(shared_from_this()), "tcp relay to upstream", Log());
   }
 
   void Close() {
@@ -171,7 +170,7 @@ class DnsForwarder::State::TcpSession : public std::enable_shared_from_this<TcpS
       co_return;
     }
     self->Touch();
-    asio::co_spawn(self->state_->executor(), UpstreamToGuest(self), asio::detached);
+    SpawnDetached(self->state_->executor(), UpstreamToGuest(self), "tcp relay to guest", Log());
 
     std::vector<std::uint8_t> frame(2 + kMaxQuerySize);
     while (!self->closed_) {
@@ -416,10 +415,10 @@ Result<void> DnsForwarder::Start() {
   if (auto bound = state_->Bind(); !bound) return bound;
   state_->running = true;
   const auto executor = state_->executor();
-  asio::co_spawn(executor, State::GuestLoop(state_), asio::detached);
-  asio::co_spawn(executor, State::UpstreamLoop(state_), asio::detached);
-  asio::co_spawn(executor, State::ExpiryLoop(state_), asio::detached);
-  if (state_->options.serve_tcp) asio::co_spawn(executor, State::AcceptLoop(state_), asio::detached);
+  SpawnDetached(executor, State::GuestLoop(state_), "guest loop", Log());
+  SpawnDetached(executor, State::UpstreamLoop(state_), "upstream loop", Log());
+  SpawnDetached(executor, State::ExpiryLoop(state_), "expiry loop", Log());
+  if (state_->options.serve_tcp) SpawnDetached(executor, State::AcceptLoop(state_), "tcp accept loop", Log());
   const auto local = local_endpoint();
   Log()->info("forwarding {}:{} (udp{}) to {}:{}", local.address().to_string(), local.port(),
               state_->options.serve_tcp ? ", tcp" : "", state_->options.upstream.address().to_string(),

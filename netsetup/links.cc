@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "common/logging.h"
+#include "common/unique_fd.h"
 #include "netsetup/net_names.h"
 #include "netsetup/route_socket.h"
 
@@ -138,20 +139,18 @@ Result<bool> LinkExists(const std::string& name) {
 
 Result<void> EnableIpv4Forwarding() {
   constexpr const char* kPath = "/proc/sys/net/ipv4/ip_forward";
-  int fd = ::open(kPath, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return Fail(ErrnoError(std::string("open ") + kPath, errno));
-  ssize_t written = ::write(fd, "1\n", 2);
+  UniqueFd fd(::open(kPath, O_WRONLY | O_CLOEXEC));
+  if (!fd) return Fail(ErrnoError(std::string("open ") + kPath, errno));
+  ssize_t written = ::write(fd.get(), "1\n", 2);
   int err = errno;
-  ::close(fd);
   if (written != 2) return Fail(ErrnoError(std::string("write ") + kPath, written < 0 ? err : EIO));
   return {};
 }
 
 void DisableIpv6(const std::string& name) {
   const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::write(fd, "1\n", 2) != 2) Log()->warn("{}: cannot disable IPv6 ({})", name, path);
-  if (fd >= 0) ::close(fd);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd || ::write(fd.get(), "1\n", 2) != 2) Log()->warn("{}: cannot disable IPv6 ({})", name, path);
 }
 
 

@@ -80,22 +80,21 @@ Result<void> Attach(const std::string& name, const std::string& bridge, bool iso
 Result<Tap> Tap::Create(const std::string& name, const std::string& bridge, bool isolated_port) {
   if (!IsValidLinkName(name)) return Fail(ErrorCode::kInvalidArgument, "invalid tap name \"" + name + "\"");
   if (!IsValidLinkName(bridge)) return Fail(ErrorCode::kInvalidArgument, "invalid bridge name \"" + bridge + "\"");
-  int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-  if (fd < 0) return Fail(ErrnoError("open /dev/net/tun", errno));
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!fd) return Fail(ErrnoError("open /dev/net/tun", errno));
   ifreq request{};
   std::memcpy(request.ifr_name, name.data(), name.size());
   // IFF_TUN_EXCL: an existing interface of that name is an error (EBUSY)
   // rather than one we attach to, so we never take over someone else's tap.
   request.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL);
-  if (::ioctl(fd, TUNSETIFF, &request) < 0) {
+  if (::ioctl(fd.get(), TUNSETIFF, &request) < 0) {
     int err = errno;
-    ::close(fd);
     if (err == EBUSY || err == EEXIST) {
       return Fail(ErrorCode::kConflict, "an interface named " + name + " already exists");
     }
     return Fail(ErrnoError("create tap " + name, err));
   }
-  Tap tap(fd, name);  // from here on, returning early removes the tap
+  Tap tap(std::move(fd), name);  // from here on, returning early removes the tap
   if (auto attached = Attach(name, bridge, isolated_port); !attached) {
     return Fail(attached.error().Wrap("tap " + name));
   }
@@ -104,24 +103,6 @@ Result<Tap> Tap::Create(const std::string& name, const std::string& bridge, bool
   DisableIpv6(name);
   Log()->debug("tap {} on bridge {}{}", name, bridge, isolated_port ? ", isolated port" : "");
   return tap;
-}
-
-Tap::Tap(Tap&& other) noexcept : fd_(std::exchange(other.fd_, -1)), name_(std::move(other.name_)) {}
-
-Tap& Tap::operator=(Tap&& other) noexcept {
-  if (this != &other) {
-    Close();
-    fd_ = std::exchange(other.fd_, -1);
-    name_ = std::move(other.name_);
-  }
-  return *this;
-}
-
-Tap::~Tap() { Close(); }
-
-void Tap::Close() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
 }
 
 }  // namespace agentvm::net

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 
 namespace agentvm::net {
 
@@ -23,21 +24,17 @@ class Tap {
   // when there is no bridge `bridge`. On error nothing is left behind.
   static Result<Tap> Create(const std::string& name, const std::string& bridge, bool isolated_port);
 
-  Tap(Tap&& other) noexcept;
-  Tap& operator=(Tap&& other) noexcept;
-  Tap(const Tap&) = delete;
-  Tap& operator=(const Tap&) = delete;
-  ~Tap();
+  Tap(Tap&&) noexcept = default;
+  Tap& operator=(Tap&&) noexcept = default;
 
   // Valid for the object's lifetime; QEMU gets a duplicate of it.
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
   const std::string& name() const { return name_; }
 
  private:
-  Tap(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
-  void Close();
+  Tap(UniqueFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
 
-  int fd_ = -1;
+  UniqueFd fd_;
   std::string name_;
 };
 

@@ -13,24 +13,6 @@
 
 namespace agentvm::qmp {
 
-OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
-  if (this != &other) Reset(other.Release());
-  return *this;
-}
-
-OwnedFd OwnedFd::Duplicate(int fd) {
-  if (fd < 0) {
-    errno = EBADF;
-    return OwnedFd();
-  }
-  return OwnedFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-}
-
-void OwnedFd::Reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 boost::asio::awaitable<std::size_t> SendWithFd(UnixSocket& socket, std::string_view bytes,
                                                int fd, boost::system::error_code& ec) {
   ec.clear();
@@ -64,7 +46,7 @@ boost::asio::awaitable<std::size_t> SendWithFd(UnixSocket& socket, std::string_v
 }
 
 boost::asio::awaitable<std::size_t> ReceiveWithFds(UnixSocket& socket, std::span<char> buffer,
-                                                   std::vector<OwnedFd>& fds,
+                                                   std::vector<UniqueFd>& fds,
                                                    boost::system::error_code& ec) {
   ec.clear();
   constexpr std::size_t kMaxFds = 16;

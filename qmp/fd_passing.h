@@ -13,34 +13,9 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "common/unique_fd.h"
+
 namespace agentvm::qmp {
-
-// A move-only owned file descriptor; closes it on destruction.
-class OwnedFd {
- public:
-  OwnedFd() = default;
-  explicit OwnedFd(int fd) : fd_(fd) {}
-  OwnedFd(OwnedFd&& other) noexcept : fd_(other.Release()) {}
-  OwnedFd& operator=(OwnedFd&& other) noexcept;
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd() { Reset(); }
-
-  // A close-on-exec duplicate of `fd`; invalid (and errno set) if `fd` is not open.
-  static OwnedFd Duplicate(int fd);
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void Reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
 
 using UnixSocket = boost::asio::local::stream_protocol::socket;
 
@@ -54,7 +29,7 @@ boost::asio::awaitable<std::size_t> SendWithFd(UnixSocket& socket, std::string_v
 // appending any fds that came along to `fds` (close-on-exec; the caller owns
 // them). Returns 0 and sets ec to asio::error::eof at end of stream.
 boost::asio::awaitable<std::size_t> ReceiveWithFds(UnixSocket& socket, std::span<char> buffer,
-                                                   std::vector<OwnedFd>& fds,
+                                                   std::vector<UniqueFd>& fds,
                                                    boost::system::error_code& ec);
 
 }  // namespace agentvm::qmp

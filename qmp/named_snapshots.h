@@ -28,7 +28,7 @@
 // A kTimeout means the caller stopped waiting, not that nothing happened: the
 // job may still have taken effect (ListNamedSnapshots tells for a save).
 // Names are otherwise validated by the caller (IsValidSnapshotName in
-// supervisor/vm_types.h).
+// supervisor/names.h).
 #pragma once
 
 #include <chrono>

@@ -99,14 +99,14 @@ boost::asio::awaitable<QmpResult<void>> QmpClient::Handshake(std::chrono::millis
 boost::asio::awaitable<QmpResult<json>> QmpClient::Execute(std::string command, json arguments,
                                                            std::chrono::milliseconds timeout) {
   return internal::QmpSession::Execute(session_, std::move(command), std::move(arguments),
-                                       OwnedFd(), /*with_fd=*/false, timeout);
+                                       UniqueFd(), /*with_fd=*/false, timeout);
 }
 
 boost::asio::awaitable<QmpResult<json>> QmpClient::ExecuteWithFd(std::string command,
                                                                  json arguments, int fd,
                                                                  std::chrono::milliseconds timeout) {
   return internal::QmpSession::Execute(session_, std::move(command), std::move(arguments),
-                                       OwnedFd::Duplicate(fd), /*with_fd=*/true, timeout);
+                                       UniqueFd::Duplicate(fd), /*with_fd=*/true, timeout);
 }
 
 EventWaiter QmpClient::ExpectEvent(std::string name, EventFilter filter) {

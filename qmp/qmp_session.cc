@@ -4,7 +4,6 @@
 #include <exception>
 
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
@@ -14,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/logging.h"
+#include "common/spawn.h"
 
 namespace agentvm::qmp::internal {
 namespace {
@@ -40,17 +40,7 @@ QmpSession::QmpSession(Socket socket, std::string log_tag)
     : socket_(std::move(socket)), tag_(std::move(log_tag)), log_(Logger("qmp")) {}
 
 void QmpSession::Spawn(boost::asio::awaitable<void> coroutine, const char* what) {
-  boost::asio::co_spawn(socket_.get_executor(), std::move(coroutine),
-                        [log = log_, tag = tag_, what](std::exception_ptr error) {
-                          if (!error) return;
-                          try {
-                            std::rethrow_exception(error);
-                          } catch (const std::exception& e) {
-                            log->error("{}: qmp {} stopped by exception: {}", tag, what, e.what());
-                          } catch (...) {
-                            log->error("{}: qmp {} stopped by unknown exception", tag, what);
-                          }
-                        });
+  SpawnDetached(socket_.get_executor(), std::move(coroutine), tag_ + ": qmp " + what, log_);
 }
 
 boost::asio::awaitable<QmpResult<void>> QmpSession::Handshake(std::shared_ptr<QmpSession> self,
@@ -76,7 +66,7 @@ boost::asio::awaitable<QmpResult<void>> QmpSession::Handshake(std::shared_ptr<Qm
   auto remaining = std::max(std::chrono::milliseconds(0),
                             std::chrono::duration_cast<std::chrono::milliseconds>(
                                 deadline - std::chrono::steady_clock::now()));
-  auto caps = co_await Execute(self, "qmp_capabilities", nullptr, OwnedFd(), false, remaining);
+  auto caps = co_await Execute(self, "qmp_capabilities", nullptr, UniqueFd(), false, remaining);
   if (!caps) {
     self->Shutdown(caps.error(), /*notify=*/false);
     co_return std::unexpected(caps.error());
@@ -91,7 +81,7 @@ boost::asio::awaitable<QmpResult<void>> QmpSession::Handshake(std::shared_ptr<Qm
 
 boost::asio::awaitable<QmpResult<json>> QmpSession::Execute(std::shared_ptr<QmpSession> self,
                                                             std::string command, json arguments,
-                                                            OwnedFd fd, bool with_fd,
+                                                            UniqueFd fd, bool with_fd,
                                                             std::chrono::milliseconds timeout) {
   if (self->state_ == State::kClosed) {
     co_return QmpFail(Kind::kDisconnected, command,
@@ -129,7 +119,7 @@ boost::asio::awaitable<QmpResult<json>> QmpSession::Execute(std::shared_ptr<QmpS
   co_return std::move(*result);
 }
 
-void QmpSession::Enqueue(std::string bytes, OwnedFd fd) {
+void QmpSession::Enqueue(std::string bytes, UniqueFd fd) {
   outgoing_.push_back(Outgoing{std::move(bytes), std::move(fd)});
   if (writing_) return;
   writing_ = true;

@@ -43,7 +43,7 @@ class QmpSession : public std::enable_shared_from_this<QmpSession> {
   // `fd` is sent along when `with_fd`; an invalid one then fails the call.
   static boost::asio::awaitable<QmpResult<nlohmann::json>> Execute(
       std::shared_ptr<QmpSession> self, std::string command, nlohmann::json arguments,
-      OwnedFd fd, bool with_fd, std::chrono::milliseconds timeout);
+      UniqueFd fd, bool with_fd, std::chrono::milliseconds timeout);
 
   std::shared_ptr<EventSlot> AddEventWaiter(const std::string& name, EventFilter filter);
   int Subscribe(EventHandler handler);
@@ -61,7 +61,7 @@ class QmpSession : public std::enable_shared_from_this<QmpSession> {
 
   struct Outgoing {
     std::string bytes;
-    OwnedFd fd;  // sent with the first bytes when valid
+    UniqueFd fd;  // sent with the first bytes when valid
   };
   struct InFlight {
     std::string command;
@@ -78,7 +78,7 @@ class QmpSession : public std::enable_shared_from_this<QmpSession> {
   static boost::asio::awaitable<void> WriteLoop(std::shared_ptr<QmpSession> self);
   void Spawn(boost::asio::awaitable<void> coroutine, const char* what);
 
-  void Enqueue(std::string bytes, OwnedFd fd);
+  void Enqueue(std::string bytes, UniqueFd fd);
   void HandleLine(std::string_view line);
   void HandleGreeting(const nlohmann::json& message);
   void HandleReply(const nlohmann::json& message);

@@ -6,13 +6,12 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 
 #include "common/logging.h"
+#include "common/spawn.h"
 #include "supervisor/api/api_server.h"
 #include "supervisor/config.h"
 #include "supervisor/supervisor.h"
@@ -144,13 +143,13 @@ int main(int argc, char** argv) {
     if (ec) return;
     log->info("signal {}: stopping every VM, then exiting", signal);
     api.Stop();
-    boost::asio::co_spawn(
+    agentvm::SpawnDetached(
         io,
         [&]() -> boost::asio::awaitable<void> {
           co_await (*supervisor)->Shutdown();
           io.stop();
         },
-        boost::asio::detached);
+        "shutdown", log);
   });
 
   io.run();

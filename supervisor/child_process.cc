@@ -114,6 +114,19 @@ boost::asio::awaitable<ExitStatus> ChildProcess::WaitExit() {
   co_return *exit_status_;
 }
 
+ExitStatus ChildProcess::WaitBlocking() {
+  if (!exit_status_) {
+    int status = 0;
+    pid_t reaped = -1;
+    do {
+      reaped = ::waitpid(pid_, &status, 0);
+    } while (reaped < 0 && errno == EINTR);
+    // ECHILD: someone else reaped it; how it ended is lost (as in TryReap).
+    exit_status_ = reaped == pid_ ? ExitStatusFromWait(status) : ExitStatus{};
+  }
+  return *exit_status_;
+}
+
 void ChildProcess::Kill(int signal) {
   if (exit_status_) return;
   // pidfd_send_signal cannot hit a recycled pid: the pidfd pins this process.

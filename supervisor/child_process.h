@@ -53,6 +53,10 @@ class ChildProcess {
   // several coroutines; each sees the same status.
   boost::asio::awaitable<ExitStatus> WaitExit();
 
+  // Blocks the thread until the process has exited and been reaped: for
+  // short start-up probes, before the io_context runs.
+  ExitStatus WaitBlocking();
+
   // Sends `signal` unless the process is already reaped (never a recycled pid).
   void Kill(int signal);
 

@@ -13,12 +13,6 @@
 namespace agentvm {
 namespace {
 
-// A pool's VMs are made like any other, so its profile is held to the ranges
-// of a create request (supervisor/api/request_validation.h, not linked here).
-constexpr int kMinCpus = 1;
-constexpr int kMaxCpus = 64;
-constexpr int kMinMemoryMib = 64;
-constexpr int kMaxMemoryMib = 65536;
 constexpr int kMaxPoolTotal = 64;
 
 constexpr char kPoolKeys[] = "image, cpus, memory_mib, network, min_ready, max_total, ttl_sec";
@@ -91,16 +85,15 @@ Result<void> ValidatePools(const DaemonConfig& config) {
   for (std::size_t i = 0; i < config.pools.size(); ++i) {
     const PoolConfig& pool = config.pools[i];
     const std::string where = "pools[" + std::to_string(i) + "]";
-    if (!IsValidImageName(pool.image)) {
-      return Invalid(where + ": invalid image name '" + pool.image +
-                     "': expected 1-64 characters of [a-z0-9._-], starting with a letter or digit");
-    }
+    if (auto valid = ValidateImageName(pool.image); !valid) return Fail(valid.error().Wrap(where));
     auto mode = NetworkModeFromName(pool.network);
     if (!mode || *mode == NetworkMode::kBridge) {
       // A bridge VM attaches to a bridge its request names, so no ready VM
       // can match it in advance.
       return Invalid(where + ": network must be nat-filtered or isolated, not '" + pool.network + "'");
     }
+    // A pool's VMs are made like any other, so its profile is held to the
+    // sizes of a create request (vm_types.h).
     if (pool.cpus < kMinCpus || pool.cpus > kMaxCpus) {
       return Invalid(where + ": cpus must be between " + std::to_string(kMinCpus) + " and " +
                      std::to_string(kMaxCpus) + ", not " + std::to_string(pool.cpus));
@@ -283,8 +276,12 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
   if (config.agent_timeout.count() < 1 || config.stop_grace.count() < 0) {
     return Fail(ErrorCode::kInvalidArgument, "agent_timeout_sec must be >= 1 and stop_grace_sec >= 0");
   }
-  if (config.default_cpus < 1 || config.default_cpus > 64 || config.default_memory_mib < 64) {
-    return Fail(ErrorCode::kInvalidArgument, "default_cpus must be 1..64 and default_memory_mib >= 64");
+  if (config.default_cpus < kMinCpus || config.default_cpus > kMaxCpus) {
+    return Invalid("default_cpus must be between " + std::to_string(kMinCpus) + " and " + std::to_string(kMaxCpus));
+  }
+  if (config.default_memory_mib < kMinMemoryMib || config.default_memory_mib > kMaxMemoryMib) {
+    return Invalid("default_memory_mib must be between " + std::to_string(kMinMemoryMib) + " and " +
+                   std::to_string(kMaxMemoryMib));
   }
   if (auto network = ValidateNetworkConfig(config); !network) return network;
   return ValidatePools(config);

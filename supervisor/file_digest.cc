@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "common/unique_fd.h"
+
 namespace agentvm {
 namespace fs = std::filesystem;
 namespace {
@@ -107,25 +109,20 @@ std::uint64_t Xxh64Of(std::string_view bytes) {
 std::string Hex64(std::uint64_t value) { return fmt::format("{:016x}", value); }
 
 Result<FileDigest> DigestFile(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Fail(ErrnoError("open " + path.string(), errno));
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Fail(ErrnoError("open " + path.string(), errno));
+  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   std::vector<char> buffer(std::size_t{1} << 20);
   Xxh64 hash;
   FileDigest digest;
   for (;;) {
-    ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Fail(ErrnoError("read " + path.string(), err));
-    }
+    if (n < 0) return Fail(ErrnoError("read " + path.string(), errno));
     if (n == 0) break;
     hash.Update(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
     digest.size += static_cast<std::uint64_t>(n);
   }
-  ::close(fd);
   digest.checksum = "xxh64:" + Hex64(hash.Digest());
   return digest;
 }

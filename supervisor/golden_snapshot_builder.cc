@@ -7,11 +7,9 @@
 #include <chrono>
 #include <cstring>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-
 #include "common/logging.h"
-#include "common/poll.h"
+#include "common/unique_fd.h"
+#include "common/spawn.h"
 
 namespace agentvm {
 namespace {
@@ -32,7 +30,8 @@ GoldenSnapshotBuilder::GoldenSnapshotBuilder(boost::asio::any_io_executor execut
       store_(std::move(root)),
       qemu_version_(std::move(qemu_version)),
       boot_(std::move(boot)),
-      remove_(std::move(remove)) {}
+      remove_(std::move(remove)),
+      build_ended_(executor_) {}
 
 Result<void> GoldenSnapshotBuilder::RemoveLeftovers() {
   auto removed = store_.RemoveLeftovers();
@@ -86,12 +85,13 @@ void GoldenSnapshotBuilder::BuildSoon(const GoldenKey& key) {
       failed != failed_at_.end() && std::chrono::steady_clock::now() - failed->second < kRetryAfterFailure) {
     return;
   }
-  boost::asio::co_spawn(
-      executor_, [this, key]() -> boost::asio::awaitable<void> { co_await Build(key); }, boost::asio::detached);
+  SpawnDetached(
+      executor_, [this, key]() -> boost::asio::awaitable<void> { co_await Build(key); }, name + ": golden build",
+      Log());
 }
 
 boost::asio::awaitable<void> GoldenSnapshotBuilder::WaitIdle() {
-  co_await PollUntil(executor_, [this] { return building_.empty(); });
+  while (!building_.empty()) co_await build_ended_.Wait();
 }
 
 boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::Build(const GoldenKey& key) {
@@ -112,6 +112,7 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::Build(cons
   }
   std::vector<Waiter> waiters = std::move(building_[name]);
   building_.erase(name);
+  build_ended_.Notify();
   for (const Waiter& waiter : waiters) waiter->Set(built);
   co_return built;
 }
@@ -135,10 +136,10 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::SaveAndFre
   if (!expected) co_return Fail(expected.error());
   auto writer = store_.Begin(key);
   if (!writer) co_return Fail(writer.error());
-  const int fd = ::open(writer->state_file().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) co_return Fail(ErrorCode::kInternal, "create " + writer->state_file().string() + ": " + std::strerror(errno));
-  Result<void> saved = co_await vm.SaveStateAndEnd(fd);
-  ::close(fd);
+  UniqueFd fd(::open(writer->state_file().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) co_return Fail(ErrorCode::kInternal, "create " + writer->state_file().string() + ": " + std::strerror(errno));
+  Result<void> saved = co_await vm.SaveStateAndEnd(fd.get());
+  fd.reset();
   if (!saved) co_return Fail(saved.error());
   // QEMU has exited: the disk it ran on is complete and nobody writes it.
   std::error_code ec;

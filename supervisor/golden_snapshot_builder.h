@@ -17,6 +17,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/error.h"
+#include "common/notifier.h"
 #include "common/pending.h"
 #include "supervisor/golden_snapshot_store.h"
 #include "supervisor/vm.h"
@@ -79,6 +80,7 @@ class GoldenSnapshotBuilder {
   std::map<std::string, std::vector<Waiter>> building_;
   // When each key's latest build failed; cleared by a success.
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
+  Notifier build_ended_;  // given as each build ends; WaitIdle() waits on it
 };
 
 }  // namespace agentvm

@@ -1,7 +1,6 @@
 #include "supervisor/golden_snapshot_store.h"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "common/logging.h"
+#include "common/unique_fd.h"
 
 extern char** environ;
 
@@ -39,33 +39,23 @@ std::string UniqueSuffix() {
 }
 
 Result<void> SyncPath(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Fail(ErrnoError("open " + path.string(), errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return Fail(ErrnoError("fsync " + path.string(), err));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Fail(ErrnoError("open " + path.string(), errno));
+  if (::fsync(fd.get()) != 0) return Fail(ErrnoError("fsync " + path.string(), errno));
   return {};
 }
 
 Result<void> WriteWholeFile(const fs::path& path, const std::string& text) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
-  if (fd < 0) return Fail(ErrnoError("create " + path.string(), errno));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444));
+  if (!fd) return Fail(ErrnoError("create " + path.string(), errno));
   std::size_t done = 0;
   while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Fail(ErrnoError("write " + path.string(), err));
-    }
+    if (n < 0) return Fail(ErrnoError("write " + path.string(), errno));
     done += static_cast<std::size_t>(n);
   }
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return Fail(ErrnoError("fsync " + path.string(), err));
+  if (::fsync(fd.get()) != 0) return Fail(ErrnoError("fsync " + path.string(), errno));
   return {};
 }
 

@@ -3,8 +3,6 @@
 #include <signal.h>
 #include <sys/random.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -83,15 +81,6 @@ asio::awaitable<void> FeedStdin(std::shared_ptr<ExecStream> exec, std::string re
 
 }  // namespace
 
-ErrorCode ErrorCodeFromName(std::string_view name) {
-  for (ErrorCode code :
-       {ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kConflict,
-        ErrorCode::kTimeout, ErrorCode::kUnavailable, ErrorCode::kTooLarge, ErrorCode::kInternal}) {
-    if (ErrorCodeName(code) == name) return code;
-  }
-  return ErrorCode::kInternal;
-}
-
 struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
   State(Socket s, std::string id)
       : socket(std::move(s)), vm_id(std::move(id)), log(Logger("guest")) {}
@@ -142,7 +131,7 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
     outbox.push_back(std::move(bytes));
     if (!writing) {
       writing = true;
-      asio::co_spawn(executor(), WriteLoop(shared_from_this()), asio::detached);
+      SpawnDetached(executor(), WriteLoop(shared_from_this()), vm_id + ": guest write loop", log);
     }
     return {};
   }
@@ -314,7 +303,7 @@ GuestChannel::~GuestChannel() {
 void GuestChannel::Start() {
   if (state_->reading || state_->closed) return;
   state_->reading = true;
-  asio::co_spawn(state_->executor(), State::ReadLoop(state_), asio::detached);
+  SpawnDetached(state_->executor(), State::ReadLoop(state_), state_->vm_id + ": guest read loop", state_->log);
 }
 
 void GuestChannel::Close() {

@@ -32,9 +32,6 @@ using GuestNetwork = protocol::GuestNetwork;
 // Entropy Configure sends when the caller gives none.
 inline constexpr std::size_t kConfigureEntropyBytes = 64;
 
-// The ErrorCode whose ErrorCodeName() is `name`; kInternal when none is.
-ErrorCode ErrorCodeFromName(std::string_view name);
-
 class GuestChannel {
  public:
   using Socket = boost::asio::generic::stream_protocol::socket;

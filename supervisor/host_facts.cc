@@ -1,12 +1,17 @@
 #include "supervisor/host_facts.h"
 
 #include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/unique_fd.h"
+#include "supervisor/child_process.h"
 
 namespace agentvm {
 namespace {
@@ -27,11 +32,7 @@ bool CpuInfoShowsVirtualization() {
 
 HostFacts ProbeHost() {
   HostFacts facts;
-  int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    facts.kvm_usable = true;
-    ::close(fd);
-  }
+  facts.kvm_usable = UniqueFd(::open("/dev/kvm", O_RDWR | O_CLOEXEC)).valid();
   facts.cpu_virtualization = CpuInfoShowsVirtualization();
   facts.vhost_vsock = ::access("/dev/vhost-vsock", F_OK) == 0;
   return facts;
@@ -45,38 +46,22 @@ std::string_view ChannelKindName(ChannelKind kind) {
 
 
 Result<std::string> QemuVersion(const std::string& qemu_binary) {
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Fail(ErrnoError("pipe", errno));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  std::string arg0 = qemu_binary;
-  std::string arg1 = "--version";
-  char* argv[] = {arg0.data(), arg1.data(), nullptr};
-  pid_t pid = -1;
-  const int spawned = ::posix_spawnp(&pid, arg0.c_str(), &actions, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(pipe_fds[1]);
-  if (spawned != 0) {
-    ::close(pipe_fds[0]);
-    return Fail(ErrnoError("run " + qemu_binary, spawned));
-  }
-  std::string output;
+  // The output goes to a memfd, which ChildProcess opens by its /proc path
+  // like any output file: no pipe to drain while the child runs.
+  UniqueFd output(::memfd_create("qemu-version", MFD_CLOEXEC));
+  if (!output) return Fail(ErrnoError("memfd_create", errno));
+  boost::asio::io_context io;  // holds the child's pidfd; never run
+  auto child = ChildProcess::Launch(
+      io.get_executor(), LaunchSpec{.argv = {qemu_binary, "--version"},
+                                    .stdout_path = "/proc/self/fd/" + std::to_string(output.get())});
+  if (!child) return Fail(child.error().Wrap("run " + qemu_binary));
+  const ExitStatus status = (*child)->WaitBlocking();
   char buffer[4096];
-  for (;;) {
-    ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    output.append(buffer, static_cast<std::size_t>(n));
-  }
-  ::close(pipe_fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  const std::string line = output.substr(0, output.find('\n'));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || line.empty()) {
-    return Fail(ErrorCode::kInternal, qemu_binary + " --version failed");
+  const ssize_t n = ::pread(output.get(), buffer, sizeof buffer, 0);
+  const std::string text(buffer, n > 0 ? static_cast<std::size_t>(n) : 0);
+  const std::string line = text.substr(0, text.find('\n'));
+  if (!status.success() || line.empty()) {
+    return Fail(ErrorCode::kInternal, qemu_binary + " --version " + status.Describe());
   }
   return line;
 }

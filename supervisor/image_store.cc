@@ -15,9 +15,7 @@
 namespace agentvm {
 
 Result<Image> ImageStore::Find(const std::string& name) const {
-  if (!IsValidImageName(name)) {
-    return Fail(ErrorCode::kInvalidArgument, "invalid image name (want [a-z0-9][a-z0-9._-]*, at most 64)");
-  }
+  if (auto valid = ValidateImageName(name); !valid) return Fail(valid.error());
   const std::filesystem::path root = dir_ / name;
   std::ifstream in(root / "image.json");
   if (!in) {

@@ -9,13 +9,13 @@
 #include <fstream>
 #include <random>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/spawn.h"
+#include "common/unique_fd.h"
 #include "supervisor/accel.h"
 #include "supervisor/names.h"
 
@@ -34,12 +34,11 @@ bool IsOurQemu(int pid, const std::string& runtime_dir) {
 
 // Kills a process we did not start (so cannot reap) and waits until it is gone.
 void KillStranger(int pid) {
-  const int pidfd = PidfdOpen(pid);
-  if (pidfd < 0) return;  // already gone
-  PidfdSendSignal(pidfd, SIGKILL);
-  pollfd p{.fd = pidfd, .events = POLLIN, .revents = 0};
+  UniqueFd pidfd(PidfdOpen(pid));
+  if (!pidfd) return;  // already gone
+  PidfdSendSignal(pidfd.get(), SIGKILL);
+  pollfd p{.fd = pidfd.get(), .events = POLLIN, .revents = 0};
   ::poll(&p, 1, 5000);
-  ::close(pidfd);
 }
 
 }  // namespace
@@ -168,7 +167,7 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
   boost::asio::steady_timer all_done(executor_, std::chrono::steady_clock::time_point::max());
   for (auto& [id, vm] : vms_) {
     ++*remaining;
-    boost::asio::co_spawn(
+    SpawnDetached(
         executor_,
         [vm, remaining, &all_done]() -> boost::asio::awaitable<void> {
           if (vm->state() == VmState::kRunning && !vm->unclaimed()) {
@@ -178,7 +177,7 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
           }
           if (--*remaining == 0) all_done.cancel();
         },
-        boost::asio::detached);
+        id + ": stop at shutdown", Log());
   }
   if (*remaining > 0) {
     boost::system::error_code ec;
@@ -216,7 +215,7 @@ std::uint32_t Supervisor::NewGuestCid() const {
 }
 
 Result<std::shared_ptr<Vm>> Supervisor::Find(const std::string& id) {
-  if (!IsValidVmId(id)) return Fail(ErrorCode::kInvalidArgument, "invalid vm id");
+  if (auto valid = ValidateVmId(id); !valid) return Fail(valid.error());
   auto it = vms_.find(id);
   if (it == vms_.end() || it->second->unclaimed()) return Fail(ErrorCode::kNotFound, "no such VM: " + id);
   return it->second;
@@ -246,9 +245,12 @@ Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int
 }
 
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest request) {
-  if (request.cpus < 1 || request.cpus > 64) co_return Fail(ErrorCode::kInvalidArgument, "cpus must be 1..64");
-  if (request.memory_mib < 64 || request.memory_mib > 65536) {
-    co_return Fail(ErrorCode::kInvalidArgument, "memory_mib must be 64..65536");
+  if (request.cpus < kMinCpus || request.cpus > kMaxCpus) {
+    co_return Fail(ErrorCode::kInvalidArgument, "cpus must be " + std::to_string(kMinCpus) + ".." + std::to_string(kMaxCpus));
+  }
+  if (request.memory_mib < kMinMemoryMib || request.memory_mib > kMaxMemoryMib) {
+    co_return Fail(ErrorCode::kInvalidArgument,
+                   "memory_mib must be " + std::to_string(kMinMemoryMib) + ".." + std::to_string(kMaxMemoryMib));
   }
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());

@@ -17,6 +17,7 @@
 
 #include "common/logging.h"
 #include "common/spawn.h"
+#include "common/unique_fd.h"
 #include "qmp/migration.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
@@ -349,10 +350,10 @@ boost::asio::awaitable<Result<void>> Vm::ConnectAgent(milliseconds timeout) {
 }
 
 boost::asio::awaitable<Result<void>> Vm::LoadGolden(const GoldenSnapshot& golden, milliseconds timeout) {
-  const int fd = ::open(golden.state_file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) co_return Fail(ErrorCode::kInternal, "open " + golden.state_file.string() + ": " + std::strerror(errno));
-  Result<void> loaded = co_await LoadState(*qmp_, fd, timeout);
-  ::close(fd);
+  UniqueFd fd(::open(golden.state_file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) co_return Fail(ErrorCode::kInternal, "open " + golden.state_file.string() + ": " + std::strerror(errno));
+  Result<void> loaded = co_await LoadState(*qmp_, fd.get(), timeout);
+  fd.reset();
   if (!loaded) {
     // QEMU's own words on a bad stream are in its log, not in QMP.
     const std::string detail = LastQemuLogLine();

@@ -2,13 +2,11 @@
 
 #include <algorithm>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
-#include "common/poll.h"
+#include "common/spawn.h"
 
 namespace agentvm {
 namespace {
@@ -32,6 +30,7 @@ VmPool::VmPool(boost::asio::any_io_executor executor, PoolConfig config, Network
       health_interval_(health_interval),
       hooks_(std::move(hooks)),
       name_(NameOf(config_.image, config_.cpus, config_.memory_mib, network)),
+      loop_ended_(executor),
       fill_wake_(executor),
       health_wake_(executor) {}
 
@@ -54,8 +53,8 @@ void VmPool::Start() {
   Log()->info("{}: min_ready {}, max_total {}, ttl {}s", name_, config_.min_ready, config_.max_total,
               config_.ttl.count());
   loops_running_ = 2;
-  boost::asio::co_spawn(executor_, FillLoop(), boost::asio::detached);
-  boost::asio::co_spawn(executor_, HealthLoop(), boost::asio::detached);
+  SpawnDetached(executor_, FillLoop(), name_ + ": fill loop", Log());
+  SpawnDetached(executor_, HealthLoop(), name_ + ": health loop", Log());
 }
 
 void VmPool::RequestStop() {
@@ -68,9 +67,7 @@ boost::asio::awaitable<void> VmPool::Stop() {
   RequestStop();
   // The loops end at their next step; a clone in flight ends when the
   // Supervisor kills its QEMU.
-  // Not Sleep(), which returns at once when stopping: this must yield so
-  // the loops can run to their end.
-  co_await PollUntil(executor_, [this] { return loops_running_ == 0; });
+  while (loops_running_ > 0) co_await loop_ended_.Wait();
   while (!ready_.empty()) {
     std::shared_ptr<Vm> vm = ready_.front();
     ready_.pop_front();
@@ -122,6 +119,7 @@ boost::asio::awaitable<void> VmPool::FillLoop() {
     Log()->debug("{}: {} ready", name_, ready_.size());
   }
   --loops_running_;
+  loop_ended_.Notify();
 }
 
 boost::asio::awaitable<void> VmPool::HealthLoop() {
@@ -143,6 +141,7 @@ boost::asio::awaitable<void> VmPool::HealthLoop() {
     }
   }
   --loops_running_;
+  loop_ended_.Notify();
 }
 
 boost::asio::awaitable<void> VmPool::Replace(std::shared_ptr<Vm> vm, const std::string& why) {
@@ -162,7 +161,7 @@ std::shared_ptr<Vm> VmPool::Take() {
     if (vm->state() != VmState::kRunning) {
       // Died since its last health check: not one to hand out.
       ++replaced_;
-      boost::asio::co_spawn(executor_, hooks_.remove(vm), boost::asio::detached);
+      SpawnDetached(executor_, hooks_.remove(vm), name_ + ": removing " + vm->id(), Log());
       continue;
     }
     vm->Claim();

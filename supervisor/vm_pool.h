@@ -25,6 +25,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "common/error.h"
+#include "common/notifier.h"
 #include "supervisor/config.h"
 #include "supervisor/vm.h"
 #include "supervisor/vm_service.h"
@@ -100,6 +101,7 @@ class VmPool {
 
   bool stopping_ = false;
   int loops_running_ = 0;
+  Notifier loop_ended_;  // given as each loop ends; Stop() waits on it
   boost::asio::steady_timer fill_wake_;
   boost::asio::steady_timer health_wake_;
 };

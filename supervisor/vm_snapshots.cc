@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
+#include "supervisor/names.h"
 #include "qmp/migration.h"
 #include "qmp/named_snapshots.h"
 #include "supervisor/qemu_command_line.h"

@@ -91,6 +91,13 @@ inline std::optional<BootMode> BootModeFromName(std::string_view name) {
   return std::nullopt;
 }
 
+// The sizes a VM may have: the API, the config (pools) and the CLI all hold
+// requests to these.
+inline constexpr int kMinCpus = 1;
+inline constexpr int kMaxCpus = 64;
+inline constexpr int kMinMemoryMib = 64;
+inline constexpr int kMaxMemoryMib = 65536;
+
 struct CreateVmRequest {
   std::string image = "tiny";
   int cpus = 1;
@@ -140,20 +147,6 @@ struct SnapshotInfo {
   std::uint64_t vm_state_bytes = 0;  // size of the saved memory and device state
   std::int64_t created_at = 0;       // unix seconds
 };
-
-// Names: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-', and not all
-// digits: QEMU looks a tag up as a snapshot *id* first, so loading "1" could
-// bring back whichever snapshot has id 1.
-inline bool IsValidSnapshotName(std::string_view name) {
-  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
-  if (name.find_first_not_of("0123456789") == std::string_view::npos) return false;
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 // One warm pool, as configured and as it is now.
 struct PoolInfo {

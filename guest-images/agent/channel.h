@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "guest-images/agent/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace agentvm::guest {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "guest-images/agent/unique_fd.h"
+#include "common/unique_fd.h"
 #include "guest-images/agent/file_ops.h"
 
 namespace agentvm::guest {

@@ -10,7 +10,7 @@
 
 #include "guest-images/agent/exec_cgroups.h"
 #include "guest-images/agent/file_ops.h"
-#include "guest-images/agent/unique_fd.h"
+#include "common/unique_fd.h"
 #include "guest-images/agent/users.h"
 #include "protocol/exec_types.h"
 

@@ -11,11 +11,11 @@
 #include <optional>
 #include <string>
 
+#include "common/unique_fd.h"
 #include "guest-images/agent/exec_cgroups.h"
 #include "guest-images/agent/file_ops.h"
 #include "guest-images/agent/output_queue.h"
 #include "protocol/messages.h"
-#include "guest-images/agent/unique_fd.h"
 
 namespace agentvm::guest {
 

@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "guest-images/agent/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace agentvm::guest {
 namespace {

@@ -14,7 +14,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "guest-images/agent/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace agentvm::guest {
 namespace {

@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
     int flags = ::fcntl(*fd, F_GETFL);
     ::fcntl(*fd, F_SETFL, flags | O_NONBLOCK);
     ::fcntl(*fd, F_SETFD, FD_CLOEXEC);
-    channel = Channel{ChannelKind::kFd, UniqueFd(*fd), "fd " + std::to_string(*fd)};
+    channel = Channel{ChannelKind::kFd, agentvm::UniqueFd(*fd), "fd " + std::to_string(*fd)};
   } else if (serial) {
     auto opened = OpenSerialPort(*serial);
     if (!opened) {

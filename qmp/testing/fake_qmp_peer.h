@@ -107,12 +107,12 @@ class FakeQmpPeer {
   }
 
   // Every fd received so far, in arrival order.
-  std::vector<OwnedFd>& received_fds() { return fds_; }
+  std::vector<UniqueFd>& received_fds() { return fds_; }
 
  private:
   Socket socket_;
   std::string buffer_;
-  std::vector<OwnedFd> fds_;
+  std::vector<UniqueFd> fds_;
 };
 
 // A client and a fake QEMU joined by a socketpair; the client is not yet

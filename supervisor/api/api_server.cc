@@ -7,16 +7,16 @@
 
 #include <cerrno>
 #include <chrono>
-#include <exception>
 #include <filesystem>
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/spawn.h"
+#include "common/unique_fd.h"
 #include "supervisor/api/http_connection.h"
 #include "supervisor/api/server_context.h"
 
@@ -28,14 +28,12 @@ using asio::local::stream_protocol;
 
 // True when something accepts connections on the unix socket at `path`.
 bool SocketAnswers(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return false;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   path.copy(address.sun_path, sizeof(address.sun_path) - 1);
-  bool answered = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  ::close(fd);
-  return answered;
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
 }
 
 Result<void> CreateParentDirectory(const std::string& path) {
@@ -131,14 +129,7 @@ Result<void> ApiServer::Start() {
   }
   state_->socket_inode = created.st_ino;
   state_->listening = true;
-  asio::co_spawn(io_, AcceptLoop(state_), [](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      Logger("api")->error("accept loop ended by an exception: {}", e.what());
-    }
-  });
+  SpawnDetached(io_, AcceptLoop(state_), "accept loop", log);
   log->info("listening on {} (mode {:o})", path, options().socket_mode);
   return {};
 }

@@ -6,10 +6,8 @@
 #include <cerrno>
 #include <functional>
 #include <chrono>
-#include <exception>
 #include <optional>
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -371,14 +369,7 @@ void SpawnConnection(std::shared_ptr<ServerContext> context,
                      asio::local::stream_protocol::socket socket) {
   auto executor = socket.get_executor();
   auto connection = std::make_shared<Connection>(std::move(context), std::move(socket));
-  asio::co_spawn(executor, Serve(std::move(connection)), [](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      Logger("api")->error("connection ended by an exception: {}", e.what());
-    }
-  });
+  SpawnDetached(executor, Serve(std::move(connection)), "connection", Logger("api"));
 }
 
 }  // namespace agentvm::api

@@ -1,5 +1,8 @@
 #include "supervisor/api/json_codec.h"
 
+#include <cmath>
+#include <cstdint>
+
 #include "supervisor/api/encoding.h"
 
 namespace agentvm::api {
@@ -7,11 +10,6 @@ namespace {
 
 using nlohmann::json;
 using nlohmann::ordered_json;
-
-constexpr ErrorCode kAllCodes[] = {ErrorCode::kInvalidArgument, ErrorCode::kNotFound,
-                                   ErrorCode::kConflict,        ErrorCode::kTimeout,
-                                   ErrorCode::kUnavailable,     ErrorCode::kTooLarge,
-                                   ErrorCode::kInternal};
 
 std::unexpected<Error> Malformed(std::string what) {
   return Fail(ErrorCode::kInternal, "malformed response from agentvmd: " + std::move(what));
@@ -298,11 +296,20 @@ std::string CreateVmRequestToJson(const CreateVmRequest& request) {
   return DumpJson(body);
 }
 
+std::chrono::milliseconds TimeoutFromSeconds(double seconds) {
+  // Whole microseconds first: 2.007 * 1000 is 2007.0000000000002 in binary,
+  // which ceil() would make 2008 ms on a ms -> s -> ms round trip.
+  const double micros = std::round(seconds * 1e6);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(micros / 1000)));
+}
+
+double TimeoutToSeconds(std::chrono::milliseconds timeout) { return timeout.count() / 1000.0; }
+
 std::string ExecRequestToJson(const protocol::ExecRequest& request) {
   ordered_json body{{"argv", request.argv}};
   if (!request.env.empty()) body["env"] = request.env;
   if (!request.cwd.empty()) body["cwd"] = request.cwd;
-  if (request.timeout.count() > 0) body["timeout_sec"] = request.timeout.count() / 1000.0;
+  if (request.timeout.count() > 0) body["timeout_sec"] = TimeoutToSeconds(request.timeout);
   if (!request.user.empty()) body["user"] = request.user;
   if (request.tty) {
     body["tty"] = true;
@@ -345,13 +352,6 @@ int HttpStatusFor(ErrorCode code) {
   return 500;
 }
 
-ErrorCode ErrorCodeFromName(std::string_view name) {
-  for (ErrorCode code : kAllCodes) {
-    if (ErrorCodeName(code) == name) return code;
-  }
-  return ErrorCode::kInternal;
-}
-
 std::string ErrorBody(const Error& error) {
   return DumpJson(ordered_json{{"error", error.message}, {"code", ErrorCodeName(error.code)}});
 }
@@ -366,7 +366,7 @@ Error ErrorFromResponse(int http_status, std::string_view body) {
     return Error{code, value.at("error").get<std::string>()};
   }
   ErrorCode code = ErrorCode::kInternal;
-  for (ErrorCode candidate : kAllCodes) {
+  for (ErrorCode candidate : kAllErrorCodes) {
     if (HttpStatusFor(candidate) == http_status) code = candidate;
   }
   return Error{code, "agentvmd answered HTTP " + std::to_string(http_status)};

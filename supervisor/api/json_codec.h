@@ -4,6 +4,7 @@
 // Pure; the field names here are the ones docs/api.md documents.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,12 @@ Result<std::vector<PoolInfo>> PoolListFromJson(const nlohmann::json& value);
 // request_validation.h).
 std::string CreateVmRequestToJson(const CreateVmRequest& request);
 std::string ExecRequestToJson(const protocol::ExecRequest& request);
+
+// The one conversion each way at the API's edge for an exec timeout: the
+// JSON carries "timeout_sec", seconds with fractions; C++ holds
+// milliseconds, rounded up so a timeout is never shorter than asked.
+std::chrono::milliseconds TimeoutFromSeconds(double seconds);
+double TimeoutToSeconds(std::chrono::milliseconds timeout);
 std::string SaveSnapshotRequestToJson(const std::string& name);
 
 // Serializes without ever throwing: invalid UTF-8 in strings is replaced.
@@ -51,7 +58,6 @@ std::string DumpJson(const nlohmann::ordered_json& value, int indent = -1);
 // 400 invalid_argument, 404 not_found, 409 conflict, 504 timeout,
 // 503 unavailable, 413 too_large, 500 internal.
 int HttpStatusFor(ErrorCode code);
-ErrorCode ErrorCodeFromName(std::string_view name);  // unknown: kInternal
 // {"error": "<message>", "code": "<ErrorCodeName>"}
 std::string ErrorBody(const Error& error);
 // The inverse, for clients; falls back to the HTTP status when the body is

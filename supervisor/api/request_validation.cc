@@ -1,19 +1,17 @@
 #include "supervisor/api/request_validation.h"
 
+#include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "supervisor/api/encoding.h"
+#include "supervisor/api/json_codec.h"
 
 namespace agentvm::api {
 namespace {
 
 using nlohmann::json;
-
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
 std::unexpected<Error> Invalid(std::string message) {
   return Fail(ErrorCode::kInvalidArgument, std::move(message));
@@ -47,17 +45,23 @@ bool NestingWithin(std::string_view text, int max_depth) {
   return true;
 }
 
-// `prefix` names the enclosing object in the message ("network.").
-Result<void> RejectUnknownFields(const json& object, std::initializer_list<std::string_view> known,
-                                 std::string_view prefix = {}) {
-  for (const auto& [key, value] : object.items()) {
-    bool found = false;
-    for (auto name : known) found = found || key == name;
-    if (!found) {
-      return Invalid("unknown field \"" + std::string(prefix) + QuoteForError(key) + "\"");
+// "unknown <what> \"<prefix><key>\"" for the first key of `entries` (JSON
+// object items or query parameters) not among `known`. `prefix` names the
+// enclosing object ("network.").
+template <class Entries>
+Result<void> RejectUnknown(const Entries& entries, std::initializer_list<std::string_view> known,
+                           std::string_view what, std::string_view prefix = {}) {
+  for (const auto& [key, value] : entries) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return Invalid("unknown " + std::string(what) + " \"" + std::string(prefix) + QuoteForError(key) + "\"");
     }
   }
   return {};
+}
+
+Result<void> RejectUnknownFields(const json& object, std::initializer_list<std::string_view> known,
+                                 std::string_view prefix = {}) {
+  return RejectUnknown(object.items(), known, "field", prefix);
 }
 
 Result<int> IntField(const json& object, const char* name, int min, int max) {
@@ -175,43 +179,6 @@ Result<NetworkRequest> ParseNetworkObject(const json& object) {
 
 }  // namespace
 
-std::string QuoteForError(std::string_view text) {
-  constexpr std::size_t kMaxShown = 64;
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-      out += escaped;
-    }
-  }
-  if (text.size() > kMaxShown) out += "...(" + std::to_string(text.size()) + " bytes)";
-  return out;
-}
-
-Result<void> ValidateVmId(std::string_view id) {
-  bool ok = !id.empty() && id.size() <= 64 && IsLowerAlnum(id[0]);
-  for (char c : id) ok = ok && (IsLowerAlnum(c) || c == '-');
-  if (!ok) {
-    return Invalid("invalid VM id \"" + QuoteForError(id) +
-                   "\": expected 1-64 characters of [a-z0-9-], starting with a letter or digit");
-  }
-  return {};
-}
-
-Result<void> ValidateImageName(std::string_view name) {
-  bool ok = !name.empty() && name.size() <= 64 && IsLowerAlnum(name[0]);
-  for (char c : name) ok = ok && (IsLowerAlnum(c) || c == '.' || c == '_' || c == '-');
-  if (!ok) {
-    return Invalid("invalid image name \"" + QuoteForError(name) +
-                   "\": expected 1-64 characters of [a-z0-9._-], starting with a letter or digit");
-  }
-  return {};
-}
-
 Result<void> ValidateGuestPath(std::string_view path, std::string_view what) {
   std::string field(what);
   if (path.empty() || path.front() != '/') return Invalid(field + " must be an absolute path");
@@ -236,14 +203,6 @@ Result<void> ValidateEnvName(std::string_view name) {
   if (!ok) {
     return Invalid("invalid environment variable name \"" + QuoteForError(name) +
                    "\": expected [A-Za-z_][A-Za-z0-9_]*");
-  }
-  return {};
-}
-
-Result<void> ValidateSnapshotName(std::string_view name) {
-  if (!IsValidSnapshotName(name)) {
-    return Invalid("invalid snapshot name \"" + QuoteForError(name) +
-                   "\": expected 1-64 characters of [A-Za-z0-9._-], not starting with '.' or '-', not all digits");
   }
   return {};
 }
@@ -370,7 +329,7 @@ Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {
       return Invalid("timeout_sec must be between 0 and " +
                      std::to_string(static_cast<int>(kMaxExecTimeoutSec)));
     }
-    request.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
+    request.timeout = TimeoutFromSeconds(seconds);
   }
 
   bool has_stdin = object->contains("stdin");
@@ -413,23 +372,12 @@ Result<protocol::ExecRequest> ParseExecBody(std::string_view body) {
   return request;
 }
 
-Result<void> ExpectNoQuery(const QueryParams& query) {
-  if (!query.empty()) {
-    return Invalid("unknown query parameter \"" + QuoteForError(query.begin()->first) + "\"");
-  }
-  return {};
-}
+Result<void> ExpectNoQuery(const QueryParams& query) { return RejectUnknown(query, {}, "query parameter"); }
 
 namespace {
 
-Result<void> RejectUnknownParams(const QueryParams& query,
-                                 std::initializer_list<std::string_view> known) {
-  for (const auto& [key, value] : query) {
-    bool found = false;
-    for (auto name : known) found = found || key == name;
-    if (!found) return Invalid("unknown query parameter \"" + QuoteForError(key) + "\"");
-  }
-  return {};
+Result<void> RejectUnknownParams(const QueryParams& query, std::initializer_list<std::string_view> known) {
+  return RejectUnknown(query, known, "query parameter");
 }
 
 Result<std::string> RequiredPath(const QueryParams& query) {

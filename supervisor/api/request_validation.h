@@ -14,14 +14,11 @@
 #include "protocol/exec_types.h"
 #include "supervisor/api/network_validation.h"
 #include "supervisor/api/router.h"
+#include "supervisor/names.h"
 #include "supervisor/vm_types.h"
 
 namespace agentvm::api {
 
-inline constexpr int kMinCpus = 1;
-inline constexpr int kMaxCpus = 64;
-inline constexpr int kMinMemoryMib = 64;
-inline constexpr int kMaxMemoryMib = 65536;
 inline constexpr std::size_t kMaxGuestPathBytes = 4096;
 inline constexpr double kMaxExecTimeoutSec = 7 * 24 * 3600;
 inline constexpr std::size_t kDefaultConsoleBytes = 1 << 20;
@@ -29,17 +26,11 @@ inline constexpr std::size_t kMaxConsoleBytes = 16 << 20;
 // Deeper JSON than this is refused before it is parsed into a tree.
 inline constexpr int kMaxJsonDepth = 32;
 
-// ^[a-z0-9][a-z0-9-]{0,63}$
-Result<void> ValidateVmId(std::string_view id);
-// ^[a-z0-9][a-z0-9._-]{0,63}$
-Result<void> ValidateImageName(std::string_view name);
 // Absolute, at most kMaxGuestPathBytes, no NUL, no ".." component. `what`
 // names the field in the error ("path", "cwd").
 Result<void> ValidateGuestPath(std::string_view path, std::string_view what);
 // ^[A-Za-z_][A-Za-z0-9_]*$
 Result<void> ValidateEnvName(std::string_view name);
-// IsValidSnapshotName (vm_types.h), with a message that says what is wrong.
-Result<void> ValidateSnapshotName(std::string_view name);
 
 // Parses a JSON object body, refusing malformed JSON, non-objects and nesting
 // deeper than kMaxJsonDepth.
@@ -67,9 +58,5 @@ Result<PutFileParams> ParsePutFileQuery(const QueryParams& query);
 Result<std::string> ParseGetFileQuery(const QueryParams& query);
 // [?max_bytes=N], 1..kMaxConsoleBytes, default kDefaultConsoleBytes.
 Result<std::size_t> ParseConsoleQuery(const QueryParams& query);
-
-// A short printable rendering of untrusted input for error messages: at most
-// 64 bytes, non-printable bytes as \xNN.
-std::string QuoteForError(std::string_view text);
 
 }  // namespace agentvm::api

@@ -136,6 +136,18 @@ TEST(ApiCodecTest, ExitAndErrorEvents) {
   EXPECT_FALSE(ParseExecEvent(R"({"type":"dance"})"));
 }
 
+TEST(ApiCodecTest, TimeoutSecondsRoundUpToMillisecondsAndBack) {
+  EXPECT_EQ(TimeoutFromSeconds(1.5), std::chrono::milliseconds(1500));
+  EXPECT_EQ(TimeoutFromSeconds(0.0001), std::chrono::milliseconds(1)) << "never shorter than asked";
+  EXPECT_EQ(TimeoutFromSeconds(0), std::chrono::milliseconds(0));
+  EXPECT_DOUBLE_EQ(TimeoutToSeconds(std::chrono::milliseconds(2500)), 2.5);
+  // What a client sends in ms comes back the same, however binary rounds it.
+  for (std::int64_t ms : {1, 7, 999, 2007, 2011, 86'400'123, 604'800'000}) {
+    EXPECT_EQ(TimeoutFromSeconds(TimeoutToSeconds(std::chrono::milliseconds(ms))), std::chrono::milliseconds(ms))
+        << ms;
+  }
+}
+
 TEST(ApiCodecTest, RequestBodiesParseBackOnTheServerSide) {
   protocol::ExecRequest request;
   request.argv = {"cat"};

@@ -10,27 +10,6 @@ namespace {
 
 using namespace std::string_literals;
 
-TEST(ApiValidationTest, VmIds) {
-  for (std::string id : {"vm-1"s, "a"s, "0"s, "abc-def-123"s, std::string(64, 'a')}) {
-    EXPECT_TRUE(ValidateVmId(id)) << id;
-  }
-  for (std::string id : {""s, "-a"s, "A"s, "vm_1"s, "vm.1"s, ".."s, "../x"s, "a/b"s, "a;rm -rf /"s,
-                         "a$(id)"s, "a`id`"s, "a\0b"s, std::string(65, 'a'), std::string(4096, 'x'),
-                         "vm-1\n"s}) {
-    auto result = ValidateVmId(id);
-    ASSERT_FALSE(result) << id;
-    EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
-  }
-}
-
-TEST(ApiValidationTest, ImageNames) {
-  for (std::string name : {"tiny", "debian-12", "img_1.2"}) EXPECT_TRUE(ValidateImageName(name));
-  for (std::string name : {""s, "."s, ".."s, "../tiny"s, ".hidden"s, "Tiny"s, "a/b"s, "a b"s,
-                           std::string(65, 'a')}) {
-    EXPECT_FALSE(ValidateImageName(name)) << name;
-  }
-}
-
 TEST(ApiValidationTest, GuestPaths) {
   for (std::string path : {"/", "/tmp/x", "/a/b.c/..d", "/with space", "/x/./y"}) {
     EXPECT_TRUE(ValidateGuestPath(path, "path")) << path;
@@ -346,23 +325,6 @@ TEST(ApiValidationTest, CreateBodyBoot) {
   }
 }
 
-TEST(ApiValidationTest, SnapshotNames) {
-  for (std::string name : {"s"s, "before-upgrade"s, "Build_42"s, "v1.2.3"s, "0a"s, "a..b"s,
-                           std::string(64, 'n')}) {
-    EXPECT_TRUE(ValidateSnapshotName(name)) << name;
-  }
-  // All digits: QEMU would take "1" for a snapshot id.
-  for (std::string name : {""s, "0"s, "12"s, "."s, ".."s, ".hidden"s, "-rf"s, "a/b"s, "../x"s, "a b"s, "a\0b"s,
-                           "a;reboot"s, "a$(id)"s, "\xc3\xa9t\xc3\xa9"s, "a\n"s,
-                           std::string(65, 'n'), std::string(4096, 'x')}) {
-    auto result = ValidateSnapshotName(name);
-    ASSERT_FALSE(result) << name.substr(0, 40);
-    EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
-    EXPECT_NE(result.error().message.find("invalid snapshot name"), std::string::npos);
-    EXPECT_LT(result.error().message.size(), 300u);
-  }
-}
-
 TEST(ApiValidationTest, SaveSnapshotBody) {
   EXPECT_EQ(ParseSaveSnapshotBody(R"({"name":"before-upgrade"})").value(), "before-upgrade");
   const std::pair<std::string, std::string> cases[] = {
@@ -421,13 +383,6 @@ TEST(ApiValidationTest, QueryParameters) {
 
   EXPECT_TRUE(ExpectNoQuery({}));
   EXPECT_FALSE(ExpectNoQuery({{"x", ""}}));
-}
-
-TEST(ApiValidationTest, QuoteForErrorIsShortAndPrintable) {
-  std::string quoted = QuoteForError("a\nb\0c"s + std::string(4096, 'z'));
-  EXPECT_EQ(quoted.find('\n'), std::string::npos);
-  EXPECT_NE(quoted.find("\\x0a"), std::string::npos);
-  EXPECT_LT(quoted.size(), 120u);
 }
 
 }  // namespace

@@ -356,6 +356,11 @@ TEST(CliArgsTest, UsageErrorsNameTheProblemAndTheCommand) {
       {{"run", "--"}, "missing the command to run", "run"},
       {{"run", "--cpus", "two", "--", "ls"}, "--cpus expects a whole number", "run"},
       {{"run", "--memory"}, "option --memory needs a value", "run"},
+      // The API's own limits and name rule, before any request is sent.
+      {{"run", "--cpus", "0", "--", "ls"}, "--cpus must be between 1 and 64, not 0", "run"},
+      {{"create", "--cpus", "65"}, "--cpus must be between 1 and 64, not 65", "create"},
+      {{"create", "--memory", "32"}, "--memory must be between 64 and 65536, not 32", "create"},
+      {{"create", "--image", "../etc"}, "invalid image name \"../etc\"", "create"},
       {{"run", "--timeout", "-1", "--", "ls"}, "--timeout expects a number of seconds", "run"},
       {{"run", "--env", "1BAD=x", "--", "ls"}, "invalid environment variable name", "run"},
       {{"run", "--json", "--", "ls"}, "unknown option --json", "run"},

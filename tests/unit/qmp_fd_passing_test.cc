@@ -25,11 +25,11 @@ struct Pipe {
   Pipe() {
     int fds[2];
     EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-    read_end.Reset(fds[0]);
-    write_end.Reset(fds[1]);
+    read_end.reset(fds[0]);
+    write_end.reset(fds[1]);
   }
-  OwnedFd read_end;
-  OwnedFd write_end;
+  UniqueFd read_end;
+  UniqueFd write_end;
 };
 
 class QmpFdPassingTest : public testing::QmpPeerTest {
@@ -47,7 +47,7 @@ TEST_F(QmpFdPassingTest, TheFdArrivesWithItsCommand) {
       CO_ASSERT_TRUE(peer().received_fds().size() == static_cast<std::size_t>(i + 1));
       // Prove it is the caller's pipe: write through it.
       std::string name = (*getfd)["arguments"]["fdname"];
-      OwnedFd fd = std::move(peer().received_fds()[i]);
+      UniqueFd fd = std::move(peer().received_fds()[i]);
       EXPECT_EQ(::write(fd.get(), name.data(), name.size()), static_cast<ssize_t>(name.size()));
       co_await peer().Reply(*getfd);
     }
@@ -57,7 +57,7 @@ TEST_F(QmpFdPassingTest, TheFdArrivesWithItsCommand) {
     json one = {{"fdname", "one"}}, two = {{"fdname", "two"}};
     auto sent_one = client().ExecuteWithFd("getfd", one, first.write_end.get(), 2s);
     // The client keeps its own duplicate: closing ours right away is fine.
-    first.write_end.Reset();
+    first.write_end.reset();
     CO_ASSERT_TRUE(co_await std::move(sent_one));
     CO_ASSERT_TRUE(co_await client().ExecuteWithFd("getfd", two, second.write_end.get(), 2s));
   });

@@ -15,7 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "qmp/fd_passing.h"
+#include "common/unique_fd.h"
 #include "qmp/testing/qmp_peer_test.h"
 
 namespace agentvm {
@@ -70,7 +70,7 @@ class MigrationTest : public qmp::testing::QmpPeerTest {
     });
   }
 
-  qmp::OwnedFd file_{::open("/dev/null", O_RDWR | O_CLOEXEC)};
+  UniqueFd file_{::open("/dev/null", O_RDWR | O_CLOEXEC)};
   std::optional<Result<void>> result_;
   Clock::duration elapsed_{};
   Commands seen_;

@@ -47,6 +47,16 @@ TEST(ChildProcessTest, ReportsExitCodeAndRedirectsOutput) {
   EXPECT_EQ(Slurp(out), "hello\n");
 }
 
+TEST(ChildProcessTest, WaitBlockingReapsWithoutRunningTheIoContext) {
+  boost::asio::io_context io;
+  auto child = ChildProcess::Launch(io.get_executor(), {.argv = {"sh", "-c", "exit 4"}});
+  ASSERT_TRUE(child) << child.error().message;
+  EXPECT_EQ((*child)->WaitBlocking().code, 4);
+  ASSERT_TRUE((*child)->exit_status());
+  EXPECT_EQ((*child)->exit_status()->code, 4);
+  EXPECT_EQ(::kill((*child)->pid(), 0), -1) << "reaped, so the pid is gone";
+}
+
 TEST(ChildProcessTest, SeesDeathBySignal) {
   boost::asio::io_context io;
   auto child = ChildProcess::Launch(io.get_executor(), {.argv = {"sleep", "30"}});

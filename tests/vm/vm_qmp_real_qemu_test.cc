@@ -23,7 +23,7 @@
 #include <gtest/gtest.h>
 
 #include "common/pending.h"
-#include "qmp/fd_passing.h"
+#include "common/unique_fd.h"
 #include "qmp/qmp_client.h"
 #include "qmp/testing/coroutine_test.h"
 
@@ -275,7 +275,7 @@ TEST_F(VmQmpRealQemuTest, GetfdHandsAFileToQemuForMigration) {
   // The path later work takes for snapshots: open the file here, hand it over
   // with getfd, then `migrate fd:NAME` writes the machine state into it.
   const std::string state_path = qemu_.dir() + "/state.bin";
-  OwnedFd state(::open(state_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  UniqueFd state(::open(state_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   ASSERT_TRUE(state.valid());
   WithClient([&](QmpClient& client) -> awaitable<void> {
     json events_on = {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}};
@@ -283,7 +283,7 @@ TEST_F(VmQmpRealQemuTest, GetfdHandsAFileToQemuForMigration) {
     json getfd = {{"fdname", "state"}};
     auto passed = co_await client.ExecuteWithFd("getfd", getfd, state.get(), 5s);
     CO_ASSERT_TRUE(passed);
-    state.Reset();  // QEMU holds its own copy now
+    state.reset();  // QEMU holds its own copy now
 
     CO_ASSERT_TRUE(co_await client.Execute("stop"));
     EventWaiter finished = client.ExpectEvent("MIGRATION", [](const QmpEvent& event) {

@@ -23,7 +23,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
 
-#include "qmp/fd_passing.h"
+#include "common/unique_fd.h"
 #include "qmp/qmp_client.h"
 #include "qmp/testing/coroutine_test.h"
 #include "supervisor/child_process.h"
@@ -128,8 +128,8 @@ awaitable<Result<std::string>> GuestSh(GuestChannel& agent, std::string command)
   co_return *out;
 }
 
-qmp::OwnedFd OpenFile(const fs::path& path, int flags) {
-  return qmp::OwnedFd(::open(path.c_str(), flags | O_CLOEXEC, 0600));
+UniqueFd OpenFile(const fs::path& path, int flags) {
+  return UniqueFd(::open(path.c_str(), flags | O_CLOEXEC, 0600));
 }
 
 // Boots the one VM of this file and saves it; every test restores from it.
@@ -183,7 +183,7 @@ class VmSnapshotRestoreTest : public ::testing::Test {
       }
       g.boot_id = *boot_id;
 
-      qmp::OwnedFd out = OpenFile(g.state, O_WRONLY | O_CREAT | O_TRUNC);
+      UniqueFd out = OpenFile(g.state, O_WRONLY | O_CREAT | O_TRUNC);
       const auto save_start = Clock::now();
       auto saved = co_await SaveState(*machine->qmp, out.get(), 60s);
       g.save = Clock::now() - save_start;
@@ -243,7 +243,7 @@ class VmSnapshotRestoreTest : public ::testing::Test {
       CO_ASSERT_TRUE(machine);
       const auto started = Clock::now();
       if (when == AgentConnect::kBeforeLoad) CO_ASSERT_TRUE(co_await ConnectAgent(*machine, spec));
-      qmp::OwnedFd in = OpenFile(golden_->state, O_RDONLY);
+      UniqueFd in = OpenFile(golden_->state, O_RDONLY);
       auto loaded = co_await LoadState(*machine->qmp, in.get(), 30s);
       if (!loaded) {
         ADD_FAILURE() << loaded.error().message << "\nQEMU log:\n"
@@ -312,7 +312,7 @@ class VmSnapshotRestoreTest : public ::testing::Test {
     runner.Spawn([&]() -> awaitable<void> {
       auto machine = co_await Start(spec, golden_->disk.string());
       CO_ASSERT_TRUE(machine);
-      qmp::OwnedFd in = OpenFile(state, O_RDONLY);
+      UniqueFd in = OpenFile(state, O_RDONLY);
       const auto start = Clock::now();
       auto loaded = co_await LoadState(*machine->qmp, in.get(), 60s);
       const auto failed_after = Clock::now() - start;

@@ -20,9 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/unique_fd.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
-#include "guest-images/agent/unique_fd.h"
 
 #include <gtest/gtest.h>
 

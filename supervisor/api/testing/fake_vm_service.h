@@ -32,13 +32,12 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/notifier.h"
+#include "common/spawn.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm::api::testing {
@@ -234,7 +233,7 @@ class FakeVmService : public VmService {
     producer.resize = [this](protocol::TerminalSize size) { exec_resizes.push_back(size); };
     auto exec = std::make_shared<ExecStream>(executor, options, std::move(producer));
     *self = exec;
-    boost::asio::co_spawn(executor, RunScript(request.argv, exec, room), boost::asio::detached);
+    SpawnDetached(executor, RunScript(request.argv, exec, room), "fake exec " + request.argv.at(0));
     co_return exec;
   }
 
