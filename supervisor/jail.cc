@@ -1,6 +1,7 @@
 #include "supervisor/jail.h"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,6 +129,31 @@ class JailedQemuProcess final : public QemuProcess {
   std::unique_ptr<ChildProcess> child_;
 };
 
+// `ip netns exec` (how tests and some units run the daemon) gives it a
+// fresh /sys without the cgroup mounts. The hierarchies still exist; mount
+// them again under `dir`, in the daemon's own mount namespace: v2 when it
+// has the controllers, else the v1 ones (a v1 mount with a hierarchy's
+// exact options attaches to that hierarchy).
+Result<CgroupHost> MountCgroups(const std::string& dir, const Error& why) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (::mount("cgroup2", dir.c_str(), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) {
+    auto v2 = DetectCgroups(dir);
+    if (v2) return v2;
+    ::umount2(dir.c_str(), MNT_DETACH);
+  }
+  for (const char* controller : kControllers) {
+    const std::string hierarchy = dir + "/" + controller;
+    fs::create_directories(hierarchy, ec);
+    if (fs::exists(hierarchy + "/cgroup.procs")) continue;
+    if (::mount("cgroup", hierarchy.c_str(), "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, controller) != 0) {
+      return Fail(why);
+    }
+  }
+  Log()->info("cgroups not under /sys/fs/cgroup: mounted the v1 hierarchies at {}", dir);
+  return DetectCgroups(dir);
+}
+
 }  // namespace
 
 Result<CgroupHost> DetectCgroups(const std::string& sys_fs_cgroup) {
@@ -193,6 +219,7 @@ Result<std::unique_ptr<Jailer>> Jailer::Create(const JailConfig& config, const s
   if (ec) return Fail(ErrorCode::kNotFound, "jail: " + program.string() + ": " + ec.message());
 
   auto cgroups = DetectCgroups();
+  if (!cgroups) cgroups = MountCgroups(run_dir + "/cgroup", cgroups.error());
   if (!cgroups) return Fail(cgroups.error());
   host.cgroups = std::move(*cgroups);
 
