@@ -76,6 +76,10 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Launch(boost::asio::any_io_e
   return std::unique_ptr<ChildProcess>(new ChildProcess(std::move(executor), pid, pidfd));
 }
 
+std::unique_ptr<ChildProcess> ChildProcess::Adopt(boost::asio::any_io_executor executor, pid_t pid, int pidfd) {
+  return std::unique_ptr<ChildProcess>(new ChildProcess(std::move(executor), pid, pidfd));
+}
+
 ChildProcess::ChildProcess(boost::asio::any_io_executor executor, pid_t pid, int pidfd)
     : pid_(pid), pidfd_(std::move(executor), pidfd) {}
 

@@ -41,6 +41,9 @@ class ChildProcess {
  public:
   static Result<std::unique_ptr<ChildProcess>> Launch(boost::asio::any_io_executor executor,
                                                       const LaunchSpec& spec);
+  // Takes over a child this process started itself (a jailed clone) and the
+  // pidfd it got for it.
+  static std::unique_ptr<ChildProcess> Adopt(boost::asio::any_io_executor executor, pid_t pid, int pidfd);
   ~ChildProcess();  // SIGKILL and reap if still running
 
   ChildProcess(const ChildProcess&) = delete;

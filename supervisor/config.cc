@@ -1,5 +1,6 @@
 #include "supervisor/config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -119,6 +120,62 @@ Result<void> ValidatePools(const DaemonConfig& config) {
                        std::to_string(j) + "]: a create could not tell them apart");
       }
     }
+  }
+  return {};
+}
+
+// `jail: off` / `jail: on`, or a map of JailConfig's keys.
+Result<void> JailFromYaml(const YAML::Node& node, JailConfig& jail) {
+  if (node.IsScalar()) {
+    auto on = Scalar<bool>(node, "jail");
+    if (!on) return Invalid("config key 'jail' must be on, off or a mapping");
+    jail.enabled = *on;
+    return {};
+  }
+  if (!node.IsMap()) return Invalid("config key 'jail' must be on, off or a mapping");
+  for (const auto& entry : node) {
+    const std::string key = entry.first.as<std::string>();
+    const std::string name = "jail." + key;
+    if (key == "enabled") {
+      auto v = Scalar<bool>(entry.second, name);
+      if (!v) return Fail(v.error());
+      jail.enabled = *v;
+      continue;
+    }
+    if (key == "cgroup_name") {
+      auto v = Scalar<std::string>(entry.second, name);
+      if (!v) return Fail(v.error());
+      jail.cgroup_name = *v;
+      continue;
+    }
+    int* field = key == "uid_base"              ? &jail.uid_base
+                 : key == "gid_base"            ? &jail.gid_base
+                 : key == "slots"               ? &jail.slots
+                 : key == "memory_overhead_mib" ? &jail.memory_overhead_mib
+                 : key == "tcg_overhead_mib"    ? &jail.tcg_overhead_mib
+                 : key == "pids_max"            ? &jail.pids_max
+                 : key == "cpu_weight"          ? &jail.cpu_weight
+                 : key == "nofile"              ? &jail.nofile
+                                                : nullptr;
+    if (!field) return Invalid("unknown key '" + name + "'");
+    auto v = Scalar<int>(entry.second, name);
+    if (!v) return Fail(v.error());
+    *field = *v;
+  }
+  return {};
+}
+
+Result<void> ValidateJail(const JailConfig& jail) {
+  if (jail.uid_base < 1 || jail.gid_base < 1 || jail.slots < 1 ||
+      static_cast<long long>(std::max(jail.uid_base, jail.gid_base)) + jail.slots > 0x7fffffffLL) {
+    return Invalid("jail: uid_base and gid_base must be >= 1 (never root) and base + slots fit in 31 bits");
+  }
+  if (jail.cgroup_name.empty() || jail.cgroup_name.find('/') != std::string::npos || jail.cgroup_name[0] == '.') {
+    return Invalid("jail.cgroup_name must be one path component, not '" + jail.cgroup_name + "'");
+  }
+  if (jail.memory_overhead_mib < 0 || jail.tcg_overhead_mib < 0 || jail.pids_max < 16 || jail.nofile < 64 ||
+      jail.cpu_weight < 1 || jail.cpu_weight > 10000) {
+    return Invalid("jail: overheads must be >= 0, pids_max >= 16, nofile >= 64, cpu_weight 1..10000");
   }
   return {};
 }
@@ -251,6 +308,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
     else if (key == "health_check_interval_sec") applied = set_seconds(config.health_check_interval);
     else if (key == "pools") applied = set_pools(config.pools);
+    else if (key == "jail") applied = JailFromYaml(value, config.jail);
     else return Fail(ErrorCode::kInvalidArgument, "config " + path + ": unknown key '" + key + "'");
     if (!applied) return Fail(applied.error().Wrap("config " + path));
   }
@@ -284,6 +342,7 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
                    std::to_string(kMaxMemoryMib));
   }
   if (auto network = ValidateNetworkConfig(config); !network) return network;
+  if (auto jail = ValidateJail(config.jail); !jail) return jail;
   return ValidatePools(config);
 }
 

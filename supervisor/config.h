@@ -24,6 +24,22 @@ struct PoolConfig {
   std::chrono::seconds ttl{3600};        // a ready VM older than this is replaced
 };
 
+// The confinement of every QEMU (supervisor/jail_plan.h, docs/security.md).
+struct JailConfig {
+  bool enabled = true;       // `jail: off`: QEMU runs as root in the daemon's namespaces
+  int uid_base = 200000;     // VM slot n runs as uid_base + n, gid gid_base + n
+  int gid_base = 200000;
+  int slots = 4096;          // concurrent jailed QEMUs
+  std::string cgroup_name = "agentvm";  // parent cgroup under each hierarchy
+  int memory_overhead_mib = 256;        // QEMU's own memory beyond guest RAM
+  // TCG's translated-code cache grows to 1 GiB over a long run (QEMU's
+  // default tb-size on 64-bit hosts), all of it charged to QEMU.
+  int tcg_overhead_mib = 1024;
+  int pids_max = 512;      // threads: vCPUs, I/O workers (up to 64), RCU, ...
+  int cpu_weight = 100;    // cgroup v2 cpu.weight; v1 cpu.shares = weight * 1024 / 100
+  int nofile = 4096;       // RLIMIT_NOFILE
+};
+
 struct DaemonConfig {
   std::string socket_path = "/run/agentvm/agentvm.sock";
   std::string state_dir = "/var/lib/agentvm";        // agentvm.db, VM disks
@@ -50,12 +66,15 @@ struct DaemonConfig {
   bool golden_snapshots = true;  // false: every VM cold-boots; no pools
   std::vector<PoolConfig> pools;
   std::chrono::seconds health_check_interval{30};  // how often ready pool VMs are pinged
+
+  JailConfig jail;
 };
 
 // Applies the keys of a YAML file (same names as the fields above; durations
 // as `agent_timeout_sec`, `stop_grace_sec`, `health_check_interval_sec`;
 // allowed_tcp_ports a list; pools a list of maps with the PoolConfig keys,
-// ttl as `ttl_sec`). Unknown keys are errors, so a typo never silently runs
+// ttl as `ttl_sec`; jail `off`, `on` or a map with the JailConfig keys, plus
+// `enabled`). Unknown keys are errors, so a typo never silently runs
 // with a default.
 Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config);
 

@@ -63,18 +63,27 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(boost::asio::any_io_execu
     if (!version) return Fail(version.error().Wrap("golden snapshots need the QEMU version"));
     qemu_version = *version;
   }
-  return std::unique_ptr<Supervisor>(new Supervisor(std::move(executor), config, accel->accel, channel,
+  std::shared_ptr<Jailer> jailer;
+  if (config.jail.enabled) {
+    auto made = Jailer::Create(config.jail, config.qemu_binary, config.run_dir);
+    if (!made) return Fail(made.error());
+    jailer = std::move(*made);
+  } else {
+    for (const auto& line : JailOffWarnings()) Log()->warn("{}", line);
+  }
+  return std::unique_ptr<Supervisor>(new Supervisor(std::move(executor), config, std::move(jailer), accel->accel,
+                                                    channel,
                                                     std::move(*store), std::move(qemu_version)));
 }
 
-Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, Accel accel,
-                       ChannelKind channel, std::unique_ptr<StateStore> store, std::string qemu_version)
+Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, std::shared_ptr<Jailer> jailer,
+                       Accel accel, ChannelKind channel, std::unique_ptr<StateStore> store, std::string qemu_version)
     : executor_(std::move(executor)),
       config_(std::move(config)),
       accel_(accel),
       channel_(channel),
       images_(config_.image_dir),
-      host_(std::make_shared<RealVmHost>(executor_, config_.qemu_img_binary)),
+      host_(std::make_shared<RealVmHost>(executor_, config_.qemu_img_binary, std::move(jailer))),
       store_(std::move(store)),
       network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {
   if (!config_.golden_snapshots) {

@@ -15,6 +15,7 @@
 #include "supervisor/config.h"
 #include "supervisor/golden_snapshot_builder.h"
 #include "supervisor/host_facts.h"
+#include "supervisor/jail.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
 #include "supervisor/vm.h"
@@ -62,7 +63,8 @@ class Supervisor : public VmService {
   boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) override;
 
  private:
-  Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, Accel accel, ChannelKind channel,
+  Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, std::shared_ptr<Jailer> jailer,
+             Accel accel, ChannelKind channel,
              std::unique_ptr<StateStore> store, std::string qemu_version);
 
   // A user's VM by id; unclaimed VMs are not found.

@@ -2,6 +2,7 @@
 
 #include "protocol/frame.h"
 #include "qmp/qmp_client.h"
+#include "supervisor/jail.h"
 
 namespace agentvm {
 namespace {
@@ -29,14 +30,21 @@ QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
       .stderr_path = paths.qemu_log().string(),
       .read_only_paths = {spec.kernel, spec.initrd, spec.base_image},
       .writable_paths = {paths.runtime_dir.string(), spec.overlay},
+      // rng-random reads /dev/urandom (qemu_command_line.cc).
+      .devices = {"/dev/urandom"},
+      .memory_mib = spec.memory_mib,
+      .accel = spec.accel,
   };
+  if (spec.accel == Accel::kKvm) launch.devices.push_back("/dev/kvm");
+  if (spec.channel == ChannelKind::kVsock) launch.devices.push_back("/dev/vhost-vsock");
   if (spec.tap_fd >= 0) launch.pass_fds.push_back(spec.tap_fd);
   if (!spec.frozen_image.empty()) launch.read_only_paths.push_back(spec.frozen_image);
   return launch;
 }
 
-RealVmHost::RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary)
-    : executor_(std::move(executor)), qemu_img_binary_(std::move(qemu_img_binary)) {}
+RealVmHost::RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary,
+                       std::shared_ptr<Jailer> jailer)
+    : executor_(std::move(executor)), qemu_img_binary_(std::move(qemu_img_binary)), jailer_(std::move(jailer)) {}
 
 boost::asio::awaitable<Result<void>> RealVmHost::CreateOverlay(std::string backing, std::string overlay,
                                                                std::string log_path) {
@@ -47,6 +55,10 @@ boost::asio::awaitable<Result<void>> RealVmHost::CreateOverlay(std::string backi
 }
 
 boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> RealVmHost::LaunchQemu(QemuLaunch launch) {
+  if (jailer_) {
+    auto jailed = jailer_->Launch(executor_, std::move(launch));
+    co_return std::move(jailed);
+  }
   LaunchSpec spec{.argv = std::move(launch.argv),
                   .stderr_path = std::move(launch.stderr_path),
                   .pass_fds = std::move(launch.pass_fds)};

@@ -34,6 +34,7 @@ namespace agentvm {
 namespace qmp {
 class QmpClient;
 }
+class Jailer;
 
 // One QEMU to start: what it runs and what of the host it needs.
 struct QemuLaunch {
@@ -47,6 +48,9 @@ struct QemuLaunch {
   // The runtime dir (QEMU creates its sockets, logs and pidfile there) and
   // the overlay.
   std::vector<std::string> writable_paths;
+  std::vector<std::string> devices;  // device nodes QEMU opens (/dev/urandom, /dev/kvm, ...)
+  int memory_mib = 0;                // guest RAM, which bounds QEMU's memory
+  Accel accel = Accel::kTcg;
 };
 
 // What QemuCommandLine(spec) needs of the host, for the VM whose files are
@@ -95,10 +99,12 @@ class VmHost {
                                                                    std::chrono::milliseconds timeout) = 0;
 };
 
-// The host as it is: qemu-img, QEMU as a ChildProcess, unix and vsock sockets.
+// The host as it is: qemu-img, QEMU as a ChildProcess (jailed by `jailer`
+// unless it is null: `jail: off`), unix and vsock sockets.
 class RealVmHost final : public VmHost {
  public:
-  RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary);
+  RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary,
+             std::shared_ptr<Jailer> jailer);
 
   boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::string overlay,
                                                      std::string log_path) override;
@@ -112,6 +118,7 @@ class RealVmHost final : public VmHost {
  private:
   boost::asio::any_io_executor executor_;
   std::string qemu_img_binary_;
+  std::shared_ptr<Jailer> jailer_;
 };
 
 }  // namespace agentvm
