@@ -103,6 +103,7 @@ VmInfo Vm::Info() const {
       .boot = boot_,
       .restore_error = restore_error_,
       .pool = spec_.pool,
+      .guest_channel_error = channel_error_,
   };
   if (qemu_running()) info.pid = qemu_->pid();
   return info;
@@ -344,8 +345,20 @@ boost::asio::awaitable<Result<void>> Vm::ConnectAgent(milliseconds timeout) {
   auto socket = co_await context_.host->ConnectGuest(std::move(address), timeout);
   if (!socket) co_return Fail(socket.error().Wrap("connect to guest agent"));
   channel_ = std::make_unique<GuestChannel>(std::move(*socket), spec_.id);
+  std::weak_ptr<Vm> weak = weak_from_this();
+  channel_->OnClosed([weak](const Error& error) {
+    if (auto self = weak.lock()) self->OnChannelClosed(error);
+  });
   channel_->Start();
   co_return Result<void>{};
+}
+
+void Vm::OnChannelClosed(const Error& error) {
+  // While booting, the boot step waiting on the channel reports it; once
+  // the VM is going down, or its QEMU is gone, its end is expected.
+  if (state_ != VmState::kRunning || stop_reason_ || !qemu_running() || !channel_error_.empty()) return;
+  channel_error_ = error.message;
+  Log()->warn("{}: guest channel failed: {}", spec_.id, channel_error_);
 }
 
 boost::asio::awaitable<Result<void>> Vm::LoadGolden(const GoldenSnapshot& golden, milliseconds timeout) {

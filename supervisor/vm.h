@@ -186,6 +186,8 @@ class Vm : public std::enable_shared_from_this<Vm> {
   boost::asio::awaitable<Result<void>> BootSteps(const GoldenSnapshot* golden);
   boost::asio::awaitable<Result<void>> LaunchQemu(const GoldenSnapshot* golden);
   boost::asio::awaitable<Result<void>> ConnectAgent(std::chrono::milliseconds timeout);
+  // The guest channel ended: a running VM not being stopped records why.
+  void OnChannelClosed(const Error& error);
   boost::asio::awaitable<Result<void>> LoadGolden(const GoldenSnapshot& golden, std::chrono::milliseconds timeout);
   boost::asio::awaitable<Result<void>> GiveIdentity(std::chrono::milliseconds timeout);
   // Ends a failed restore's QEMU and clears what the cold boot makes anew.
@@ -233,6 +235,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   bool snapshot_op_ = false;
   std::string boot_ = "cold";  // VmInfo::boot
   std::string restore_error_;
+  std::string channel_error_;  // VmInfo::guest_channel_error
   std::chrono::steady_clock::time_point up_since_ = std::chrono::steady_clock::now();
   bool removed_ = false;  // files gone; nothing may be persisted any more
   std::vector<boost::asio::steady_timer*> waiters_;
