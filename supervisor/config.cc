@@ -250,6 +250,8 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "stop_grace_sec") applied = set_seconds(config.stop_grace);
     else if (key == "default_cpus") applied = set_int(config.default_cpus);
     else if (key == "default_memory_mib") applied = set_int(config.default_memory_mib);
+    else if (key == "console_memory_kib") applied = set_int(config.console_memory_kib);
+    else if (key == "console_file_kib") applied = set_int(config.console_file_kib);
     else if (key == "default_network") applied = set_string(config.default_network);
     else if (key == "bridge") applied = set_string(config.bridge);
     else if (key == "subnet") applied = set_string(config.subnet);
@@ -285,6 +287,11 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
   }
   if (config.default_cpus < 1 || config.default_cpus > 64 || config.default_memory_mib < 64) {
     return Fail(ErrorCode::kInvalidArgument, "default_cpus must be 1..64 and default_memory_mib >= 64");
+  }
+  // Up to 64 MiB each: these are per VM, on the daemon's heap and in tmpfs.
+  if (config.console_memory_kib < 4 || config.console_memory_kib > 65536 || config.console_file_kib < 8 ||
+      config.console_file_kib > 65536) {
+    return Fail(ErrorCode::kInvalidArgument, "console_memory_kib must be 4..65536 and console_file_kib 8..65536");
   }
   if (auto network = ValidateNetworkConfig(config); !network) return network;
   return ValidatePools(config);
