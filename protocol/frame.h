@@ -96,7 +96,8 @@ class FrameDecoder {
 };
 
 // Whether `json` nests objects/arrays deeper than `max_depth`, found by a
-// scan that does not parse (brackets inside strings do not count).
+// scan that does not parse (brackets inside strings do not count), so deep
+// input never reaches the JSON library. Also the API's check on bodies.
 bool NestsDeeperThan(std::string_view json, int max_depth);
 
 // Parses a header object; used by the decoder and by tests.

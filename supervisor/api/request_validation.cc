@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/frame.h"
 #include "supervisor/api/encoding.h"
 
 namespace agentvm::api {
@@ -17,34 +18,6 @@ bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '
 
 std::unexpected<Error> Invalid(std::string message) {
   return Fail(ErrorCode::kInvalidArgument, std::move(message));
-}
-
-// The depth check runs on the raw text so that a body of a million '[' never
-// reaches the recursive parts of the JSON library.
-bool NestingWithin(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
 }
 
 // `prefix` names the enclosing object in the message ("network.").
@@ -249,7 +222,9 @@ Result<void> ValidateSnapshotName(std::string_view name) {
 }
 
 Result<json> ParseJsonObject(std::string_view body) {
-  if (!NestingWithin(body, kMaxJsonDepth)) {
+  // On the raw text, so that a body of a million '[' never reaches the
+  // recursive parts of the JSON library.
+  if (protocol::NestsDeeperThan(body, kMaxJsonDepth)) {
     return Invalid("malformed JSON: nested deeper than " + std::to_string(kMaxJsonDepth));
   }
   json value;
