@@ -68,6 +68,9 @@ std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now) {
     if (reason.empty() && !vm.restore_error.empty()) {
       reason = "restore failed: " + OneLine(vm.restore_error);
     }
+    if (reason.empty() && !vm.guest_channel_error.empty()) {
+      reason = "guest channel failed: " + OneLine(vm.guest_channel_error);
+    }
     rows.push_back({vm.id, vm.image, std::string(VmStateName(vm.state)), OrDash(vm.boot),
                     OrDash(vm.network.address), std::to_string(vm.cpus),
                     std::to_string(vm.memory_mib) + "MiB", FormatAge(vm.created_at, now),

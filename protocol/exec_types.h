@@ -52,11 +52,13 @@ struct ExecResult {
   std::optional<int> signal;     // set when a signal ended it
   bool timed_out = false;        // the timeout fired and the process group was killed
 
-  // Shell convention: the exit code, 128+signal, or 124 when the timeout fired.
+  // Shell convention: the exit code, 128+signal, or 124 when the timeout
+  // fired; 255 for anything outside 0-255 and 1-127 (ParseExit refuses
+  // those from a guest, this keeps the arithmetic safe for any caller).
   int ShellStatus() const {
     if (timed_out) return 124;
-    if (exit_code) return *exit_code;
-    if (signal) return 128 + *signal;
+    if (exit_code) return *exit_code >= 0 && *exit_code <= 255 ? *exit_code : 255;
+    if (signal && *signal > 0 && *signal < 128) return 128 + *signal;
     return 255;
   }
 };

@@ -58,10 +58,39 @@ bool EncodedFits(std::string_view encoded) {
          encoded.size() - kFramePrefixBytes <= kMaxFrameBytes;
 }
 
+bool NestsDeeperThan(std::string_view json, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : json) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return true;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 std::variant<Frame, DecodeError> ParseHeader(std::string_view header_text) {
   auto invalid = [](std::string message) {
     return DecodeError{"invalid_argument", "malformed frame header: " + std::move(message)};
   };
+  if (NestsDeeperThan(header_text, kMaxHeaderDepth)) {
+    return invalid("nested deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
+  }
   nlohmann::json header = nlohmann::json::parse(header_text, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded()) return invalid("not JSON");
   if (!header.is_object()) return invalid("not a JSON object");
@@ -83,7 +112,8 @@ std::variant<Frame, DecodeError> ParseHeader(std::string_view header_text) {
   return frame;
 }
 
-FrameDecoder::FrameDecoder(std::size_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
+FrameDecoder::FrameDecoder(std::size_t max_frame_bytes, std::size_t max_header_bytes)
+    : max_frame_bytes_(max_frame_bytes), max_header_bytes_(max_header_bytes) {}
 
 void FrameDecoder::Feed(std::string_view bytes) {
   if (discard_left_ > 0 && buffered() == 0) {
@@ -97,6 +127,11 @@ void FrameDecoder::Feed(std::string_view bytes) {
   if (consumed_ > 0 && consumed_ >= buffer_.size() / 2) {
     buffer_.erase(0, consumed_);
     consumed_ = 0;
+    // A peer that never lets the buffer run empty still gives back a large
+    // frame's capacity.
+    if (buffer_.capacity() > kDecoderKeepBytes && buffer_.size() < kDecoderKeepBytes / 2) {
+      buffer_.shrink_to_fit();
+    }
   }
   buffer_.append(bytes);
 }
@@ -104,9 +139,24 @@ void FrameDecoder::Feed(std::string_view bytes) {
 void FrameDecoder::Consume(std::size_t n) {
   consumed_ += n;
   if (consumed_ == buffer_.size()) {
-    buffer_.clear();
+    if (buffer_.capacity() > kDecoderKeepBytes) {
+      std::string().swap(buffer_);
+    } else {
+      buffer_.clear();
+    }
     consumed_ = 0;
   }
+}
+
+DecodeError FrameDecoder::Refuse(std::uint64_t total, std::string message) {
+  Consume(kFramePrefixBytes);
+  discard_left_ = total;
+  // Drop what is already here now so a caller that stops calling Next()
+  // does not hold on to up to a frame's worth of garbage.
+  std::size_t skip = static_cast<std::size_t>(std::min<std::uint64_t>(discard_left_, buffered()));
+  discard_left_ -= skip;
+  Consume(skip);
+  return DecodeError{"too_large", std::move(message)};
 }
 
 void FrameDecoder::Reset() {
@@ -128,16 +178,14 @@ std::optional<DecodeEvent> FrameDecoder::Next() {
   std::uint64_t payload_len = GetU32(p + 4);
   std::uint64_t total = header_len + payload_len;
   if (total > max_frame_bytes_) {
-    Consume(kFramePrefixBytes);
-    discard_left_ = total;
-    // Drop what is already here now so a caller that stops calling Next()
-    // does not hold on to up to a frame's worth of garbage.
-    std::size_t skip = static_cast<std::size_t>(std::min<std::uint64_t>(discard_left_, buffered()));
-    discard_left_ -= skip;
-    Consume(skip);
-    return DecodeEvent(DecodeError{"too_large", "frame of " + std::to_string(total) +
-                                                    " bytes exceeds the limit of " +
-                                                    std::to_string(max_frame_bytes_) + " bytes"});
+    return DecodeEvent(Refuse(total, "frame of " + std::to_string(total) +
+                                         " bytes exceeds the limit of " +
+                                         std::to_string(max_frame_bytes_) + " bytes"));
+  }
+  if (header_len > max_header_bytes_) {
+    return DecodeEvent(Refuse(total, "frame header of " + std::to_string(header_len) +
+                                         " bytes exceeds the limit of " +
+                                         std::to_string(max_header_bytes_) + " bytes"));
   }
   if (buffered() < kFramePrefixBytes + total) {
     buffer_.reserve(consumed_ + kFramePrefixBytes + total);

@@ -346,6 +346,10 @@ ParseResult<ExecResult> ParseExit(const Frame& frame) {
   if (!signal) return std::unexpected(signal.error());
   auto timed_out = OptBool(frame, "timed_out");
   if (!timed_out) return std::unexpected(timed_out.error());
+  // A guest may send any integer; beyond these ranges ShellStatus() would
+  // overflow or clash with the shell's own statuses.
+  if (*code && (**code < 0 || **code > 255)) return Bad(frame, "\"code\" is not an exit status (0-255)");
+  if (*signal && (**signal <= 0 || **signal >= 65)) return Bad(frame, "\"signal\" is not a signal number");
   result.exit_code = *code;
   result.signal = *signal;
   result.timed_out = timed_out->value_or(false);

@@ -300,6 +300,8 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "stop_grace_sec") applied = set_seconds(config.stop_grace);
     else if (key == "default_cpus") applied = set_int(config.default_cpus);
     else if (key == "default_memory_mib") applied = set_int(config.default_memory_mib);
+    else if (key == "console_memory_kib") applied = set_int(config.console_memory_kib);
+    else if (key == "console_file_kib") applied = set_int(config.console_file_kib);
     else if (key == "default_network") applied = set_string(config.default_network);
     else if (key == "bridge") applied = set_string(config.bridge);
     else if (key == "subnet") applied = set_string(config.subnet);
@@ -340,6 +342,11 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
   if (config.default_memory_mib < kMinMemoryMib || config.default_memory_mib > kMaxMemoryMib) {
     return Invalid("default_memory_mib must be between " + std::to_string(kMinMemoryMib) + " and " +
                    std::to_string(kMaxMemoryMib));
+  }
+  // Up to 64 MiB each: these are per VM, on the daemon's heap and in tmpfs.
+  if (config.console_memory_kib < 4 || config.console_memory_kib > 65536 || config.console_file_kib < 8 ||
+      config.console_file_kib > 65536) {
+    return Fail(ErrorCode::kInvalidArgument, "console_memory_kib must be 4..65536 and console_file_kib 8..65536");
   }
   if (auto network = ValidateNetworkConfig(config); !network) return network;
   if (auto jail = ValidateJail(config.jail); !jail) return jail;

@@ -53,6 +53,10 @@ struct DaemonConfig {
   std::chrono::seconds stop_grace{10};     // agent/ACPI power-off before kill
   int default_cpus = 1;
   int default_memory_mib = 256;
+  // Each VM's serial console (docs/security.md): the tail kept in memory
+  // (what `agentvm logs` shows) and the most kept on disk in the run dir.
+  int console_memory_kib = 128;
+  int console_file_kib = 1024;
 
   // Network (docs/network.md). The bridge and ruleset are made when the
   // first VM with a NIC starts and removed when the daemon stops.

@@ -17,6 +17,7 @@
 #include "common/spawn.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "supervisor/guest_log.h"
 
 namespace agentvm {
 namespace {
@@ -54,6 +55,10 @@ std::unexpected<Error> Unexpected(std::string_view what, const Frame& frame) {
               std::string(what) + ": unexpected \"" + frame.type + "\" reply from the guest agent");
 }
 
+// Warnings about one guest: a burst of 20, then one a second.
+constexpr int kWarnBurst = 20;
+constexpr std::chrono::seconds kWarnInterval{1};
+
 // One request in flight, keyed by its stream id.
 struct Call {
   std::shared_ptr<Reply> reply;  // not exec: the terminal frame, or the connection's end
@@ -82,16 +87,24 @@ asio::awaitable<void> FeedStdin(std::shared_ptr<ExecStream> exec, std::string re
 }  // namespace
 
 struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
-  State(Socket s, std::string id)
-      : socket(std::move(s)), vm_id(std::move(id)), log(Logger("guest")) {}
+  State(Socket s, std::string id, GuestChannelLimits l)
+      : socket(std::move(s)),
+        vm_id(std::move(id)),
+        log(Logger("guest")),
+        limits(l),
+        decoder(protocol::kMaxFrameBytes, l.max_header_bytes) {}
 
   Socket socket;
   std::string vm_id;
   std::shared_ptr<spdlog::logger> log;
+  GuestChannelLimits limits;
+  LogBudget warn_budget{kWarnBurst, kWarnInterval};
+  int protocol_errors = 0;
   protocol::FrameDecoder decoder;
   std::uint32_t next_stream = 1;
   std::unordered_map<std::uint32_t, Call> calls;
   std::deque<std::string> outbox;  // encoded frames; front() may be in flight
+  std::size_t outbox_bytes = 0;    // sum of outbox's sizes
   bool writing = false;
   bool reading = false;
   bool closed = false;
@@ -128,7 +141,16 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
                                             std::to_string(bytes.size()) +
                                             " bytes exceeds the guest protocol's frame limit");
     }
+    outbox_bytes += bytes.size();
     outbox.push_back(std::move(bytes));
+    if (outbox_bytes > limits.max_outbox_bytes) {
+      Error error{ErrorCode::kUnavailable,
+                  "the guest is not reading: " + std::to_string(outbox_bytes) +
+                      " bytes queued for it exceed the cap of " +
+                      std::to_string(limits.max_outbox_bytes)};
+      Shut(error);
+      return Fail(error.Wrap(what));
+    }
     if (!writing) {
       writing = true;
       SpawnDetached(executor(), WriteLoop(shared_from_this()), vm_id + ": guest write loop", log);
@@ -144,7 +166,7 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
     boost::system::error_code ignored;
     socket.close(ignored);
     // The writer may have outbox.front() in flight; it clears the rest.
-    if (!writing) outbox.clear();
+    if (!writing) ClearOutbox();
     auto pending = std::move(calls);
     calls.clear();
     for (auto& [stream, call] : pending) {
@@ -160,18 +182,44 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
     }
   }
 
+  void ClearOutbox() {
+    outbox.clear();
+    outbox_bytes = 0;
+  }
+
+  // A warning line, unless this guest has had its share of them.
+  void Warn(const std::string& message) {
+    if (!warn_budget.Take()) return;
+    if (warn_budget.suppressed() > 0) {
+      log->warn("{}: {} ({} similar lines suppressed)", vm_id, message, warn_budget.suppressed());
+    } else {
+      log->warn("{}: {}", vm_id, message);
+    }
+  }
+
+  // The guest broke the protocol; too many times ends the channel. True
+  // when it did.
+  bool ProtocolError(const std::string& what) {
+    Warn(what);
+    if (++protocol_errors < limits.max_protocol_errors) return false;
+    Shut(Error{ErrorCode::kUnavailable,
+               "the guest agent broke the protocol " + std::to_string(protocol_errors) +
+                   " times (last: " + what + ")"});
+    return true;
+  }
+
   void Dispatch(Frame frame) {
     if (frame.stream == 0) {
       // Connection-level: the agent refused one of our frames.
       auto error = protocol::ParseError(frame);
-      log->warn("{}: guest agent on stream 0: {} {}", vm_id, frame.type,
-                error ? error->code + ": " + error->message : std::string());
+      Warn("guest agent on stream 0: " + GuestText(frame.type) + " " +
+           (error ? GuestText(error->code) + ": " + GuestText(error->message) : std::string()));
       return;
     }
     auto it = calls.find(frame.stream);
     if (it == calls.end()) {
       // A reply to a call that timed out, or output of an exec given up on.
-      log->debug("{}: dropped late \"{}\" frame on stream {}", vm_id, frame.type, frame.stream);
+      log->debug("{}: dropped late \"{}\" frame on stream {}", vm_id, GuestText(frame.type), frame.stream);
       return;
     }
     Call& call = it->second;
@@ -184,7 +232,7 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
       if (auto queued = call.exec->PushOutput(which, std::move(frame.payload)); !queued) {
         // The guest ignored the window: its output cannot be trusted to stay
         // bounded, so the exec ends here.
-        log->warn("{}: {}", vm_id, queued.error().message);
+        Warn(queued.error().message);
         auto exec = call.exec;
         Abandon(frame.stream);
         exec->Finish(Fail(queued.error()));
@@ -193,7 +241,7 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
       if (auto bytes = protocol::ParseAck(frame)) {
         call.exec->StdinAcknowledged(*bytes);
       } else {
-        log->warn("{}: {}", vm_id, bytes.error());
+        ProtocolError(GuestText(bytes.error()));
       }
     } else if (IsTerminal(type)) {
       Call done = std::move(call);
@@ -211,7 +259,8 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
         done.reply->Set(std::move(frame));
       }
     } else {
-      log->warn("{}: unexpected \"{}\" frame on stream {}", vm_id, type, frame.stream);
+      ProtocolError("unexpected \"" + GuestText(type) + "\" frame on stream " +
+                    std::to_string(frame.stream));
     }
   }
 
@@ -231,10 +280,11 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
                          "connection to the guest agent lost: write: " + ec.message()});
         break;
       }
+      self->outbox_bytes -= self->outbox.front().size();
       self->outbox.pop_front();
     }
     self->writing = false;
-    if (self->closed) self->outbox.clear();
+    if (self->closed) self->ClearOutbox();
   }
 
   static asio::awaitable<void> ReadLoop(std::shared_ptr<State> self) {
@@ -256,8 +306,9 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
           auto event = self->decoder.Next();
           if (!event) break;
           if (auto* error = std::get_if<protocol::DecodeError>(&*event)) {
-            // Refused and skipped by the decoder; tell the agent, keep serving.
-            self->log->warn("{}: refused a frame from the guest: {}", self->vm_id, error->message);
+            // Refused and skipped by the decoder; tell the agent, keep
+            // serving, up to the limit.
+            if (self->ProtocolError("refused a frame from the guest: " + error->message)) break;
             (void)self->Send(protocol::ErrorFrame(0, error->code, error->message), "error reply");
             continue;
           }
@@ -292,8 +343,8 @@ struct GuestChannel::State : std::enable_shared_from_this<GuestChannel::State> {
   }
 };
 
-GuestChannel::GuestChannel(Socket socket, std::string vm_id)
-    : state_(std::make_shared<State>(std::move(socket), std::move(vm_id))) {}
+GuestChannel::GuestChannel(Socket socket, std::string vm_id, GuestChannelLimits limits)
+    : state_(std::make_shared<State>(std::move(socket), std::move(vm_id), limits)) {}
 
 GuestChannel::~GuestChannel() {
   state_->on_closed = nullptr;

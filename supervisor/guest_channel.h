@@ -32,11 +32,25 @@ using GuestNetwork = protocol::GuestNetwork;
 // Entropy Configure sends when the caller gives none.
 inline constexpr std::size_t kConfigureEntropyBytes = 64;
 
+// What a guest can make the host hold or spend (docs/security.md). Crossing
+// either count closes the channel with a reason that says which.
+struct GuestChannelLimits {
+  // Bytes queued for the guest and not yet taken by it: a guest that stops
+  // reading costs the host no more. Twice the frame limit, so the largest
+  // request still fits behind a full one.
+  std::size_t max_outbox_bytes = 32 * 1024 * 1024;
+  // Malformed frames, or frames no request asked for, from the guest; a
+  // sound agent sends none.
+  int max_protocol_errors = 16;
+  // A guest's frame header; its replies carry a few short fields.
+  std::size_t max_header_bytes = 64 * 1024;
+};
+
 class GuestChannel {
  public:
   using Socket = boost::asio::generic::stream_protocol::socket;
 
-  GuestChannel(Socket socket, std::string vm_id);
+  GuestChannel(Socket socket, std::string vm_id, GuestChannelLimits limits = {});
   // Closes; pending calls complete with kUnavailable. OnClosed's callback is
   // not called from here: whoever destroys the channel knows it is gone.
   ~GuestChannel();

@@ -92,7 +92,9 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
   argv.insert(argv.end(), {
       "-chardev", "socket,id=qmp0,path=" + QemuOptEscape(spec.qmp_socket) + ",server=on,wait=off",
       "-mon", "chardev=qmp0,mode=control",
-      "-chardev", "file,id=console0,path=" + QemuOptEscape(spec.console_log),
+      "-chardev", spec.console_fd >= 0
+                      ? "socket,id=console0,fd=" + std::to_string(spec.console_fd) + ",server=off"
+                      : "file,id=console0,path=" + QemuOptEscape(spec.console_log),
       "-serial", "chardev:console0",
   });
 
@@ -126,6 +128,7 @@ std::string CommandLineHash(const QemuLaunchSpec& spec) {
   normal.frozen_image.clear();
   normal.qmp_socket = "qmp";
   normal.console_log = "console";
+  if (normal.console_fd >= 0) normal.console_fd = 4;
   normal.pidfile = "pidfile";
   normal.agent_socket = "agent";
   if (normal.channel == ChannelKind::kVsock) normal.guest_cid = 3;

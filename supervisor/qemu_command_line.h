@@ -35,6 +35,10 @@ struct QemuLaunchSpec {
   std::string frozen_image;
 
   std::string qmp_socket;
+  // The serial console: an inherited socket fd the daemon drains
+  // (ConsoleLog); below 0, the file console_log (tests that run QEMU
+  // themselves).
+  int console_fd = -1;
   std::string console_log;
   std::string pidfile;
 

@@ -108,6 +108,8 @@ VmContext Supervisor::MakeContext() {
       .channel = channel_,
       .agent_timeout = config_.agent_timeout,
       .stop_grace = config_.stop_grace,
+      .console_ring_bytes = static_cast<std::size_t>(config_.console_memory_kib) * 1024,
+      .console_file_bytes = static_cast<std::uint64_t>(config_.console_file_kib) * 1024,
       .on_change =
           [this](const VmRecord& record) {
             if (auto put = store_->Put(record); !put) Log()->error("{}: {}", record.id, put.error().message);

@@ -20,6 +20,7 @@
 #include "common/unique_fd.h"
 #include "qmp/migration.h"
 #include "qmp/qmp_client.h"
+#include "supervisor/console_log.h"
 #include "supervisor/guest_channel.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
@@ -104,6 +105,7 @@ VmInfo Vm::Info() const {
       .boot = boot_,
       .restore_error = restore_error_,
       .pool = spec_.pool,
+      .guest_channel_error = channel_error_,
   };
   if (qemu_running()) info.pid = qemu_->pid();
   return info;
@@ -298,7 +300,7 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   auto ready = co_await channel_->WaitReady(remaining());
   if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, ExitReason());
   if (!ready) {
-    const std::string console = LastLine(ReadFileTail(spec_.paths.console_log(), 4096));
+    const std::string console = LastLine(ConsoleTail(4096));
     co_return Fail(ready.error().code,
                    "guest agent did not answer within " + std::to_string(context_.agent_timeout.count() / 1000) +
                        "s (last console line: " + (console.empty() ? "none" : "'" + console + "'") + ")");
@@ -321,7 +323,16 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
 
-  QemuLaunch launch = QemuLaunchFor(LaunchSpecFor(golden), paths);
+  if (!console_) {
+    console_ = std::make_unique<ConsoleLog>(context_.executor, paths.console_log(), spec_.id,
+                                            context_.console_ring_bytes, context_.console_file_bytes);
+  }
+  // QEMU inherits its own copy; this one closes when the launch is done.
+  auto console_end = console_->Connect();
+  if (!console_end) co_return Fail(console_end.error().Wrap("console"));
+  QemuLaunchSpec launch_spec = LaunchSpecFor(golden);
+  launch_spec.console_fd = console_end->get();
+  QemuLaunch launch = QemuLaunchFor(launch_spec, paths);
   auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
@@ -345,8 +356,20 @@ boost::asio::awaitable<Result<void>> Vm::ConnectAgent(milliseconds timeout) {
   auto socket = co_await context_.host->ConnectGuest(std::move(address), timeout);
   if (!socket) co_return Fail(socket.error().Wrap("connect to guest agent"));
   channel_ = std::make_unique<GuestChannel>(std::move(*socket), spec_.id);
+  std::weak_ptr<Vm> weak = weak_from_this();
+  channel_->OnClosed([weak](const Error& error) {
+    if (auto self = weak.lock()) self->OnChannelClosed(error);
+  });
   channel_->Start();
   co_return Result<void>{};
+}
+
+void Vm::OnChannelClosed(const Error& error) {
+  // While booting, the boot step waiting on the channel reports it; once
+  // the VM is going down, or its QEMU is gone, its end is expected.
+  if (state_ != VmState::kRunning || stop_reason_ || !qemu_running() || !channel_error_.empty()) return;
+  channel_error_ = error.message;
+  Log()->warn("{}: guest channel failed: {}", spec_.id, channel_error_);
 }
 
 boost::asio::awaitable<Result<void>> Vm::LoadGolden(const GoldenSnapshot& golden, milliseconds timeout) {
@@ -405,7 +428,7 @@ std::string Vm::LastQemuLogLine() const { return LastLine(ReadFileTail(spec_.pat
 
 std::string Vm::FailureReasonFromLogs(const ExitStatus& status) const {
   std::string reason = "qemu " + status.Describe();
-  std::string detail = LastLine(ReadFileTail(spec_.paths.console_log(), 16384), "Kernel panic");
+  std::string detail = LastLine(ConsoleTail(16384), "Kernel panic");
   if (detail.empty()) detail = LastLine(ReadFileTail(spec_.paths.qemu_log(), 4096));
   if (!detail.empty()) reason += ": " + detail;
   return reason;
@@ -453,6 +476,7 @@ boost::asio::awaitable<Result<void>> Vm::Remove() {
   if (qemu_running()) co_return Fail(ErrorCode::kInternal, "vm " + spec_.id + " still has a running qemu");
   removed_ = true;
   network_.reset();
+  console_.reset();
   std::error_code ec;
   for (const auto& dir : {spec_.paths.runtime_dir, spec_.paths.disk_dir}) {
     fs::remove_all(dir, ec);
@@ -461,7 +485,10 @@ boost::asio::awaitable<Result<void>> Vm::Remove() {
   co_return Result<void>{};
 }
 
-Result<std::string> Vm::Console(std::size_t max_bytes) const {
+Result<std::string> Vm::Console(std::size_t max_bytes) const { return ConsoleTail(max_bytes); }
+
+std::string Vm::ConsoleTail(std::size_t max_bytes) const {
+  if (console_) return console_->Tail(max_bytes);
   return ReadFileTail(spec_.paths.console_log(), max_bytes);
 }
 

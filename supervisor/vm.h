@@ -42,6 +42,7 @@
 
 #include "common/error.h"
 #include "protocol/exec_types.h"
+#include "supervisor/console_log.h"
 #include "supervisor/golden_snapshot_store.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
@@ -90,6 +91,9 @@ struct VmContext {
   // For QEMU's monitor to answer after launch (it does in well under a second).
   std::chrono::milliseconds qmp_timeout{10000};
   std::chrono::milliseconds stop_grace{10000};
+  // The serial console's caps (console_log.h).
+  std::size_t console_ring_bytes = kConsoleRingBytes;
+  std::uint64_t console_file_bytes = kConsoleFileBytes;
   // Called after every state change, to persist the record.
   std::function<void(const VmRecord&)> on_change;
 };
@@ -186,6 +190,8 @@ class Vm : public std::enable_shared_from_this<Vm> {
   boost::asio::awaitable<Result<void>> BootSteps(const GoldenSnapshot* golden);
   boost::asio::awaitable<Result<void>> LaunchQemu(const GoldenSnapshot* golden);
   boost::asio::awaitable<Result<void>> ConnectAgent(std::chrono::milliseconds timeout);
+  // The guest channel ended: a running VM not being stopped records why.
+  void OnChannelClosed(const Error& error);
   boost::asio::awaitable<Result<void>> LoadGolden(const GoldenSnapshot& golden, std::chrono::milliseconds timeout);
   boost::asio::awaitable<Result<void>> GiveIdentity(std::chrono::milliseconds timeout);
   // Ends a failed restore's QEMU and clears what the cold boot makes anew.
@@ -210,6 +216,9 @@ class Vm : public std::enable_shared_from_this<Vm> {
   Error StateConflict() const;
   std::string FailureReasonFromLogs(const ExitStatus& status) const;
   std::string LastQemuLogLine() const;
+  // The console's last `max_bytes`: from memory while the daemon drains it,
+  // else (a VM an earlier daemon ran) from its file.
+  std::string ConsoleTail(std::size_t max_bytes) const;
   // Why QEMU is gone, for the error of the boot step that found it gone.
   std::string ExitReason() const;
   bool qemu_running() const;
@@ -227,12 +236,15 @@ class Vm : public std::enable_shared_from_this<Vm> {
   std::unique_ptr<QemuProcess> retired_qemu_;
   std::unique_ptr<qmp::QmpClient> qmp_;
   std::unique_ptr<GuestChannel> channel_;
+  // The serial console of every QEMU this Vm launches; made at the first.
+  std::unique_ptr<ConsoleLog> console_;
   std::unique_ptr<NetAttachment> network_;
   bool booting_ = false;
   bool restoring_ = false;  // QEMU exiting now is a failed restore, not a failed VM
   bool snapshot_op_ = false;
   std::string boot_ = "cold";  // VmInfo::boot
   std::string restore_error_;
+  std::string channel_error_;  // VmInfo::guest_channel_error
   std::chrono::steady_clock::time_point up_since_ = std::chrono::steady_clock::now();
   bool removed_ = false;  // files gone; nothing may be persisted any more
   std::vector<boost::asio::steady_timer*> waiters_;

@@ -20,6 +20,9 @@ boost::asio::awaitable<Result<void>> Vm::Ping(milliseconds timeout) {
 
 Result<void> Vm::RequireRunning() const {
   if (state_ == VmState::kRunning && channel_ && !channel_->closed()) return {};
+  if (state_ == VmState::kRunning && !channel_error_.empty()) {
+    return Fail(ErrorCode::kUnavailable, "vm " + spec_.id + ": guest channel failed: " + channel_error_);
+  }
   Error error = StateConflict();
   if (!reason_.empty()) error.message += " (" + reason_ + ")";
   return Fail(std::move(error));

@@ -38,6 +38,7 @@ QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
   if (spec.accel == Accel::kKvm) launch.devices.push_back("/dev/kvm");
   if (spec.channel == ChannelKind::kVsock) launch.devices.push_back("/dev/vhost-vsock");
   if (spec.tap_fd >= 0) launch.pass_fds.push_back(spec.tap_fd);
+  if (spec.console_fd >= 0) launch.pass_fds.push_back(spec.console_fd);
   if (!spec.frozen_image.empty()) launch.read_only_paths.push_back(spec.frozen_image);
   return launch;
 }

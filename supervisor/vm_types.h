@@ -139,6 +139,10 @@ struct VmInfo {
   // Set when a restore was tried and failed, so the VM was cold-booted instead.
   std::string restore_error;
   std::string pool;  // the pool it was taken from, if any
+  // Why the control channel to its agent failed while the VM ran (the guest
+  // stopped reading, or broke the protocol too often); empty otherwise.
+  // Exec, files and ping then fail with this reason.
+  std::string guest_channel_error;
 };
 
 // A named snapshot of one VM: memory, devices and disk at one moment.

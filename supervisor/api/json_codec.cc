@@ -120,6 +120,7 @@ ordered_json VmInfoToJson(const VmInfo& info) {
               {"boot", info.boot},
               {"restore_error", info.restore_error},
               {"pool", info.pool},
+              {"guest_channel_error", info.guest_channel_error},
               {"network", NetworkInfoToJson(info.network)}};
 }
 
@@ -147,6 +148,7 @@ Result<VmInfo> VmInfoFromJson(const json& value) {
   info.boot = OptionalString(value, "boot");
   info.restore_error = OptionalString(value, "restore_error");
   info.pool = OptionalString(value, "pool");
+  info.guest_channel_error = OptionalString(value, "guest_channel_error");
   auto network = NetworkInfoFromJson(value);
   if (!network) return Fail(network.error());
   info.network = std::move(*network);

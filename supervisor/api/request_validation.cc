@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/frame.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/json_codec.h"
 
@@ -15,34 +16,6 @@ using nlohmann::json;
 
 std::unexpected<Error> Invalid(std::string message) {
   return Fail(ErrorCode::kInvalidArgument, std::move(message));
-}
-
-// The depth check runs on the raw text so that a body of a million '[' never
-// reaches the recursive parts of the JSON library.
-bool NestingWithin(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
 }
 
 // "unknown <what> \"<prefix><key>\"" for the first key of `entries` (JSON
@@ -208,7 +181,9 @@ Result<void> ValidateEnvName(std::string_view name) {
 }
 
 Result<json> ParseJsonObject(std::string_view body) {
-  if (!NestingWithin(body, kMaxJsonDepth)) {
+  // On the raw text, so that a body of a million '[' never reaches the
+  // recursive parts of the JSON library.
+  if (protocol::NestsDeeperThan(body, kMaxJsonDepth)) {
     return Invalid("malformed JSON: nested deeper than " + std::to_string(kMaxJsonDepth));
   }
   json value;

@@ -18,6 +18,7 @@
 // Test-only, header-only; everything runs on the test's io_context thread.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -80,6 +81,12 @@ class FakeQemu : public std::enable_shared_from_this<FakeQemu> {
 
   // Boots the guest; the host calls it once, right after construction.
   Result<void> Start() {
+    // Like QEMU, it inherits the console's socket: its own copy.
+    for (const std::string& arg : launch_.argv) {
+      if (const auto at = arg.find("id=console0,fd="); at != std::string::npos) {
+        console_.reset(::fcntl(std::stoi(arg.substr(at + 15)), F_DUPFD_CLOEXEC, 0));
+      }
+    }
     if (behavior_.guest == FakeQemuBehavior::Guest::kAgent) {
       std::string error;
       agent_ = guest::testing::AgentProcess::Start({"--dry-run-system", agent_record_}, &error);
@@ -107,6 +114,12 @@ class FakeQemu : public std::enable_shared_from_this<FakeQemu> {
 
   // --- The test's controls and view.
 
+  // The guest prints `line` on its serial console.
+  void WriteConsole(const std::string& line) {
+    const std::string text = line + "\n";
+    if (console_) (void)!::send(console_.get(), text.data(), text.size(), MSG_NOSIGNAL);
+  }
+
   // QEMU ends now with `status`, having printed `message` to stderr.
   void Exit(ExitStatus status, const std::string& message = "") {
     if (exit_status_) return;
@@ -117,6 +130,7 @@ class FakeQemu : public std::enable_shared_from_this<FakeQemu> {
     if (agent_) ::kill(agent_->pid(), SIGKILL);  // the guest dies with its QEMU
     guest_end_.reset();
     silent_guest_.reset();
+    console_.reset();
     exit_timer_.cancel();
   }
   void Crash(int signal, const std::string& message = "") { Exit(ExitStatus{.signal = signal}, message); }
@@ -320,6 +334,7 @@ class FakeQemu : public std::enable_shared_from_this<FakeQemu> {
   std::unique_ptr<guest::testing::AgentProcess> agent_;
   guest::UniqueFd guest_end_;     // the host's end of the control channel, until connected
   guest::UniqueFd silent_guest_;  // a silent guest's end: open, never read
+  guest::UniqueFd console_;       // QEMU's end of the serial console
   bool running_ = true;
   std::string migration_ = "none";
   std::vector<std::string> snapshots_;

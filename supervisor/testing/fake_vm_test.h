@@ -107,8 +107,11 @@ class FakeVmTest : public ::testing::Test {
     const auto it = std::ranges::find(events, event);
     return it == events.end() ? -1 : static_cast<int>(it - events.begin());
   }
+  // The latest QEMU's guest prints `line`; returns once the Vm has it.
   void WriteConsole(const std::string& line) {
-    std::ofstream(vm_->paths().console_log(), std::ios::app) << line << "\n";
+    host_->launched().back()->WriteConsole(line);
+    runner_.RunUntil([&] { return vm_->Console(1 << 20)->find(line) != std::string::npos; },
+                     std::chrono::seconds(5));
   }
 
   static boost::asio::awaitable<bool> Done(boost::asio::awaitable<void> task) {

@@ -300,17 +300,19 @@ TEST(ApiCodecTest, VmBootFieldsRoundTripAndComeBeforeTheNetwork) {
   info.boot = "cold";
   info.restore_error = "state file checksum mismatch";
   info.pool = "tiny-1c-256m-isolated";
+  info.guest_channel_error = "the guest agent broke the protocol 16 times";
   auto json = VmInfoToJson(info);
   std::vector<std::string> keys;
   for (const auto& [key, value] : json.items()) keys.push_back(key);
   EXPECT_EQ(keys, (std::vector<std::string>{"id", "image", "state", "cpus", "memory_mib", "pid",
                                             "channel", "accel", "reason", "created_at", "boot",
-                                            "restore_error", "pool", "network"}));
+                                            "restore_error", "pool", "guest_channel_error", "network"}));
   auto back = VmInfoFromJson(nlohmann::json::parse(DumpJson(json)));
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->boot, "cold");
   EXPECT_EQ(back->restore_error, info.restore_error);
   EXPECT_EQ(back->pool, info.pool);
+  EXPECT_EQ(back->guest_channel_error, info.guest_channel_error);
 
   // Empty means "none", sent as "" like reason; an older daemon sends nothing.
   VmInfo plain;

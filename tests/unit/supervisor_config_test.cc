@@ -69,6 +69,26 @@ TEST_F(ConfigTest, ValidationCatchesWhatWouldFailLater) {
   EXPECT_FALSE(ValidateConfig(bad_accel));
 }
 
+TEST_F(ConfigTest, ConsoleCapsAreKeysWithinBounds) {
+  DaemonConfig config;
+  EXPECT_EQ(config.console_memory_kib, 128);
+  EXPECT_EQ(config.console_file_kib, 1024);
+  auto applied = ApplyConfigFile(WriteConfig("console_memory_kib: 8\nconsole_file_kib: 64\n"), config);
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_EQ(config.console_memory_kib, 8);
+  EXPECT_EQ(config.console_file_kib, 64);
+  EXPECT_TRUE(ValidateConfig(config));
+
+  for (auto [memory, file] : {std::pair{0, 1024}, {128, 0}, {1 << 20, 1024}, {128, 1 << 20}}) {
+    DaemonConfig bad;
+    bad.console_memory_kib = memory;
+    bad.console_file_kib = file;
+    auto refused = ValidateConfig(bad);
+    ASSERT_FALSE(refused) << memory << " " << file;
+    EXPECT_NE(refused.error().message.find("console_memory_kib"), std::string::npos);
+  }
+}
+
 TEST_F(ConfigTest, NetworkKeys) {
   DaemonConfig config;
   ASSERT_TRUE(ApplyConfigFile(WriteConfig("default_network: isolated\nbridge: avmbr1\nsubnet: 10.200.0.0/24\n"

@@ -22,6 +22,7 @@
 #include "guest-images/agent/testing/agent_harness.h"
 #include "supervisor/guest_channel.h"
 #include "tests/support/coroutine_runner.h"
+#include "tests/support/guest_wire.h"
 
 namespace agentvm {
 namespace {
@@ -34,18 +35,8 @@ namespace asio = boost::asio;
 using Runner = testing::CoroutineRunner;
 
 // A connected pair: the GuestChannel end and a raw fd for the fake agent.
-struct Wire {
-  GuestChannel::Socket host;
-  int peer;
-};
-
-Wire MakeWire(asio::io_context& io) {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    throw std::runtime_error("socketpair");
-  return Wire{GuestChannel::Socket(io, asio::generic::stream_protocol(AF_UNIX, SOCK_STREAM), sv[0]),
-              sv[1]};
-}
+using Wire = testing::GuestWire;
+Wire MakeWire(asio::io_context& io) { return testing::MakeGuestWire(io); }
 
 // A fake agent on its own thread: `script` gets every frame the host sends.
 class FakeAgent {

@@ -27,7 +27,7 @@ QemuLaunchSpec ExampleSpec() {
       .base_image = "/images/tiny/rootfs.qcow2",
       .overlay = "/state/vms/vm-0123456789ab/overlay.qcow2",
       .qmp_socket = "/run/agentvm/vms/vm-0123456789ab/qmp.sock",
-      .console_log = "/run/agentvm/vms/vm-0123456789ab/console.log",
+      .console_fd = 4,
       .pidfile = "/run/agentvm/vms/vm-0123456789ab/qemu.pid",
       .channel = ChannelKind::kVirtioSerial,
       .agent_socket = "/run/agentvm/vms/vm-0123456789ab/agent.sock",
