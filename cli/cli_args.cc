@@ -299,7 +299,7 @@ std::optional<UsageError> TakeExecOption(ArgReader& reader, ExecSpec& exec,
   if (auto user = reader.value("--user", "-u")) {
     if (!*user) return user->error();
     if (!protocol::IsValidExecUser(user->value())) {
-      return reader.Error("--user expects a user name or uid, not \"" + api::QuoteForError(user->value()) + "\"");
+      return reader.Error("--user expects a user name or uid, not \"" + QuoteForError(user->value()) + "\"");
     }
     exec.user = user->value();
     return std::nullopt;

@@ -36,7 +36,7 @@ struct ConsoleLog::State : std::enable_shared_from_this<ConsoleLog::State> {
   std::string ring;
   std::size_t ring_start = 0;
   std::uint64_t total = 0;
-  qmp::OwnedFd out;  // console.log, appended to
+  UniqueFd out;  // console.log, appended to
   std::uint64_t out_bytes = 0;
   bool file_failed = false;
   std::optional<Socket> socket;  // the daemon's end, while QEMU has the other
@@ -65,11 +65,11 @@ struct ConsoleLog::State : std::enable_shared_from_this<ConsoleLog::State> {
     while (!data.empty() && !file_failed) {
       if (!out.valid() || out_bytes >= file_half_bytes) {
         if (out.valid()) {
-          out.Reset();
+          out.reset();
           std::error_code ec;
           std::filesystem::rename(file, Rotated(file), ec);
         }
-        out.Reset(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600));
+        out.reset(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600));
         out_bytes = 0;
         if (!out.valid()) return Fail("open", errno);
       }
@@ -85,7 +85,7 @@ struct ConsoleLog::State : std::enable_shared_from_this<ConsoleLog::State> {
   // The ring goes on without the file; said once.
   void Fail(const char* what, int error) {
     file_failed = true;
-    out.Reset();
+    out.reset();
     Logger("vm")->warn("{}: console log {} {}: {}; keeping only the last {} bytes in memory", vm_id, what,
                        file.string(), std::strerror(error), ring_bytes);
   }
@@ -124,14 +124,14 @@ ConsoleLog::~ConsoleLog() {
   }
 }
 
-Result<qmp::OwnedFd> ConsoleLog::Connect() {
+Result<UniqueFd> ConsoleLog::Connect() {
   int ends[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
     return Fail(ErrnoError("console socketpair", errno));
   }
   // Not shut down for writing, though the daemon never writes: QEMU's
   // chardev takes an end of input as the console being disconnected.
-  qmp::OwnedFd qemu_end(ends[1]);
+  UniqueFd qemu_end(ends[1]);
   const std::uint64_t generation = ++state_->generation;
   if (state_->socket) {
     boost::system::error_code ignored;

@@ -23,7 +23,7 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "common/error.h"
-#include "qmp/fd_passing.h"
+#include "common/unique_fd.h"
 
 namespace agentvm {
 
@@ -42,7 +42,7 @@ class ConsoleLog {
   // A new endpoint for QEMU's serial chardev (`-chardev socket,fd=N`); the
   // daemon drains its peer from now on (a relaunched QEMU gets a new one,
   // the ring and files go on). The caller closes its copy once QEMU has it.
-  Result<qmp::OwnedFd> Connect();
+  Result<UniqueFd> Connect();
 
   // The last `max_bytes` the guest wrote (at most the ring's size).
   std::string Tail(std::size_t max_bytes) const;

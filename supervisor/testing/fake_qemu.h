@@ -332,9 +332,9 @@ class FakeQemu : public std::enable_shared_from_this<FakeQemu> {
   std::optional<ExitStatus> exit_status_;
   std::unique_ptr<Peer> peer_;
   std::unique_ptr<guest::testing::AgentProcess> agent_;
-  guest::UniqueFd guest_end_;     // the host's end of the control channel, until connected
-  guest::UniqueFd silent_guest_;  // a silent guest's end: open, never read
-  guest::UniqueFd console_;       // QEMU's end of the serial console
+  UniqueFd guest_end_;     // the host's end of the control channel, until connected
+  UniqueFd silent_guest_;  // a silent guest's end: open, never read
+  UniqueFd console_;       // QEMU's end of the serial console
   bool running_ = true;
   std::string migration_ = "none";
   std::vector<std::string> snapshots_;
