@@ -44,6 +44,19 @@ Result<void> WriteFile(const std::string& path, const std::string& value) {
 // handed to its uid. Given back (cgroups removed, files back to root) when
 // QEMU is gone; pinned by O_PATH fds so a rename (a golden VM's overlay
 // becomes its frozen disk) does not lose them.
+// rmdir of a cgroup, waiting briefly while its last task is being reaped;
+// false (and a warning) when it stays.
+bool RemoveCgroup(const std::string& vm_id, const std::string& dir) {
+  for (int attempt = 0; ::rmdir(dir.c_str()) != 0 && errno != ENOENT; ++attempt) {
+    if (errno != EBUSY || attempt == 250) {
+      Log()->warn("{}: cannot remove cgroup {}: {}", vm_id, dir, std::strerror(errno));
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(4));
+  }
+  return true;
+}
+
 class JailResources {
  public:
   static Result<std::unique_ptr<JailResources>> Create(const JailPlan& plan) {
@@ -76,16 +89,7 @@ class JailResources {
       ::close(fd);
     }
     owned_.clear();
-    for (const auto& dir : cgroups_) {
-      // A cgroup whose last task was just reaped can be busy for a moment.
-      for (int attempt = 0; ::rmdir(dir.c_str()) != 0 && errno != ENOENT; ++attempt) {
-        if (errno != EBUSY || attempt == 50) {
-          Log()->warn("{}: cannot remove cgroup {}: {}", vm_id_, dir, std::strerror(errno));
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-    }
+    for (const auto& dir : cgroups_) RemoveCgroup(vm_id_, dir);
     cgroups_.clear();
   }
 
@@ -237,6 +241,28 @@ Result<std::unique_ptr<Jailer>> Jailer::Create(const JailConfig& config, const s
   fs::create_directories(host.root_dir, ec);
   if (ec) return Fail(ErrorCode::kInternal, "jail: create " + host.root_dir + ": " + ec.message());
   return std::unique_ptr<Jailer>(new Jailer(config, std::move(host)));
+}
+
+void Jailer::RemoveLeftovers(const std::string& vm_id, const std::vector<std::string>& writable_dirs) const {
+  for (const auto& dir : JailCgroupDirs(vm_id, config_, host_.cgroups)) RemoveCgroup(vm_id, dir);
+  const uid_t first = config_.uid_base;
+  const uid_t last = first + static_cast<uid_t>(config_.slots);
+  for (const auto& top : writable_dirs) {
+    std::error_code ec;
+    if (!fs::exists(top, ec)) continue;
+    auto give_back = [&](const fs::path& path) {
+      struct stat st {};
+      if (::lstat(path.c_str(), &st) == 0 && st.st_uid >= first && st.st_uid < last &&
+          ::lchown(path.c_str(), 0, 0) != 0) {
+        Log()->warn("{}: giving {} back to root: {}", vm_id, path.string(), std::strerror(errno));
+      }
+    };
+    give_back(top);
+    for (auto it = fs::recursive_directory_iterator(top, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      give_back(it->path());
+    }
+  }
 }
 
 Result<std::unique_ptr<QemuProcess>> Jailer::Launch(boost::asio::any_io_executor executor, QemuLaunch launch) {

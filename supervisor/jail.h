@@ -59,6 +59,11 @@ class Jailer {
 
   Result<std::unique_ptr<QemuProcess>> Launch(boost::asio::any_io_executor executor, QemuLaunch launch);
 
+  // Gives back what the jail of VM `vm_id` held when its daemon died with
+  // it (its QEMU already killed): its cgroups are removed and every file
+  // under `writable_dirs` owned by a jail uid goes back to root.
+  void RemoveLeftovers(const std::string& vm_id, const std::vector<std::string>& writable_dirs) const;
+
   const JailHost& host() const { return host_; }
 
  private:

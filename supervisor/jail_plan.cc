@@ -65,6 +65,10 @@ CgroupPlan PlanCgroups(const JailConfig& config, const CgroupHost& host, const s
 
 }  // namespace
 
+std::vector<std::string> JailCgroupDirs(const std::string& vm_id, const JailConfig& config, const CgroupHost& host) {
+  return PlanCgroups(config, host, vm_id, 0).remove;
+}
+
 std::uint64_t JailMemoryLimit(int memory_mib, bool tcg, const JailConfig& config) {
   const std::uint64_t mib = static_cast<std::uint64_t>(memory_mib) + config.memory_overhead_mib +
                             (tcg ? config.tcg_overhead_mib : 0);

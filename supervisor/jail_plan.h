@@ -89,6 +89,11 @@ struct JailPlan {
 // The jail of the QEMU in `launch`, run in uid/gid slot `slot`.
 JailPlan MakeJailPlan(const QemuLaunch& launch, const JailConfig& config, const JailHost& host, int slot);
 
+// The cgroup directories a jail of VM `vm_id` has (one per v1 controller,
+// or the one v2 leaf): what a restarted daemon removes for a VM whose QEMU
+// it found left over.
+std::vector<std::string> JailCgroupDirs(const std::string& vm_id, const JailConfig& config, const CgroupHost& host);
+
 // The memory a QEMU of `memory_mib` guest RAM may use in all: guest RAM,
 // QEMU's own overhead and, under TCG, the translated-code cache.
 std::uint64_t JailMemoryLimit(int memory_mib, bool tcg, const JailConfig& config);

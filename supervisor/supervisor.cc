@@ -83,7 +83,8 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
       accel_(accel),
       channel_(channel),
       images_(config_.image_dir),
-      host_(std::make_shared<RealVmHost>(executor_, config_.qemu_img_binary, std::move(jailer))),
+      jailer_(std::move(jailer)),
+      host_(std::make_shared<RealVmHost>(executor_, config_.qemu_img_binary, jailer_)),
       store_(std::move(store)),
       network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {
   if (!config_.golden_snapshots) {
@@ -127,6 +128,8 @@ Result<void> Supervisor::Recover() {
       Log()->warn("{}: killing qemu pid {} left by an earlier agentvmd", record.id, record.pid);
       KillStranger(record.pid);
     }
+    // A daemon that died with its VMs left their jails' cgroups and files.
+    if (jailer_) jailer_->RemoveLeftovers(record.id, {record.runtime_dir, record.disk_dir});
     if (record.unclaimed) {
       // Nobody was ever given it: nothing to show, only to clean up.
       Log()->info("{}: removing unclaimed VM left by an earlier agentvmd", record.id);

@@ -95,7 +95,8 @@ class Supervisor : public VmService {
   Accel accel_;
   ChannelKind channel_;
   ImageStore images_;
-  std::shared_ptr<VmHost> host_;  // every Vm's way to QEMU
+  std::shared_ptr<Jailer> jailer_;  // null with `jail: off`
+  std::shared_ptr<VmHost> host_;    // every Vm's way to QEMU (through jailer_)
   std::unique_ptr<StateStore> store_;
   std::shared_ptr<VmNetwork> network_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;

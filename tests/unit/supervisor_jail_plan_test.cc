@@ -185,6 +185,16 @@ TEST(JailPlanTest, V2OneCgroupWithControllersEnabledAbove) {
   EXPECT_THAT(plan.cgroups.remove, ElementsAre(leaf));
 }
 
+TEST(JailPlanTest, LeftoverCgroupDirsAreThoseAJailMakes) {
+  JailConfig config;
+  CgroupHost v1{.version = CgroupVersion::kV1,
+                .v1_roots = {{"memory", "/cg/memory"}, {"pids", "/cg/pids"}, {"cpu", "/cg/cpu"}}};
+  EXPECT_THAT(JailCgroupDirs("vm-1", config, v1),
+              ::testing::UnorderedElementsAre("/cg/memory/agentvm/vm-1", "/cg/pids/agentvm/vm-1", "/cg/cpu/agentvm/vm-1"));
+  CgroupHost v2{.version = CgroupVersion::kV2, .v2_root = "/cg2"};
+  EXPECT_THAT(JailCgroupDirs("vm-1", config, v2), ::testing::ElementsAre("/cg2/agentvm/vm-1"));
+}
+
 TEST(JailSlotsTest, LowestFreeSlotAndFreedWhenTheLeaseEnds) {
   auto slots = std::make_shared<JailSlots>(2);
   auto a = slots->Acquire();

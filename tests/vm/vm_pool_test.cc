@@ -2,8 +2,10 @@
 // guests on the real network: one daemon (in NetWorld's namespaces, so clones
 // get nat-filtered addresses) with a pool of 3 for the whole suite. The pool
 // builds its golden snapshot once; every VM here is a restored clone.
+#include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <thread>
@@ -227,8 +229,17 @@ TEST_F(VmWarmPoolTest, ACrashedDaemonsPoolVmsAreRemovedNotListed) {
   const std::string id = taken.value("id", "");
   ASSERT_FALSE(id.empty());
   ASSERT_EQ(WaitReady(kMinReady, 60s).value("ready", -1), kMinReady);
+  // The jail's memory cgroup of the taken VM (v1 here, v2 on unified hosts).
+  const std::vector<std::filesystem::path> cgroup_candidates = {"/sys/fs/cgroup/memory/agentvm/" + id,
+                                                                "/sys/fs/cgroup/agentvm/" + id};
+  auto has_cgroup = [&] {
+    return std::any_of(cgroup_candidates.begin(), cgroup_candidates.end(),
+                       [](const auto& dir) { return std::filesystem::exists(dir); });
+  };
+  ASSERT_TRUE(has_cgroup()) << "the jail gives each QEMU a cgroup";
 
   daemon_->CrashAndRestart();
+  EXPECT_FALSE(has_cgroup()) << "the restarted daemon removes the jail a dead daemon left";
   // The VM a user had is listed (failed: it could not be adopted); the
   // pool's own VMs are not: they were killed and removed, and the new
   // daemon's pool restores fresh ones from the golden snapshot on disk.
