@@ -17,6 +17,7 @@
 #include "cli/cli_format.h"
 #include "cli/interactive_exec.h"
 #include "cli/terminal.h"
+#include "cli/write_all.h"
 #include "common/unique_fd.h"
 #include "supervisor/api/json_codec.h"
 
@@ -27,16 +28,6 @@ constexpr int kAgentvmFailed = 125;  // run/exec: agentvm's own failure
 constexpr int kInterrupted = 130;
 constexpr int kOutputClosed = 128 + SIGPIPE;
 constexpr int kFailed = 1;
-
-bool WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
 
 Result<std::string> ReadAll(int fd, const std::string& what) {
   std::string data;

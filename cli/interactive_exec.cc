@@ -21,6 +21,7 @@
 
 #include "cli/interrupt.h"
 #include "cli/terminal.h"
+#include "cli/write_all.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/exec_channels.h"
 #include "supervisor/api/json_codec.h"
@@ -37,16 +38,6 @@ using api::ExecChannel;
 // How much of the local stdin may be read ahead of what agentvmd has taken.
 constexpr std::size_t kMaxStdinAhead = 1 << 20;
 constexpr std::size_t kStdinReadBytes = 64 * 1024;
-
-bool WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
 
 // One interactive exec. The WebSocket lives on one io_context thread (the
 // caller's); a second thread reads the local stdin, which may be anything
