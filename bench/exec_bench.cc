@@ -25,15 +25,18 @@ constexpr milliseconds kCallTimeout{10000};
 constexpr milliseconds kQgaTimeout{30000};
 constexpr char kTrue[] = "/bin/true";
 
-enum class Path { kApi, kDirect, kQga, kDirectPing, kQgaPing };
+enum class Path { kApi, kApiUser, kApiTty, kDirect, kQga, kDirectPing, kQgaPing };
 
 struct Round {
   Clock::duration elapsed{};
   int polls = 0;  // QGA only
 };
 
-asio::awaitable<Result<Round>> ExecThroughApi(const std::string& socket, const std::string& target) {
-  const std::string body = json{{"argv", json::array({kTrue})}}.dump();
+// `extra`: fields added to the exec request ("user", "tty").
+asio::awaitable<Result<Round>> ExecThroughApi(const std::string& socket, const std::string& target, json extra) {
+  json request = {{"argv", json::array({kTrue})}};
+  request.update(extra);
+  const std::string body = request.dump();
   const auto start = Clock::now();
   auto reply = co_await HttpCall(socket, "POST", target, body, kCallTimeout);
   Round round{.elapsed = Clock::now() - start};
@@ -119,6 +122,8 @@ asio::awaitable<Result<double>> SampleSpawnFloor(GuestChannel& agent) {
 std::string_view PathName(Path path) {
   switch (path) {
     case Path::kApi: return "agentvmd API";
+    case Path::kApiUser: return "agentvmd API, user root";
+    case Path::kApiTty: return "agentvmd API, tty";
     case Path::kDirect: return "agent direct";
     case Path::kQga: return "qemu-ga";
     case Path::kDirectPing: return "agent ping";
@@ -148,12 +153,17 @@ asio::awaitable<Result<ExecBenchResult>> RunExecBench(BenchDaemon& daemon, ExecB
   auto qga = co_await QgaClient::Connect((*vm)->qga_socket(), kQgaTimeout);
   if (!qga) co_return Fail(qga.error().Wrap("does image '" + options.image.name + "' ship qemu-ga?"));
 
+  // Named, not built inside co_await (g++ 12 miscompiles that).
+  const json plain = json::object();
+  const json as_root = {{"user", "root"}};
+  const json on_tty = {{"tty", true}};
   ExecBenchResult result;
   long polls = 0;
   // A few floor samples spread over the run, so they see the same load.
   Samples floor_samples;
   const int floor_every = std::max(1, options.runs / 4);
-  const Path kinds[] = {Path::kApi, Path::kDirect, Path::kQga, Path::kDirectPing, Path::kQgaPing};
+  const Path kinds[] = {Path::kApi,        Path::kApiUser, Path::kApiTty,  Path::kDirect,
+                        Path::kQga,        Path::kDirectPing, Path::kQgaPing};
   constexpr int kKinds = std::size(kinds);
   const int total = options.warmups + options.runs;
   for (int i = 0; i < total; ++i) {
@@ -168,7 +178,11 @@ asio::awaitable<Result<ExecBenchResult>> RunExecBench(BenchDaemon& daemon, ExecB
       const Path path = kinds[(i + k) % kKinds];
       Result<Round> round = Fail(ErrorCode::kInternal, "not run");
       if (path == Path::kApi) {
-        round = co_await ExecThroughApi(daemon.socket(), exec_target);
+        round = co_await ExecThroughApi(daemon.socket(), exec_target, plain);
+      } else if (path == Path::kApiUser) {
+        round = co_await ExecThroughApi(daemon.socket(), exec_target, as_root);
+      } else if (path == Path::kApiTty) {
+        round = co_await ExecThroughApi(daemon.socket(), exec_target, on_tty);
       } else if (path == Path::kDirect) {
         round = co_await ExecDirect((*vm)->agent());
       } else if (path == Path::kQga) {
@@ -181,6 +195,8 @@ asio::awaitable<Result<ExecBenchResult>> RunExecBench(BenchDaemon& daemon, ExecB
       if (!round) co_return Fail(round.error().Wrap(std::string(PathName(path)) + ", round " + std::to_string(i)));
       if (!timed) continue;
       if (path == Path::kApi) result.api.Add(round->elapsed);
+      if (path == Path::kApiUser) result.api_user.Add(round->elapsed);
+      if (path == Path::kApiTty) result.api_tty.Add(round->elapsed);
       if (path == Path::kDirect) result.direct.Add(round->elapsed);
       if (path == Path::kQga) {
         result.qga.Add(round->elapsed);

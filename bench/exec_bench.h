@@ -32,6 +32,8 @@ struct ExecBenchOptions {
 
 struct ExecBenchResult {
   Samples api;
+  Samples api_user;  // the same with "user": "root" named: passwd lookup, setgroups, setresuid
+  Samples api_tty;   // the same with "tty": true: a pseudo-terminal instead of pipes
   Samples direct;
   Samples qga;
   Samples direct_ping;

@@ -111,6 +111,16 @@ std::string RenderReport(const MachineInfo& m, std::optional<BootReport> boot, s
         << Row({"path", "p50", "p99", "mean", "min"}) << Row({"---", "---:", "---:", "---:", "---:"})
         << Row({"(2) agentvmd API: `POST /v1/vms/{id}/exec`, NDJSON to the exit event", FormatMillis(r.api.Median()),
                 FormatMillis(r.api.Percentile(0.99)), FormatMillis(r.api.Mean()), FormatMillis(r.api.Min())})
+        << Row({"(2) the same, as a named user (`\"user\": \"root\"`: passwd lookup, groups, setresuid)",
+                FormatMillis(r.api_user.Median()), FormatMillis(r.api_user.Percentile(0.99)),
+                FormatMillis(r.api_user.Mean()), FormatMillis(r.api_user.Min())})
+        << Row({"(2) the same, on a terminal (`\"tty\": true`)", FormatMillis(r.api_tty.Median()),
+                FormatMillis(r.api_tty.Percentile(0.99)), FormatMillis(r.api_tty.Mean()), FormatMillis(r.api_tty.Min())})
+        << Row({"ratio named user / plain; tty / plain",
+                FormatRatio(r.api_user.Median(), r.api.Median()) + "; " + FormatRatio(r.api_tty.Median(), r.api.Median()),
+                FormatRatio(r.api_user.Percentile(0.99), r.api.Percentile(0.99)) + "; " +
+                    FormatRatio(r.api_tty.Percentile(0.99), r.api.Percentile(0.99)),
+                "", ""})
         << Row({"(3) our agent directly: `GuestChannel::Exec`", FormatMillis(r.direct.Median()),
                 FormatMillis(r.direct.Percentile(0.99)), FormatMillis(r.direct.Mean()), FormatMillis(r.direct.Min())})
         << Row({std::string("(3) qemu-ga: `guest-exec` + `guest-exec-status` polled without pause (") + polls +

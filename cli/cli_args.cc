@@ -231,7 +231,7 @@ std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& n
   return std::nullopt;
 }
 
-std::optional<UsageError> TakeVmOption(ArgReader& reader, VmSpec& vm, bool* matched) {
+std::optional<UsageError> TakeVmOption(ArgReader& reader, CreateVmRequest& vm, bool* matched) {
   *matched = true;
   if (auto image = reader.value("--image")) {
     if (!*image) return image->error();

@@ -26,16 +26,6 @@ enum class CommandKind {
 // `agentvm snapshot save|ls|restore|rm`.
 enum class SnapshotAction { kSave, kList, kRestore, kRemove };
 
-struct VmSpec {
-  std::string image = "tiny";
-  int cpus = 1;
-  int memory_mib = 256;
-  // --net, --allow-port, --allow-cidr, --bridge, --bandwidth; checked here
-  // with the API's own rules (api::ValidateNetworkRequest), CIDRs canonical.
-  NetworkRequest network;
-  BootMode boot = BootMode::kAuto;  // --boot
-};
-
 struct ExecSpec {
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;
@@ -58,7 +48,9 @@ struct CliCommand {
   CommandKind kind = CommandKind::kHelp;
   std::string socket_path = kDefaultSocket;
   std::string help_topic;         // kHelp: a command name, or "" for the overview
-  VmSpec vm;                      // run, create
+  // run, create: the request itself; --net and friends are checked with
+  // the API's own rules (api::ValidateNetworkRequest), CIDRs canonical.
+  CreateVmRequest vm;
   ExecSpec exec;                  // run, exec
   std::vector<std::string> ids;   // inspect, exec, logs, snapshot: one; stop, rm, release: one or more
   bool force = false;             // rm -f

@@ -53,10 +53,6 @@ class Printer {
   const CliContext& context_;
 };
 
-CreateVmRequest ToCreateRequest(const VmSpec& vm) {
-  return CreateVmRequest{vm.image, vm.cpus, vm.memory_mib, vm.network, vm.boot};
-}
-
 std::int64_t Now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 // Prints agentvmd's JSON indented, or the error; the exit status.
@@ -141,7 +137,7 @@ int Run(const CliCommand& command, ApiClient& client, const CliContext& context,
   Printer print(context);
   // Creation is not interrupted midway: until it returns there is no id to
   // clean up with, so a Ctrl-C is acted on right after.
-  auto vm = client.CreateVm(ToCreateRequest(command.vm));
+  auto vm = client.CreateVm(command.vm);
   if (!vm) {
     print.Error("cannot create VM: " + vm.error().message);
     return interrupts.interrupted() ? kInterrupted : kAgentvmFailed;
@@ -175,7 +171,7 @@ int Exec(const CliCommand& command, ApiClient& client, const CliContext& context
 
 int Create(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
-  auto vm = client.CreateVm(ToCreateRequest(command.vm));
+  auto vm = client.CreateVm(command.vm);
   if (!vm) {
     print.Error("cannot create VM: " + vm.error().message);
     return kFailed;
