@@ -99,8 +99,12 @@ std::string GuestExecCgroupRoot() {
   constexpr const char* kCgroupMount = "/sys/fs/cgroup";
   struct statfs fs {};
   if (::statfs(kCgroupMount, &fs) != 0) return "";
-  if (fs.f_type == SYSFS_MAGIC &&
-      ::mount("cgroup2", kCgroupMount, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+  // favordynmods (Linux 6.0+): moving each exec into its cgroup then costs
+  // no RCU grace period (about 5 ms per exec under TCG); older kernels
+  // refuse the option and get the default.
+  constexpr unsigned long kFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  if (fs.f_type == SYSFS_MAGIC && ::mount("cgroup2", kCgroupMount, "cgroup2", kFlags, "favordynmods") != 0 &&
+      ::mount("cgroup2", kCgroupMount, "cgroup2", kFlags, nullptr) != 0) {
     LogWarn(std::string("mount cgroup2 on /sys/fs/cgroup: ") + std::strerror(errno));
     return "";
   }
