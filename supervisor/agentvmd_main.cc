@@ -14,6 +14,7 @@
 #include "common/spawn.h"
 #include "supervisor/api/api_server.h"
 #include "supervisor/config.h"
+#include "supervisor/state_store.h"
 #include "supervisor/supervisor.h"
 
 namespace po = boost::program_options;
@@ -119,6 +120,15 @@ int main(int argc, char** argv) {
   auto log = agentvm::Logger("agentvmd");
   // A client that hangs up mid-response must not kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);
+
+  // A damaged state database gets its own exit status: restarting cannot
+  // mend it, and the systemd unit does not restart on it
+  // (RestartPreventExitStatus=3). Checked before anything writes to it.
+  constexpr int kExitDamagedState = 3;
+  if (auto sound = agentvm::StateStore::CheckIntegrity(agentvm::StateDatabasePath(config.state_dir)); !sound) {
+    log->critical("{}", sound.error().message);
+    return kExitDamagedState;
+  }
 
   boost::asio::io_context io(1);
   auto supervisor = agentvm::Supervisor::Create(io.get_executor(), config, agentvm::ProbeHost());

@@ -1,5 +1,7 @@
 #include "supervisor/state_store.h"
 
+#include <filesystem>
+
 #include <sqlite3.h>
 
 #include <utility>
@@ -66,7 +68,37 @@ VmRecord ReadRecord(Statement& s) {
 
 }  // namespace
 
+Result<void> StateStore::CheckIntegrity(const std::string& path) {
+  std::error_code ec;
+  if (path == ":memory:" || !std::filesystem::exists(path, ec)) return {};
+  sqlite3* db = nullptr;
+  // Read-write (a read-only connection cannot open a crashed daemon's WAL),
+  // but only read here: quick_check is a read.
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  std::string verdict;
+  if (rc == SQLITE_OK) {
+    sqlite3_stmt* check = nullptr;
+    rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &check, nullptr);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(check)) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(check, 0);
+      verdict = text ? reinterpret_cast<const char*>(text) : "";
+      rc = SQLITE_OK;
+    }
+    sqlite3_finalize(check);
+  }
+  std::string message = rc == SQLITE_OK ? verdict : (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  sqlite3_close(db);
+  if (rc == SQLITE_OK && verdict == "ok") return {};
+  return Fail(ErrorCode::kInternal,
+              "state database " + path + " is damaged (" + message +
+                  "); agentvmd left it as it is. To start afresh, stop any QEMU it launched "
+                  "(pgrep -af qemu-system), then move the file aside (mv " +
+                  path + " " + path + ".damaged, with its -wal and -shm files) and start agentvmd again: "
+                  "it forgets the VMs the file listed (their disks stay in the state directory)");
+}
+
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+  if (auto sound = CheckIntegrity(path); !sound) return Fail(sound.error());
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (rc != SQLITE_OK) {

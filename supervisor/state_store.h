@@ -43,10 +43,20 @@ struct LeaseRecord {
   std::string vm_id;
 };
 
+// Where agentvmd keeps its database in `state_dir`.
+inline std::string StateDatabasePath(const std::string& state_dir) { return state_dir + "/agentvm.db"; }
+
 class StateStore {
  public:
   // Opens (creating if needed) the database at `path`; ":memory:" for tests.
+  // A database that fails CheckIntegrity is refused before anything is
+  // written to it.
   static Result<std::unique_ptr<StateStore>> Open(const std::string& path);
+
+  // Reads the database at `path` (absent is fine: it will be created) and
+  // fails, saying how to recover, when it is not a sound SQLite database.
+  // Writes nothing to the database file.
+  static Result<void> CheckIntegrity(const std::string& path);
   ~StateStore();
 
   StateStore(const StateStore&) = delete;

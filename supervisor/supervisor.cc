@@ -54,7 +54,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(boost::asio::any_io_execu
   std::error_code ec;
   std::filesystem::create_directories(config.state_dir, ec);
   if (ec) return Fail(ErrorCode::kInternal, "create state dir " + config.state_dir + ": " + ec.message());
-  auto store = StateStore::Open(config.state_dir + "/agentvm.db");
+  auto store = StateStore::Open(StateDatabasePath(config.state_dir));
   if (!store) return Fail(store.error());
   // Part of every golden snapshot's identity: a QEMU upgrade rebuilds them.
   std::string qemu_version;

@@ -2,7 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <gtest/gtest.h>
 
@@ -55,6 +59,44 @@ TEST(StateStoreTest, SurvivesReopen) {
   ASSERT_TRUE(reopened);
   EXPECT_EQ((*reopened)->List()->size(), 1u);
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(StateStoreTest, ADamagedDatabaseIsRefusedAndLeftAsItWas) {
+  const std::string garbage = ::testing::TempDir() + "/agentvm-state-garbage.db";
+  const std::string damaged = ::testing::TempDir() + "/agentvm-state-damaged.db";
+  for (const auto& path : {garbage, damaged}) {
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) std::remove((path + suffix).c_str());
+  }
+  std::ofstream(garbage, std::ios::binary) << std::string(8192, 'x');
+  {
+    auto store = StateStore::Open(damaged);
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE((*store)->Put(Example("vm-" + std::to_string(i), i)));
+  }
+  {
+    // A b-tree page overwritten in the middle of the file.
+    std::string bytes = Slurp(damaged);
+    ASSERT_GT(bytes.size(), 3 * 4096u);
+    std::fill(bytes.begin() + 4096, bytes.begin() + 8192, '\xab');
+    std::ofstream(damaged, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  for (const auto& path : {garbage, damaged}) {
+    const std::string before = Slurp(path);
+    auto opened = StateStore::Open(path);
+    ASSERT_FALSE(opened) << path;
+    EXPECT_NE(opened.error().message.find("is damaged"), std::string::npos) << opened.error().message;
+    EXPECT_NE(opened.error().message.find("mv " + path), std::string::npos) << opened.error().message;
+    EXPECT_FALSE(StateStore::CheckIntegrity(path));
+    EXPECT_TRUE(Slurp(path) == before) << path << " was written to";
+    EXPECT_FALSE(std::filesystem::exists(path + "-journal"));
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) std::remove((path + suffix).c_str());
+  }
+  EXPECT_TRUE(StateStore::CheckIntegrity(::testing::TempDir() + "/agentvm-state-absent.db")) << "absent is fine";
 }
 
 TEST(StateStoreTest, PoolFieldsRoundTrip) {
