@@ -75,12 +75,7 @@ class ApiExecStdinTest : public testing::InProcessServerTest {
   void SetUp() override {
     InProcessServerTest::SetUp();
     StartServer();
-    OnIo([this] {
-      VmInfo vm;
-      vm.id = "vm-1";
-      vm.state = VmState::kRunning;
-      fake_.vms[vm.id] = vm;
-    });
+    AddRunningVm("vm-1");
   }
   const std::string kTarget = "/v1/vms/vm-1/exec?stdin=stream";
 };

@@ -94,12 +94,7 @@ class ApiExecWebSocketTest : public testing::InProcessServerTest {
   void SetUp() override {
     InProcessServerTest::SetUp();
     StartServer();
-    OnIo([this] {
-      VmInfo vm;
-      vm.id = "vm-1";
-      vm.state = VmState::kRunning;
-      fake_.vms[vm.id] = vm;
-    });
+    AddRunningVm("vm-1");
   }
 };
 

@@ -50,6 +50,16 @@ class InProcessServerTest : public ::testing::Test {
     server_.reset();
   }
 
+  // A running VM `id` in the fake, for tests that exec in it.
+  void AddRunningVm(const std::string& id) {
+    OnIo([this, id] {
+      VmInfo vm;
+      vm.id = id;
+      vm.state = VmState::kRunning;
+      fake_.vms[vm.id] = vm;
+    });
+  }
+
   // Runs `f` on the server's thread, where the fake's state lives, and waits.
   template <class F>
   void OnIo(F f) {
