@@ -121,20 +121,16 @@ int main(int argc, char** argv) {
   // A client that hangs up mid-response must not kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);
 
-  // A damaged state database gets its own exit status: restarting cannot
-  // mend it, and the systemd unit does not restart on it
-  // (RestartPreventExitStatus=3). Checked before anything writes to it.
-  constexpr int kExitDamagedState = 3;
-  if (auto sound = agentvm::StateStore::CheckIntegrity(agentvm::StateDatabasePath(config.state_dir)); !sound) {
-    log->critical("{}", sound.error().message);
-    return kExitDamagedState;
-  }
-
   boost::asio::io_context io(1);
   auto supervisor = agentvm::Supervisor::Create(io.get_executor(), config, agentvm::ProbeHost());
   if (!supervisor) {
     log->critical("{}", supervisor.error().message);
-    return 1;
+    // StateStore::Open refused a damaged database before writing to it. That
+    // start gets its own exit status: restarting cannot mend it, and the
+    // systemd unit does not restart on it (RestartPreventExitStatus=3).
+    constexpr int kExitDamagedState = 3;
+    const bool damaged = !agentvm::StateStore::CheckIntegrity(agentvm::StateDatabasePath(config.state_dir));
+    return damaged ? kExitDamagedState : 1;
   }
   if (auto recovered = (*supervisor)->Recover(); !recovered) {
     log->critical("{}", recovered.error().message);
