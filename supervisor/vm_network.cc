@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
+#include "netsetup/conntrack.h"
 #include "netsetup/firewall.h"
 #include "netsetup/links.h"
 #include "netsetup/net_names.h"
@@ -15,6 +16,18 @@ namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("network"); }
 
 constexpr char kResolvConf[] = "/etc/resolv.conf";
+
+// Forgets the connections of an address that has left its VM (see
+// netsetup/conntrack.h). Logged, not failed: the VM is going either way, and
+// lease rotation keeps the address unused for a while anyway.
+void ForgetConnectionsOf(const std::string& vm_id, net::Ipv4Address address) {
+  auto forgot = net::ForgetConnections(address);
+  if (!forgot) {
+    Log()->error("{}: forget the connections of {}: {}", vm_id, address.ToString(), forgot.error().message);
+  } else if (*forgot > 0) {
+    Log()->info("{}: forgot {} tracked connection(s) of {}", vm_id, *forgot, address.ToString());
+  }
+}
 
 // Bridge mode has no lease; the MAC still has to be stable and unique, so it
 // reuses the hash that names the tap ("avm-" + 11 hex digits).
@@ -241,13 +254,22 @@ void VmNetwork::Detach(NetAttachment& attachment) {
       if (auto removed = firewall_->RemoveVm(attachment.info_.tap, *address); !removed) {
         Log()->error("{}: remove firewall entries: {}", attachment.vm_id_, removed.error().message);
       }
+      // After the rules went, so nothing re-creates them. A stopped VM keeps
+      // its address, but its flows died with its network stack.
+      ForgetConnectionsOf(attachment.vm_id_, *address);
     }
   }
   attachment.has_rules_ = false;
   attachment.tap_.reset();
 }
 
-Result<void> VmNetwork::ReleaseLease(const std::string& vm_id) { return leases_.Release(vm_id); }
+Result<void> VmNetwork::ReleaseLease(const std::string& vm_id) {
+  auto released = leases_.Release(vm_id);
+  if (!released) return Fail(released.error());
+  // Again here: a VM that failed under an earlier daemon was never detached.
+  if (*released) ForgetConnectionsOf(vm_id, **released);
+  return {};
+}
 
 std::uint64_t VmNetwork::DroppedConnections(const NetworkInfo& info) const {
   if (!firewall_ || info.mode != NetworkMode::kNatFiltered) return 0;
