@@ -9,11 +9,10 @@
 #include <fstream>
 #include <random>
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
+#include "common/notifier.h"
 #include "common/spawn.h"
 #include "common/unique_fd.h"
 #include "supervisor/accel.h"
@@ -178,25 +177,22 @@ boost::asio::awaitable<void> Supervisor::Shutdown() {
   // Stop all running VMs at once; each Stop is bounded by stop_grace + kill.
   // Unclaimed VMs hold nothing of a user's: killed at once.
   auto remaining = std::make_shared<int>(0);
-  boost::asio::steady_timer all_done(executor_, std::chrono::steady_clock::time_point::max());
+  Notifier all_stopped(executor_);
   for (auto& [id, vm] : vms_) {
     ++*remaining;
     SpawnDetached(
         executor_,
-        [vm, remaining, &all_done]() -> boost::asio::awaitable<void> {
+        [vm, remaining, &all_stopped]() -> boost::asio::awaitable<void> {
           if (vm->state() == VmState::kRunning && !vm->unclaimed()) {
             co_await vm->Stop();
           } else {
             co_await vm->Kill("agentvmd shut down");
           }
-          if (--*remaining == 0) all_done.cancel();
+          if (--*remaining == 0) all_stopped.Notify();
         },
         id + ": stop at shutdown", Log());
   }
-  if (*remaining > 0) {
-    boost::system::error_code ec;
-    co_await all_done.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-  }
+  if (*remaining > 0) co_await all_stopped.Wait();
   for (auto& [name, pool] : pools_) co_await pool->Stop();
   if (golden_) co_await golden_->WaitIdle();
   network_->Shutdown();
