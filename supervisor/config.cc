@@ -16,7 +16,10 @@ namespace {
 
 constexpr int kMaxPoolTotal = 64;
 
-constexpr char kPoolKeys[] = "image, cpus, memory_mib, network, min_ready, max_total, ttl_sec";
+constexpr int kMaxFillParallelism = 16;
+
+constexpr char kPoolKeys[] =
+    "image, cpus, memory_mib, network, min_ready, max_total, ttl_sec, fill_parallelism";
 
 std::unexpected<Error> Invalid(std::string message) {
   return Fail(ErrorCode::kInvalidArgument, std::move(message));
@@ -44,6 +47,7 @@ Result<bool> SetPoolField(PoolConfig& pool, std::string_view key, SetString set_
   else if (key == "memory_mib") set = set_int(pool.memory_mib);
   else if (key == "min_ready") set = set_int(pool.min_ready);
   else if (key == "max_total") set = set_int(pool.max_total);
+  else if (key == "fill_parallelism") set = set_int(pool.fill_parallelism);
   else if (key == "ttl_sec") {
     set = set_int(seconds);
     if (set) pool.ttl = std::chrono::seconds(seconds);
@@ -112,6 +116,10 @@ Result<void> ValidatePools(const DaemonConfig& config) {
                      "), not " + std::to_string(pool.min_ready));
     }
     if (pool.ttl.count() < 1) return Invalid(where + ": ttl_sec must be >= 1");
+    if (pool.fill_parallelism < 0 || pool.fill_parallelism > kMaxFillParallelism) {
+      return Invalid(where + ": fill_parallelism must be between 0 (by cores) and " +
+                     std::to_string(kMaxFillParallelism) + ", not " + std::to_string(pool.fill_parallelism));
+    }
     for (std::size_t j = 0; j < i; ++j) {
       const PoolConfig& other = config.pools[j];
       if (other.image == pool.image && other.cpus == pool.cpus && other.memory_mib == pool.memory_mib &&

@@ -22,6 +22,7 @@ struct PoolConfig {
   int min_ready = 1;                     // restored and waiting, refilled as VMs are taken
   int max_total = 4;                     // ready + starting + taken and not yet released
   std::chrono::seconds ttl{3600};        // a ready VM older than this is replaced
+  int fill_parallelism = 0;              // clones restored at once; 0: one per two host cores, at least 1
 };
 
 // The confinement of every QEMU (supervisor/jail_plan.h, docs/security.md).

@@ -1,6 +1,7 @@
 #include "supervisor/vm_pool.h"
 
 #include <algorithm>
+#include <thread>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -30,9 +31,16 @@ VmPool::VmPool(boost::asio::any_io_executor executor, PoolConfig config, Network
       health_interval_(health_interval),
       hooks_(std::move(hooks)),
       name_(NameOf(config_.image, config_.cpus, config_.memory_mib, network)),
+      retry_delay_(kFirstRetryDelay),
       loop_ended_(executor),
-      fill_wake_(executor),
-      health_wake_(executor) {}
+      health_wake_(executor) {
+  for (int i = 0; i < Fillers(config_); ++i) fill_wakes_.push_back(std::make_unique<boost::asio::steady_timer>(executor));
+}
+
+int VmPool::Fillers(const PoolConfig& config) {
+  if (config.fill_parallelism > 0) return config.fill_parallelism;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
+}
 
 VmPool::~VmPool() = default;
 
@@ -50,16 +58,16 @@ bool VmPool::Matches(const CreateVmRequest& request, NetworkMode network) const 
 }
 
 void VmPool::Start() {
-  Log()->info("{}: min_ready {}, max_total {}, ttl {}s", name_, config_.min_ready, config_.max_total,
-              config_.ttl.count());
-  loops_running_ = 2;
-  SpawnDetached(executor_, FillLoop(), name_ + ": fill loop", Log());
+  Log()->info("{}: min_ready {}, max_total {}, ttl {}s, {} filler(s)", name_, config_.min_ready,
+              config_.max_total, config_.ttl.count(), fill_wakes_.size());
+  loops_running_ = 1 + static_cast<int>(fill_wakes_.size());
+  for (auto& wake : fill_wakes_) SpawnDetached(executor_, FillLoop(*wake), name_ + ": fill loop", Log());
   SpawnDetached(executor_, HealthLoop(), name_ + ": health loop", Log());
 }
 
 void VmPool::RequestStop() {
   stopping_ = true;
-  fill_wake_.cancel();
+  Wake();
   health_wake_.cancel();
 }
 
@@ -81,7 +89,9 @@ bool VmPool::NeedsMore() const {
   return !stopping_ && ready + starting_ < config_.min_ready && total < config_.max_total;
 }
 
-void VmPool::Wake() { fill_wake_.cancel(); }
+void VmPool::Wake() {
+  for (auto& wake : fill_wakes_) wake->cancel();
+}
 
 boost::asio::awaitable<void> VmPool::Sleep(boost::asio::steady_timer& timer,
                                            std::chrono::steady_clock::duration after) {
@@ -91,11 +101,14 @@ boost::asio::awaitable<void> VmPool::Sleep(boost::asio::steady_timer& timer,
   co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
 }
 
-boost::asio::awaitable<void> VmPool::FillLoop() {
-  seconds retry_delay = kFirstRetryDelay;
+boost::asio::awaitable<void> VmPool::FillLoop(boost::asio::steady_timer& wake) {
   while (!stopping_) {
     if (!NeedsMore()) {
-      co_await Sleep(fill_wake_, std::chrono::hours(24));
+      co_await Sleep(wake, std::chrono::hours(24));
+      continue;
+    }
+    if (const auto now = std::chrono::steady_clock::now(); now < retry_at_) {
+      co_await Sleep(wake, retry_at_ - now);  // a wake-up re-checks and sleeps on
       continue;
     }
     ++starting_;
@@ -105,12 +118,12 @@ boost::asio::awaitable<void> VmPool::FillLoop() {
       if (stopping_) break;  // killed by the shutdown, not a failure
       ++failed_;
       last_error_ = made.error().message;
-      Log()->warn("{}: clone failed ({}); retrying in {}s", name_, last_error_, retry_delay.count());
-      co_await Sleep(fill_wake_, retry_delay);
-      retry_delay = std::min(retry_delay * 2, kMaxRetryDelay);
+      Log()->warn("{}: clone failed ({}); retrying in {}s", name_, last_error_, retry_delay_.count());
+      retry_at_ = std::chrono::steady_clock::now() + retry_delay_;
+      retry_delay_ = std::min(retry_delay_ * 2, kMaxRetryDelay);
       continue;
     }
-    retry_delay = kFirstRetryDelay;
+    retry_delay_ = kFirstRetryDelay;
     if (stopping_) {
       co_await hooks_.remove(*made);
       break;
@@ -185,6 +198,7 @@ PoolInfo VmPool::Info() const {
       .network = network_,
       .min_ready = config_.min_ready,
       .max_total = config_.max_total,
+      .fill_parallelism = static_cast<int>(fill_wakes_.size()),
       .ready = static_cast<int>(ready_.size()),
       .starting = starting_,
       .in_use = static_cast<int>(in_use_.size()),

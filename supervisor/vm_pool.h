@@ -1,10 +1,13 @@
 // VmPool: warm VMs of one profile (image, cpus, memory, network mode), kept
 // restored and agent-ready so a matching create is a hand-over, not a boot.
 //
-// Filling runs in the background, one clone at a time (restores are CPU
-// bound; two at once on a small host only slow each other): it keeps
-// ready + starting at min_ready while ready + starting + in_use stays under
-// max_total. Taking a VM or getting one back (released, removed) wakes it.
+// Filling runs in the background: `fill_parallelism` fillers each restore
+// one clone at a time (restores are CPU bound: by default one filler per two
+// host cores, so a 2-core host restores one at a time and a 16-core host
+// eight). Together they keep ready + starting at min_ready while
+// ready + starting + in_use stays under max_total. Taking a VM or getting one
+// back (released, removed) wakes them; a failed clone holds all of them off
+// for a doubling delay.
 // A health check every `health_interval` replaces ready VMs whose agent does
 // not answer, whose QEMU died, or that are older than the TTL.
 //
@@ -19,6 +22,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -76,10 +80,12 @@ class VmPool {
   PoolInfo Info() const;
 
  private:
-  boost::asio::awaitable<void> FillLoop();
+  boost::asio::awaitable<void> FillLoop(boost::asio::steady_timer& wake);
   boost::asio::awaitable<void> HealthLoop();
   boost::asio::awaitable<void> Replace(std::shared_ptr<Vm> vm, const std::string& why);
   bool NeedsMore() const;
+  // The configured fill_parallelism, 0 resolved by the host's cores.
+  static int Fillers(const PoolConfig& config);
   void Wake();
   // Waits on `timer` until it is cancelled or `after` passes.
   boost::asio::awaitable<void> Sleep(boost::asio::steady_timer& timer, std::chrono::steady_clock::duration after);
@@ -98,11 +104,16 @@ class VmPool {
   std::uint64_t replaced_ = 0;
   std::uint64_t failed_ = 0;
   std::string last_error_;
+  // After a failed clone no filler starts another before this.
+  std::chrono::steady_clock::time_point retry_at_;
+  std::chrono::seconds retry_delay_;
 
   bool stopping_ = false;
   int loops_running_ = 0;
   Notifier loop_ended_;  // given as each loop ends; Stop() waits on it
-  boost::asio::steady_timer fill_wake_;
+  // One per filler: re-arming a timer cancels every wait on it, so fillers
+  // sharing one would wake each other forever.
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> fill_wakes_;
   boost::asio::steady_timer health_wake_;
 };
 

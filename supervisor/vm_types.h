@@ -161,6 +161,7 @@ struct PoolInfo {
   NetworkMode network = NetworkMode::kIsolated;
   int min_ready = 0;
   int max_total = 0;
+  int fill_parallelism = 1;  // clones restored at once (the configured 0 resolved)
   int ready = 0;     // restored, agent answering, waiting to be taken
   int starting = 0;  // being restored for the pool now
   int in_use = 0;    // taken and not yet released or removed

@@ -220,6 +220,7 @@ ordered_json PoolInfoToJson(const PoolInfo& info) {
                       {"network", NetworkModeName(info.network)},
                       {"min_ready", info.min_ready},
                       {"max_total", info.max_total},
+                      {"fill_parallelism", info.fill_parallelism},
                       {"ready", info.ready},
                       {"starting", info.starting},
                       {"in_use", info.in_use},
@@ -245,6 +246,7 @@ Result<PoolInfo> PoolInfoFromJson(const json& value) {
   info.network = *mode;
   info.min_ready = OptionalInt(value, "min_ready").value_or(0);
   info.max_total = OptionalInt(value, "max_total").value_or(0);
+  info.fill_parallelism = OptionalInt(value, "fill_parallelism").value_or(1);
   info.ready = OptionalInt(value, "ready").value_or(0);
   info.starting = OptionalInt(value, "starting").value_or(0);
   info.in_use = OptionalInt(value, "in_use").value_or(0);

@@ -134,6 +134,7 @@ pools:
     min_ready: 3
     max_total: 6
     ttl_sec: 600
+    fill_parallelism: 3
   - {image: other}
 )"),
                                  config);
@@ -149,6 +150,7 @@ pools:
   EXPECT_EQ(pool.min_ready, 3);
   EXPECT_EQ(pool.max_total, 6);
   EXPECT_EQ(pool.ttl, std::chrono::seconds(600));
+  EXPECT_EQ(pool.fill_parallelism, 3);
   // Keys a pool leaves out take PoolConfig's defaults.
   const PoolConfig defaults;
   EXPECT_EQ(config.pools[1].image, "other");
@@ -158,6 +160,7 @@ pools:
   EXPECT_EQ(config.pools[1].min_ready, defaults.min_ready);
   EXPECT_EQ(config.pools[1].max_total, defaults.max_total);
   EXPECT_EQ(config.pools[1].ttl, defaults.ttl);
+  EXPECT_EQ(config.pools[1].fill_parallelism, 0);  // by cores
   EXPECT_TRUE(ValidateConfig(config));
 
   DaemonConfig fresh;
@@ -228,6 +231,11 @@ TEST_F(ConfigTest, PoolValidation) {
   EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).memory_mib = 65537; }).find("memory_mib"), std::string::npos);
   EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).ttl = std::chrono::seconds(0); }),
             "pools[0]: ttl_sec must be >= 1");
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).fill_parallelism = 16; }), "");
+  EXPECT_EQ(refused([&](DaemonConfig& c) { pool(c).fill_parallelism = 17; }),
+            "pools[0]: fill_parallelism must be between 0 (by cores) and 16, not 17");
+  EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).fill_parallelism = -1; }).find("fill_parallelism"),
+            std::string::npos);
   for (std::string image : {std::string(), std::string(".."), std::string("../etc"), std::string("Tiny"),
                             std::string("a/b"), std::string("-x"), std::string(65, 'a')}) {
     EXPECT_NE(refused([&](DaemonConfig& c) { pool(c).image = image; }).find("pools[0]: invalid image name"),

@@ -147,9 +147,12 @@ class FakeSupervisor {
   boost::asio::any_io_executor executor_;
 };
 
-PoolConfig Config(int min_ready, int max_total, std::chrono::seconds ttl = std::chrono::hours(1)) {
+// One filler unless a test says otherwise: the default goes by the host's cores.
+PoolConfig Config(int min_ready, int max_total, std::chrono::seconds ttl = std::chrono::hours(1),
+                  int fill_parallelism = 1) {
   return PoolConfig{.image = "tiny", .cpus = 1, .memory_mib = 256, .network = "isolated",
-                    .min_ready = min_ready, .max_total = max_total, .ttl = ttl};
+                    .min_ready = min_ready, .max_total = max_total, .ttl = ttl,
+                    .fill_parallelism = fill_parallelism};
 }
 
 class VmPoolTest : public ::testing::Test {
@@ -227,6 +230,51 @@ TEST_F(VmPoolTest, MakesOneCloneAtATime) {
     EXPECT_EQ(fake_.max_makes_in_flight, 1);
     EXPECT_EQ(fake_.make_calls, 3);
   });
+}
+
+TEST_F(VmPoolTest, FillsWithUpToFillParallelismClonesAtOnce) {
+  fake_.make_delay = 50ms;
+  MakePool(Config(4, 6, std::chrono::hours(1), /*fill_parallelism=*/2));
+  Run([&]() -> awaitable<void> {
+    pool().Start();
+    CO_WAIT_UNTIL(info().starting == 2, 1s);
+    EXPECT_EQ(info().fill_parallelism, 2);
+    CO_WAIT_UNTIL(info().ready == 4, 2s);
+    co_await Pause(100ms);  // time to overshoot, if it would
+    EXPECT_EQ(fake_.max_makes_in_flight, 2);
+    EXPECT_EQ(fake_.make_calls, 4);
+    EXPECT_EQ(info().ready, 4);
+  });
+}
+
+TEST_F(VmPoolTest, ParallelFillersNeverExceedMaxTotal) {
+  fake_.make_delay = 30ms;
+  MakePool(Config(3, 3, std::chrono::hours(1), /*fill_parallelism=*/8));
+  Run([&]() -> awaitable<void> {
+    pool().Start();
+    CO_WAIT_UNTIL(info().ready == 3, 2s);
+    co_await Pause(100ms);
+    EXPECT_EQ(fake_.max_makes_in_flight, 3);
+    EXPECT_LE(fake_.max_total_seen, 3);
+    EXPECT_EQ(fake_.make_calls, 3);
+  });
+}
+
+TEST_F(VmPoolTest, AFailedCloneHoldsOffEveryFiller) {
+  fake_.make_delay = 20ms;
+  fake_.failing_makes = {1};
+  MakePool(Config(2, 4, std::chrono::hours(1), /*fill_parallelism=*/2));
+  Run([&]() -> awaitable<void> {
+    pool().Start();
+    CO_WAIT_UNTIL(info().failed == 1, 1s);
+    const Clock::time_point failed_at = Clock::now();
+    CO_WAIT_UNTIL(info().ready == 1, 1s);  // the second filler's clone
+    co_await Pause(300ms);
+    EXPECT_EQ(fake_.make_calls, 2) << "a filler retried without the delay";
+    CO_WAIT_UNTIL(info().ready == 2, 4s);
+    EXPECT_GE(Clock::now() - failed_at, 1500ms);
+    EXPECT_EQ(fake_.make_calls, 3);
+  }, 8s);
 }
 
 TEST_F(VmPoolTest, TakeReturnsNullWhenNoneIsReady) {
