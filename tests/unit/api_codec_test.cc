@@ -368,6 +368,7 @@ TEST(ApiCodecTest, PoolsRoundTrip) {
   pool.network = NetworkMode::kIsolated;
   pool.min_ready = 3;
   pool.max_total = 6;
+  pool.fill_parallelism = 2;
   pool.ready = 2;
   pool.starting = 1;
   pool.in_use = 3;
@@ -380,7 +381,8 @@ TEST(ApiCodecTest, PoolsRoundTrip) {
   std::vector<std::string> keys;
   for (const auto& [key, value] : json.items()) keys.push_back(key);
   EXPECT_EQ(keys, (std::vector<std::string>{"name", "image", "cpus", "memory_mib", "network",
-                                            "min_ready", "max_total", "ready", "starting", "in_use",
+                                            "min_ready", "max_total", "fill_parallelism", "ready",
+                                            "starting", "in_use",
                                             "taken", "replaced", "failed", "golden_ready",
                                             "last_error"}));
   EXPECT_EQ(json["network"], "isolated");
@@ -393,6 +395,7 @@ TEST(ApiCodecTest, PoolsRoundTrip) {
   EXPECT_EQ(back.network, NetworkMode::kIsolated);
   EXPECT_EQ(back.min_ready, 3);
   EXPECT_EQ(back.max_total, 6);
+  EXPECT_EQ(back.fill_parallelism, 2);
   EXPECT_EQ(back.ready, 2);
   EXPECT_EQ(back.starting, 1);
   EXPECT_EQ(back.in_use, 3);
