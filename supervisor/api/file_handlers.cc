@@ -60,6 +60,28 @@ bool Succeeded(const Result<protocol::ExecResult>& outcome) {
   return outcome && outcome->ShellStatus() == 0;
 }
 
+// Starts the guest's tar on the request's directory, or answers why not
+// (and returns null).
+awaitable<std::shared_ptr<ExecStream>> StartTar(VmService& service, const RouteMatch& match, bool extract,
+                                                Responder& responder) {
+  auto dir = ParseGetFileQuery(match.query);
+  Result<std::shared_ptr<ExecStream>> started = Fail(ErrorCode::kInternal, "not started");
+  if (dir) {
+    protocol::ExecRequest request;
+    request.argv = extract ? ExtractArgv(*dir) : CreateArgv(*dir);
+    request.stream_stdin = extract;
+    started = co_await service.StartExec(match.vm_id, std::move(request));
+  } else {
+    started = Fail(dir.error());
+  }
+  if (!started) {
+    HttpResponse failure = ErrorResponse(started.error());
+    co_await responder.Send(std::move(failure));
+    co_return nullptr;
+  }
+  co_return std::move(*started);
+}
+
 }  // namespace
 
 bool HasStreamedBody(const RouteMatch& match) {
@@ -147,22 +169,9 @@ awaitable<void> ApiHandlers::GetFile(const RouteMatch& match, Responder& respond
 }
 
 awaitable<void> ApiHandlers::PutArchive(const RouteMatch& match, BodySource& body, Responder& responder) {
-  auto dir = ParseGetFileQuery(match.query);
-  Result<std::shared_ptr<ExecStream>> started = Fail(ErrorCode::kInternal, "not started");
-  if (dir) {
-    protocol::ExecRequest request;
-    request.argv = ExtractArgv(*dir);
-    request.stream_stdin = true;
-    started = co_await service_.StartExec(match.vm_id, std::move(request));
-  } else {
-    started = Fail(dir.error());
-  }
-  if (!started) {
-    HttpResponse failure = ErrorResponse(started.error());
-    co_await responder.Send(std::move(failure));
-    co_return;
-  }
-  std::shared_ptr<ExecStream> exec = std::move(*started);
+  std::shared_ptr<ExecStream> exec = co_await StartTar(service_, match, /*extract=*/true, responder);
+  if (!exec) co_return;
+  const std::string& dir = match.query.at("path");
   auto executor = co_await asio::this_coro::executor;
   auto pump = std::make_shared<StdinPump>(executor);
   SpawnDetached(executor, PumpStdin(exec, body, pump, match.vm_id), match.vm_id + ": archive upload");
@@ -179,27 +188,15 @@ awaitable<void> ApiHandlers::PutArchive(const RouteMatch& match, BodySource& bod
     co_await responder.Send(std::move(done));
     co_return;
   }
-  HttpResponse failure = ErrorResponse(TarFailure("extract into " + *dir, exec->result(), std::move(errors)));
+  HttpResponse failure = ErrorResponse(TarFailure("extract into " + dir, exec->result(), std::move(errors)));
   co_await responder.Send(std::move(failure));
   co_await StopPump(pump, responder);
 }
 
 awaitable<void> ApiHandlers::GetArchive(const RouteMatch& match, Responder& responder) {
-  auto dir = ParseGetFileQuery(match.query);
-  Result<std::shared_ptr<ExecStream>> started = Fail(ErrorCode::kInternal, "not started");
-  if (dir) {
-    protocol::ExecRequest request;
-    request.argv = CreateArgv(*dir);
-    started = co_await service_.StartExec(match.vm_id, std::move(request));
-  } else {
-    started = Fail(dir.error());
-  }
-  if (!started) {
-    HttpResponse failure = ErrorResponse(started.error());
-    co_await responder.Send(std::move(failure));
-    co_return;
-  }
-  std::shared_ptr<ExecStream> exec = std::move(*started);
+  std::shared_ptr<ExecStream> exec = co_await StartTar(service_, match, /*extract=*/false, responder);
+  if (!exec) co_return;
+  const std::string& dir = match.query.at("path");
   responder.WatchForClientGone([exec] { exec->Signal(SIGKILL); });
   // The 200 waits for the first bytes of the archive, so a tar that fails
   // at once (no such directory) is a plain error.
@@ -244,7 +241,7 @@ awaitable<void> ApiHandlers::GetArchive(const RouteMatch& match, Responder& resp
     co_await responder.EndStream();
     co_return;
   }
-  Error failure = TarFailure("archive " + *dir, exec->result(), std::move(errors));
+  Error failure = TarFailure("archive " + dir, exec->result(), std::move(errors));
   if (!began) {
     HttpResponse response = ErrorResponse(failure);
     co_await responder.Send(std::move(response));
