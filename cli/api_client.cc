@@ -8,6 +8,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -30,6 +32,15 @@ using Socket = asio::local::stream_protocol::socket;
 constexpr std::uint64_t kMaxResponseBytes = std::uint64_t{4} << 30;
 
 std::string VmPath(const std::string& id) { return "/v1/vms/" + api::PercentEncode(id); }
+
+std::string FileTarget(const std::string& id, const std::string& path, std::uint32_t mode) {
+  char mode_text[8];
+  std::snprintf(mode_text, sizeof mode_text, "%04o", mode & 07777);
+  return VmPath(id) + "/files?path=" + api::PercentEncode(path) + "&mode=" + mode_text;
+}
+
+// Uploads go out in HTTP chunks of about this size.
+constexpr std::size_t kUploadChunkBytes = 256 * 1024;
 
 std::string SnapshotPath(const std::string& id, const std::string& name) {
   return VmPath(id) + "/snapshots/" + api::PercentEncode(name);
@@ -193,14 +204,106 @@ Result<void> ApiClient::DestroyVm(const std::string& id, bool force) {
 
 Result<void> ApiClient::WriteFile(const std::string& id, const std::string& path,
                                   std::string data, std::uint32_t mode) {
-  char mode_text[8];
-  std::snprintf(mode_text, sizeof mode_text, "%04o", mode & 07777);
-  std::string target = VmPath(id) + "/files?path=" + api::PercentEncode(path) + "&mode=" + mode_text;
-  return ExpectNoContent("PUT", target, std::move(data), "application/octet-stream");
+  return ExpectNoContent("PUT", FileTarget(id, path, mode), std::move(data), "application/octet-stream");
 }
 
 Result<std::string> ApiClient::ReadFile(const std::string& id, const std::string& path) {
   return Expect(200, "GET", VmPath(id) + "/files?path=" + api::PercentEncode(path));
+}
+
+Result<void> ApiClient::PutStreamed(const std::string& target, std::string_view content_type,
+                                    const BodyProducer& body) {
+  Exchange exchange(socket_path_);
+  if (auto ok = exchange.Connect(); !ok) return ok;
+  Socket& socket = exchange.socket();
+  http::request<http::empty_body> request{http::verb::put, target, 11};
+  request.set(http::field::host, "agentvmd");
+  request.set(http::field::user_agent, "agentvm");
+  request.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+  request.keep_alive(false);
+  request.chunked(true);
+  http::request_serializer<http::empty_body> serializer{request};
+  beast::error_code ec;
+  http::write_header(socket, serializer, ec);
+  // The server may refuse (a bad path, a failed write in the VM) and close
+  // before it has read everything: then its answer is what counts.
+  bool refused = !!ec;
+  std::string pending;
+  auto flush = [&]() -> Result<void> {
+    if (pending.empty() || refused) return {};
+    asio::write(socket, http::make_chunk(asio::buffer(pending)), ec);
+    pending.clear();
+    if (ec) refused = true;
+    if (refused) return Fail(ErrorCode::kUnavailable, "agentvmd stopped reading the upload");
+    return {};
+  };
+  auto produced = body([&](std::string_view bytes) -> Result<void> {
+    if (refused) return Fail(ErrorCode::kUnavailable, "agentvmd stopped reading the upload");
+    pending.append(bytes);
+    if (pending.size() < kUploadChunkBytes) return {};
+    return flush();
+  });
+  if (!produced && !refused) return produced;  // our own failure (a local read): the request is dropped
+  if (!refused) {
+    if (auto ok = flush(); ok) asio::write(socket, http::make_chunk_last(), ec);
+  }
+  auto reply = exchange.ReadWhole();
+  if (!reply) return Fail(reply.error());
+  if (reply->status != 204 && reply->status != 200) return Fail(api::ErrorFromResponse(reply->status, reply->body));
+  return {};
+}
+
+Result<void> ApiClient::GetStreamed(const std::string& target, const BodySink& sink) {
+  Exchange exchange(socket_path_);
+  if (auto ok = exchange.Open("GET", target, {}, {}); !ok) return ok;
+  http::response_parser<http::string_body> parser;
+  beast::error_code ec;
+  http::read_header(exchange.socket(), exchange.buffer(), parser, ec);
+  if (ec) return Fail(TransportError(exchange.path(), ec));
+  if (parser.get().result_int() != 200) {
+    parser.body_limit(kMaxResponseBytes);
+    http::read(exchange.socket(), exchange.buffer(), parser, ec);
+    if (ec) return Fail(TransportError(exchange.path(), ec));
+    return Fail(api::ErrorFromResponse(parser.get().result_int(), parser.get().body()));
+  }
+  std::optional<Error> failure;
+  auto on_chunk = [&](std::uint64_t, beast::string_view data, beast::error_code& chunk_ec) {
+    if (auto ok = sink(std::string_view(data.data(), data.size())); !ok) {
+      failure = ok.error();
+      chunk_ec = asio::error::operation_aborted;
+    }
+    return data.size();
+  };
+  parser.on_chunk_body(on_chunk);
+  // As long as the file or tree is: handed on, never collected.
+  parser.body_limit(boost::none);
+  http::read(exchange.socket(), exchange.buffer(), parser, ec);
+  if (failure) return Fail(*failure);
+  // Without chunked encoding (an HTTP/1.0 peer) the bytes land in the body.
+  if (!parser.get().body().empty()) {
+    if (auto ok = sink(parser.get().body()); !ok) return ok;
+  }
+  // A body cut short (the VM's side failed half-way) is an error, never a
+  // short file.
+  if (ec) return Fail(TransportError(exchange.path(), ec));
+  return {};
+}
+
+Result<void> ApiClient::UploadFile(const std::string& id, const std::string& path, std::uint32_t mode,
+                                   const BodyProducer& body) {
+  return PutStreamed(FileTarget(id, path, mode), "application/octet-stream", body);
+}
+
+Result<void> ApiClient::DownloadFile(const std::string& id, const std::string& path, const BodySink& sink) {
+  return GetStreamed(VmPath(id) + "/files?path=" + api::PercentEncode(path), sink);
+}
+
+Result<void> ApiClient::UploadTree(const std::string& id, const std::string& dir, const BodyProducer& body) {
+  return PutStreamed(VmPath(id) + "/archive?path=" + api::PercentEncode(dir), "application/x-tar", body);
+}
+
+Result<void> ApiClient::DownloadTree(const std::string& id, const std::string& dir, const BodySink& sink) {
+  return GetStreamed(VmPath(id) + "/archive?path=" + api::PercentEncode(dir), sink);
 }
 
 Result<std::string> ApiClient::Console(const std::string& id) {

@@ -44,6 +44,18 @@ class ApiClient {
   Result<void> WriteFile(const std::string& id, const std::string& path, std::string data,
                          std::uint32_t mode);
   Result<std::string> ReadFile(const std::string& id, const std::string& path);
+
+  // Streamed transfers: nothing is held whole, on either side.
+  // A sink takes the bytes as they come; an error stops the transfer.
+  using BodySink = std::function<Result<void>(std::string_view bytes)>;
+  // Makes a request body, handing it piece by piece to the sink it is given.
+  using BodyProducer = std::function<Result<void>(const BodySink& send)>;
+  Result<void> UploadFile(const std::string& id, const std::string& path, std::uint32_t mode,
+                          const BodyProducer& body);
+  Result<void> DownloadFile(const std::string& id, const std::string& path, const BodySink& sink);
+  // A tar stream extracted into (or made from) the directory `dir` in the VM.
+  Result<void> UploadTree(const std::string& id, const std::string& dir, const BodyProducer& body);
+  Result<void> DownloadTree(const std::string& id, const std::string& dir, const BodySink& sink);
   Result<std::string> Console(const std::string& id);
   Result<void> ReleaseVm(const std::string& id);
   Result<std::vector<PoolInfo>> ListPools();
@@ -72,6 +84,9 @@ class ApiClient {
   // Call for a request answered without a body: 204 (or 200) is success.
   Result<void> ExpectNoContent(std::string_view method, const std::string& target,
                                std::string body = {}, std::string_view content_type = {});
+
+  Result<void> PutStreamed(const std::string& target, std::string_view content_type, const BodyProducer& body);
+  Result<void> GetStreamed(const std::string& target, const BodySink& sink);
 
   std::string socket_path_;
   std::atomic<int>* active_fd_ = nullptr;

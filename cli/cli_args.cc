@@ -434,6 +434,10 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       command.json = true;
       continue;
     }
+    if (command.kind == CommandKind::kCopy && reader.flag("--recursive", "-r")) {
+      command.copy.recursive = true;
+      continue;
+    }
     if (command.kind == CommandKind::kRemove && reader.flag("--force", "-f")) {
       command.force = true;
       continue;

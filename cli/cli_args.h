@@ -42,6 +42,7 @@ struct CopySpec {
   std::string local;  // "-" is stdin / stdout
   std::string vm_id;
   std::string guest_path;
+  bool recursive = false;  // -r: a directory tree (a tar stream with "-")
 };
 
 struct CliCommand {

@@ -150,12 +150,20 @@ Options:
 )";
   }
   if (command == "cp") {
-    return R"(Usage: agentvm cp LOCAL ID:PATH
-       agentvm cp ID:PATH LOCAL
+    return R"(Usage: agentvm cp [-r] LOCAL ID:PATH
+       agentvm cp [-r] ID:PATH LOCAL
 
 Copies a file into or out of a VM. PATH is absolute. LOCAL may be "-" for
 stdin or stdout. A file copied in keeps its permission bits; one copied out
-into an existing directory keeps its name.
+into an existing directory keeps its name. Files of any size stream.
+
+  -r, --recursive   copy a directory tree: what is in LOCAL lands in PATH
+                    (made if missing), or what is in PATH lands in LOCAL;
+                    modes, mtimes and symlinks (as symlinks) are kept.
+                    With "-", the tree is a tar stream on stdin or stdout.
+                    In the VM the tree belongs to its default user; out of
+                    it, to you (setuid bits and device nodes are dropped,
+                    nothing is written outside LOCAL).
 )";
   }
   if (command == "logs") {
@@ -228,7 +236,7 @@ Commands:
   inspect   show one VM as JSON
   exec      run a command in a running VM
   shell     open a login shell in a running VM
-  cp        copy a file into or out of a VM
+  cp        copy a file or directory into or out of a VM
   logs      show a VM's console
   stop      stop VMs
   rm        remove VMs

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_format.h"
+#include "cli/copy_command.h"
 #include "cli/interactive_exec.h"
 #include "cli/terminal.h"
 #include "cli/write_all.h"
@@ -28,18 +29,6 @@ constexpr int kAgentvmFailed = 125;  // run/exec: agentvm's own failure
 constexpr int kInterrupted = 130;
 constexpr int kOutputClosed = 128 + SIGPIPE;
 constexpr int kFailed = 1;
-
-Result<std::string> ReadAll(int fd, const std::string& what) {
-  std::string data;
-  char buffer[64 * 1024];
-  while (true) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Fail(ErrnoError("read " + what, errno));
-    if (n == 0) return data;
-    data.append(buffer, static_cast<std::size_t>(n));
-  }
-}
 
 class Printer {
  public:
@@ -279,57 +268,8 @@ int StopRemoveOrRelease(const CliCommand& command, ApiClient& client, const CliC
   return status;
 }
 
-Result<void> CopyIn(const CopySpec& copy, ApiClient& client, const CliContext& context) {
-  std::string data;
-  std::uint32_t mode = 0644;
-  if (copy.local == "-") {
-    auto read = ReadAll(context.in_fd, "stdin");
-    if (!read) return Fail(read.error());
-    data = std::move(*read);
-  } else {
-    UniqueFd fd(::open(copy.local.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Fail(ErrnoError(copy.local, errno));
-    struct stat st {};
-    ::fstat(fd.get(), &st);
-    if (S_ISDIR(st.st_mode)) {
-      return Fail(ErrorCode::kInvalidArgument, copy.local + " is a directory (only files are copied)");
-    }
-    mode = st.st_mode & 07777;
-    auto read = ReadAll(fd.get(), copy.local);
-    if (!read) return Fail(read.error());
-    data = std::move(*read);
-  }
-  return client.WriteFile(copy.vm_id, copy.guest_path, std::move(data), mode);
-}
-
-Result<void> CopyOut(const CopySpec& copy, ApiClient& client, const CliContext& context) {
-  auto data = client.ReadFile(copy.vm_id, copy.guest_path);
-  if (!data) return Fail(data.error());
-  if (copy.local == "-") {
-    if (!WriteAll(context.out_fd, *data)) return Fail(ErrnoError("write stdout", errno));
-    return {};
-  }
-  std::filesystem::path target = copy.local;
-  std::error_code ec;
-  if (std::filesystem::is_directory(target, ec)) {
-    target /= std::filesystem::path(copy.guest_path).filename();
-  }
-  UniqueFd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
-  if (!fd) return Fail(ErrnoError(target.string(), errno));
-  bool written = WriteAll(fd.get(), *data);
-  int err = errno;
-  // Closed by hand: a failing close can be the first sign of a lost write.
-  if (::close(fd.release()) != 0 && written) {
-    written = false;
-    err = errno;
-  }
-  if (!written) return Fail(ErrnoError("write " + target.string(), err));
-  return {};
-}
-
 int Copy(const CliCommand& command, ApiClient& client, const CliContext& context) {
-  auto done = command.copy.to_vm ? CopyIn(command.copy, client, context)
-                                 : CopyOut(command.copy, client, context);
+  auto done = RunCopy(command.copy, client, context);
   if (!done) {
     Printer(context).Error(done.error().message);
     return kFailed;

@@ -106,6 +106,12 @@ struct FileData {
   bool eof = false;        // no bytes after this chunk
 };
 
+// A piece of a file as the host reads it: the reply's header and payload.
+struct FileChunk {
+  FileData info;
+  std::string data;
+};
+
 struct ErrorReply {
   std::string code;
   std::string message;

@@ -521,21 +521,57 @@ asio::awaitable<Result<protocol::ExecResult>> GuestChannel::Exec(protocol::ExecR
   co_return (*exec)->result();
 }
 
+asio::awaitable<Result<void>> GuestChannel::WriteFileChunk(std::string path, std::string data, std::uint64_t offset,
+                                                           bool truncate, std::uint32_t mode) {
+  co_return co_await WriteChunk(state_, std::move(path), std::move(data), offset, truncate, mode);
+}
+
+asio::awaitable<Result<protocol::FileChunk>> GuestChannel::ReadFileChunk(std::string path, std::uint64_t offset,
+                                                                         std::uint64_t length) {
+  co_return co_await ReadChunk(state_, std::move(path), offset, length);
+}
+
+asio::awaitable<Result<void>> GuestChannel::WriteChunk(std::shared_ptr<State> self, std::string path,
+                                                       std::string data, std::uint64_t offset, bool truncate,
+                                                       std::uint32_t mode) {
+  std::string what = "write " + path;
+  protocol::WriteFileRequest request{path, mode, offset, truncate};
+  auto reply = co_await State::RoundTrip(
+      self, [&](std::uint32_t stream) { return protocol::WriteFileFrame(stream, request, data); },
+      self->request_timeout, what);
+  if (!reply) co_return Fail(reply.error());
+  if (reply->type != protocol::kTypeOk) co_return Unexpected(what, *reply);
+  co_return Result<void>{};
+}
+
+asio::awaitable<Result<protocol::FileChunk>> GuestChannel::ReadChunk(std::shared_ptr<State> self,
+                                                                     std::string path, std::uint64_t offset,
+                                                                     std::uint64_t length) {
+  std::string what = "read " + path;
+  protocol::ReadFileRequest request{path, offset, length};
+  auto reply = co_await State::RoundTrip(
+      self, [&](std::uint32_t stream) { return protocol::ReadFileFrame(stream, request); }, self->request_timeout,
+      what);
+  if (!reply) co_return Fail(reply.error());
+  if (reply->type != protocol::kTypeData) co_return Unexpected(what, *reply);
+  auto info = protocol::ParseData(*reply);
+  if (!info) co_return Fail(ErrorCode::kInternal, what + ": " + info.error());
+  if (reply->payload.size() > length) {
+    co_return Fail(ErrorCode::kInternal, what + ": the guest sent more than was asked for");
+  }
+  co_return protocol::FileChunk{*info, std::move(reply->payload)};
+}
+
 asio::awaitable<Result<void>> GuestChannel::WriteFile(std::string path, std::string data,
                                                       std::uint32_t mode) {
   auto self = state_;
-  std::string what = "write " + path;
   std::size_t offset = 0;
   do {
-    std::string_view chunk = std::string_view(data).substr(offset, protocol::kFileChunkBytes);
-    protocol::WriteFileRequest request{path, mode, offset, offset == 0};
-    auto reply = co_await State::RoundTrip(
-        self,
-        [&](std::uint32_t stream) { return protocol::WriteFileFrame(stream, request, chunk); },
-        self->request_timeout, what);
-    if (!reply) co_return Fail(reply.error());
-    if (reply->type != protocol::kTypeOk) co_return Unexpected(what, *reply);
-    offset += chunk.size();
+    std::string chunk = data.substr(offset, protocol::kFileChunkBytes);
+    const std::size_t size = chunk.size();
+    auto written = co_await WriteChunk(self, path, std::move(chunk), offset, offset == 0, mode);
+    if (!written) co_return written;
+    offset += size;
   } while (offset < data.size());
   co_return Result<void>{};
 }
@@ -554,18 +590,12 @@ asio::awaitable<Result<std::string>> GuestChannel::ReadFile(std::string path,
     // One byte past the limit tells "exactly max_bytes" from "more".
     std::uint64_t room = max_bytes - content.size();
     std::uint64_t length = std::min<std::uint64_t>(protocol::kFileChunkBytes, room + 1);
-    protocol::ReadFileRequest request{path, content.size(), length};
-    auto reply = co_await State::RoundTrip(
-        self, [&](std::uint32_t stream) { return protocol::ReadFileFrame(stream, request); },
-        self->request_timeout, what);
-    if (!reply) co_return Fail(reply.error());
-    if (reply->type != protocol::kTypeData) co_return Unexpected(what, *reply);
-    auto info = protocol::ParseData(*reply);
-    if (!info) co_return Fail(ErrorCode::kInternal, what + ": " + info.error());
-    if (info->size > max_bytes) co_return too_large(info->size);
-    if (reply->payload.size() > room) co_return too_large(content.size() + reply->payload.size());
-    content += reply->payload;
-    if (info->eof || reply->payload.empty()) break;
+    auto chunk = co_await ReadChunk(self, path, content.size(), length);
+    if (!chunk) co_return Fail(chunk.error());
+    if (chunk->info.size > max_bytes) co_return too_large(chunk->info.size);
+    if (chunk->data.size() > room) co_return too_large(content.size() + chunk->data.size());
+    content += chunk->data;
+    if (chunk->info.eof || chunk->data.empty()) break;
   }
   co_return content;
 }

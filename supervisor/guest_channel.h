@@ -19,6 +19,7 @@
 
 #include "common/error.h"
 #include "protocol/exec_types.h"
+#include "protocol/messages.h"
 #include "supervisor/exec_stream.h"
 #include "protocol/identity.h"
 
@@ -99,6 +100,13 @@ class GuestChannel {
   // The whole file at absolute `path`; kTooLarge when it has more than
   // `max_bytes`.
   boost::asio::awaitable<Result<std::string>> ReadFile(std::string path, std::size_t max_bytes);
+  // One piece of a file (at most a frame's worth): `data` written at
+  // `offset` (`truncate` first empties or creates the file), or at most
+  // `length` bytes read from `offset`, with the file's size and mode.
+  boost::asio::awaitable<Result<void>> WriteFileChunk(std::string path, std::string data, std::uint64_t offset,
+                                                      bool truncate, std::uint32_t mode);
+  boost::asio::awaitable<Result<protocol::FileChunk>> ReadFileChunk(std::string path, std::uint64_t offset,
+                                                                    std::uint64_t length);
   // Gives the guest its identity (after a snapshot restore, or any boot).
   // An unset time_unix_ns becomes the host's wall clock at sending, an empty
   // entropy kConfigureEntropyBytes from getrandom(). A bad field fails with
@@ -111,6 +119,14 @@ class GuestChannel {
 
  private:
   struct State;
+  // The file calls, on the state alone: a whole-file call goes on safely
+  // across its chunks if the GuestChannel is destroyed meanwhile.
+  static boost::asio::awaitable<Result<void>> WriteChunk(std::shared_ptr<State> self, std::string path,
+                                                         std::string data, std::uint64_t offset, bool truncate,
+                                                         std::uint32_t mode);
+  static boost::asio::awaitable<Result<protocol::FileChunk>> ReadChunk(std::shared_ptr<State> self,
+                                                                       std::string path, std::uint64_t offset,
+                                                                       std::uint64_t length);
   // Shared with the reader and writer coroutines and every call in flight,
   // so none of them touches a destroyed GuestChannel.
   std::shared_ptr<State> state_;

@@ -345,17 +345,20 @@ boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Supervisor::StartExe
   co_return co_await (*vm)->StartExec(std::move(request));
 }
 
-boost::asio::awaitable<Result<void>> Supervisor::WriteFile(const std::string& id, const std::string& path,
-                                                           std::string data, std::uint32_t mode) {
+boost::asio::awaitable<Result<void>> Supervisor::WriteFileChunk(const std::string& id, const std::string& path,
+                                                                std::string data, std::uint64_t offset,
+                                                                bool truncate, std::uint32_t mode) {
   auto vm = Find(id);
   if (!vm) co_return Fail(vm.error());
-  co_return co_await (*vm)->WriteFile(path, std::move(data), mode);
+  co_return co_await (*vm)->WriteFileChunk(path, std::move(data), offset, truncate, mode);
 }
 
-boost::asio::awaitable<Result<std::string>> Supervisor::ReadFile(const std::string& id, const std::string& path) {
+boost::asio::awaitable<Result<protocol::FileChunk>> Supervisor::ReadFileChunk(const std::string& id,
+                                                                              const std::string& path,
+                                                                              std::uint64_t offset) {
   auto vm = Find(id);
   if (!vm) co_return Fail(vm.error());
-  co_return co_await (*vm)->ReadFile(path);
+  co_return co_await (*vm)->ReadFileChunk(path, offset);
 }
 
 Result<std::string> Supervisor::Console(const std::string& id, std::size_t max_bytes) {

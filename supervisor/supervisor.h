@@ -51,9 +51,11 @@ class Supervisor : public VmService {
   boost::asio::awaitable<Result<void>> Destroy(const std::string& id, bool force) override;
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(const std::string& id,
                                                                         protocol::ExecRequest request) override;
-  boost::asio::awaitable<Result<void>> WriteFile(const std::string& id, const std::string& path,
-                                                 std::string data, std::uint32_t mode) override;
-  boost::asio::awaitable<Result<std::string>> ReadFile(const std::string& id, const std::string& path) override;
+  boost::asio::awaitable<Result<void>> WriteFileChunk(const std::string& id, const std::string& path,
+                                                      std::string data, std::uint64_t offset, bool truncate,
+                                                      std::uint32_t mode) override;
+  boost::asio::awaitable<Result<protocol::FileChunk>> ReadFileChunk(const std::string& id, const std::string& path,
+                                                                    std::uint64_t offset) override;
   Result<std::string> Console(const std::string& id, std::size_t max_bytes) override;
   boost::asio::awaitable<Result<void>> Release(const std::string& id) override;
   Result<std::vector<PoolInfo>> Pools() override;

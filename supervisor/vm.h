@@ -182,8 +182,11 @@ class Vm : public std::enable_shared_from_this<Vm> {
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(protocol::ExecRequest request);
   boost::asio::awaitable<Result<protocol::ExecResult>> Exec(protocol::ExecRequest request,
                                                             protocol::OutputSink sink);
-  boost::asio::awaitable<Result<void>> WriteFile(std::string path, std::string data, std::uint32_t mode);
-  boost::asio::awaitable<Result<std::string>> ReadFile(std::string path);
+  // See GuestChannel::WriteFileChunk and GuestChannel::ReadFileChunk (at
+  // most a chunk of kFileChunkBytes is read).
+  boost::asio::awaitable<Result<void>> WriteFileChunk(std::string path, std::string data, std::uint64_t offset,
+                                                      bool truncate, std::uint32_t mode);
+  boost::asio::awaitable<Result<protocol::FileChunk>> ReadFileChunk(std::string path, std::uint64_t offset);
   Result<std::string> Console(std::size_t max_bytes) const;
 
  private:

@@ -8,8 +8,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr std::size_t kMaxFileBytes = 64u << 20;
-
 }  // namespace
 
 boost::asio::awaitable<Result<void>> Vm::Ping(milliseconds timeout) {
@@ -43,16 +41,17 @@ boost::asio::awaitable<Result<protocol::ExecResult>> Vm::Exec(protocol::ExecRequ
   co_return co_await channel_->Exec(std::move(request), std::move(sink));
 }
 
-boost::asio::awaitable<Result<void>> Vm::WriteFile(std::string path, std::string data, std::uint32_t mode) {
+boost::asio::awaitable<Result<void>> Vm::WriteFileChunk(std::string path, std::string data, std::uint64_t offset,
+                                                        bool truncate, std::uint32_t mode) {
   if (auto ok = RequireRunning(); !ok) co_return ok;
   const auto self = shared_from_this();
-  co_return co_await channel_->WriteFile(std::move(path), std::move(data), mode);
+  co_return co_await channel_->WriteFileChunk(std::move(path), std::move(data), offset, truncate, mode);
 }
 
-boost::asio::awaitable<Result<std::string>> Vm::ReadFile(std::string path) {
+boost::asio::awaitable<Result<protocol::FileChunk>> Vm::ReadFileChunk(std::string path, std::uint64_t offset) {
   if (auto ok = RequireRunning(); !ok) co_return Fail(ok.error());
   const auto self = shared_from_this();
-  co_return co_await channel_->ReadFile(std::move(path), kMaxFileBytes);
+  co_return co_await channel_->ReadFileChunk(std::move(path), offset, protocol::kFileChunkBytes);
 }
 
 }  // namespace agentvm

@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "protocol/exec_types.h"
+#include "protocol/messages.h"
 #include "supervisor/exec_stream.h"
 #include "supervisor/vm_types.h"
 
@@ -39,11 +40,17 @@ class VmService {
   // (flow controlled: a consumer that reads slowly slows the command down).
   virtual boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(
       const std::string& id, protocol::ExecRequest request) = 0;
-  virtual boost::asio::awaitable<Result<void>> WriteFile(const std::string& id,
-                                                         const std::string& path,
-                                                         std::string data, std::uint32_t mode) = 0;
-  virtual boost::asio::awaitable<Result<std::string>> ReadFile(const std::string& id,
-                                                               const std::string& path) = 0;
+  // Files go in and out a piece at a time, so no file is ever held whole.
+  // A piece of an upload: `data` at `offset`; `truncate` (the first piece)
+  // creates or empties the file and gives it `mode`.
+  virtual boost::asio::awaitable<Result<void>> WriteFileChunk(const std::string& id, const std::string& path,
+                                                              std::string data, std::uint64_t offset,
+                                                              bool truncate, std::uint32_t mode) = 0;
+  // At most protocol::kFileChunkBytes of the file from `offset`, with its
+  // size, mode and whether more follows.
+  virtual boost::asio::awaitable<Result<protocol::FileChunk>> ReadFileChunk(const std::string& id,
+                                                                            const std::string& path,
+                                                                            std::uint64_t offset) = 0;
   // The guest's serial console so far (boot log), at most the last `max_bytes`.
   virtual Result<std::string> Console(const std::string& id, std::size_t max_bytes) = 0;
 

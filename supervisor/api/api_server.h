@@ -22,7 +22,8 @@ namespace agentvm::api {
 struct ApiOptions {
   std::string socket_path = "/run/agentvm/agentvm.sock";
   std::uint32_t socket_mode = 0660;
-  // Bodies of PUT .../files and POST .../exec (which carries stdin).
+  // Bodies of POST .../exec (which carries stdin). File and directory
+  // uploads and streamed stdin have no limit: they are passed on as they come.
   std::size_t max_body_bytes = 64 << 20;
   // Every other JSON body.
   std::size_t max_json_body_bytes = 1 << 20;

@@ -13,6 +13,7 @@
 #include "supervisor/api/handlers.h"
 #include "supervisor/api/json_codec.h"
 #include "supervisor/api/request_validation.h"
+#include "supervisor/api/stdin_pump.h"
 
 namespace agentvm::api {
 namespace {
@@ -26,13 +27,7 @@ constexpr std::size_t kExecBatchBytes = 256 * 1024;
 // The exec request on a streamed body's first line may be this long.
 constexpr std::size_t kMaxStreamedRequestBytes = 1 << 20;
 
-// The stdin pump of a streamed exec: the body's bytes to the command as it
-// reads them; the body's end is stdin's end.
-struct StdinPump {
-  explicit StdinPump(asio::any_io_executor executor) : done(executor) {}
-  Notifier done;
-  bool running = true;
-};
+}  // namespace
 
 awaitable<void> PumpStdin(std::shared_ptr<ExecStream> exec, BodySource& body, std::shared_ptr<StdinPump> pump,
                           std::string vm_id) {
@@ -54,7 +49,12 @@ awaitable<void> PumpStdin(std::shared_ptr<ExecStream> exec, BodySource& body, st
   pump->done.Notify();
 }
 
-}  // namespace
+awaitable<void> StopPump(const std::shared_ptr<StdinPump>& pump, Responder& responder) {
+  while (pump && pump->running) {
+    responder.Abort();
+    co_await pump->done.Wait();
+  }
+}
 
 bool IsStreamingExec(const RouteMatch& match) {
   auto it = match.query.find("stdin");
@@ -207,12 +207,7 @@ awaitable<void> ApiHandlers::RunExec(const RouteMatch& match, protocol::ExecRequ
     }
     if (ok) co_await responder.EndStream();
   }
-  // The pump reads from the connection: it must be done before the
-  // handler returns. A body the command did not want is not read to its end.
-  while (pump && pump->running) {
-    responder.Abort();
-    co_await pump->done.Wait();
-  }
+  co_await StopPump(pump, responder);
 }
 
 }  // namespace agentvm::api

@@ -34,6 +34,14 @@ awaitable<void> ApiHandlers::Handle(const RouteMatch& match, std::string body,
     co_await HandleExec(match, std::move(body), responder);
     co_return;
   }
+  if (match.route == Route::kGetFile) {
+    co_await GetFile(match, responder);
+    co_return;
+  }
+  if (match.route == Route::kGetArchive) {
+    co_await GetArchive(match, responder);
+    co_return;
+  }
   HttpResponse response;
   try {
     response = co_await HandleSimple(match, std::move(body));
@@ -79,20 +87,6 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       auto info = co_await service_.Stop(id);
       if (!info) co_return ErrorResponse(info.error());
       co_return JsonResponse(200, VmInfoToJson(*info));
-    }
-    case Route::kPutFile: {
-      auto params = ParsePutFileQuery(match.query);
-      if (!params) co_return ErrorResponse(params.error());
-      auto done = co_await service_.WriteFile(id, params->path, std::move(body), params->mode);
-      if (!done) co_return ErrorResponse(done.error());
-      co_return NoContent();
-    }
-    case Route::kGetFile: {
-      auto path = ParseGetFileQuery(match.query);
-      if (!path) co_return ErrorResponse(path.error());
-      auto data = co_await service_.ReadFile(id, *path);
-      if (!data) co_return ErrorResponse(data.error());
-      co_return HttpResponse{200, "application/octet-stream", std::move(*data), {}};
     }
     case Route::kConsole: {
       auto max_bytes = ParseConsoleQuery(match.query);
@@ -142,6 +136,10 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
     }
     case Route::kExec:
     case Route::kExecInteractive:  // the connection upgrades it (exec_websocket.h)
+    case Route::kPutFile:          // streamed: file_handlers.cc
+    case Route::kGetFile:
+    case Route::kPutArchive:
+    case Route::kGetArchive:
       break;
   }
   co_return ErrorResponse(Error{ErrorCode::kInternal, "unhandled route"});

@@ -60,6 +60,9 @@ class BodySource {
 // An exec whose stdin streams in its request body (POST .../exec?stdin=stream):
 // the body's first line is the exec request's JSON, the rest is stdin.
 bool IsStreamingExec(const RouteMatch& match);
+// Requests whose body the handler reads as it arrives, without a size
+// limit: a streaming exec, a file upload, a directory (tar) upload.
+bool HasStreamedBody(const RouteMatch& match);
 
 class ApiHandlers {
  public:
@@ -68,14 +71,20 @@ class ApiHandlers {
   // Answers exactly once through `responder` (or aborts it).
   boost::asio::awaitable<void> Handle(const RouteMatch& match, std::string body,
                                       Responder& responder);
-  // An IsStreamingExec request, whose body has not been read.
-  boost::asio::awaitable<void> HandleStreamingExec(const RouteMatch& match, BodySource& body,
-                                                   Responder& responder);
+  // A HasStreamedBody request, whose body has not been read.
+  boost::asio::awaitable<void> HandleStreamedBody(const RouteMatch& match, BodySource& body, Responder& responder);
 
   VmService& service() { return service_; }
 
  private:
   boost::asio::awaitable<HttpResponse> HandleSimple(const RouteMatch& match, std::string body);
+  boost::asio::awaitable<void> HandleStreamingExec(const RouteMatch& match, BodySource& body,
+                                                   Responder& responder);
+  // file_handlers.cc: files and trees, streamed both ways.
+  boost::asio::awaitable<void> PutFile(const RouteMatch& match, BodySource& body, Responder& responder);
+  boost::asio::awaitable<void> GetFile(const RouteMatch& match, Responder& responder);
+  boost::asio::awaitable<void> PutArchive(const RouteMatch& match, BodySource& body, Responder& responder);
+  boost::asio::awaitable<void> GetArchive(const RouteMatch& match, Responder& responder);
   boost::asio::awaitable<void> HandleExec(const RouteMatch& match, std::string body,
                                           Responder& responder);
   // Runs a parsed exec and streams its output; stdin comes from `stdin_body`

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <functional>
 #include <chrono>
+#include <limits>
 #include <optional>
 
 #include <boost/asio/redirect_error.hpp>
@@ -257,8 +258,11 @@ awaitable<void> Connection::Run() {
   while (!closed_) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(options().max_header_bytes);
-    // The route-specific limit is applied once the route is known.
-    parser.body_limit(std::max(options().max_body_bytes, options().max_json_body_bytes));
+    // The route-specific limit is applied once the route is known (Beast
+    // checks a Content-Length against the limit with the header already,
+    // and some routes stream bodies of any size). Not boost::none: Boost
+    // 1.74 compares a Content-Length against it as "more than none".
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     version_ = 11;
     keep_alive_ = false;
     chunked_ = false;
@@ -287,7 +291,7 @@ awaitable<void> Connection::Run() {
       HttpResponse response = ErrorResponse(match.error().http_status, match.error().error);
       response.allow = match.error().allow;
       co_await Send(std::move(response));
-    } else if (IsStreamingExec(*match)) {
+    } else if (HasStreamedBody(*match)) {
       // The body is the handler's to read, as it arrives: no limit beyond
       // the request's own first line.
       parser.body_limit(boost::none);
@@ -297,7 +301,7 @@ awaitable<void> Connection::Run() {
       }
       streamed_ = &parser;
       stream_.expires_never();
-      co_await context_->handlers.HandleStreamingExec(*match, *this, *this);
+      co_await context_->handlers.HandleStreamedBody(*match, *this, *this);
       streamed_ = nullptr;
       if (!parser.is_done()) keep_alive_ = false;
     } else if (match->route == Route::kExecInteractive) {
@@ -315,7 +319,7 @@ awaitable<void> Connection::Run() {
         co_await ServeExecWebSocket(context_->handlers.service(), stream_, parser.release(), *match, *this);
       }
     } else {
-      bool big = match->route == Route::kPutFile || match->route == Route::kExec;
+      bool big = match->route == Route::kExec;
       std::size_t limit = big ? options().max_body_bytes : options().max_json_body_bytes;
       if (parser.content_length().value_or(0) > limit) {
         // Refused unread: the connection closes after the answer.

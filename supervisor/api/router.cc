@@ -43,6 +43,7 @@ constexpr PathRoutes kRoutes[] = {
     {{"vms", kId, "stop"}, {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
     {{"vms", kId, "exec"}, {{MethodRoute{"POST", Route::kExec}, MethodRoute{"GET", Route::kExecInteractive}}}},
     {{"vms", kId, "files"}, {{MethodRoute{"GET", Route::kGetFile}, MethodRoute{"PUT", Route::kPutFile}}}},
+    {{"vms", kId, "archive"}, {{MethodRoute{"GET", Route::kGetArchive}, MethodRoute{"PUT", Route::kPutArchive}}}},
     {{"vms", kId, "console"}, {{MethodRoute{"GET", Route::kConsole}, std::nullopt}}},
     {{"vms", kId, "release"}, {{MethodRoute{"POST", Route::kReleaseVm}, std::nullopt}}},
     {{"vms", kId, "snapshots"},
@@ -102,6 +103,8 @@ std::string_view RouteName(Route route) {
     case Route::kExecInteractive: return "interactive exec";
     case Route::kPutFile: return "put_file";
     case Route::kGetFile: return "get_file";
+    case Route::kPutArchive: return "put_archive";
+    case Route::kGetArchive: return "get_archive";
     case Route::kConsole: return "console";
     case Route::kReleaseVm: return "release_vm";
     case Route::kListPools: return "list_pools";

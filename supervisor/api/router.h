@@ -27,6 +27,8 @@ enum class Route {
   kExecInteractive,  // GET  /v1/vms/{id}/exec?request=  (WebSocket upgrade)
   kPutFile,    // PUT    /v1/vms/{id}/files?path=
   kGetFile,    // GET    /v1/vms/{id}/files?path=
+  kPutArchive,  // PUT   /v1/vms/{id}/archive?path=  (a tar stream in)
+  kGetArchive,  // GET   /v1/vms/{id}/archive?path=  (a tar stream out)
   kConsole,    // GET    /v1/vms/{id}/console
   kReleaseVm,  // POST   /v1/vms/{id}/release
   kListPools,  // GET    /v1/pools

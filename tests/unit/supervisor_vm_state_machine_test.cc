@@ -282,10 +282,13 @@ TEST_F(VmStateMachineTest, RunsCommandsAndMovesFilesThroughTheAgent) {
   EXPECT_EQ(err, "err\n");
 
   const std::string path = (scratch_ / "through-the-agent").string();
-  ASSERT_TRUE(Run(vm.WriteFile(path, "hello", 0600)));
-  auto read = Run(vm.ReadFile(path));
+  ASSERT_TRUE(Run(vm.WriteFileChunk(path, "hello", 0, true, 0600)));
+  ASSERT_TRUE(Run(vm.WriteFileChunk(path, " world", 5, false, 0600)));
+  auto read = Run(vm.ReadFileChunk(path, 0));
   ASSERT_TRUE(read) << read.error().message;
-  EXPECT_EQ(*read, "hello");
+  EXPECT_EQ(read->data, "hello world");
+  EXPECT_EQ(read->info.mode, 0600u);
+  EXPECT_TRUE(read->info.eof);
   EXPECT_TRUE(Run(vm.Ping(1s)));
 }
 

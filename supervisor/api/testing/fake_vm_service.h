@@ -57,6 +57,7 @@ class FakeVmService : public VmService {
   std::set<std::string> images = {"tiny"};
   std::map<std::string, VmInfo> vms;
   std::map<std::string, std::map<std::string, File>> files;  // by VM id, then path
+  int file_chunks_written = 0;
   std::optional<protocol::ExecRequest> last_exec;
   std::optional<CreateVmRequest> last_create;
   std::vector<std::pair<std::string, bool>> destroyed;  // id, force
@@ -244,23 +245,32 @@ class FakeVmService : public VmService {
   std::vector<int> exec_signals;                   // signals sent to fake execs
   std::vector<protocol::TerminalSize> exec_resizes;  // their terminals' new sizes
 
-  boost::asio::awaitable<Result<void>> WriteFile(const std::string& id, const std::string& path,
-                                                 std::string data, std::uint32_t mode) override {
+  boost::asio::awaitable<Result<void>> WriteFileChunk(const std::string& id, const std::string& path,
+                                                      std::string data, std::uint64_t offset, bool truncate,
+                                                      std::uint32_t mode) override {
     ++calls_;
+    ++file_chunks_written;
     auto info = Find(id);
     if (!info) co_return Fail(info.error());
-    files[id][path] = File{std::move(data), mode};
+    File& file = files[id][path];
+    if (truncate) file = File{{}, mode};
+    if (offset != file.data.size()) co_return Fail(ErrorCode::kInvalidArgument, "fake: a chunk out of order");
+    file.data += data;
     co_return Result<void>{};
   }
 
-  boost::asio::awaitable<Result<std::string>> ReadFile(const std::string& id,
-                                                       const std::string& path) override {
+  boost::asio::awaitable<Result<protocol::FileChunk>> ReadFileChunk(const std::string& id, const std::string& path,
+                                                                    std::uint64_t offset) override {
     ++calls_;
     auto info = Find(id);
     if (!info) co_return Fail(info.error());
     auto it = files[id].find(path);
     if (it == files[id].end()) co_return Fail(ErrorCode::kNotFound, "no such file: " + path);
-    co_return it->second.data;
+    const std::string& data = it->second.data;
+    protocol::FileChunk chunk;
+    chunk.data = data.substr(std::min<std::size_t>(offset, data.size()), protocol::kFileChunkBytes);
+    chunk.info = {data.size(), it->second.mode, offset + chunk.data.size() >= data.size()};
+    co_return chunk;
   }
 
   Result<std::string> Console(const std::string& id, std::size_t max_bytes) override {
