@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -154,6 +155,24 @@ void ApiServer::Stop() {
 
 namespace {
 
+// Closes the connection that has waited longest for a request header, to
+// make room; false when every open connection is serving a request. Its
+// entries go now, so the count is right before its coroutine ends.
+bool EvictLongestWaiting(ServerContext& context) {
+  auto oldest = std::min_element(context.waiting_since.begin(), context.waiting_since.end(),
+                                 [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (oldest == context.waiting_since.end()) return false;
+  const std::uint64_t number = oldest->first;
+  context.waiting_since.erase(oldest);
+  auto entry = context.connections.find(number);
+  if (entry == context.connections.end()) return true;  // ending already
+  std::function<void()> close = std::move(entry->second);
+  context.connections.erase(entry);
+  Logger("api")->info("connections full: closing connection {}, idle the longest", number);
+  close();
+  return true;
+}
+
 asio::awaitable<void> AcceptLoop(std::shared_ptr<ApiServer::State> state) {
   auto log = Logger("api");
   auto executor = co_await asio::this_coro::executor;
@@ -169,8 +188,10 @@ asio::awaitable<void> AcceptLoop(std::shared_ptr<ApiServer::State> state) {
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    if (state->context->connections.size() >= state->context->options.max_connections) {
-      log->warn("refusing a connection: {} already open", state->context->connections.size());
+    if (state->context->connections.size() >= state->context->options.max_connections &&
+        !EvictLongestWaiting(*state->context)) {
+      log->warn("refusing a connection: {} already open, each serving a request",
+                state->context->connections.size());
       continue;  // `socket` closes here
     }
     SpawnConnection(state->context, std::move(socket));

@@ -28,11 +28,18 @@ struct ApiOptions {
   // Every other JSON body.
   std::size_t max_json_body_bytes = 1 << 20;
   std::uint32_t max_header_bytes = 16 << 10;
-  // Budget for reading one request's header, then again for its body; also
-  // how long an idle keep-alive connection is kept (slowloris guard).
+  // Budget for a request's header, counted from when the connection opened
+  // or finished its previous request: also how long an idle keep-alive
+  // connection is kept (slowloris guard).
+  std::chrono::milliseconds header_timeout = std::chrono::seconds(10);
+  // Budget for reading a request's body.
   std::chrono::milliseconds read_timeout = std::chrono::seconds(30);
   // Budget for each write to the client.
   std::chrono::milliseconds write_timeout = std::chrono::seconds(60);
+  // When this many are open, a new connection closes the one that has been
+  // waiting longest for a request header; with none waiting, it is refused.
+  // So idle clients cannot lock others out, and a request being served is
+  // never cut off.
   std::size_t max_connections = 256;
 };
 

@@ -269,9 +269,11 @@ awaitable<void> Connection::Run() {
     status_ = 0;
 
     beast::error_code ec;
-    stream_.expires_after(options().read_timeout);
+    stream_.expires_after(options().header_timeout);
+    context_->waiting_since[number_] = std::chrono::steady_clock::now();
     co_await http::async_read_header(stream_, buffer_, parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
+    context_->waiting_since.erase(number_);
     if (ec) {
       co_await ReplyToReadError(ec);
       break;
@@ -363,6 +365,7 @@ awaitable<void> Connection::Run() {
     stream_.close();
   }
   context_->connections.erase(number_);
+  context_->waiting_since.erase(number_);
 }
 
 awaitable<void> Serve(std::shared_ptr<Connection> connection) { co_await connection->Run(); }

@@ -3,6 +3,7 @@
 // Stop()) never point at a destroyed server. Internal to supervisor/api.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -20,6 +21,9 @@ struct ServerContext {
   ApiHandlers handlers;
   // Close callbacks of the open connections, by connection number.
   std::map<std::uint64_t, std::function<void()>> connections;
+  // Connections waiting for a request header, by connection number: since
+  // when. The accept loop evicts the oldest of them when it is full.
+  std::map<std::uint64_t, std::chrono::steady_clock::time_point> waiting_since;
   std::uint64_t next_connection = 0;
 };
 

@@ -388,7 +388,7 @@ TEST_F(ApiServerTest, MalformedHttpGets400) {
 }
 
 TEST_F(ApiServerTest, SlowClientIsDisconnected) {
-  options_.read_timeout = 300ms;
+  options_.header_timeout = 300ms;
   StartServer();
   TestClient client(options_.socket_path);
   asio::write(client.socket(), asio::buffer("GET /v1/vms HTTP/1.1\r\nHost: x\r\n"s));
@@ -399,6 +399,62 @@ TEST_F(ApiServerTest, SlowClientIsDisconnected) {
   EXPECT_EQ(ec, asio::error::eof);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   EXPECT_EQ(TestClient(options_.socket_path).Call("GET", "/v1/vms").status, 200);
+}
+
+// Reads until the server closes the connection; true when it did so without
+// sending anything (closed, not answered).
+bool ClosedWithoutAnswer(TestClient& client) {
+  char byte;
+  boost::system::error_code ec;
+  std::size_t n = asio::read(client.socket(), asio::buffer(&byte, 1), ec);
+  return n == 0 && (ec == asio::error::eof || ec == asio::error::connection_reset);
+}
+
+// Opens a request whose body has not all come yet: the connection is busy
+// serving it, not idle.
+void StartSlowCreate(TestClient& client) {
+  asio::write(client.socket(),
+              asio::buffer("POST /v1/vms HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{\"cpus\""s));
+}
+
+TEST_F(ApiServerTest, WhenFullTheLongestIdleConnectionMakesRoomNotABusyOne) {
+  options_.max_connections = 3;
+  StartServer();
+  TestClient oldest_idle(options_.socket_path);
+  std::this_thread::sleep_for(50ms);  // accepted and waiting, in this order
+  TestClient busy(options_.socket_path);
+  StartSlowCreate(busy);
+  std::this_thread::sleep_for(50ms);
+  TestClient newer_idle(options_.socket_path);
+  std::this_thread::sleep_for(50ms);
+
+  // A fourth client is served; the connection idle the longest made room.
+  EXPECT_EQ(TestClient(options_.socket_path).Call("GET", "/v1/vms").status, 200);
+  EXPECT_TRUE(ClosedWithoutAnswer(oldest_idle));
+  // The busy request was not cut off: it finishes and gets its answer.
+  asio::write(busy.socket(), asio::buffer(": 1, \"x\": 2}      "s));
+  EXPECT_EQ(busy.Receive().status, 400);  // "x" is not a field
+  // And the newer idle connection still works.
+  EXPECT_EQ(newer_idle.Call("GET", "/v1/vms").status, 200);
+}
+
+TEST_F(ApiServerTest, WhenFullOfBusyConnectionsANewOneIsRefused) {
+  options_.max_connections = 1;
+  StartServer();
+  TestClient busy(options_.socket_path);
+  StartSlowCreate(busy);
+  std::this_thread::sleep_for(50ms);
+  TestClient refused(options_.socket_path);
+  EXPECT_TRUE(ClosedWithoutAnswer(refused));
+}
+
+TEST_F(ApiServerTest, AConnectionThatSendsNoHeaderIsClosedAfterTheHeaderTimeout) {
+  options_.header_timeout = 200ms;
+  StartServer();
+  TestClient silent(options_.socket_path);
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(ClosedWithoutAnswer(silent));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }
 
 TEST_F(ApiServerTest, ExecStreamsNdjsonInOrderWithBinaryIntact) {
