@@ -2,6 +2,7 @@
 // socket and runs every VM from one io_context thread.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -47,6 +48,7 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
       ("dns-upstream", po::value<std::string>(), "resolver the VMs' DNS is forwarded to, a.b.c.d[:port] "
                                                  "(default: first nameserver in /etc/resolv.conf)")
       ("no-golden-snapshots", "no golden snapshots and no warm pools: every VM cold-boots")
+      ("keep-vms-on-exit", "on SIGTERM exit at once, leaving the VMs running for the next agentvmd to adopt")
       ("health-check-interval-sec", po::value<int>(), "seconds between health checks of ready pool VMs (default 30)")
       ("pool", po::value<std::vector<std::string>>()->composing(),
        "a warm pool as KEY=VALUE,... with any of the keys image, cpus, memory_mib, network, min_ready, "
@@ -87,6 +89,7 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
   if (flags.count("agent-timeout")) config.agent_timeout = std::chrono::seconds(flags["agent-timeout"].as<int>());
   if (flags.count("stop-grace")) config.stop_grace = std::chrono::seconds(flags["stop-grace"].as<int>());
   if (flags.count("no-golden-snapshots")) config.golden_snapshots = false;
+  if (flags.count("keep-vms-on-exit")) config.keep_vms_on_exit = true;
   if (flags.count("health-check-interval-sec")) {
     config.health_check_interval = std::chrono::seconds(flags["health-check-interval-sec"].as<int>());
   }
@@ -147,6 +150,14 @@ int main(int argc, char** argv) {
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
+    if (config.keep_vms_on_exit) {
+      // Exactly what a crash leaves, which the next daemon adopts: no VM
+      // object may run its destructor (that would kill its QEMU).
+      api.Stop();
+      log->info("signal {}: exiting and leaving the VMs running for the next agentvmd", signal);
+      spdlog::shutdown();
+      std::_Exit(0);
+    }
     log->info("signal {}: stopping every VM, then exiting", signal);
     api.Stop();
     agentvm::SpawnDetached(

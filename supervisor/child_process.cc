@@ -28,7 +28,8 @@ namespace bp = boost::process;
 std::string ExitStatus::Describe() const {
   if (code) return "exited with status " + std::to_string(*code);
   if (signal) return "killed by signal " + std::to_string(*signal) + " (" + ::strsignal(*signal) + ")";
-  return "still running";
+  // Reaped by someone else (or a process this daemon adopted): gone, how is unknown.
+  return "exited (status unknown)";
 }
 
 ExitStatus ExitStatusFromWait(int wait_status) {

@@ -316,6 +316,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "dns_upstream") applied = set_string(config.dns_upstream);
     else if (key == "allowed_tcp_ports") applied = set_ports(config.allowed_tcp_ports);
     else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
+    else if (key == "keep_vms_on_exit") applied = set_bool(config.keep_vms_on_exit);
     else if (key == "health_check_interval_sec") applied = set_seconds(config.health_check_interval);
     else if (key == "pools") applied = set_pools(config.pools);
     else if (key == "jail") applied = JailFromYaml(value, config.jail);

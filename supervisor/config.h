@@ -58,6 +58,9 @@ struct DaemonConfig {
   // (what `agentvm logs` shows) and the most kept on disk in the run dir.
   int console_memory_kib = 128;
   int console_file_kib = 1024;
+  // On SIGTERM, exit at once and leave every VM running for the next
+  // agentvmd to adopt (docs/operations.md), instead of stopping them.
+  bool keep_vms_on_exit = false;
 
   // Network (docs/network.md). The bridge and ruleset are made when the
   // first VM with a NIC starts and removed when the daemon stops.

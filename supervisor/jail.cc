@@ -199,6 +199,27 @@ Result<std::unique_ptr<JailSlots::Lease>> JailSlots::Acquire() {
               "jail: all " + std::to_string(taken_.size()) + " uid slots are in use (raise jail.slots)");
 }
 
+Result<std::unique_ptr<JailSlots::Lease>> JailSlots::Take(int slot) {
+  if (slot < 0 || static_cast<std::size_t>(slot) >= taken_.size() || taken_[slot]) {
+    return Fail(ErrorCode::kConflict, "jail: uid slot " + std::to_string(slot) + " is not free");
+  }
+  taken_[slot] = true;
+  return std::make_unique<Lease>(shared_from_this(), slot);
+}
+
+Result<std::unique_ptr<JailSlots::Lease>> Jailer::AdoptSlot(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Uid:", 0) != 0) continue;
+    std::istringstream fields(line.substr(4));
+    long uid = -1;
+    fields >> uid;
+    return slots_->Take(static_cast<int>(uid - static_cast<long>(config_.uid_base)));
+  }
+  return Fail(ErrorCode::kNotFound, "jail: no uid for pid " + std::to_string(pid));
+}
+
 Jailer::Jailer(JailConfig config, JailHost host)
     : config_(std::move(config)), host_(std::move(host)), slots_(std::make_shared<JailSlots>(config_.slots)) {}
 

@@ -5,6 +5,8 @@
 // moment QEMU is gone.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +47,8 @@ class JailSlots : public std::enable_shared_from_this<JailSlots> {
   explicit JailSlots(int count) : taken_(count, false) {}
   // The lowest free slot; an error when all are taken.
   Result<std::unique_ptr<Lease>> Acquire();
+  // That slot (an adopted QEMU's); an error when it is out of range or taken.
+  Result<std::unique_ptr<Lease>> Take(int slot);
 
  private:
   std::vector<bool> taken_;
@@ -63,6 +67,11 @@ class Jailer {
   // it (its QEMU already killed): its cgroups are removed and every file
   // under `writable_dirs` owned by a jail uid goes back to root.
   void RemoveLeftovers(const std::string& vm_id, const std::vector<std::string>& writable_dirs) const;
+
+  // The uid slot of a jailed QEMU an earlier daemon launched (found from the
+  // uid `pid` runs as), taken until the lease goes; what else its jail holds
+  // is given back by RemoveLeftovers once that QEMU is gone.
+  Result<std::unique_ptr<JailSlots::Lease>> AdoptSlot(pid_t pid);
 
   const JailHost& host() const { return host_; }
 

@@ -35,6 +35,11 @@ struct VmRecord {
   // Never handed to a user: a pool's ready VM or a golden snapshot's VM. A
   // later daemon discards it instead of listing it.
   bool unclaimed = false;
+  // When QEMU (pid) started, in clock ticks after boot (/proc/<pid>/stat
+  // field 22): with the pid and its command line, what tells a later daemon
+  // that a live pid is still this VM's QEMU and not a recycled one.
+  std::uint64_t qemu_start_time = 0;
+  std::string guest_channel_error;  // VmInfo::guest_channel_error
 };
 
 // One leased IPv4 address of the VMs' subnet.

@@ -23,23 +23,6 @@ namespace {
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
 
-// True when `pid` is a QEMU whose command line names `runtime_dir`, i.e. the
-// one we recorded and not an unrelated process that reused the pid.
-bool IsOurQemu(int pid, const std::string& runtime_dir) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return !runtime_dir.empty() && cmdline.find(runtime_dir + "/") != std::string::npos;
-}
-
-// Kills a process we did not start (so cannot reap) and waits until it is gone.
-void KillStranger(int pid) {
-  UniqueFd pidfd(PidfdOpen(pid));
-  if (!pidfd) return;  // already gone
-  PidfdSendSignal(pidfd.get(), SIGKILL);
-  pollfd p{.fd = pidfd.get(), .events = POLLIN, .revents = 0};
-  ::poll(&p, 1, 5000);
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(boost::asio::any_io_executor executor,
@@ -115,61 +98,6 @@ VmContext Supervisor::MakeContext() {
             if (auto put = store_->Put(record); !put) Log()->error("{}: {}", record.id, put.error().message);
           },
   };
-}
-
-Result<void> Supervisor::Recover() {
-  auto records = store_->List();
-  if (!records) return Fail(records.error());
-  for (const VmRecord& record : *records) {
-    VmState state = VmStateFromName(record.state).value_or(VmState::kFailed);
-    std::string reason = record.reason;
-    if (record.pid > 0 && IsOurQemu(record.pid, record.runtime_dir)) {
-      Log()->warn("{}: killing qemu pid {} left by an earlier agentvmd", record.id, record.pid);
-      KillStranger(record.pid);
-    }
-    // A daemon that died with its VMs left their jails' cgroups and files.
-    if (jailer_) jailer_->RemoveLeftovers(record.id, {record.runtime_dir, record.disk_dir});
-    if (record.unclaimed) {
-      // Nobody was ever given it: nothing to show, only to clean up.
-      Log()->info("{}: removing unclaimed VM left by an earlier agentvmd", record.id);
-      std::error_code ec;
-      std::filesystem::remove_all(record.runtime_dir, ec);
-      std::filesystem::remove_all(record.disk_dir, ec);
-      if (auto released = network_->ReleaseLease(record.id); !released) return Fail(released.error());
-      if (auto deleted = store_->Delete(record.id); !deleted) return Fail(deleted.error());
-      continue;
-    }
-    if (state != VmState::kStopped && state != VmState::kFailed) {
-      state = VmState::kFailed;
-      reason = "agentvmd restarted while the VM was " + record.state + "; it was not adopted";
-    }
-    VmSpec spec{.id = record.id,
-                .image = Image{.name = record.image},
-                .cpus = record.cpus,
-                .memory_mib = record.memory_mib,
-                .guest_cid = record.guest_cid,
-                .paths = VmPaths{record.runtime_dir, record.disk_dir},
-                .network = NetworkInfoFromRecord(record.network)};
-    auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), state, reason, record.created_at);
-    if (auto put = store_->Put(vm->Record()); !put) return Fail(put.error());
-    vms_[record.id] = std::move(vm);
-  }
-  if (!vms_.empty()) Log()->info("recovered {} VM record(s) from the state store", vms_.size());
-  if (golden_) {
-    if (auto cleaned = golden_->RemoveLeftovers(); !cleaned) return Fail(cleaned.error());
-  }
-  // After the QEMUs are gone (their taps with them): no tap is ever left
-  // without its filter.
-  if (auto cleaned = network_->RemoveLeftovers(); !cleaned) return Fail(cleaned.error().Wrap("network leftovers"));
-  // A crash between leasing and recording the VM leaves a lease nobody holds.
-  auto leases = store_->ListLeases();
-  if (!leases) return Fail(leases.error());
-  for (const LeaseRecord& lease : *leases) {
-    if (vms_.contains(lease.vm_id)) continue;
-    Log()->warn("releasing {} leased to unknown VM {}", lease.address, lease.vm_id);
-    if (auto released = store_->DeleteLease(lease.vm_id); !released) return Fail(released.error());
-  }
-  return {};
 }
 
 boost::asio::awaitable<void> Supervisor::Shutdown() {

@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -30,11 +31,15 @@ class Supervisor : public VmService {
   static Result<std::unique_ptr<Supervisor>> Create(boost::asio::any_io_executor executor,
                                                     const DaemonConfig& config, const HostFacts& host);
 
-  // Takes over what an earlier daemon left in the state store: a QEMU still
-  // running for a recorded VM is killed (it cannot be adopted yet), and the
-  // VM stays listed as failed so `rm` can remove its files and lease. The
-  // bridge and nftables tables it made are removed. Unclaimed VMs (pool,
-  // golden snapshot) are removed outright, as are unfinished snapshots.
+  // Takes over what an earlier daemon left in the state store
+  // (supervisor_recover.cc): a VM recorded running whose QEMU still runs
+  // (same pid, start time and command line) is adopted: listed as starting
+  // until QMP, its console and its agent answer again, then running; one
+  // that cannot be adopted is killed and listed as failed with the reason,
+  // so `rm` can remove its files and lease. Unclaimed VMs (pool, golden
+  // snapshot) are removed outright, as are unfinished snapshots and orphans
+  // (a QEMU, run dir or disk dir no record owns). The nftables tables are
+  // built afresh; the bridge stays while adopted VMs' taps are on it.
   Result<void> Recover();
 
   // Starts filling the configured pools (after Recover()).
@@ -77,6 +82,15 @@ class Supervisor : public VmService {
   // Kills and removes a VM with its files, lease and record; tells its pool.
   boost::asio::awaitable<Result<void>> RemoveVm(std::shared_ptr<Vm> vm);
   NetworkMode DefaultNetworkMode() const;
+
+  // supervisor_recover.cc
+  // Registers the VM of `record` with `state` (a recovered one: no QEMU).
+  std::shared_ptr<Vm> AddRecordedVm(const VmRecord& record, VmState state, std::string reason);
+  // Starts adopting the live QEMU of `record`; a step that fails at once
+  // leaves the VM failed with the reason.
+  void AdoptRecordedVm(const VmRecord& record);
+  // Kills QEMUs and removes run and disk dirs of VMs not in `known`.
+  void RemoveOrphans(const std::set<std::string>& known);
 
   // supervisor_snapshots.cc: golden snapshots and pools.
   void MakePools();

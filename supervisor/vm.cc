@@ -22,6 +22,7 @@
 #include "qmp/qmp_client.h"
 #include "supervisor/console_log.h"
 #include "supervisor/guest_channel.h"
+#include "supervisor/process_identity.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
 
@@ -88,6 +89,12 @@ Vm::Vm(VmContext context, VmSpec spec, VmState state, std::string reason, std::i
 
 Vm::~Vm() = default;
 
+void Vm::LoadRecordedDetails(const VmRecord& record) {
+  if (!record.boot.empty()) boot_ = record.boot;
+  channel_error_ = record.guest_channel_error;
+  qemu_start_time_ = record.qemu_start_time;
+}
+
 bool Vm::qemu_running() const { return qemu_ && !qemu_->exit_status(); }
 
 VmInfo Vm::Info() const {
@@ -130,6 +137,8 @@ VmRecord Vm::Record() const {
       .boot = boot_,
       .pool = spec_.pool,
       .unclaimed = spec_.unclaimed,
+      .qemu_start_time = qemu_running() ? qemu_start_time_ : 0,
+      .guest_channel_error = channel_error_,
   };
 }
 
@@ -336,6 +345,7 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
+  qemu_start_time_ = ProcessStartTime(qemu_->pid()).value_or(0);
   SpawnDetached(context_.executor, WatchQemu(shared_from_this(), qemu_.get()), "qemu watcher of " + spec_.id);
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
   SetState(VmState::kStarting);
@@ -370,6 +380,7 @@ void Vm::OnChannelClosed(const Error& error) {
   if (state_ != VmState::kRunning || stop_reason_ || !qemu_running() || !channel_error_.empty()) return;
   channel_error_ = error.message;
   Log()->warn("{}: guest channel failed: {}", spec_.id, channel_error_);
+  if (context_.on_change && !removed_) context_.on_change(Record());
 }
 
 boost::asio::awaitable<Result<void>> Vm::LoadGolden(const GoldenSnapshot& golden, milliseconds timeout) {

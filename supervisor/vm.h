@@ -122,6 +122,18 @@ class Vm : public std::enable_shared_from_this<Vm> {
   Vm(VmContext context, VmSpec spec, VmState state, std::string reason, std::int64_t created_at);
   ~Vm();
 
+  // What a record adds to a recovered VM beyond its spec and state: how it
+  // booted, why its guest channel failed, when its QEMU started.
+  void LoadRecordedDetails(const VmRecord& record);
+
+  // starting → running: takes over the QEMU an earlier daemon launched for
+  // this VM (vm_adopt.cc) with the network attachment rebuilt for it, and
+  // reconnects QMP, the console (handed to QEMU anew over QMP) and the guest
+  // channel. `note` becomes the running VM's reason. If any step fails, the
+  // VM is failed with the reason and its QEMU killed.
+  boost::asio::awaitable<Result<void>> Adopt(std::unique_ptr<QemuProcess> qemu,
+                                             std::unique_ptr<NetAttachment> network, std::string note);
+
   const std::string& id() const { return spec_.id; }
   VmState state() const { return state_; }
   VmInfo Info() const;
@@ -191,6 +203,10 @@ class Vm : public std::enable_shared_from_this<Vm> {
 
  private:
   boost::asio::awaitable<Result<void>> BootSteps(const GoldenSnapshot* golden);
+  boost::asio::awaitable<Result<void>> AdoptSteps(std::string note);
+  // Gives the running QEMU a new console endpoint (chardev-change), drained
+  // from now on: the earlier daemon's end died with it.
+  boost::asio::awaitable<Result<void>> ReconnectConsole();
   boost::asio::awaitable<Result<void>> LaunchQemu(const GoldenSnapshot* golden);
   boost::asio::awaitable<Result<void>> ConnectAgent(std::chrono::milliseconds timeout);
   // The guest channel ended: a running VM not being stopped records why.
@@ -235,6 +251,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // (with this reason), not a failure. The first reason given wins.
   std::optional<std::string> stop_reason_;
   std::unique_ptr<QemuProcess> qemu_;
+  std::uint64_t qemu_start_time_ = 0;  // VmRecord::qemu_start_time
   // A failed restore's QEMU, reaped; kept so its watcher never outlives it.
   std::unique_ptr<QemuProcess> retired_qemu_;
   std::unique_ptr<qmp::QmpClient> qmp_;

@@ -80,11 +80,16 @@ VmNetwork::VmNetwork(boost::asio::any_io_executor executor, const DaemonConfig& 
 
 VmNetwork::~VmNetwork() { Shutdown(); }
 
-Result<void> VmNetwork::RemoveLeftovers() {
+Result<void> VmNetwork::RemoveLeftovers(bool keep_bridge) {
   auto owned = store_.ListOwnedLinks();
   if (!owned) return Fail(owned.error());
   for (const std::string& name : *owned) {
     auto exists = net::LinkExists(name);
+    if (keep_bridge && name == config_.bridge && exists && *exists) {
+      Log()->info("keeping bridge {} of an earlier agentvmd: its VMs are adopted", name);
+      adopt_bridge_ = true;
+      continue;
+    }
     if (exists && *exists) {
       Log()->warn("removing bridge {} left by an earlier agentvmd", name);
       if (auto deleted = net::DeleteLink(name); !deleted) return Fail(deleted.error());
@@ -105,7 +110,7 @@ Result<void> VmNetwork::EnsureStarted() {
   // Recorded before it exists, so a crash between the two still gets cleaned up.
   auto exists = net::LinkExists(config_.bridge);
   if (!exists) return Fail(exists.error());
-  if (*exists) {
+  if (*exists && !adopt_bridge_) {
     return Fail(ErrorCode::kConflict, "bridge " + config_.bridge +
                                           " exists and was not made by agentvmd; remove it or configure "
                                           "another `bridge`");
@@ -113,7 +118,7 @@ Result<void> VmNetwork::EnsureStarted() {
   if (auto recorded = store_.AddOwnedLink(config_.bridge); !recorded) return Fail(recorded.error());
   auto created = net::EnsureBridge(config_.bridge, gateway_, subnet_.prefix_length);
   if (!created) return Fail(created.error().Wrap("bridge " + config_.bridge));
-  created_bridge_ = *created;
+  created_bridge_ = *created || adopt_bridge_;
   started_ = true;  // from here on Shutdown() undoes what exists
   if (auto rest = StartFilteringAndDns(*upstream); !rest) {
     Shutdown();
@@ -183,11 +188,9 @@ Result<std::unique_ptr<NetAttachment>> VmNetwork::Attach(const std::string& vm_i
 Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkRequest& request) {
   if (auto started = EnsureStarted(); !started) return Fail(started.error());
   NetworkInfo& info = attachment.info_;
-  std::vector<net::Ipv4Subnet> cidrs;
+  // Checked before anything is leased; AddRules parses them again.
   for (const std::string& text : request.allow_cidrs) {
-    auto cidr = net::Ipv4Subnet::Parse(text);
-    if (!cidr) return Fail(cidr.error().Wrap("allow_cidrs"));
-    cidrs.push_back(*cidr);
+    if (auto cidr = net::Ipv4Subnet::Parse(text); !cidr) return Fail(cidr.error().Wrap("allow_cidrs"));
   }
   auto address = leases_.Acquire(attachment.vm_id_);
   if (!address) return Fail(address.error());
@@ -207,21 +210,46 @@ Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkR
     return Fail(tap.error().Wrap("tap " + info.tap));
   }
   attachment.tap_ = std::make_unique<net::Tap>(std::move(*tap));
-  net::VmNetRules rules{
-      .tap = info.tap,
-      .address = *address,
-      .extra_tcp_ports = request.allow_tcp_ports,
-      .extra_cidrs = std::move(cidrs),
-      .bytes_per_second = request.bandwidth_bytes_per_sec,
-  };
-  if (auto added = firewall_->AddVm(rules); !added) {
+  if (auto added = AddRules(attachment, *address); !added) {
     attachment.tap_.reset();
     (void)leases_.Release(attachment.vm_id_);
-    return Fail(added.error().Wrap("firewall"));
+    return Fail(added.error());
   }
-  attachment.has_rules_ = true;
   Log()->info("{}: tap {} address {} mac {}", attachment.vm_id_, info.tap, info.address, info.mac);
   return {};
+}
+
+Result<void> VmNetwork::AddRules(NetAttachment& attachment, net::Ipv4Address address) {
+  const NetworkInfo& info = attachment.info_;
+  std::vector<net::Ipv4Subnet> cidrs;
+  for (const std::string& text : info.allow_cidrs) {
+    auto cidr = net::Ipv4Subnet::Parse(text);
+    if (!cidr) return Fail(cidr.error().Wrap("allow_cidrs"));
+    cidrs.push_back(*cidr);
+  }
+  net::VmNetRules rules{
+      .tap = info.tap,
+      .address = address,
+      .extra_tcp_ports = info.allow_tcp_ports,
+      .extra_cidrs = std::move(cidrs),
+      .bytes_per_second = info.bandwidth_bytes_per_sec,
+  };
+  if (auto added = firewall_->AddVm(rules); !added) return Fail(added.error().Wrap("firewall"));
+  attachment.has_rules_ = true;
+  return {};
+}
+
+Result<std::unique_ptr<NetAttachment>> VmNetwork::Readopt(const std::string& vm_id, const NetworkInfo& info) {
+  std::unique_ptr<NetAttachment> attachment(new NetAttachment(weak_from_this(), vm_id, info));
+  attachment->prefix_length_ = subnet_.prefix_length;
+  // A bridge-mode tap sits on the operator's bridge, unfiltered: nothing to rebuild.
+  if (info.mode != NetworkMode::kNatFiltered) return attachment;
+  if (auto started = EnsureStarted(); !started) return Fail(started.error());
+  auto address = net::Ipv4Address::Parse(info.address);
+  if (!address) return Fail(address.error().Wrap("recorded address"));
+  if (auto added = AddRules(*attachment, *address); !added) return Fail(added.error());
+  Log()->info("{}: adopted tap {} address {}", vm_id, info.tap, info.address);
+  return attachment;
 }
 
 Result<void> VmNetwork::AttachBridged(NetAttachment& attachment, const NetworkRequest& request) {

@@ -68,7 +68,15 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
 
   // Removes what an earlier daemon left behind: the links it recorded as its
   // own and our nftables tables. Taps vanish by themselves with their fds.
-  Result<void> RemoveLeftovers();
+  // With `keep_bridge` (VMs are being adopted: their taps are on it) the
+  // bridge stays and is this daemon's from now on; the tables still go and
+  // are built afresh, with the adopted VMs' elements (Readopt).
+  Result<void> RemoveLeftovers(bool keep_bridge = false);
+
+  // The attachment of a VM an earlier daemon attached and this one adopts:
+  // the lease is still in the store, the tap still held open by the VM's
+  // QEMU; its firewall elements are added to the fresh tables.
+  Result<std::unique_ptr<NetAttachment>> Readopt(const std::string& vm_id, const NetworkInfo& info);
 
   // Resolves the mode (the daemon default when unset), checks the request
   // against it, leases an address and builds the tap and its rules. On error
@@ -91,6 +99,7 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   Result<void> StartFilteringAndDns(const boost::asio::ip::udp::endpoint& upstream);
   Result<void> AttachFiltered(NetAttachment& attachment, const NetworkRequest& request);
   Result<void> AttachBridged(NetAttachment& attachment, const NetworkRequest& request);
+  Result<void> AddRules(NetAttachment& attachment, net::Ipv4Address address);
   void Detach(NetAttachment& attachment);
 
   boost::asio::any_io_executor executor_;
@@ -101,6 +110,7 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   IpLeases leases_;
   bool started_ = false;
   bool created_bridge_ = false;
+  bool adopt_bridge_ = false;  // RemoveLeftovers kept an earlier daemon's bridge
   std::unique_ptr<net::Firewall> firewall_;
   std::unique_ptr<DnsForwarder> dns_;
 };

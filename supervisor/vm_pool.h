@@ -76,6 +76,8 @@ class VmPool {
   std::shared_ptr<Vm> Take();
   // A VM taken from this pool is gone (released or removed): room to refill.
   void Returned(const std::string& vm_id);
+  // A VM taken from this pool by an earlier daemon, adopted: it counts as in use.
+  void CountInUse(const std::string& vm_id) { in_use_.insert(vm_id); }
 
   PoolInfo Info() const;
 

@@ -9,9 +9,11 @@
 // counter: a whitelist drop is silent (the guest times out) and counted.
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -238,8 +240,16 @@ TEST(NetworkCleanupTest, NothingIsLeftBehind) {
     EXPECT_NE(links().find(tap), std::string::npos);
     EXPECT_NE(ruleset().find("table inet agentvm"), std::string::npos);
 
-    // A crash leaves QEMU, tap, bridge and rules; the next daemon clears them.
-    daemon.CrashAndRestart();
+    // A crash leaves QEMU, tap, bridge and rules; a QEMU that dies before
+    // the next daemon starts cannot be adopted, so that daemon clears them.
+    const int pid = json::parse(daemon.Http("GET", "/v1/vms/" + id).second).value("pid", 0);
+    ASSERT_GT(pid, 0);
+    daemon.Crash();
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 100 && links().find(tap) != std::string::npos; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    daemon.Restart();
     EXPECT_EQ(links().find(tap), std::string::npos) << links();
     EXPECT_EQ(links().find("agentvm0"), std::string::npos) << links();
     EXPECT_EQ(ruleset(), rules_before);

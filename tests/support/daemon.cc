@@ -56,10 +56,28 @@ void Daemon::Start() {
 }
 
 void Daemon::CrashAndRestart() {
+  Crash();
+  Restart();
+}
+
+void Daemon::Crash() {
   if (child_ && child_->running()) {
     ::kill(child_->id(), SIGKILL);
     WaitWithTimeout(*child_, std::chrono::seconds(10));
   }
+}
+
+void Daemon::Terminate() {
+  if (!child_ || !child_->running()) return;
+  ::kill(child_->id(), SIGTERM);
+  if (!WaitWithTimeout(*child_, std::chrono::seconds(60))) {
+    ADD_FAILURE() << "agentvmd did not exit within 60s of SIGTERM. Log:\n" << Log();
+    return;
+  }
+  EXPECT_EQ(child_->exit_code(), 0) << Log();
+}
+
+void Daemon::Restart() {
   // A killed daemon cannot remove its socket; the next one replaces it.
   std::filesystem::remove(socket_);
   Start();

@@ -51,6 +51,11 @@ class Daemon {
   // SIGKILLs agentvmd (its QEMUs, taps and rules stay behind, as after a
   // crash) and starts a new one on the same directories and flags.
   void CrashAndRestart();
+  // The two halves, for a test that changes things while no daemon runs.
+  void Crash();
+  void Restart();
+  // SIGTERM, then waits (up to 60 s) for agentvmd to exit 0.
+  void Terminate();
 
  private:
   void Start();

@@ -137,6 +137,21 @@ TEST(StateStoreTest, PoolFieldsRoundTrip) {
   EXPECT_EQ((*(*store)->Get("vm-ready"))->boot, "pool");
 }
 
+// What a restarted daemon needs to adopt a VM (the QEMU's start time) and
+// what it reports about it (the guest channel's failure) are kept.
+TEST(StateStoreTest, AdoptionFieldsRoundTrip) {
+  auto store = StateStore::Open(":memory:");
+  ASSERT_TRUE(store) << store.error().message;
+  VmRecord record = Example("vm-adopt", 1);
+  record.qemu_start_time = 123456789;
+  record.guest_channel_error = "guest sent a malformed frame";
+  ASSERT_TRUE((*store)->Put(record));
+  auto got = (*store)->Get("vm-adopt");
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ((*got)->qemu_start_time, 123456789u);
+  EXPECT_EQ((*got)->guest_channel_error, "guest sent a malformed frame");
+}
+
 // Writes a database the way an older agentvmd left it, with sqlite3 itself.
 void MakeOldDatabase(const std::string& path, const std::string& create_vms, const std::string& insert) {
   std::remove(path.c_str());

@@ -239,20 +239,28 @@ TEST_F(VmWarmPoolTest, ACrashedDaemonsPoolVmsAreRemovedNotListed) {
   ASSERT_TRUE(has_cgroup()) << "the jail gives each QEMU a cgroup";
 
   daemon_->CrashAndRestart();
-  EXPECT_FALSE(has_cgroup()) << "the restarted daemon removes the jail a dead daemon left";
-  // The VM a user had is listed (failed: it could not be adopted); the
-  // pool's own VMs are not: they were killed and removed, and the new
+  // The VM a user had is adopted (listed, running again, its jail kept);
+  // the pool's own VMs are not: they were killed and removed, and the new
   // daemon's pool restores fresh ones from the golden snapshot on disk.
-  auto [status, body] = daemon_->Http("GET", "/v1/vms");
-  ASSERT_EQ(status, 200) << body;
-  const json vms = json::parse(body, nullptr, false)["vms"];
-  ASSERT_EQ(vms.size(), 1u) << body;
-  EXPECT_EQ(vms[0].value("id", ""), id);
-  EXPECT_EQ(vms[0].value("state", ""), "failed");
+  json vm;
+  for (auto deadline = std::chrono::steady_clock::now() + 120s; std::chrono::steady_clock::now() < deadline;) {
+    auto [status, body] = daemon_->Http("GET", "/v1/vms");
+    ASSERT_EQ(status, 200) << body;
+    const json vms = json::parse(body, nullptr, false)["vms"];
+    ASSERT_EQ(vms.size(), 1u) << body;
+    vm = vms[0];
+    if (vm.value("state", "") != "starting") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(vm.value("id", ""), id);
+  EXPECT_EQ(vm.value("state", ""), "running") << vm.dump() << daemon_->Log();
+  EXPECT_TRUE(has_cgroup()) << "an adopted VM keeps its jail";
   const json pool = WaitReady(kMinReady, 60s);
   EXPECT_EQ(pool.value("ready", -1), kMinReady) << pool.dump();
-  EXPECT_EQ(CountProcessesWithArg(daemon_->run_dir() + "/vms/"), kMinReady);
-  EXPECT_EQ(daemon_->Cli({"rm", id}).exit_code, 0);
+  EXPECT_EQ(pool.value("in_use", -1), 1) << pool.dump();
+  EXPECT_EQ(CountProcessesWithArg(daemon_->run_dir() + "/vms/"), kMinReady + 1);
+  EXPECT_EQ(daemon_->Cli({"rm", "-f", id}).exit_code, 0);
+  EXPECT_FALSE(has_cgroup()) << "rm gives the adopted VM's jail back";
 }
 
 }  // namespace
