@@ -28,6 +28,9 @@ struct VmNetRules {
   std::vector<Ipv4Subnet> extra_cidrs;         // this VM may also open TCP to any port but 53 there
   std::optional<std::uint64_t> bytes_per_second;  // each direction; unset: unlimited
   std::string mac;  // the VM NIC's MAC, the only one it may send from; empty: MacForAddress(address)
+  // The VM has allow_domains: it reaches only destinations learned from its
+  // DNS answers (Firewall::Learn) and extra_cidrs.
+  bool by_name = false;
 };
 
 inline constexpr std::size_t kMaxExtraTcpPorts = 64;
