@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,10 +42,15 @@ class EgressByName : public DnsPolicy {
   explicit EgressByName(Firewall& firewall, EgressByNameOptions options = {});
 
   // Gives the VM (whose firewall rules have by_name) its list, replacing any
-  // it had; `patterns` canonical (CanonicalDomainPatterns).
+  // it had; `patterns` canonical (CanonicalDomainPatterns). Destinations
+  // learned only from names the new list no longer admits are taken back at
+  // once: new connections to them are refused.
   void SetList(Ipv4Address vm, const std::vector<std::string>& patterns);
   // Forgets the VM's list and counts.
   void Remove(Ipv4Address vm);
+
+  // The names (lower case) whose answers taught the VM `destination`.
+  std::vector<std::string> NamesOf(Ipv4Address vm, Ipv4Address destination) const;
 
   // Every question record also goes here (the egress log), if set.
   void SetRecordSink(std::function<void(const DnsQuestionRecord&)> sink) { sink_ = std::move(sink); }
@@ -60,6 +66,9 @@ class EgressByName : public DnsPolicy {
   struct VmPolicy {
     DomainList list;
     DnsVerdictCounts counts;
+    // Which name taught which destinations (until the list changes: expired
+    // ones are not pruned, a name has a handful).
+    std::map<std::string, std::set<Ipv4Address>> learned_from;
   };
 
   Firewall& firewall_;

@@ -164,15 +164,34 @@ void Firewall::ForgetLearned(Ipv4Address vm) {
     if (deadline > soon) alive.push_back(destination);
   }
   learned_.erase(it);
+  DeleteLearned(vm, alive);
+}
+
+void Firewall::Forget(Ipv4Address vm, std::span<const Ipv4Address> destinations) {
+  auto it = learned_.find(vm);
+  if (it == learned_.end()) return;
+  const auto soon = Clock::now() + kExpiryMargin;
+  std::vector<Ipv4Address> alive;
+  for (const Ipv4Address& destination : destinations) {
+    auto entry = it->second.find(destination);
+    if (entry == it->second.end()) continue;
+    if (entry->second > soon) alive.push_back(destination);
+    it->second.erase(entry);
+  }
+  DeleteLearned(vm, alive);
+}
+
+void Firewall::DeleteLearned(Ipv4Address vm, const std::vector<Ipv4Address>& alive) {
   if (alive.empty()) return;
   NftBatch batch;
   ruleset::RemoveLearned(batch, vm, alive);
   if (transport_->SendBatch(batch)) return;
-  // One of them expired meanwhile: take the others out one by one.
   for (const Ipv4Address& destination : alive) {
     NftBatch one;
     ruleset::RemoveLearned(one, vm, std::span<const Ipv4Address>(&destination, 1));
-    (void)transport_->SendBatch(one);
+    if (auto sent = transport_->SendBatch(one); !sent) {
+      Log()->debug("nftables: {} . {} already gone: {}", vm.ToString(), destination.ToString(), sent.error().message);
+    }
   }
 }
 

@@ -61,6 +61,9 @@ class Firewall {
   // what it learned.
   Result<void> SetByName(Ipv4Address vm, bool by_name);
 
+  // Takes back what the VM learned of `destinations` (those still alive).
+  void Forget(Ipv4Address vm, std::span<const Ipv4Address> destinations);
+
   // Destinations the VM may reach now by name (not yet expired).
   std::size_t LearnedCount(Ipv4Address vm) const;
 
@@ -82,8 +85,11 @@ class Firewall {
   std::unique_ptr<NftTransport> transport_;
   using Clock = std::chrono::steady_clock;
   VmNetRules* FindByAddress(Ipv4Address vm);
-  // Deletes the VM's learned elements that are still alive; logs failures.
+  // Deletes all of the VM's learned elements that are still alive.
   void ForgetLearned(Ipv4Address vm);
+  // Deletes these elements, one batch, or one by one if that fails (one of
+  // them expired meanwhile).
+  void DeleteLearned(Ipv4Address vm, const std::vector<Ipv4Address>& alive);
 
   // What each VM added, by tap: deleting set elements takes their exact keys.
   std::map<std::string, VmNetRules> vms_;
