@@ -19,6 +19,10 @@ struct FirewallConfig {
   Ipv4Subnet subnet;   // the VMs' addresses
   Ipv4Address gateway; // the bridge's address, where the daemon's DNS forwarder listens
   std::vector<std::uint16_t> allowed_tcp_ports{22, 80, 443, 9418};  // every VM may open these
+  // What a refused packet from a VM gets besides being counted: true, a TCP
+  // reset (TCP) or ICMP admin-prohibited (anything else), so the guest's
+  // connect fails at once; false, a silent drop (it times out).
+  bool reject_refused = true;
 };
 
 struct VmNetRules {

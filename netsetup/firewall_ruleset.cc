@@ -86,6 +86,17 @@
 //       elements = { 10.101.0.2 : "drops_10_101_0_2", 10.101.0.3 : "drops_10_101_0_3" }
 //     }
 //
+//     set domain_vms {
+//       type ipv4_addr
+//       elements = { 10.101.0.4 }
+//     }
+//
+//     set vm_learned {
+//       type ipv4_addr . ipv4_addr
+//       flags timeout
+//       elements = { 10.101.0.4 . 140.82.121.4 timeout 1m expires 52s }
+//     }
+//
 //     chain forward {
 //       type filter hook forward priority filter; policy accept;
 //       iifname "avm-*" drop
@@ -100,6 +111,7 @@
 //       ip saddr != @vm_addresses drop
 //       ip daddr 10.101.0.0/16 goto vm_refuse
 //       ip daddr 169.254.0.0/16 goto vm_refuse
+//       ip saddr @domain_vms ip saddr . ip daddr != @vm_learned ip saddr . ip daddr != @vm_cidrs goto vm_refuse
 //       tcp dport @allowed_tcp ct state new accept
 //       ip saddr . tcp dport @vm_ports ct state new accept
 //       tcp dport != 53 ip saddr . ip daddr @vm_cidrs ct state new accept
@@ -108,7 +120,8 @@
 //
 //     chain vm_refuse {
 //       counter name ip saddr map @vm_drops
-//       drop
+//       meta l4proto tcp reject with tcp reset
+//       reject with icmpx admin-prohibited
 //     }
 //
 //     chain input {
@@ -351,7 +364,14 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
       .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
       .ObjectFromMap(kVmDrops)
       .NoVerdict();
-  table.Rule(kVmRefuse, "drop").Drop();
+  if (config.reject_refused) {
+    // Fail fast: the agent's connect gets ECONNREFUSED (or EHOSTUNREACH) in
+    // a round trip instead of hanging until its own timeout.
+    table.Rule(kVmRefuse, "meta l4proto tcp reject with tcp reset").L4protoIs(IPPROTO_TCP).RejectTcpReset();
+    table.Rule(kVmRefuse, "reject with icmpx admin-prohibited").RejectIcmpx(NFT_REJECT_ICMPX_ADMIN_PROHIBITED);
+  } else {
+    table.Rule(kVmRefuse, "drop").Drop();
+  }
 
   // VMs to the host itself: DNS to the daemon's forwarder, nothing else.
   auto input = [&](const std::string& what) { return table.Rule("input", what); };

@@ -73,6 +73,32 @@ Answer Resolve(const std::string& ns, const std::string& name) {
   });
 }
 
+struct Refusal {
+  int error = 0;  // errno of the failed connect or receive; 0: it worked or timed out
+  std::chrono::milliseconds took{0};
+};
+
+// A TCP connect (or, `udp`, a datagram on a connected socket and a receive)
+// from `ns`, waiting at most 3 s: how it failed and how long that took.
+Refusal Refused(const std::string& ns, const std::string& address, std::uint16_t port, bool udp = false) {
+  return InNetns<Refusal>(ns, Refusal{}, [&] {
+    const auto start = std::chrono::steady_clock::now();
+    const int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in to = Endpoint(address, port);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    if (udp) (void)!::send(fd, "q", 1, 0);
+    pollfd p{.fd = fd, .events = static_cast<short>(udp ? POLLIN : POLLOUT), .revents = 0};
+    Refusal refusal;
+    if (::poll(&p, 1, 3000) == 1) {
+      socklen_t len = sizeof refusal.error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &refusal.error, &len);
+    }
+    refusal.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    ::close(fd);
+    return refusal;
+  });
+}
+
 class NetEgressTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -179,6 +205,15 @@ class NetEgressTest : public ::testing::Test {
 
   std::string UpstreamLog() const { return world_.DnsLog(kDns); }
 
+  // Packets the firewall refused from VM n, read on the host thread.
+  std::uint64_t Dropped(int n) {
+    std::uint64_t dropped = 0;
+    OnHost([&] {
+      dropped = firewall_->DroppedPackets(*Ipv4Address::Parse("10.101.0." + std::to_string(n))).value_or(0);
+    });
+    return dropped;
+  }
+
   NetWorld world_;
   std::vector<std::unique_ptr<Server>> servers_;
   std::vector<std::unique_ptr<NetNamespace>> vms_;
@@ -202,12 +237,26 @@ TEST_F(NetEgressTest, AnAllowedNameResolvesAndConnectsAnotherIsRefusedAndNeverSe
   Answer other = Resolve(vm, "other.test");
   EXPECT_EQ(other.rcode, 5) << "REFUSED";
   EXPECT_TRUE(other.addresses.empty());
-  EXPECT_FALSE(TcpWorks(vm, kOther, 443)) << "other.test's address by IP";
+  const Refusal by_ip = Refused(vm, kOther, 443);
+  EXPECT_EQ(by_ip.error, ECONNREFUSED) << "other.test's address by IP gets a reset";
+  EXPECT_LT(by_ip.took, 1000ms);
 
   const std::string log = UpstreamLog();
   EXPECT_NE(log.find("allowed.test"), std::string::npos) << log;
   EXPECT_EQ(log.find("other.test"), std::string::npos) << "a refused name must never reach upstream:\n" << log;
-  EXPECT_GE(firewall_->DroppedPackets(*Ipv4Address::Parse("10.101.0.2")).value_or(0), 1u);
+  EXPECT_GE(Dropped(2), 1u);
+}
+
+TEST_F(NetEgressTest, RefusedTrafficFailsFastAndIsStillCounted) {
+  const std::string vm = AddVm(2, {"allowed.test"});
+  const std::uint64_t before = Dropped(2);
+  const Refusal tcp = Refused(vm, kAllowed, 8080);
+  EXPECT_EQ(tcp.error, ECONNREFUSED);
+  EXPECT_LT(tcp.took, 1000ms);
+  const Refusal udp = Refused(vm, kAllowed, 9999, /*udp=*/true);
+  EXPECT_EQ(udp.error, EHOSTUNREACH) << "ICMP admin-prohibited";
+  EXPECT_LT(udp.took, 1000ms);
+  EXPECT_GE(Dropped(2), before + 2);
 }
 
 TEST_F(NetEgressTest, AWildcardAdmitsNamesBelowItOnly) {

@@ -27,30 +27,6 @@ using Bytes = std::vector<std::uint8_t>;
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-// A DNS query for `name`, type A, class IN.
-inline Bytes MakeQuery(std::uint16_t id, const std::string& name) {
-  Bytes q = {static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
-  std::size_t start = 0;
-  while (start <= name.size()) {
-    std::size_t dot = name.find('.', start);
-    if (dot == std::string::npos) dot = name.size();
-    q.push_back(static_cast<std::uint8_t>(dot - start));
-    q.insert(q.end(), name.begin() + start, name.begin() + dot);
-    start = dot + 1;
-  }
-  q.insert(q.end(), {0, 0, 1, 0, 1});
-  return q;
-}
-
-inline std::uint16_t IdOf(const Bytes& m) { return static_cast<std::uint16_t>((m.at(0) << 8) | m.at(1)); }
-
-// What the fake upstream answers: the query itself marked as a response.
-inline Bytes AnswerTo(const Bytes& query) {
-  Bytes reply = query;
-  reply[2] |= 0x80;
-  return reply;
-}
-
 // Appends `name` in wire format (no compression).
 inline void AppendName(Bytes& m, const std::string& name) {
   std::size_t start = 0;
@@ -63,6 +39,24 @@ inline void AppendName(Bytes& m, const std::string& name) {
   }
   m.push_back(0);
 }
+
+// A DNS query for `name`, type A, class IN.
+inline Bytes MakeQuery(std::uint16_t id, const std::string& name) {
+  Bytes q = {static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+  AppendName(q, name);
+  q.insert(q.end(), {0, 1, 0, 1});
+  return q;
+}
+
+inline std::uint16_t IdOf(const Bytes& m) { return static_cast<std::uint16_t>((m.at(0) << 8) | m.at(1)); }
+
+// What the fake upstream answers: the query itself marked as a response.
+inline Bytes AnswerTo(const Bytes& query) {
+  Bytes reply = query;
+  reply[2] |= 0x80;
+  return reply;
+}
+
 
 // One answer record: a CNAME to `data` or an A record of address `data`.
 struct TestRecord {

@@ -107,13 +107,31 @@ TEST_F(FirewallTest, CreateIsOneBatchThatReplacesBothTables) {
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWTABLE), 4u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 11u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWCHAIN), 7u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 30u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 31u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWSETELEM), 1u) << "allowed_tcp";
   // Rules carry their nft text, which names them in kernel errors.
   auto whats = Whats(batch);
   EXPECT_NE(std::find(whats.begin(), whats.end(),
                       "add rule inet agentvm forward: iifname \"agentvm0\" ct state established,related accept"),
             whats.end());
+}
+
+TEST_F(FirewallTest, RefusedPacketsAreRejectedUnlessConfiguredToDrop) {
+  auto rejecting = MakeFirewall();
+  ASSERT_TRUE(rejecting);
+  auto whats = Whats(recorded_->batches.back());
+  EXPECT_NE(std::find(whats.begin(), whats.end(),
+                      "add rule inet agentvm vm_refuse: meta l4proto tcp reject with tcp reset"),
+            whats.end());
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: reject with icmpx admin-prohibited"),
+            whats.end());
+  FirewallConfig config = Config();
+  config.reject_refused = false;
+  auto dropping = Firewall::Create(config, std::make_unique<FakeTransport>(recorded_));
+  ASSERT_TRUE(dropping.has_value());
+  whats = Whats(recorded_->batches.back());
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: drop"), whats.end());
+  EXPECT_EQ(std::count_if(whats.begin(), whats.end(), [](const std::string& w) { return w.find("reject") != std::string::npos; }), 0);
 }
 
 TEST_F(FirewallTest, CreateRefusesABadConfigAndSendsNothing) {
