@@ -3,6 +3,7 @@
 #include <array>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <span>
 #include <random>
@@ -105,6 +106,8 @@ struct DnsForwarder::State : std::enable_shared_from_this<State> {
   bool table_full_logged = false;
 
   std::unordered_map<std::uint16_t, Query> outstanding;
+  // Outstanding queries per guest address (the per-VM quota).
+  std::map<asio::ip::address, std::size_t> per_guest;
   // In deadline order (one fixed timeout), possibly naming answered queries.
   std::deque<Expiry> expiries;
   std::uint64_t next_serial = 0;
@@ -117,6 +120,8 @@ struct DnsForwarder::State : std::enable_shared_from_this<State> {
   void OnReply(std::uint8_t* data, std::size_t size, const udp::endpoint& from);
   void ExpireDue();
   std::uint16_t FreshId();
+  // Takes the query out of `outstanding` and its guest's count.
+  Query Finish(std::unordered_map<std::uint16_t, Query>::iterator it);
   const net::DomainList* ListFor(const asio::ip::address& guest) const;
   // Empty when a domain-filtered VM may ask `question`, else the verdict.
   static std::string Screen(const net::DomainList& list, const net::DnsQuestion& question);
@@ -202,7 +207,7 @@ class DnsForwarder::State::TcpSession : public std::enable_shared_from_this<TcpS
       if (size < kHeaderSize || size > kMaxQuerySize) break;
       co_await asio::async_read(self->guest_, asio::buffer(frame.data() + 2, size),
                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec || !IsQuery(frame.data() + 2, size)) break;
+      if (ec || !IsQuery(frame.data() + 2, size) || !net::ParseStandardQuery({frame.data() + 2, size})) break;
       self->Touch();
       co_await asio::async_write(self->upstream_, asio::buffer(frame.data(), 2 + size),
                                  asio::redirect_error(asio::use_awaitable, ec));
@@ -272,7 +277,16 @@ void DnsForwarder::State::Close() {
   std::vector<TcpSession*> sessions(tcp_sessions.begin(), tcp_sessions.end());
   for (TcpSession* session : sessions) session->Close();
   outstanding.clear();
+  per_guest.clear();
   expiries.clear();
+}
+
+DnsForwarder::State::Query DnsForwarder::State::Finish(std::unordered_map<std::uint16_t, Query>::iterator it) {
+  Query query = std::move(it->second);
+  outstanding.erase(it);
+  auto count = per_guest.find(query.guest.address());
+  if (count != per_guest.end() && --count->second == 0) per_guest.erase(count);
+  return query;
 }
 
 std::uint16_t DnsForwarder::State::FreshId() {
@@ -349,11 +363,18 @@ void DnsForwarder::State::OnQuery(std::uint8_t* data, std::size_t size, const ud
     Log()->debug("dropped a malformed query ({} bytes) from {}", size, guest.address().to_string());
     return;
   }
-  std::optional<net::DnsQuestion> question;
-  if (const net::DomainList* list = ListFor(guest.address())) {
-    question = net::ParseStandardQuery({data, size});
-    if (!question) {
-      ++stats.dropped;  // not one plain question: nothing to answer, nothing to relay
+  std::optional<net::DnsQuestion> question = net::ParseStandardQuery({data, size});
+  if (!question) {
+    ++stats.dropped;  // not one standard question: nothing to answer, nothing to relay
+    Log()->debug("dropped a non-standard query from {}", guest.address().to_string());
+    return;
+  }
+  const net::DomainList* list = ListFor(guest.address());
+  if (list == nullptr) {
+    question.reset();  // relayed as it is, nothing to learn
+  } else {
+    if (!question->plain) {
+      ++stats.dropped;
       return;
     }
     if (std::string verdict = Screen(*list, *question); !verdict.empty()) {
@@ -367,6 +388,11 @@ void DnsForwarder::State::OnQuery(std::uint8_t* data, std::size_t size, const ud
       Log()->warn("{} queries waiting for upstream; dropping new ones", outstanding.size());
       table_full_logged = true;
     }
+    return;
+  }
+  if (per_guest[guest.address()] >= options.max_outstanding_per_guest) {
+    ++stats.dropped;
+    Log()->debug("{} has {} queries waiting; dropping", guest.address().to_string(), per_guest[guest.address()]);
     return;
   }
   const std::uint16_t guest_id = IdOf(data);
@@ -388,6 +414,7 @@ void DnsForwarder::State::OnQuery(std::uint8_t* data, std::size_t size, const ud
     SetId(query.head.data(), guest_id);
   }
   outstanding[id] = std::move(query);
+  ++per_guest[guest.address()];
   expiries.push_back(Expiry{deadline, id, serial});
   if (expiries.size() == 1) expiry_timer.cancel();  // the loop sleeps until a deadline exists
 }
@@ -405,8 +432,7 @@ void DnsForwarder::State::OnReply(std::uint8_t* data, std::size_t size, const ud
     return;
   }
   SetId(data, it->second.guest_id);
-  const Query query = std::move(it->second);
-  outstanding.erase(it);
+  const Query query = Finish(it);
   if (outstanding.size() < options.max_outstanding) table_full_logged = false;
   if (query.question && options.policy != nullptr && !LearnFrom({data, size}, query)) {
     std::vector<std::uint8_t> failure = net::RefusedReply(query.head, *query.question);
@@ -425,7 +451,7 @@ void DnsForwarder::State::ExpireDue() {
     expiries.pop_front();
     auto it = outstanding.find(expiry.id);
     if (it == outstanding.end() || it->second.serial != expiry.serial) continue;  // answered
-    outstanding.erase(it);
+    Finish(it);
     ++stats.expired;
   }
   if (outstanding.size() < options.max_outstanding) table_full_logged = false;

@@ -7,12 +7,16 @@
 // loopback stub (systemd-resolved's 127.0.0.53) that a guest's packets
 // cannot be routed to, while the daemon, running on the host, reaches it.
 //
-// UDP: each query is checked (12..4096 bytes, QR clear), gets a fresh random
+// UDP: each query is checked (12..4096 bytes, a standard query: QR clear,
+// opcode QUERY, exactly one question; anything else is dropped: no NOTIFY,
+// UPDATE or multi-question tricks reach upstream), gets a fresh random
 // query id that no outstanding query holds, and leaves through one
 // upstream-facing socket. A reply is accepted only from the upstream endpoint
 // and for an outstanding id; it goes back to the guest that asked, with the
 // guest's id restored. At most `max_outstanding` queries wait at once (more
-// are dropped: a resolver retries) and each waits at most `query_timeout`.
+// are dropped: a resolver retries), at most `max_outstanding_per_guest` from
+// one guest address (so one VM cannot fill the table for all), and each
+// waits at most `query_timeout`.
 //
 // TCP: resolvers fall back to TCP when a UDP answer comes back truncated
 // (glibc does; busybox's nslookup never does). Cheap enough to serve: each
@@ -63,6 +67,7 @@ struct DnsForwarderOptions {
   boost::asio::ip::udp::endpoint listen;
   boost::asio::ip::udp::endpoint upstream;
   std::size_t max_outstanding = 4096;
+  std::size_t max_outstanding_per_guest = 256;
   std::chrono::milliseconds query_timeout{5000};
   bool serve_tcp = true;
   std::size_t max_tcp_connections = 64;

@@ -72,11 +72,12 @@ std::optional<DnsQuestion> ParseStandardQuery(std::span<const std::uint8_t> m) {
   if (response || opcode != 0) return std::nullopt;
   if (U16(m, 4) != 1 || U16(m, 6) != 0 || U16(m, 8) != 0) return std::nullopt;
   auto name = ReadName(m, kHeaderSize);
-  if (!name || !name->plain || name->next + 4 > m.size()) return std::nullopt;
+  if (!name || name->next + 4 > m.size()) return std::nullopt;
   return DnsQuestion{.name = std::move(name->text),
                      .type = U16(m, name->next),
                      .klass = U16(m, name->next + 2),
-                     .end = name->next + 4};
+                     .end = name->next + 4,
+                     .plain = name->plain};
 }
 
 std::string DnsTypeName(std::uint16_t type) {

@@ -28,12 +28,14 @@ struct DnsQuestion {
   std::uint16_t type = 0;
   std::uint16_t klass = 0;
   std::size_t end = 0;  // offset just past the question
+  // Every label holds only letters, digits, '-' and '_': a name a domain
+  // list can judge (a '.' or odd byte inside a label could fake another).
+  bool plain = true;
 };
 
 // The question of a query that is a plain standard query: QR clear, opcode
 // QUERY, exactly one question, no answer or authority records (EDNS in the
-// additional section is fine), a name whose labels hold only letters,
-// digits, '-' and '_'. nullopt for anything else.
+// additional section is fine). nullopt for anything else.
 std::optional<DnsQuestion> ParseStandardQuery(std::span<const std::uint8_t> message);
 
 // "A", "AAAA", ... or "TYPE<n>".

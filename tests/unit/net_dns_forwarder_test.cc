@@ -194,6 +194,38 @@ TEST_F(DnsForwarderTest, TableBoundHolds) {
   EXPECT_EQ(forwarder->outstanding(), 4u);
 }
 
+TEST_F(DnsForwarderTest, OneGuestCannotFillTheTableAndOnlyStandardQueriesLeave) {
+  auto options = Options();
+  options.max_outstanding_per_guest = 3;
+  auto forwarder = StartForwarder(options);
+  UdpPeer guest;  // every test guest is 127.0.0.1: one VM
+  for (std::uint16_t id = 1; id <= 5; ++id) guest.SendTo(MakeQuery(id, "web.test"), forwarder->port());
+  ASSERT_TRUE(RunUntil([&] {
+    const auto s = forwarder->stats();
+    return s.forwarded + s.dropped == 5;
+  }));
+  EXPECT_EQ(forwarder->stats().forwarded, 3u) << "the guest's quota";
+  EXPECT_EQ(forwarder->stats().dropped, 2u);
+  std::vector<Datagram> received;
+  while (auto d = upstream_.Receive()) received.push_back(std::move(*d));
+  ASSERT_EQ(received.size(), 3u);
+  upstream_.SendTo(AnswerTo(received[0].data), received[0].from_port);
+  ASSERT_TRUE(Await(guest));
+
+  Bytes notify = MakeQuery(8, "web.test");
+  notify[2] |= 4 << 3;  // opcode NOTIFY
+  Bytes two_questions = MakeQuery(9, "web.test");
+  two_questions[5] = 2;
+  guest.SendTo(notify, forwarder->port());
+  guest.SendTo(two_questions, forwarder->port());
+  guest.SendTo(MakeQuery(10, "web.test"), forwarder->port());
+  auto tenth = Await(upstream_);
+  ASSERT_TRUE(tenth) << "an answer freed a slot of the quota";
+  EXPECT_EQ(Body(tenth->data), Body(MakeQuery(10, "web.test")));
+  EXPECT_FALSE(upstream_.Receive().has_value()) << "only standard queries leave";
+  EXPECT_EQ(forwarder->stats().dropped, 4u);
+}
+
 TEST_F(DnsForwarderTest, StopClosesThePort) {
   auto forwarder = StartForwarder(Options());
   const auto port = forwarder->port();

@@ -31,12 +31,12 @@ TEST(DnsMessageTest, AnythingButOnePlainQuestionIsNotAStandardQuery) {
   Bytes zero = MakeQuery(1, "a.test");
   zero[5] = 0;
   EXPECT_FALSE(ParseStandardQuery(zero));
-  EXPECT_FALSE(ParseStandardQuery(MakeQuery(1, "a\x01z.test"))) << "a label with a control byte";
+  EXPECT_FALSE(ParseStandardQuery(MakeQuery(1, "a\x01z.test"))->plain) << "a label with a control byte";
   Bytes cut = MakeQuery(1, "a.b");
   cut.resize(cut.size() - 3);
   EXPECT_FALSE(ParseStandardQuery(cut)) << "truncated question";
   Bytes dotted = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a', '.', 'b', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
-  EXPECT_FALSE(ParseStandardQuery(dotted)) << "a dot inside a label would fake another name";
+  EXPECT_FALSE(ParseStandardQuery(dotted)->plain) << "a dot inside a label would fake another name";
   Bytes pointer_loop = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1};
   EXPECT_FALSE(ParseStandardQuery(pointer_loop));
 }
