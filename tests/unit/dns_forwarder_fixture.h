@@ -48,6 +48,16 @@ inline Bytes MakeQuery(std::uint16_t id, const std::string& name) {
   return q;
 }
 
+// The two kinds of query a forwarder must never relay: an UPDATE, and a
+// QUERY with two questions.
+inline std::vector<Bytes> NonStandardQueries(std::uint16_t first_id, const std::string& name) {
+  Bytes update = MakeQuery(first_id, name);
+  update[2] |= 5 << 3;  // opcode UPDATE
+  Bytes two_questions = MakeQuery(static_cast<std::uint16_t>(first_id + 1), name);
+  two_questions[5] = 2;
+  return {update, two_questions};
+}
+
 inline std::uint16_t IdOf(const Bytes& m) { return static_cast<std::uint16_t>((m.at(0) << 8) | m.at(1)); }
 
 // What the fake upstream answers: the query itself marked as a response.

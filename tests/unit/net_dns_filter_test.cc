@@ -84,12 +84,7 @@ TEST_F(DnsFilterTest, OtherTypesAndNonQueriesOfAnAllowedNameNeverLeave) {
   ASSERT_EQ(policy_.records.size(), 1u);
   EXPECT_EQ(policy_.records[0].verdict, "refused-type");
 
-  Bytes update = MakeQuery(2, "allowed.test");
-  update[2] |= 5 << 3;  // opcode UPDATE
-  Bytes two_questions = MakeQuery(3, "allowed.test");
-  two_questions[5] = 2;
-  guest.SendTo(update, forwarder->port());
-  guest.SendTo(two_questions, forwarder->port());
+  for (const Bytes& query : NonStandardQueries(2, "allowed.test")) guest.SendTo(query, forwarder->port());
   RunUntil([&] { return forwarder->stats().dropped == 2; }, 1000ms);
   EXPECT_EQ(forwarder->stats().dropped, 2u);
   EXPECT_FALSE(upstream_.Receive().has_value());

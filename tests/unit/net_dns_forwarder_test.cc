@@ -212,12 +212,7 @@ TEST_F(DnsForwarderTest, OneGuestCannotFillTheTableAndOnlyStandardQueriesLeave) 
   upstream_.SendTo(AnswerTo(received[0].data), received[0].from_port);
   ASSERT_TRUE(Await(guest));
 
-  Bytes notify = MakeQuery(8, "web.test");
-  notify[2] |= 4 << 3;  // opcode NOTIFY
-  Bytes two_questions = MakeQuery(9, "web.test");
-  two_questions[5] = 2;
-  guest.SendTo(notify, forwarder->port());
-  guest.SendTo(two_questions, forwarder->port());
+  for (const Bytes& query : NonStandardQueries(8, "web.test")) guest.SendTo(query, forwarder->port());
   guest.SendTo(MakeQuery(10, "web.test"), forwarder->port());
   auto tenth = Await(upstream_);
   ASSERT_TRUE(tenth) << "an answer freed a slot of the quota";
