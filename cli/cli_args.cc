@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "netsetup/domain_list.h"
 #include "protocol/exec_types.h"
 #include "supervisor/api/request_validation.h"
 #include "supervisor/names.h"
@@ -139,6 +140,7 @@ std::optional<UsageError> TakeSocket(ArgReader& reader, CliCommand& command, boo
 constexpr api::NetworkFieldNames kNetworkFlags{.mode = "--net",
                                                .allow_tcp_ports = "--allow-port",
                                                .allow_cidrs = "--allow-cidr",
+                                               .allow_domains = "--allow-domain",
                                                .bridge = "--bridge",
                                                .bandwidth = "--bandwidth"};
 
@@ -210,6 +212,13 @@ std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& n
     auto canonical = api::CanonicalCidr(cidr->value(), kNetworkFlags.allow_cidrs);
     if (!canonical) return reader.Error(canonical.error().message);
     network.allow_cidrs.push_back(std::move(*canonical));
+    return std::nullopt;
+  }
+  if (auto domain = reader.value("--allow-domain")) {
+    if (!*domain) return domain->error();
+    auto canonical = net::CanonicalDomainPattern(domain->value(), kNetworkFlags.allow_domains);
+    if (!canonical) return reader.Error(canonical.error().message);
+    network.allow_domains.push_back(std::move(*canonical));
     return std::nullopt;
   }
   if (auto bridge = reader.value("--bridge")) {

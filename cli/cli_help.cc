@@ -19,6 +19,10 @@ constexpr std::string_view kNetworkOptions = R"(Network (default: agentvmd's, no
       --allow-cidr CIDR     nat-filtered: also allow outbound TCP to any port
                             but 53 in subnet CIDR, e.g. 203.0.113.0/24
                             (repeatable)
+      --allow-domain NAME   nat-filtered: resolve only the listed names
+                            (repeatable; *.example.com admits every name
+                            below example.com) and open TCP only to the
+                            addresses their answers gave, or --allow-cidr
       --bridge NAME         bridge mode: the host bridge to attach to
       --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
                             per second; suffixes k, M, G are powers of 1000
@@ -105,7 +109,7 @@ instead.
 
 Prints everything agentvmd knows about the VM, as JSON, including its
 "network": mode, address, gateway, dns, mac, tap, bridge, the extra
-allow_tcp_ports and allow_cidrs, bandwidth_bytes_per_sec and the count of
+allow_tcp_ports, allow_cidrs and allow_domains, bandwidth_bytes_per_sec and the count of
 dropped_connections.
 )";
   }

@@ -3,6 +3,9 @@
 #include <array>
 #include <deque>
 #include <fstream>
+#include <map>
+#include <optional>
+#include <span>
 #include <random>
 #include <sstream>
 #include <string>
@@ -18,6 +21,8 @@
 
 #include "common/logging.h"
 #include "common/spawn.h"
+#include "netsetup/dns_message.h"
+#include "netsetup/dns_policy.h"
 
 namespace agentvm {
 namespace asio = boost::asio;
@@ -68,6 +73,10 @@ struct DnsForwarder::State : std::enable_shared_from_this<State> {
     udp::endpoint guest;
     Clock::time_point deadline;
     std::uint64_t serial;  // tells a reused id from the query that expired
+    // A domain-filtered VM's query: its question, and the query up to the
+    // end of it (guest's id) to build a SERVFAIL from.
+    std::optional<net::DnsQuestion> question;
+    std::vector<std::uint8_t> head;
   };
   struct Expiry {
     Clock::time_point deadline;
@@ -97,6 +106,8 @@ struct DnsForwarder::State : std::enable_shared_from_this<State> {
   bool table_full_logged = false;
 
   std::unordered_map<std::uint16_t, Query> outstanding;
+  // Outstanding queries per guest address (the per-VM quota).
+  std::map<asio::ip::address, std::size_t> per_guest;
   // In deadline order (one fixed timeout), possibly naming answered queries.
   std::deque<Expiry> expiries;
   std::uint64_t next_serial = 0;
@@ -109,6 +120,16 @@ struct DnsForwarder::State : std::enable_shared_from_this<State> {
   void OnReply(std::uint8_t* data, std::size_t size, const udp::endpoint& from);
   void ExpireDue();
   std::uint16_t FreshId();
+  // Takes the query out of `outstanding` and its guest's count.
+  Query Finish(std::unordered_map<std::uint16_t, Query>::iterator it);
+  const net::DomainList* ListFor(const asio::ip::address& guest) const;
+  // Empty when a domain-filtered VM may ask `question`, else the verdict.
+  static std::string Screen(const net::DomainList& list, const net::DnsQuestion& question);
+  void Refuse(std::span<const std::uint8_t> query, const net::DnsQuestion& question, const udp::endpoint& guest,
+              const std::string& verdict);
+  // Learns the answer's addresses; false when the guest must get SERVFAIL.
+  bool LearnFrom(std::span<const std::uint8_t> reply, const Query& query);
+  void Send(std::span<const std::uint8_t> data, const udp::endpoint& guest);
 
   static asio::awaitable<void> GuestLoop(std::shared_ptr<State> self);
   static asio::awaitable<void> UpstreamLoop(std::shared_ptr<State> self);
@@ -186,7 +207,7 @@ class DnsForwarder::State::TcpSession : public std::enable_shared_from_this<TcpS
       if (size < kHeaderSize || size > kMaxQuerySize) break;
       co_await asio::async_read(self->guest_, asio::buffer(frame.data() + 2, size),
                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec || !IsQuery(frame.data() + 2, size)) break;
+      if (ec || !IsQuery(frame.data() + 2, size) || !net::ParseStandardQuery({frame.data() + 2, size})) break;
       self->Touch();
       co_await asio::async_write(self->upstream_, asio::buffer(frame.data(), 2 + size),
                                  asio::redirect_error(asio::use_awaitable, ec));
@@ -256,7 +277,16 @@ void DnsForwarder::State::Close() {
   std::vector<TcpSession*> sessions(tcp_sessions.begin(), tcp_sessions.end());
   for (TcpSession* session : sessions) session->Close();
   outstanding.clear();
+  per_guest.clear();
   expiries.clear();
+}
+
+DnsForwarder::State::Query DnsForwarder::State::Finish(std::unordered_map<std::uint16_t, Query>::iterator it) {
+  Query query = std::move(it->second);
+  outstanding.erase(it);
+  auto count = per_guest.find(query.guest.address());
+  if (count != per_guest.end() && --count->second == 0) per_guest.erase(count);
+  return query;
 }
 
 std::uint16_t DnsForwarder::State::FreshId() {
@@ -269,11 +299,88 @@ std::uint16_t DnsForwarder::State::FreshId() {
   }
 }
 
+const net::DomainList* DnsForwarder::State::ListFor(const asio::ip::address& guest) const {
+  if (options.policy == nullptr || !guest.is_v4()) return nullptr;
+  return options.policy->ListFor(net::Ipv4Address{guest.to_v4().to_uint()});
+}
+
+std::string DnsForwarder::State::Screen(const net::DomainList& list, const net::DnsQuestion& question) {
+  if (!list.Admits(question.name)) return "refused";
+  constexpr std::uint16_t kClassIn = 1;
+  switch (question.type) {
+    case net::kDnsTypeA:
+    case net::kDnsTypeAaaa:
+    case net::kDnsTypeCname:
+    case net::kDnsTypeHttps:
+    case net::kDnsTypeSvcb:
+      return question.klass == kClassIn ? "" : "refused-type";
+    default: return "refused-type";
+  }
+}
+
+void DnsForwarder::State::Send(std::span<const std::uint8_t> data, const udp::endpoint& guest) {
+  boost::system::error_code ec;
+  listen_socket.send_to(asio::buffer(data.data(), data.size()), guest, 0, ec);
+  if (ec) {
+    ++stats.dropped;
+    Log()->debug("send to {}: {}", guest.address().to_string(), ec.message());
+    return;
+  }
+  ++stats.answered;
+}
+
+void DnsForwarder::State::Refuse(std::span<const std::uint8_t> query, const net::DnsQuestion& question,
+                                 const udp::endpoint& guest, const std::string& verdict) {
+  ++stats.refused;
+  const net::Ipv4Address vm{guest.address().to_v4().to_uint()};
+  Log()->debug("{}: {} {} {}", vm.ToString(), verdict, net::DnsTypeName(question.type), question.name);
+  options.policy->Record({.vm = vm, .name = question.name, .type = question.type, .verdict = verdict, .answers = {}});
+  const std::vector<std::uint8_t> reply = net::RefusedReply(query, question);
+  Send(reply, guest);
+}
+
+bool DnsForwarder::State::LearnFrom(std::span<const std::uint8_t> reply, const Query& query) {
+  const net::DnsQuestion& question = *query.question;
+  const net::Ipv4Address vm{query.guest.address().to_v4().to_uint()};
+  net::DnsQuestionRecord record{.vm = vm, .name = question.name, .type = question.type, .verdict = "allowed",
+                                .answers = net::AnswerAddresses(reply, question.name)};
+  bool ok = true;
+  if (!record.answers.empty()) {
+    ok = options.policy->Learn(vm, question.name, record.answers).has_value();
+    if (ok) {
+      ++stats.learned;
+    } else {
+      record.verdict = "failed";
+    }
+  }
+  options.policy->Record(record);
+  return ok;
+}
+
 void DnsForwarder::State::OnQuery(std::uint8_t* data, std::size_t size, const udp::endpoint& guest) {
   if (!IsQuery(data, size)) {
     ++stats.dropped;
     Log()->debug("dropped a malformed query ({} bytes) from {}", size, guest.address().to_string());
     return;
+  }
+  std::optional<net::DnsQuestion> question = net::ParseStandardQuery({data, size});
+  if (!question) {
+    ++stats.dropped;  // not one standard question: nothing to answer, nothing to relay
+    Log()->debug("dropped a non-standard query from {}", guest.address().to_string());
+    return;
+  }
+  const net::DomainList* list = ListFor(guest.address());
+  if (list == nullptr) {
+    question.reset();  // relayed as it is, nothing to learn
+  } else {
+    if (!question->plain) {
+      ++stats.dropped;
+      return;
+    }
+    if (std::string verdict = Screen(*list, *question); !verdict.empty()) {
+      Refuse({data, size}, *question, guest, verdict);
+      return;
+    }
   }
   if (outstanding.size() >= std::min(options.max_outstanding, kMaxTableSize)) {
     ++stats.dropped;
@@ -281,6 +388,11 @@ void DnsForwarder::State::OnQuery(std::uint8_t* data, std::size_t size, const ud
       Log()->warn("{} queries waiting for upstream; dropping new ones", outstanding.size());
       table_full_logged = true;
     }
+    return;
+  }
+  if (per_guest[guest.address()] >= options.max_outstanding_per_guest) {
+    ++stats.dropped;
+    Log()->debug("{} has {} queries waiting; dropping", guest.address().to_string(), per_guest[guest.address()]);
     return;
   }
   const std::uint16_t guest_id = IdOf(data);
@@ -296,7 +408,13 @@ void DnsForwarder::State::OnQuery(std::uint8_t* data, std::size_t size, const ud
   ++stats.forwarded;
   const auto deadline = Clock::now() + options.query_timeout;
   const std::uint64_t serial = next_serial++;
-  outstanding[id] = Query{guest_id, guest, deadline, serial};
+  Query query{guest_id, guest, deadline, serial, std::move(question), {}};
+  if (query.question) {
+    query.head.assign(data, data + query.question->end);
+    SetId(query.head.data(), guest_id);
+  }
+  outstanding[id] = std::move(query);
+  ++per_guest[guest.address()];
   expiries.push_back(Expiry{deadline, id, serial});
   if (expiries.size() == 1) expiry_timer.cancel();  // the loop sleeps until a deadline exists
 }
@@ -314,17 +432,16 @@ void DnsForwarder::State::OnReply(std::uint8_t* data, std::size_t size, const ud
     return;
   }
   SetId(data, it->second.guest_id);
-  const udp::endpoint guest = it->second.guest;
-  outstanding.erase(it);
+  const Query query = Finish(it);
   if (outstanding.size() < options.max_outstanding) table_full_logged = false;
-  boost::system::error_code ec;
-  listen_socket.send_to(asio::buffer(data, size), guest, 0, ec);
-  if (ec) {
-    ++stats.dropped;
-    Log()->debug("send to {}: {}", guest.address().to_string(), ec.message());
+  if (query.question && options.policy != nullptr && !LearnFrom({data, size}, query)) {
+    std::vector<std::uint8_t> failure = net::RefusedReply(query.head, *query.question);
+    constexpr std::uint8_t kServfail = 2;
+    failure[3] = static_cast<std::uint8_t>((failure[3] & 0xf0) | kServfail);
+    Send(failure, query.guest);
     return;
   }
-  ++stats.answered;
+  Send({data, size}, query.guest);
 }
 
 void DnsForwarder::State::ExpireDue() {
@@ -334,7 +451,7 @@ void DnsForwarder::State::ExpireDue() {
     expiries.pop_front();
     auto it = outstanding.find(expiry.id);
     if (it == outstanding.end() || it->second.serial != expiry.serial) continue;  // answered
-    outstanding.erase(it);
+    Finish(it);
     ++stats.expired;
   }
   if (outstanding.size() < options.max_outstanding) table_full_logged = false;
@@ -392,6 +509,13 @@ asio::awaitable<void> DnsForwarder::State::AcceptLoop(std::shared_ptr<State> sel
     if (!self->running || Aborted(ec)) break;
     if (ec) {
       Log()->debug("accept: {}", ec.message());
+      continue;
+    }
+    const auto peer = guest.remote_endpoint(ec);
+    if (ec || self->ListFor(peer.address()) != nullptr) {
+      // A domain-filtered VM's queries are screened over UDP only.
+      Log()->debug("closing a tcp connection from {}", ec ? std::string("?") : peer.address().to_string());
+      guest.close(ec);
       continue;
     }
     if (self->tcp_sessions.size() >= self->options.max_tcp_connections) {

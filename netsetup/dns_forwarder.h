@@ -7,12 +7,16 @@
 // loopback stub (systemd-resolved's 127.0.0.53) that a guest's packets
 // cannot be routed to, while the daemon, running on the host, reaches it.
 //
-// UDP: each query is checked (12..4096 bytes, QR clear), gets a fresh random
+// UDP: each query is checked (12..4096 bytes, a standard query: QR clear,
+// opcode QUERY, exactly one question; anything else is dropped: no NOTIFY,
+// UPDATE or multi-question tricks reach upstream), gets a fresh random
 // query id that no outstanding query holds, and leaves through one
 // upstream-facing socket. A reply is accepted only from the upstream endpoint
 // and for an outstanding id; it goes back to the guest that asked, with the
 // guest's id restored. At most `max_outstanding` queries wait at once (more
-// are dropped: a resolver retries) and each waits at most `query_timeout`.
+// are dropped: a resolver retries), at most `max_outstanding_per_guest` from
+// one guest address (so one VM cannot fill the table for all), and each
+// waits at most `query_timeout`.
 //
 // TCP: resolvers fall back to TCP when a UDP answer comes back truncated
 // (glibc does; busybox's nslookup never does). Cheap enough to serve: each
@@ -20,6 +24,20 @@
 // and need no rewriting. Guest-to-upstream bytes are parsed as length-
 // prefixed DNS queries and checked like UDP ones; upstream-to-guest bytes are
 // copied. Connections are capped and closed when idle.
+//
+// Domain-filtered VMs (options.policy names a list for the source address):
+// only a standard query (opcode QUERY, one question, class IN) for a name on
+// the list, of type A, AAAA, CNAME, HTTPS or SVCB, is relayed. Any other
+// question is answered REFUSED by the forwarder itself and never sent
+// upstream, so query names cannot carry data out; malformed or non-QUERY
+// messages are dropped. REFUSED rather than NXDOMAIN: the name may well
+// exist, and a resolver that says so is not lying to the agent. The
+// addresses of an allowed answer (A records, after CNAMEs) are handed to
+// policy->Learn, whose netlink batch the kernel has acknowledged before the
+// answer is relayed, so the guest's first connect never races the filter;
+// when learning fails the guest gets SERVFAIL. Such VMs get no TCP relay:
+// their connections are closed at once (answers to A queries for allowed
+// names fit in UDP; a truncated one is not learned from).
 //
 // Threading: everything runs on the executor given to the constructor (one
 // io_context thread); Start/Stop/stats must be called there too.
@@ -39,6 +57,9 @@
 #include "common/error.h"
 
 namespace agentvm {
+namespace net {
+class DnsPolicy;
+}  // namespace net
 
 struct DnsForwarderOptions {
   // Where guests send queries: the gateway address, port 53. Port 0 binds an
@@ -46,10 +67,14 @@ struct DnsForwarderOptions {
   boost::asio::ip::udp::endpoint listen;
   boost::asio::ip::udp::endpoint upstream;
   std::size_t max_outstanding = 4096;
+  std::size_t max_outstanding_per_guest = 256;
   std::chrono::milliseconds query_timeout{5000};
   bool serve_tcp = true;
   std::size_t max_tcp_connections = 64;
   std::chrono::milliseconds tcp_idle_timeout{10000};
+  // Not owned; must outlive the forwarder. nullptr: every VM as above
+  // without a list.
+  net::DnsPolicy* policy = nullptr;
 };
 
 struct DnsForwarderStats {
@@ -58,6 +83,8 @@ struct DnsForwarderStats {
   std::uint64_t dropped = 0;    // malformed, table full, unmatched or unsendable
   std::uint64_t expired = 0;    // queries upstream never answered in time
   std::uint64_t tcp_connections = 0;  // accepted since Start
+  std::uint64_t refused = 0;  // answered REFUSED for a domain-filtered VM, never forwarded
+  std::uint64_t learned = 0;  // answers whose addresses were learned before relaying
 };
 
 class DnsForwarder {

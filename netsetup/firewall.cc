@@ -3,6 +3,9 @@
 #include <libnftnl/object.h>
 #include <linux/netfilter.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "common/logging.h"
 #include "netsetup/firewall_ruleset.h"
 #include "netsetup/nftnl_objects.h"
@@ -17,8 +20,13 @@ std::string Describe(const VmNetRules& rules) {
   if (!rules.extra_tcp_ports.empty()) text += ", " + std::to_string(rules.extra_tcp_ports.size()) + " extra ports";
   if (!rules.extra_cidrs.empty()) text += ", " + std::to_string(rules.extra_cidrs.size()) + " extra CIDRs";
   if (rules.bytes_per_second) text += ", limit " + std::to_string(*rules.bytes_per_second) + " B/s";
+  if (rules.by_name) text += ", by name";
   return text;
 }
+
+// An element closer than this to its deadline may be gone from the kernel
+// by the time a batch deleting it arrives (which would fail the batch).
+constexpr auto kExpiryMargin = std::chrono::milliseconds(250);
 
 }  // namespace
 
@@ -85,6 +93,9 @@ Result<void> Firewall::RemoveVm(const std::string& tap, Ipv4Address address) {
     return Fail(ErrorCode::kNotFound, "tap " + tap + " has firewall rules for " + it->second.address.ToString() +
                                           ", not " + address.ToString());
   }
+  // Learned elements first: once the address leaves domain_vms nothing it
+  // learned may linger for the next VM that leases it.
+  ForgetLearned(address);
   NftBatch batch;
   ruleset::RemoveVm(batch, it->second);
   if (auto sent = transport_->SendBatch(batch); !sent) {
@@ -93,6 +104,116 @@ Result<void> Firewall::RemoveVm(const std::string& tap, Ipv4Address address) {
   Log()->info("nftables: removed tap {} address {}", tap, address.ToString());
   vms_.erase(it);
   return {};
+}
+
+VmNetRules* Firewall::FindByAddress(Ipv4Address vm) {
+  for (auto& [tap, rules] : vms_) {
+    if (rules.address == vm) return &rules;
+  }
+  return nullptr;
+}
+
+Result<void> Firewall::Learn(Ipv4Address vm, std::span<const ruleset::LearnedElement> destinations) {
+  const VmNetRules* rules = FindByAddress(vm);
+  if (rules == nullptr || !rules->by_name) {
+    return Fail(ErrorCode::kNotFound, vm.ToString() + " has no rules that learn destinations");
+  }
+  auto& learned = learned_[vm];
+  const auto now = Clock::now();
+  std::erase_if(learned, [&](const auto& entry) { return entry.second <= now; });
+  std::vector<ruleset::LearnedElement> add;
+  std::vector<Ipv4Address> restart;  // alive, but expiring before the new timeout
+  for (const ruleset::LearnedElement& element : destinations) {
+    const auto deadline = now + element.timeout;
+    auto it = learned.find(element.destination);
+    if (it != learned.end() && it->second >= deadline) continue;
+    if (it != learned.end() && it->second > now + kExpiryMargin) restart.push_back(element.destination);
+    add.push_back(element);
+  }
+  if (add.empty()) return {};
+  if (learned.size() + add.size() - restart.size() > kMaxLearnedPerVm) {
+    return Fail(ErrorCode::kTooLarge, vm.ToString() + " has " + std::to_string(learned.size()) +
+                                                   " learned destinations; at most " +
+                                                   std::to_string(kMaxLearnedPerVm) + " may be alive");
+  }
+  NftBatch batch;
+  ruleset::RemoveLearned(batch, vm, restart);
+  ruleset::AddLearned(batch, vm, add);
+  auto sent = transport_->SendBatch(batch);
+  if (!sent && !restart.empty()) {
+    // An element we thought alive was gone (the kernel's clock is not ours):
+    // add without deleting; a survivor keeps its old timeout.
+    NftBatch retry;
+    ruleset::AddLearned(retry, vm, add);
+    sent = transport_->SendBatch(retry);
+  }
+  if (!sent) return Fail(sent.error().Wrap("learn destinations of " + vm.ToString()));
+  for (const ruleset::LearnedElement& element : add) {
+    auto& deadline = learned[element.destination];
+    deadline = std::max(deadline, now + element.timeout);
+  }
+  return {};
+}
+
+void Firewall::ForgetLearned(Ipv4Address vm) {
+  auto it = learned_.find(vm);
+  if (it == learned_.end()) return;
+  const auto soon = Clock::now() + kExpiryMargin;
+  std::vector<Ipv4Address> alive;
+  for (const auto& [destination, deadline] : it->second) {
+    if (deadline > soon) alive.push_back(destination);
+  }
+  learned_.erase(it);
+  DeleteLearned(vm, alive);
+}
+
+void Firewall::Forget(Ipv4Address vm, std::span<const Ipv4Address> destinations) {
+  auto it = learned_.find(vm);
+  if (it == learned_.end()) return;
+  const auto soon = Clock::now() + kExpiryMargin;
+  std::vector<Ipv4Address> alive;
+  for (const Ipv4Address& destination : destinations) {
+    auto entry = it->second.find(destination);
+    if (entry == it->second.end()) continue;
+    if (entry->second > soon) alive.push_back(destination);
+    it->second.erase(entry);
+  }
+  DeleteLearned(vm, alive);
+}
+
+void Firewall::DeleteLearned(Ipv4Address vm, const std::vector<Ipv4Address>& alive) {
+  if (alive.empty()) return;
+  NftBatch batch;
+  ruleset::RemoveLearned(batch, vm, alive);
+  if (transport_->SendBatch(batch)) return;
+  for (const Ipv4Address& destination : alive) {
+    NftBatch one;
+    ruleset::RemoveLearned(one, vm, std::span<const Ipv4Address>(&destination, 1));
+    if (auto sent = transport_->SendBatch(one); !sent) {
+      Log()->debug("nftables: {} . {} already gone: {}", vm.ToString(), destination.ToString(), sent.error().message);
+    }
+  }
+}
+
+Result<void> Firewall::SetByName(Ipv4Address vm, bool by_name) {
+  VmNetRules* rules = FindByAddress(vm);
+  if (rules == nullptr) return Fail(ErrorCode::kNotFound, vm.ToString() + " has no firewall rules");
+  if (rules->by_name == by_name) return {};
+  if (!by_name) ForgetLearned(vm);
+  NftBatch batch;
+  ruleset::SetByName(batch, vm, by_name);
+  if (auto sent = transport_->SendBatch(batch); !sent) return Fail(sent.error().Wrap("by-name filter of " + vm.ToString()));
+  rules->by_name = by_name;
+  Log()->info("nftables: {} {} by name", vm.ToString(), by_name ? "filters" : "no longer filters");
+  return {};
+}
+
+std::size_t Firewall::LearnedCount(Ipv4Address vm) const {
+  auto it = learned_.find(vm);
+  if (it == learned_.end()) return 0;
+  const auto now = Clock::now();
+  return static_cast<std::size_t>(
+      std::count_if(it->second.begin(), it->second.end(), [&](const auto& entry) { return entry.second > now; }));
 }
 
 Result<std::uint64_t> Firewall::DroppedPackets(Ipv4Address address) const {

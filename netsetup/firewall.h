@@ -8,14 +8,17 @@
 // re-adds its VMs, their traffic is refused by the inet table).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/error.h"
 #include "netsetup/firewall_config.h"
+#include "netsetup/firewall_ruleset.h"
 #include "netsetup/ipv4.h"
 #include "netsetup/nft_transport.h"
 
@@ -47,6 +50,23 @@ class Firewall {
   // the VM stopped. kNotFound when the tap has no rules or another address.
   Result<void> RemoveVm(const std::string& tap, Ipv4Address address);
 
+  // Lets the VM at `vm` (added with by_name) open connections to each
+  // destination until its timeout passes, in one batch: acknowledged by the
+  // kernel when this returns. A destination learned before gets the longer
+  // of its remaining and its new timeout. kNotFound for an unknown VM,
+  // kTooLarge beyond kMaxLearnedPerVm live destinations.
+  Result<void> Learn(Ipv4Address vm, std::span<const ruleset::LearnedElement> destinations);
+
+  // Turns by_name on or off for a VM that has rules; turning it off forgets
+  // what it learned.
+  Result<void> SetByName(Ipv4Address vm, bool by_name);
+
+  // Takes back what the VM learned of `destinations` (those still alive).
+  void Forget(Ipv4Address vm, std::span<const Ipv4Address> destinations);
+
+  // Destinations the VM may reach now by name (not yet expired).
+  std::size_t LearnedCount(Ipv4Address vm) const;
+
   // Packets the VM sent that the filter refused (new connections outside the
   // whitelist, to other VMs, to the host besides DNS), read from its counter.
   Result<std::uint64_t> DroppedPackets(Ipv4Address address) const;
@@ -63,8 +83,23 @@ class Firewall {
 
   FirewallConfig config_;
   std::unique_ptr<NftTransport> transport_;
+  using Clock = std::chrono::steady_clock;
+  VmNetRules* FindByAddress(Ipv4Address vm);
+  // Deletes all of the VM's learned elements that are still alive.
+  void ForgetLearned(Ipv4Address vm);
+  // Deletes these elements, one batch, or one by one if that fails (one of
+  // them expired meanwhile).
+  void DeleteLearned(Ipv4Address vm, const std::vector<Ipv4Address>& alive);
+
   // What each VM added, by tap: deleting set elements takes their exact keys.
   std::map<std::string, VmNetRules> vms_;
+  // Per by-name VM, when each learned element expires (as sent: the kernel's
+  // own deadline is a little later).
+  std::map<Ipv4Address, std::map<Ipv4Address, Clock::time_point>> learned_;
 };
+
+// Live learned destinations one VM may hold: a guest resolving without end
+// must not grow the kernel's set without bound.
+inline constexpr std::size_t kMaxLearnedPerVm = 4096;
 
 }  // namespace agentvm::net

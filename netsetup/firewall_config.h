@@ -19,6 +19,10 @@ struct FirewallConfig {
   Ipv4Subnet subnet;   // the VMs' addresses
   Ipv4Address gateway; // the bridge's address, where the daemon's DNS forwarder listens
   std::vector<std::uint16_t> allowed_tcp_ports{22, 80, 443, 9418};  // every VM may open these
+  // What a refused packet from a VM gets besides being counted: true, a TCP
+  // reset (TCP) or ICMP admin-prohibited (anything else), so the guest's
+  // connect fails at once; false, a silent drop (it times out).
+  bool reject_refused = true;
 };
 
 struct VmNetRules {
@@ -28,6 +32,9 @@ struct VmNetRules {
   std::vector<Ipv4Subnet> extra_cidrs;         // this VM may also open TCP to any port but 53 there
   std::optional<std::uint64_t> bytes_per_second;  // each direction; unset: unlimited
   std::string mac;  // the VM NIC's MAC, the only one it may send from; empty: MacForAddress(address)
+  // The VM has allow_domains: it reaches only destinations learned from its
+  // DNS answers (Firewall::Learn) and extra_cidrs.
+  bool by_name = false;
 };
 
 inline constexpr std::size_t kMaxExtraTcpPorts = 64;

@@ -86,6 +86,17 @@
 //       elements = { 10.101.0.2 : "drops_10_101_0_2", 10.101.0.3 : "drops_10_101_0_3" }
 //     }
 //
+//     set domain_vms {
+//       type ipv4_addr
+//       elements = { 10.101.0.4 }
+//     }
+//
+//     set vm_learned {
+//       type ipv4_addr . ipv4_addr
+//       flags timeout
+//       elements = { 10.101.0.4 . 140.82.121.4 timeout 1m expires 52s }
+//     }
+//
 //     chain forward {
 //       type filter hook forward priority filter; policy accept;
 //       iifname "avm-*" drop
@@ -100,6 +111,7 @@
 //       ip saddr != @vm_addresses drop
 //       ip daddr 10.101.0.0/16 goto vm_refuse
 //       ip daddr 169.254.0.0/16 goto vm_refuse
+//       ip saddr @domain_vms ip saddr . ip daddr != @vm_learned ip saddr . ip daddr != @vm_cidrs goto vm_refuse
 //       tcp dport @allowed_tcp ct state new accept
 //       ip saddr . tcp dport @vm_ports ct state new accept
 //       tcp dport != 53 ip saddr . ip daddr @vm_cidrs ct state new accept
@@ -108,7 +120,8 @@
 //
 //     chain vm_refuse {
 //       counter name ip saddr map @vm_drops
-//       drop
+//       meta l4proto tcp reject with tcp reset
+//       reject with icmpx admin-prohibited
 //     }
 //
 //     chain input {
@@ -152,6 +165,8 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
 
+#include <algorithm>
+
 #include "netsetup/net_names.h"
 #include "netsetup/nft_builders.h"
 #include "netsetup/nft_rule_builder.h"
@@ -170,6 +185,8 @@ constexpr char kVmPorts[] = "vm_ports";            // inet: ipv4_addr . inet_ser
 constexpr char kVmCidrs[] = "vm_cidrs";            // inet: ipv4_addr . ipv4_addr, intervals
 constexpr Ipv4Subnet kLinkLocal{Ipv4Address{0xa9fe0000}, 16};  // 169.254.0.0/16
 constexpr char kVmDrops[] = "vm_drops";            // inet: ipv4_addr : counter
+constexpr char kDomainVms[] = "domain_vms";        // inet: ipv4_addr (VMs with allow_domains)
+constexpr char kVmLearned[] = "vm_learned";        // inet: ipv4_addr . ipv4_addr, timeouts
 // Regular chains.
 constexpr char kVmEgress[] = "vm_egress";          // inet: new connections from VMs
 constexpr char kVmRefuse[] = "vm_refuse";          // inet: count against the VM, drop
@@ -256,6 +273,11 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
                 .flags = NFT_SET_INTERVAL,
                 .concat_fields = {4, 4}});
   table.AddSet({.name = kVmDrops, .key_type = kNftTypeIpv4, .key_len = kNftIpv4Len, .object_type = NFT_OBJECT_COUNTER});
+  table.AddSet({.name = kDomainVms, .key_type = kNftTypeIpv4, .key_len = kNftIpv4Len});
+  table.AddSet({.name = kVmLearned,
+                .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
+                .key_len = 2 * kNftIpv4Len,
+                .flags = NFT_SET_TIMEOUT});
   NftSetElements allowed = table.Elements(kAllowedTcp);
   for (std::uint16_t port : config.allowed_tcp_ports) allowed.Add(NftKey().Port(port, /*padded=*/false));
   allowed.AppendTo(batch, /*add=*/true);
@@ -297,6 +319,20 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
   egress("ip daddr 169.254.0.0/16 goto vm_refuse")
       .Ipv4AddressIn(/*source=*/false, kLinkLocal)
       .Goto(kVmRefuse);
+  // A VM with allow_domains reaches only the addresses its DNS answers
+  // taught (DnsForwarder, EgressByName) and its own allow_cidrs; the port
+  // rules below then apply as for any VM.
+  egress("ip saddr @domain_vms ip saddr . ip daddr != @vm_learned ip saddr . ip daddr != @vm_cidrs goto vm_refuse")
+      .NfprotoIs(NFPROTO_IPV4)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
+      .Lookup(kDomainVms)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, 0)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, 1)
+      .Lookup(kVmLearned, /*invert=*/true)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, 0)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, 1)
+      .Lookup(kVmCidrs, /*invert=*/true)
+      .Goto(kVmRefuse);
   egress("tcp dport @allowed_tcp ct state new accept")
       .L4protoIs(IPPROTO_TCP)
       .LoadPayload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
@@ -328,7 +364,14 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
       .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
       .ObjectFromMap(kVmDrops)
       .NoVerdict();
-  table.Rule(kVmRefuse, "drop").Drop();
+  if (config.reject_refused) {
+    // Fail fast: the agent's connect gets ECONNREFUSED (or EHOSTUNREACH) in
+    // a round trip instead of hanging until its own timeout.
+    table.Rule(kVmRefuse, "meta l4proto tcp reject with tcp reset").L4protoIs(IPPROTO_TCP).RejectTcpReset();
+    table.Rule(kVmRefuse, "reject with icmpx admin-prohibited").RejectIcmpx(NFT_REJECT_ICMPX_ADMIN_PROHIBITED);
+  } else {
+    table.Rule(kVmRefuse, "drop").Drop();
+  }
 
   // VMs to the host itself: DNS to the daemon's forwarder, nothing else.
   auto input = [&](const std::string& what) { return table.Rule("input", what); };
@@ -393,6 +436,7 @@ void VmElements(NftBatch& batch, const VmNetRules& rules, bool add) {
   }
   inet.Elements(kVmAddresses).Add(NftKey().Ipv4(rules.address)).AppendTo(batch, add);
   inet.Elements(kVmDrops).AddObject(NftKey().Ipv4(rules.address), counter).AppendTo(batch, add);
+  if (rules.by_name) inet.Elements(kDomainVms).Add(NftKey().Ipv4(rules.address)).AppendTo(batch, add);
   NftSetElements ports = inet.Elements(kVmPorts);
   for (std::uint16_t port : rules.extra_tcp_ports) {
     ports.Add(NftKey().Ipv4(rules.address).Port(port, /*padded=*/true));
@@ -424,6 +468,36 @@ void AddDeleteTables(NftBatch& batch) {
 void AddVm(NftBatch& batch, const VmNetRules& rules) { VmElements(batch, rules, /*add=*/true); }
 
 void RemoveVm(NftBatch& batch, const VmNetRules& rules) { VmElements(batch, rules, /*add=*/false); }
+
+void SetByName(NftBatch& batch, Ipv4Address vm, bool by_name) {
+  NftTable(batch, NFPROTO_INET, kTable).Elements(kDomainVms).Add(NftKey().Ipv4(vm)).AppendTo(batch, by_name);
+}
+
+// One message holds at most this many learned elements: libnftnl writes a
+// message into 64 KiB without bounds checks, and an element is ~40 bytes.
+constexpr std::size_t kLearnedPerMessage = 512;
+
+void AddLearned(NftBatch& batch, Ipv4Address vm, std::span<const LearnedElement> elements) {
+  for (std::size_t first = 0; first < elements.size(); first += kLearnedPerMessage) {
+    NftSetElements learned = NftTable(batch, NFPROTO_INET, kTable).Elements(kVmLearned);
+    for (const LearnedElement& element : elements.subspan(first, std::min(kLearnedPerMessage, elements.size() - first))) {
+      learned.AddWithTimeout(NftKey().Ipv4(vm).Ipv4(element.destination),
+                             static_cast<std::uint64_t>(element.timeout.count()));
+    }
+    learned.AppendTo(batch, /*add=*/true, /*exclusive=*/false);
+  }
+}
+
+void RemoveLearned(NftBatch& batch, Ipv4Address vm, std::span<const Ipv4Address> destinations) {
+  for (std::size_t first = 0; first < destinations.size(); first += kLearnedPerMessage) {
+    NftSetElements learned = NftTable(batch, NFPROTO_INET, kTable).Elements(kVmLearned);
+    for (const Ipv4Address& destination :
+         destinations.subspan(first, std::min(kLearnedPerMessage, destinations.size() - first))) {
+      learned.Add(NftKey().Ipv4(vm).Ipv4(destination));
+    }
+    learned.AppendTo(batch, /*add=*/false);
+  }
+}
 
 std::string DropCounterName(Ipv4Address address) {
   std::string name = "drops_" + address.ToString();

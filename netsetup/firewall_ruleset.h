@@ -2,7 +2,9 @@
 // ruleset, and what one VM adds to it, is in firewall_ruleset.cc.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "netsetup/firewall_config.h"
@@ -29,6 +31,23 @@ void AddVm(NftBatch& batch, const VmNetRules& rules);
 
 // Appends the removal of everything AddVm added for `rules`.
 void RemoveVm(NftBatch& batch, const VmNetRules& rules);
+
+// Appends adding (or removing) the VM to domain_vms: while it is there, it
+// reaches only learned destinations and its allow_cidrs.
+void SetByName(NftBatch& batch, Ipv4Address vm, bool by_name);
+
+struct LearnedElement {
+  Ipv4Address destination;
+  std::chrono::milliseconds timeout;
+};
+
+// Appends `vm . destination` elements of vm_learned, each removed by the
+// kernel when its timeout passes. An element that exists is left as it is
+// (older kernels keep its old timeout: delete it first to restart it).
+void AddLearned(NftBatch& batch, Ipv4Address vm, std::span<const LearnedElement> elements);
+
+// Appends the removal of `vm . destination` elements; each must exist.
+void RemoveLearned(NftBatch& batch, Ipv4Address vm, std::span<const Ipv4Address> destinations);
 
 // The name of the VM's drop counter ("drops_10_101_0_2") in table inet agentvm.
 std::string DropCounterName(Ipv4Address address);

@@ -87,10 +87,18 @@ NftSetElements& NftSetElements::AddObject(const NftKey& key, const std::string& 
   return *this;
 }
 
-void NftSetElements::AppendTo(NftBatch& batch, bool add) {
+NftSetElements& NftSetElements::AddWithTimeout(const NftKey& key, std::uint64_t timeout_ms) {
+  nftnl_set_elem* elem = NewElement();
+  nftnl_set_elem_set(elem, NFTNL_SET_ELEM_KEY, key.bytes().data(), key.bytes().size());
+  nftnl_set_elem_set_u64(elem, NFTNL_SET_ELEM_TIMEOUT, timeout_ms);
+  return *this;
+}
+
+void NftSetElements::AppendTo(NftBatch& batch, bool add, bool exclusive) {
   if (count_ == 0) return;
   nftnl_set* set = set_.get();
-  batch.Add(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, family_, add ? NLM_F_CREATE | NLM_F_EXCL : 0,
+  const std::uint16_t flags = add ? (exclusive ? NLM_F_CREATE | NLM_F_EXCL : NLM_F_CREATE) : 0;
+  batch.Add(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, family_, flags,
             (add ? "add element " : "delete element ") + what_,
             [set](nlmsghdr* nlh) { nftnl_set_elems_nlmsg_build_payload(nlh, set); });
 }

@@ -58,9 +58,13 @@ class NftSetElements {
   NftSetElements& Add(const NftKey& key);
   NftSetElements& AddRange(const NftKey& first, const NftKey& last);  // both ends included
   NftSetElements& AddObject(const NftKey& key, const std::string& object);
-  // Appends NEWSETELEM (failing on an element that exists) or DELSETELEM;
-  // nothing when there are no elements.
-  void AppendTo(NftBatch& batch, bool add);
+  // An element of a set with timeouts, removed by the kernel `timeout` after
+  // it is added.
+  NftSetElements& AddWithTimeout(const NftKey& key, std::uint64_t timeout_ms);
+  // Appends NEWSETELEM (failing on an element that exists unless
+  // `exclusive` is false: then an existing element is left as it is) or
+  // DELSETELEM; nothing when there are no elements.
+  void AppendTo(NftBatch& batch, bool add, bool exclusive = true);
 
  private:
   nftnl_set_elem* NewElement();

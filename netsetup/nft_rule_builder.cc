@@ -198,6 +198,22 @@ void RuleBuilder::Masquerade() {
   Finish();
 }
 
+void RuleBuilder::RejectTcpReset() {
+  nftnl_expr* expr = NewExpr("reject");
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_TCP_RST);
+  nftnl_expr_set_u8(expr, NFTNL_EXPR_REJECT_CODE, 0);
+  Add(expr);
+  Finish();
+}
+
+void RuleBuilder::RejectIcmpx(std::uint8_t icmpx_code) {
+  nftnl_expr* expr = NewExpr("reject");
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH);
+  nftnl_expr_set_u8(expr, NFTNL_EXPR_REJECT_CODE, icmpx_code);
+  Add(expr);
+  Finish();
+}
+
 void RuleBuilder::NoVerdict() { Finish(); }
 
 void RuleBuilder::Finish() {

@@ -65,6 +65,10 @@ class RuleBuilder {
   void Drop();
   void Goto(const std::string& chain);
   void Masquerade();
+  // `reject with tcp reset` (NFT_REJECT_TCP_RST) or, with `icmpx_code`,
+  // `reject with icmpx type <code>` (NFT_REJECT_ICMPX_UNREACH).
+  void RejectTcpReset();
+  void RejectIcmpx(std::uint8_t icmpx_code);
   // Ends the rule without a verdict: evaluation goes on with the next rule.
   void NoVerdict();
 

@@ -315,6 +315,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "subnet") applied = set_string(config.subnet);
     else if (key == "dns_upstream") applied = set_string(config.dns_upstream);
     else if (key == "allowed_tcp_ports") applied = set_ports(config.allowed_tcp_ports);
+    else if (key == "reject_refused_connections") applied = set_bool(config.reject_refused_connections);
     else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
     else if (key == "keep_vms_on_exit") applied = set_bool(config.keep_vms_on_exit);
     else if (key == "health_check_interval_sec") applied = set_seconds(config.health_check_interval);

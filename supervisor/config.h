@@ -69,6 +69,9 @@ struct DaemonConfig {
   std::string subnet = "10.101.0.0/16";           // the bridge takes the first address
   std::string dns_upstream;                       // "a.b.c.d[:port]"; empty: /etc/resolv.conf
   std::vector<std::uint16_t> allowed_tcp_ports = {22, 80, 443, 9418};
+  // A refused connection gets a TCP reset / ICMP admin-prohibited (true) or
+  // is dropped silently (false); counted either way.
+  bool reject_refused_connections = true;
 
   // Snapshots and pools (docs/snapshots.md).
   bool golden_snapshots = true;  // false: every VM cold-boots; no pools

@@ -9,6 +9,7 @@
 #include "netsetup/net_names.h"
 #include "netsetup/tap.h"
 #include "netsetup/dns_forwarder.h"
+#include "netsetup/egress_by_name.h"
 
 namespace agentvm {
 namespace {
@@ -143,15 +144,18 @@ Result<void> VmNetwork::StartFilteringAndDns(const boost::asio::ip::udp::endpoin
       .subnet = subnet_,
       .gateway = gateway_,
       .allowed_tcp_ports = config_.allowed_tcp_ports,
+      .reject_refused = config_.reject_refused_connections,
   };
   auto made = net::Firewall::Create(firewall);
   if (!made) return Fail(made.error().Wrap("nftables"));
   firewall_ = std::move(*made);
+  egress_ = std::make_unique<net::EgressByName>(*firewall_);
 
   DnsForwarderOptions dns{
       .listen = boost::asio::ip::udp::endpoint(boost::asio::ip::address_v4(gateway_.value), 53),
       .upstream = upstream,
   };
+  dns.policy = egress_.get();
   dns_ = std::make_unique<DnsForwarder>(executor_, dns);
   if (auto listening = dns_->Start(); !listening) return Fail(listening.error().Wrap("DNS forwarder"));
   return {};
@@ -167,8 +171,10 @@ Result<std::unique_ptr<NetAttachment>> VmNetwork::Attach(const std::string& vm_i
   // left to the daemon's default can still clash, so say which default.
   const std::string which = request.mode ? "" : " (this daemon's default network mode is " +
                                                     std::string(NetworkModeName(info.mode)) + ")";
-  if (!filtered && (!request.allow_tcp_ports.empty() || !request.allow_cidrs.empty())) {
-    return Fail(ErrorCode::kInvalidArgument, "allow_tcp_ports and allow_cidrs need network mode nat-filtered" + which);
+  if (!filtered && (!request.allow_tcp_ports.empty() || !request.allow_cidrs.empty() ||
+                    !request.allow_domains.empty())) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "allow_tcp_ports, allow_cidrs and allow_domains need network mode nat-filtered" + which);
   }
   if (!filtered && request.bandwidth_bytes_per_sec) {
     return Fail(ErrorCode::kInvalidArgument, "a bandwidth limit needs network mode nat-filtered" + which);
@@ -202,6 +208,7 @@ Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkR
   info.tap = net::TapNameForVm(attachment.vm_id_);
   info.allow_tcp_ports = request.allow_tcp_ports;
   info.allow_cidrs = request.allow_cidrs;
+  info.allow_domains = request.allow_domains;
   info.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
 
   auto tap = net::Tap::Create(info.tap, config_.bridge, /*isolated_port=*/true);
@@ -233,9 +240,12 @@ Result<void> VmNetwork::AddRules(NetAttachment& attachment, net::Ipv4Address add
       .extra_tcp_ports = info.allow_tcp_ports,
       .extra_cidrs = std::move(cidrs),
       .bytes_per_second = info.bandwidth_bytes_per_sec,
+      .by_name = !info.allow_domains.empty(),
   };
   if (auto added = firewall_->AddVm(rules); !added) return Fail(added.error().Wrap("firewall"));
   attachment.has_rules_ = true;
+  // Also for an adopted VM: without its list it would resolve nothing.
+  if (rules.by_name) egress_->SetList(address, info.allow_domains);
   return {};
 }
 
@@ -279,6 +289,7 @@ void VmNetwork::Detach(NetAttachment& attachment) {
   if (attachment.has_rules_ && firewall_) {
     auto address = net::Ipv4Address::Parse(attachment.info_.address);
     if (address) {
+      if (egress_) egress_->Remove(*address);
       if (auto removed = firewall_->RemoveVm(attachment.info_.tap, *address); !removed) {
         Log()->error("{}: remove firewall entries: {}", attachment.vm_id_, removed.error().message);
       }
@@ -311,6 +322,7 @@ void VmNetwork::Shutdown() {
   if (!started_) return;
   started_ = false;
   dns_.reset();
+  egress_.reset();
   firewall_.reset();  // deletes our tables
   if (created_bridge_) {
     if (auto deleted = net::DeleteLink(config_.bridge); !deleted) {
@@ -334,6 +346,7 @@ std::string NetworkInfoToRecord(const NetworkInfo& info) {
       {"bridge", info.bridge},
       {"allow_tcp_ports", info.allow_tcp_ports},
       {"allow_cidrs", info.allow_cidrs},
+      {"allow_domains", info.allow_domains},
   };
   if (info.bandwidth_bytes_per_sec) record["bandwidth_bytes_per_sec"] = *info.bandwidth_bytes_per_sec;
   return record.dump();
@@ -354,6 +367,7 @@ NetworkInfo NetworkInfoFromRecord(const std::string& record) {
   try {
     info.allow_tcp_ports = value.value("allow_tcp_ports", std::vector<std::uint16_t>{});
     info.allow_cidrs = value.value("allow_cidrs", std::vector<std::string>{});
+    info.allow_domains = value.value("allow_domains", std::vector<std::string>{});
     if (value.contains("bandwidth_bytes_per_sec")) {
       info.bandwidth_bytes_per_sec = value.at("bandwidth_bytes_per_sec").get<std::uint64_t>();
     }

@@ -25,6 +25,7 @@
 
 namespace agentvm {
 namespace net {
+class EgressByName;
 class Firewall;
 class Tap;
 }  // namespace net
@@ -112,6 +113,9 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   bool created_bridge_ = false;
   bool adopt_bridge_ = false;  // RemoveLeftovers kept an earlier daemon's bridge
   std::unique_ptr<net::Firewall> firewall_;
+  // Declared after firewall_ and before dns_: the forwarder asks it, it
+  // writes into the firewall, so it goes after the one and before the other.
+  std::unique_ptr<net::EgressByName> egress_;
   std::unique_ptr<DnsForwarder> dns_;
 };
 

@@ -63,6 +63,10 @@ struct NetworkRequest {
   // the daemon's whitelist ("203.0.113.0/24", "198.51.100.7/32").
   std::vector<std::uint16_t> allow_tcp_ports;
   std::vector<std::string> allow_cidrs;
+  // nat-filtered only: when not empty, the only names the VM may resolve
+  // ("api.example.com", "*.example.com"), and TCP goes only to the
+  // addresses their answers gave (and allow_cidrs). docs/network.md.
+  std::vector<std::string> allow_domains;
   std::string bridge;  // bridge mode only: the operator's bridge
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;  // each direction
 };
@@ -116,6 +120,7 @@ struct NetworkInfo {
   std::string bridge;
   std::vector<std::uint16_t> allow_tcp_ports;
   std::vector<std::string> allow_cidrs;
+  std::vector<std::string> allow_domains;
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;
   // New outbound connections the whitelist dropped (nat-filtered).
   std::uint64_t dropped_connections = 0;

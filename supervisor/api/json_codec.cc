@@ -38,6 +38,7 @@ ordered_json NetworkInfoToJson(const NetworkInfo& network) {
       {"bridge", network.bridge},
       {"allow_tcp_ports", network.allow_tcp_ports},
       {"allow_cidrs", network.allow_cidrs},
+      {"allow_domains", network.allow_domains},
       {"bandwidth_bytes_per_sec", network.bandwidth_bytes_per_sec
                                       ? ordered_json(*network.bandwidth_bytes_per_sec)
                                       : ordered_json(nullptr)},
@@ -89,6 +90,11 @@ Result<NetworkInfo> NetworkInfoFromJson(const json& vm) {
       if (cidr.is_string()) network.allow_cidrs.push_back(cidr.get<std::string>());
     }
   }
+  if (auto domains = value.find("allow_domains"); domains != value.end() && domains->is_array()) {
+    for (const json& domain : *domains) {
+      if (domain.is_string()) network.allow_domains.push_back(domain.get<std::string>());
+    }
+  }
   network.bandwidth_bytes_per_sec = OptionalUnsigned(value, "bandwidth_bytes_per_sec");
   network.dropped_connections = OptionalUnsigned(value, "dropped_connections").value_or(0);
   return network;
@@ -96,6 +102,7 @@ Result<NetworkInfo> NetworkInfoFromJson(const json& vm) {
 
 bool HasNetworkRequest(const NetworkRequest& network) {
   return network.mode || !network.allow_tcp_ports.empty() || !network.allow_cidrs.empty() ||
+         !network.allow_domains.empty() ||
          !network.bridge.empty() || network.bandwidth_bytes_per_sec;
 }
 
@@ -288,6 +295,7 @@ std::string CreateVmRequestToJson(const CreateVmRequest& request) {
     if (network.mode) object["mode"] = NetworkModeName(*network.mode);
     if (!network.allow_tcp_ports.empty()) object["allow_tcp_ports"] = network.allow_tcp_ports;
     if (!network.allow_cidrs.empty()) object["allow_cidrs"] = network.allow_cidrs;
+    if (!network.allow_domains.empty()) object["allow_domains"] = network.allow_domains;
     if (!network.bridge.empty()) object["bridge"] = network.bridge;
     if (network.bandwidth_bytes_per_sec) {
       object["bandwidth_bytes_per_sec"] = *network.bandwidth_bytes_per_sec;

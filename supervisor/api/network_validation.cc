@@ -3,6 +3,7 @@
 #include <set>
 #include <vector>
 
+#include "netsetup/domain_list.h"
 #include "netsetup/ipv4.h"
 #include "netsetup/net_names.h"
 #include "supervisor/api/request_validation.h"
@@ -101,6 +102,10 @@ Result<void> ValidateNetworkRequest(const NetworkRequest& request,
     subnets.push_back(subnet);
   }
 
+  if (auto domains = net::CanonicalDomainPatterns(request.allow_domains, names.allow_domains); !domains) {
+    return Fail(domains.error());
+  }
+
   if (!request.bridge.empty()) {
     if (auto ok = ValidateInterfaceName(request.bridge, names.bridge); !ok) return ok;
   }
@@ -117,6 +122,7 @@ Result<void> ValidateNetworkRequest(const NetworkRequest& request,
                             ": only nat-filtered has a whitelist";
     if (!request.allow_tcp_ports.empty()) return Invalid(Str(names.allow_tcp_ports) + why);
     if (!request.allow_cidrs.empty()) return Invalid(Str(names.allow_cidrs) + why);
+    if (!request.allow_domains.empty()) return Invalid(Str(names.allow_domains) + why);
   }
 
   if (request.bandwidth_bytes_per_sec) {

@@ -29,6 +29,7 @@ struct NetworkFieldNames {
   std::string_view mode = "network.mode";
   std::string_view allow_tcp_ports = "network.allow_tcp_ports";
   std::string_view allow_cidrs = "network.allow_cidrs";
+  std::string_view allow_domains = "network.allow_domains";
   std::string_view bridge = "network.bridge";
   std::string_view bandwidth = "network.bandwidth_bytes_per_sec";
 };
@@ -45,6 +46,8 @@ Result<std::string> CanonicalCidr(std::string_view text, std::string_view what);
 //    only to the daemon's resolver), no duplicates;
 //  - at most kMaxAllowedCidrs CIDRs, each valid, not /0, none overlapping
 //    another;
+//  - at most 256 allow_domains, each a name or *.name (domain_list.h), none
+//    twice;
 //  - bridge a valid interface name, given exactly when the mode is bridge;
 //  - allow_* only with nat-filtered (or no mode);
 //  - bandwidth kMinBandwidthBytesPerSec..kMaxBandwidthBytesPerSec, only with

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "netsetup/domain_list.h"
 #include "protocol/frame.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/json_codec.h"
@@ -82,7 +83,7 @@ Result<const json*> BoundedArray(const json& object, const char* name, std::size
 
 Result<NetworkRequest> ParseNetworkObject(const json& object) {
   if (!object.is_object()) return Invalid("network must be an object");
-  if (auto ok = RejectUnknownFields(object, {"mode", "allow_tcp_ports", "allow_cidrs", "bridge",
+  if (auto ok = RejectUnknownFields(object, {"mode", "allow_tcp_ports", "allow_cidrs", "allow_domains", "bridge",
                                              "bandwidth_bytes_per_sec"},
                                     "network.");
       !ok) {
@@ -123,6 +124,18 @@ Result<NetworkRequest> ParseNetworkObject(const json& object) {
       auto canonical = CanonicalCidr(cidr.get<std::string>(), field);
       if (!canonical) return Fail(canonical.error());
       request.allow_cidrs.push_back(std::move(*canonical));
+    }
+  }
+  if (object.contains("allow_domains")) {
+    auto domains = BoundedArray(object, "allow_domains", net::kMaxAllowedDomains, "strings");
+    if (!domains) return Fail(domains.error());
+    for (std::size_t i = 0; i < (*domains)->size(); ++i) {
+      const json& domain = (**domains)[i];
+      std::string field = "network.allow_domains[" + std::to_string(i) + "]";
+      if (!domain.is_string()) return Invalid(field + " must be a string; got " + ShowJson(domain));
+      auto canonical = net::CanonicalDomainPattern(domain.get<std::string>(), field);
+      if (!canonical) return Fail(canonical.error());
+      request.allow_domains.push_back(std::move(*canonical));
     }
   }
   if (object.contains("bridge")) {

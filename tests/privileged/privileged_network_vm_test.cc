@@ -5,8 +5,9 @@
 //   plain   nat-filtered with the default whitelist
 //   opened  nat-filtered plus TCP 8080
 //   sealed  isolated (no NIC)
-// Blocked connections are told apart from refused ones by the daemon's drop
-// counter: a whitelist drop is silent (the guest times out) and counted.
+// Blocked connections are told apart from other failures by the daemon's
+// drop counter: a refused connection is counted (then reset, or dropped
+// with reject_refused_connections: false).
 #include <unistd.h>
 
 #include <csignal>

@@ -20,134 +20,15 @@
 #include <gtest/gtest.h>
 
 #include "netsetup/dns_forwarder.h"
+#include "tests/unit/dns_forwarder_fixture.h"
 
 namespace agentvm {
 namespace {
 
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
-using Bytes = std::vector<std::uint8_t>;
 
-// A DNS query for `name`, type A, class IN.
-Bytes MakeQuery(std::uint16_t id, const std::string& name) {
-  Bytes q = {static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
-  std::size_t start = 0;
-  while (start <= name.size()) {
-    std::size_t dot = name.find('.', start);
-    if (dot == std::string::npos) dot = name.size();
-    q.push_back(static_cast<std::uint8_t>(dot - start));
-    q.insert(q.end(), name.begin() + start, name.begin() + dot);
-    start = dot + 1;
-  }
-  q.insert(q.end(), {0, 0, 1, 0, 1});
-  return q;
-}
-
-std::uint16_t IdOf(const Bytes& m) { return static_cast<std::uint16_t>((m.at(0) << 8) | m.at(1)); }
-
-// What the fake upstream answers: the query itself marked as a response.
-Bytes AnswerTo(const Bytes& query) {
-  Bytes reply = query;
-  reply[2] |= 0x80;
-  return reply;
-}
-
-// Everything after the id: what must arrive unchanged in both directions.
-Bytes Body(const Bytes& m) { return Bytes(m.begin() + 2, m.end()); }
-
-struct Datagram {
-  Bytes data;
-  std::uint16_t from_port;
-};
-
-// A non-blocking UDP socket on 127.0.0.1, used as guest or as upstream.
-class UdpPeer {
- public:
-  UdpPeer() {
-    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in addr = Loopback(0);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-      throw std::runtime_error("udp peer bind");
-    socklen_t len = sizeof addr;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~UdpPeer() { ::close(fd_); }
-  UdpPeer(const UdpPeer&) = delete;
-  UdpPeer& operator=(const UdpPeer&) = delete;
-
-  std::uint16_t port() const { return port_; }
-
-  void SendTo(const Bytes& data, std::uint16_t port) const {
-    sockaddr_in to = Loopback(port);
-    ::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  }
-
-  std::optional<Datagram> Receive() const {
-    Bytes buffer(70000);
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    const ssize_t n = ::recvfrom(fd_, buffer.data(), buffer.size(), MSG_DONTWAIT,
-                                 reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0) return std::nullopt;
-    buffer.resize(static_cast<std::size_t>(n));
-    return Datagram{std::move(buffer), ntohs(from.sin_port)};
-  }
-
-  static sockaddr_in Loopback(std::uint16_t port) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return addr;
-  }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-};
-
-class DnsForwarderTest : public ::testing::Test {
- protected:
-  asio::ip::udp::endpoint Loopback(std::uint16_t port) {
-    return asio::ip::udp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port);
-  }
-
-  DnsForwarderOptions Options() {
-    DnsForwarderOptions options;
-    options.listen = Loopback(0);
-    options.upstream = Loopback(upstream_.port());
-    return options;
-  }
-
-  std::unique_ptr<DnsForwarder> StartForwarder(DnsForwarderOptions options) {
-    auto forwarder = std::make_unique<DnsForwarder>(io_.get_executor(), std::move(options));
-    auto started = forwarder->Start();
-    EXPECT_TRUE(started.has_value()) << started.error().ToString();
-    return forwarder;
-  }
-
-  // Runs the io_context until `done` or 5 s; false on timeout.
-  bool RunUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      if (io_.stopped()) io_.restart();
-      io_.run_for(2ms);
-    }
-    return true;
-  }
-
-  // Runs until `peer` gets a datagram.
-  std::optional<Datagram> Await(const UdpPeer& peer) {
-    std::optional<Datagram> got;
-    RunUntil([&] { return (got = peer.Receive()).has_value(); });
-    return got;
-  }
-
-  asio::io_context io_;
-  UdpPeer upstream_;
-};
+using DnsForwarderTest = DnsForwarderFixture;
 
 TEST_F(DnsForwarderTest, BindsAnEphemeralPortAndRefusesAnAddressTheHostLacks) {
   auto forwarder = StartForwarder(Options());
@@ -311,6 +192,33 @@ TEST_F(DnsForwarderTest, TableBoundHolds) {
   ASSERT_TRUE(seventh);
   EXPECT_EQ(Body(seventh->data), Body(MakeQuery(7, "web.test")));
   EXPECT_EQ(forwarder->outstanding(), 4u);
+}
+
+TEST_F(DnsForwarderTest, OneGuestCannotFillTheTableAndOnlyStandardQueriesLeave) {
+  auto options = Options();
+  options.max_outstanding_per_guest = 3;
+  auto forwarder = StartForwarder(options);
+  UdpPeer guest;  // every test guest is 127.0.0.1: one VM
+  for (std::uint16_t id = 1; id <= 5; ++id) guest.SendTo(MakeQuery(id, "web.test"), forwarder->port());
+  ASSERT_TRUE(RunUntil([&] {
+    const auto s = forwarder->stats();
+    return s.forwarded + s.dropped == 5;
+  }));
+  EXPECT_EQ(forwarder->stats().forwarded, 3u) << "the guest's quota";
+  EXPECT_EQ(forwarder->stats().dropped, 2u);
+  std::vector<Datagram> received;
+  while (auto d = upstream_.Receive()) received.push_back(std::move(*d));
+  ASSERT_EQ(received.size(), 3u);
+  upstream_.SendTo(AnswerTo(received[0].data), received[0].from_port);
+  ASSERT_TRUE(Await(guest));
+
+  for (const Bytes& query : NonStandardQueries(8, "web.test")) guest.SendTo(query, forwarder->port());
+  guest.SendTo(MakeQuery(10, "web.test"), forwarder->port());
+  auto tenth = Await(upstream_);
+  ASSERT_TRUE(tenth) << "an answer freed a slot of the quota";
+  EXPECT_EQ(Body(tenth->data), Body(MakeQuery(10, "web.test")));
+  EXPECT_FALSE(upstream_.Receive().has_value()) << "only standard queries leave";
+  EXPECT_EQ(forwarder->stats().dropped, 4u);
 }
 
 TEST_F(DnsForwarderTest, StopClosesThePort) {

@@ -21,6 +21,8 @@
 namespace agentvm::net {
 namespace {
 
+using namespace std::chrono_literals;
+
 struct Recorded {
   std::vector<NftBatch> batches;
   std::vector<NftMessage> queries;
@@ -103,15 +105,33 @@ TEST_F(FirewallTest, CreateIsOneBatchThatReplacesBothTables) {
   EXPECT_EQ(batch.messages()[3].type, NFT_MSG_DELTABLE);
   EXPECT_EQ(batch.messages()[3].family, NFPROTO_INET);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWTABLE), 4u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 9u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 11u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWCHAIN), 7u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 29u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 31u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWSETELEM), 1u) << "allowed_tcp";
   // Rules carry their nft text, which names them in kernel errors.
   auto whats = Whats(batch);
   EXPECT_NE(std::find(whats.begin(), whats.end(),
                       "add rule inet agentvm forward: iifname \"agentvm0\" ct state established,related accept"),
             whats.end());
+}
+
+TEST_F(FirewallTest, RefusedPacketsAreRejectedUnlessConfiguredToDrop) {
+  auto rejecting = MakeFirewall();
+  ASSERT_TRUE(rejecting);
+  auto whats = Whats(recorded_->batches.back());
+  EXPECT_NE(std::find(whats.begin(), whats.end(),
+                      "add rule inet agentvm vm_refuse: meta l4proto tcp reject with tcp reset"),
+            whats.end());
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: reject with icmpx admin-prohibited"),
+            whats.end());
+  FirewallConfig config = Config();
+  config.reject_refused = false;
+  auto dropping = Firewall::Create(config, std::make_unique<FakeTransport>(recorded_));
+  ASSERT_TRUE(dropping.has_value());
+  whats = Whats(recorded_->batches.back());
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: drop"), whats.end());
+  EXPECT_EQ(std::count_if(whats.begin(), whats.end(), [](const std::string& w) { return w.find("reject") != std::string::npos; }), 0);
 }
 
 TEST_F(FirewallTest, CreateRefusesABadConfigAndSendsNothing) {
@@ -308,6 +328,94 @@ TEST_F(FirewallTest, DroppedPacketsReadsTheVmsCounter) {
   ASSERT_EQ(recorded_->queries.size(), 1u);
   EXPECT_EQ(recorded_->queries[0].type, NFT_MSG_GETOBJ);
   EXPECT_EQ(recorded_->queries[0].what, "get counter inet agentvm drops_10_101_0_2");
+}
+
+// ---- learned destinations (allow_domains) -----------------------------------
+
+VmNetRules ByNameVm(std::uint32_t n) {
+  VmNetRules rules = FullVm(n);
+  rules.by_name = true;
+  return rules;
+}
+
+std::uint16_t FlagsOf(const NftMessage& m) {
+  return reinterpret_cast<const nlmsghdr*>(m.bytes.data())->nlmsg_flags;
+}
+
+std::vector<ruleset::LearnedElement> Destinations(std::initializer_list<const char*> addresses,
+                                                  std::chrono::milliseconds timeout) {
+  std::vector<ruleset::LearnedElement> out;
+  for (const char* address : addresses) out.push_back({*Ipv4Address::Parse(address), timeout});
+  return out;
+}
+
+TEST_F(FirewallTest, AByNameVmIsInDomainVmsAndLearnsInOneBatch) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules vm = ByNameVm(1);
+  ASSERT_TRUE(firewall->AddVm(vm).has_value());
+  auto whats = Whats(recorded_->batches.back());
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "add element inet agentvm domain_vms"), whats.end());
+
+  ASSERT_TRUE(firewall->Learn(vm.address, Destinations({"203.0.113.5", "203.0.113.6"}, 60s)).has_value());
+  const NftBatch& batch = recorded_->batches.back();
+  ASSERT_EQ(batch.size(), 1u) << "both destinations in one message";
+  EXPECT_EQ(batch.messages()[0].what, "add element inet agentvm vm_learned");
+  EXPECT_EQ(FlagsOf(batch.messages()[0]) & NLM_F_EXCL, 0) << "an element that exists must not fail the batch";
+  EXPECT_EQ(firewall->LearnedCount(vm.address), 2u);
+
+  const std::size_t sent = recorded_->batches.size();
+  ASSERT_TRUE(firewall->Learn(vm.address, Destinations({"203.0.113.5"}, 30s)).has_value());
+  EXPECT_EQ(recorded_->batches.size(), sent) << "a shorter timeout than what is left sends nothing";
+  ASSERT_TRUE(firewall->Learn(vm.address, Destinations({"203.0.113.5"}, 600s)).has_value());
+  EXPECT_EQ(Whats(recorded_->batches.back()),
+            (std::vector<std::string>{"delete element inet agentvm vm_learned", "add element inet agentvm vm_learned"}))
+      << "a longer one restarts the element's timeout";
+}
+
+TEST_F(FirewallTest, ALearnBatchRefusedForAVanishedElementIsRetriedWithoutDeletes) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules vm = ByNameVm(1);
+  ASSERT_TRUE(firewall->AddVm(vm).has_value());
+  ASSERT_TRUE(firewall->Learn(vm.address, Destinations({"203.0.113.5"}, 60s)).has_value());
+  recorded_->fail_next_batch = Error{ErrorCode::kNotFound, "nftables refused delete element: No such file"};
+  ASSERT_TRUE(firewall->Learn(vm.address, Destinations({"203.0.113.5"}, 600s)).has_value());
+  EXPECT_EQ(Whats(recorded_->batches.back()), (std::vector<std::string>{"add element inet agentvm vm_learned"}));
+}
+
+TEST_F(FirewallTest, OnlyByNameVmsLearnAndRemovingOneForgetsWhatItLearned) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules plain = FullVm(1);
+  const VmNetRules by_name = ByNameVm(2);
+  ASSERT_TRUE(firewall->AddVm(plain).has_value());
+  ASSERT_TRUE(firewall->AddVm(by_name).has_value());
+  EXPECT_EQ(firewall->Learn(plain.address, Destinations({"203.0.113.5"}, 60s)).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(firewall->Learn(by_name.address, Destinations({"203.0.113.5"}, 60s)).has_value());
+  EXPECT_EQ(firewall->LearnedCount(plain.address), 0u) << "two VMs never share learned destinations";
+
+  ASSERT_TRUE(firewall->RemoveVm(by_name.tap, by_name.address).has_value());
+  const auto& batches = recorded_->batches;
+  ASSERT_GE(batches.size(), 2u);
+  EXPECT_EQ(Whats(batches[batches.size() - 2]), (std::vector<std::string>{"delete element inet agentvm vm_learned"}));
+  auto whats = Whats(batches.back());
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "delete element inet agentvm domain_vms"), whats.end());
+  EXPECT_EQ(firewall->LearnedCount(by_name.address), 0u);
+}
+
+TEST_F(FirewallTest, LearnedDestinationsPerVmAreCapped) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules vm = ByNameVm(1);
+  ASSERT_TRUE(firewall->AddVm(vm).has_value());
+  std::vector<ruleset::LearnedElement> many;
+  for (std::uint32_t i = 0; i <= kMaxLearnedPerVm; ++i) many.push_back({Ipv4Address{0xcb007100 + i}, 60s});
+  auto learned = firewall->Learn(vm.address, many);
+  ASSERT_FALSE(learned.has_value());
+  EXPECT_EQ(learned.error().code, ErrorCode::kTooLarge);
+  many.pop_back();
+  EXPECT_TRUE(firewall->Learn(vm.address, many).has_value());
 }
 
 }  // namespace

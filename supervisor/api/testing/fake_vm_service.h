@@ -303,6 +303,7 @@ class FakeVmService : public VmService {
     network.dns = "10.101.0.1";
     network.allow_tcp_ports = request.allow_tcp_ports;
     network.allow_cidrs = request.allow_cidrs;
+    network.allow_domains = request.allow_domains;
     network.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
     return network;
   }
