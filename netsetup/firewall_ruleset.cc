@@ -91,6 +91,14 @@
 //       elements = { 10.101.0.4 }
 //     }
 //
+//     set private_ranges {
+//       type ipv4_addr . ipv4_addr
+//       flags interval
+//       elements = { 0.0.0.0-255.255.255.255 . 0.0.0.0/8, ... 10.0.0.0/8,
+//                    100.64.0.0/10, 127.0.0.0/8, 168.63.129.16, 172.16.0.0/12,
+//                    192.168.0.0/16, 198.18.0.0/15, 224.0.0.0/3 }
+//     }
+//
 //     set vm_learned {
 //       type ipv4_addr . ipv4_addr
 //       flags timeout
@@ -111,6 +119,7 @@
 //       ip saddr != @vm_addresses drop
 //       ip daddr 10.101.0.0/16 goto vm_refuse
 //       ip daddr 169.254.0.0/16 goto vm_refuse
+//       ip saddr . ip daddr @private_ranges ip saddr . ip daddr != @vm_cidrs goto vm_refuse
 //       ip saddr @domain_vms ip saddr . ip daddr != @vm_learned ip saddr . ip daddr != @vm_cidrs goto vm_refuse
 //       tcp dport @allowed_tcp ct state new accept
 //       ip saddr . tcp dport @vm_ports ct state new accept
@@ -187,6 +196,25 @@ constexpr Ipv4Subnet kLinkLocal{Ipv4Address{0xa9fe0000}, 16};  // 169.254.0.0/16
 constexpr char kVmDrops[] = "vm_drops";            // inet: ipv4_addr : counter
 constexpr char kDomainVms[] = "domain_vms";        // inet: ipv4_addr (VMs with allow_domains)
 constexpr char kVmLearned[] = "vm_learned";        // inet: ipv4_addr . ipv4_addr, timeouts
+// inet: any source . a private or special destination range, intervals. A
+// concatenation only so that the kernel's interval set (pipapo) takes plain
+// [first, last] ranges; the source field always spans every address.
+constexpr char kPrivateRanges[] = "private_ranges";
+
+// Destinations a VM reaches only when its allow_cidrs open them: the host's
+// own networks and the cloud's, not the internet. (169.254/16, with cloud
+// metadata, is refused outright; the VMs' subnet too.)
+constexpr Ipv4Subnet kPrivateDestinations[] = {
+    {Ipv4Address{0x00000000}, 8},   // 0.0.0.0/8 "this network"
+    {Ipv4Address{0x0a000000}, 8},   // 10.0.0.0/8 RFC 1918
+    {Ipv4Address{0x64400000}, 10},  // 100.64.0.0/10 CGNAT; Alibaba metadata 100.100.100.200
+    {Ipv4Address{0x7f000000}, 8},   // 127.0.0.0/8 loopback
+    {Ipv4Address{0xa83f8110}, 32},  // 168.63.129.16 Azure's host endpoint (wireserver)
+    {Ipv4Address{0xac100000}, 12},  // 172.16.0.0/12 RFC 1918
+    {Ipv4Address{0xc0a80000}, 16},  // 192.168.0.0/16 RFC 1918
+    {Ipv4Address{0xc6120000}, 15},  // 198.18.0.0/15 benchmarking, used by some VPNs and sandboxes
+    {Ipv4Address{0xe0000000}, 3},   // 224.0.0.0/3 multicast, reserved, broadcast
+};
 // Regular chains.
 constexpr char kVmEgress[] = "vm_egress";          // inet: new connections from VMs
 constexpr char kVmRefuse[] = "vm_refuse";          // inet: count against the VM, drop
@@ -278,9 +306,20 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
                 .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
                 .key_len = 2 * kNftIpv4Len,
                 .flags = NFT_SET_TIMEOUT});
+  table.AddSet({.name = kPrivateRanges,
+                .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
+                .key_len = 2 * kNftIpv4Len,
+                .flags = NFT_SET_INTERVAL,
+                .concat_fields = {4, 4}});
   NftSetElements allowed = table.Elements(kAllowedTcp);
   for (std::uint16_t port : config.allowed_tcp_ports) allowed.Add(NftKey().Port(port, /*padded=*/false));
   allowed.AppendTo(batch, /*add=*/true);
+  NftSetElements private_ranges = table.Elements(kPrivateRanges);
+  for (const Ipv4Subnet& range : kPrivateDestinations) {
+    private_ranges.AddRange(NftKey().Ipv4(Ipv4Address{0}).Ipv4(range.network),
+                            NftKey().Ipv4(Ipv4Address{0xffffffff}).Ipv4(range.Broadcast()));
+  }
+  private_ranges.AppendTo(batch, /*add=*/true);
 
   // Chains first (in the order `nft list` shows them), so rules can jump.
   table.AddBaseChain("forward", "filter", NF_INET_FORWARD, 0);
@@ -318,6 +357,17 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
   // out the host's credentials over plain HTTP.
   egress("ip daddr 169.254.0.0/16 goto vm_refuse")
       .Ipv4AddressIn(/*source=*/false, kLinkLocal)
+      .Goto(kVmRefuse);
+  // The host's LAN, CGNAT, container networks and other cloud endpoints:
+  // closed unless the VM's own allow_cidrs open them.
+  egress("ip saddr . ip daddr @private_ranges ip saddr . ip daddr != @vm_cidrs goto vm_refuse")
+      .NfprotoIs(NFPROTO_IPV4)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, 0)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, 1)
+      .Lookup(kPrivateRanges)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, 0)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, 1)
+      .Lookup(kVmCidrs, /*invert=*/true)
       .Goto(kVmRefuse);
   // A VM with allow_domains reaches only the addresses its DNS answers
   // taught (DnsForwarder, EgressByName) and its own allow_cidrs; the port

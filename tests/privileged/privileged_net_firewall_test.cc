@@ -115,7 +115,7 @@ TEST_F(NetFirewallTest, CreateBuildsBothTablesAndTheDestructorRemovesThem) {
   RunInNetns(netns_.name(), [&] {
     auto rules = firewall_->RuleCount();
     ASSERT_TRUE(rules.has_value()) << rules.error().message;
-    EXPECT_EQ(*rules, 31u);
+    EXPECT_EQ(*rules, 32u);
   });
   firewall_.reset();
   EXPECT_EQ(Nft({"list", "ruleset"}), "") << "the destructor removes both tables";
@@ -127,7 +127,7 @@ TEST_F(NetFirewallTest, VmsAreSetElementsAndTheRulesDoNotGrow) {
     ASSERT_TRUE(firewall_->AddVm(Vm1()).has_value());
     auto added = firewall_->AddVm(Vm2());
     ASSERT_TRUE(added.has_value()) << added.error().message;
-    EXPECT_EQ(firewall_->RuleCount().value(), 31u);
+    EXPECT_EQ(firewall_->RuleCount().value(), 32u);
     EXPECT_EQ(firewall_->DroppedPackets(Vm1().address).value(), 0u);
   });
   const std::string tap1 = "\"" + Vm1().tap + "\"";

@@ -179,6 +179,31 @@ TEST_F(NetTrafficTest, WhitelistedPortsGoOutMasqueradedAndTheRestIsCounted) {
   EXPECT_GE(Dropped(vm2_rules_), 1u);
 }
 
+TEST_F(NetTrafficTest, PrivateRangesAreClosedUnlessTheVmsAllowCidrsOpenThem) {
+  // The "world" also answers on a LAN address and a container-network one.
+  Ip(world_.name(), "addr add 192.168.77.7/32 dev lo");
+  Ip(world_.name(), "addr add 172.16.5.5/32 dev lo");
+  Server http(world_.name(), "0.0.0.0", 80);
+  ASSERT_TRUE(http.ok());
+  NetNamespace vm3{"avmnet-vm3"};
+  const VmNetRules opened{.tap = TapNameForVm("vm-3"),
+                          .address = *Ipv4Address::Parse("10.101.0.4"),
+                          .extra_cidrs = {*Ipv4Subnet::Parse("192.168.77.0/24")}};
+  AddVm(vm3, opened);
+
+  EXPECT_TRUE(TcpWorks(vm1_.name(), "192.0.2.2", 80)) << "the internet stays open";
+  const std::uint64_t before = Dropped(vm1_rules_);
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "192.168.77.7", 80));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1)) << "refused with a reset";
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "172.16.5.5", 80));
+  EXPECT_GE(Dropped(vm1_rules_), before + 2);
+  // allow_cidrs opens its range on the allowed ports, and only its range.
+  EXPECT_TRUE(TcpWorks(vm3.name(), "192.168.77.7", 80));
+  EXPECT_FALSE(TcpWorks(vm3.name(), "172.16.5.5", 80));
+  ASSERT_TRUE(firewall_->RemoveVm(opened.tap, opened.address).has_value());
+}
+
 TEST_F(NetTrafficTest, DnsGoesOnlyToTheGateway) {
   Server resolver(host_.name(), "10.101.0.1", 53, Mode::kEcho);
   Server elsewhere(world_.name(), "0.0.0.0", 53, Mode::kEcho);
