@@ -115,6 +115,16 @@ CommandResult Daemon::Cli(const std::vector<std::string>& args, std::chrono::sec
   return RunCommand(argv, timeout);
 }
 
+std::string Daemon::CreateVm(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {"create"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto created = Cli(argv);
+  EXPECT_EQ(created.exit_code, 0) << created.err << Log();
+  std::string id = created.out;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  return created.exit_code == 0 ? id : "";
+}
+
 std::pair<int, std::string> Daemon::Http(const std::string& method, const std::string& target,
                                          const std::string& body) const {
   std::vector<std::string> argv = {"curl", "-sS", "--unix-socket", socket_, "-X", method,

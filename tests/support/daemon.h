@@ -42,6 +42,9 @@ class Daemon {
   // `agentvm --socket <socket> args...`
   CommandResult Cli(const std::vector<std::string>& args,
                     std::chrono::seconds timeout = std::chrono::seconds(180)) const;
+  // `agentvm create args...`: the new VM's id ("" and a test failure, with
+  // the daemon's log, when it fails).
+  std::string CreateVm(const std::vector<std::string>& args = {}) const;
   // `curl` over the unix socket: {status code, body}.
   std::pair<int, std::string> Http(const std::string& method, const std::string& target,
                                    const std::string& body = "") const;

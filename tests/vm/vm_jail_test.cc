@@ -19,14 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Create(const Daemon& daemon) {
-  auto created = daemon.Cli({"create"});
-  EXPECT_EQ(created.exit_code, 0) << created.err << daemon.Log();
-  std::string id = created.out;
-  while (!id.empty() && id.back() == '\n') id.pop_back();
-  return id;
-}
-
 int QemuPid(const Daemon& daemon, const std::string& id) {
   auto inspected = daemon.Cli({"inspect", id});
   EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
@@ -79,8 +71,8 @@ std::string ReadFirstLine(const std::string& path) {
 
 TEST(VmJailTest, QemuRunsConfinedAndSeesOnlyItsOwnFiles) {
   Daemon daemon;
-  const std::string id = Create(daemon);
-  const std::string other = Create(daemon);
+  const std::string id = daemon.CreateVm();
+  const std::string other = daemon.CreateVm();
   ASSERT_FALSE(id.empty());
   ASSERT_FALSE(other.empty());
   const int pid = QemuPid(daemon, id);

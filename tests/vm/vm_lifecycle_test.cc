@@ -16,14 +16,6 @@
 namespace agentvm::testing {
 namespace {
 
-std::string Create(const Daemon& daemon) {
-  auto created = daemon.Cli({"create"});
-  EXPECT_EQ(created.exit_code, 0) << created.err << daemon.Log();
-  std::string id = created.out;
-  while (!id.empty() && id.back() == '\n') id.pop_back();
-  return id;
-}
-
 nlohmann::json Inspect(const Daemon& daemon, const std::string& id) {
   auto inspected = daemon.Cli({"inspect", id});
   EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
@@ -40,7 +32,7 @@ std::string ReadAll(const std::filesystem::path& path) {
 TEST(VmLifecycleTest, CreateExecCopyLogsStopRemove) {
   Daemon daemon;
   TempDir local("avm-cp");
-  const std::string id = Create(daemon);
+  const std::string id = daemon.CreateVm();
   ASSERT_FALSE(id.empty());
   EXPECT_EQ(Inspect(daemon, id)["state"], "running");
 
@@ -86,8 +78,8 @@ TEST(VmLifecycleTest, CreateExecCopyLogsStopRemove) {
 
 TEST(VmLifecycleTest, TwoVmsDoNotSeeEachOthersFiles) {
   Daemon daemon;
-  const std::string a = Create(daemon);
-  const std::string b = Create(daemon);
+  const std::string a = daemon.CreateVm();
+  const std::string b = daemon.CreateVm();
   ASSERT_FALSE(a.empty());
   ASSERT_FALSE(b.empty());
   ASSERT_NE(a, b);
@@ -104,7 +96,7 @@ TEST(VmLifecycleTest, TwoVmsDoNotSeeEachOthersFiles) {
 
 TEST(VmLifecycleTest, KilledQemuIsNoticedWithinASecondAndRmCleansUp) {
   Daemon daemon;
-  const std::string id = Create(daemon);
+  const std::string id = daemon.CreateVm();
   ASSERT_FALSE(id.empty());
   const nlohmann::json before = Inspect(daemon, id);
   ASSERT_TRUE(before.contains("pid")) << before.dump();

@@ -18,14 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Create(const Daemon& daemon) {
-  auto created = daemon.Cli({"create"});
-  EXPECT_EQ(created.exit_code, 0) << created.err << daemon.Log();
-  std::string id = created.out;
-  while (!id.empty() && id.back() == '\n') id.pop_back();
-  return id;
-}
-
 // Every entry of a tree with its type and mode, one line each, sorted.
 std::string Listing(const fs::path& dir) {
   auto listed = RunCommand({"sh", "-c", "cd '" + dir.string() + "' && find . -printf '%p %y %m\\n' | sort"});
@@ -56,7 +48,7 @@ TEST(VmWorkspaceCopyTest, TwoThousandFilesInAndBackOutAreIdentical) {
   std::ofstream(long_dir / "deep.txt") << "a name over 100 bytes long";
   ::chmod((src / "dir3").c_str(), 0750);
 
-  const std::string id = Create(daemon);
+  const std::string id = daemon.CreateVm();
   ASSERT_FALSE(id.empty());
   auto in = daemon.Cli({"cp", "-r", src.string(), id + ":/root/tree"});
   ASSERT_EQ(in.exit_code, 0) << in.err << daemon.Log();
@@ -96,7 +88,7 @@ TEST(VmWorkspaceCopyTest, A200MBFileStreamsBothWaysInBoundedMemory) {
       file << block;
     }
   }
-  const std::string id = Create(daemon);
+  const std::string id = daemon.CreateVm();
   ASSERT_FALSE(id.empty());
   const long before = daemon.PeakRssKib();
 
