@@ -43,6 +43,7 @@ struct Options {
   int snapshot_warmups = 1;
   int recycle_sec = 60;
   int pool_size = 4;
+  int fill_parallelism = 0;
   std::string image = "tiny";
   std::string image_dir = "/var/lib/agentvm/images";
   std::string agentvmd;
@@ -126,6 +127,7 @@ asio::awaitable<int> Run(Options options) {
                                         .recycle_duration = std::chrono::seconds(options.recycle_sec),
                                         .pool_min_ready = options.pool_size,
                                         .pool_max_total = 2 * options.pool_size,
+                                        .fill_parallelism = options.fill_parallelism,
                                         .image = options.image};
   if (Wanted(options, "snapshots")) {
     std::cerr << "agentvm-bench: 5. golden snapshots and the warm pool, " << options.snapshot_rounds
@@ -182,6 +184,8 @@ int main(int argc, char** argv) {
       ("recycle-sec", po::value(&options.recycle_sec),
        "seconds of the acquire + exec + release loop against the pool (default 60)")
       ("pool-size", po::value(&options.pool_size), "the pool's min_ready; max_total is twice it (default 4)")
+      ("fill-parallelism", po::value(&options.fill_parallelism),
+       "clones the pool restores at once (default: the daemon's, one per two cores)")
       ("image", po::value(&options.image), "image name (default tiny)")
       ("image-dir", po::value(&options.image_dir), "image directory (default /var/lib/agentvm/images)")
       ("agentvmd", po::value(&options.agentvmd), "agentvmd binary (default: next to this one)")

@@ -29,6 +29,7 @@ struct SnapshotBenchOptions {
   std::chrono::seconds recycle_duration{60};
   int pool_min_ready = 4;
   int pool_max_total = 8;
+  int fill_parallelism = 0;  // 0: the daemon's default (one per two cores)
   std::string image = "tiny";
   // When BenchDaemon::Start was called: the golden snapshot's build time is
   // counted from here, as the daemon starts building it when it starts.

@@ -52,7 +52,7 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
       ("health-check-interval-sec", po::value<int>(), "seconds between health checks of ready pool VMs (default 30)")
       ("pool", po::value<std::vector<std::string>>()->composing(),
        "a warm pool as KEY=VALUE,... with any of the keys image, cpus, memory_mib, network, min_ready, "
-       "max_total, ttl_sec (e.g. image=tiny,network=isolated,min_ready=3); repeatable; replaces the "
+       "max_total, ttl_sec, fill_parallelism (e.g. image=tiny,network=isolated,min_ready=3); repeatable; replaces the "
        "config file's pools")
       ("log-level", po::value<std::string>(), "trace | debug | info | warn | error (default info)");
   po::variables_map flags;
