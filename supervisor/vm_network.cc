@@ -8,6 +8,7 @@
 #include "netsetup/links.h"
 #include "netsetup/net_names.h"
 #include "netsetup/tap.h"
+#include "supervisor/api/json_codec.h"
 #include "netsetup/dns_forwarder.h"
 #include "netsetup/egress_by_name.h"
 
@@ -336,45 +337,15 @@ void VmNetwork::Shutdown() {
 }
 
 std::string NetworkInfoToRecord(const NetworkInfo& info) {
-  nlohmann::json record = {
-      {"mode", NetworkModeName(info.mode)},
-      {"address", info.address},
-      {"gateway", info.gateway},
-      {"dns", info.dns},
-      {"mac", info.mac},
-      {"tap", info.tap},
-      {"bridge", info.bridge},
-      {"allow_tcp_ports", info.allow_tcp_ports},
-      {"allow_cidrs", info.allow_cidrs},
-      {"allow_domains", info.allow_domains},
-  };
-  if (info.bandwidth_bytes_per_sec) record["bandwidth_bytes_per_sec"] = *info.bandwidth_bytes_per_sec;
-  return record.dump();
+  NetworkInfo recorded = info;
+  recorded.dropped_connections = 0;  // a live counter, not state
+  return api::NetworkInfoToJson(recorded).dump();
 }
 
 NetworkInfo NetworkInfoFromRecord(const std::string& record) {
-  NetworkInfo info;
-  nlohmann::json value = nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false);
-  if (!value.is_object()) return info;
-  auto text = [&](const char* key) { return value.value(key, std::string()); };
-  info.mode = NetworkModeFromName(text("mode")).value_or(NetworkMode::kIsolated);
-  info.address = text("address");
-  info.gateway = text("gateway");
-  info.dns = text("dns");
-  info.mac = text("mac");
-  info.tap = text("tap");
-  info.bridge = text("bridge");
-  try {
-    info.allow_tcp_ports = value.value("allow_tcp_ports", std::vector<std::uint16_t>{});
-    info.allow_cidrs = value.value("allow_cidrs", std::vector<std::string>{});
-    info.allow_domains = value.value("allow_domains", std::vector<std::string>{});
-    if (value.contains("bandwidth_bytes_per_sec")) {
-      info.bandwidth_bytes_per_sec = value.at("bandwidth_bytes_per_sec").get<std::uint64_t>();
-    }
-  } catch (const nlohmann::json::exception&) {
-    // A record we cannot read fully still lists the VM; the rest is cosmetic.
-  }
-  return info;
+  auto parsed = api::NetworkInfoFromJson(nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false));
+  // A record we cannot read still lists the VM, as one without a network.
+  return parsed ? std::move(*parsed) : NetworkInfo{};
 }
 
 }  // namespace agentvm

@@ -119,7 +119,8 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   std::unique_ptr<DnsForwarder> dns_;
 };
 
-// The network part of a VM's state-store record, and back.
+// The network part of a VM's state-store record, and back: the API's
+// "network" object (supervisor/api/json_codec.h), one format for both.
 std::string NetworkInfoToRecord(const NetworkInfo& info);
 NetworkInfo NetworkInfoFromRecord(const std::string& record);
 

@@ -27,6 +27,28 @@ std::string OptionalString(const json& object, const char* name) {
   return it->get<std::string>();
 }
 
+std::optional<std::uint64_t> NonNegative(const json& value) {
+  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
+  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(value.get<std::int64_t>());
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> OptionalUnsigned(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end()) return std::nullopt;
+  return NonNegative(*it);
+}
+
+bool HasNetworkRequest(const NetworkRequest& network) {
+  return network.mode || !network.allow_tcp_ports.empty() || !network.allow_cidrs.empty() ||
+         !network.allow_domains.empty() ||
+         !network.bridge.empty() || network.bandwidth_bytes_per_sec;
+}
+
+}  // namespace
+
 ordered_json NetworkInfoToJson(const NetworkInfo& network) {
   return ordered_json{
       {"mode", NetworkModeName(network.mode)},
@@ -45,26 +67,8 @@ ordered_json NetworkInfoToJson(const NetworkInfo& network) {
       {"dropped_connections", network.dropped_connections}};
 }
 
-std::optional<std::uint64_t> NonNegative(const json& value) {
-  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
-  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) {
-    return static_cast<std::uint64_t>(value.get<std::int64_t>());
-  }
-  return std::nullopt;
-}
-
-std::optional<std::uint64_t> OptionalUnsigned(const json& object, const char* name) {
-  auto it = object.find(name);
-  if (it == object.end()) return std::nullopt;
-  return NonNegative(*it);
-}
-
-// A daemon without networking sends no "network": the VM has none.
-Result<NetworkInfo> NetworkInfoFromJson(const json& vm) {
+Result<NetworkInfo> NetworkInfoFromJson(const json& value) {
   NetworkInfo network;
-  auto it = vm.find("network");
-  if (it == vm.end()) return network;
-  const json& value = *it;
   if (!value.is_object()) return Malformed("VM network is not an object");
   auto mode = value.find("mode");
   if (mode == value.end() || !mode->is_string()) return Malformed("VM network without a mode");
@@ -100,13 +104,6 @@ Result<NetworkInfo> NetworkInfoFromJson(const json& vm) {
   return network;
 }
 
-bool HasNetworkRequest(const NetworkRequest& network) {
-  return network.mode || !network.allow_tcp_ports.empty() || !network.allow_cidrs.empty() ||
-         !network.allow_domains.empty() ||
-         !network.bridge.empty() || network.bandwidth_bytes_per_sec;
-}
-
-}  // namespace
 
 Result<VmState> ParseVmState(std::string_view name) {
   if (auto state = VmStateFromName(name)) return *state;
@@ -156,9 +153,12 @@ Result<VmInfo> VmInfoFromJson(const json& value) {
   info.restore_error = OptionalString(value, "restore_error");
   info.pool = OptionalString(value, "pool");
   info.guest_channel_error = OptionalString(value, "guest_channel_error");
-  auto network = NetworkInfoFromJson(value);
-  if (!network) return Fail(network.error());
-  info.network = std::move(*network);
+  // A daemon without networking sends no "network": the VM has none.
+  if (auto it = value.find("network"); it != value.end()) {
+    auto network = NetworkInfoFromJson(*it);
+    if (!network) return Fail(network.error());
+    info.network = std::move(*network);
+  }
   return info;
 }
 

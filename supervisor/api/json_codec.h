@@ -22,6 +22,9 @@ Result<VmState> ParseVmState(std::string_view name);
 
 // Encoders build ordered_json so fields appear in the documented order.
 nlohmann::ordered_json VmInfoToJson(const VmInfo& info);
+// A VM's "network" object; also the daemon's state-store record of it.
+nlohmann::ordered_json NetworkInfoToJson(const NetworkInfo& network);
+Result<NetworkInfo> NetworkInfoFromJson(const nlohmann::json& value);
 Result<VmInfo> VmInfoFromJson(const nlohmann::json& value);
 // {"vms": [...]}
 nlohmann::ordered_json VmListToJson(const std::vector<VmInfo>& vms);
