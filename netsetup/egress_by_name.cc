@@ -22,10 +22,10 @@ void EgressByName::SetList(Ipv4Address vm, const std::vector<std::string>& patte
   std::set<Ipv4Address> kept;
   for (auto it = policy.learned_from.begin(); it != policy.learned_from.end();) {
     if (policy.list.Admits(it->first)) {
-      kept.insert(it->second.begin(), it->second.end());
+      kept.insert(it->second.destinations.begin(), it->second.destinations.end());
       ++it;
     } else {
-      dropped.insert(it->second.begin(), it->second.end());
+      dropped.insert(it->second.destinations.begin(), it->second.destinations.end());
       it = policy.learned_from.erase(it);
     }
   }
@@ -34,22 +34,7 @@ void EgressByName::SetList(Ipv4Address vm, const std::vector<std::string>& patte
   firewall_.Forget(vm, forget);
 }
 
-std::vector<std::string> EgressByName::NamesOf(Ipv4Address vm, Ipv4Address destination) const {
-  std::vector<std::string> names;
-  auto it = vms_.find(vm);
-  if (it == vms_.end()) return names;
-  for (const auto& [name, destinations] : it->second.learned_from) {
-    if (destinations.contains(destination)) names.push_back(name);
-  }
-  return names;
-}
-
 void EgressByName::Remove(Ipv4Address vm) { vms_.erase(vm); }
-
-DnsVerdictCounts EgressByName::counts(Ipv4Address vm) const {
-  auto it = vms_.find(vm);
-  return it == vms_.end() ? DnsVerdictCounts{} : it->second.counts;
-}
 
 std::chrono::seconds EgressByName::Clamp(std::uint32_t ttl) const {
   return std::clamp(std::chrono::seconds(ttl), options_.min_ttl, options_.max_ttl);
@@ -61,36 +46,33 @@ const DomainList* EgressByName::ListFor(Ipv4Address vm) const {
 }
 
 Result<void> EgressByName::Learn(Ipv4Address vm, const std::string& name, std::span<const DnsAddress> addresses) {
+  auto policy = vms_.find(vm);
+  if (policy == vms_.end()) return Fail(ErrorCode::kNotFound, vm.ToString() + " has no domain list");
+  auto& learned_from = policy->second.learned_from;
+  const auto now = std::chrono::steady_clock::now();
+  if (!learned_from.contains(name) && learned_from.size() >= kMaxLearnedPerVm) {
+    std::erase_if(learned_from, [&](const auto& entry) { return entry.second.until <= now; });
+    if (learned_from.size() >= kMaxLearnedPerVm) {
+      return Fail(ErrorCode::kTooLarge, vm.ToString() + " has learned from " + std::to_string(learned_from.size()) +
+                                            " names; at most " + std::to_string(kMaxLearnedPerVm) + " may be alive");
+    }
+  }
   std::vector<ruleset::LearnedElement> elements;
   elements.reserve(addresses.size());
+  std::chrono::milliseconds longest{0};
   for (const DnsAddress& address : addresses) {
     elements.push_back({.destination = address.address, .timeout = Clamp(address.ttl)});
+    longest = std::max(longest, elements.back().timeout);
   }
   auto learned = firewall_.Learn(vm, elements);
   if (!learned) {
     Log()->warn("{}: learning the addresses of {}: {}", vm.ToString(), name, learned.error().message);
     return learned;
   }
-  if (auto it = vms_.find(vm); it != vms_.end()) {
-    auto& destinations = it->second.learned_from[name];
-    for (const DnsAddress& address : addresses) destinations.insert(address.address);
-  }
+  Taught& taught = learned_from[name];
+  for (const DnsAddress& address : addresses) taught.destinations.insert(address.address);
+  taught.until = std::max(taught.until, now + longest);
   return learned;
-}
-
-void EgressByName::Record(const DnsQuestionRecord& record) {
-  auto it = vms_.find(record.vm);
-  if (it != vms_.end()) {
-    DnsVerdictCounts& counts = it->second.counts;
-    if (record.verdict == "allowed") {
-      ++counts.allowed;
-    } else if (record.verdict == "failed") {
-      ++counts.failed;
-    } else {
-      ++counts.refused;
-    }
-  }
-  if (sink_) sink_(record);
 }
 
 }  // namespace agentvm::net

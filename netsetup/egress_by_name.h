@@ -14,7 +14,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -30,13 +29,6 @@ struct EgressByNameOptions {
   std::chrono::seconds max_ttl{3600};
 };
 
-// What one VM's questions came to, for `inspect`.
-struct DnsVerdictCounts {
-  std::uint64_t allowed = 0;
-  std::uint64_t refused = 0;  // not on the list, or a refused type
-  std::uint64_t failed = 0;   // learning failed: SERVFAIL
-};
-
 class EgressByName : public DnsPolicy {
  public:
   explicit EgressByName(Firewall& firewall, EgressByNameOptions options = {});
@@ -46,35 +38,34 @@ class EgressByName : public DnsPolicy {
   // learned only from names the new list no longer admits are taken back at
   // once: new connections to them are refused.
   void SetList(Ipv4Address vm, const std::vector<std::string>& patterns);
-  // Forgets the VM's list and counts.
+  // Forgets the VM's list.
   void Remove(Ipv4Address vm);
 
-  // The names (lower case) whose answers taught the VM `destination`.
-  std::vector<std::string> NamesOf(Ipv4Address vm, Ipv4Address destination) const;
-
-  // Every question record also goes here (the egress log), if set.
-  void SetRecordSink(std::function<void(const DnsQuestionRecord&)> sink) { sink_ = std::move(sink); }
-
-  DnsVerdictCounts counts(Ipv4Address vm) const;
   std::chrono::seconds Clamp(std::uint32_t ttl) const;
 
   const DomainList* ListFor(Ipv4Address vm) const override;
   Result<void> Learn(Ipv4Address vm, const std::string& name, std::span<const DnsAddress> addresses) override;
-  void Record(const DnsQuestionRecord& record) override;
+  // Nothing is kept of a question yet: the per-VM egress log is to plug in here.
+  void Record(const DnsQuestionRecord&) override {}
 
  private:
+  // What one name taught a VM, until all of it has expired.
+  struct Taught {
+    std::set<Ipv4Address> destinations;
+    std::chrono::steady_clock::time_point until;
+  };
   struct VmPolicy {
     DomainList list;
-    DnsVerdictCounts counts;
-    // Which name taught which destinations (until the list changes: expired
-    // ones are not pruned, a name has a handful).
-    std::map<std::string, std::set<Ipv4Address>> learned_from;
+    // Which name taught which destinations, so a list change can take back
+    // exactly what only removed names admitted. Bounded like the learned set
+    // itself (kMaxLearnedPerVm names): a guest asking for ever new names
+    // under a wildcard must not grow the daemon.
+    std::map<std::string, Taught> learned_from;
   };
 
   Firewall& firewall_;
   EgressByNameOptions options_;
   std::map<Ipv4Address, VmPolicy> vms_;
-  std::function<void(const DnsQuestionRecord&)> sink_;
 };
 
 }  // namespace agentvm::net

@@ -1,6 +1,7 @@
 // The firewall against a fake transport: which batches it sends, and that it
 // sends none when it refuses its input. The kernel's side is in
 // tests/privileged/privileged_net_firewall_test.cc.
+#include "netsetup/egress_by_name.h"
 #include "netsetup/firewall.h"
 
 #include <gtest/gtest.h>
@@ -347,6 +348,25 @@ std::vector<ruleset::LearnedElement> Destinations(std::initializer_list<const ch
   std::vector<ruleset::LearnedElement> out;
   for (const char* address : addresses) out.push_back({*Ipv4Address::Parse(address), timeout});
   return out;
+}
+
+TEST_F(FirewallTest, AGuestAskingEverNewNamesCannotGrowWhatIsKeptOfThem) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules vm = ByNameVm(1);
+  ASSERT_TRUE(firewall->AddVm(vm).has_value());
+  EgressByName egress(*firewall);
+  egress.SetList(vm.address, {"*.cdn.test"});
+  // Every name answers with the same address: only the names pile up.
+  const DnsAddress same{*Ipv4Address::Parse("203.0.113.9"), 300};
+  for (std::size_t i = 0; i < kMaxLearnedPerVm; ++i) {
+    ASSERT_TRUE(egress.Learn(vm.address, "n" + std::to_string(i) + ".cdn.test", {&same, 1}).has_value()) << i;
+  }
+  auto over = egress.Learn(vm.address, "one-more.cdn.test", {&same, 1});
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error().code, ErrorCode::kTooLarge);
+  // A name already taught is refreshed, not refused.
+  EXPECT_TRUE(egress.Learn(vm.address, "n0.cdn.test", {&same, 1}).has_value());
 }
 
 TEST_F(FirewallTest, AByNameVmIsInDomainVmsAndLearnsInOneBatch) {
