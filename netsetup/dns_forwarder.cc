@@ -335,7 +335,7 @@ void DnsForwarder::State::Refuse(std::span<const std::uint8_t> query, const net:
   const net::Ipv4Address vm{guest.address().to_v4().to_uint()};
   Log()->debug("{}: {} {} {}", vm.ToString(), verdict, net::DnsTypeName(question.type), question.name);
   options.policy->Record({.vm = vm, .name = question.name, .type = question.type, .verdict = verdict, .answers = {}});
-  const std::vector<std::uint8_t> reply = net::RefusedReply(query, question);
+  const std::vector<std::uint8_t> reply = net::ErrorReply(query, question, net::kDnsRcodeRefused);
   Send(reply, guest);
 }
 
@@ -435,9 +435,7 @@ void DnsForwarder::State::OnReply(std::uint8_t* data, std::size_t size, const ud
   const Query query = Finish(it);
   if (outstanding.size() < options.max_outstanding) table_full_logged = false;
   if (query.question && options.policy != nullptr && !LearnFrom({data, size}, query)) {
-    std::vector<std::uint8_t> failure = net::RefusedReply(query.head, *query.question);
-    constexpr std::uint8_t kServfail = 2;
-    failure[3] = static_cast<std::uint8_t>((failure[3] & 0xf0) | kServfail);
+    const std::vector<std::uint8_t> failure = net::ErrorReply(query.head, *query.question, net::kDnsRcodeServfail);
     Send(failure, query.guest);
     return;
   }

@@ -97,10 +97,11 @@ std::string DnsTypeName(std::uint16_t type) {
   }
 }
 
-std::vector<std::uint8_t> RefusedReply(std::span<const std::uint8_t> query, const DnsQuestion& question) {
+std::vector<std::uint8_t> ErrorReply(std::span<const std::uint8_t> query, const DnsQuestion& question,
+                                     std::uint8_t rcode) {
   std::vector<std::uint8_t> reply(query.begin(), query.begin() + static_cast<std::ptrdiff_t>(question.end));
   reply[2] = static_cast<std::uint8_t>(0x80 | (query[2] & 0x01));  // QR, opcode QUERY, RD as asked
-  reply[3] = static_cast<std::uint8_t>(0x80 | kDnsRcodeRefused);    // RA, REFUSED
+  reply[3] = static_cast<std::uint8_t>(0x80 | (rcode & 0x0f));      // RA, the rcode
   for (std::size_t i = 6; i < kHeaderSize; ++i) reply[i] = 0;       // no answer, authority, additional
   return reply;
 }

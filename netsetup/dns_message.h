@@ -20,6 +20,7 @@ inline constexpr std::uint16_t kDnsTypeCname = 5;
 inline constexpr std::uint16_t kDnsTypeAaaa = 28;
 inline constexpr std::uint16_t kDnsTypeSvcb = 64;
 inline constexpr std::uint16_t kDnsTypeHttps = 65;
+inline constexpr std::uint8_t kDnsRcodeServfail = 2;
 inline constexpr std::uint8_t kDnsRcodeRefused = 5;
 
 struct DnsQuestion {
@@ -41,10 +42,11 @@ std::optional<DnsQuestion> ParseStandardQuery(std::span<const std::uint8_t> mess
 // "A", "AAAA", ... or "TYPE<n>".
 std::string DnsTypeName(std::uint16_t type);
 
-// The answer a refusing resolver gives to `query` (whose question is
-// `question`): same id, RD and question, QR and RA set, rcode REFUSED, no
-// records.
-std::vector<std::uint8_t> RefusedReply(std::span<const std::uint8_t> query, const DnsQuestion& question);
+// An answer without records to `query` (whose question is `question`): same
+// id, RD and question, QR and RA set, rcode `rcode` (kDnsRcodeRefused,
+// kDnsRcodeServfail).
+std::vector<std::uint8_t> ErrorReply(std::span<const std::uint8_t> query, const DnsQuestion& question,
+                                     std::uint8_t rcode);
 
 struct DnsAddress {
   Ipv4Address address;

@@ -48,7 +48,7 @@ TEST(DnsMessageTest, RefusedKeepsIdRdAndQuestionAndDropsTheRest) {
   query.insert(query.end(), {0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0});
   auto question = ParseStandardQuery(query);
   ASSERT_TRUE(question.has_value());
-  const Bytes reply = RefusedReply(query, *question);
+  const Bytes reply = ErrorReply(query, *question, kDnsRcodeRefused);
   ASSERT_EQ(reply.size(), question_end);
   EXPECT_EQ(IdOf(reply), 0xbeef);
   EXPECT_EQ(reply[2], 0x81) << "QR, opcode QUERY, RD";
