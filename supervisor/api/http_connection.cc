@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <functional>
 #include <chrono>
@@ -67,6 +68,12 @@ class Connection : public Responder, public BodySource, public std::enable_share
   // than sent more (a pipelined request, which is left for later).
   awaitable<void> WatchClose(std::function<void()> on_gone);
   void StopWatching();
+  // Ends the connection after the last answer. A client may still be sending
+  // a body the server refused unread; closing at once would make its next
+  // write fail (EPIPE, or a reset that discards the answer it has not read
+  // yet). So the answer is followed by a FIN and the rest of the request is
+  // read and dropped, bounded in bytes and time, before the socket closes.
+  awaitable<void> LingeringClose();
 
   std::shared_ptr<ServerContext> context_;
   Stream stream_;
@@ -210,10 +217,30 @@ awaitable<void> Connection::WatchClose(std::function<void()> on_gone) {
 }
 
 void Connection::Abort() {
-  if (closed_) return;
+  // Also ends a lingering close (closed_ already set) at once.
+  if (!stream_.socket().is_open()) return;
   closed_ = true;
   beast::error_code ignored;
   stream_.socket().shutdown(asio::socket_base::shutdown_both, ignored);
+  stream_.close();
+}
+
+awaitable<void> Connection::LingeringClose() {
+  if (closed_) co_return;
+  closed_ = true;
+  beast::error_code ec;
+  stream_.socket().shutdown(asio::socket_base::shutdown_send, ec);
+  // A well-behaved client finishes its request within this; a hostile one
+  // holds the connection no longer than it, nor makes the server read more.
+  constexpr std::size_t kMaxDiscard = 1 << 20;
+  constexpr auto kMaxLinger = std::chrono::seconds(1);
+  std::array<char, 16 * 1024> scratch;
+  std::size_t discarded = 0;
+  stream_.expires_after(kMaxLinger);
+  while (!ec && discarded < kMaxDiscard) {
+    discarded += co_await stream_.async_read_some(asio::buffer(scratch),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+  }
   stream_.close();
 }
 
@@ -358,12 +385,7 @@ awaitable<void> Connection::Run() {
     if (!keep_alive_) break;
   }
 
-  if (!closed_) {
-    beast::error_code ignored;
-    stream_.socket().shutdown(asio::socket_base::shutdown_send, ignored);
-    closed_ = true;
-    stream_.close();
-  }
+  co_await LingeringClose();
   context_->connections.erase(number_);
   context_->waiting_since.erase(number_);
 }
