@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "cli/api_client.h"
+#include "cli/command_table.h"
 #include "cli/commands.h"
 #include "cli/interrupt.h"
 
@@ -24,14 +25,6 @@ void Write(int fd, std::string_view text) {
   }
 }
 
-bool IsCommand(std::string_view name) {
-  for (std::string_view known : {"run", "create", "ls", "list", "inspect", "exec", "cp", "logs",
-                                 "stop", "rm", "release", "pools", "snapshot", "help"}) {
-    if (name == known) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 int RunCli(const std::vector<std::string>& args, const CliContext& context) {
@@ -47,7 +40,7 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
     return relays ? kAgentvmFailed : kUsage;
   }
   if (command->kind == CommandKind::kHelp) {
-    if (!command->help_topic.empty() && !IsCommand(command->help_topic)) {
+    if (!command->help_topic.empty() && !FindCommand(command->help_topic)) {
       Write(context.err_fd, "agentvm: unknown command \"" + command->help_topic +
                                 "\"\nSee 'agentvm --help'.\n");
       return kUsage;
