@@ -380,6 +380,13 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
   const bool takes_exec_options = takes_command_line || command.kind == CommandKind::kShell;
   // `exec ID CMD...`: the first positional is the id, the second starts CMD.
   const std::size_t positionals_before_command_line = command.kind == CommandKind::kExec ? 1 : 0;
+  // `doctor [AGENTVMD-OPTIONS...]`: the options are agentvmd's (it runs the
+  // checks), passed on unread.
+  const bool asks_help = !reader.done() && (reader.peek() == "--help" || reader.peek() == "-h");
+  if (command.kind == CommandKind::kDoctor && !asks_help) {
+    command.daemon_args = reader.rest();
+    return command;
+  }
 
   while (!reader.done()) {
     if (takes_command_line && (reader.at_separator() ||
@@ -509,6 +516,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       }
       break;
     }
+    case CommandKind::kDoctor:  // only `doctor --help` gets here
     case CommandKind::kHelp:
       error = expect_count(0, 1, "");
       if (!error && !positional.empty()) command.help_topic = positional[0];

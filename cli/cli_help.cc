@@ -243,6 +243,17 @@ Example:
   agentvm exec vm-3f2a9c -- sh -c 'rm -rf /work'
   agentvm snapshot restore vm-3f2a9c before-upgrade
 )";
+    case CommandKind::kDoctor:
+      return R"(Usage: agentvm doctor [AGENTVMD-OPTIONS...]
+
+Checks whether this host can run agentvmd with its settings, and says what
+to fix: root, KVM or the TCG fallback and why, vhost-vsock, QEMU and
+qemu-img, the images, nftables, the VMs' subnet against the host's networks,
+cgroups and the jail's uid range, free disk. It runs `agentvmd --doctor`
+(the agentvmd installed beside agentvm, else the one on PATH) with the
+options given, so the checks use the daemon's own probes and config, e.g.
+--config /etc/agentvm/agentvmd.yaml. Exits 1 when something must be fixed.
+)";
     case CommandKind::kHelp:
       break;
   }

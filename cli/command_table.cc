@@ -20,6 +20,7 @@ constexpr CommandInfo kCommands[] = {
     {"release", CommandKind::kRelease, "hand VMs back (a pooled VM is recycled)"},
     {"pools", CommandKind::kPools, "show the warm pools"},
     {"snapshot", CommandKind::kSnapshot, "save, list, restore or delete a VM's named snapshots"},
+    {"doctor", CommandKind::kDoctor, "check whether this host can run agentvmd, and what to fix"},
     {"help", CommandKind::kHelp, ""},
 };
 

@@ -47,4 +47,11 @@ verify=$(systemd-analyze verify "$dest/verify/agentvmd.service" 2>&1) || fail "s
 [[ -z $verify ]] || fail "systemd-analyze: $verify"
 "$dest/usr/bin/agentvmd" --config "$dest/etc/agentvm/agentvmd.yaml" --help >/dev/null ||
   fail "agentvmd refuses the default config"
+# The installed agentvm's doctor runs the agentvmd beside it with the options
+# given; an empty image dir is a failure that says how to build an image.
+status=0
+report=$("$dest/usr/bin/agentvm" doctor --image-dir "$dest/no-images" 2>&1) || status=$?
+((status == 1)) || fail "agentvm doctor exited $status without images: $report"
+grep -q "^FAIL  images .*$dest/no-images" <<<"$report" || fail "doctor's report: $report"
+grep -q "fix: agentvm-build-image tiny --out $dest/no-images" <<<"$report" || fail "doctor's report: $report"
 echo "install tree ok"

@@ -1,9 +1,14 @@
 // The one table of agentvm's commands against what the parser and the help
 // make of it.
 #include "cli/command_table.h"
+#include "cli/doctor_command.h"
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 
@@ -41,7 +46,7 @@ TEST(CliCommandTableTest, EveryCommandParsesHasUsageAndIsListedOnce) {
 }
 
 TEST(CliCommandTableTest, EveryKindHasARow) {
-  for (int kind = static_cast<int>(CommandKind::kHelp); kind <= static_cast<int>(CommandKind::kShell);
+  for (int kind = static_cast<int>(CommandKind::kHelp); kind <= static_cast<int>(CommandKind::kDoctor);
        ++kind) {
     bool found = false;
     for (const CommandInfo& command : Commands()) found |= static_cast<int>(command.kind) == kind;
@@ -56,6 +61,26 @@ TEST(CliCommandTableTest, OnlyCommandsThatRunAGuestCommandRelayItsStatus) {
                                 command.kind == CommandKind::kShell;
     EXPECT_EQ(RelaysCommandStatus(command.kind), runs_a_command) << command.name;
   }
+}
+
+TEST(CliCommandTableTest, DoctorHandsItsOptionsToTheAgentvmdBesideIt) {
+  auto command = ParseCli({"doctor", "--config", "/etc/x.yaml", "--accel=kvm"}, "", NoEnv);
+  ASSERT_TRUE(command);
+  EXPECT_EQ(command->kind, CommandKind::kDoctor);
+  // No agentvmd beside this agentvm: the one on PATH.
+  EXPECT_EQ(DoctorArgv(*command, "/nonexistent/bin/agentvm"),
+            (std::vector<std::string>{"agentvmd", "--doctor", "--config", "/etc/x.yaml", "--accel=kvm"}));
+  // One beside it (as installed, or in a build's bin/): that one.
+  const std::string dir = ::testing::TempDir() + "/doctor-argv-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/agentvmd") << "#!/bin/sh\n";
+  std::filesystem::permissions(dir + "/agentvmd", std::filesystem::perms::owner_all);
+  EXPECT_EQ(DoctorArgv(*command, dir + "/agentvm")[0], dir + "/agentvmd");
+  std::filesystem::remove_all(dir);
+  auto help = ParseCli({"doctor", "--help"}, "", NoEnv);
+  ASSERT_TRUE(help);
+  EXPECT_EQ(help->kind, CommandKind::kHelp);
+  EXPECT_EQ(help->help_topic, "doctor");
 }
 
 }  // namespace
