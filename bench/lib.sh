@@ -1,0 +1,39 @@
+# Shared by the shell benchmarks (bench/*.sh): daemons of their own under a
+# work dir, removed with their VMs on exit; timing; medians. Source it.
+
+work=$(mktemp -d /tmp/avm-bench.XXXXXX)
+daemon_pids=()
+bench_cleanup() {
+  for pid in "${daemon_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${daemon_pids[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done; done
+  rm -rf "$work"
+}
+trap bench_cleanup EXIT
+
+# start_daemon DIR BIN_DIR IMAGE_DIR [AGENTVMD FLAGS...]: an agentvmd with
+# isolated networking (the benchmarks run in the host's namespace and never
+# touch its links or nftables), its socket DIR/api.sock.
+start_daemon() {
+  local dir=$1 bin=$2 images=$3
+  shift 3
+  mkdir -p "$dir"
+  "$bin/agentvmd" --socket "$dir/api.sock" --state-dir "$dir/state" --run-dir "$dir/run" \
+    --image-dir "$images" --default-network isolated --log-level warn "$@" >"$dir/agentvmd.log" 2>&1 &
+  daemon_pids+=($!)
+  for _ in $(seq 100); do [[ -S $dir/api.sock ]] && return 0; sleep 0.1; done
+  echo "bench: agentvmd did not start; its log:" >&2
+  tail -20 "$dir/agentvmd.log" >&2
+  return 1
+}
+
+# seconds CMD...: the wall time of CMD (its stdout dropped), in seconds.
+seconds() {
+  local start=$EPOCHREALTIME
+  "$@" >/dev/null
+  echo "$start $EPOCHREALTIME" | awk '{printf "%.4f", $2 - $1}'
+}
+
+# median: of the numbers on stdin (space or newline separated).
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+load_average() { cut -d' ' -f1-3 /proc/loadavg; }
