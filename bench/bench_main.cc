@@ -18,6 +18,7 @@
 #include "bench/boot_bench.h"
 #include "bench/exec_bench.h"
 #include "bench/exec_rtt.h"
+#include "bench/egress_bench.h"
 #include "bench/net_bench.h"
 #include "bench/processes.h"
 #include "bench/report.h"
@@ -167,6 +168,9 @@ asio::awaitable<int> Run(Options options) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "net-rules") return agentvm::bench::NetRulesMain(argc - 1, argv + 1);
+  if (argc > 1 && std::string_view(argv[1]) == "egress-learn") {
+    return agentvm::bench::EgressLearnMain(argc - 1, argv + 1);
+  }
   if (argc > 1 && std::string_view(argv[1]) == "exec-rtt") return agentvm::bench::ExecRttMain(argc - 1, argv + 1);
   Options options;
   po::options_description flags(
