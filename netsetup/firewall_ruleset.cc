@@ -91,17 +91,23 @@
 //       elements = { 10.101.0.4 }
 //     }
 //
+//     set vm_learned {
+//       type ipv4_addr . ipv4_addr
+//       flags timeout
+//       elements = { 10.101.0.4 . 140.82.121.4 timeout 1m expires 52s }
+//     }
+//
+//     set vm_conns {
+//       type ipv4_addr
+//       size 65536
+//       flags dynamic
+//     }
+//
 //     set private_ranges {
 //       type ipv4_addr . ipv4_addr
 //       flags interval
 //       elements = { 0.0.0.0/0 . 0.0.0.0/8, 0.0.0.0/0 . 10.0.0.0/8,
 //                    0.0.0.0/0 . 100.64.0.0/10, ... 0.0.0.0/0 . 224.0.0.0/3 }
-//     }
-//
-//     set vm_learned {
-//       type ipv4_addr . ipv4_addr
-//       flags timeout
-//       elements = { 10.101.0.4 . 140.82.121.4 timeout 1m expires 52s }
 //     }
 //
 //     chain forward {
@@ -120,6 +126,7 @@
 //       ip daddr 169.254.0.0/16 goto vm_refuse
 //       ip saddr . ip daddr @private_ranges ip saddr . ip daddr != @vm_cidrs goto vm_refuse
 //       ip saddr @domain_vms ip saddr . ip daddr != @vm_learned ip saddr . ip daddr != @vm_cidrs goto vm_refuse
+//       ct state new add @vm_conns { ip saddr ct count over 1024 } goto vm_refuse
 //       tcp dport @allowed_tcp ct state new accept
 //       ip saddr . tcp dport @vm_ports ct state new accept
 //       tcp dport != 53 ip saddr . ip daddr @vm_cidrs ct state new accept
@@ -195,6 +202,7 @@ constexpr Ipv4Subnet kLinkLocal{Ipv4Address{0xa9fe0000}, 16};  // 169.254.0.0/16
 constexpr char kVmDrops[] = "vm_drops";            // inet: ipv4_addr : counter
 constexpr char kDomainVms[] = "domain_vms";        // inet: ipv4_addr (VMs with allow_domains)
 constexpr char kVmLearned[] = "vm_learned";        // inet: ipv4_addr . ipv4_addr, timeouts
+constexpr char kVmConns[] = "vm_conns";            // inet: ipv4_addr, filled by the kernel, ct count
 // inet: any source . a private or special destination range, intervals. A
 // concatenation only so that the kernel's interval set (pipapo) takes plain
 // [first, last] ranges; the source field always spans every address.
@@ -305,6 +313,13 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
                 .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
                 .key_len = 2 * kNftIpv4Len,
                 .flags = NFT_SET_TIMEOUT});
+  // One element per VM source address, added by the rule below; the
+  // kernel's own connlimit keeps each element's list of live connections.
+  table.AddSet({.name = kVmConns,
+                .key_type = kNftTypeIpv4,
+                .key_len = kNftIpv4Len,
+                .flags = NFT_SET_EVAL,
+                .size = static_cast<std::uint32_t>(config.subnet.Broadcast().value - config.subnet.network.value + 1)});
   table.AddSet({.name = kPrivateRanges,
                 .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
                 .key_len = 2 * kNftIpv4Len,
@@ -381,6 +396,16 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
       .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, 0)
       .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, 1)
       .Lookup(kVmCidrs, /*invert=*/true)
+      .Goto(kVmRefuse);
+  // Conntrack table fill: a VM with max_connections_per_vm tracked
+  // connections gets no new one until some close. Counted here, after the
+  // refusals above, so only connections the port rules may accept count.
+  const std::string over = std::to_string(config.max_connections_per_vm);
+  egress("ct state new add @vm_conns { ip saddr ct count over " + over + " } goto vm_refuse")
+      .CtStateAny(kCtNew)
+      .NfprotoIs(NFPROTO_IPV4)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
+      .CtCountOver(kVmConns, config.max_connections_per_vm)
       .Goto(kVmRefuse);
   egress("tcp dport @allowed_tcp ct state new accept")
       .L4protoIs(IPPROTO_TCP)

@@ -146,6 +146,7 @@ Result<void> VmNetwork::StartFilteringAndDns(const boost::asio::ip::udp::endpoin
       .gateway = gateway_,
       .allowed_tcp_ports = config_.allowed_tcp_ports,
       .reject_refused = config_.reject_refused_connections,
+      .max_connections_per_vm = static_cast<std::uint32_t>(config_.max_connections_per_vm),
   };
   auto made = net::Firewall::Create(firewall);
   if (!made) return Fail(made.error().Wrap("nftables"));

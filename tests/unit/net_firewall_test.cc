@@ -106,9 +106,9 @@ TEST_F(FirewallTest, CreateIsOneBatchThatReplacesBothTables) {
   EXPECT_EQ(batch.messages()[3].type, NFT_MSG_DELTABLE);
   EXPECT_EQ(batch.messages()[3].family, NFPROTO_INET);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWTABLE), 4u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 12u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 13u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWCHAIN), 7u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 32u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 33u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWSETELEM), 2u) << "allowed_tcp, private_ranges";
   // Rules carry their nft text, which names them in kernel errors.
   auto whats = Whats(batch);
