@@ -259,7 +259,15 @@ TEST_F(NetTrafficTest, OneVmCannotHoldMoreThanItsConnectionLimit) {
   EXPECT_TRUE(TcpWorks(vm2_.name(), "192.0.2.2", 80)) << "another VM's address still connects";
 
   for (int fd : open) Abort(fd);
-  EXPECT_TRUE(TcpWorks(vm1_.name(), "192.0.2.2", 80)) << "closed connections give VM 1 room again";
+  // The resets cross the bridge asynchronously; the count drops once
+  // conntrack has seen them.
+  bool room = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!room && std::chrono::steady_clock::now() < deadline) {
+    room = TcpWorks(vm1_.name(), "192.0.2.2", 80);
+    if (!room) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(room) << "closed connections give VM 1 room again";
 }
 
 TEST_F(NetTrafficTest, PrivateRangesAreClosedUnlessTheVmsAllowCidrsOpenThem) {
