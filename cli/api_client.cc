@@ -168,6 +168,22 @@ Result<VmInfo> ApiClient::CreateVm(const CreateVmRequest& request) {
   return api::VmInfoFromJson(*json);
 }
 
+Result<VmInfo> ApiClient::UpdateNetwork(const std::string& id, const NetworkUpdate& update) {
+  nlohmann::json patch = nlohmann::json::object();
+  if (update.allow_tcp_ports) patch["allow_tcp_ports"] = *update.allow_tcp_ports;
+  if (update.allow_cidrs) patch["allow_cidrs"] = *update.allow_cidrs;
+  if (update.allow_domains) patch["allow_domains"] = *update.allow_domains;
+  if (update.bandwidth_bytes_per_sec) {
+    patch["bandwidth_bytes_per_sec"] =
+        *update.bandwidth_bytes_per_sec ? nlohmann::json(**update.bandwidth_bytes_per_sec) : nlohmann::json(nullptr);
+  }
+  auto body = Expect(200, "PATCH", VmPath(id) + "/network", patch.dump(), "application/json");
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::VmInfoFromJson(*json);
+}
+
 Result<std::string> ApiClient::ListVmsJson() { return Expect(200, "GET", "/v1/vms"); }
 
 Result<std::vector<VmInfo>> ApiClient::ListVms() {

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "protocol/exec_types.h"
+#include "supervisor/network_update.h"
 #include "supervisor/vm_types.h"
 
 namespace agentvm::cli {
@@ -34,6 +35,8 @@ class ApiClient {
   Result<std::string> ListVmsJson();  // agentvmd's JSON, as sent
   Result<VmInfo> GetVm(const std::string& id);
   Result<std::string> GetVmJson(const std::string& id);
+  // PATCH /v1/vms/{id}/network: the fields `update` gives replace the VM's.
+  Result<VmInfo> UpdateNetwork(const std::string& id, const NetworkUpdate& update);
   Result<VmInfo> StopVm(const std::string& id);
   Result<void> DestroyVm(const std::string& id, bool force);
   Result<protocol::ExecResult> Exec(const std::string& id, const protocol::ExecRequest& request,

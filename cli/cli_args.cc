@@ -129,12 +129,12 @@ constexpr api::NetworkFieldNames kNetworkFlags{.mode = "--net",
                                                .bridge = "--bridge",
                                                .bandwidth = "--bandwidth"};
 
-std::expected<std::uint16_t, UsageError> ParsePort(const ArgReader& reader,
+std::expected<std::uint16_t, UsageError> ParsePort(const ArgReader& reader, std::string_view flag,
                                                    const std::string& text) {
   unsigned value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value < 1 || value > 65535) {
-    return std::unexpected(reader.Error("--allow-port expects a TCP port (1-65535), not \"" +
+    return std::unexpected(reader.Error(std::string(flag) + " expects a TCP port (1-65535), not \"" +
                                         QuoteForError(text) + "\""));
   }
   return static_cast<std::uint16_t>(value);
@@ -187,7 +187,7 @@ std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& n
   }
   if (auto port = reader.value("--allow-port")) {
     if (!*port) return port->error();
-    auto number = ParsePort(reader, port->value());
+    auto number = ParsePort(reader, "--allow-port", port->value());
     if (!number) return number.error();
     network.allow_tcp_ports.push_back(*number);
     return std::nullopt;
@@ -219,6 +219,54 @@ std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& n
     auto bytes = ParseBandwidth(reader, rate->value());
     if (!bytes) return bytes.error();
     network.bandwidth_bytes_per_sec = *bytes;
+    return std::nullopt;
+  }
+  *matched = false;
+  return std::nullopt;
+}
+
+// `net`'s flags: each names an entry to add to or take off the VM's
+// current policy; checked here as run's flags are.
+std::optional<UsageError> TakeNetChangeOption(ArgReader& reader, NetChange& change, bool* matched) {
+  *matched = true;
+  for (auto [flag, list] : {std::pair{"--allow-domain", &change.allow_domains}, std::pair{"--deny-domain", &change.deny_domains}}) {
+    if (auto domain = reader.value(flag)) {
+      if (!*domain) return domain->error();
+      auto canonical = net::CanonicalDomainPattern(domain->value(), flag);
+      if (!canonical) return reader.Error(canonical.error().message);
+      list->push_back(std::move(*canonical));
+      return std::nullopt;
+    }
+  }
+  for (auto [flag, list] : {std::pair{"--allow-port", &change.allow_ports}, std::pair{"--deny-port", &change.deny_ports}}) {
+    if (auto port = reader.value(flag)) {
+      if (!*port) return port->error();
+      auto number = ParsePort(reader, flag, port->value());
+      if (!number) return number.error();
+      list->push_back(*number);
+      return std::nullopt;
+    }
+  }
+  for (auto [flag, list] : {std::pair{"--allow-cidr", &change.allow_cidrs}, std::pair{"--deny-cidr", &change.deny_cidrs}}) {
+    if (auto cidr = reader.value(flag)) {
+      if (!*cidr) return cidr->error();
+      auto canonical = api::CanonicalCidr(cidr->value(), flag);
+      if (!canonical) return reader.Error(canonical.error().message);
+      list->push_back(std::move(*canonical));
+      return std::nullopt;
+    }
+  }
+  if (auto rate = reader.value("--bandwidth")) {
+    if (!*rate) return rate->error();
+    auto bytes = ParseBandwidth(reader, rate->value());
+    if (!bytes) return bytes.error();
+    NetworkRequest limited{.bandwidth_bytes_per_sec = *bytes};
+    if (auto ok = api::ValidateNetworkRequest(limited, kNetworkFlags); !ok) return reader.Error(ok.error().message);
+    change.bandwidth = std::optional<std::uint64_t>(*bytes);
+    return std::nullopt;
+  }
+  if (reader.flag("--no-bandwidth")) {
+    change.bandwidth = std::optional<std::uint64_t>();
     return std::nullopt;
   }
   *matched = false;
@@ -417,6 +465,10 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       if (auto error = TakeVmOption(reader, command.vm, &matched)) return std::unexpected(*error);
       if (matched) continue;
     }
+    if (command.kind == CommandKind::kNet) {
+      if (auto error = TakeNetChangeOption(reader, command.net, &matched)) return std::unexpected(*error);
+      if (matched) continue;
+    }
     if (takes_exec_options) {
       if (auto error = TakeExecOption(reader, command.exec, lookup_env, &matched)) {
         return std::unexpected(*error);
@@ -481,6 +533,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       break;
     case CommandKind::kInspect:
     case CommandKind::kLogs:
+    case CommandKind::kNet:
       error = expect_count(1, 1, "the VM id");
       break;
     case CommandKind::kStop:

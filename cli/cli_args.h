@@ -16,11 +16,23 @@
 
 namespace agentvm::cli {
 
+// `agentvm net`'s flags (cli/net_command.h).
+struct NetChange {
+  std::vector<std::string> allow_domains;  // added to the list (if not on it)
+  std::vector<std::string> deny_domains;   // taken off the list (if on it)
+  std::vector<std::uint16_t> allow_ports;
+  std::vector<std::uint16_t> deny_ports;
+  std::vector<std::string> allow_cidrs;
+  std::vector<std::string> deny_cidrs;
+  // --bandwidth RATE: a limit; --no-bandwidth: none (inner nullopt).
+  std::optional<std::optional<std::uint64_t>> bandwidth;
+};
+
 inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
 
 enum class CommandKind {
   kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
-  kRelease, kPools, kSnapshot, kShell, kDoctor,
+  kRelease, kPools, kSnapshot, kShell, kDoctor, kNet,
 };
 
 // `agentvm snapshot save|ls|restore|rm`.
@@ -60,6 +72,7 @@ struct CliCommand {
   SnapshotAction snapshot_action = SnapshotAction::kList;  // snapshot
   std::string snapshot_name;      // snapshot save, restore, rm: valid (IsValidSnapshotName)
   std::vector<std::string> daemon_args;  // doctor: agentvmd's options (--config FILE, ...)
+  NetChange net;                  // net: the flags, canonical
 };
 
 struct UsageError {

@@ -243,6 +243,23 @@ Example:
   agentvm exec vm-3f2a9c -- sh -c 'rm -rf /work'
   agentvm snapshot restore vm-3f2a9c before-upgrade
 )";
+    case CommandKind::kNet:
+      return R"(Usage: agentvm net ID [--allow-domain NAME]... [--deny-domain NAME]...
+                  [--allow-port PORT]... [--deny-port PORT]...
+                  [--allow-cidr CIDR]... [--deny-cidr CIDR]...
+                  [--bandwidth RATE | --no-bandwidth]
+
+Changes a running nat-filtered VM's egress policy at once, without a restart,
+and prints the policy now in force (without options: only prints it). Each
+flag is relative to the VM's current policy: --allow-* adds an entry,
+--deny-* takes one off, --bandwidth sets the limit, --no-bandwidth lifts it.
+Taking the last name off the name list is refused: an empty list would let
+the VM resolve every name. Connections already open stay open; new ones see
+the new policy.
+
+Example:
+  agentvm net vm-1a2b3c --allow-domain registry.npmjs.org --deny-port 8080
+)";
     case CommandKind::kDoctor:
       return R"(Usage: agentvm doctor [AGENTVMD-OPTIONS...]
 

@@ -106,6 +106,29 @@ Result<void> Firewall::RemoveVm(const std::string& tap, Ipv4Address address) {
   return {};
 }
 
+Result<void> Firewall::UpdateVm(const VmNetRules& rules) {
+  if (auto valid = ValidateVmNetRules(config_, rules); !valid) return Fail(valid.error());
+  auto it = vms_.find(rules.tap);
+  if (it == vms_.end() || it->second.address != rules.address) {
+    return Fail(ErrorCode::kNotFound, "tap " + rules.tap + " has no firewall rules for " + rules.address.ToString());
+  }
+  VmNetRules updated = rules;
+  updated.mac = it->second.mac;  // pinned at AddVm, as QEMU's NIC has it
+  // Before the batch: at no moment may the VM reach more than under the old
+  // rules or the new ones.
+  if (it->second.by_name && !updated.by_name) ForgetLearned(updated.address);
+  NftBatch batch;
+  ruleset::UpdateVm(batch, it->second, updated);
+  if (batch.size() > 0) {
+    if (auto sent = transport_->SendBatch(batch); !sent) {
+      return Fail(sent.error().Wrap("update firewall rules of tap " + rules.tap));
+    }
+  }
+  it->second = std::move(updated);
+  Log()->info("nftables: updated {}", Describe(it->second));
+  return {};
+}
+
 VmNetRules* Firewall::FindByAddress(Ipv4Address vm) {
   for (auto& [tap, rules] : vms_) {
     if (rules.address == vm) return &rules;

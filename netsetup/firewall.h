@@ -50,6 +50,13 @@ class Firewall {
   // the VM stopped. kNotFound when the tap has no rules or another address.
   Result<void> RemoveVm(const std::string& tap, Ipv4Address address);
 
+  // Changes the rules of a VM that has them (same tap and address; its MAC
+  // stays) to `rules`, in one batch: ports, CIDRs, by_name, bandwidth. When
+  // by_name goes off, what the VM learned goes first. kInvalidArgument for
+  // bad rules (nothing sent), kNotFound for a tap without rules or with
+  // another address.
+  Result<void> UpdateVm(const VmNetRules& rules);
+
   // Lets the VM at `vm` (added with by_name) open connections to each
   // destination until its timeout passes, in one batch: acknowledged by the
   // kernel when this returns. A destination learned before gets the longer

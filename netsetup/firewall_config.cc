@@ -37,6 +37,10 @@ Result<void> ValidateFirewallConfig(const FirewallConfig& config) {
       config.gateway == config.subnet.Broadcast()) {
     return Invalid("gateway " + config.gateway.ToString() + " is not a host address of " + config.subnet.ToString());
   }
+  if (config.max_connections_per_vm < 1 || config.max_connections_per_vm > kMaxConnectionsPerVmCeiling) {
+    return Invalid("max_connections_per_vm " + std::to_string(config.max_connections_per_vm) + " is not in 1.." +
+                   std::to_string(kMaxConnectionsPerVmCeiling));
+  }
   return CheckPorts(config.allowed_tcp_ports, "allowed TCP ports");
 }
 

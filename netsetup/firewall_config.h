@@ -23,6 +23,10 @@ struct FirewallConfig {
   // reset (TCP) or ICMP admin-prohibited (anything else), so the guest's
   // connect fails at once; false, a silent drop (it times out).
   bool reject_refused = true;
+  // Connections one VM may have in the kernel's connection tracking at once
+  // (counted by source address); a new one beyond is refused like any other.
+  // One guest must not fill the host's conntrack table for everyone.
+  std::uint32_t max_connections_per_vm = 1024;
 };
 
 struct VmNetRules {
@@ -40,6 +44,7 @@ struct VmNetRules {
 inline constexpr std::size_t kMaxExtraTcpPorts = 64;
 inline constexpr std::size_t kMaxExtraCidrs = 64;
 inline constexpr std::uint64_t kMinBytesPerSecond = 4096;
+inline constexpr std::uint32_t kMaxConnectionsPerVmCeiling = 1 << 20;
 
 Result<void> ValidateFirewallConfig(const FirewallConfig& config);
 

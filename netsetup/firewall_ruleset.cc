@@ -91,17 +91,23 @@
 //       elements = { 10.101.0.4 }
 //     }
 //
+//     set vm_learned {
+//       type ipv4_addr . ipv4_addr
+//       flags timeout
+//       elements = { 10.101.0.4 . 140.82.121.4 timeout 1m expires 52s }
+//     }
+//
+//     set vm_conns {
+//       type ipv4_addr
+//       size 65536
+//       flags dynamic
+//     }
+//
 //     set private_ranges {
 //       type ipv4_addr . ipv4_addr
 //       flags interval
 //       elements = { 0.0.0.0/0 . 0.0.0.0/8, 0.0.0.0/0 . 10.0.0.0/8,
 //                    0.0.0.0/0 . 100.64.0.0/10, ... 0.0.0.0/0 . 224.0.0.0/3 }
-//     }
-//
-//     set vm_learned {
-//       type ipv4_addr . ipv4_addr
-//       flags timeout
-//       elements = { 10.101.0.4 . 140.82.121.4 timeout 1m expires 52s }
 //     }
 //
 //     chain forward {
@@ -120,6 +126,7 @@
 //       ip daddr 169.254.0.0/16 goto vm_refuse
 //       ip saddr . ip daddr @private_ranges ip saddr . ip daddr != @vm_cidrs goto vm_refuse
 //       ip saddr @domain_vms ip saddr . ip daddr != @vm_learned ip saddr . ip daddr != @vm_cidrs goto vm_refuse
+//       ct state new add @vm_conns { ip saddr ct count over 1024 } goto vm_refuse
 //       tcp dport @allowed_tcp ct state new accept
 //       ip saddr . tcp dport @vm_ports ct state new accept
 //       tcp dport != 53 ip saddr . ip daddr @vm_cidrs ct state new accept
@@ -195,6 +202,7 @@ constexpr Ipv4Subnet kLinkLocal{Ipv4Address{0xa9fe0000}, 16};  // 169.254.0.0/16
 constexpr char kVmDrops[] = "vm_drops";            // inet: ipv4_addr : counter
 constexpr char kDomainVms[] = "domain_vms";        // inet: ipv4_addr (VMs with allow_domains)
 constexpr char kVmLearned[] = "vm_learned";        // inet: ipv4_addr . ipv4_addr, timeouts
+constexpr char kVmConns[] = "vm_conns";            // inet: ipv4_addr, filled by the kernel, ct count
 // inet: any source . a private or special destination range, intervals. A
 // concatenation only so that the kernel's interval set (pipapo) takes plain
 // [first, last] ranges; the source field always spans every address.
@@ -305,6 +313,13 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
                 .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
                 .key_len = 2 * kNftIpv4Len,
                 .flags = NFT_SET_TIMEOUT});
+  // One element per VM source address, added by the rule below; the
+  // kernel's own connlimit keeps each element's list of live connections.
+  table.AddSet({.name = kVmConns,
+                .key_type = kNftTypeIpv4,
+                .key_len = kNftIpv4Len,
+                .flags = NFT_SET_EVAL,
+                .size = static_cast<std::uint32_t>(config.subnet.Broadcast().value - config.subnet.network.value + 1)});
   table.AddSet({.name = kPrivateRanges,
                 .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
                 .key_len = 2 * kNftIpv4Len,
@@ -382,6 +397,16 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
       .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, 1)
       .Lookup(kVmCidrs, /*invert=*/true)
       .Goto(kVmRefuse);
+  // Conntrack table fill: a VM with max_connections_per_vm tracked
+  // connections gets no new one until some close. Counted here, after the
+  // refusals above, so only connections the port rules may accept count.
+  const std::string over = std::to_string(config.max_connections_per_vm);
+  egress("ct state new add @vm_conns { ip saddr ct count over " + over + " } goto vm_refuse")
+      .CtStateAny(kCtNew)
+      .NfprotoIs(NFPROTO_IPV4)
+      .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
+      .CtCountOver(kVmConns, config.max_connections_per_vm)
+      .Goto(kVmRefuse);
   egress("tcp dport @allowed_tcp ct state new accept")
       .L4protoIs(IPPROTO_TCP)
       .LoadPayload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
@@ -449,6 +474,42 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
 
 // ---- one VM -----------------------------------------------------------------
 
+// The VM's two bandwidth limit objects (up, down), added or deleted.
+void LimitObjects(NftTable& bridge, const VmNetRules& rules, bool add) {
+  for (bool up : {true, false}) {
+    NftnlObj limit = bridge.NewObject(LimitName(rules.tap, up), NFT_OBJECT_LIMIT);
+    nftnl_obj_set_u64(limit.get(), NFTNL_OBJ_LIMIT_RATE, *rules.bytes_per_second);
+    nftnl_obj_set_u64(limit.get(), NFTNL_OBJ_LIMIT_UNIT, 1);  // per second
+    nftnl_obj_set_u32(limit.get(), NFTNL_OBJ_LIMIT_BURST, kLimitBurstBytes);
+    nftnl_obj_set_u32(limit.get(), NFTNL_OBJ_LIMIT_TYPE, NFT_LIMIT_PKT_BYTES);
+    nftnl_obj_set_u32(limit.get(), NFTNL_OBJ_LIMIT_FLAGS, NFT_LIMIT_F_INV);  // "rate over": matches the excess
+    const std::string what = "limit " + bridge.what() + " " + LimitName(rules.tap, up);
+    add ? bridge.AddObject(limit.get(), what) : bridge.DeleteObject(limit.get(), what);
+  }
+}
+
+// The map elements naming the VM's limit objects.
+void LimitMapElements(NftBatch& batch, const NftTable& bridge, const VmNetRules& rules, bool add) {
+  bridge.Elements(kVmLimitUp).AddObject(NftKey().Ifname(rules.tap), LimitName(rules.tap, true)).AppendTo(batch, add);
+  bridge.Elements(kVmLimitDown).AddObject(NftKey().Ifname(rules.tap), LimitName(rules.tap, false)).AppendTo(batch, add);
+}
+
+void PortElements(NftBatch& batch, const NftTable& inet, Ipv4Address vm, const std::vector<std::uint16_t>& ports,
+                  bool add) {
+  NftSetElements elements = inet.Elements(kVmPorts);
+  for (std::uint16_t port : ports) elements.Add(NftKey().Ipv4(vm).Port(port, /*padded=*/true));
+  elements.AppendTo(batch, add);
+}
+
+void CidrElements(NftBatch& batch, const NftTable& inet, Ipv4Address vm, const std::vector<Ipv4Subnet>& cidrs,
+                  bool add) {
+  NftSetElements elements = inet.Elements(kVmCidrs);
+  for (const Ipv4Subnet& cidr : cidrs) {
+    elements.AddRange(NftKey().Ipv4(vm).Ipv4(cidr.network), NftKey().Ipv4(vm).Ipv4(cidr.Broadcast()));
+  }
+  elements.AppendTo(batch, add);
+}
+
 void VmElements(NftBatch& batch, const VmNetRules& rules, bool add) {
   NftTable bridge(batch, NFPROTO_BRIDGE, kTable);
   NftTable inet(batch, NFPROTO_INET, kTable);
@@ -459,17 +520,7 @@ void VmElements(NftBatch& batch, const VmNetRules& rules, bool add) {
     NftnlObj drops = inet.NewObject(counter, NFT_OBJECT_COUNTER);
     const std::string what = "counter " + inet.what() + " " + counter;
     add ? inet.AddObject(drops.get(), what) : inet.DeleteObject(drops.get(), what);
-    if (!limited) return;
-    for (bool up : {true, false}) {
-      NftnlObj limit = bridge.NewObject(LimitName(rules.tap, up), NFT_OBJECT_LIMIT);
-      nftnl_obj_set_u64(limit.get(), NFTNL_OBJ_LIMIT_RATE, *rules.bytes_per_second);
-      nftnl_obj_set_u64(limit.get(), NFTNL_OBJ_LIMIT_UNIT, 1);  // per second
-      nftnl_obj_set_u32(limit.get(), NFTNL_OBJ_LIMIT_BURST, kLimitBurstBytes);
-      nftnl_obj_set_u32(limit.get(), NFTNL_OBJ_LIMIT_TYPE, NFT_LIMIT_PKT_BYTES);
-      nftnl_obj_set_u32(limit.get(), NFTNL_OBJ_LIMIT_FLAGS, NFT_LIMIT_F_INV);  // "rate over": matches the excess
-      const std::string limit_what = "limit " + bridge.what() + " " + LimitName(rules.tap, up);
-      add ? bridge.AddObject(limit.get(), limit_what) : bridge.DeleteObject(limit.get(), limit_what);
-    }
+    if (limited) LimitObjects(bridge, rules, add);
   };
   if (add) objects();
 
@@ -477,28 +528,24 @@ void VmElements(NftBatch& batch, const VmNetRules& rules, bool add) {
   bridge.Elements(kVmSources)
       .Add(NftKey().Ifname(rules.tap).Mac(EffectiveMac(rules)).Ipv4(rules.address))
       .AppendTo(batch, add);
-  if (limited) {
-    bridge.Elements(kVmLimitUp).AddObject(NftKey().Ifname(rules.tap), LimitName(rules.tap, true)).AppendTo(batch, add);
-    bridge.Elements(kVmLimitDown)
-        .AddObject(NftKey().Ifname(rules.tap), LimitName(rules.tap, false))
-        .AppendTo(batch, add);
-  }
+  if (limited) LimitMapElements(batch, bridge, rules, add);
   inet.Elements(kVmAddresses).Add(NftKey().Ipv4(rules.address)).AppendTo(batch, add);
   inet.Elements(kVmDrops).AddObject(NftKey().Ipv4(rules.address), counter).AppendTo(batch, add);
   if (rules.by_name) inet.Elements(kDomainVms).Add(NftKey().Ipv4(rules.address)).AppendTo(batch, add);
-  NftSetElements ports = inet.Elements(kVmPorts);
-  for (std::uint16_t port : rules.extra_tcp_ports) {
-    ports.Add(NftKey().Ipv4(rules.address).Port(port, /*padded=*/true));
-  }
-  ports.AppendTo(batch, add);
-  NftSetElements cidrs = inet.Elements(kVmCidrs);
-  for (const Ipv4Subnet& cidr : rules.extra_cidrs) {
-    cidrs.AddRange(NftKey().Ipv4(rules.address).Ipv4(cidr.network),
-                   NftKey().Ipv4(rules.address).Ipv4(cidr.Broadcast()));
-  }
-  cidrs.AppendTo(batch, add);
+  PortElements(batch, inet, rules.address, rules.extra_tcp_ports, add);
+  CidrElements(batch, inet, rules.address, rules.extra_cidrs, add);
 
   if (!add) objects();
+}
+
+// What `a` has and `b` has not.
+template <class T>
+std::vector<T> Minus(const std::vector<T>& a, const std::vector<T>& b) {
+  std::vector<T> out;
+  for (const T& item : a) {
+    if (std::find(b.begin(), b.end(), item) == b.end()) out.push_back(item);
+  }
+  return out;
 }
 
 }  // namespace
@@ -517,6 +564,31 @@ void AddDeleteTables(NftBatch& batch) {
 void AddVm(NftBatch& batch, const VmNetRules& rules) { VmElements(batch, rules, /*add=*/true); }
 
 void RemoveVm(NftBatch& batch, const VmNetRules& rules) { VmElements(batch, rules, /*add=*/false); }
+
+void UpdateVm(NftBatch& batch, const VmNetRules& old_rules, const VmNetRules& new_rules) {
+  NftTable bridge(batch, NFPROTO_BRIDGE, kTable);
+  NftTable inet(batch, NFPROTO_INET, kTable);
+  const Ipv4Address vm = new_rules.address;
+  // Deletions first: a CIDR replaced by an overlapping one must be gone
+  // before the interval set takes the new one.
+  PortElements(batch, inet, vm, Minus(old_rules.extra_tcp_ports, new_rules.extra_tcp_ports), /*add=*/false);
+  CidrElements(batch, inet, vm, Minus(old_rules.extra_cidrs, new_rules.extra_cidrs), /*add=*/false);
+  PortElements(batch, inet, vm, Minus(new_rules.extra_tcp_ports, old_rules.extra_tcp_ports), /*add=*/true);
+  CidrElements(batch, inet, vm, Minus(new_rules.extra_cidrs, old_rules.extra_cidrs), /*add=*/true);
+  if (old_rules.by_name != new_rules.by_name) SetByName(batch, vm, new_rules.by_name);
+  if (old_rules.bytes_per_second != new_rules.bytes_per_second) {
+    // A limit object's rate cannot change in place: the map elements and
+    // objects go and come back under the same names, in the same batch.
+    if (old_rules.bytes_per_second) {
+      LimitMapElements(batch, bridge, old_rules, /*add=*/false);
+      LimitObjects(bridge, old_rules, /*add=*/false);
+    }
+    if (new_rules.bytes_per_second) {
+      LimitObjects(bridge, new_rules, /*add=*/true);
+      LimitMapElements(batch, bridge, new_rules, /*add=*/true);
+    }
+  }
+}
 
 void SetByName(NftBatch& batch, Ipv4Address vm, bool by_name) {
   NftTable(batch, NFPROTO_INET, kTable).Elements(kDomainVms).Add(NftKey().Ipv4(vm)).AppendTo(batch, by_name);

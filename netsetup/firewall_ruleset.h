@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "netsetup/firewall_config.h"
 #include "netsetup/ipv4.h"
@@ -31,6 +32,12 @@ void AddVm(NftBatch& batch, const VmNetRules& rules);
 
 // Appends the removal of everything AddVm added for `rules`.
 void RemoveVm(NftBatch& batch, const VmNetRules& rules);
+
+// Appends what turns the VM's `old_rules` into `new_rules` (same tap and
+// address): its ports and CIDRs added and removed, domain_vms, its bandwidth
+// limit objects replaced. Its drop counter stays and keeps counting. Nothing
+// when they are the same.
+void UpdateVm(NftBatch& batch, const VmNetRules& old_rules, const VmNetRules& new_rules);
 
 // Appends adding (or removing) the VM to domain_vms: while it is there, it
 // reaches only learned destinations and its allow_cidrs.

@@ -155,6 +155,7 @@ void NftTable::AddSet(const NftSetSpec& spec) {
     nftnl_set_set_data(set.get(), NFTNL_SET_DESC_CONCAT, spec.concat_fields.data(), spec.concat_fields.size());
   }
   nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, flags);
+  if (spec.size != 0) nftnl_set_set_u32(set.get(), NFTNL_SET_DESC_SIZE, spec.size);
   if (spec.string_key) {
     constexpr std::uint32_t kNftByteorderHost = 1;  // nft's BYTEORDER_HOST_ENDIAN
     nftnl_udata_buf* udata = nftnl_udata_buf_alloc(64);

@@ -49,6 +49,7 @@ struct NftSetSpec {
   std::uint32_t object_type = 0;              // NFT_OBJECT_*: a `type key : counter` map
   std::vector<std::uint8_t> concat_fields{};  // field lengths, for interval concatenations
   bool string_key = false;                    // tells `nft list` not to byte-swap the key
+  std::uint32_t size = 0;                     // most elements; 0: no bound (sets the kernel fills need one)
 };
 
 // Elements of one set, sent as one NEWSETELEM or DELSETELEM message.

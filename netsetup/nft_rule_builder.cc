@@ -168,6 +168,19 @@ RuleBuilder& RuleBuilder::ObjectFromMap(const std::string& map) {
   return *this;
 }
 
+RuleBuilder& RuleBuilder::CtCountOver(const std::string& set, std::uint32_t limit) {
+  nftnl_expr* count = NewExpr("connlimit");
+  nftnl_expr_set_u32(count, NFTNL_EXPR_CONNLIMIT_COUNT, limit);
+  nftnl_expr_set_u32(count, NFTNL_EXPR_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);  // "over"
+  nftnl_expr* expr = NewExpr("dynset");
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_ADD);
+  nftnl_expr_set_str(expr, NFTNL_EXPR_DYNSET_SET_NAME, set.c_str());
+  nftnl_expr_set(expr, NFTNL_EXPR_DYNSET_EXPR, count, 0);  // the dynset owns it now
+  Add(expr);
+  return *this;
+}
+
 void RuleBuilder::Accept() {
   nftnl_expr* expr = NewExpr("immediate");
   nftnl_expr_set_u32(expr, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);

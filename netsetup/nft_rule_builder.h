@@ -59,6 +59,10 @@ class RuleBuilder {
   // `counter name <word 0> map @map` / `limit name <word 0> map @map`: the
   // named object the map gives for the key; no element, no effect.
   RuleBuilder& ObjectFromMap(const std::string& map);
+  // `add @set { <word 0> ct count over N }`: adds the key to a dynamic set
+  // whose element counts the conntrack entries that share it; matches when
+  // this packet's connection makes more than `limit` of them.
+  RuleBuilder& CtCountOver(const std::string& set, std::uint32_t limit);
 
   // Verdicts: end the rule and append it to the batch.
   void Accept();

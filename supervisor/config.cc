@@ -6,6 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "netsetup/firewall_config.h"
 #include "netsetup/ipv4.h"
 #include "netsetup/net_names.h"
 #include "supervisor/names.h"
@@ -316,6 +317,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "dns_upstream") applied = set_string(config.dns_upstream);
     else if (key == "allowed_tcp_ports") applied = set_ports(config.allowed_tcp_ports);
     else if (key == "reject_refused_connections") applied = set_bool(config.reject_refused_connections);
+    else if (key == "max_connections_per_vm") applied = set_int(config.max_connections_per_vm);
     else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
     else if (key == "keep_vms_on_exit") applied = set_bool(config.keep_vms_on_exit);
     else if (key == "health_check_interval_sec") applied = set_seconds(config.health_check_interval);
@@ -387,6 +389,12 @@ Result<void> ValidateNetworkConfig(const DaemonConfig& config) {
     if (port == 53) {
       return Fail(ErrorCode::kInvalidArgument, "allowed_tcp_ports must not contain 53: DNS goes to the daemon's resolver");
     }
+  }
+  if (config.max_connections_per_vm < 1 ||
+      static_cast<std::uint32_t>(config.max_connections_per_vm) > net::kMaxConnectionsPerVmCeiling) {
+    return Fail(ErrorCode::kInvalidArgument, "max_connections_per_vm must be 1.." +
+                                                 std::to_string(net::kMaxConnectionsPerVmCeiling) + ", not " +
+                                                 std::to_string(config.max_connections_per_vm));
   }
   return {};
 }

@@ -72,6 +72,9 @@ struct DaemonConfig {
   // A refused connection gets a TCP reset / ICMP admin-prohibited (true) or
   // is dropped silently (false); counted either way.
   bool reject_refused_connections = true;
+  // Tracked connections one VM may hold at once; a new one beyond is refused
+  // (one guest must not fill the host's conntrack table). 1..1048576.
+  int max_connections_per_vm = 1024;
 
   // Snapshots and pools (docs/snapshots.md).
   bool golden_snapshots = true;  // false: every VM cold-boots; no pools

@@ -64,6 +64,7 @@ class Supervisor : public VmService {
   Result<std::string> Console(const std::string& id, std::size_t max_bytes) override;
   boost::asio::awaitable<Result<void>> Release(const std::string& id) override;
   Result<std::vector<PoolInfo>> Pools() override;
+  Result<VmInfo> UpdateNetwork(const std::string& id, const NetworkUpdate& update) override;
   boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(const std::string& id, const std::string& name) override;
   boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) override;
   boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) override;

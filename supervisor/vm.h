@@ -201,6 +201,10 @@ class Vm : public std::enable_shared_from_this<Vm> {
   boost::asio::awaitable<Result<protocol::FileChunk>> ReadFileChunk(std::string path, std::uint64_t offset);
   Result<std::string> Console(std::size_t max_bytes) const;
 
+  // Changes the running VM's egress policy live and records it
+  // (vm_network_update.cc).
+  Result<void> UpdateNetwork(const NetworkUpdate& update);
+
  private:
   boost::asio::awaitable<Result<void>> BootSteps(const GoldenSnapshot* golden);
   boost::asio::awaitable<Result<void>> AdoptSteps(std::string note);

@@ -9,6 +9,7 @@
 #include "netsetup/net_names.h"
 #include "netsetup/tap.h"
 #include "supervisor/api/json_codec.h"
+#include "supervisor/api/network_validation.h"
 #include "netsetup/dns_forwarder.h"
 #include "netsetup/egress_by_name.h"
 
@@ -146,6 +147,7 @@ Result<void> VmNetwork::StartFilteringAndDns(const boost::asio::ip::udp::endpoin
       .gateway = gateway_,
       .allowed_tcp_ports = config_.allowed_tcp_ports,
       .reject_refused = config_.reject_refused_connections,
+      .max_connections_per_vm = static_cast<std::uint32_t>(config_.max_connections_per_vm),
   };
   auto made = net::Firewall::Create(firewall);
   if (!made) return Fail(made.error().Wrap("nftables"));
@@ -227,15 +229,17 @@ Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkR
   return {};
 }
 
-Result<void> VmNetwork::AddRules(NetAttachment& attachment, net::Ipv4Address address) {
-  const NetworkInfo& info = attachment.info_;
+namespace {
+
+// The firewall's view of a nat-filtered VM's network; `info` checked already.
+Result<net::VmNetRules> RulesFor(const NetworkInfo& info, net::Ipv4Address address) {
   std::vector<net::Ipv4Subnet> cidrs;
   for (const std::string& text : info.allow_cidrs) {
     auto cidr = net::Ipv4Subnet::Parse(text);
     if (!cidr) return Fail(cidr.error().Wrap("allow_cidrs"));
     cidrs.push_back(*cidr);
   }
-  net::VmNetRules rules{
+  return net::VmNetRules{
       .tap = info.tap,
       .address = address,
       .extra_tcp_ports = info.allow_tcp_ports,
@@ -243,10 +247,60 @@ Result<void> VmNetwork::AddRules(NetAttachment& attachment, net::Ipv4Address add
       .bytes_per_second = info.bandwidth_bytes_per_sec,
       .by_name = !info.allow_domains.empty(),
   };
-  if (auto added = firewall_->AddVm(rules); !added) return Fail(added.error().Wrap("firewall"));
+}
+
+}  // namespace
+
+Result<void> VmNetwork::AddRules(NetAttachment& attachment, net::Ipv4Address address) {
+  const NetworkInfo& info = attachment.info_;
+  auto rules = RulesFor(info, address);
+  if (!rules) return Fail(rules.error());
+  if (auto added = firewall_->AddVm(*rules); !added) return Fail(added.error().Wrap("firewall"));
   attachment.has_rules_ = true;
   // Also for an adopted VM: without its list it would resolve nothing.
-  if (rules.by_name) egress_->SetList(address, info.allow_domains);
+  if (rules->by_name) egress_->SetList(address, info.allow_domains);
+  return {};
+}
+
+Result<void> NetAttachment::Update(const NetworkUpdate& update) {
+  auto owner = owner_.lock();
+  if (!owner) return Fail(ErrorCode::kUnavailable, "the network is shutting down");
+  return owner->Update(*this, update);
+}
+
+Result<void> VmNetwork::Update(NetAttachment& attachment, const NetworkUpdate& update) {
+  const NetworkInfo& now = attachment.info_;
+  if (now.mode != NetworkMode::kNatFiltered || !attachment.has_rules_ || !firewall_) {
+    return Fail(ErrorCode::kInvalidArgument, "only a nat-filtered VM's egress policy can change (this one is " +
+                                                 std::string(NetworkModeName(now.mode)) + ")");
+  }
+  NetworkInfo next = ApplyNetworkUpdate(now, update);
+  const NetworkRequest as_created{.mode = NetworkMode::kNatFiltered,
+                                  .allow_tcp_ports = next.allow_tcp_ports,
+                                  .allow_cidrs = next.allow_cidrs,
+                                  .allow_domains = next.allow_domains,
+                                  .bandwidth_bytes_per_sec = next.bandwidth_bytes_per_sec};
+  if (auto valid = api::ValidateNetworkRequest(as_created); !valid) return Fail(valid.error());
+  auto address = net::Ipv4Address::Parse(now.address);
+  if (!address) return Fail(address.error().Wrap("recorded address"));
+  auto rules = RulesFor(next, *address);
+  if (!rules) return Fail(rules.error());
+
+  // Narrowing the list first takes back what only removed names taught, so
+  // no moment allows more than the old or the new policy; a list that starts
+  // only after the firewall filters by name.
+  const bool had_list = !now.allow_domains.empty();
+  if (had_list && rules->by_name) egress_->SetList(*address, next.allow_domains);
+  if (auto updated = firewall_->UpdateVm(*rules); !updated) {
+    if (had_list) egress_->SetList(*address, now.allow_domains);
+    return Fail(updated.error().Wrap("firewall"));
+  }
+  if (had_list && !rules->by_name) egress_->Remove(*address);
+  if (!had_list && rules->by_name) egress_->SetList(*address, next.allow_domains);
+  Log()->info("{}: egress policy now {} ports, {} CIDRs, {} names, {}", attachment.vm_id_,
+              next.allow_tcp_ports.size(), next.allow_cidrs.size(), next.allow_domains.size(),
+              next.bandwidth_bytes_per_sec ? std::to_string(*next.bandwidth_bytes_per_sec) + " B/s" : "no limit");
+  attachment.info_ = std::move(next);
   return {};
 }
 

@@ -20,6 +20,7 @@
 #include "netsetup/ipv4.h"
 #include "supervisor/config.h"
 #include "supervisor/ip_leases.h"
+#include "supervisor/network_update.h"
 #include "supervisor/state_store.h"
 #include "supervisor/vm_types.h"
 
@@ -49,6 +50,8 @@ class NetAttachment {
   // (address, MAC, route, resolver); nullopt when the VM has no static
   // address to take (isolated, or bridge mode's DHCP).
   std::optional<protocol::GuestNetwork> GuestConfig() const;
+  // Changes a nat-filtered VM's egress policy live (VmNetwork::Update).
+  Result<void> Update(const NetworkUpdate& update);
 
  private:
   friend class VmNetwork;
@@ -101,6 +104,9 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   Result<void> AttachFiltered(NetAttachment& attachment, const NetworkRequest& request);
   Result<void> AttachBridged(NetAttachment& attachment, const NetworkRequest& request);
   Result<void> AddRules(NetAttachment& attachment, net::Ipv4Address address);
+  // The checks of a create request, then the firewall's elements in one
+  // batch and the domain list; the attachment's info on success only.
+  Result<void> Update(NetAttachment& attachment, const NetworkUpdate& update);
   void Detach(NetAttachment& attachment);
 
   boost::asio::any_io_executor executor_;

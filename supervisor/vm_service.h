@@ -18,6 +18,7 @@
 #include "protocol/exec_types.h"
 #include "protocol/messages.h"
 #include "supervisor/exec_stream.h"
+#include "supervisor/network_update.h"
 #include "supervisor/vm_types.h"
 
 namespace agentvm {
@@ -58,6 +59,12 @@ class VmService {
   // came from (if any) restores a fresh clone in its place. Any state.
   virtual boost::asio::awaitable<Result<void>> Release(const std::string& id) = 0;
   virtual Result<std::vector<PoolInfo>> Pools() = 0;
+
+  // Changes a running nat-filtered VM's egress policy (allow_tcp_ports,
+  // allow_cidrs, allow_domains, bandwidth): the fields given replace the
+  // VM's, checked like a create's, applied in one firewall batch and
+  // recorded. Connections already open stay open.
+  virtual Result<VmInfo> UpdateNetwork(const std::string& id, const NetworkUpdate& update) = 0;
 
   // Named snapshots of a running VM (memory, devices and disk), kept in its
   // overlay: they go when the VM is removed or released. Saving an existing

@@ -134,6 +134,14 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       if (!done) co_return ErrorResponse(done.error());
       co_return NoContent();
     }
+    case Route::kUpdateNetwork: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto update = ParseNetworkPatchBody(body);
+      if (!update) co_return ErrorResponse(update.error());
+      auto info = service_.UpdateNetwork(id, *update);
+      if (!info) co_return ErrorResponse(info.error());
+      co_return JsonResponse(200, VmInfoToJson(*info));
+    }
     case Route::kExec:
     case Route::kExecInteractive:  // the connection upgrades it (exec_websocket.h)
     case Route::kPutFile:          // streamed: file_handlers.cc

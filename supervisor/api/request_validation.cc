@@ -212,6 +212,32 @@ Result<json> ParseJsonObject(std::string_view body) {
   return value;
 }
 
+Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body) {
+  auto object = ParseJsonObject(body);
+  if (!object) return Fail(object.error());
+  // Mode and bridge are what the VM was made with; they cannot change live.
+  if (auto ok = RejectUnknownFields(*object, {"allow_tcp_ports", "allow_cidrs", "allow_domains",
+                                              "bandwidth_bytes_per_sec"},
+                                    "network.");
+      !ok) {
+    return Fail(ok.error());
+  }
+  if (object->empty()) {
+    return Invalid("give at least one of allow_tcp_ports, allow_cidrs, allow_domains, bandwidth_bytes_per_sec");
+  }
+  const bool unlimit = object->contains("bandwidth_bytes_per_sec") && object->at("bandwidth_bytes_per_sec").is_null();
+  if (unlimit) object->erase("bandwidth_bytes_per_sec");
+  auto parsed = ParseNetworkObject(*object);
+  if (!parsed) return Fail(parsed.error());
+  NetworkUpdate update;
+  if (object->contains("allow_tcp_ports")) update.allow_tcp_ports = std::move(parsed->allow_tcp_ports);
+  if (object->contains("allow_cidrs")) update.allow_cidrs = std::move(parsed->allow_cidrs);
+  if (object->contains("allow_domains")) update.allow_domains = std::move(parsed->allow_domains);
+  if (object->contains("bandwidth_bytes_per_sec")) update.bandwidth_bytes_per_sec = parsed->bandwidth_bytes_per_sec;
+  if (unlimit) update.bandwidth_bytes_per_sec = std::optional<std::uint64_t>();
+  return update;
+}
+
 Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
   CreateVmRequest request;
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return request;

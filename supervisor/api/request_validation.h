@@ -15,6 +15,7 @@
 #include "supervisor/api/network_validation.h"
 #include "supervisor/api/router.h"
 #include "supervisor/names.h"
+#include "supervisor/network_update.h"
 #include "supervisor/vm_types.h"
 
 namespace agentvm::api {
@@ -41,6 +42,11 @@ Result<CreateVmRequest> ParseCreateVmBody(std::string_view body);
 Result<protocol::ExecRequest> ParseExecBody(std::string_view body);
 // The interactive exec's query: request=<the same JSON, percent-encoded>.
 Result<protocol::ExecRequest> ParseExecQuery(const QueryParams& query);
+// PATCH /v1/vms/{id}/network: any of allow_tcp_ports, allow_cidrs,
+// allow_domains (each replacing the VM's list; [] empties it) and
+// bandwidth_bytes_per_sec (null: no limit), checked as in a create's
+// "network"; at least one of them.
+Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body);
 // {"name": "..."}: the name of the snapshot to save, required.
 Result<std::string> ParseSaveSnapshotBody(std::string_view body);
 

@@ -46,6 +46,7 @@ constexpr PathRoutes kRoutes[] = {
     {{"vms", kId, "archive"}, {{MethodRoute{"GET", Route::kGetArchive}, MethodRoute{"PUT", Route::kPutArchive}}}},
     {{"vms", kId, "console"}, {{MethodRoute{"GET", Route::kConsole}, std::nullopt}}},
     {{"vms", kId, "release"}, {{MethodRoute{"POST", Route::kReleaseVm}, std::nullopt}}},
+    {{"vms", kId, "network"}, {{MethodRoute{"PATCH", Route::kUpdateNetwork}, std::nullopt}}},
     {{"vms", kId, "snapshots"},
      {{MethodRoute{"GET", Route::kListSnapshots}, MethodRoute{"POST", Route::kSaveSnapshot}}}},
     {{"vms", kId, "snapshots", kName}, {{MethodRoute{"DELETE", Route::kDeleteSnapshot}, std::nullopt}}},
@@ -112,6 +113,7 @@ std::string_view RouteName(Route route) {
     case Route::kListSnapshots: return "list_snapshots";
     case Route::kDeleteSnapshot: return "delete_snapshot";
     case Route::kRestoreSnapshot: return "restore_snapshot";
+    case Route::kUpdateNetwork: return "update_network";
   }
   return "unknown";
 }

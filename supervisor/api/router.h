@@ -36,6 +36,7 @@ enum class Route {
   kListSnapshots,    // GET    /v1/vms/{id}/snapshots
   kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}
   kRestoreSnapshot,  // POST   /v1/vms/{id}/snapshots/{name}/restore
+  kUpdateNetwork,    // PATCH  /v1/vms/{id}/network
 };
 
 std::string_view RouteName(Route route);

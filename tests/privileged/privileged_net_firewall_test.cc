@@ -95,6 +95,7 @@ TEST_F(NetFirewallTest, CreateBuildsBothTablesAndTheDestructorRemovesThem) {
            "oifname \"agentvm0\" drop",
            "ip saddr != @vm_addresses drop",
            "ip daddr 10.101.0.0/16 goto vm_refuse",
+           "ct state new add @vm_conns { ip saddr ct count over 1024 } goto vm_refuse",
            "tcp dport @allowed_tcp ct state new accept",
            "ip saddr . tcp dport @vm_ports ct state new accept",
            "tcp dport != 53 ip saddr . ip daddr @vm_cidrs ct state new accept",
@@ -115,7 +116,7 @@ TEST_F(NetFirewallTest, CreateBuildsBothTablesAndTheDestructorRemovesThem) {
   RunInNetns(netns_.name(), [&] {
     auto rules = firewall_->RuleCount();
     ASSERT_TRUE(rules.has_value()) << rules.error().message;
-    EXPECT_EQ(*rules, 32u);
+    EXPECT_EQ(*rules, 33u);
   });
   firewall_.reset();
   EXPECT_EQ(Nft({"list", "ruleset"}), "") << "the destructor removes both tables";
@@ -127,7 +128,7 @@ TEST_F(NetFirewallTest, VmsAreSetElementsAndTheRulesDoNotGrow) {
     ASSERT_TRUE(firewall_->AddVm(Vm1()).has_value());
     auto added = firewall_->AddVm(Vm2());
     ASSERT_TRUE(added.has_value()) << added.error().message;
-    EXPECT_EQ(firewall_->RuleCount().value(), 32u);
+    EXPECT_EQ(firewall_->RuleCount().value(), 33u);
     EXPECT_EQ(firewall_->DroppedPackets(Vm1().address).value(), 0u);
   });
   const std::string tap1 = "\"" + Vm1().tap + "\"";

@@ -87,6 +87,70 @@ void Upload(const std::string& ns, const std::string& address, std::uint16_t por
   });
 }
 
+// Small, so a test can reach it; the other tests never hold this many.
+constexpr std::uint32_t kMaxConnections = 16;
+
+// A TCP listener in `ns` that never accepts: the kernel completes handshakes
+// into its backlog, so each connection stays established while the test holds it.
+class Listener {
+ public:
+  Listener(const std::string& ns, std::uint16_t port) {
+    fd_ = InNetns<int>(ns, -1, [&] {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      sockaddr_in sa = Endpoint("0.0.0.0", port);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 || ::listen(fd, 256) < 0) {
+        ::close(fd);
+        return -1;
+      }
+      return fd;
+    });
+  }
+  ~Listener() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Closes with a reset (SO_LINGER 0): conntrack forgets the connection at
+// once instead of keeping it through FIN_WAIT.
+void Abort(int fd) {
+  linger reset{.l_onoff = 1, .l_linger = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  ::close(fd);
+}
+
+// Starts `count` TCP connections from `ns` to address:port at once; the
+// sockets of those that were established (the caller closes them).
+std::vector<int> ConnectMany(const std::string& ns, const std::string& address, std::uint16_t port, int count) {
+  return InNetns<std::vector<int>>(ns, {}, [&] {
+    std::vector<int> pending;
+    for (int i = 0; i < count; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      sockaddr_in to = Endpoint(address, port);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
+      pending.push_back(fd);
+    }
+    std::vector<int> established;
+    for (int fd : pending) {
+      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+      int error = -1;
+      socklen_t len = sizeof error;
+      if (::poll(&p, 1, kDeadline.count()) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 &&
+          error == 0) {
+        established.push_back(fd);
+      } else {
+        ::close(fd);
+      }
+    }
+    return established;
+  });
+}
+
 class NetTrafficTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -96,7 +160,8 @@ class NetTrafficTest : public ::testing::Test {
       if (!bridge || !EnableIpv4Forwarding()) return false;
       auto made = Firewall::Create(FirewallConfig{.bridge = "agentvm0",
                                                   .subnet = *Ipv4Subnet::Parse("10.101.0.0/16"),
-                                                  .gateway = *Ipv4Address::Parse("10.101.0.1")});
+                                                  .gateway = *Ipv4Address::Parse("10.101.0.1"),
+                                                  .max_connections_per_vm = kMaxConnections});
       if (!made) return false;
       firewall_ = std::move(*made);
       return true;
@@ -177,6 +242,32 @@ TEST_F(NetTrafficTest, WhitelistedPortsGoOutMasqueradedAndTheRestIsCounted) {
   EXPECT_TRUE(TcpWorks(vm2_.name(), "192.0.2.2", 8080));
   EXPECT_FALSE(TcpWorks(vm2_.name(), "192.0.2.2", 9999));
   EXPECT_GE(Dropped(vm2_rules_), 1u);
+}
+
+TEST_F(NetTrafficTest, OneVmCannotHoldMoreThanItsConnectionLimit) {
+  Listener held(world_.name(), 443);
+  Server http(world_.name(), "0.0.0.0", 80);
+  ASSERT_TRUE(held.ok() && http.ok());
+  constexpr int kBeyond = 4;
+  const std::uint64_t before = Dropped(vm1_rules_);
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<int> open = ConnectMany(vm1_.name(), "192.0.2.2", 443, kMaxConnections + kBeyond);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1)) << "refused with resets";
+  EXPECT_EQ(open.size(), kMaxConnections) << "exactly the ones beyond the limit are refused";
+  EXPECT_GE(Dropped(vm1_rules_), before + kBeyond) << "and counted against VM 1";
+  EXPECT_FALSE(TcpWorks(vm1_.name(), "192.0.2.2", 80)) << "VM 1 is at its limit on every port";
+  EXPECT_TRUE(TcpWorks(vm2_.name(), "192.0.2.2", 80)) << "another VM's address still connects";
+
+  for (int fd : open) Abort(fd);
+  // The resets cross the bridge asynchronously; the count drops once
+  // conntrack has seen them.
+  bool room = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!room && std::chrono::steady_clock::now() < deadline) {
+    room = TcpWorks(vm1_.name(), "192.0.2.2", 80);
+    if (!room) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(room) << "closed connections give VM 1 room again";
 }
 
 TEST_F(NetTrafficTest, PrivateRangesAreClosedUnlessTheVmsAllowCidrsOpenThem) {

@@ -1,5 +1,6 @@
 // allow_domains through the whole daemon with a real guest: POST /v1/vms
-// with a list, then what the guest can resolve and reach in the test world.
+// with a list (or PATCH .../network on a running VM), then what the guest
+// can resolve and reach in the test world.
 #include <unistd.h>
 
 #include <string>
@@ -43,6 +44,55 @@ TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   EXPECT_EQ(world.DnsLog(NetWorld::kDnsAddress).find("exfil"), std::string::npos)
       << "a refused name must never reach upstream";
   EXPECT_NE(world.DnsLog(NetWorld::kDnsAddress).find("web.test"), std::string::npos);
+  EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
+}
+
+// PATCH /v1/vms/{id}/network on a running guest: what it opens works at
+// once, what it takes back is refused for new connections.
+TEST(NetworkDomainsVmTest, APolicyChangedLiveOpensAndClosesAtOnce) {
+  ASSERT_EQ(::geteuid(), 0u) << "the privileged tier must run as root";
+  NetWorld world;
+  Daemon daemon({.netns = world.daemon_ns(), .extra_args = {"--dns-upstream", std::string(NetWorld::kDnsAddress)}});
+  auto [status, text] = daemon.Http("POST", "/v1/vms", R"({"network": {"allow_domains": ["nothing.test"]}})");
+  ASSERT_EQ(status, 201) << text << daemon.Log();
+  const std::string id = json::parse(text)["id"];
+  auto guest = [&](const std::string& script) { return daemon.Cli({"exec", id, "--", "sh", "-c", script}); };
+  auto patch = [&](const std::string& body) {
+    auto [code, reply] = daemon.Http("PATCH", "/v1/vms/" + id + "/network", body);
+    EXPECT_EQ(code, 200) << reply << daemon.Log();
+    return code == 200 ? json::parse(reply) : json();
+  };
+  const std::string web = "http://" + std::string(NetWorld::kWebAddress);
+  const std::string fetch = "nslookup web.test >/dev/null && timeout 5 wget -q -O- ";
+
+  EXPECT_NE(guest(fetch + web + ":80/").exit_code, 0) << "web.test is not on the list yet";
+
+  json vm = patch(R"({"allow_domains": ["nothing.test", "web.test"], "allow_tcp_ports": [8080]})");
+  EXPECT_EQ(vm["network"]["allow_domains"], json::array({"nothing.test", "web.test"}));
+  EXPECT_EQ(vm["network"]["allow_tcp_ports"], json::array({8080}));
+  auto on_80 = guest(fetch + web + ":80/");
+  EXPECT_EQ(on_80.exit_code, 0) << on_80.out << on_80.err;
+  EXPECT_EQ(on_80.out, NetWorld::HttpBody(80));
+  auto on_8080 = guest("timeout 5 wget -q -O- " + web + ":8080/");
+  EXPECT_EQ(on_8080.exit_code, 0) << on_8080.err;
+  EXPECT_EQ(on_8080.out, NetWorld::HttpBody(8080));
+
+  vm = patch(R"({"allow_tcp_ports": []})");
+  EXPECT_EQ(vm["network"]["allow_domains"], json::array({"nothing.test", "web.test"})) << "untouched";
+  EXPECT_NE(guest("timeout 5 wget -q -O- " + web + ":8080/").exit_code, 0) << "port 8080 closed again";
+  EXPECT_EQ(guest("timeout 5 wget -q -O- " + web + ":80/").exit_code, 0) << "web.test still allowed";
+
+  vm = patch(R"({"allow_domains": ["nothing.test"]})");
+  auto taken_back = guest("timeout 5 wget -q -O- " + web + ":80/");
+  EXPECT_NE(taken_back.exit_code, 0) << "what web.test taught is taken back: " << taken_back.out;
+  auto refused = guest("nslookup web.test");
+  EXPECT_EQ(refused.out.find(NetWorld::kWebAddress), std::string::npos) << refused.out;
+
+  // The change is the VM's policy now: inspect shows it.
+  auto [got, shown] = daemon.Http("GET", "/v1/vms/" + id, "");
+  ASSERT_EQ(got, 200);
+  EXPECT_EQ(json::parse(shown)["network"]["allow_domains"], json::array({"nothing.test"}));
+  EXPECT_EQ(json::parse(shown)["network"]["allow_tcp_ports"], json::array());
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
 }
 

@@ -146,6 +146,34 @@ TEST_F(CliTest, BootOptionReachesTheDaemonAndLsShowsIt) {
   EXPECT_EQ(fake_.calls(), calls) << "refused before any request";
 }
 
+TEST_F(CliTest, NetChangesTheRunningVmsPolicyRelativeToWhatItIs) {
+  ASSERT_EQ(Cli({"create", "--allow-domain", "api.anthropic.com", "--allow-port", "8080"}).status, 0);
+  Outcome changed = Cli({"net", "vm-1", "--allow-domain", "registry.npmjs.org", "--deny-port", "8080",
+                         "--bandwidth", "1M"});
+  ASSERT_EQ(changed.status, 0) << changed.err;
+  EXPECT_EQ(changed.out,
+            "mode:            nat-filtered\n"
+            "allow_domains:   api.anthropic.com, registry.npmjs.org\n"
+            "allow_tcp_ports: -\n"
+            "allow_cidrs:     -\n"
+            "bandwidth:       1000000 B/s each way\n");
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_network_update.has_value());
+    EXPECT_FALSE(fake_.last_network_update->allow_cidrs.has_value()) << "only changed lists are sent";
+    EXPECT_EQ(fake_.vms["vm-1"].network.allow_tcp_ports, std::vector<std::uint16_t>{});
+  });
+  auto network = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["network"];
+  EXPECT_EQ(network["allow_domains"], nlohmann::json::array({"api.anthropic.com", "registry.npmjs.org"}));
+
+  // Taking off every name would lift the filter: refused, nothing sent.
+  const int calls = fake_.calls();
+  Outcome emptied = Cli({"net", "vm-1", "--deny-domain", "api.anthropic.com", "--deny-domain", "registry.npmjs.org"});
+  EXPECT_EQ(emptied.status, 1);
+  EXPECT_NE(emptied.err.find("lets it resolve every name"), std::string::npos) << emptied.err;
+  EXPECT_EQ(fake_.calls(), calls + 1) << "only the read";
+  EXPECT_EQ(Cli({"net", "vm-9", "--allow-port", "80"}).status, 1) << "an unknown VM";
+}
+
 TEST_F(CliTest, ReleaseTakesSeveralIdsAndGoesOnPastFailures) {
   ASSERT_EQ(Cli({"create"}).status, 0);
   ASSERT_EQ(Cli({"create"}).status, 0);

@@ -53,6 +53,13 @@ TEST(FirewallConfigTest, RefusesBadNetworkConfig) {
   EXPECT_FALSE(ValidateFirewallConfig(config).has_value());
   config.allowed_tcp_ports = {};
   EXPECT_TRUE(ValidateFirewallConfig(config).has_value()) << "no TCP at all is a valid policy";
+  config = Config();
+  config.max_connections_per_vm = 0;
+  EXPECT_FALSE(ValidateFirewallConfig(config).has_value()) << "a VM that may connect nowhere is isolated mode";
+  config.max_connections_per_vm = kMaxConnectionsPerVmCeiling + 1;
+  EXPECT_FALSE(ValidateFirewallConfig(config).has_value());
+  config.max_connections_per_vm = 1;
+  EXPECT_TRUE(ValidateFirewallConfig(config).has_value());
 }
 
 TEST(FirewallConfigTest, RefusesBadPortsWithAClearReason) {

@@ -106,9 +106,9 @@ TEST_F(FirewallTest, CreateIsOneBatchThatReplacesBothTables) {
   EXPECT_EQ(batch.messages()[3].type, NFT_MSG_DELTABLE);
   EXPECT_EQ(batch.messages()[3].family, NFPROTO_INET);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWTABLE), 4u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 12u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWSET), 13u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWCHAIN), 7u);
-  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 32u);
+  EXPECT_EQ(CountType(batch, NFT_MSG_NEWRULE), 33u);
   EXPECT_EQ(CountType(batch, NFT_MSG_NEWSETELEM), 2u) << "allowed_tcp, private_ranges";
   // Rules carry their nft text, which names them in kernel errors.
   auto whats = Whats(batch);
@@ -436,6 +436,72 @@ TEST_F(FirewallTest, LearnedDestinationsPerVmAreCapped) {
   EXPECT_EQ(learned.error().code, ErrorCode::kTooLarge);
   many.pop_back();
   EXPECT_TRUE(firewall->Learn(vm.address, many).has_value());
+}
+
+// ---- live policy changes (PATCH /v1/vms/{id}/network) ------------------------
+
+TEST_F(FirewallTest, UpdateVmSendsOnlyTheDifferenceInOneBatch) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules before = FullVm(1);  // port 8080, 140.82.112.0/20, 1 MB/s
+  ASSERT_TRUE(firewall->AddVm(before).has_value());
+  const std::size_t batches = recorded_->batches.size();
+
+  VmNetRules after = before;
+  after.extra_tcp_ports = {8080, 8443};
+  after.extra_cidrs = {};
+  after.bytes_per_second = 2'000'000;
+  after.by_name = true;
+  ASSERT_TRUE(firewall->UpdateVm(after).has_value());
+  ASSERT_EQ(recorded_->batches.size(), batches + 1) << "one batch";
+  EXPECT_EQ(Whats(recorded_->batches.back()),
+            (std::vector<std::string>{
+                "delete element inet agentvm vm_cidrs",
+                "add element inet agentvm vm_ports",
+                "add element inet agentvm domain_vms",
+                "delete element bridge agentvm vm_limit_up",
+                "delete element bridge agentvm vm_limit_down",
+                "delete limit bridge agentvm up_" + before.tap,
+                "delete limit bridge agentvm down_" + before.tap,
+                "add limit bridge agentvm up_" + before.tap,
+                "add limit bridge agentvm down_" + before.tap,
+                "add element bridge agentvm vm_limit_up",
+                "add element bridge agentvm vm_limit_down",
+            }))
+      << "the drop counter, the tap's elements and port 8080 stay";
+
+  // The same rules again: nothing to send. Removing the VM takes what it has now.
+  ASSERT_TRUE(firewall->UpdateVm(after).has_value());
+  EXPECT_EQ(recorded_->batches.size(), batches + 1);
+  ASSERT_TRUE(firewall->RemoveVm(after.tap, after.address).has_value());
+  auto whats = Whats(recorded_->batches.back());
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "delete element inet agentvm domain_vms"), whats.end());
+}
+
+TEST_F(FirewallTest, UpdateVmRefusesBadRulesAndUnknownVms) {
+  auto firewall = MakeFirewall();
+  ASSERT_TRUE(firewall);
+  const VmNetRules vm = FullVm(1);
+  ASSERT_TRUE(firewall->AddVm(vm).has_value());
+  const std::size_t batches = recorded_->batches.size();
+  VmNetRules bad = vm;
+  bad.extra_tcp_ports = {53};
+  auto refused = firewall->UpdateVm(bad);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  auto unknown = firewall->UpdateVm(FullVm(2));
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(recorded_->batches.size(), batches) << "nothing sent";
+
+  // A failed batch leaves the old rules in place: going back to them is no change.
+  VmNetRules more = vm;
+  more.extra_tcp_ports = {8080, 9000};
+  recorded_->fail_next_batch = Error{ErrorCode::kInternal, "kernel says no"};
+  ASSERT_FALSE(firewall->UpdateVm(more).has_value());
+  EXPECT_EQ(recorded_->batches.size(), batches + 1);
+  ASSERT_TRUE(firewall->UpdateVm(vm).has_value());
+  EXPECT_EQ(recorded_->batches.size(), batches + 1) << "the failed change was not recorded as made";
 }
 
 }  // namespace

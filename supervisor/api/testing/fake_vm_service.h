@@ -155,6 +155,22 @@ class FakeVmService : public VmService {
     return pools;
   }
 
+  // As agentvmd: a running nat-filtered VM only; the fields given replace
+  // the VM's.
+  std::optional<NetworkUpdate> last_network_update;
+  Result<VmInfo> UpdateNetwork(const std::string& id, const NetworkUpdate& update) override {
+    ++calls_;
+    auto info = Running(id);
+    if (!info) return Fail(info.error());
+    if (info->network.mode != NetworkMode::kNatFiltered) {
+      return Fail(ErrorCode::kInvalidArgument, "only a nat-filtered VM's egress policy can change");
+    }
+    last_network_update = update;
+    VmInfo& vm = vms[id];
+    vm.network = ApplyNetworkUpdate(vm.network, update);
+    return vm;
+  }
+
   boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(const std::string& id,
                                                             const std::string& name) override {
     ++calls_;
