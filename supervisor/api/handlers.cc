@@ -42,6 +42,10 @@ awaitable<void> ApiHandlers::Handle(const RouteMatch& match, std::string body,
     co_await GetArchive(match, responder);
     co_return;
   }
+  if (match.route == Route::kEvents) {
+    co_await StreamEvents(match, responder);
+    co_return;
+  }
   HttpResponse response;
   try {
     response = co_await HandleSimple(match, std::move(body));
@@ -140,6 +144,7 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
     case Route::kGetFile:
     case Route::kPutArchive:
     case Route::kGetArchive:
+    case Route::kEvents:  // streamed: event_handler.cc
       break;
   }
   co_return ErrorResponse(Error{ErrorCode::kInternal, "unhandled route"});

@@ -39,6 +39,7 @@ struct PathRoutes {
 constexpr PathRoutes kRoutes[] = {
     {{"vms"}, {{MethodRoute{"GET", Route::kListVms}, MethodRoute{"POST", Route::kCreateVm}}}},
     {{"pools"}, {{MethodRoute{"GET", Route::kListPools}, std::nullopt}}},
+    {{"events"}, {{MethodRoute{"GET", Route::kEvents}, std::nullopt}}},
     {{"vms", kId}, {{MethodRoute{"GET", Route::kGetVm}, MethodRoute{"DELETE", Route::kDeleteVm}}}},
     {{"vms", kId, "stop"}, {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
     {{"vms", kId, "exec"}, {{MethodRoute{"POST", Route::kExec}, MethodRoute{"GET", Route::kExecInteractive}}}},
@@ -112,6 +113,7 @@ std::string_view RouteName(Route route) {
     case Route::kListSnapshots: return "list_snapshots";
     case Route::kDeleteSnapshot: return "delete_snapshot";
     case Route::kRestoreSnapshot: return "restore_snapshot";
+    case Route::kEvents: return "events";
   }
   return "unknown";
 }

@@ -36,6 +36,7 @@ enum class Route {
   kListSnapshots,    // GET    /v1/vms/{id}/snapshots
   kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}
   kRestoreSnapshot,  // POST   /v1/vms/{id}/snapshots/{name}/restore
+  kEvents,           // GET    /v1/events?vm=&type=&since=&follow=  (NDJSON stream)
 };
 
 std::string_view RouteName(Route route);

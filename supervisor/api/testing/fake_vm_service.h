@@ -38,6 +38,7 @@
 
 #include "common/notifier.h"
 #include "common/spawn.h"
+#include "supervisor/event_log.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm::api::testing {
@@ -199,6 +200,10 @@ class FakeVmService : public VmService {
     if (snapshots[id].erase(name) == 0) co_return NoSuchSnapshot(id, name);
     co_return Result<void>{};
   }
+
+  // What tests publish for GET /v1/events to serve; the fake publishes nothing itself.
+  EventLog events;
+  EventLog& Events() override { return events; }
 
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(
       const std::string& id, protocol::ExecRequest request) override {
