@@ -18,6 +18,7 @@
 #include "supervisor/golden_snapshot_builder.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/jail.h"
+#include "supervisor/metrics.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
 #include "supervisor/vm.h"
@@ -70,6 +71,7 @@ class Supervisor : public VmService {
   boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) override;
   boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) override;
   EventLog& Events() override { return *events_; }
+  Result<std::string> MetricsText() override;
 
  private:
   Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, std::shared_ptr<Jailer> jailer,
@@ -85,7 +87,7 @@ class Supervisor : public VmService {
   boost::asio::awaitable<Result<void>> RemoveVm(std::shared_ptr<Vm> vm);
   NetworkMode DefaultNetworkMode() const;
 
-  // supervisor_events.cc: what the events (and metrics) are told. Only VMs
+  // supervisor_observe.cc: what the events and metrics are told. Only VMs
   // handed to a user are told of; pool and golden-snapshot VMs are not.
   // Every change of a VM's state: persisted; its end (stopped, failed) told.
   void OnVmChange(const VmRecord& record);
@@ -128,6 +130,7 @@ class Supervisor : public VmService {
   std::unique_ptr<StateStore> store_;
   // Shared with the callbacks of exec streams, which may outlive a VM.
   std::shared_ptr<EventLog> events_ = std::make_shared<EventLog>();
+  std::shared_ptr<Metrics> metrics_ = std::make_shared<Metrics>();
   std::shared_ptr<VmNetwork> network_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;
   std::unique_ptr<GoldenSnapshotBuilder> golden_;  // null when golden snapshots are off

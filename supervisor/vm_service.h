@@ -73,6 +73,8 @@ class VmService {
 
   // What happened to the VMs, for GET /v1/events (event_log.h).
   virtual EventLog& Events() = 0;
+  // Every metric in Prometheus' text exposition format, for GET /metrics.
+  virtual Result<std::string> MetricsText() = 0;
 };
 
 }  // namespace agentvm

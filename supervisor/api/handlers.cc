@@ -138,6 +138,12 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       if (!done) co_return ErrorResponse(done.error());
       co_return NoContent();
     }
+    case Route::kMetrics: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto text = service_.MetricsText();
+      if (!text) co_return ErrorResponse(text.error());
+      co_return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(*text), {}};
+    }
     case Route::kExec:
     case Route::kExecInteractive:  // the connection upgrades it (exec_websocket.h)
     case Route::kPutFile:          // streamed: file_handlers.cc

@@ -37,6 +37,7 @@ enum class Route {
   kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}
   kRestoreSnapshot,  // POST   /v1/vms/{id}/snapshots/{name}/restore
   kEvents,           // GET    /v1/events?vm=&type=&since=&follow=  (NDJSON stream)
+  kMetrics,          // GET    /metrics  (Prometheus text format; outside /v1, where scrapers look)
 };
 
 std::string_view RouteName(Route route);

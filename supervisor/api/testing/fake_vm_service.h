@@ -204,6 +204,12 @@ class FakeVmService : public VmService {
   // What tests publish for GET /v1/events to serve; the fake publishes nothing itself.
   EventLog events;
   EventLog& Events() override { return events; }
+  // What GET /metrics serves.
+  std::string metrics_text = "# TYPE agentvm_boots_total counter\nagentvm_boots_total{mode=\"cold\"} 0\n";
+  Result<std::string> MetricsText() override {
+    ++calls_;
+    return metrics_text;
+  }
 
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(
       const std::string& id, protocol::ExecRequest request) override {

@@ -1,4 +1,5 @@
-// What the Supervisor tells its EventLog (docs/operations.md, "Events").
+// What the Supervisor tells its EventLog and Metrics (docs/operations.md,
+// "Events" and "Metrics").
 #include <chrono>
 
 #include "common/logging.h"
@@ -11,6 +12,10 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
 
 std::int64_t MillisSince(std::chrono::steady_clock::time_point began) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point began) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
 }
 
 }  // namespace
@@ -39,14 +44,17 @@ void Supervisor::NoteStarted(const Vm& vm, std::chrono::steady_clock::time_point
   nlohmann::ordered_json fields = {{"boot", info.boot}, {"ms", MillisSince(began)}};
   if (!info.restore_error.empty()) fields["restore_error"] = info.restore_error;
   events_->Publish("started", info.id, std::move(fields));
+  metrics_->ObserveBoot(info.boot, SecondsSince(began));
+  if (info.boot == "pool") metrics_->ObservePoolAcquire(SecondsSince(began));
 }
 
 void Supervisor::NoteExec(const std::string& id, const std::string& command, ExecStream& exec) {
   const std::uint64_t seq = events_->Publish("exec_started", id, {{"command", command}}).seq;
   const auto began = std::chrono::steady_clock::now();
   // The seq of exec_started names the exec in its exec_finished.
-  exec.OnFinish([events = std::weak_ptr<EventLog>(events_), id, seq,
+  exec.OnFinish([events = std::weak_ptr<EventLog>(events_), metrics = std::weak_ptr<Metrics>(metrics_), id, seq,
                  began](const Result<protocol::ExecResult>& result) {
+    if (auto counts = metrics.lock()) counts->ObserveExec(result, SecondsSince(began));
     auto log = events.lock();
     if (!log) return;
     nlohmann::ordered_json fields = {{"exec", seq}};
@@ -60,6 +68,17 @@ void Supervisor::NoteExec(const std::string& id, const std::string& command, Exe
     fields["ms"] = MillisSince(began);
     log->Publish("exec_finished", id, std::move(fields));
   });
+}
+
+Result<std::string> Supervisor::MetricsText() {
+  Metrics::Snapshot snapshot;
+  for (const auto& [id, vm] : vms_) {
+    if (vm->unclaimed()) continue;
+    const VmInfo info = vm->Info();
+    snapshot.vms.push_back(Metrics::VmSample{.id = id, .state = info.state, .pid = info.pid});
+  }
+  for (const auto& [name, pool] : pools_) snapshot.pools.push_back(pool->Info());
+  return metrics_->Render(snapshot);
 }
 
 }  // namespace agentvm
