@@ -16,7 +16,7 @@ inline std::string FormatRfc3339Utc(std::int64_t unix_ms) {
   const time_t seconds = static_cast<time_t>(unix_ms / 1000);
   struct tm utc;
   ::gmtime_r(&seconds, &utc);
-  char text[40];
+  char text[64];  // room for any int the compiler can imagine in each field
   std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
                 utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(unix_ms % 1000));
   return text;
