@@ -30,7 +30,10 @@ std::map<std::string, double> Scrape(const Daemon& daemon) {
   EXPECT_EQ(parsed.exit_code, 0) << parsed.err << "\n" << body;
   std::map<std::string, double> samples;
   if (parsed.exit_code == 0) {
-    for (const auto& [key, value] : json::parse(parsed.out).items()) samples[key] = value.get<double>();
+    const json all = json::parse(parsed.out);  // named: items() refers into it
+    for (const auto& [key, value] : all.items()) {
+      if (value.is_number()) samples[key] = value.get<double>();
+    }
   }
   return samples;
 }
