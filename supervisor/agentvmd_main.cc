@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
     log->critical("{}", recovered.error().message);
     return 1;
   }
-  agentvm::api::ApiServer api(io, **supervisor, agentvm::api::ApiOptions{.socket_path = config.socket_path});
+  agentvm::api::ApiServer api(io, **supervisor, agentvm::api::ApiOptions{.socket_path = config.socket_path,
+                                                                  .audit_log_path = config.audit_log});
   if (auto started = api.Start(); !started) {
     log->critical("{}", started.error().message);
     return 1;

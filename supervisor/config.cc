@@ -305,6 +305,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "qemu") applied = set_string(config.qemu_binary);
     else if (key == "qemu_img") applied = set_string(config.qemu_img_binary);
     else if (key == "log_level") applied = set_string(config.log_level);
+    else if (key == "audit_log") applied = set_string(config.audit_log);
     else if (key == "agent_timeout_sec") applied = set_seconds(config.agent_timeout);
     else if (key == "stop_grace_sec") applied = set_seconds(config.stop_grace);
     else if (key == "default_cpus") applied = set_int(config.default_cpus);
@@ -335,6 +336,9 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
     if (dir.empty() || dir[0] != '/') {
       return Fail(ErrorCode::kInvalidArgument, std::string(name) + " must be an absolute path, not '" + dir + "'");
     }
+  }
+  if (!config.audit_log.empty() && config.audit_log[0] != '/') {
+    return Fail(ErrorCode::kInvalidArgument, "audit_log must be an absolute path, not '" + config.audit_log + "'");
   }
   // Per-VM sockets live at <run_dir>/vms/<id>/agent.sock (ids are 15
   // characters) and must fit sockaddr_un's 108 bytes.

@@ -50,6 +50,9 @@ struct DaemonConfig {
   std::string qemu_binary = "qemu-system-x86_64";
   std::string qemu_img_binary = "qemu-img";
   std::string log_level = "info";
+  // One JSON line per changing API call (docs/operations.md, "Audit log");
+  // empty: off, the default.
+  std::string audit_log;
   std::chrono::seconds agent_timeout{90};  // boot to agent answering, TCG is slow
   std::chrono::seconds stop_grace{10};     // agent/ACPI power-off before kill
   int default_cpus = 1;

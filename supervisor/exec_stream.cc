@@ -124,6 +124,7 @@ void ExecStream::Finish(Result<protocol::ExecResult> result) {
   result_.emplace(std::move(result));
   output_ready_.Notify();
   stdin_room_.Notify();
+  if (auto done = std::exchange(on_finish_, nullptr)) done(*result_);
 }
 
 void ExecStream::StdinAcknowledged(std::uint64_t bytes) {

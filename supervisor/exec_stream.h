@@ -110,6 +110,11 @@ class ExecStream : public std::enable_shared_from_this<ExecStream> {
   // The guest took `bytes` more of the stdin sent ("stdin_ack").
   void StdinAcknowledged(std::uint64_t bytes);
 
+  // Calls `done` once, when the command ends or the exec fails (after
+  // Finish), for whoever keeps count of execs (the daemon's events and
+  // metrics). At most one; a later call replaces it.
+  void OnFinish(std::function<void(const Result<protocol::ExecResult>&)> done) { on_finish_ = std::move(done); }
+
   // Sets Options::give_up_at once the deadline is known (the command started).
   void set_give_up_at(Clock::time_point at) { options_.give_up_at = at; }
 
@@ -134,6 +139,7 @@ class ExecStream : public std::enable_shared_from_this<ExecStream> {
   bool detached_ = false;
   Clock::time_point last_take_;
   std::optional<Result<protocol::ExecResult>> result_;
+  std::function<void(const Result<protocol::ExecResult>&)> on_finish_;
 };
 
 }  // namespace agentvm

@@ -93,10 +93,7 @@ VmContext Supervisor::MakeContext() {
       .stop_grace = config_.stop_grace,
       .console_ring_bytes = static_cast<std::size_t>(config_.console_memory_kib) * 1024,
       .console_file_bytes = static_cast<std::uint64_t>(config_.console_file_kib) * 1024,
-      .on_change =
-          [this](const VmRecord& record) {
-            if (auto put = store_->Put(record); !put) Log()->error("{}: {}", record.id, put.error().message);
-          },
+      .on_change = [this](const VmRecord& record) { OnVmChange(record); },
   };
 }
 
@@ -193,9 +190,12 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());
 
+  const auto began = std::chrono::steady_clock::now();
   if (request.boot == BootMode::kAuto) {
     if (std::shared_ptr<Vm> warm = TakeFromPool(request)) {
       Log()->info("{}: handed out from pool {}", warm->id(), warm->pool());
+      NoteCreated(*warm);
+      NoteStarted(*warm, began);
       co_return InfoOf(*warm);
     }
   }
@@ -204,8 +204,10 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   Log()->info("{}: create image={} cpus={} memory={}MiB network={} boot={}", (*vm)->id(), request.image,
               request.cpus, request.memory_mib, NetworkModeName((*vm)->Info().network.mode),
               BootModeName(request.boot));
+  NoteCreated(**vm);
   auto booted = co_await BootVm(**vm, request.boot);
   if (!booted) co_return Fail(booted.error());
+  NoteStarted(**vm, began);
   co_return InfoOf(**vm);
 }
 
@@ -218,6 +220,7 @@ boost::asio::awaitable<Result<void>> Supervisor::RemoveVm(std::shared_ptr<Vm> vm
   vms_.erase(id);
   if (!vm->unclaimed()) {
     if (auto pool = pools_.find(vm->pool()); pool != pools_.end()) pool->second->Returned(id);
+    events_->Publish("removed", id);
   }
   Log()->info("{}: removed", id);
   co_return Result<void>{};
@@ -270,7 +273,11 @@ boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> Supervisor::StartExe
                                                                                  protocol::ExecRequest request) {
   auto vm = Find(id);
   if (!vm) co_return Fail(vm.error());
-  co_return co_await (*vm)->StartExec(std::move(request));
+  const std::string command = request.argv.empty() ? "" : request.argv.front();
+  auto started = co_await (*vm)->StartExec(std::move(request));
+  if (!started) co_return Fail(started.error());
+  NoteExec(id, command, **started);
+  co_return std::move(*started);
 }
 
 boost::asio::awaitable<Result<void>> Supervisor::WriteFileChunk(const std::string& id, const std::string& path,

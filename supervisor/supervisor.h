@@ -14,9 +14,11 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "supervisor/config.h"
+#include "supervisor/event_log.h"
 #include "supervisor/golden_snapshot_builder.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/jail.h"
+#include "supervisor/metrics.h"
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
 #include "supervisor/vm.h"
@@ -69,6 +71,8 @@ class Supervisor : public VmService {
   boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) override;
   boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) override;
   boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) override;
+  EventLog& Events() override { return *events_; }
+  Result<std::string> MetricsText() override;
 
  private:
   Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, std::shared_ptr<Jailer> jailer,
@@ -83,6 +87,16 @@ class Supervisor : public VmService {
   // Kills and removes a VM with its files, lease and record; tells its pool.
   boost::asio::awaitable<Result<void>> RemoveVm(std::shared_ptr<Vm> vm);
   NetworkMode DefaultNetworkMode() const;
+
+  // supervisor_observe.cc: what the events and metrics are told. Only VMs
+  // handed to a user are told of; pool and golden-snapshot VMs are not.
+  // Every change of a VM's state: persisted; its end (stopped, failed) told.
+  void OnVmChange(const VmRecord& record);
+  void NoteCreated(const Vm& vm);
+  // `vm` is running, its create having begun at `began`.
+  void NoteStarted(const Vm& vm, std::chrono::steady_clock::time_point began);
+  // An exec started in VM `id`; its end is told when the stream finishes.
+  void NoteExec(const std::string& id, const std::string& command, ExecStream& exec);
 
   // supervisor_recover.cc
   // Registers the VM of `record` with `state` (a recovered one: no QEMU).
@@ -115,6 +129,9 @@ class Supervisor : public VmService {
   std::shared_ptr<Jailer> jailer_;  // null with `jail: off`
   std::shared_ptr<VmHost> host_;    // every Vm's way to QEMU (through jailer_)
   std::unique_ptr<StateStore> store_;
+  // Shared with the callbacks of exec streams, which may outlive a VM.
+  std::shared_ptr<EventLog> events_ = std::make_shared<EventLog>();
+  std::shared_ptr<Metrics> metrics_ = std::make_shared<Metrics>();
   std::shared_ptr<VmNetwork> network_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;
   std::unique_ptr<GoldenSnapshotBuilder> golden_;  // null when golden snapshots are off

@@ -20,6 +20,9 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
 // The running reason of an adopted VM: what a user of it must know.
 constexpr char kAdoptedNote[] =
     "adopted by a restarted agentvmd; execs that were streaming when the earlier daemon died were lost";
+// Its "adopted" event says the same: which execs were streaming is not
+// recorded, so the event cannot count them.
+constexpr char kExecsLostNote[] = "execs that were streaming when the earlier daemon died were lost";
 
 // The VM id in a path or argument under "<dir>/vms/<id>", or "".
 std::string VmIdUnder(const std::string& text, const std::string& vms_dir) {
@@ -68,6 +71,7 @@ Result<void> Supervisor::Recover() {
       reason = alive ? "agentvmd restarted while the VM was " + record.state + "; it was not adopted"
                      : "qemu exited while agentvmd was not running (the VM was " + record.state + ")";
       state = VmState::kFailed;
+      events_->Publish("failed", record.id, {{"reason", reason}});
     }
     auto vm = AddRecordedVm(record, state, reason);
     if (auto put = store_->Put(vm->Record()); !put) return Fail(put.error());
@@ -121,6 +125,7 @@ void Supervisor::AdoptRecordedVm(const VmRecord& record) {
     if (jailer_) jailer_->RemoveLeftovers(record.id, {record.runtime_dir, record.disk_dir});
     auto vm = AddRecordedVm(record, VmState::kFailed, "not adopted after an agentvmd restart: " + error.message);
     if (auto put = store_->Put(vm->Record()); !put) Log()->error("{}: {}", record.id, put.error().message);
+    events_->Publish("failed", record.id, {{"reason", vm->Info().reason}});
   };
   std::function<void()> give_back;
   if (jailer_) {
@@ -141,10 +146,16 @@ void Supervisor::AdoptRecordedVm(const VmRecord& record) {
   Log()->info("{}: adopting qemu pid {}", record.id, record.pid);
   SpawnDetached(
       executor_,
-      [vm, qemu = std::move(*qemu), network = std::move(*network)]() mutable -> boost::asio::awaitable<void> {
+      [vm, qemu = std::move(*qemu), network = std::move(*network), events = events_,
+       pid = record.pid]() mutable -> boost::asio::awaitable<void> {
         std::string note = kAdoptedNote;
         auto adopted = co_await vm->Adopt(std::move(qemu), std::move(network), std::move(note));
-        if (!adopted) Log()->error("{}", adopted.error().message);
+        if (!adopted) {
+          Log()->error("{}", adopted.error().message);  // its "failed" event is told as it fails
+          co_return;
+        }
+        nlohmann::ordered_json fields = {{"pid", pid}, {"execs_lost", kExecsLostNote}};
+        events->Publish("adopted", vm->id(), std::move(fields));
       },
       record.id + ": adopt", Log());
 }

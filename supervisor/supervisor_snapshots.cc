@@ -145,7 +145,10 @@ boost::asio::awaitable<Result<SnapshotInfo>> Supervisor::SaveSnapshot(const std:
                                                                        const std::string& name) {
   auto vm = Find(id);
   if (!vm) co_return Fail(vm.error());
-  co_return co_await (*vm)->SaveSnapshot(name);
+  auto saved = co_await (*vm)->SaveSnapshot(name);
+  if (!saved) co_return Fail(saved.error());
+  events_->Publish("snapshot_saved", id, {{"name", name}, {"vm_state_bytes", saved->vm_state_bytes}});
+  co_return std::move(*saved);
 }
 
 boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> Supervisor::ListSnapshots(const std::string& id) {
@@ -157,7 +160,10 @@ boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> Supervisor::ListSnapsh
 boost::asio::awaitable<Result<void>> Supervisor::RestoreSnapshot(const std::string& id, const std::string& name) {
   auto vm = Find(id);
   if (!vm) co_return Fail(vm.error());
-  co_return co_await (*vm)->RestoreSnapshot(name);
+  auto restored = co_await (*vm)->RestoreSnapshot(name);
+  if (!restored) co_return Fail(restored.error());
+  events_->Publish("snapshot_restored", id, {{"name", name}});
+  co_return Result<void>{};
 }
 
 boost::asio::awaitable<Result<void>> Supervisor::DeleteSnapshot(const std::string& id, const std::string& name) {

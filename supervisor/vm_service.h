@@ -23,6 +23,8 @@
 
 namespace agentvm {
 
+class EventLog;
+
 class VmService {
  public:
   virtual ~VmService() = default;
@@ -75,6 +77,11 @@ class VmService {
   virtual boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) = 0;
   virtual boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) = 0;
   virtual boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) = 0;
+
+  // What happened to the VMs, for GET /v1/events (event_log.h).
+  virtual EventLog& Events() = 0;
+  // Every metric in Prometheus' text exposition format, for GET /metrics.
+  virtual Result<std::string> MetricsText() = 0;
 };
 
 }  // namespace agentvm

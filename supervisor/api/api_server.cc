@@ -89,6 +89,11 @@ Result<void> ApiServer::Start() {
                     " bytes: " + path);
   }
   if (auto ok = CreateParentDirectory(path); !ok) return Fail(ok.error());
+  if (!options().audit_log_path.empty() && !state_->context->audit) {
+    auto audit = AuditLog::Open(options().audit_log_path);
+    if (!audit) return Fail(audit.error());
+    state_->context->audit = std::move(*audit);
+  }
 
   struct stat existing{};
   if (::lstat(path.c_str(), &existing) == 0) {

@@ -41,6 +41,8 @@ struct ApiOptions {
   // So idle clients cannot lock others out, and a request being served is
   // never cut off.
   std::size_t max_connections = 256;
+  // Where one JSON line per changing call is appended (audit_log.h); empty: no audit log.
+  std::string audit_log_path;
 };
 
 class ApiServer {

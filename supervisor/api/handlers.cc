@@ -42,6 +42,10 @@ awaitable<void> ApiHandlers::Handle(const RouteMatch& match, std::string body,
     co_await GetArchive(match, responder);
     co_return;
   }
+  if (match.route == Route::kEvents) {
+    co_await StreamEvents(match, responder);
+    co_return;
+  }
   HttpResponse response;
   try {
     response = co_await HandleSimple(match, std::move(body));
@@ -142,12 +146,19 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       if (!info) co_return ErrorResponse(info.error());
       co_return JsonResponse(200, VmInfoToJson(*info));
     }
+    case Route::kMetrics: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto text = service_.MetricsText();
+      if (!text) co_return ErrorResponse(text.error());
+      co_return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(*text), {}};
+    }
     case Route::kExec:
     case Route::kExecInteractive:  // the connection upgrades it (exec_websocket.h)
     case Route::kPutFile:          // streamed: file_handlers.cc
     case Route::kGetFile:
     case Route::kPutArchive:
     case Route::kGetArchive:
+    case Route::kEvents:  // streamed: event_handler.cc
       break;
   }
   co_return ErrorResponse(Error{ErrorCode::kInternal, "unhandled route"});

@@ -26,6 +26,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "common/logging.h"
+#include "common/rfc3339.h"
 #include "common/spawn.h"
 #include "supervisor/api/exec_websocket.h"
 #include "supervisor/api/request_validation.h"
@@ -75,8 +76,16 @@ class Connection : public Responder, public BodySource, public std::enable_share
   // read and dropped, bounded in bytes and time, before the socket closes.
   awaitable<void> LingeringClose();
 
+  // Appends the request's line to the audit log if it changed something.
+  void Audit(const std::string& method, const std::string& target, const RouteMatch* match,
+             std::chrono::steady_clock::time_point started);
+
   std::shared_ptr<ServerContext> context_;
   Stream stream_;
+  // The peer, from SO_PEERCRED when the connection opened; -1 if unknown.
+  std::int64_t peer_uid_ = -1;
+  std::int64_t peer_gid_ = -1;
+  std::int64_t peer_pid_ = -1;
   bool watching_ = false;
   // The request whose body a streaming handler reads, while it does.
   http::request_parser<http::string_body>* streamed_ = nullptr;
@@ -274,9 +283,38 @@ awaitable<void> Connection::ReplyToReadError(const beast::error_code& ec) {
   log->debug("connection {}: read failed: {}", number_, ec.message());
 }
 
+void Connection::Audit(const std::string& method, const std::string& target, const RouteMatch* match,
+                       std::chrono::steady_clock::time_point started) {
+  if (!context_->audit) return;
+  // Every method but GET changes something; so does the one GET that runs
+  // a command, the interactive exec.
+  const bool changes = method != "GET" && method != "HEAD";
+  if (!changes && !(match && match->route == Route::kExecInteractive)) return;
+  context_->audit->Write(AuditRecord{
+      .time_ms = UnixMillisNow(),
+      .uid = peer_uid_,
+      .gid = peer_gid_,
+      .pid = peer_pid_,
+      .method = method,
+      .path = target.substr(0, target.find('?')),  // the query may carry an exec request
+      .route = match ? std::string(RouteName(match->route)) : "",
+      .vm = match ? match->vm_id : "",
+      .status = status_,
+      .duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+                         .count(),
+  });
+}
+
 awaitable<void> Connection::Run() {
   auto log = Logger("api");
   number_ = context_->next_connection++;
+  ucred peer{};
+  socklen_t peer_size = sizeof peer;
+  if (::getsockopt(stream_.socket().native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) == 0) {
+    peer_uid_ = peer.uid;
+    peer_gid_ = peer.gid;
+    peer_pid_ = peer.pid;
+  }
   std::weak_ptr<Connection> weak = weak_from_this();
   context_->connections[number_] = [weak] {
     if (auto self = weak.lock()) self->Abort();
@@ -382,6 +420,7 @@ awaitable<void> Connection::Run() {
     auto level = status_ >= 500 ? spdlog::level::warn : spdlog::level::debug;
     log->log(level, "{} {} -> {} ({} ms)", method, QuoteForError(target), status_,
              elapsed.count());
+    Audit(method, target, match ? &*match : nullptr, started);
     if (!keep_alive_) break;
   }
 

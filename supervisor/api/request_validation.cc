@@ -410,13 +410,49 @@ Result<protocol::ExecRequest> ParseExecQuery(const QueryParams& query) {
   return ParseExecBody(it->second);
 }
 
-Result<bool> ParseDeleteQuery(const QueryParams& query) {
-  if (auto ok = RejectUnknownParams(query, {"force"}); !ok) return Fail(ok.error());
-  auto it = query.find("force");
-  if (it == query.end()) return false;
+// ?NAME=true|false|1|0; `fallback` when absent.
+Result<bool> ParseBoolParam(const QueryParams& query, const std::string& name, bool fallback) {
+  auto it = query.find(name);
+  if (it == query.end()) return fallback;
   if (it->second == "true" || it->second == "1") return true;
   if (it->second == "false" || it->second == "0") return false;
-  return Invalid("force must be true or false");
+  return Invalid(name + " must be true or false");
+}
+
+Result<bool> ParseDeleteQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"force"}); !ok) return Fail(ok.error());
+  return ParseBoolParam(query, "force", false);
+}
+
+Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"vm", "type", "since", "follow"}); !ok) return Fail(ok.error());
+  EventsQuery parsed;
+  if (auto it = query.find("vm"); it != query.end()) {
+    if (auto valid = ValidateVmId(it->second); !valid) return Fail(valid.error());
+    parsed.vm = it->second;
+  }
+  if (auto it = query.find("type"); it != query.end()) {
+    const std::string& type = it->second;
+    const bool ok = !type.empty() && type.size() <= 32 &&
+                    std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
+    if (!ok) return Invalid("type must be an event type such as started or exec_finished");
+    parsed.type = type;
+  }
+  if (auto it = query.find("since"); it != query.end()) {
+    const std::string& text = it->second;
+    std::uint64_t value = 0;
+    bool ok = !text.empty() && text.size() <= 19;
+    for (char c : text) {
+      ok = ok && c >= '0' && c <= '9';
+      value = value * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (!ok) return Invalid("since must be an event sequence number");
+    parsed.since = value;
+  }
+  auto follow = ParseBoolParam(query, "follow", true);
+  if (!follow) return Fail(follow.error());
+  parsed.follow = *follow;
+  return parsed;
 }
 
 Result<PutFileParams> ParsePutFileQuery(const QueryParams& query) {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -64,5 +65,17 @@ Result<PutFileParams> ParsePutFileQuery(const QueryParams& query);
 Result<std::string> ParseGetFileQuery(const QueryParams& query);
 // [?max_bytes=N], 1..kMaxConsoleBytes, default kDefaultConsoleBytes.
 Result<std::size_t> ParseConsoleQuery(const QueryParams& query);
+
+// GET /v1/events: [?vm=ID][&type=T][&since=SEQ][&follow=true|false].
+struct EventsQuery {
+  std::string vm;    // empty: every VM
+  std::string type;  // empty: every type
+  // Replay the ring's events with a larger sequence number first. Without
+  // it, a followed stream starts with the next event and one that is not
+  // followed replays the whole ring.
+  std::optional<std::uint64_t> since;
+  bool follow = true;  // keep streaming new events until the client goes
+};
+Result<EventsQuery> ParseEventsQuery(const QueryParams& query);
 
 }  // namespace agentvm::api

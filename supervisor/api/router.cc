@@ -39,6 +39,7 @@ struct PathRoutes {
 constexpr PathRoutes kRoutes[] = {
     {{"vms"}, {{MethodRoute{"GET", Route::kListVms}, MethodRoute{"POST", Route::kCreateVm}}}},
     {{"pools"}, {{MethodRoute{"GET", Route::kListPools}, std::nullopt}}},
+    {{"events"}, {{MethodRoute{"GET", Route::kEvents}, std::nullopt}}},
     {{"vms", kId}, {{MethodRoute{"GET", Route::kGetVm}, MethodRoute{"DELETE", Route::kDeleteVm}}}},
     {{"vms", kId, "stop"}, {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
     {{"vms", kId, "exec"}, {{MethodRoute{"POST", Route::kExec}, MethodRoute{"GET", Route::kExecInteractive}}}},
@@ -114,6 +115,8 @@ std::string_view RouteName(Route route) {
     case Route::kDeleteSnapshot: return "delete_snapshot";
     case Route::kRestoreSnapshot: return "restore_snapshot";
     case Route::kUpdateNetwork: return "update_network";
+    case Route::kEvents: return "events";
+    case Route::kMetrics: return "metrics";
   }
   return "unknown";
 }
@@ -166,6 +169,14 @@ std::expected<RouteMatch, RouteError> MatchRoute(std::string_view method,
     segments.push_back(std::move(*decoded));
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
+  }
+  if (path == "/metrics") {
+    if (method != "GET") {
+      return RouteFail(405, Error{ErrorCode::kInvalidArgument, "method " + std::string(method) +
+                                                                   " not allowed here (allowed: GET)"},
+                       "GET");
+    }
+    return RouteMatch{Route::kMetrics, {}, {}, std::move(*query)};
   }
   auto not_found = [&] {
     return RouteFail(404, Error{ErrorCode::kNotFound, "no such endpoint: " + std::string(path)});

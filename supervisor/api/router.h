@@ -37,6 +37,8 @@ enum class Route {
   kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}
   kRestoreSnapshot,  // POST   /v1/vms/{id}/snapshots/{name}/restore
   kUpdateNetwork,    // PATCH  /v1/vms/{id}/network
+  kEvents,           // GET    /v1/events?vm=&type=&since=&follow=  (NDJSON stream)
+  kMetrics,          // GET    /metrics  (Prometheus text format; outside /v1, where scrapers look)
 };
 
 std::string_view RouteName(Route route);

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "supervisor/api/api_server.h"
+#include "supervisor/api/audit_log.h"
 #include "supervisor/api/handlers.h"
 
 namespace agentvm::api {
@@ -19,6 +20,7 @@ struct ServerContext {
 
   ApiOptions options;
   ApiHandlers handlers;
+  std::unique_ptr<AuditLog> audit;  // null without options.audit_log_path
   // Close callbacks of the open connections, by connection number.
   std::map<std::uint64_t, std::function<void()>> connections;
   // Connections waiting for a request header, by connection number: since

@@ -38,6 +38,7 @@
 
 #include "common/notifier.h"
 #include "common/spawn.h"
+#include "supervisor/event_log.h"
 #include "supervisor/vm_service.h"
 
 namespace agentvm::api::testing {
@@ -214,6 +215,16 @@ class FakeVmService : public VmService {
     if (!info) co_return Fail(info.error());
     if (snapshots[id].erase(name) == 0) co_return NoSuchSnapshot(id, name);
     co_return Result<void>{};
+  }
+
+  // What tests publish for GET /v1/events to serve; the fake publishes nothing itself.
+  EventLog events;
+  EventLog& Events() override { return events; }
+  // What GET /metrics serves.
+  std::string metrics_text = "# TYPE agentvm_boots_total counter\nagentvm_boots_total{mode=\"cold\"} 0\n";
+  Result<std::string> MetricsText() override {
+    ++calls_;
+    return metrics_text;
   }
 
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(

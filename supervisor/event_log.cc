@@ -1,0 +1,99 @@
+#include "supervisor/event_log.h"
+
+#include <algorithm>
+
+#include "common/rfc3339.h"
+
+namespace agentvm {
+
+nlohmann::ordered_json EventToJson(const Event& event) {
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+  if (event.seq != 0) json["seq"] = event.seq;
+  json["time"] = FormatRfc3339Utc(event.time_ms);
+  json["type"] = event.type;
+  if (!event.vm.empty()) json["vm"] = event.vm;
+  if (event.fields.is_object()) {
+    for (const auto& [key, value] : event.fields.items()) json[key] = value;
+  }
+  return json;
+}
+
+bool EventFilter::Matches(const Event& event) const {
+  return (vm.empty() || vm == event.vm) && (type.empty() || type == event.type);
+}
+
+EventSubscription::EventSubscription(boost::asio::any_io_executor executor, EventFilter filter,
+                                     std::size_t queue_size)
+    : filter_(std::move(filter)), queue_size_(std::max<std::size_t>(queue_size, 1)), ready_(std::move(executor)) {}
+
+void EventSubscription::Offer(const Event& event) {
+  if (closed_ || !filter_.Matches(event)) return;
+  if (queue_.size() < queue_size_) {
+    queue_.push_back(event);
+  } else if (!queue_.empty() && queue_.back().type == kDroppedEventType && queue_.back().seq == 0) {
+    // Already behind: the marker at the gap counts one more.
+    auto& count = queue_.back().fields["count"];
+    count = count.get<std::uint64_t>() + 1;
+  } else {
+    // The one entry beyond the bound: where the gap starts.
+    queue_.push_back(Event{.seq = 0,
+                           .time_ms = event.time_ms,
+                           .type = kDroppedEventType,
+                           .vm = "",
+                           .fields = {{"count", std::uint64_t{1}}}});
+  }
+  ready_.Notify();
+}
+
+void EventSubscription::Close() {
+  closed_ = true;
+  ready_.Notify();
+}
+
+boost::asio::awaitable<std::optional<Event>> EventSubscription::NextUntil(Notifier::Clock::time_point deadline) {
+  while (queue_.empty() && !closed_) {
+    const bool woken = co_await ready_.WaitUntil(deadline);
+    if (!woken) break;
+  }
+  if (queue_.empty() || closed_) co_return std::nullopt;
+  Event event = std::move(queue_.front());
+  queue_.pop_front();
+  co_return event;
+}
+
+EventLog::EventLog(std::size_t ring_size, std::size_t queue_size)
+    : ring_size_(std::max<std::size_t>(ring_size, 1)), queue_size_(queue_size) {}
+
+EventLog::~EventLog() {
+  for (auto& weak : subscribers_) {
+    if (auto subscriber = weak.lock()) subscriber->Close();
+  }
+}
+
+const Event& EventLog::Publish(std::string type, std::string vm, nlohmann::ordered_json fields) {
+  if (ring_.size() == ring_size_) ring_.pop_front();
+  ring_.push_back(Event{.seq = next_seq_++,
+                        .time_ms = UnixMillisNow(),
+                        .type = std::move(type),
+                        .vm = std::move(vm),
+                        .fields = std::move(fields)});
+  std::erase_if(subscribers_, [](const std::weak_ptr<EventSubscription>& weak) { return weak.expired(); });
+  for (auto& weak : subscribers_) weak.lock()->Offer(ring_.back());
+  return ring_.back();
+}
+
+std::vector<Event> EventLog::Since(std::uint64_t after, const EventFilter& filter) const {
+  std::vector<Event> events;
+  for (const Event& event : ring_) {
+    if (event.seq > after && filter.Matches(event)) events.push_back(event);
+  }
+  return events;
+}
+
+std::shared_ptr<EventSubscription> EventLog::Subscribe(boost::asio::any_io_executor executor, EventFilter filter) {
+  auto subscription = std::make_shared<EventSubscription>(std::move(executor), std::move(filter), queue_size_);
+  subscribers_.push_back(subscription);
+  return subscription;
+}
+
+}  // namespace agentvm

@@ -1,0 +1,76 @@
+// Metrics: agentvmd's Prometheus metrics (docs/operations.md, "Metrics"),
+// rendered in the text exposition format by prometheus-cpp (Debian's
+// prometheus-cpp-dev; only its core library: the daemon serves the text on
+// its own API socket, so prometheus-cpp's civetweb exposer is not used).
+//
+// Counters and histograms live here and move as things happen (a boot, a
+// pool hand-out, an exec ending). What is a state rather than an event (VMs
+// by state, pools, per-VM CPU and memory, the daemon's own memory and fds)
+// is read at scrape time from a Snapshot the Supervisor fills, so no gauge
+// of a removed VM lingers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "protocol/exec_types.h"
+#include "supervisor/vm_types.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Histogram;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace agentvm {
+
+class Metrics {
+ public:
+  struct VmSample {
+    std::string id;
+    VmState state = VmState::kCreating;
+    std::optional<int> pid;  // QEMU's, while it runs
+  };
+  struct Snapshot {
+    std::vector<VmSample> vms;  // the users' VMs (not pool or golden ones)
+    std::vector<PoolInfo> pools;
+    std::string proc = "/proc";  // procfs root (tests use a fake one)
+    pid_t daemon_pid = 0;        // 0: this process
+  };
+
+  Metrics();
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // A VM came up for a user: `boot` is "cold", "restore" or "pool".
+  void ObserveBoot(const std::string& boot, double seconds);
+  // A create was served by a warm pool's ready VM.
+  void ObservePoolAcquire(double seconds);
+  // An exec ended: by its result ("ok", "nonzero", "signal", "timeout",
+  // "error"), with how long it ran.
+  void ObserveExec(const Result<protocol::ExecResult>& result, double seconds);
+
+  // Every metric, in the text exposition format (version 0.0.4).
+  std::string Render(const Snapshot& snapshot) const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* boots_;
+  prometheus::Family<prometheus::Histogram>* boot_seconds_;
+  prometheus::Family<prometheus::Histogram>* pool_acquire_seconds_;
+  prometheus::Family<prometheus::Counter>* execs_;
+  prometheus::Family<prometheus::Histogram>* exec_seconds_;
+};
+
+// The "result" label of an exec's end.
+std::string ExecResultLabel(const Result<protocol::ExecResult>& result);
+
+}  // namespace agentvm

@@ -1,0 +1,106 @@
+// Metrics: the exposition text names what docs/operations.md lists, the
+// counters move with what is observed, and per-VM and daemon figures come
+// from (a fake) /proc.
+#include "supervisor/metrics.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+
+namespace agentvm {
+namespace {
+
+// The value of the sample line that starts with `series` + " ", or -1.
+double Sample(const std::string& text, const std::string& series) {
+  const std::string prefix = series + " ";
+  for (std::size_t at = 0; at < text.size();) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) return std::stod(text.substr(at + prefix.size(), end - at));
+    at = end + 1;
+  }
+  return -1;
+}
+
+// A fake procfs root, removed at the end.
+struct FakeProc {
+  FakeProc() {
+    char pattern[] = "/tmp/agentvm-proc-XXXXXX";
+    path = ::mkdtemp(pattern);
+  }
+  ~FakeProc() { std::filesystem::remove_all(path); }
+  std::filesystem::path path;
+};
+
+// <root>/<pid>/{stat,status,fd/} as procfs has them.
+void FakeProcess(const std::filesystem::path& root, int pid, unsigned long utime, unsigned long stime,
+                 unsigned long rss_kib, int fds) {
+  const auto dir = root / std::to_string(pid);
+  std::filesystem::create_directories(dir / "fd");
+  std::ofstream(dir / "stat") << pid << " (qemu-system-x86) S 1 1 1 0 -1 0 0 0 0 0 " << utime << " " << stime
+                              << " 0 0 20 0 1 0 100 0 0\n";
+  std::ofstream(dir / "status") << "Name:\tqemu\nVmRSS:\t" << rss_kib << " kB\n";
+  for (int i = 0; i < fds; ++i) std::ofstream(dir / "fd" / std::to_string(i)) << "";
+}
+
+TEST(MetricsTest, CountersStartAtZeroAndMoveWithWhatIsObserved) {
+  Metrics metrics;
+  Metrics::Snapshot empty;
+  std::string before = metrics.Render(empty);
+  EXPECT_EQ(Sample(before, "agentvm_boots_total{mode=\"cold\"}"), 0);
+  EXPECT_EQ(Sample(before, "agentvm_execs_total{result=\"ok\"}"), 0);
+
+  metrics.ObserveBoot("cold", 3.2);
+  metrics.ObserveBoot("pool", 0.01);
+  metrics.ObservePoolAcquire(0.01);
+  metrics.ObserveExec(protocol::ExecResult{.exit_code = 0}, 0.2);
+  metrics.ObserveExec(protocol::ExecResult{.exit_code = 2}, 0.3);
+  metrics.ObserveExec(protocol::ExecResult{.signal = 9, .timed_out = true}, 10);
+  metrics.ObserveExec(Fail(ErrorCode::kUnavailable, "guest gone"), 1);
+  std::string after = metrics.Render(empty);
+  EXPECT_EQ(Sample(after, "agentvm_boots_total{mode=\"cold\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_boots_total{mode=\"pool\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_boot_duration_seconds_count{mode=\"cold\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_boot_duration_seconds_bucket{mode=\"cold\",le=\"5\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_boot_duration_seconds_bucket{mode=\"cold\",le=\"2.5\"}"), 0);
+  EXPECT_EQ(Sample(after, "agentvm_pool_acquire_duration_seconds_count"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_execs_total{result=\"ok\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_execs_total{result=\"nonzero\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_execs_total{result=\"timeout\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_execs_total{result=\"error\"}"), 1);
+  EXPECT_EQ(Sample(after, "agentvm_exec_duration_seconds_count"), 4);
+  EXPECT_NE(after.find("# TYPE agentvm_boot_duration_seconds histogram"), std::string::npos);
+}
+
+TEST(MetricsTest, StateIsReadAtScrapeTime) {
+  FakeProc proc;
+  FakeProcess(proc.path, 4242, /*utime=*/250, /*stime=*/50, /*rss_kib=*/2048, /*fds=*/0);
+  FakeProcess(proc.path, 77, 100, 100, 1024, 5);
+  Metrics metrics;
+  Metrics::Snapshot snapshot;
+  snapshot.proc = proc.path.string();
+  snapshot.daemon_pid = 77;
+  snapshot.vms = {{.id = "vm-a", .state = VmState::kRunning, .pid = 4242},
+                  {.id = "vm-b", .state = VmState::kStopped, .pid = std::nullopt},
+                  {.id = "vm-c", .state = VmState::kRunning, .pid = 999}};  // gone: no figures
+  snapshot.pools = {PoolInfo{.name = "tiny-1c-256m-isolated", .ready = 2, .starting = 1, .in_use = 3}};
+  std::string text = metrics.Render(snapshot);
+  EXPECT_EQ(Sample(text, "agentvm_vms{state=\"running\"}"), 2);
+  EXPECT_EQ(Sample(text, "agentvm_vms{state=\"stopped\"}"), 1);
+  EXPECT_EQ(Sample(text, "agentvm_vms{state=\"failed\"}"), 0);
+  EXPECT_EQ(Sample(text, "agentvm_pool_vms{pool=\"tiny-1c-256m-isolated\",state=\"ready\"}"), 2);
+  EXPECT_EQ(Sample(text, "agentvm_pool_vms{pool=\"tiny-1c-256m-isolated\",state=\"in_use\"}"), 3);
+  EXPECT_DOUBLE_EQ(Sample(text, "agentvm_vm_cpu_seconds_total{vm=\"vm-a\"}"), 3.0);  // 300 ticks at 100 Hz
+  EXPECT_EQ(Sample(text, "agentvm_vm_resident_memory_bytes{vm=\"vm-a\"}"), 2048 * 1024);
+  EXPECT_EQ(Sample(text, "agentvm_vm_resident_memory_bytes{vm=\"vm-c\"}"), -1);
+  EXPECT_EQ(Sample(text, "process_resident_memory_bytes"), 1024 * 1024);
+  EXPECT_EQ(Sample(text, "process_open_fds"), 5);
+}
+
+}  // namespace
+}  // namespace agentvm
