@@ -123,7 +123,7 @@ ordered_json MountsToJson(const std::vector<VmMount>& mounts) {
 }  // namespace
 
 ordered_json VmInfoToJson(const VmInfo& info) {
-  return ordered_json{{"id", info.id},
+  ordered_json json{{"id", info.id},
               {"image", info.image},
               {"state", VmStateName(info.state)},
               {"cpus", info.cpus},
@@ -137,8 +137,10 @@ ordered_json VmInfoToJson(const VmInfo& info) {
               {"restore_error", info.restore_error},
               {"pool", info.pool},
               {"guest_channel_error", info.guest_channel_error},
-              {"network", NetworkInfoToJson(info.network)},
-              {"mounts", MountsToJson(info.mounts)}};
+              {"network", NetworkInfoToJson(info.network)}};
+  // Only VMs that have mounts list them, so the answer for others is as before.
+  if (!info.mounts.empty()) json["mounts"] = MountsToJson(info.mounts);
+  return json;
 }
 
 Result<VmInfo> VmInfoFromJson(const json& value) {

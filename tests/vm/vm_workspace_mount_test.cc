@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -105,5 +107,83 @@ TEST_F(VmWorkspaceMountTest, ReadWriteAndReadOnlyMountsWorkBothWays) {
   ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
   EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
 }
+TEST_F(VmWorkspaceMountTest, AHostileGuestStaysInsideTheMount) {
+  std::ofstream(local_.path() / "roots" / "outside-marker") << "next to the mount\n";
+  const std::string id = daemon_.CreateVm({"-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(id.empty());
+
+  // A symlink to /etc stays a symlink on the host; following it in the guest
+  // reaches the guest's /etc, never the host's.
+  auto linked = Exec(id, "ln -s /etc /workspace/etc-link && echo pwned > /workspace/etc-link/agentvm-pwned");
+  EXPECT_EQ(linked.exit_code, 0) << linked.err;
+  EXPECT_TRUE(fs::is_symlink(rw_ / "etc-link"));
+  EXPECT_EQ(fs::read_symlink(rw_ / "etc-link"), "/etc");
+  EXPECT_FALSE(fs::exists("/etc/agentvm-pwned"));
+
+  // Device nodes are refused (virtiofsd runs without CAP_MKNOD).
+  auto node = Exec(id, "mknod /workspace/mem c 1 1");
+  EXPECT_NE(node.exit_code, 0) << "mknod of a character device succeeded";
+  EXPECT_FALSE(fs::exists(rw_ / "mem"));
+
+  // ".." at the mount's root is the guest's own parent, never the host's.
+  auto up = Exec(id, "cat /workspace/../outside-marker");
+  EXPECT_NE(up.exit_code, 0);
+  EXPECT_EQ(up.out.find("next to the mount"), std::string::npos);
+
+  // A setuid bit the guest sets: what the host gets is reported, and the
+  // host-side mount is nosuid inside virtiofsd's namespace only.
+  auto suid = Exec(id, "cp /bin/busybox /workspace/suid && chmod 4755 /workspace/suid && stat -c %a /workspace/suid");
+  struct stat st {};
+  const bool made = ::stat((rw_ / "suid").c_str(), &st) == 0;
+  std::printf("guest chmod 4755: exit %d, guest sees %s, host mode %o owner %u\n", suid.exit_code, suid.out.c_str(),
+              made ? st.st_mode & 07777 : 0, made ? st.st_uid : 0);
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+}
+
+TEST_F(VmWorkspaceMountTest, NoVirtiofsdOutlivesItsQemuOrTheDaemon) {
+  const std::string id = daemon_.CreateVm({"-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(id.empty());
+  ASSERT_FALSE(Virtiofsds(daemon_).empty());
+  // QEMU killed under the daemon: its virtiofsd goes with it.
+  auto qemu = RunCommand({"pgrep", "-f", "guest=" + id});
+  ASSERT_EQ(qemu.exit_code, 0) << qemu.err;
+  std::istringstream pids(qemu.out);
+  for (int pid = 0; pids >> pid;) ::kill(pid, SIGKILL);
+  EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+
+  // The daemon killed: its virtiofsds die with it; the restarted daemon
+  // does not adopt the VM, kills its QEMU and lists it as failed.
+  const std::string second = daemon_.CreateVm({"-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(second.empty());
+  daemon_.Crash();
+  EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
+  daemon_.Restart();
+  auto listed = daemon_.Cli({"inspect", second});
+  EXPECT_NE(listed.out.find("\"failed\""), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("not adopted"), std::string::npos) << listed.out;
+  EXPECT_NE(RunCommand({"pgrep", "-f", "guest=" + second}).exit_code, 0) << "its QEMU still runs";
+  EXPECT_EQ(daemon_.Cli({"rm", "-f", second}).exit_code, 0);
+}
+
+TEST(VmWorkspaceMountPolicyTest, SourcesOutsideTheRootsAndSystemDirsAreRefusedWith400) {
+  TempDir local("avm-mntp");
+  fs::create_directories(local.path() / "roots" / "ok");
+  fs::create_directories(local.path() / "elsewhere");
+  Daemon daemon(AllowMountsUnder(local, local.path() / "roots"));
+  auto body = [](const std::string& source) {
+    return R"({"mounts": [{"source": ")" + source + R"(", "target": "/workspace"}]})";
+  };
+  for (const std::string& source : {(local.path() / "elsewhere").string(), std::string("/etc"), std::string("/"),
+                                    daemon.state_dir()}) {
+    auto [status, answer] = daemon.Http("POST", "/v1/vms", body(source));
+    EXPECT_EQ(status, 400) << source << ": " << answer;
+    EXPECT_NE(answer.find("refused"), std::string::npos) << answer;
+  }
+  auto [status, answer] = daemon.Http("POST", "/v1/vms", R"({"mounts": [{"source": "/x", "target": "../etc"}]})");
+  EXPECT_EQ(status, 400) << answer;
+  EXPECT_EQ(daemon.Http("GET", "/v1/vms").second.find("\"id\""), std::string::npos) << "no VM was made";
+}
+
 }  // namespace
 }  // namespace agentvm::testing
