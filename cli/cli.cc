@@ -7,30 +7,16 @@
 #include <string_view>
 
 #include "cli/api_client.h"
+#include "cli/command_table.h"
 #include "cli/commands.h"
 #include "cli/interrupt.h"
+#include "cli/write_all.h"
 
 namespace agentvm::cli {
 namespace {
 
 constexpr int kUsage = 2;
 constexpr int kAgentvmFailed = 125;
-
-void Write(int fd, std::string_view text) {
-  while (!text.empty()) {
-    ssize_t n = ::write(fd, text.data(), text.size());
-    if (n <= 0) return;
-    text.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
-bool IsCommand(std::string_view name) {
-  for (std::string_view known : {"run", "create", "ls", "list", "inspect", "exec", "cp", "logs",
-                                 "stop", "rm", "release", "pools", "snapshot", "help"}) {
-    if (name == known) return true;
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -42,17 +28,17 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
     const UsageError& error = command.error();
     std::string hint = error.command.empty() ? "agentvm --help"
                                              : "agentvm " + error.command + " --help";
-    Write(context.err_fd, "agentvm: " + error.message + "\nSee '" + hint + "'.\n");
+    WriteAll(context.err_fd, "agentvm: " + error.message + "\nSee '" + hint + "'.\n");
     bool relays = error.command == "run" || error.command == "exec";
     return relays ? kAgentvmFailed : kUsage;
   }
   if (command->kind == CommandKind::kHelp) {
-    if (!command->help_topic.empty() && !IsCommand(command->help_topic)) {
-      Write(context.err_fd, "agentvm: unknown command \"" + command->help_topic +
+    if (!command->help_topic.empty() && !FindCommand(command->help_topic)) {
+      WriteAll(context.err_fd, "agentvm: unknown command \"" + command->help_topic +
                                 "\"\nSee 'agentvm --help'.\n");
       return kUsage;
     }
-    Write(context.out_fd, HelpText(command->help_topic));
+    WriteAll(context.out_fd, HelpText(command->help_topic));
     return 0;
   }
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "cli/command_table.h"
 #include "netsetup/domain_list.h"
 #include "protocol/exec_types.h"
 #include "supervisor/api/request_validation.h"
@@ -13,22 +14,6 @@
 
 namespace agentvm::cli {
 namespace {
-
-struct CommandName {
-  std::string_view name;
-  CommandKind kind;
-};
-
-constexpr CommandName kCommands[] = {
-    {"run", CommandKind::kRun},       {"create", CommandKind::kCreate},
-    {"ls", CommandKind::kList},       {"list", CommandKind::kList},
-    {"inspect", CommandKind::kInspect}, {"exec", CommandKind::kExec},
-    {"cp", CommandKind::kCopy},       {"logs", CommandKind::kLogs},
-    {"stop", CommandKind::kStop},     {"rm", CommandKind::kRemove},
-    {"release", CommandKind::kRelease}, {"pools", CommandKind::kPools},
-    {"snapshot", CommandKind::kSnapshot}, {"shell", CommandKind::kShell},
-    {"help", CommandKind::kHelp},
-};
 
 struct SnapshotActionName {
   std::string_view name;
@@ -429,6 +414,13 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
   const bool takes_exec_options = takes_command_line || command.kind == CommandKind::kShell;
   // `exec ID CMD...`: the first positional is the id, the second starts CMD.
   const std::size_t positionals_before_command_line = command.kind == CommandKind::kExec ? 1 : 0;
+  // `doctor [AGENTVMD-OPTIONS...]`: the options are agentvmd's (it runs the
+  // checks), passed on unread.
+  const bool asks_help = !reader.done() && (reader.peek() == "--help" || reader.peek() == "-h");
+  if (command.kind == CommandKind::kDoctor && !asks_help) {
+    command.daemon_args = reader.rest();
+    return command;
+  }
 
   while (!reader.done()) {
     if (takes_command_line && (reader.at_separator() ||
@@ -449,12 +441,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
     if (reader.flag("--help", "-h")) {
       CliCommand help;
       help.kind = CommandKind::kHelp;
-      for (const auto& [name, kind] : kCommands) {
-        if (kind == command.kind) {
-          help.help_topic = std::string(name);
-          break;
-        }
-      }
+      help.help_topic = std::string(CommandOf(command.kind).name);
       return help;
     }
     bool matched = false;
@@ -563,6 +550,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       }
       break;
     }
+    case CommandKind::kDoctor:  // only `doctor --help` gets here
     case CommandKind::kHelp:
       error = expect_count(0, 1, "");
       if (!error && !positional.empty()) command.help_topic = positional[0];
@@ -590,9 +578,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
 
 }  // namespace
 
-bool RelaysCommandStatus(CommandKind kind) {
-  return kind == CommandKind::kRun || kind == CommandKind::kExec || kind == CommandKind::kShell;
-}
+bool RelaysCommandStatus(CommandKind kind) { return CommandOf(kind).relays_status; }
 
 std::expected<CliCommand, UsageError> ParseCli(const std::vector<std::string>& args,
                                                std::string_view env_socket,
@@ -611,14 +597,11 @@ std::expected<CliCommand, UsageError> ParseCli(const std::vector<std::string>& a
     return std::unexpected(reader.Error("missing a command"));
   }
   std::string name = reader.take();
-  for (const auto& candidate : kCommands) {
-    if (candidate.name == name) {
-      command.kind = candidate.kind;
-      ArgReader command_reader(args, reader.position(), name == "list" ? "ls" : name);
-      return ParseCommand(std::move(command), command_reader, lookup_env);
-    }
-  }
-  return std::unexpected(reader.Error("unknown command \"" + name + "\""));
+  const CommandInfo* found = FindCommand(name);
+  if (!found) return std::unexpected(reader.Error("unknown command \"" + name + "\""));
+  command.kind = found->kind;
+  ArgReader command_reader(args, reader.position(), std::string(CommandOf(found->kind).name));
+  return ParseCommand(std::move(command), command_reader, lookup_env);
 }
 
 }  // namespace agentvm::cli

@@ -20,7 +20,7 @@ inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
 
 enum class CommandKind {
   kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
-  kRelease, kPools, kSnapshot, kShell,
+  kRelease, kPools, kSnapshot, kShell, kDoctor,
 };
 
 // `agentvm snapshot save|ls|restore|rm`.
@@ -59,6 +59,7 @@ struct CliCommand {
   CopySpec copy;                  // cp
   SnapshotAction snapshot_action = SnapshotAction::kList;  // snapshot
   std::string snapshot_name;      // snapshot save, restore, rm: valid (IsValidSnapshotName)
+  std::vector<std::string> daemon_args;  // doctor: agentvmd's options (--config FILE, ...)
 };
 
 struct UsageError {

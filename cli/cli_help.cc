@@ -1,8 +1,10 @@
 // Usage texts of agentvm and its commands (declared in cli_args.h).
+#include <algorithm>
 #include <string>
 #include <string_view>
 
 #include "cli/cli_args.h"
+#include "cli/command_table.h"
 
 namespace agentvm::cli {
 
@@ -38,11 +40,36 @@ constexpr std::string_view kBootOption =
                        kernel afresh
 )";
 
-}  // namespace
+std::string Overview() {
+  std::string commands;
+  for (const CommandInfo& command : Commands()) {
+    if (command.summary.empty()) continue;
+    std::string name(command.name);
+    name.resize(std::max<std::size_t>(name.size() + 1, 10), ' ');
+    commands += "  " + name + std::string(command.summary) + "\n";
+  }
+  return R"(Usage: agentvm [--socket PATH] COMMAND [ARGS...]
 
-std::string HelpText(std::string_view command) {
-  if (command == "run") {
-    return R"(Usage: agentvm run [OPTIONS] [--] CMD [ARG...]
+Runs commands in throwaway virtual machines managed by agentvmd.
+
+Commands:
+)" + commands + R"(
+Options:
+  --socket PATH   agentvmd's socket (default $AGENTVM_SOCKET, else
+                  /run/agentvm/agentvm.sock)
+  -h, --help      show this help; "agentvm COMMAND --help" for a command's
+
+Example:
+  agentvm run -- sh -c 'echo hello from $(uname -n)'
+)";
+}
+
+// The usage text of each command: an exhaustive switch, so the
+// compiler warns (-Wswitch) about a CommandKind without one.
+std::string UsageText(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::kRun:
+      return R"(Usage: agentvm run [OPTIONS] [--] CMD [ARG...]
 
 Gets a fresh VM (from a warm pool when one matches), runs CMD in it with its
 output streamed live, then releases the VM (also on failure and on Ctrl-C): its
@@ -74,9 +101,8 @@ Options:
   agentvm run --net isolated -- make test
   agentvm run -it --image debian -- claude
 )";
-  }
-  if (command == "create") {
-    return R"(Usage: agentvm create [OPTIONS]
+    case CommandKind::kCreate:
+      return R"(Usage: agentvm create [OPTIONS]
 
 Gets a VM (as run does), waits until its agent answers, and prints its id.
 Hand it back with release (or rm -f) when done.
@@ -93,9 +119,8 @@ Options:
   agentvm create --net bridge --bridge br-lab
   agentvm create --boot cold
 )";
-  }
-  if (command == "ls" || command == "list") {
-    return R"(Usage: agentvm ls [--json]
+    case CommandKind::kList:
+      return R"(Usage: agentvm ls [--json]
 
 Lists the VMs: ID, IMAGE, STATE, BOOT (how the guest came up: cold, restore
 or pool), ADDRESS (the VM's IPv4 address, "-" when it has none), CPUS,
@@ -103,18 +128,16 @@ MEMORY, AGE and, for failed or stopped VMs, the REASON (or why a restore
 failed and the VM was cold-booted instead). --json prints agentvmd's JSON
 instead.
 )";
-  }
-  if (command == "inspect") {
-    return R"(Usage: agentvm inspect ID
+    case CommandKind::kInspect:
+      return R"(Usage: agentvm inspect ID
 
 Prints everything agentvmd knows about the VM, as JSON, including its
 "network": mode, address, gateway, dns, mac, tap, bridge, the extra
 allow_tcp_ports, allow_cidrs and allow_domains, bandwidth_bytes_per_sec and the count of
 dropped_connections.
 )";
-  }
-  if (command == "exec") {
-    return R"(Usage: agentvm exec ID [OPTIONS] [--] CMD [ARG...]
+    case CommandKind::kExec:
+      return R"(Usage: agentvm exec ID [OPTIONS] [--] CMD [ARG...]
 
 Runs CMD in a running VM, streaming its output, and exits with CMD's status
 (as for run; 125 when agentvm itself failed). CMD ends with agentvm: on
@@ -140,9 +163,8 @@ Examples:
   head -c 50M big.bin | agentvm exec -i vm-3f2a9c -- sha256sum
   agentvm exec -d vm-3f2a9c -- sh -c 'make > /tmp/build.log 2>&1'
 )";
-  }
-  if (command == "shell") {
-    return R"(Usage: agentvm shell [OPTIONS] ID
+    case CommandKind::kShell:
+      return R"(Usage: agentvm shell [OPTIONS] ID
 
 Opens a login shell in a running VM on a terminal, as the image's default
 user (or -u USER): the same as exec -it ID with the user's login shell.
@@ -152,9 +174,8 @@ Options:
   -e, --env K=V        set an environment variable (repeatable)
   -w, --workdir DIR    start in DIR instead of the user's home
 )";
-  }
-  if (command == "cp") {
-    return R"(Usage: agentvm cp [-r] LOCAL ID:PATH
+    case CommandKind::kCopy:
+      return R"(Usage: agentvm cp [-r] LOCAL ID:PATH
        agentvm cp [-r] ID:PATH LOCAL
 
 Copies a file into or out of a VM. PATH is absolute. LOCAL may be "-" for
@@ -169,36 +190,31 @@ into an existing directory keeps its name. Files of any size stream.
                     it, to you (setuid bits and device nodes are dropped,
                     nothing is written outside LOCAL).
 )";
-  }
-  if (command == "logs") {
-    return R"(Usage: agentvm logs ID
+    case CommandKind::kLogs:
+      return R"(Usage: agentvm logs ID
 
 Prints the VM's serial console (kernel and init messages).
 )";
-  }
-  if (command == "stop") {
-    return R"(Usage: agentvm stop ID...
+    case CommandKind::kStop:
+      return R"(Usage: agentvm stop ID...
 
 Stops VMs gracefully (the VM is kept; remove it with rm).
 )";
-  }
-  if (command == "rm") {
-    return R"(Usage: agentvm rm [-f] ID...
+    case CommandKind::kRemove:
+      return R"(Usage: agentvm rm [-f] ID...
 
 Removes VMs with their disks and runtime files. A running VM is refused
 unless -f (--force), which kills it first.
 )";
-  }
-  if (command == "release") {
-    return R"(Usage: agentvm release ID...
+    case CommandKind::kRelease:
+      return R"(Usage: agentvm release ID...
 
 Hands VMs back, whatever their state: each is killed and its disk and memory
 thrown away. A VM taken from a warm pool is replaced there by a fresh clone
 of the golden snapshot. This is what run does with its VM when CMD ends.
 )";
-  }
-  if (command == "pools") {
-    return R"(Usage: agentvm pools [--json]
+    case CommandKind::kPools:
+      return R"(Usage: agentvm pools [--json]
 
 Shows agentvmd's warm pools: NAME (image-cpus-memory-network), READY (waiting
 to be taken), STARTING (being restored), IN_USE (taken, not yet released),
@@ -208,9 +224,8 @@ did not come up) since agentvmd started, GOLDEN (whether the golden snapshot
 exists) and LAST_ERROR (the latest failure to fill the pool, if any).
 --json prints agentvmd's JSON instead.
 )";
-  }
-  if (command == "snapshot") {
-    return R"(Usage: agentvm snapshot save ID NAME
+    case CommandKind::kSnapshot:
+      return R"(Usage: agentvm snapshot save ID NAME
        agentvm snapshot ls ID [--json]
        agentvm snapshot restore ID NAME
        agentvm snapshot rm ID NAME
@@ -228,34 +243,29 @@ Example:
   agentvm exec vm-3f2a9c -- sh -c 'rm -rf /work'
   agentvm snapshot restore vm-3f2a9c before-upgrade
 )";
-  }
-  return R"(Usage: agentvm [--socket PATH] COMMAND [ARGS...]
+    case CommandKind::kDoctor:
+      return R"(Usage: agentvm doctor [AGENTVMD-OPTIONS...]
 
-Runs commands in throwaway virtual machines managed by agentvmd.
-
-Commands:
-  run       get a VM, run a command in it, release the VM
-  create    get a VM and print its id
-  ls        list VMs
-  inspect   show one VM as JSON
-  exec      run a command in a running VM
-  shell     open a login shell in a running VM
-  cp        copy a file or directory into or out of a VM
-  logs      show a VM's console
-  stop      stop VMs
-  rm        remove VMs
-  release   hand VMs back (a pooled VM is recycled)
-  pools     show the warm pools
-  snapshot  save, list, restore or delete a VM's named snapshots
-
-Options:
-  --socket PATH   agentvmd's socket (default $AGENTVM_SOCKET, else
-                  /run/agentvm/agentvm.sock)
-  -h, --help      show this help; "agentvm COMMAND --help" for a command's
-
-Example:
-  agentvm run -- sh -c 'echo hello from $(uname -n)'
+Checks whether this host can run agentvmd with its settings, and says what
+to fix: root, KVM or the TCG fallback and why, vhost-vsock, QEMU and
+qemu-img, the images, nftables, the VMs' subnet against the host's networks,
+cgroups and the jail's uid range, free disk. It runs `agentvmd --doctor`
+(the agentvmd installed beside agentvm, else the one on PATH) with the
+options given, so the checks use the daemon's own probes and config, e.g.
+--config /etc/agentvm/agentvmd.yaml. Exits 1 when something must be fixed.
 )";
+    case CommandKind::kHelp:
+      break;
+  }
+  return Overview();
+}
+
+}  // namespace
+
+std::string HelpText(std::string_view topic) {
+  if (topic.empty()) return Overview();
+  const CommandInfo* command = FindCommand(topic);
+  return command ? UsageText(command->kind) : Overview();
 }
 
 }  // namespace agentvm::cli

@@ -16,6 +16,7 @@
 
 #include "cli/cli_format.h"
 #include "cli/copy_command.h"
+#include "cli/doctor_command.h"
 #include "cli/interactive_exec.h"
 #include "cli/terminal.h"
 #include "cli/write_all.h"
@@ -295,6 +296,7 @@ int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& c
     case CommandKind::kPools: return Pools(command, client, context);
     case CommandKind::kSnapshot: return Snapshot(command, client, context);
     case CommandKind::kCopy: return Copy(command, client, context);
+    case CommandKind::kDoctor: return Doctor(command, context);
     case CommandKind::kHelp: break;
   }
   return 0;

@@ -15,6 +15,7 @@
 #include "common/spawn.h"
 #include "supervisor/api/api_server.h"
 #include "supervisor/config.h"
+#include "supervisor/doctor.h"
 #include "supervisor/state_store.h"
 #include "supervisor/supervisor.h"
 
@@ -30,10 +31,12 @@ constexpr char kUsage[] =
     "flags with '_' for '-'), then the flags.\n";
 
 // Returns the exit code to use, or -1 to go on running.
-int ParseFlags(int argc, char** argv, DaemonConfig& config) {
+int ParseFlags(int argc, char** argv, DaemonConfig& config, bool& doctor) {
   po::options_description options("Options");
   options.add_options()
       ("help,h", "show this help")
+      ("doctor", "check whether this host can run VMs with these settings, say what to fix, and exit "
+                 "(1 if something must be fixed)")
       ("config", po::value<std::string>(), "YAML config file")
       ("socket", po::value<std::string>(), "API socket path (default /run/agentvm/agentvm.sock)")
       ("state-dir", po::value<std::string>(), "state database and VM disks (default /var/lib/agentvm)")
@@ -67,6 +70,7 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
     std::cout << kUsage << "\n" << options;
     return 0;
   }
+  doctor = flags.count("doctor") > 0;
   if (flags.count("config")) {
     if (auto applied = agentvm::ApplyConfigFile(flags["config"].as<std::string>(), config); !applied) {
       std::cerr << "agentvmd: " << applied.error().message << "\n";
@@ -119,7 +123,13 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config) {
 
 int main(int argc, char** argv) {
   DaemonConfig config;
-  if (int code = ParseFlags(argc, argv, config); code >= 0) return code;
+  bool doctor = false;
+  if (int code = ParseFlags(argc, argv, config, doctor); code >= 0) return code;
+  if (doctor) {
+    const auto findings = agentvm::Diagnose(config, agentvm::ProbeDoctorFacts(config));
+    std::cout << agentvm::FormatDoctorReport(findings);
+    return agentvm::DoctorExitCode(findings);
+  }
   auto log = agentvm::Logger("agentvmd");
   // A client that hangs up mid-response must not kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);

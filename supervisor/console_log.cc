@@ -5,8 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -15,6 +13,7 @@
 #include <optional>
 
 #include "common/logging.h"
+#include "common/spawn.h"
 
 namespace agentvm {
 namespace {
@@ -138,7 +137,7 @@ Result<UniqueFd> ConsoleLog::Connect() {
     state_->socket->close(ignored);
   }
   state_->socket.emplace(state_->executor, asio::local::stream_protocol(), ends[0]);
-  asio::co_spawn(state_->executor, State::Drain(state_, generation), asio::detached);
+  SpawnDetached(state_->executor, State::Drain(state_, generation), "console drain", Logger("vm"));
   return qemu_end;
 }
 

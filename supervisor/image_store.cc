@@ -13,6 +13,26 @@
 #include "supervisor/names.h"
 
 namespace agentvm {
+namespace {
+
+// The virtual size from a qcow2 header: the magic "QFI\xfb" at 0, the size
+// as a big-endian 64-bit number at 24 (QEMU's docs/interop/qcow2.txt).
+Result<std::uint64_t> Qcow2VirtualSize(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char header[32] = {};
+  if (!in.read(reinterpret_cast<char*>(header), sizeof header)) {
+    return Fail(ErrorCode::kInternal, path.string() + " is too short for a qcow2 image");
+  }
+  if (header[0] != 'Q' || header[1] != 'F' || header[2] != 'I' || header[3] != 0xfb) {
+    return Fail(ErrorCode::kInternal, path.string() + " is not a qcow2 image");
+  }
+  std::uint64_t size = 0;
+  for (int i = 24; i < 32; ++i) size = (size << 8) | header[i];
+  if (size == 0) return Fail(ErrorCode::kInternal, path.string() + ": a qcow2 image of size 0");
+  return size;
+}
+
+}  // namespace
 
 Result<Image> ImageStore::Find(const std::string& name) const {
   if (auto valid = ValidateImageName(name); !valid) return Fail(valid.error());
@@ -55,6 +75,9 @@ Result<Image> ImageStore::Find(const std::string& name) const {
       return Fail(ErrorCode::kNotFound, "image '" + name + "' is incomplete: missing " + path.string());
     }
   }
+  auto size = Qcow2VirtualSize(image.rootfs);
+  if (!size) return Fail(size.error().Wrap("image '" + name + "'"));
+  image.disk_bytes = *size;
   return image;
 }
 

@@ -2,6 +2,7 @@
 // rootfs.qcow2}. Read-only to the daemon; built by scripts/build-image.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -14,6 +15,7 @@ struct Image {
   std::filesystem::path kernel;
   std::filesystem::path initrd;
   std::filesystem::path rootfs;  // qcow2 base, never written
+  std::uint64_t disk_bytes = 0;  // rootfs's virtual size (its qcow2 header): every overlay's
   std::string kernel_args;       // what the image needs; the VM adds its own
   // Who runs an exec that names no user ("agent" in the debian image).
   std::string default_user = "root";

@@ -337,7 +337,8 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   std::string backing = golden ? golden->disk.string() : fs::absolute(spec_.image.rootfs).string();
   std::string overlay_path = paths.overlay().string();
   std::string overlay_log = (paths.runtime_dir / "qemu-img.log").string();
-  auto overlay = co_await host.CreateOverlay(std::move(backing), std::move(overlay_path), std::move(overlay_log));
+  auto overlay = co_await host.CreateOverlay(std::move(backing), spec_.image.disk_bytes, std::move(overlay_path),
+                                             std::move(overlay_log));
   if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
 

@@ -48,11 +48,14 @@ RealVmHost::RealVmHost(boost::asio::any_io_executor executor, std::string qemu_i
                        std::shared_ptr<Jailer> jailer)
     : executor_(std::move(executor)), qemu_img_binary_(std::move(qemu_img_binary)), jailer_(std::move(jailer)) {}
 
-boost::asio::awaitable<Result<void>> RealVmHost::CreateOverlay(std::string backing, std::string overlay,
-                                                               std::string log_path) {
-  // Built before co_await: g++ 12 miscompiles braced lists inside co_await.
-  std::vector<std::string> argv = {qemu_img_binary_, "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                                   "-b", backing, overlay};
+boost::asio::awaitable<Result<void>> RealVmHost::CreateOverlay(std::string backing, std::uint64_t size_bytes,
+                                                               std::string overlay, std::string log_path) {
+  if (size_bytes == 0) co_return Fail(ErrorCode::kInternal, "overlay over " + backing + ": no disk size");
+  // -u: qemu-img does not open the backing file, so it runs unjailed yet
+  // reads nothing but its arguments (docs/security.md). Built before
+  // co_await: g++ 12 miscompiles braced lists inside co_await.
+  std::vector<std::string> argv = {qemu_img_binary_, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-u",
+                                   "-b", backing, overlay, std::to_string(size_bytes)};
   co_return co_await RunToCompletion(executor_, std::move(argv), std::move(log_path));
 }
 

@@ -84,10 +84,12 @@ class VmHost {
  public:
   virtual ~VmHost() = default;
 
-  // Creates the qcow2 `overlay` over `backing` (also qcow2). Its tool's
-  // messages go to `log_path`.
-  virtual boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::string overlay,
-                                                             std::string log_path) = 0;
+  // Creates the qcow2 `overlay` of `size_bytes` over `backing` (also qcow2)
+  // without opening `backing`: a golden snapshot's frozen disk had a guest
+  // behind its QEMU, and nothing a guest may have shaped is parsed outside
+  // a jail. Its tool's messages go to `log_path`.
+  virtual boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::uint64_t size_bytes,
+                                                             std::string overlay, std::string log_path) = 0;
   // Starts QEMU; returns once it runs (not once it answers).
   virtual boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> LaunchQemu(QemuLaunch launch) = 0;
   // Starts the virtiofsd of one of the VM's mounts (virtiofsd.h), before
@@ -110,8 +112,8 @@ class RealVmHost final : public VmHost {
   RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary,
              std::shared_ptr<Jailer> jailer);
 
-  boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::string overlay,
-                                                     std::string log_path) override;
+  boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::uint64_t size_bytes,
+                                                     std::string overlay, std::string log_path) override;
   boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> LaunchQemu(QemuLaunch launch) override;
   Result<StartedVirtiofsd> LaunchVirtiofsd(VirtiofsdLaunch launch) override;
   boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> ConnectQmp(std::string socket_path,

@@ -6,26 +6,29 @@
 namespace agentvm::api {
 namespace {
 
-int HexValue(char c) {
+
+constexpr char kBase64Alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// Each byte's value in the alphabet, -1 for bytes outside it: one lookup
+// per character on the exec-output path.
+constexpr std::array<std::int8_t, 256> kBase64Values = [] {
+  std::array<std::int8_t, 256> values{};
+  values.fill(-1);
+  for (int i = 0; i < 64; ++i) values[static_cast<unsigned char>(kBase64Alphabet[i])] = static_cast<std::int8_t>(i);
+  return values;
+}();
+
+int Base64Value(char c) { return kBase64Values[static_cast<unsigned char>(c)]; }
+
+}  // namespace
+
+int HexDigitValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-
-constexpr char kBase64Alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-}  // namespace
 
 std::optional<std::string> PercentDecode(std::string_view text) {
   std::string out;
@@ -36,8 +39,8 @@ std::optional<std::string> PercentDecode(std::string_view text) {
       continue;
     }
     if (i + 2 >= text.size()) return std::nullopt;
-    int high = HexValue(text[i + 1]);
-    int low = HexValue(text[i + 2]);
+    int high = HexDigitValue(text[i + 1]);
+    int low = HexDigitValue(text[i + 2]);
     if (high < 0 || low < 0) return std::nullopt;
     out.push_back(static_cast<char>(high * 16 + low));
     i += 2;
@@ -96,54 +99,56 @@ bool IsValidUtf8(std::string_view bytes) {
   return true;
 }
 
-std::string Base64Encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
+void AppendBase64(std::string& out, std::string_view bytes) {
+  // Written through a pointer into room made once: this runs on every
+  // chunk of binary exec output, on the daemon's one thread.
+  const std::size_t start = out.size();
+  out.resize(start + (bytes.size() + 2) / 3 * 4);
+  char* o = out.data() + start;
+  const auto* in = reinterpret_cast<const unsigned char*>(bytes.data());
   std::size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    std::uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                      (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                      static_cast<unsigned char>(bytes[i + 2]);
-    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
-    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
-    out.push_back(kBase64Alphabet[(v >> 6) & 63]);
-    out.push_back(kBase64Alphabet[v & 63]);
+    const std::uint32_t v = (in[i] << 16) | (in[i + 1] << 8) | in[i + 2];
+    *o++ = kBase64Alphabet[(v >> 18) & 63];
+    *o++ = kBase64Alphabet[(v >> 12) & 63];
+    *o++ = kBase64Alphabet[(v >> 6) & 63];
+    *o++ = kBase64Alphabet[v & 63];
   }
-  std::size_t rest = bytes.size() - i;
+  const std::size_t rest = bytes.size() - i;
   if (rest > 0) {
-    std::uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
-    if (rest == 2) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
-    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kBase64Alphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
+    std::uint32_t v = in[i] << 16;
+    if (rest == 2) v |= in[i + 1] << 8;
+    *o++ = kBase64Alphabet[(v >> 18) & 63];
+    *o++ = kBase64Alphabet[(v >> 12) & 63];
+    *o++ = rest == 2 ? kBase64Alphabet[(v >> 6) & 63] : '=';
+    *o++ = '=';
   }
+}
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out;
+  AppendBase64(out, bytes);
   return out;
 }
 
 std::optional<std::string> Base64Decode(std::string_view text) {
   if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
+  const std::size_t pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+  std::string out(text.size() / 4 * 3 - pad, '\0');
+  char* o = out.data();
   for (std::size_t i = 0; i < text.size(); i += 4) {
-    bool last = i + 4 == text.size();
-    int pad = 0;
-    std::array<int, 4> v{};
+    const bool last = i + 4 == text.size();
+    const int padded = last ? static_cast<int>(pad) : 0;
+    std::uint32_t word = 0;
     for (int k = 0; k < 4; ++k) {
-      char c = text[i + k];
-      if (c == '=' && last && k >= 2) {
-        v[k] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0) return std::nullopt;  // data after padding
-      v[k] = Base64Value(c);
-      if (v[k] < 0) return std::nullopt;
+      // Padding only at the very end; any '=' elsewhere is -1 and refused.
+      const int value = k >= 4 - padded ? 0 : Base64Value(text[i + k]);
+      if (value < 0) return std::nullopt;
+      word = (word << 6) | static_cast<std::uint32_t>(value);
     }
-    std::uint32_t word = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-    out.push_back(static_cast<char>((word >> 16) & 0xff));
-    if (pad < 2) out.push_back(static_cast<char>((word >> 8) & 0xff));
-    if (pad < 1) out.push_back(static_cast<char>(word & 0xff));
+    *o++ = static_cast<char>((word >> 16) & 0xff);
+    if (padded < 2) *o++ = static_cast<char>((word >> 8) & 0xff);
+    if (padded < 1) *o++ = static_cast<char>(word & 0xff);
   }
   return out;
 }

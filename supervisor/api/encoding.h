@@ -19,7 +19,12 @@ std::string PercentEncode(std::string_view text);
 // Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
 bool IsValidUtf8(std::string_view bytes);
 
+// 0-15 for a hex digit of either case, else -1.
+int HexDigitValue(char c);
+
 std::string Base64Encode(std::string_view bytes);
+// Base64Encode(bytes) appended to `out`.
+void AppendBase64(std::string& out, std::string_view bytes);
 // Standard alphabet with padding; nullopt for anything else.
 std::optional<std::string> Base64Decode(std::string_view text);
 

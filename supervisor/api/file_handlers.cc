@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/logging.h"
+#include "common/pending.h"
 #include "common/spawn.h"
 #include "protocol/messages.h"
 #include "supervisor/api/handlers.h"
@@ -31,6 +32,7 @@ constexpr std::size_t kMaxTarErrorBytes = 4096;
 // Archive output handed to the client in one chunk at most.
 constexpr std::size_t kArchiveBatchBytes = 256 * 1024;
 const std::string kOctetStream = "application/octet-stream";
+constexpr std::chrono::steady_clock::duration kNoDeadline = std::chrono::hours(24 * 365);
 
 // Both tars take these flags. The tree lands in (or comes from) `dir`
 // itself; extraction runs with umask 0 so modes arrive as sent, and never
@@ -80,6 +82,22 @@ awaitable<std::shared_ptr<ExecStream>> StartTar(VmService& service, const RouteM
     co_return nullptr;
   }
   co_return std::move(*started);
+}
+
+// Starts reading the chunk of `path` at `offset`; the result lands in the
+// returned Pending whether or not anyone still waits for it.
+std::shared_ptr<Pending<Result<protocol::FileChunk>>> ReadAhead(asio::any_io_executor executor,
+                                                                 VmService& service, std::string vm_id,
+                                                                 std::string path, std::uint64_t offset) {
+  auto next = std::make_shared<Pending<Result<protocol::FileChunk>>>(executor);
+  SpawnDetached(
+      executor,
+      [&service, vm_id, path = std::move(path), offset, next]() -> awaitable<void> {
+        auto chunk = co_await service.ReadFileChunk(vm_id, path, offset);
+        next->Set(std::move(chunk));
+      },
+      vm_id + ": file read ahead");
+  return next;
 }
 
 }  // namespace
@@ -152,13 +170,22 @@ awaitable<void> ApiHandlers::GetFile(const RouteMatch& match, Responder& respond
   bool ok = co_await responder.BeginStream(200, std::move(content_type));
   if (!ok) co_return;
   std::uint64_t offset = 0;
+  auto executor = co_await asio::this_coro::executor;
   while (true) {
     const bool eof = chunk->info.eof || chunk->data.empty();
     offset += chunk->data.size();
+    // The guest reads and sends the next chunk while this one goes to the
+    // client: without the overlap the channel idles for a round trip and
+    // the guest's wake-up per chunk. At most one chunk is read ahead, so
+    // the daemon still holds about two per transfer.
+    std::shared_ptr<Pending<Result<protocol::FileChunk>>> next;
+    if (!eof) next = ReadAhead(executor, service_, match.vm_id, *path, offset);
     ok = co_await responder.WriteChunk(std::move(chunk->data));
-    if (!ok) co_return;
+    if (!ok) co_return;  // the read ahead finishes on its own, into nothing
     if (eof) break;
-    chunk = co_await service_.ReadFileChunk(match.vm_id, *path, offset);
+    // The read has the guest channel's own deadline; this wait needs none.
+    std::optional<Result<protocol::FileChunk>> read = co_await next->Wait(kNoDeadline);
+    chunk = read ? std::move(*read) : Fail(ErrorCode::kTimeout, "read ahead never finished");
     if (!chunk) {
       Logger("api")->warn("{}: read {}: {}; cutting the response short", match.vm_id, *path, chunk.error().message);
       responder.Abort();

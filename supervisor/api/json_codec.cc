@@ -408,14 +408,130 @@ Error ErrorFromResponse(int http_status, std::string_view body) {
   return Error{code, "agentvmd answered HTTP " + std::to_string(http_status)};
 }
 
-std::string ExecOutputEvent(protocol::OutputStream stream, std::string_view bytes) {
-  ordered_json event{{"type", stream == protocol::OutputStream::kStdout ? "stdout" : "stderr"}};
-  if (IsValidUtf8(bytes)) {
-    event["data"] = bytes;
-  } else {
-    event["data_b64"] = Base64Encode(bytes);
+namespace {
+
+// An output event is {"type":"stdout","data":"<JSON string>"} for valid
+// UTF-8, else {"type":"stdout","data_b64":"<base64>"}: written and, for
+// lines exactly so shaped, read back without a JSON tree. This is the hot
+// path of exec output (every 64 KiB of it), where nlohmann's per-character
+// string building cost more than the guest channel itself.
+constexpr std::string_view kOutputSuffix = "\"}";
+
+std::string OutputPrefix(protocol::OutputStream stream, bool base64) {
+  return std::string(R"({"type":")") + (stream == protocol::OutputStream::kStdout ? "stdout" : "stderr") +
+         (base64 ? R"(","data_b64":")" : R"(","data":")");
+}
+
+// JSON string escaping of valid UTF-8: quote, backslash and control
+// characters; everything else as is (what nlohmann's dump writes).
+void AppendJsonEscaped(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::size_t plain = 0;  // start of the run not yet copied
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text, plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+    }
   }
-  return DumpJson(event) + "\n";
+  out.append(text, plain, text.size() - plain);
+}
+
+// The inverse of AppendJsonEscaped: the escapes it writes, and "\/".
+// nullopt for anything else (another \u escape, a raw quote or control
+// character), which the full parser then handles or refuses.
+std::optional<std::string> UnescapeJsonString(std::string_view body) {
+  std::string out;
+  out.reserve(body.size());
+  std::size_t plain = 0;
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    const auto c = static_cast<unsigned char>(body[i]);
+    if (c == '"' || c < 0x20) return std::nullopt;
+    if (c != '\\') continue;
+    out.append(body, plain, i - plain);
+    if (++i == body.size()) return std::nullopt;
+    switch (body[i]) {
+      case '"': out += '"'; break;
+      case '\\': out += '\\'; break;
+      case '/': out += '/'; break;
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case 't': out += '\t'; break;
+      case 'u': {
+        // Only \u00XX below 0x80 (what the writer emits for controls).
+        if (i + 4 >= body.size() || body.compare(i + 1, 2, "00") != 0) return std::nullopt;
+        const int high = HexDigitValue(body[i + 3]);
+        const int low = HexDigitValue(body[i + 4]);
+        if (high < 0 || low < 0 || high > 7) return std::nullopt;
+        out += static_cast<char>(high * 16 + low);
+        i += 4;
+        break;
+      }
+      default: return std::nullopt;
+    }
+    plain = i + 1;
+  }
+  out.append(body, plain, body.size() - plain);
+  return out;
+}
+
+// The event in `line` if it is an output event as ExecOutputEvent writes
+// it and needs no JSON parser (base64, or a string with the writer's escapes).
+std::optional<ExecEvent> ParseOutputEventFast(std::string_view line) {
+  if (!line.ends_with(kOutputSuffix)) return std::nullopt;
+  for (auto stream : {protocol::OutputStream::kStdout, protocol::OutputStream::kStderr}) {
+    for (bool base64 : {true, false}) {
+      const std::string prefix = OutputPrefix(stream, base64);
+      if (line.size() < prefix.size() + kOutputSuffix.size() || !line.starts_with(prefix)) continue;
+      std::string_view body = line.substr(prefix.size(), line.size() - prefix.size() - kOutputSuffix.size());
+      ExecEvent event;
+      event.type = stream == protocol::OutputStream::kStdout ? ExecEvent::Type::kStdout : ExecEvent::Type::kStderr;
+      if (base64) {
+        auto bytes = Base64Decode(body);
+        if (!bytes) return std::nullopt;  // the parser says what is wrong
+        event.data = std::move(*bytes);
+      } else {
+        auto text = UnescapeJsonString(body);
+        if (!text) return std::nullopt;
+        event.data = std::move(*text);
+      }
+      return event;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string ExecOutputEvent(protocol::OutputStream stream, std::string_view bytes) {
+  const bool base64 = !IsValidUtf8(bytes);
+  std::string line = OutputPrefix(stream, base64);
+  // One allocation: the encoded size plus the suffix and newline (text
+  // grows only by its escapes, rare in program output).
+  line.reserve(line.size() + (base64 ? (bytes.size() + 2) / 3 * 4 : bytes.size() + bytes.size() / 16) +
+               kOutputSuffix.size() + 1);
+  if (base64) {
+    AppendBase64(line, bytes);
+  } else {
+    AppendJsonEscaped(line, bytes);
+  }
+  line += kOutputSuffix;
+  line += '\n';
+  return line;
 }
 
 std::string ExecExitEvent(const protocol::ExecResult& result) {
@@ -434,6 +550,7 @@ std::string ExecErrorEvent(const Error& error) {
 }
 
 Result<ExecEvent> ParseExecEvent(std::string_view line) {
+  if (auto fast = ParseOutputEventFast(line)) return std::move(*fast);
   json value = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (!value.is_object() || !value.contains("type") || !value.at("type").is_string()) {
     return Malformed("exec event is not an object with a type");

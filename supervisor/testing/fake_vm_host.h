@@ -55,8 +55,8 @@ class FakeVmHost final : public VmHost {
   int live_virtiofsds() const { return *live_virtiofsds_; }
 
   // --- VmHost.
-  boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::string overlay,
-                                                     std::string log_path) override {
+  boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::uint64_t /*size_bytes*/,
+                                                     std::string overlay, std::string log_path) override {
     ++overlays_started_;
     events_->push_back("overlay " + backing);
     if (overlay_time.count() > 0) {

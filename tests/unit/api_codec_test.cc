@@ -112,6 +112,43 @@ TEST(ApiCodecTest, ExecEventsRoundTripAnyBytes) {
   EXPECT_EQ(binary_event->data, binary);
 }
 
+// Output events are written by hand and read without a JSON tree when they
+// have the daemon's own shape: both must agree with a real JSON codec.
+TEST(ApiCodecTest, OutputEventsAreTheJsonANlohmannDumpWouldWrite) {
+  std::string controls;
+  for (int c = 0; c < 0x20; ++c) controls.push_back(static_cast<char>(c));
+  for (const std::string& text : {std::string(), std::string("plain"), "quote \" backslash \\ slash / del \x7f"s,
+                                  controls, std::string("multi\nline\ttabs ✓ \u00e9")}) {
+    const std::string line = ExecOutputEvent(protocol::OutputStream::kStdout, text);
+    const nlohmann::ordered_json expected{{"type", "stdout"}, {"data", text}};
+    EXPECT_EQ(line, expected.dump() + "\n");
+    auto event = ParseExecEvent(line.substr(0, line.size() - 1));
+    ASSERT_TRUE(event);
+    EXPECT_EQ(event->data, text);
+  }
+  std::string binary;
+  for (int i = 0; i < 3000; ++i) binary.push_back(static_cast<char>(i * 7));
+  const std::string line = ExecOutputEvent(protocol::OutputStream::kStderr, binary);
+  EXPECT_EQ(line, (nlohmann::ordered_json{{"type", "stderr"}, {"data_b64", Base64Encode(binary)}}.dump() + "\n"));
+  auto event = ParseExecEvent(line);
+  ASSERT_TRUE(event);
+  EXPECT_EQ(event->type, ExecEvent::Type::kStderr);
+  EXPECT_EQ(event->data, binary);
+  // Other shapes of the same event still parse: the fast path only skips work.
+  auto spaced = ParseExecEvent(R"({ "data_b64": "aGk=", "type": "stdout" })");
+  ASSERT_TRUE(spaced);
+  EXPECT_EQ(spaced->data, "hi");
+  auto escaped = ParseExecEvent(R"({"type":"stdout","data":"a\u0041\n"})");
+  ASSERT_TRUE(escaped);
+  EXPECT_EQ(escaped->data, "aA\n");
+  auto wide = ParseExecEvent(R"({"type":"stdout","data":"\u00e9 \ud83d\ude00 \/"})");
+  ASSERT_TRUE(wide);
+  EXPECT_EQ(wide->data, "\u00e9 \U0001F600 /");
+  EXPECT_FALSE(ParseExecEvent("{\"type\":\"stdout\",\"data\":\"raw \" quote\"}"));
+  EXPECT_FALSE(ParseExecEvent(R"({"type":"stdout","data":"bad \q escape"})"));
+  EXPECT_FALSE(ParseExecEvent(R"({"type":"stdout","data_b64":"a!=="})"));
+}
+
 TEST(ApiCodecTest, ExitAndErrorEvents) {
   protocol::ExecResult timed_out;
   timed_out.signal = 9;

@@ -315,5 +315,39 @@ TEST(PoolSpecTest, Refusals) {
   }
 }
 
+// The default file the package installs as /etc/agentvm/agentvmd.yaml shows
+// every setting commented out. With them all uncommented it must still be a
+// valid config that says the defaults, so the file stays true to the code.
+TEST_F(ConfigTest, TheInstalledDefaultFileUncommentedIsTheDefaults) {
+  std::ifstream in(std::string(AGENTVM_TESTDATA_DIR) + "/../../../packaging/agentvmd.yaml");
+  ASSERT_TRUE(in) << "packaging/agentvmd.yaml";
+  std::string uncommented;
+  int settings = 0;
+  for (std::string line; std::getline(in, line);) {
+    // "#key: value" and "#  nested: value" are settings; "# text" is prose.
+    const bool setting = line.size() > 1 && line[0] == '#' &&
+                         (line[1] != ' ' || line.compare(1, 2, "  ") == 0) && line[1] != '#';
+    if (setting) {
+      uncommented += line.substr(1) + "\n";
+      ++settings;
+    }
+  }
+  EXPECT_GT(settings, 40);
+  DaemonConfig config;
+  auto applied = ApplyConfigFile(WriteConfig(uncommented), config);
+  ASSERT_TRUE(applied) << applied.error().message;
+  ASSERT_TRUE(ValidateConfig(config));
+  const DaemonConfig defaults;
+  EXPECT_EQ(config.socket_path, defaults.socket_path);
+  EXPECT_EQ(config.state_dir, defaults.state_dir);
+  EXPECT_EQ(config.subnet, defaults.subnet);
+  EXPECT_EQ(config.allowed_tcp_ports, defaults.allowed_tcp_ports);
+  EXPECT_EQ(config.agent_timeout, defaults.agent_timeout);
+  EXPECT_EQ(config.jail.uid_base, defaults.jail.uid_base);
+  EXPECT_EQ(config.jail.slots, defaults.jail.slots);
+  ASSERT_EQ(config.pools.size(), 1u);  // the example
+  EXPECT_EQ(config.pools[0].max_total, PoolConfig{}.max_total);
+}
+
 }  // namespace
 }  // namespace agentvm

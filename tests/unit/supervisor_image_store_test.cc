@@ -1,5 +1,7 @@
 #include "supervisor/image_store.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -10,13 +12,25 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr std::uint64_t kDiskBytes = 3ull << 30;
+
+// The first 32 bytes of a qcow2 image of `size` bytes, all ImageStore reads.
+void WriteQcow2Header(const fs::path& path, std::uint64_t size) {
+  std::string header("QFI\xfb\0\0\0\3", 8);
+  header.resize(24, '\0');
+  for (int shift = 56; shift >= 0; shift -= 8) header.push_back(static_cast<char>((size >> shift) & 0xff));
+  std::ofstream(path, std::ios::binary) << header;
+}
+
 class ImageStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / "agentvm-images-test";
+    // One directory per process: ctest runs these tests in parallel.
+    dir_ = fs::path(::testing::TempDir()) / ("agentvm-images-test-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "tiny");
-    for (const char* file : {"vmlinuz", "initrd.img", "rootfs.qcow2"}) std::ofstream(dir_ / "tiny" / file) << "x";
+    for (const char* file : {"vmlinuz", "initrd.img"}) std::ofstream(dir_ / "tiny" / file) << "x";
+    WriteQcow2Header(dir_ / "tiny" / "rootfs.qcow2", kDiskBytes);
     std::ofstream(dir_ / "tiny" / "image.json") << R"({"name": "tiny", "kernel_args": "console=ttyS0 quiet"})";
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -29,6 +43,16 @@ TEST_F(ImageStoreTest, FindsACompleteImage) {
   EXPECT_EQ(image->kernel, dir_ / "tiny" / "vmlinuz");
   EXPECT_EQ(image->rootfs, dir_ / "tiny" / "rootfs.qcow2");
   EXPECT_EQ(image->kernel_args, "console=ttyS0 quiet");
+  EXPECT_EQ(image->disk_bytes, kDiskBytes);  // every overlay is created with it
+}
+
+TEST_F(ImageStoreTest, ARootfsThatIsNotQcow2IsRefused) {
+  std::ofstream(dir_ / "tiny" / "rootfs.qcow2") << "not an image at all, but long enough to have a header";
+  auto image = ImageStore(dir_).Find("tiny");
+  ASSERT_FALSE(image);
+  EXPECT_NE(image.error().message.find("is not a qcow2 image"), std::string::npos) << image.error().message;
+  std::ofstream(dir_ / "tiny" / "rootfs.qcow2") << "QFI";
+  EXPECT_FALSE(ImageStore(dir_).Find("tiny"));
 }
 
 TEST_F(ImageStoreTest, UnknownIncompleteAndHostileNames) {
