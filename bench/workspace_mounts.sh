@@ -5,7 +5,7 @@
 # files: create, `find`, `stat`) on a virtiofs mount and on the guest's disk.
 # Usage: bench/workspace_mounts.sh [BUILD_DIR]   (root; tiny image)
 set -euo pipefail
-build=${1:-${AGENTVM_BUILD_DIR:-build}}
+build=$(realpath "${1:-${AGENTVM_BUILD_DIR:-build}}")
 work=$(mktemp -d /tmp/avm-mount-bench.XXXXXX)
 mkdir -p "$work/roots/repo" "$work/state" "$work/run"
 printf 'mount_roots:\n  - %s\n' "$work/roots" > "$work/agentvmd.yaml"
@@ -21,7 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 avm() { "$build/bin/agentvm" --socket "$sock" "$@"; }
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -S "$sock" ] && break; sleep 0.1; done
+[ -S "$sock" ] || { cat "$work/agentvmd.log"; exit 1; }
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc; }
@@ -34,7 +35,7 @@ timed() {
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-runs=3
+runs=${RUNS:-3}
 for i in $(seq $runs); do
   start=$(now); plain=$(avm create --boot cold); echo "start without mount: $(elapsed "$start") s"
   start=$(now); mounted=$(avm create --boot cold -v "$work/roots/repo:/workspace"); echo "start with one mount: $(elapsed "$start") s"
