@@ -130,8 +130,9 @@ TEST_F(VmWorkspaceMountTest, AHostileGuestStaysInsideTheMount) {
   EXPECT_NE(up.exit_code, 0);
   EXPECT_EQ(up.out.find("next to the mount"), std::string::npos);
 
-  // A setuid bit the guest sets: what the host gets is reported, and the
-  // host-side mount is nosuid inside virtiofsd's namespace only.
+  // A setuid bit the guest sets: printed, not asserted. It reaches the host
+  // (root-owned 4755: the known gap in docs/workspaces.md, to be closed by
+  // squashing guest root with an idmapped bind mount).
   auto suid = Exec(id, "cp /bin/busybox /workspace/suid && chmod 4755 /workspace/suid && stat -c %a /workspace/suid");
   struct stat st {};
   const bool made = ::stat((rw_ / "suid").c_str(), &st) == 0;
