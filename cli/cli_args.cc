@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 
 #include "cli/command_table.h"
@@ -9,6 +10,7 @@
 #include "protocol/exec_types.h"
 #include "supervisor/api/request_validation.h"
 #include "supervisor/names.h"
+#include "supervisor/vm_mounts.h"
 
 namespace agentvm::cli {
 namespace {
@@ -273,6 +275,30 @@ std::optional<UsageError> TakeNetChangeOption(ArgReader& reader, NetChange& chan
   return std::nullopt;
 }
 
+// -v HOST:GUEST[:ro|:rw], as docker has it; a relative HOST is taken from
+// the current directory here, since the daemon has another one.
+std::optional<UsageError> ParseVolume(ArgReader& reader, const std::string& text, VmMount& mount) {
+  std::string spec = text;
+  if (spec.ends_with(":ro") || spec.ends_with(":rw")) {
+    mount.readonly = spec.ends_with(":ro");
+    spec.resize(spec.size() - 3);
+  }
+  const auto colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size()) {
+    return reader.Error("--volume expects HOST:GUEST[:ro], not \"" + QuoteForError(text) + "\"");
+  }
+  std::filesystem::path host = spec.substr(0, colon);
+  std::error_code ec;
+  if (host.is_relative()) {
+    host = (std::filesystem::current_path(ec) / host).lexically_normal();
+    if (ec) return reader.Error("--volume " + text + ": the current directory: " + ec.message());
+  }
+  mount.source = host.string();
+  while (mount.source.size() > 1 && mount.source.back() == '/') mount.source.pop_back();
+  mount.target = spec.substr(colon + 1);
+  return std::nullopt;
+}
+
 std::optional<UsageError> TakeVmOption(ArgReader& reader, CreateVmRequest& vm, bool* matched) {
   *matched = true;
   if (auto image = reader.value("--image")) {
@@ -303,6 +329,14 @@ std::optional<UsageError> TakeVmOption(ArgReader& reader, CreateVmRequest& vm, b
                           QuoteForError(boot->value()) + "\"");
     }
     vm.boot = *mode;
+    return std::nullopt;
+  }
+  if (auto volume = reader.value("--volume", "-v")) {
+    if (!*volume) return volume->error();
+    VmMount mount;
+    if (auto bad = ParseVolume(reader, volume->value(), mount)) return bad;
+    vm.mounts.push_back(std::move(mount));
+    if (auto ok = ValidateMounts(vm.mounts); !ok) return reader.Error("--volume: " + ok.error().message);
     return std::nullopt;
   }
   return TakeNetworkOption(reader, vm.network, matched);

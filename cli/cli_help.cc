@@ -38,6 +38,12 @@ constexpr std::string_view kBootOption =
                        else a restore of the golden snapshot, else a cold
                        boot; restore: skip the pool; cold: always boot the
                        kernel afresh
+  -v, --volume HOST:GUEST[:ro]
+                       share host directory HOST at GUEST in the VM
+                       (virtiofs; repeatable; a relative HOST is from the
+                       current directory; :ro read-only). agentvmd must list
+                       HOST's tree under mount_roots. A VM with mounts
+                       always cold-boots (docs/workspaces.md)
 )";
 
 std::string Overview() {

@@ -81,6 +81,29 @@ std::optional<std::string> CheckHostname(std::string_view text) {
   return std::nullopt;
 }
 
+namespace {
+
+std::optional<std::string> CheckMount(const GuestMount& mount) {
+  if (mount.tag.empty() || mount.tag.size() > kMaxMountTagBytes) {
+    return "tag \"" + mount.tag + "\": 1.." + std::to_string(kMaxMountTagBytes) + " bytes";
+  }
+  const std::string& target = mount.target;
+  if (target.size() < 2 || target[0] != '/' || target.size() > kMaxMountTargetBytes) {
+    return "target \"" + target + "\": not an absolute path below / of at most " +
+           std::to_string(kMaxMountTargetBytes) + " bytes";
+  }
+  for (unsigned char c : target) {
+    if (c < 0x20 || c == 0x7f) return "target \"" + target + "\": a control character";
+  }
+  const std::string padded = target + "/";
+  if (padded.find("/../") != std::string::npos || padded.find("/./") != std::string::npos) {
+    return "target \"" + target + "\": '.' or '..' components";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<std::string> CheckIdentity(const GuestIdentity& identity) {
   if (identity.network) {
     const GuestNetwork& net = *identity.network;
@@ -106,6 +129,12 @@ std::optional<std::string> CheckIdentity(const GuestIdentity& identity) {
   if (identity.time_unix_ns && *identity.time_unix_ns < kMinTimeUnixNs) {
     return "time_unix_ns " + std::to_string(*identity.time_unix_ns) +
            ": before 2000-01-01 (seconds passed as nanoseconds?)";
+  }
+  if (identity.mounts.size() > kMaxGuestMounts) {
+    return std::to_string(identity.mounts.size()) + " mounts: more than " + std::to_string(kMaxGuestMounts);
+  }
+  for (const GuestMount& mount : identity.mounts) {
+    if (auto bad = CheckMount(mount)) return "mounts: " + *bad;
   }
   if (identity.entropy.size() > kMaxEntropyBytes) {
     return "entropy of " + std::to_string(identity.entropy.size()) + " bytes: more than " +

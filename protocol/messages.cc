@@ -133,6 +133,13 @@ Frame ConfigureFrame(std::uint32_t stream, const GuestIdentity& identity) {
     fields["network"] = std::move(network);
   }
   if (identity.hostname) fields["hostname"] = *identity.hostname;
+  if (!identity.mounts.empty()) {
+    json mounts = json::array();
+    for (const GuestMount& mount : identity.mounts) {
+      mounts.push_back({{"tag", mount.tag}, {"target", mount.target}, {"readonly", mount.readonly}});
+    }
+    fields["mounts"] = std::move(mounts);
+  }
   if (identity.time_unix_ns) {
     // Unsigned, as the parser wants it, whenever it can be: a frame built in
     // process must parse like one that came over the wire.
@@ -306,6 +313,22 @@ ParseResult<GuestIdentity> ParseConfigure(const Frame& frame) {
   auto hostname = OptString(frame, "hostname");
   if (!hostname) return std::unexpected(hostname.error());
   identity.hostname = std::move(*hostname);
+  auto mounts = frame.header.find("mounts");
+  if (mounts != frame.header.end() && !mounts->is_null()) {
+    if (!mounts->is_array()) return Bad(frame, "\"mounts\" is not an array");
+    for (const json& item : *mounts) {
+      auto tag = item.is_object() ? item.find("tag") : item.end();
+      auto target = item.is_object() ? item.find("target") : item.end();
+      if (!item.is_object() || tag == item.end() || !tag->is_string() || target == item.end() || !target->is_string()) {
+        return Bad(frame, "a mount is not an object with string \"tag\" and \"target\"");
+      }
+      auto readonly = item.find("readonly");
+      if (readonly != item.end() && !readonly->is_boolean()) return Bad(frame, "a mount's \"readonly\" is not a boolean");
+      identity.mounts.push_back(GuestMount{.tag = tag->get<std::string>(),
+                                           .target = target->get<std::string>(),
+                                           .readonly = readonly != item.end() && readonly->get<bool>()});
+    }
+  }
   auto time = OptUint(frame, "time_unix_ns",
                       static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
   if (!time) return std::unexpected(time.error());

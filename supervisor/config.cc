@@ -289,6 +289,20 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
       }
       return {};
     };
+    auto set_paths = [&](std::vector<std::string>& field) -> Result<void> {
+      field.clear();
+      if (value.IsNull()) return {};  // "mount_roots:" with nothing under it
+      if (!value.IsSequence()) return Invalid("config key '" + key + "' must be a list of absolute paths");
+      for (const auto& item : value) {
+        auto path = Scalar<std::string>(item, key);
+        if (!path) return Fail(path.error());
+        if (path->empty() || (*path)[0] != '/') {
+          return Invalid("config key '" + key + "': '" + *path + "' is not an absolute path");
+        }
+        field.push_back(*path);
+      }
+      return {};
+    };
     auto set_bool = [&](bool& field) -> Result<void> {
       auto v = Scalar<bool>(value, key);
       if (!v) return Fail(v.error());
@@ -324,6 +338,8 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "health_check_interval_sec") applied = set_seconds(config.health_check_interval);
     else if (key == "pools") applied = set_pools(config.pools);
     else if (key == "jail") applied = JailFromYaml(value, config.jail);
+    else if (key == "mount_roots") applied = set_paths(config.mount_roots);
+    else if (key == "virtiofsd") applied = set_string(config.virtiofsd_binary);
     else return Fail(ErrorCode::kInvalidArgument, "config " + path + ": unknown key '" + key + "'");
     if (!applied) return Fail(applied.error().Wrap("config " + path));
   }

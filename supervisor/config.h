@@ -85,6 +85,11 @@ struct DaemonConfig {
   std::chrono::seconds health_check_interval{30};  // how often ready pool VMs are pinged
 
   JailConfig jail;
+
+  // Workspaces (docs/workspaces.md): the host directories whose trees VMs
+  // may mount. Empty: every mount is refused.
+  std::vector<std::string> mount_roots;
+  std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
 };
 
 // Applies the keys of a YAML file (same names as the fields above; durations

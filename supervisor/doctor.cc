@@ -19,6 +19,7 @@
 #include "supervisor/accel.h"
 #include "supervisor/image_store.h"
 #include "supervisor/jail.h"
+#include "supervisor/mount_policy.h"
 
 namespace agentvm {
 namespace {
@@ -102,6 +103,10 @@ DoctorFacts ProbeDoctorFacts(const DaemonConfig& config) {
   facts.nftables = ProbeNftables();
   facts.networks = HostNetworks();
   facts.jail_range_accounts = AccountsInRange(config.jail);
+  facts.virtiofsd_runs = ::access(config.virtiofsd_binary.c_str(), X_OK) == 0;
+  for (const std::string& root : config.mount_roots) {
+    if (!IsMountedNosuid(root)) facts.suid_mount_roots.push_back(root);
+  }
   facts.state_dir_free_bytes = FreeBytes(config.state_dir);
   facts.run_dir_free_bytes = FreeBytes(config.run_dir);
   return facts;
@@ -209,6 +214,20 @@ std::vector<DoctorFinding> Diagnose(const DaemonConfig& config, const DoctorFact
       add(Level::kFail, "jail ids", "the jail's ids " + range + " are used by " + names,
           "set jail: uid_base/gid_base to a range no account uses");
     }
+  }
+
+  if (config.mount_roots.empty()) {
+    add(Level::kOk, "mounts", "off (no mount_roots)");
+  } else if (!facts.virtiofsd_runs) {
+    add(Level::kFail, "mounts", config.virtiofsd_binary + " is not an executable",
+        "apt install qemu-system-common (QEMU 7.2's virtiofsd), or set virtiofsd: in the config");
+  } else if (!facts.suid_mount_roots.empty()) {
+    std::string roots;
+    for (const std::string& root : facts.suid_mount_roots) roots += (roots.empty() ? "" : ", ") + root;
+    add(Level::kWarn, "mounts", "read-write mounts under " + roots + " are refused: not on a nosuid file system",
+        "mount them nosuid (docs/workspaces.md), or mount only read-only from them");
+  } else {
+    add(Level::kOk, "mounts", "virtiofsd at " + config.virtiofsd_binary + "; every mount root is nosuid");
   }
 
   constexpr std::uint64_t kLowState = 5ull << 30;  // a debian image, a golden snapshot and a few overlays

@@ -31,6 +31,9 @@ struct DoctorFacts {
   std::vector<std::pair<std::string, std::string>> networks;
   // Accounts whose uid or gid falls in the jail's range.
   std::vector<std::string> jail_range_accounts;
+  bool virtiofsd_runs = false;  // the configured virtiofsd is executable
+  // mount_roots that are not on a nosuid file system (or do not exist).
+  std::vector<std::string> suid_mount_roots;
   std::uint64_t state_dir_free_bytes = 0;
   std::uint64_t run_dir_free_bytes = 0;
 };

@@ -50,8 +50,13 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
       // Nothing implicit: no default NIC, VGA, floppy, config file or monitor.
       "-nodefaults", "-no-user-config", "-display", "none",
       "-name", "guest=" + QemuOptEscape(spec.vm_id),
-      "-machine", std::string("q35,accel=") + std::string(AccelName(spec.accel)),
+      "-machine", std::string("q35,accel=") + std::string(AccelName(spec.accel)) +
+                      (spec.fs_devices.empty() ? "" : ",memory-backend=mem0"),
   };
+  if (!spec.fs_devices.empty()) {
+    argv.insert(argv.end(), {"-object", "memory-backend-memfd,id=mem0,size=" + std::to_string(spec.memory_mib) +
+                                            "M,share=on"});
+  }
   // KVM: the host's own CPU. TCG: everything QEMU can emulate ("max"); its
   // default model (qemu64) lacks AVX2, and native programs agents install
   // need it (Claude Code 2.x dies of SIGILL on qemu64).
@@ -111,6 +116,13 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
     argv.insert(argv.end(), {
         "-netdev", "tap,id=net0,fd=" + std::to_string(spec.tap_fd),
         "-device", "virtio-net-pci,netdev=net0,mac=" + spec.mac,
+    });
+  }
+  for (std::size_t i = 0; i < spec.fs_devices.size(); ++i) {
+    const std::string id = "fs" + std::to_string(i);
+    argv.insert(argv.end(), {
+        "-chardev", "socket,id=" + id + ",fd=" + std::to_string(spec.fs_devices[i].fd) + ",server=off",
+        "-device", "vhost-user-fs-pci,chardev=" + id + ",tag=" + QemuOptEscape(spec.fs_devices[i].tag),
     });
   }
   if (spec.incoming_defer) argv.insert(argv.end(), {"-incoming", "defer"});

@@ -53,6 +53,17 @@ struct QemuLaunchSpec {
 
   // Start paused, waiting for `migrate-incoming` (restore of a saved state).
   bool incoming_defer = false;
+
+  // Host directories shared over virtiofs: one vhost-user-fs device each, on
+  // a socket already connected to its virtiofsd, handed over as an
+  // inherited fd. Any of them puts guest RAM on a shared memfd, which
+  // vhost-user needs (virtiofsd maps it); without them RAM stays as it was,
+  // so golden snapshots and pools are unchanged.
+  struct FsDevice {
+    std::string tag;
+    int fd = -1;
+  };
+  std::vector<FsDevice> fs_devices;
 };
 
 // argv[0] is spec.qemu_binary.

@@ -42,7 +42,7 @@ class Statement {
 
 constexpr char kColumns[] =
     "id, image, state, cpus, memory_mib, accel, channel, guest_cid, pid, runtime_dir, disk_dir, reason, "
-    "created_at, network, boot, pool, unclaimed, qemu_start_time, guest_channel_error";
+    "created_at, network, boot, pool, unclaimed, qemu_start_time, guest_channel_error, mounts";
 
 VmRecord ReadRecord(Statement& s) {
   return VmRecord{
@@ -65,6 +65,7 @@ VmRecord ReadRecord(Statement& s) {
       .unclaimed = s.Int(16) != 0,
       .qemu_start_time = static_cast<std::uint64_t>(s.Int(17)),
       .guest_channel_error = s.Text(18),
+      .mounts = s.Text(19),
   };
 }
 
@@ -154,6 +155,7 @@ Result<void> StateStore::Migrate() {
       {"unclaimed", "INTEGER NOT NULL DEFAULT 0"},
       {"qemu_start_time", "INTEGER NOT NULL DEFAULT 0"},
       {"guest_channel_error", "TEXT NOT NULL DEFAULT ''"},
+      {"mounts", "TEXT NOT NULL DEFAULT ''"},
   };
   for (const AddedColumn& column : kAdded) {
     Statement exists(db_, "SELECT 1 FROM pragma_table_info('vms') WHERE name = ?1");
@@ -172,8 +174,8 @@ Result<void> StateStore::Migrate() {
 Result<void> StateStore::Put(const VmRecord& r) {
   Statement s(db_, "INSERT OR REPLACE INTO vms (id, image, state, cpus, memory_mib, accel, channel, "
                    "guest_cid, pid, runtime_dir, disk_dir, reason, created_at, network, boot, pool, unclaimed, "
-                   "qemu_start_time, guest_channel_error) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
+                   "qemu_start_time, guest_channel_error, mounts) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)");
   if (!s.ok()) return Fail(s.Failure("prepare put"));
   s.Bind(1, r.id);
   s.Bind(2, r.image);
@@ -194,6 +196,7 @@ Result<void> StateStore::Put(const VmRecord& r) {
   s.Bind(17, std::int64_t{r.unclaimed ? 1 : 0});
   s.Bind(18, static_cast<std::int64_t>(r.qemu_start_time));
   s.Bind(19, r.guest_channel_error);
+  s.Bind(20, r.mounts);
   if (sqlite3_step(s.get()) != SQLITE_DONE) return Fail(s.Failure("put " + r.id));
   return {};
 }

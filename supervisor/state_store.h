@@ -40,6 +40,7 @@ struct VmRecord {
   // that a live pid is still this VM's QEMU and not a recycled one.
   std::uint64_t qemu_start_time = 0;
   std::string guest_channel_error;  // VmInfo::guest_channel_error
+  std::string mounts;  // VmInfo::mounts, as JSON; "" for none
 };
 
 // One leased IPv4 address of the VMs' subnet.

@@ -16,6 +16,7 @@
 #include "common/spawn.h"
 #include "common/unique_fd.h"
 #include "supervisor/accel.h"
+#include "supervisor/mount_policy.h"
 #include "supervisor/names.h"
 
 namespace agentvm {
@@ -87,6 +88,7 @@ VmContext Supervisor::MakeContext() {
       .executor = executor_,
       .host = host_,
       .qemu_binary = config_.qemu_binary,
+      .virtiofsd_binary = config_.virtiofsd_binary,
       .accel = accel_,
       .channel = channel_,
       .agent_timeout = config_.agent_timeout,
@@ -162,7 +164,7 @@ NetworkMode Supervisor::DefaultNetworkMode() const {
 
 Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int memory_mib,
                                                const NetworkRequest& network_request, std::string pool,
-                                               bool unclaimed) {
+                                               bool unclaimed, std::vector<VmMount> mounts) {
   const std::string id = NewVmId();
   auto network = network_->Attach(id, network_request);
   if (!network) return Fail(network.error());
@@ -173,6 +175,7 @@ Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int
               .guest_cid = channel_ == ChannelKind::kVsock ? NewGuestCid() : 0,
               .paths = VmPaths::For(config_.run_dir, config_.state_dir, id),
               .pool = std::move(pool),
+              .mounts = std::move(mounts),
               .unclaimed = unclaimed};
   auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), std::move(*network));
   vms_[id] = vm;
@@ -191,7 +194,12 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   if (!image) co_return Fail(image.error());
 
   const auto began = std::chrono::steady_clock::now();
-  if (request.boot == BootMode::kAuto) {
+  const MountPolicy mount_policy{.roots = config_.mount_roots,
+                                 .daemon_dirs = {config_.state_dir, config_.run_dir, config_.image_dir}};
+  auto mounts = ResolveMounts(request.mounts, mount_policy);
+  if (!mounts) co_return Fail(mounts.error());
+  // Pool VMs are restored clones, which cannot have mounts.
+  if (request.boot == BootMode::kAuto && mounts->empty()) {
     if (std::shared_ptr<Vm> warm = TakeFromPool(request)) {
       Log()->info("{}: handed out from pool {}", warm->id(), warm->pool());
       NoteCreated(*warm);
@@ -199,11 +207,11 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
       co_return InfoOf(*warm);
     }
   }
-  auto vm = MakeVm(*image, request.cpus, request.memory_mib, request.network, "", false);
+  auto vm = MakeVm(*image, request.cpus, request.memory_mib, request.network, "", false, std::move(*mounts));
   if (!vm) co_return Fail(vm.error());
-  Log()->info("{}: create image={} cpus={} memory={}MiB network={} boot={}", (*vm)->id(), request.image,
+  Log()->info("{}: create image={} cpus={} memory={}MiB network={} boot={} mounts={}", (*vm)->id(), request.image,
               request.cpus, request.memory_mib, NetworkModeName((*vm)->Info().network.mode),
-              BootModeName(request.boot));
+              BootModeName(request.boot), request.mounts.size());
   NoteCreated(**vm);
   auto booted = co_await BootVm(**vm, request.boot);
   if (!booted) co_return Fail(booted.error());

@@ -83,7 +83,8 @@ class Supervisor : public VmService {
   Result<std::shared_ptr<Vm>> Find(const std::string& id);
   // A new VM (network attached, not booted), registered under a fresh id.
   Result<std::shared_ptr<Vm>> MakeVm(const Image& image, int cpus, int memory_mib, const NetworkRequest& network,
-                                     std::string pool, bool unclaimed);
+                                     std::string pool, bool unclaimed,
+                                     std::vector<VmMount> mounts = {});
   // Kills and removes a VM with its files, lease and record; tells its pool.
   boost::asio::awaitable<Result<void>> RemoveVm(std::shared_ptr<Vm> vm);
   NetworkMode DefaultNetworkMode() const;

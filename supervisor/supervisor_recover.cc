@@ -8,7 +8,9 @@
 #include "common/spawn.h"
 #include "supervisor/adopted_qemu.h"
 #include "supervisor/process_identity.h"
+#include "supervisor/mount_policy.h"
 #include "supervisor/supervisor.h"
+#include "supervisor/virtiofsd.h"
 
 namespace agentvm {
 namespace {
@@ -40,14 +42,22 @@ Result<void> Supervisor::Recover() {
   if (!records) return Fail(records.error());
   std::vector<VmRecord> adoptable;
   std::set<std::string> known;
+  // VMs with mounts are not adopted (their QEMU is killed below), so no
+  // virtiofsd of an earlier daemon has anything left to serve. They die
+  // with it (PR_SET_PDEATHSIG); this catches any that did not.
+  KillLeftoverVirtiofsds((fs::path(config_.run_dir) / "vms").string() + "/");
   for (const VmRecord& record : *records) {
     known.insert(record.id);
     VmState state = VmStateFromName(record.state).value_or(VmState::kFailed);
     std::string reason = record.reason;
     const bool alive = IsRecordedQemu(record.pid, record.qemu_start_time, record.runtime_dir);
-    if (alive && state == VmState::kRunning && !record.unclaimed) {
+    if (alive && state == VmState::kRunning && !record.unclaimed && record.mounts.empty()) {
       adoptable.push_back(record);
       continue;
+    }
+    if (alive && !record.mounts.empty() && state == VmState::kRunning) {
+      reason = "agentvmd restarted: a VM with mounts is not adopted (its virtiofsd died with the earlier daemon)";
+      state = VmState::kFailed;
     }
     if (alive) {
       Log()->warn("{}: killing qemu pid {} left by an earlier agentvmd (the VM was {})", record.id, record.pid,
@@ -111,7 +121,8 @@ std::shared_ptr<Vm> Supervisor::AddRecordedVm(const VmRecord& record, VmState st
               .guest_cid = record.guest_cid,
               .paths = VmPaths{record.runtime_dir, record.disk_dir},
               .network = NetworkInfoFromRecord(record.network),
-              .pool = record.pool};
+              .pool = record.pool,
+              .mounts = MountsFromRecord(record.mounts)};
   auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), state, std::move(reason), record.created_at);
   vm->LoadRecordedDetails(record);
   vms_[record.id] = vm;

@@ -59,6 +59,12 @@ boost::asio::awaitable<Result<void>> Supervisor::BootVm(Vm& vm, BootMode mode) {
   // Bridge mode gets its address by DHCP at boot; a clone would keep the
   // golden VM's lease. Such VMs always cold-boot.
   if (!golden_ || mode == BootMode::kCold || info.network.mode == NetworkMode::kBridge) co_return co_await vm.Boot();
+  // QEMU 7.2 cannot migrate vhost-user-fs, and a clone has no virtiofs
+  // device: a VM with mounts always cold-boots (docs/workspaces.md).
+  if (!info.mounts.empty()) {
+    if (mode == BootMode::kRestore) vm.set_restore_error("a VM with mounts cold-boots (virtiofs cannot be restored)");
+    co_return co_await vm.Boot();
+  }
 
   const GoldenKey key = GoldenKeyOf(info.image, info.cpus, info.memory_mib, info.network.mode);
   std::optional<GoldenSnapshot> golden;

@@ -22,6 +22,7 @@
 #include "qmp/qmp_client.h"
 #include "supervisor/console_log.h"
 #include "supervisor/guest_channel.h"
+#include "supervisor/mount_policy.h"
 #include "supervisor/process_identity.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
@@ -113,6 +114,7 @@ VmInfo Vm::Info() const {
       .restore_error = restore_error_,
       .pool = spec_.pool,
       .guest_channel_error = channel_error_,
+      .mounts = spec_.mounts,
   };
   if (qemu_running()) info.pid = qemu_->pid();
   return info;
@@ -139,6 +141,7 @@ VmRecord Vm::Record() const {
       .unclaimed = spec_.unclaimed,
       .qemu_start_time = qemu_running() ? qemu_start_time_ : 0,
       .guest_channel_error = channel_error_,
+      .mounts = MountsToRecord(spec_.mounts),
   };
 }
 
@@ -198,6 +201,9 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
   // Only a new VM boots; a second Boot() would fail or kill the first's QEMU.
   if (booting_ || state_ != VmState::kCreating) co_return Fail(StateConflict());
   booting_ = true;
+  // vhost-user-fs state cannot be migrated (QEMU 7.2): the Supervisor never
+  // asks a VM with mounts to restore; should it, it cold-boots.
+  if (!spec_.mounts.empty()) golden.reset();
   Result<void> booted;
   if (golden) {
     // Until the failed restore's QEMU is reaped, its exit is not the VM's.
@@ -317,6 +323,9 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   if (golden) {
     if (auto given = co_await GiveIdentity(remaining()); !given) co_return given;
   }
+  if (!spec_.mounts.empty()) {
+    if (auto mounted = co_await MountInGuest(remaining()); !mounted) co_return mounted;
+  }
   if (!SetState(VmState::kRunning)) co_return Fail(StateConflict());
   co_return Result<void>{};
 }
@@ -342,6 +351,9 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   if (!console_end) co_return Fail(console_end.error().Wrap("console"));
   QemuLaunchSpec launch_spec = LaunchSpecFor(golden);
   launch_spec.console_fd = console_end->get();
+  // QEMU inherits these too; ours close when the launch is done.
+  auto fs_ends = StartVirtiofsds(launch_spec);
+  if (!fs_ends) co_return Fail(fs_ends.error());
   QemuLaunch launch = QemuLaunchFor(launch_spec, paths);
   auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
@@ -416,6 +428,7 @@ boost::asio::awaitable<void> Vm::WatchQemu(std::shared_ptr<Vm> self, QemuProcess
 
 void Vm::OnQemuExit(QemuProcess* process, const ExitStatus& status) {
   if (process != qemu_.get()) return;  // a failed restore's QEMU, already dealt with
+  virtiofsds_.clear();  // nothing is left to serve
   if (channel_) channel_->Close();
   if (qmp_) qmp_->Close();
   WakeWaiters();
@@ -476,6 +489,7 @@ boost::asio::awaitable<void> Vm::Kill(std::string reason) {
       Log()->error("{}: qemu pid {} survived SIGKILL", spec_.id, qemu_->pid());
     }
   }
+  virtiofsds_.clear();
   if (IsVmTransition(state_, VmState::kStopped)) SetState(VmState::kStopped, *stop_reason_);
 }
 

@@ -41,6 +41,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "protocol/exec_types.h"
 #include "supervisor/console_log.h"
 #include "supervisor/golden_snapshot_store.h"
@@ -85,6 +86,7 @@ struct VmContext {
   boost::asio::any_io_executor executor;
   std::shared_ptr<VmHost> host;  // overlays, QEMU, its sockets
   std::string qemu_binary;
+  std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
   Accel accel = Accel::kTcg;
   ChannelKind channel = ChannelKind::kVirtioSerial;
   std::chrono::milliseconds agent_timeout{90000};
@@ -107,6 +109,9 @@ struct VmSpec {
   VmPaths paths;
   NetworkInfo network;  // as attached (or as recorded, for a recovered VM)
   std::string pool;     // the pool it is made for, if any
+  // Host directories shared into it (sources canonical, allowed by the
+  // mount policy): a virtiofsd each, mounted in the guest before it runs.
+  std::vector<VmMount> mounts;
   // Made by the daemon for itself (a pool's ready VM, a golden snapshot's
   // VM) until Claim(): not listed, and discarded by a later daemon.
   bool unclaimed = false;
@@ -217,6 +222,10 @@ class Vm : public std::enable_shared_from_this<Vm> {
   void OnChannelClosed(const Error& error);
   boost::asio::awaitable<Result<void>> LoadGolden(const GoldenSnapshot& golden, std::chrono::milliseconds timeout);
   boost::asio::awaitable<Result<void>> GiveIdentity(std::chrono::milliseconds timeout);
+  // vm_workspace.cc: a virtiofsd per mount, their devices added to `spec`;
+  // then, once the agent answers, the guest mounts them.
+  Result<std::vector<UniqueFd>> StartVirtiofsds(QemuLaunchSpec& spec);
+  boost::asio::awaitable<Result<void>> MountInGuest(std::chrono::milliseconds timeout);
   // Ends a failed restore's QEMU and clears what the cold boot makes anew.
   boost::asio::awaitable<void> DiscardFailedRestore();
   static boost::asio::awaitable<void> WatchQemu(std::shared_ptr<Vm> self, QemuProcess* process);
@@ -263,6 +272,8 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // The serial console of every QEMU this Vm launches; made at the first.
   std::unique_ptr<ConsoleLog> console_;
   std::unique_ptr<NetAttachment> network_;
+  // While QEMU may use them; dropped (killed and reaped) when it is gone.
+  std::vector<std::unique_ptr<VirtiofsdProcess>> virtiofsds_;
   bool booting_ = false;
   bool restoring_ = false;  // QEMU exiting now is a failed restore, not a failed VM
   bool snapshot_op_ = false;

@@ -39,6 +39,7 @@ QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
   if (spec.channel == ChannelKind::kVsock) launch.devices.push_back("/dev/vhost-vsock");
   if (spec.tap_fd >= 0) launch.pass_fds.push_back(spec.tap_fd);
   if (spec.console_fd >= 0) launch.pass_fds.push_back(spec.console_fd);
+  for (const auto& device : spec.fs_devices) launch.pass_fds.push_back(device.fd);
   if (!spec.frozen_image.empty()) launch.read_only_paths.push_back(spec.frozen_image);
   return launch;
 }
@@ -70,6 +71,10 @@ boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> RealVmHost::LaunchQ
   if (!child) co_return Fail(child.error());
   std::unique_ptr<QemuProcess> process = std::make_unique<ChildQemuProcess>(std::move(*child));
   co_return std::move(process);
+}
+
+Result<StartedVirtiofsd> RealVmHost::LaunchVirtiofsd(VirtiofsdLaunch launch) {
+  return agentvm::LaunchVirtiofsd(executor_, launch);
 }
 
 boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> RealVmHost::ConnectQmp(

@@ -28,6 +28,7 @@
 #include "supervisor/guest_connector.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/qemu_command_line.h"
+#include "supervisor/virtiofsd.h"
 #include "supervisor/vm_paths.h"
 
 namespace agentvm {
@@ -91,6 +92,9 @@ class VmHost {
                                                              std::string overlay, std::string log_path) = 0;
   // Starts QEMU; returns once it runs (not once it answers).
   virtual boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> LaunchQemu(QemuLaunch launch) = 0;
+  // Starts the virtiofsd of one of the VM's mounts (virtiofsd.h), before
+  // the QEMU that uses it.
+  virtual Result<StartedVirtiofsd> LaunchVirtiofsd(VirtiofsdLaunch launch) = 0;
   // Connects to QEMU's monitor socket (retrying while QEMU starts) and
   // negotiates QMP, all within `timeout`.
   virtual boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> ConnectQmp(
@@ -111,6 +115,7 @@ class RealVmHost final : public VmHost {
   boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::uint64_t size_bytes,
                                                      std::string overlay, std::string log_path) override;
   boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> LaunchQemu(QemuLaunch launch) override;
+  Result<StartedVirtiofsd> LaunchVirtiofsd(VirtiofsdLaunch launch) override;
   boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> ConnectQmp(std::string socket_path,
                                                                              std::chrono::milliseconds timeout,
                                                                              std::string vm_id) override;

@@ -73,6 +73,11 @@ Result<void> Vm::BeginSnapshotOp() {
 
 boost::asio::awaitable<Result<SnapshotInfo>> Vm::SaveSnapshot(std::string name) {
   if (!IsValidSnapshotName(name)) co_return Fail(ErrorCode::kInvalidArgument, "invalid snapshot name");
+  if (!spec_.mounts.empty()) {
+    co_return Fail(ErrorCode::kConflict, "vm " + spec_.id +
+                                             " has mounts: QEMU 7.2 cannot save the state of a virtiofs device, "
+                                             "so a VM with mounts has no named snapshots");
+  }
   if (auto ok = BeginSnapshotOp(); !ok) co_return Fail(ok.error());
   const auto self = shared_from_this();
   FlagScope busy(snapshot_op_);

@@ -102,12 +102,22 @@ inline constexpr int kMaxCpus = 64;
 inline constexpr int kMinMemoryMib = 64;
 inline constexpr int kMaxMemoryMib = 65536;
 
+// A host directory shared into a VM over virtiofs (docs/workspaces.md).
+struct VmMount {
+  std::string source;  // absolute host directory; canonical once the daemon accepted it
+  std::string target;  // absolute directory in the guest, mounted before any exec runs
+  bool readonly = false;  // read-only in the guest and on the host side
+};
+
+inline constexpr std::size_t kMaxMounts = 8;
+
 struct CreateVmRequest {
   std::string image = "tiny";
   int cpus = 1;
   int memory_mib = 256;
   NetworkRequest network;
   BootMode boot = BootMode::kAuto;
+  std::vector<VmMount> mounts;  // a VM with mounts always cold-boots
 };
 
 struct NetworkInfo {
@@ -148,6 +158,7 @@ struct VmInfo {
   // stopped reading, or broke the protocol too often); empty otherwise.
   // Exec, files and ping then fail with this reason.
   std::string guest_channel_error;
+  std::vector<VmMount> mounts;
 };
 
 // A named snapshot of one VM: memory, devices and disk at one moment.

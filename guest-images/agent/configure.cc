@@ -53,6 +53,11 @@ AgentResult<void> ApplyIdentity(const protocol::GuestIdentity& identity, GuestSy
       return StepFailed("hostname", done.error());
     }
   }
+  for (const auto& mount : identity.mounts) {
+    if (auto done = system.MountVirtiofs(mount.tag, mount.target, mount.readonly); !done) {
+      return StepFailed("mount", done.error());
+    }
+  }
   if (identity.network) {
     for (const auto& args : NetworkCommands(*identity.network)) {
       if (auto done = system.RunIp(args); !done) {

@@ -20,7 +20,7 @@ inline constexpr std::string_view kGuestInterface = "eth0";
 std::vector<std::vector<std::string>> NetworkCommands(const protocol::GuestNetwork& network);
 
 // Applies an identity ParseConfigure accepted, in this order: clock, entropy,
-// host name, network (NetworkCommands, then /etc/resolv.conf). Stops at the
+// host name, mounts, network (NetworkCommands, then /etc/resolv.conf). Stops at the
 // first step that fails, with an error naming it
 // ("configure: network: ip link set dev eth0 up: ..."); steps before it stay
 // applied. Network goes last so a guest without a NIC still gets the rest.

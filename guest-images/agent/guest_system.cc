@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,8 +63,27 @@ std::string Trim(std::string text) {
   return text;
 }
 
+// mkdir -p: each missing component of the absolute `path`, mode 0755.
+Status MakeDirs(const std::string& path) {
+  for (std::size_t end = path.find('/', 1);; end = path.find('/', end + 1)) {
+    const std::string dir = path.substr(0, end);
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Errno("mkdir " + dir);
+    if (end == std::string::npos) return {};
+  }
+}
+
 class RealGuestSystem final : public GuestSystem {
  public:
+  Status MountVirtiofs(const std::string& tag, const std::string& target, bool readonly) override {
+    if (auto made = MakeDirs(target); !made) return made;
+    // nodev: a device node the host side let through is no device here.
+    const unsigned long flags = MS_NODEV | (readonly ? MS_RDONLY : 0);
+    if (::mount(tag.c_str(), target.c_str(), "virtiofs", flags, nullptr) != 0) {
+      return Errno("mount -t virtiofs " + tag + " " + target);
+    }
+    return {};
+  }
+
   Status SetClock(std::int64_t unix_ns) override {
     timespec ts{static_cast<time_t>(unix_ns / 1000000000), static_cast<long>(unix_ns % 1000000000)};
     if (::clock_settime(CLOCK_REALTIME, &ts) != 0) return Errno("clock_settime");
@@ -172,6 +193,10 @@ class RealGuestSystem final : public GuestSystem {
 
 class RecordingGuestSystem final : public GuestSystem {
  public:
+  Status MountVirtiofs(const std::string& tag, const std::string& target, bool readonly) override {
+    return Record("mount " + tag + " " + target + (readonly ? " ro" : " rw"));
+  }
+
   RecordingGuestSystem(std::string path, std::string fail_prefix)
       : path_(std::move(path)), fail_prefix_(std::move(fail_prefix)) {}
 

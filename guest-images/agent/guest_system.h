@@ -29,6 +29,9 @@ class GuestSystem {
   virtual Status SetHostname(const std::string& name) = 0;         // sethostname and /etc/hostname
   virtual Status RunIp(const std::vector<std::string>& args) = 0;  // `ip args...`
   virtual Status WriteResolvConf(const std::string& content) = 0;  // replaces /etc/resolv.conf
+  // Makes `target` (and its parents) when missing and mounts the virtiofs
+  // device tagged `tag` there, read-only when asked.
+  virtual Status MountVirtiofs(const std::string& tag, const std::string& target, bool readonly) = 0;
 };
 
 std::unique_ptr<GuestSystem> MakeRealGuestSystem();
@@ -39,6 +42,7 @@ std::unique_ptr<GuestSystem> MakeRealGuestSystem();
 //   hostname <name>
 //   ip <args separated by spaces>
 //   resolv.conf <content, newlines written as \n>
+//   mount <tag> <target> ro|rw
 // An action whose line would start with `fail_prefix` (when not empty) fails
 // with "injected failure" and is not recorded: tests of the error paths.
 std::unique_ptr<GuestSystem> MakeRecordingGuestSystem(std::string path, std::string fail_prefix);

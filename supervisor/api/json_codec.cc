@@ -110,8 +110,20 @@ Result<VmState> ParseVmState(std::string_view name) {
   return Fail(ErrorCode::kInvalidArgument, "unknown VM state \"" + std::string(name) + "\"");
 }
 
+namespace {
+
+ordered_json MountsToJson(const std::vector<VmMount>& mounts) {
+  ordered_json list = ordered_json::array();
+  for (const VmMount& mount : mounts) {
+    list.push_back({{"source", mount.source}, {"target", mount.target}, {"readonly", mount.readonly}});
+  }
+  return list;
+}
+
+}  // namespace
+
 ordered_json VmInfoToJson(const VmInfo& info) {
-  return ordered_json{{"id", info.id},
+  ordered_json json{{"id", info.id},
               {"image", info.image},
               {"state", VmStateName(info.state)},
               {"cpus", info.cpus},
@@ -126,6 +138,9 @@ ordered_json VmInfoToJson(const VmInfo& info) {
               {"pool", info.pool},
               {"guest_channel_error", info.guest_channel_error},
               {"network", NetworkInfoToJson(info.network)}};
+  // Only VMs that have mounts list them, so the answer for others is as before.
+  if (!info.mounts.empty()) json["mounts"] = MountsToJson(info.mounts);
+  return json;
 }
 
 Result<VmInfo> VmInfoFromJson(const json& value) {
@@ -153,6 +168,14 @@ Result<VmInfo> VmInfoFromJson(const json& value) {
   info.restore_error = OptionalString(value, "restore_error");
   info.pool = OptionalString(value, "pool");
   info.guest_channel_error = OptionalString(value, "guest_channel_error");
+  if (auto it = value.find("mounts"); it != value.end() && it->is_array()) {
+    for (const json& mount : *it) {
+      if (!mount.is_object()) return Malformed("a mount is not an object");
+      info.mounts.push_back(VmMount{.source = OptionalString(mount, "source"),
+                                    .target = OptionalString(mount, "target"),
+                                    .readonly = mount.value("readonly", false)});
+    }
+  }
   // A daemon without networking sends no "network": the VM has none.
   if (auto it = value.find("network"); it != value.end()) {
     auto network = NetworkInfoFromJson(*it);
@@ -305,6 +328,7 @@ std::string CreateVmRequestToJson(const CreateVmRequest& request) {
   // "auto" is the daemon's default too; leaving it out keeps the body what
   // a daemon without boot modes accepts.
   if (request.boot != BootMode::kAuto) body["boot"] = BootModeName(request.boot);
+  if (!request.mounts.empty()) body["mounts"] = MountsToJson(request.mounts);
   return DumpJson(body);
 }
 

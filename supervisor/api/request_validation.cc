@@ -9,6 +9,7 @@
 #include "protocol/frame.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/json_codec.h"
+#include "supervisor/vm_mounts.h"
 
 namespace agentvm::api {
 namespace {
@@ -238,12 +239,43 @@ Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body) {
   return update;
 }
 
+namespace {
+
+// "mounts": [{"source": "/abs", "target": "/workspace", "readonly": false}];
+// the shape only (vm_mounts.h): what the host allows, the daemon decides.
+Result<std::vector<VmMount>> ParseMounts(const json& value) {
+  if (!value.is_array()) return Invalid("mounts must be an array of {\"source\", \"target\", \"readonly\"}");
+  std::vector<VmMount> mounts;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const std::string field = "mounts[" + std::to_string(i) + "]";
+    const json& item = value[i];
+    if (!item.is_object()) return Invalid(field + " must be an object");
+    if (auto ok = RejectUnknownFields(item, {"source", "target", "readonly"}, field + "."); !ok) return Fail(ok.error());
+    VmMount mount;
+    for (auto [key, slot] : {std::pair{"source", &mount.source}, std::pair{"target", &mount.target}}) {
+      if (!item.contains(key)) return Invalid(field + "." + key + " is required");
+      auto text = StringField(item.at(key), field + "." + key);
+      if (!text) return Fail(text.error());
+      *slot = std::move(*text);
+    }
+    if (item.contains("readonly")) {
+      if (!item.at("readonly").is_boolean()) return Invalid(field + ".readonly must be true or false");
+      mount.readonly = item.at("readonly").get<bool>();
+    }
+    mounts.push_back(std::move(mount));
+  }
+  if (auto ok = ValidateMounts(mounts); !ok) return Fail(ok.error());
+  return mounts;
+}
+
+}  // namespace
+
 Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
   CreateVmRequest request;
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return request;
   auto object = ParseJsonObject(body);
   if (!object) return Fail(object.error());
-  if (auto ok = RejectUnknownFields(*object, {"image", "cpus", "memory_mib", "network", "boot"});
+  if (auto ok = RejectUnknownFields(*object, {"image", "cpus", "memory_mib", "network", "boot", "mounts"});
       !ok) {
     return Fail(ok.error());
   }
@@ -275,6 +307,11 @@ Result<CreateVmRequest> ParseCreateVmBody(std::string_view body) {
       return Invalid("boot must be one of \"auto\", \"restore\", \"cold\"; got " + ShowJson(boot));
     }
     request.boot = *mode;
+  }
+  if (object->contains("mounts")) {
+    auto mounts = ParseMounts(object->at("mounts"));
+    if (!mounts) return Fail(mounts.error());
+    request.mounts = std::move(*mounts);
   }
   return request;
 }

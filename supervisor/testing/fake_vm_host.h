@@ -7,6 +7,8 @@
 // Test-only, header-only; everything runs on the test's io_context thread.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -39,6 +41,7 @@ class FakeVmHost final : public VmHost {
   std::optional<Error> overlay_error;  // CreateOverlay fails with this
   std::chrono::milliseconds overlay_time{0};
   std::optional<Error> launch_error;  // LaunchQemu fails with this
+  std::optional<Error> virtiofsd_error;  // LaunchVirtiofsd fails with this
 
   // --- What happened.
   // "overlay <backing>", "launch", "connect qmp", "connect guest <channel>",
@@ -47,6 +50,9 @@ class FakeVmHost final : public VmHost {
   const std::vector<std::shared_ptr<FakeQemu>>& launched() const { return launched_; }
   FakeQemu& qemu() { return *launched_.back(); }  // the last one
   int overlays_started() const { return overlays_started_; }
+  // virtiofsds launched, and of them the ones not yet dropped by their Vm.
+  const std::vector<VirtiofsdLaunch>& virtiofsds() const { return virtiofsds_; }
+  int live_virtiofsds() const { return *live_virtiofsds_; }
 
   // --- VmHost.
   boost::asio::awaitable<Result<void>> CreateOverlay(std::string backing, std::uint64_t /*size_bytes*/,
@@ -78,6 +84,19 @@ class FakeVmHost final : public VmHost {
     co_return std::move(process);
   }
 
+  Result<StartedVirtiofsd> LaunchVirtiofsd(VirtiofsdLaunch launch) override {
+    events_->push_back("virtiofsd " + launch.source + (launch.readonly ? " ro" : " rw"));
+    virtiofsds_.push_back(launch);
+    if (virtiofsd_error) return Fail(*virtiofsd_error);
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+      return Fail(ErrnoError("fake virtiofsd: socketpair", errno));
+    }
+    ::close(pair[1]);
+    const pid_t pid = kFirstVirtiofsdPid + static_cast<pid_t>(virtiofsds_.size());
+    return StartedVirtiofsd{.process = std::make_unique<Virtiofsd>(pid, live_virtiofsds_), .qemu_end = UniqueFd(pair[0])};
+  }
+
   boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> ConnectQmp(std::string socket_path,
                                                                              std::chrono::milliseconds timeout,
                                                                              std::string vm_id) override {
@@ -95,6 +114,20 @@ class FakeVmHost final : public VmHost {
   }
 
  private:
+  static constexpr pid_t kFirstVirtiofsdPid = 4'100'000;
+
+  // Counts itself live from launch until its owner drops it.
+  class Virtiofsd final : public VirtiofsdProcess {
+   public:
+    Virtiofsd(pid_t pid, std::shared_ptr<int> live) : pid_(pid), live_(std::move(live)) { ++*live_; }
+    ~Virtiofsd() override { --*live_; }
+    pid_t pid() const override { return pid_; }
+
+   private:
+    pid_t pid_;
+    std::shared_ptr<int> live_;
+  };
+
   // The Vm's handle on a FakeQemu; like a ChildProcess, dropping it while
   // QEMU runs kills it.
   class Process final : public QemuProcess {
@@ -115,6 +148,8 @@ class FakeVmHost final : public VmHost {
   std::shared_ptr<std::vector<std::string>> events_ = std::make_shared<std::vector<std::string>>();
   std::vector<std::shared_ptr<FakeQemu>> launched_;
   int overlays_started_ = 0;
+  std::vector<VirtiofsdLaunch> virtiofsds_;
+  std::shared_ptr<int> live_virtiofsds_ = std::make_shared<int>(0);
 };
 
 }  // namespace agentvm::testing

@@ -71,7 +71,8 @@ class FakeVmTest : public ::testing::Test {
                                .initrd = image / "initrd.img",
                                .rootfs = image / "rootfs.qcow2",
                                .kernel_args = "console=ttyS0"},
-                .paths = VmPaths::For((scratch_ / "run").string(), (scratch_ / "state").string(), kVmId)};
+                .paths = VmPaths::For((scratch_ / "run").string(), (scratch_ / "state").string(), kVmId),
+                .mounts = mounts_};
     vm_ = std::make_shared<Vm>(context_, std::move(spec), nullptr);
     return *vm_;
   }
@@ -125,6 +126,7 @@ class FakeVmTest : public ::testing::Test {
   std::shared_ptr<FakeVmHost> host_;
   VmContext context_;
   std::shared_ptr<Vm> vm_;
+  std::vector<VmMount> mounts_;  // what MakeVm gives the Vm to share
   std::vector<std::string> states_;  // every state the Vm announced, in order
 };
 

@@ -22,6 +22,7 @@ DoctorFacts GoodHost() {
   facts.networks = {{"lo", "127.0.0.0/8"}, {"eth0", "192.168.1.0/24"}};
   facts.state_dir_free_bytes = 100ull << 30;
   facts.run_dir_free_bytes = 1ull << 30;
+  facts.virtiofsd_runs = true;
   return facts;
 }
 
@@ -123,6 +124,22 @@ TEST(DoctorTest, JailOffAndLowDiskAreWarnings) {
   EXPECT_EQ(Find(findings, "jail")->level, Level::kWarn);
   EXPECT_EQ(Find(findings, "disk")->level, Level::kWarn);
   EXPECT_EQ(DoctorExitCode(findings), 0);
+}
+
+TEST(DoctorTest, MountsNeedVirtiofsdAndNosuidRoots) {
+  DoctorFacts facts = GoodHost();
+  DaemonConfig config;
+  EXPECT_EQ(Find(Diagnose(config, facts), "mounts")->detail, "off (no mount_roots)");
+  config.mount_roots = {"/srv/work"};
+  facts.virtiofsd_runs = false;
+  EXPECT_EQ(Find(Diagnose(config, facts), "mounts")->level, Level::kFail);
+  facts.virtiofsd_runs = true;
+  facts.suid_mount_roots = {"/srv/work"};
+  const DoctorFinding* mounts = Find(Diagnose(config, facts), "mounts");
+  EXPECT_EQ(mounts->level, Level::kWarn);
+  EXPECT_NE(mounts->detail.find("/srv/work"), std::string::npos);
+  facts.suid_mount_roots.clear();
+  EXPECT_EQ(Find(Diagnose(config, facts), "mounts")->level, Level::kOk);
 }
 
 }  // namespace

@@ -68,6 +68,19 @@ TEST(QemuCommandLineTest, TapNicAndIncomingMatchGolden) {
   ExpectMatchesGolden(QemuCommandLine(spec), "qemu_tap_incoming.args");
 }
 
+TEST(QemuCommandLineTest, MountsPutRamOnASharedMemfdAndAddVhostUserFsMatchGolden) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.fs_devices = {{.tag = "agentvm-fs0", .fd = 8}, {.tag = "agentvm-fs1", .fd = 9}};
+  ExpectMatchesGolden(QemuCommandLine(spec), "qemu_mounts.args");
+}
+
+TEST(QemuCommandLineTest, WithoutMountsRamIsPrivateAsBefore) {
+  for (const auto& arg : QemuCommandLine(ExampleSpec())) {
+    EXPECT_EQ(arg.find("memory-backend"), std::string::npos) << arg;
+    EXPECT_EQ(arg.find("vhost-user-fs"), std::string::npos) << arg;
+  }
+}
+
 TEST(QemuCommandLineTest, RestoredCloneOnFrozenDiskMatchesGolden) {
   QemuLaunchSpec spec = ExampleSpec();
   spec.frozen_image = "/state/golden/tiny-1c-256m/disk.qcow2";

@@ -1,0 +1,172 @@
+#include "supervisor/virtiofsd.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <vector>
+
+#include "common/logging.h"
+#include "supervisor/child_process.h"
+#include "supervisor/pidfd.h"
+#include "supervisor/process_identity.h"
+
+namespace agentvm {
+namespace {
+
+std::shared_ptr<spdlog::logger> Log() { return Logger("virtiofsd"); }
+
+// The fd number virtiofsd finds its listening socket under (--fd).
+constexpr int kListenFd = 3;
+// argv[0] of every virtiofsd: "<run_dir>/vms/<id>/fs<N>.sock".
+constexpr char kSocketSuffix[] = ".sock";
+
+class ChildVirtiofsd final : public VirtiofsdProcess {
+ public:
+  explicit ChildVirtiofsd(std::unique_ptr<ChildProcess> child) : child_(std::move(child)) {}
+  pid_t pid() const override { return child_->pid(); }
+
+ private:
+  std::unique_ptr<ChildProcess> child_;  // its destructor kills and reaps
+};
+
+Result<UniqueFd> UnixSocket() {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Fail(ErrnoError("virtiofsd: socket", errno));
+  return fd;
+}
+
+// A listening socket at `path` and a connection to it: virtiofsd accepts the
+// one QEMU will speak on. The path is gone again when this returns.
+Result<std::pair<UniqueFd, UniqueFd>> ListenAndConnect(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) return Fail(ErrorCode::kInvalidArgument, "virtiofsd: socket path too long: " + path);
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  auto listener = UnixSocket();
+  if (!listener) return Fail(listener.error());
+  ::unlink(path.c_str());
+  if (::bind(listener->get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    return Fail(ErrnoError("virtiofsd: bind " + path, errno));
+  }
+  auto client = UnixSocket();
+  const bool connected = client && ::listen(listener->get(), 1) == 0 &&
+                         ::connect(client->get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  const int err = errno;
+  ::unlink(path.c_str());
+  if (!client) return Fail(client.error());
+  if (!connected) return Fail(ErrnoError("virtiofsd: listen and connect " + path, err));
+  return std::pair{std::move(*listener), std::move(*client)};
+}
+
+[[noreturn]] void ChildFail(int error_fd) {
+  const int err = errno;
+  (void)!::write(error_fd, &err, sizeof err);
+  ::_exit(127);
+}
+
+}  // namespace
+
+std::vector<std::string> VirtiofsdArgv(const VirtiofsdLaunch& launch) {
+  return {
+      launch.socket_path,
+      "--fd=" + std::to_string(kListenFd),
+      "-o", "source=" + launch.source,
+      "-o", "sandbox=namespace",
+      // Device nodes made by the guest would be usable on the host.
+      "-o", "modcaps=-mknod",
+      "-o", "cache=auto",
+      "-o", "no_xattr",
+      "-o", "log_level=warn",
+  };
+}
+
+Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, const VirtiofsdLaunch& launch) {
+  auto sockets = ListenAndConnect(launch.socket_path);
+  if (!sockets) return Fail(sockets.error());
+  auto& [listener, qemu_end] = *sockets;
+
+  // Everything the child needs, made before the fork: after it, only
+  // system calls.
+  const std::vector<std::string> args = VirtiofsdArgv(launch);
+  std::vector<char*> argv;
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  UniqueFd log(::open(launch.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log) return Fail(ErrnoError("virtiofsd: open " + launch.log_path, errno));
+  UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  int error_pipe[2];
+  if (::pipe2(error_pipe, O_CLOEXEC) != 0) return Fail(ErrnoError("virtiofsd: pipe", errno));
+  UniqueFd error_read(error_pipe[0]), error_write(error_pipe[1]);
+  const char* source = launch.source.c_str();
+  const char* binary = launch.binary.c_str();
+  const unsigned long bind_flags =
+      MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (launch.readonly ? MS_RDONLY : 0);
+  const pid_t parent = ::getpid();
+
+  const pid_t pid = ::fork();
+  if (pid < 0) return Fail(ErrnoError("virtiofsd: fork", errno));
+  if (pid == 0) {
+    // Out of the way of 0-3 first, so no dup2 below overwrites a source.
+    const int error_fd = ::fcntl(error_write.get(), F_DUPFD_CLOEXEC, 10);
+    const int listen_fd = ::fcntl(listener.get(), F_DUPFD_CLOEXEC, 10);
+    const int null_fd = ::fcntl(null.get(), F_DUPFD_CLOEXEC, 10);
+    const int log_fd = ::fcntl(log.get(), F_DUPFD_CLOEXEC, 10);
+    if (error_fd < 0) ::_exit(127);
+    if (listen_fd < 0 || null_fd < 0 || log_fd < 0) ChildFail(error_fd);
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ChildFail(error_fd);
+    if (::unshare(CLONE_NEWNS) != 0) ChildFail(error_fd);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ChildFail(error_fd);
+    if (::mount(source, source, nullptr, MS_BIND | MS_REC, nullptr) != 0) ChildFail(error_fd);
+    if (::mount(nullptr, source, nullptr, bind_flags, nullptr) != 0) ChildFail(error_fd);
+    if (::dup2(null_fd, 0) != 0 || ::dup2(null_fd, 1) != 1 || ::dup2(log_fd, 2) != 2 ||
+        ::dup2(listen_fd, kListenFd) != kListenFd) {
+      ChildFail(error_fd);
+    }
+    // The rest closes on exec, the error pipe too: an exec that works closes it.
+    ::close_range(kListenFd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+    ::execv(binary, argv.data());
+    ChildFail(error_fd);
+  }
+  error_write.reset();
+  int child_errno = 0;
+  const ssize_t got = ::read(error_read.get(), &child_errno, sizeof child_errno);
+  if (got > 0) {
+    ::waitpid(pid, nullptr, 0);
+    return Fail(ErrnoError("virtiofsd for " + launch.source + ": set up and exec " + launch.binary, child_errno));
+  }
+  const int pidfd = PidfdOpen(pid);
+  if (pidfd < 0) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return Fail(ErrnoError("virtiofsd: pidfd_open", err));
+  }
+  Log()->info("{}: virtiofsd pid {} serves {}{}", launch.vm_id, pid, launch.source,
+              launch.readonly ? " read-only" : "");
+  return StartedVirtiofsd{
+      .process = std::make_unique<ChildVirtiofsd>(ChildProcess::Adopt(std::move(executor), pid, pidfd)),
+      .qemu_end = std::move(qemu_end),
+  };
+}
+
+void KillLeftoverVirtiofsds(const std::string& run_vms_dir) {
+  for (pid_t pid : ProcessesWithArg(run_vms_dir)) {
+    const std::string command = ProcessCommandLine(pid);
+    // argv[0] is the first NUL-terminated word.
+    const std::string argv0 = command.substr(0, command.find('\0'));
+    if (!argv0.starts_with(run_vms_dir) || !argv0.ends_with(kSocketSuffix)) continue;
+    Log()->warn("killing virtiofsd pid {} left by an earlier agentvmd ({})", pid, argv0);
+    KillStranger(pid);
+  }
+}
+
+}  // namespace agentvm

@@ -1,0 +1,101 @@
+// A Vm with mounts (vm_workspace.cc) on the fake host: a virtiofsd per
+// mount before QEMU, its device on QEMU's command line, the guest's mounts
+// made before the VM is running, and no virtiofsd outliving its QEMU.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "supervisor/testing/fake_vm_test.h"
+
+namespace agentvm {
+namespace {
+
+using testing::FakeQemu;
+
+class VmMountsTest : public testing::FakeVmTest {
+ protected:
+  VmMountsTest() {
+    mounts_ = {{.source = "/home/u/repo", .target = "/workspace", .readonly = false},
+               {.source = "/srv/data", .target = "/data", .readonly = true}};
+  }
+
+  static bool HasArgContaining(const FakeQemu& qemu, const std::string& text) {
+    const auto& argv = qemu.launch().argv;
+    return std::ranges::any_of(argv, [&](const std::string& arg) { return arg.find(text) != std::string::npos; });
+  }
+};
+
+TEST_F(VmMountsTest, EachMountGetsAVirtiofsdBeforeQemuAndIsMountedBeforeTheVmRuns) {
+  Vm& vm = MakeRunningVm();
+  EXPECT_EQ(vm.state(), VmState::kRunning);
+  ASSERT_EQ(host_->virtiofsds().size(), 2u);
+  EXPECT_EQ(host_->live_virtiofsds(), 2);
+  EXPECT_LT(EventIndex("virtiofsd /home/u/repo rw"), EventIndex("launch"));
+  EXPECT_LT(EventIndex("virtiofsd /srv/data ro"), EventIndex("launch"));
+  // Its socket is in the VM's runtime dir, which names the VM for a later daemon.
+  EXPECT_EQ(host_->virtiofsds()[0].socket_path, (vm.paths().runtime_dir / "fs0.sock").string());
+
+  const FakeQemu& qemu = host_->qemu();
+  EXPECT_TRUE(HasArgContaining(qemu, "memory-backend-memfd,id=mem0,size=256M,share=on"));
+  EXPECT_TRUE(HasArgContaining(qemu, "vhost-user-fs-pci,chardev=fs0,tag=agentvm-fs0"));
+  EXPECT_TRUE(HasArgContaining(qemu, "vhost-user-fs-pci,chardev=fs1,tag=agentvm-fs1"));
+  EXPECT_EQ(qemu.launch().pass_fds.size(), 3u) << "the console and one socket per mount";
+
+  const auto actions = qemu.AgentActions();
+  EXPECT_NE(std::ranges::find(actions, "mount agentvm-fs0 /workspace rw"), actions.end());
+  EXPECT_NE(std::ranges::find(actions, "mount agentvm-fs1 /data ro"), actions.end());
+
+  const VmInfo info = vm.Info();
+  ASSERT_EQ(info.mounts.size(), 2u);
+  EXPECT_EQ(info.mounts[1].target, "/data");
+  EXPECT_TRUE(info.mounts[1].readonly);
+  EXPECT_NE(vm.Record().mounts.find("/home/u/repo"), std::string::npos);
+}
+
+TEST_F(VmMountsTest, QemuDyingTakesItsVirtiofsdsWithIt) {
+  MakeRunningVm();
+  host_->qemu().Crash(SIGKILL);
+  EXPECT_TRUE(RunUntil([&] { return vm_->state() == VmState::kFailed; }));
+  EXPECT_EQ(host_->live_virtiofsds(), 0);
+}
+
+TEST_F(VmMountsTest, RemoveLeavesNoVirtiofsd) {
+  Vm& vm = MakeRunningVm();
+  auto removed = Run(vm.Remove());
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_EQ(host_->live_virtiofsds(), 0);
+}
+
+TEST_F(VmMountsTest, AGoldenSnapshotIsNotUsedAVmWithMountsColdBoots) {
+  GoldenSnapshot golden{.dir = scratch_, .state_file = scratch_ / "state", .disk = scratch_ / "disk.qcow2"};
+  Vm& vm = MakeRunningVm(golden);
+  EXPECT_EQ(vm.Info().boot, "cold");
+  EXPECT_FALSE(host_->qemu().HasArg("-incoming"));
+  EXPECT_EQ(host_->live_virtiofsds(), 2);
+}
+
+TEST_F(VmMountsTest, ANamedSnapshotIsRefusedWithAConflictSayingWhy) {
+  Vm& vm = MakeRunningVm();
+  auto saved = Run(vm.SaveSnapshot("before"));
+  ASSERT_FALSE(saved);
+  EXPECT_EQ(saved.error().code, ErrorCode::kConflict);
+  EXPECT_NE(saved.error().message.find("has mounts"), std::string::npos) << saved.error().message;
+  EXPECT_TRUE(host_->qemu().snapshots().empty());
+}
+
+TEST_F(VmMountsTest, AFailedVirtiofsdStartFailsTheBootAndLeavesNoneRunning) {
+  mounts_.push_back({.source = "/x", .target = "/x"});
+  host_->virtiofsd_error = Error{ErrorCode::kInternal, "no virtiofsd"};
+  Vm& vm = MakeVm();
+  auto booted = Run(vm.Boot());
+  ASSERT_FALSE(booted);
+  EXPECT_NE(booted.error().message.find("no virtiofsd"), std::string::npos) << booted.error().message;
+  EXPECT_EQ(vm.state(), VmState::kFailed);
+  EXPECT_EQ(host_->live_virtiofsds(), 0);
+  EXPECT_FALSE(HasEvent("launch"));
+}
+
+}  // namespace
+}  // namespace agentvm

@@ -1,0 +1,226 @@
+// Host directories mounted into a VM over virtiofs (docs/workspaces.md): a
+// file the host wrote is read in the guest and one the guest writes lands on
+// the host; a read-only mount refuses writes; a hostile guest cannot leave
+// the mount; no virtiofsd outlives its VM (rm, QEMU killed, daemon killed).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "supervisor/mount_policy.h"
+
+#include "tests/support/daemon.h"
+
+namespace agentvm::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadAll(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A daemon whose config allows mounts under `root`.
+DaemonOptions AllowMountsUnder(const TempDir& dir, const fs::path& root) {
+  const fs::path config = dir.path() / "agentvmd.yaml";
+  std::ofstream(config) << "mount_roots:\n  - " << root.string() << "\n";
+  return DaemonOptions{.extra_args = {"--config", config.string()}};
+}
+
+// The virtiofsds of `daemon`'s VMs (their argv[0] is a socket in its run dir).
+std::string Virtiofsds(const Daemon& daemon) {
+  return RunCommand({"pgrep", "-af", daemon.run_dir() + "/vms/.*/fs[0-9]+\\.sock"}).out;
+}
+
+bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+// A tmpfs mounted nosuid,nodev at `path`: the mount roots' file system, as
+// agentvmd requires of a read-write mount's source. Unmounted when the test
+// is done (after the daemon and its virtiofsds are gone).
+class NosuidTmpfs {
+ public:
+  explicit NosuidTmpfs(const fs::path& path) : path_(path) {
+    fs::create_directories(path_);
+    auto mounted = RunCommand({"mount", "-t", "tmpfs", "-o", "nosuid,nodev,size=256m,mode=0755", "tmpfs", path_});
+    mounted_ = mounted.exit_code == 0;
+    EXPECT_TRUE(mounted_) << "mount a tmpfs at " << path_ << ": " << mounted.err;
+  }
+  ~NosuidTmpfs() {
+    if (mounted_) RunCommand({"umount", "--lazy", path_});
+  }
+  NosuidTmpfs(const NosuidTmpfs&) = delete;
+  NosuidTmpfs& operator=(const NosuidTmpfs&) = delete;
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+class VmWorkspaceMountTest : public ::testing::Test {
+ protected:
+  VmWorkspaceMountTest()
+      : local_("avm-mnt"), roots_(local_.path() / "roots"), daemon_(AllowMountsUnder(local_, local_.path() / "roots")) {
+    fs::create_directories(rw_);
+    fs::create_directories(ro_);
+    std::ofstream(rw_ / "hello.txt") << "written on the host\n";
+    std::ofstream(ro_ / "keep.txt") << "read only\n";
+  }
+
+  CommandResult Exec(const std::string& id, const std::string& script, const std::string& user = "") {
+    std::vector<std::string> args = {"exec"};
+    if (!user.empty()) args.insert(args.end(), {"--user", user});
+    args.insert(args.end(), {id, "--", "sh", "-c", script});
+    return daemon_.Cli(args);
+  }
+
+  TempDir local_;
+  NosuidTmpfs roots_;
+  Daemon daemon_;
+  const fs::path rw_ = local_.path() / "roots" / "repo";
+  const fs::path ro_ = local_.path() / "roots" / "data";
+};
+
+TEST_F(VmWorkspaceMountTest, ReadWriteAndReadOnlyMountsWorkBothWays) {
+  const std::string id = daemon_.CreateVm({"-v", rw_.string() + ":/workspace", "-v", ro_.string() + ":/data:ro"});
+  ASSERT_FALSE(id.empty());
+  // inspect shows the mounts with their canonical sources.
+  auto inspect = daemon_.Cli({"inspect", id});
+  EXPECT_NE(inspect.out.find("\"mounts\""), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("\"" + fs::canonical(ro_).string() + "\""), std::string::npos) << inspect.out;
+
+  // Host -> guest.
+  auto read = Exec(id, "cat /workspace/hello.txt /data/keep.txt");
+  EXPECT_EQ(read.out, "written on the host\nread only\n") << read.err << daemon_.Log();
+
+  // Guest -> host: owned by the uid the guest wrote as (virtiofsd 7.2 has no
+  // uid mapping; docs/workspaces.md).
+  // Guest uid 1000 needs the right to write there, as on any shared directory.
+  ::chmod(rw_.c_str(), 0777);
+  auto wrote = Exec(id, "echo from the guest > /workspace/result.txt", "1000");
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  EXPECT_EQ(ReadAll(rw_ / "result.txt"), "from the guest\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((rw_ / "result.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+
+  // Read-only: refused in the guest, unchanged on the host.
+  auto refused = Exec(id, "echo changed > /data/keep.txt");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("Read-only file system"), std::string::npos) << refused.err;
+  EXPECT_NE(Exec(id, "touch /data/new").exit_code, 0);
+  EXPECT_EQ(ReadAll(ro_ / "keep.txt"), "read only\n");
+  EXPECT_FALSE(fs::exists(ro_ / "new"));
+
+  EXPECT_FALSE(Virtiofsds(daemon_).empty());
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+  EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
+}
+TEST_F(VmWorkspaceMountTest, AHostileGuestStaysInsideTheMount) {
+  std::ofstream(local_.path() / "roots" / "outside-marker") << "next to the mount\n";
+  const std::string id = daemon_.CreateVm({"-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(id.empty());
+
+  // A symlink to /etc stays a symlink on the host; following it in the guest
+  // reaches the guest's /etc, never the host's.
+  auto linked = Exec(id, "ln -s /etc /workspace/etc-link && echo pwned > /workspace/etc-link/agentvm-pwned");
+  EXPECT_EQ(linked.exit_code, 0) << linked.err;
+  EXPECT_TRUE(fs::is_symlink(rw_ / "etc-link"));
+  EXPECT_EQ(fs::read_symlink(rw_ / "etc-link"), "/etc");
+  EXPECT_FALSE(fs::exists("/etc/agentvm-pwned"));
+
+  // Device nodes are refused (virtiofsd runs without CAP_MKNOD).
+  auto node = Exec(id, "mknod /workspace/mem c 1 1");
+  EXPECT_NE(node.exit_code, 0) << "mknod of a character device succeeded";
+  EXPECT_FALSE(fs::exists(rw_ / "mem"));
+
+  // ".." at the mount's root is the guest's own parent, never the host's.
+  auto up = Exec(id, "cat /workspace/../outside-marker");
+  EXPECT_NE(up.exit_code, 0);
+  EXPECT_EQ(up.out.find("next to the mount"), std::string::npos);
+
+  // A setuid-root program the guest's root leaves on the mount (the static
+  // busybox, which runs on the host too) gives a host user nothing: the
+  // source's file system is nosuid, as agentvmd demands of read-write
+  // mounts. Run as nobody, it stays nobody.
+  auto suid = Exec(id, "cp /bin/busybox /workspace/suid && chmod 4755 /workspace/suid");
+  ASSERT_EQ(suid.exit_code, 0) << suid.err;
+  ::chmod(local_.path().c_str(), 0755);  // nobody must reach it to try
+  auto as_nobody = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               (rw_ / "suid").string(), "id", "-u"});
+  EXPECT_EQ(as_nobody.exit_code, 0) << as_nobody.err;
+  EXPECT_EQ(as_nobody.out, "65534\n") << "a guest's setuid-root file ran as root on the host";
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+}
+
+TEST_F(VmWorkspaceMountTest, NoVirtiofsdOutlivesItsQemuOrTheDaemon) {
+  const std::string id = daemon_.CreateVm({"-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(id.empty());
+  ASSERT_FALSE(Virtiofsds(daemon_).empty());
+  // QEMU killed under the daemon: its virtiofsd goes with it.
+  auto qemu = RunCommand({"pgrep", "-f", "guest=" + id});
+  ASSERT_EQ(qemu.exit_code, 0) << qemu.err;
+  std::istringstream pids(qemu.out);
+  for (int pid = 0; pids >> pid;) ::kill(pid, SIGKILL);
+  EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+
+  // The daemon killed: its virtiofsds die with it; the restarted daemon
+  // does not adopt the VM, kills its QEMU and lists it as failed.
+  const std::string second = daemon_.CreateVm({"-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(second.empty());
+  daemon_.Crash();
+  EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
+  daemon_.Restart();
+  auto listed = daemon_.Cli({"inspect", second});
+  EXPECT_NE(listed.out.find("\"failed\""), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("not adopted"), std::string::npos) << listed.out;
+  EXPECT_NE(RunCommand({"pgrep", "-f", "guest=" + second}).exit_code, 0) << "its QEMU still runs";
+  EXPECT_EQ(daemon_.Cli({"rm", "-f", second}).exit_code, 0);
+}
+
+TEST(VmWorkspaceMountPolicyTest, SourcesOutsideTheRootsAndSystemDirsAreRefusedWith400) {
+  TempDir local("avm-mntp");
+  fs::create_directories(local.path() / "roots" / "ok");
+  fs::create_directories(local.path() / "elsewhere");
+  Daemon daemon(AllowMountsUnder(local, local.path() / "roots"));
+  auto body = [](const std::string& source) {
+    return R"({"mounts": [{"source": ")" + source + R"(", "target": "/workspace"}]})";
+  };
+  for (const std::string& source : {(local.path() / "elsewhere").string(), std::string("/etc"), std::string("/"),
+                                    daemon.state_dir()}) {
+    auto [status, answer] = daemon.Http("POST", "/v1/vms", body(source));
+    EXPECT_EQ(status, 400) << source << ": " << answer;
+    EXPECT_NE(answer.find("refused"), std::string::npos) << answer;
+  }
+  // Under a root but on a file system without nosuid (the test's /tmp):
+  // refused read-write, saying why.
+  const std::string ok = (local.path() / "roots" / "ok").string();
+  ASSERT_FALSE(IsMountedNosuid(ok)) << "this test needs " << ok << " on a file system mounted suid";
+  auto [suid_status, suid_answer] = daemon.Http("POST", "/v1/vms", body(ok));
+  EXPECT_EQ(suid_status, 400) << suid_answer;
+  EXPECT_NE(suid_answer.find("nosuid"), std::string::npos) << suid_answer;
+  auto [status, answer] = daemon.Http("POST", "/v1/vms", R"({"mounts": [{"source": "/x", "target": "../etc"}]})");
+  EXPECT_EQ(status, 400) << answer;
+  EXPECT_EQ(daemon.Http("GET", "/v1/vms").second.find("\"id\""), std::string::npos) << "no VM was made";
+}
+
+}  // namespace
+}  // namespace agentvm::testing
