@@ -5,9 +5,11 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/local/stream_protocol.hpp>
@@ -70,6 +72,12 @@ TEST_F(ApiAuditTest, OneLinePerChangingCallWithTheCallersUidAndNoBody) {
   EXPECT_EQ(Call(sock, http::verb::put, "/v1/vms/vm-1/files?path=/etc/secret.conf", "file-contents-xyzzy"), 204);
   EXPECT_EQ(Call(sock, http::verb::delete_, "/v1/vms/vm-9"), 404);
   EXPECT_EQ(Call(sock, http::verb::delete_, "/v1/vms/vm-1?force=true"), 204);
+  // A call's line is written once its answer is sent, so the client can
+  // read the answer a moment before the line is there.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (LinesOf(audit_path_).size() < 5 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   StopServer();
 
   auto lines = LinesOf(audit_path_);
