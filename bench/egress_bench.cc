@@ -1,9 +1,5 @@
 #include "bench/egress_bench.h"
 
-#include <sched.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -12,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/private_netns.h"
 #include "bench/stats.h"
 #include "common/logging.h"
 #include "netsetup/dns_message.h"
@@ -156,24 +153,7 @@ int EgressLearnMain(int argc, char** argv) {
     return 2;
   }
   SetLogLevel("warn");
-  std::cout << std::flush;
-  const pid_t child = ::fork();
-  if (child < 0) {
-    std::perror("agentvm-bench egress-learn: fork");
-    return 1;
-  }
-  if (child == 0) {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      std::perror("agentvm-bench egress-learn: unshare(CLONE_NEWNET) (needs root)");
-      std::_Exit(2);
-    }
-    const int code = Run(options);
-    std::cout << std::flush;
-    std::_Exit(code);
-  }
-  int status = 0;
-  if (::waitpid(child, &status, 0) < 0) return 1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  return RunInPrivateNetns("agentvm-bench egress-learn", [&] { return Run(options); });
 }
 
 }  // namespace agentvm::bench

@@ -1,9 +1,5 @@
 #include "bench/net_bench.h"
 
-#include <sched.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -13,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/private_netns.h"
 #include "bench/stats.h"
 #include "common/logging.h"
 #include "netsetup/firewall.h"
@@ -166,26 +163,7 @@ int NetRulesMain(int argc, char** argv) {
     return 2;
   }
   SetLogLevel("warn");
-  std::cout << std::flush;
-  const pid_t child = ::fork();
-  if (child < 0) {
-    std::perror("agentvm-bench net-rules: fork");
-    return 1;
-  }
-  if (child == 0) {
-    // Everything the benchmark builds lives in this namespace and goes with
-    // the process; the host's own tables are never touched.
-    if (::unshare(CLONE_NEWNET) != 0) {
-      std::perror("agentvm-bench net-rules: unshare(CLONE_NEWNET) (needs root)");
-      std::_Exit(2);
-    }
-    const int code = Run(options);
-    std::cout << std::flush;
-    std::_Exit(code);
-  }
-  int status = 0;
-  if (::waitpid(child, &status, 0) < 0) return 1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  return RunInPrivateNetns("agentvm-bench net-rules", [&] { return Run(options); });
 }
 
 }  // namespace agentvm::bench

@@ -160,11 +160,12 @@ TEST_F(VmWorkspaceMountTest, AHostileGuestStaysInsideTheMount) {
   // busybox, which runs on the host too) gives a host user nothing: the
   // source's file system is nosuid, as agentvmd demands of read-write
   // mounts. Run as nobody, it stays nobody.
-  auto suid = Exec(id, "cp /bin/busybox /workspace/suid && chmod 4755 /workspace/suid");
+  // (Named busybox: it picks its applet from its name, "id" comes next.)
+  auto suid = Exec(id, "cp /bin/busybox /workspace/busybox && chmod 4755 /workspace/busybox");
   ASSERT_EQ(suid.exit_code, 0) << suid.err;
   ::chmod(local_.path().c_str(), 0755);  // nobody must reach it to try
   auto as_nobody = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               (rw_ / "suid").string(), "id", "-u"});
+                               (rw_ / "busybox").string(), "id", "-u"});
   EXPECT_EQ(as_nobody.exit_code, 0) << as_nobody.err;
   EXPECT_EQ(as_nobody.out, "65534\n") << "a guest's setuid-root file ran as root on the host";
   ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
