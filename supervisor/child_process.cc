@@ -67,6 +67,10 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Launch(boost::asio::any_io_e
 
   const pid_t pid = child.id();
   child.detach();  // reaping is ours, through the pidfd
+  return TakeOver(std::move(executor), pid);
+}
+
+Result<std::unique_ptr<ChildProcess>> ChildProcess::TakeOver(boost::asio::any_io_executor executor, pid_t pid) {
   const int pidfd = PidfdOpen(pid);
   if (pidfd < 0) {
     const int err_no = errno;

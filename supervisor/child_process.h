@@ -44,6 +44,9 @@ class ChildProcess {
   // Takes over a child this process started itself (a jailed clone) and the
   // pidfd it got for it.
   static std::unique_ptr<ChildProcess> Adopt(boost::asio::any_io_executor executor, pid_t pid, int pidfd);
+  // Takes over a child this process forked itself, opening its pidfd; if
+  // that fails the child is killed and reaped, so it never runs unowned.
+  static Result<std::unique_ptr<ChildProcess>> TakeOver(boost::asio::any_io_executor executor, pid_t pid);
   ~ChildProcess();  // SIGKILL and reap if still running
 
   ChildProcess(const ChildProcess&) = delete;

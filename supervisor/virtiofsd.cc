@@ -16,7 +16,6 @@
 
 #include "common/logging.h"
 #include "supervisor/child_process.h"
-#include "supervisor/pidfd.h"
 #include "supervisor/process_identity.h"
 
 namespace agentvm {
@@ -143,17 +142,12 @@ Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, 
     ::waitpid(pid, nullptr, 0);
     return Fail(ErrnoError("virtiofsd for " + launch.source + ": set up and exec " + launch.binary, child_errno));
   }
-  const int pidfd = PidfdOpen(pid);
-  if (pidfd < 0) {
-    const int err = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return Fail(ErrnoError("virtiofsd: pidfd_open", err));
-  }
+  auto process = ChildProcess::TakeOver(std::move(executor), pid);
+  if (!process) return Fail(process.error().Wrap("virtiofsd"));
   Log()->info("{}: virtiofsd pid {} serves {}{}", launch.vm_id, pid, launch.source,
               launch.readonly ? " read-only" : "");
   return StartedVirtiofsd{
-      .process = std::make_unique<ChildVirtiofsd>(ChildProcess::Adopt(std::move(executor), pid, pidfd)),
+      .process = std::make_unique<ChildVirtiofsd>(std::move(*process)),
       .qemu_end = std::move(qemu_end),
   };
 }
