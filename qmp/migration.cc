@@ -40,12 +40,14 @@ boost::asio::awaitable<std::string> MigrationErrorDesc(qmp::QmpClient& qmp, mill
   co_return info->value("error-desc", std::string());
 }
 
-// MIGRATION events are off by default; both ends need them to report progress.
-boost::asio::awaitable<Result<void>> EnableMigrationEvents(qmp::QmpClient& qmp, milliseconds timeout) {
-  json capability = {{"capability", "events"}, {"state", true}};
-  json arguments = {{"capabilities", json::array({capability})}};
+// MIGRATION events are off by default; both ends need them to report
+// progress. x-ignore-shared is set (or cleared) explicitly on both ends.
+boost::asio::awaitable<Result<void>> SetCapabilities(qmp::QmpClient& qmp, RamInStream ram, milliseconds timeout) {
+  json events = {{"capability", "events"}, {"state", true}};
+  json ignore_shared = {{"capability", "x-ignore-shared"}, {"state", ram == RamInStream::kIgnoreShared}};
+  json arguments = {{"capabilities", json::array({events, ignore_shared})}};
   auto set = co_await qmp.Execute("migrate-set-capabilities", arguments, timeout);
-  if (!set) co_return Fail(Wrapped(set.error(), "enable migration events"));
+  if (!set) co_return Fail(Wrapped(set.error(), "set migration capabilities"));
   co_return Result<void>{};
 }
 
@@ -57,13 +59,13 @@ boost::asio::awaitable<void> CloseMigrationFd(qmp::QmpClient& qmp, milliseconds 
 
 }  // namespace
 
-boost::asio::awaitable<Result<void>> SaveState(qmp::QmpClient& qmp, int fd, milliseconds timeout) {
+boost::asio::awaitable<Result<void>> SaveState(qmp::QmpClient& qmp, int fd, RamInStream ram, milliseconds timeout) {
   const Deadline deadline(timeout);
   constexpr const char kContext[] = "save state";
 
   auto stopped = co_await qmp.Execute("stop", nullptr, deadline.Remaining());
   if (!stopped) co_return Fail(Wrapped(stopped.error(), kContext));
-  if (auto events = co_await EnableMigrationEvents(qmp, deadline.Remaining()); !events) {
+  if (auto events = co_await SetCapabilities(qmp, ram, deadline.Remaining()); !events) {
     co_return Fail(events.error().Wrap(kContext));
   }
   json parameters = {{"max-bandwidth", kMaxBandwidthBytesPerSecond}, {"downtime-limit", kDowntimeLimitMs}};
@@ -99,11 +101,11 @@ boost::asio::awaitable<Result<void>> SaveState(qmp::QmpClient& qmp, int fd, mill
   co_return Fail(ErrorCode::kInternal, std::string(kContext) + ": migration " + status + ": " + why);
 }
 
-boost::asio::awaitable<Result<void>> LoadState(qmp::QmpClient& qmp, int fd, milliseconds timeout) {
+boost::asio::awaitable<Result<void>> LoadState(qmp::QmpClient& qmp, int fd, RamInStream ram, milliseconds timeout) {
   const Deadline deadline(timeout);
   constexpr const char kContext[] = "load state";
 
-  if (auto events = co_await EnableMigrationEvents(qmp, deadline.Remaining()); !events) {
+  if (auto events = co_await SetCapabilities(qmp, ram, deadline.Remaining()); !events) {
     co_return Fail(events.error().Wrap(kContext));
   }
   json getfd = {{"fdname", kMigrationFdName}};

@@ -21,6 +21,15 @@ namespace agentvm {
 // The name the fd is registered under in QEMU (`getfd`); migrate consumes it.
 inline constexpr const char kMigrationFdName[] = "migration";
 
+// What the stream holds besides the device state.
+enum class RamInStream {
+  kAll,           // every RAM block: a full copy
+  // Not the RAM blocks mapped shared (x-ignore-shared): a memory template's
+  // source saves devices only, and its clones, whose RAM maps the template,
+  // must load with the same setting (QEMU refuses the stream otherwise).
+  kIgnoreShared,
+};
+
 // Pauses the VM (`stop`), then writes its complete state to `fd` (a file open
 // for writing at offset 0; QEMU gets a duplicate, the caller keeps and closes
 // its own). On success the VM stays paused and its disks are flushed and
@@ -28,7 +37,7 @@ inline constexpr const char kMigrationFdName[] = "migration";
 // and may freeze its disk. Errors:
 // the migration's own error text when QEMU reports failure, kTimeout after
 // `timeout` (the migration is cancelled), kUnavailable if QEMU went away.
-boost::asio::awaitable<Result<void>> SaveState(qmp::QmpClient& qmp, int fd,
+boost::asio::awaitable<Result<void>> SaveState(qmp::QmpClient& qmp, int fd, RamInStream ram,
                                                std::chrono::milliseconds timeout);
 
 // Loads a state written by SaveState into a QEMU started with `-incoming
@@ -37,7 +46,7 @@ boost::asio::awaitable<Result<void>> SaveState(qmp::QmpClient& qmp, int fd,
 // as it was saved; the caller sends `cont`. A corrupt or mismatched stream
 // makes QEMU 7.2 exit: that comes back promptly as kUnavailable (the cause is
 // in QEMU's stderr log), never as a wait for `timeout`.
-boost::asio::awaitable<Result<void>> LoadState(qmp::QmpClient& qmp, int fd,
+boost::asio::awaitable<Result<void>> LoadState(qmp::QmpClient& qmp, int fd, RamInStream ram,
                                                std::chrono::milliseconds timeout);
 
 }  // namespace agentvm

@@ -51,6 +51,8 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config, bool& doctor) {
       ("dns-upstream", po::value<std::string>(), "resolver the VMs' DNS is forwarded to, a.b.c.d[:port] "
                                                  "(default: first nameserver in /etc/resolv.conf)")
       ("no-golden-snapshots", "no golden snapshots and no warm pools: every VM cold-boots")
+      ("memory-templates", po::value<std::string>(),
+       "cow | copy: clones map the golden snapshot's RAM copy-on-write, or load a full copy (default cow)")
       ("keep-vms-on-exit", "on SIGTERM exit at once, leaving the VMs running for the next agentvmd to adopt")
       ("health-check-interval-sec", po::value<int>(), "seconds between health checks of ready pool VMs (default 30)")
       ("pool", po::value<std::vector<std::string>>()->composing(),
@@ -90,6 +92,7 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config, bool& doctor) {
   set("bridge", config.bridge);
   set("subnet", config.subnet);
   set("dns-upstream", config.dns_upstream);
+  set("memory-templates", config.memory_templates);
   if (flags.count("agent-timeout")) config.agent_timeout = std::chrono::seconds(flags["agent-timeout"].as<int>());
   if (flags.count("stop-grace")) config.stop_grace = std::chrono::seconds(flags["stop-grace"].as<int>());
   if (flags.count("no-golden-snapshots")) config.golden_snapshots = false;

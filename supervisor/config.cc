@@ -334,6 +334,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "reject_refused_connections") applied = set_bool(config.reject_refused_connections);
     else if (key == "max_connections_per_vm") applied = set_int(config.max_connections_per_vm);
     else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
+    else if (key == "memory_templates") applied = set_string(config.memory_templates);
     else if (key == "keep_vms_on_exit") applied = set_bool(config.keep_vms_on_exit);
     else if (key == "health_check_interval_sec") applied = set_seconds(config.health_check_interval);
     else if (key == "pools") applied = set_pools(config.pools);
@@ -352,6 +353,10 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
     if (dir.empty() || dir[0] != '/') {
       return Fail(ErrorCode::kInvalidArgument, std::string(name) + " must be an absolute path, not '" + dir + "'");
     }
+  }
+  if (config.memory_templates != "cow" && config.memory_templates != "copy") {
+    return Fail(ErrorCode::kInvalidArgument,
+                "memory_templates must be cow or copy, not '" + config.memory_templates + "'");
   }
   if (!config.audit_log.empty() && config.audit_log[0] != '/') {
     return Fail(ErrorCode::kInvalidArgument, "audit_log must be an absolute path, not '" + config.audit_log + "'");

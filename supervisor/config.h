@@ -81,6 +81,10 @@ struct DaemonConfig {
 
   // Snapshots and pools (docs/snapshots.md).
   bool golden_snapshots = true;  // false: every VM cold-boots; no pools
+  // How a golden snapshot keeps guest RAM: `cow`, a template every clone
+  // maps copy-on-write (restores copy no RAM, clones share what they only
+  // read); `copy`, a full copy in the migration stream each clone loads.
+  std::string memory_templates = "cow";
   std::vector<PoolConfig> pools;
   std::chrono::seconds health_check_interval{30};  // how often ready pool VMs are pinged
 

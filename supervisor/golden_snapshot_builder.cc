@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/unique_fd.h"
 #include "common/spawn.h"
+#include "supervisor/memory_template.h"
 
 namespace agentvm {
 namespace {
@@ -24,11 +25,13 @@ constexpr std::chrono::minutes kBuildWaitLimit{10};
 
 }  // namespace
 
-GoldenSnapshotBuilder::GoldenSnapshotBuilder(boost::asio::any_io_executor executor, fs::path root, std::string qemu_version,
-                                 BootVm boot, RemoveVm remove)
+GoldenSnapshotBuilder::GoldenSnapshotBuilder(boost::asio::any_io_executor executor, fs::path root,
+                                             std::string qemu_version, bool memory_templates, BootVm boot,
+                                             RemoveVm remove)
     : executor_(std::move(executor)),
       store_(std::move(root)),
       qemu_version_(std::move(qemu_version)),
+      memory_templates_(memory_templates),
       boot_(std::move(boot)),
       remove_(std::move(remove)),
       build_ended_(executor_) {}
@@ -43,9 +46,13 @@ Result<void> GoldenSnapshotBuilder::RemoveLeftovers() {
 Result<GoldenMeta> GoldenSnapshotBuilder::ExpectedMeta(const Vm& vm) const {
   auto identity = ImageIdentity(vm.image());
   if (!identity) return Fail(identity.error());
+  // What the golden VM runs (`vm` may be it, or a clone not launched yet):
+  // with templates its RAM is a template's source.
+  QemuLaunchSpec spec = vm.LaunchSpecFor(nullptr);
+  if (memory_templates_) spec.memory = GuestMemory::kTemplateSource;
   return GoldenMeta{
       .qemu_version = qemu_version_,
-      .command_line_hash = CommandLineHash(vm.LaunchSpecFor(nullptr)),
+      .command_line_hash = CommandLineHash(spec),
       .image_identity = *identity,
   };
 }
@@ -141,11 +148,25 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::SaveAndFre
   Result<void> saved = co_await vm.SaveStateAndEnd(fd.get());
   fd.reset();
   if (!saved) co_return Fail(saved.error());
-  // QEMU has exited: the disk it ran on is complete and nobody writes it.
+  // QEMU has exited: the disk it ran on is complete and nobody writes it,
+  // nor its RAM.
   std::error_code ec;
   fs::rename(vm.paths().overlay(), writer->disk(), ec);
   if (ec) co_return Fail(ErrorCode::kInternal, "freeze " + vm.paths().overlay().string() + ": " + ec.message());
-  co_return writer->Commit(*expected);
+  if (memory_templates_) {
+    UniqueFd ram = vm.TakeGuestRam();
+    if (!ram) co_return Fail(ErrorCode::kInternal, "golden VM " + vm.id() + " has no RAM memfd");
+    if (auto written = WriteMemoryFile(ram.get(), writer->memory_file()); !written) {
+      co_return Fail(written.error().Wrap("save guest RAM"));
+    }
+  }
+  auto committed = writer->Commit(*expected);
+  if (!committed) co_return Fail(committed.error());
+  // Found anew so that the snapshot returned has its memory template loaded.
+  auto found = store_.Find(key, *expected);
+  if (!found) co_return Fail(found.error());
+  if (!*found) co_return Fail(ErrorCode::kInternal, "golden snapshot " + key.DirName() + " vanished after its commit");
+  co_return std::move(**found);
 }
 
 }  // namespace agentvm

@@ -31,8 +31,13 @@ class GoldenSnapshotBuilder {
   // Removes a VM BootVm made, with its lease and record.
   using RemoveVm = std::function<boost::asio::awaitable<void>(std::shared_ptr<Vm>)>;
 
+  // `memory_templates`: snapshots keep guest RAM as a copy-on-write
+  // template (memory_template.h) and BootVm's VMs must be made with
+  // ram_becomes_template; else the state holds a full copy of RAM.
   GoldenSnapshotBuilder(boost::asio::any_io_executor executor, std::filesystem::path root, std::string qemu_version,
-                  BootVm boot, RemoveVm remove);
+                        bool memory_templates, BootVm boot, RemoveVm remove);
+
+  bool memory_templates() const { return memory_templates_; }
 
   // What a crash mid-build left; call once at startup.
   Result<void> RemoveLeftovers();
@@ -74,6 +79,7 @@ class GoldenSnapshotBuilder {
   boost::asio::any_io_executor executor_;
   GoldenSnapshotStore store_;
   std::string qemu_version_;
+  bool memory_templates_;
   BootVm boot_;
   RemoveVm remove_;
   // Builds under way, by GoldenKey::DirName(), with who waits for each.

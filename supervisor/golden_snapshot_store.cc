@@ -28,6 +28,7 @@ constexpr char kTmpPrefix[] = ".tmp-";
 constexpr char kTrashPrefix[] = ".trash-";
 constexpr char kStateFile[] = "state";
 constexpr char kDiskFile[] = "disk.qcow2";
+constexpr char kMemoryFile[] = "memory";
 constexpr char kMetaFile[] = "meta.json";
 
 std::shared_ptr<spdlog::logger> Log() { return Logger("golden"); }
@@ -59,10 +60,10 @@ Result<void> WriteWholeFile(const fs::path& path, const std::string& text) {
   return {};
 }
 
-// Identifies one version of a state file cheaply, to skip re-checksumming it.
-std::string StateStamp(const struct stat& st, const GoldenMeta& meta) {
+// Identifies one version of a file cheaply, to skip re-checksumming it.
+std::string FileStamp(const struct stat& st, const GoldenMeta& meta, const std::string& checksum) {
   return fmt::format("{}:{}:{}.{}:{}:{}", st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
-                     meta.created_at, meta.state_checksum);
+                     meta.created_at, checksum);
 }
 
 std::string Sanitize(std::string_view name) {
@@ -96,6 +97,7 @@ nlohmann::json GoldenMeta::ToJson() const {
       {"format_version", format_version},   {"qemu_version", qemu_version},
       {"command_line_hash", command_line_hash}, {"image_identity", image_identity},
       {"state_size", state_size},           {"state_checksum", state_checksum},
+      {"memory_size", memory_size},         {"memory_checksum", memory_checksum},
       {"created_at", created_at},
   };
 }
@@ -110,6 +112,8 @@ Result<GoldenMeta> GoldenMeta::FromJson(const nlohmann::json& json) {
     meta.image_identity = json.at("image_identity").get<std::string>();
     meta.state_size = json.at("state_size").get<std::uint64_t>();
     meta.state_checksum = json.at("state_checksum").get<std::string>();
+    meta.memory_size = json.at("memory_size").get<std::uint64_t>();
+    meta.memory_checksum = json.at("memory_checksum").get<std::string>();
     meta.created_at = json.at("created_at").get<std::int64_t>();
     return meta;
   } catch (const nlohmann::json::exception& e) {
@@ -143,13 +147,13 @@ Result<std::optional<GoldenSnapshot>> GoldenSnapshotStore::Find(const GoldenKey&
   const fs::path dir = root_ / name;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    shared_->verified.erase(name);
+    Forget(name);
     return std::optional<GoldenSnapshot>();
   }
   auto discard = [&](const std::string& why) -> Result<std::optional<GoldenSnapshot>> {
     Log()->warn("golden {}: discarded, will be rebuilt: {}", name, why);
     if (rejected) *rejected = why;
-    shared_->verified.erase(name);
+    Forget(name);
     if (auto removed = RemoveDir(dir); !removed) return Fail(removed.error().Wrap("discard golden " + name));
     return std::optional<GoldenSnapshot>();
   };
@@ -182,7 +186,7 @@ Result<std::optional<GoldenSnapshot>> GoldenSnapshotStore::Find(const GoldenKey&
   if (static_cast<std::uint64_t>(st.st_size) != meta->state_size) {
     return discard(fmt::format("state is {} bytes, {} recorded", st.st_size, meta->state_size));
   }
-  const std::string stamp = StateStamp(st, *meta);
+  const std::string stamp = FileStamp(st, *meta, meta->state_checksum);
   auto verified = shared_->verified.find(name);
   if (verified == shared_->verified.end() || verified->second != stamp) {
     const auto started = std::chrono::steady_clock::now();
@@ -197,7 +201,36 @@ Result<std::optional<GoldenSnapshot>> GoldenSnapshotStore::Find(const GoldenKey&
                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
                      .count());
   }
+  if (!meta->memory_checksum.empty()) {
+    auto memory = LoadMemory(name, dir / kMemoryFile, *meta);
+    if (!memory) return discard(memory.error().message);
+    snapshot.memory = std::move(*memory);
+  }
   return std::optional<GoldenSnapshot>(std::move(snapshot));
+}
+
+Result<std::shared_ptr<const MemoryTemplate>> GoldenSnapshotStore::LoadMemory(const std::string& name,
+                                                                              const fs::path& file,
+                                                                              const GoldenMeta& meta) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return Fail(ErrorCode::kNotFound, "no memory file");
+  const std::string stamp = FileStamp(st, meta, meta.memory_checksum);
+  if (auto loaded = shared_->memories.find(name); loaded != shared_->memories.end() && loaded->second.stamp == stamp) {
+    return loaded->second.memory;
+  }
+  shared_->memories.erase(name);
+  const auto started = std::chrono::steady_clock::now();
+  auto memory = LoadMemoryTemplate(file, meta.memory_size, meta.memory_checksum);
+  if (!memory) return Fail(memory.error());
+  shared_->memories[name] = {stamp, *memory};
+  Log()->info("golden {}: memory template loaded and sealed in {} ms", name,
+              std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+  return *memory;
+}
+
+void GoldenSnapshotStore::Forget(const std::string& name) {
+  shared_->verified.erase(name);
+  shared_->memories.erase(name);
 }
 
 Result<GoldenSnapshotStore::Writer> GoldenSnapshotStore::Begin(const GoldenKey& key) {
@@ -224,7 +257,7 @@ Result<GoldenSnapshotStore::Writer> GoldenSnapshotStore::Begin(const GoldenKey& 
 }
 
 Result<void> GoldenSnapshotStore::Remove(const GoldenKey& key) {
-  shared_->verified.erase(key.DirName());
+  Forget(key.DirName());
   return RemoveDir(root_ / key.DirName());
 }
 
@@ -284,12 +317,20 @@ Result<GoldenSnapshot> GoldenSnapshotStore::Writer::Commit(GoldenMeta meta) {
   meta.format_version = kGoldenFormatVersion;
   meta.state_size = digest->size;
   meta.state_checksum = digest->checksum;
+  std::vector<fs::path> frozen = {state_file(), disk()};
+  if (fs::exists(memory_file(), ec)) {
+    auto memory = DigestFile(memory_file());
+    if (!memory) return Fail(memory.error().Wrap("golden " + name));
+    meta.memory_size = memory->size;
+    meta.memory_checksum = memory->checksum;
+    frozen.push_back(memory_file());
+  }
   meta.created_at =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 
   // Frozen: every clone's overlay reads through disk.qcow2, so it must never
   // change again (QEMU opens it read-only too; the mode guards against tools).
-  for (const fs::path& file : {state_file(), disk()}) {
+  for (const fs::path& file : frozen) {
     if (::chmod(file.c_str(), 0444) != 0) return Fail(ErrnoError("chmod " + file.string(), errno));
     if (auto synced = SyncPath(file); !synced) return Fail(synced.error().Wrap("golden " + name));
   }
@@ -313,8 +354,12 @@ Result<GoldenSnapshot> GoldenSnapshotStore::Writer::Commit(GoldenMeta meta) {
   done_ = true;
   shared_->saving.erase(name);
   struct stat st {};
-  if (::stat((final_dir / kStateFile).c_str(), &st) == 0) shared_->verified[name] = StateStamp(st, meta);
-  Log()->info("golden {}: saved ({} bytes of state, {})", name, meta.state_size, meta.state_checksum);
+  if (::stat((final_dir / kStateFile).c_str(), &st) == 0) {
+    shared_->verified[name] = FileStamp(st, meta, meta.state_checksum);
+  }
+  shared_->memories.erase(name);  // an older snapshot's; the first Find loads this one's
+  Log()->info("golden {}: saved ({} bytes of state, {}; {} bytes of memory)", name, meta.state_size,
+              meta.state_checksum, meta.memory_size);
   return GoldenSnapshot{key_, final_dir, final_dir / kStateFile, final_dir / kDiskFile, std::move(meta)};
 }
 

@@ -4,8 +4,10 @@
 //   disk.qcow2   the disk that VM ran on, frozen (mode 0444): the read-only
 //                backing of every clone's fresh overlay, itself backed by the
 //                image's rootfs.qcow2
+//   memory       with memory templates (memory_templates: cow): the VM's
+//                RAM, sparse, 0444; the state then holds devices only
 //   meta.json    what made it (QEMU version, command-line hash, image
-//                identity) and the state's size and XXH64 checksum
+//                identity) and the size and XXH64 checksum of state and memory
 // A snapshot that no longer matches what the daemon would run, or whose
 // state fails its checksum, is removed when found, so the caller rebuilds it
 // instead of restoring something incompatible.
@@ -29,11 +31,13 @@
 #include "supervisor/file_digest.h"
 #include "supervisor/host_facts.h"
 #include "supervisor/image_store.h"
+#include "supervisor/memory_template.h"
 #include "supervisor/qemu_command_line.h"
 
 namespace agentvm {
 
-inline constexpr int kGoldenFormatVersion = 1;
+// 2: memory templates (memory_size, memory_checksum).
+inline constexpr int kGoldenFormatVersion = 2;
 
 // What a saved VM and the VM restoring its state must share. Anything else
 // that must match (QEMU, devices, image) is checked through GoldenMeta.
@@ -57,6 +61,9 @@ struct GoldenMeta {
   std::string image_identity;     // ImageIdentity()
   std::uint64_t state_size = 0;   // filled in by Commit()
   std::string state_checksum;     // filled in by Commit()
+  // The memory file's, filled in by Commit(); 0 and empty without one.
+  std::uint64_t memory_size = 0;
+  std::string memory_checksum;
   std::int64_t created_at = 0;    // unix seconds; filled in by Commit()
 
   nlohmann::json ToJson() const;
@@ -69,6 +76,9 @@ struct GoldenSnapshot {
   std::filesystem::path state_file;  // open O_RDONLY, hand to LoadState
   std::filesystem::path disk;        // frozen_image of every clone
   GoldenMeta meta;
+  // The memory file, verified and sealed, when the snapshot has one: each
+  // clone maps it copy-on-write (memory_template.h).
+  std::shared_ptr<const MemoryTemplate> memory;
 };
 
 class GoldenSnapshotStore {
@@ -80,6 +90,12 @@ class GoldenSnapshotStore {
   struct Shared {
     std::map<std::string, std::string> saving;    // DirName() -> its Writer's temp dir name
     std::map<std::string, std::string> verified;  // DirName() -> stamp of a checksummed state
+    // DirName() -> the loaded memory template and the stamp of its file.
+    struct LoadedMemory {
+      std::string stamp;
+      std::shared_ptr<const MemoryTemplate> memory;
+    };
+    std::map<std::string, LoadedMemory> memories;
   };
 
   // A golden snapshot being written. Destroying it uncommitted removes its
@@ -95,8 +111,11 @@ class GoldenSnapshotStore {
     // disk (after that QEMU has exited).
     std::filesystem::path state_file() const { return tmp_dir_ / "state"; }
     std::filesystem::path disk() const { return tmp_dir_ / "disk.qcow2"; }
+    // Where the VM's RAM goes, for a memory template (WriteMemoryFile).
+    std::filesystem::path memory_file() const { return tmp_dir_ / "memory"; }
 
-    // Checksums the state, makes state and disk read-only, writes meta.json
+    // Checksums the state (and the memory file if there is one), makes
+    // them and the disk read-only, writes meta.json
     // (the caller fills qemu_version, command_line_hash, image_identity),
     // syncs, and renames the directory into place, replacing any older
     // snapshot of the key. At most once.
@@ -115,10 +134,12 @@ class GoldenSnapshotStore {
   };
 
   // The snapshot of `key` if one exists and matches `expected` (format,
-  // qemu_version, command_line_hash, image_identity) and its state has the
-  // recorded size and checksum; otherwise nullopt, after removing a stale or
-  // damaged entry with a log line saying why. The checksum is read in full
-  // the first time an entry is found, and again whenever its file changes.
+  // qemu_version, command_line_hash, image_identity) and its state (and
+  // memory) has the recorded size and checksum; otherwise nullopt, after
+  // removing a stale or damaged entry with a log line saying why. Each
+  // checksum is read in full the first time an entry is found, and again
+  // whenever its file changes; the memory is loaded into its sealed memfd in
+  // the same pass, and that memfd is reused while the file stays the same.
   // `rejected`, if given, gets why an entry that was there was removed.
   Result<std::optional<GoldenSnapshot>> Find(const GoldenKey& key, const GoldenMeta& expected,
                                              std::string* rejected = nullptr);
@@ -139,6 +160,12 @@ class GoldenSnapshotStore {
 
  private:
   Result<void> RemoveDir(const std::filesystem::path& dir);
+  // The snapshot `name`'s memory file as a sealed template: the one loaded
+  // before while the file is unchanged, else loaded (and verified) now.
+  Result<std::shared_ptr<const MemoryTemplate>> LoadMemory(const std::string& name,
+                                                           const std::filesystem::path& file, const GoldenMeta& meta);
+  // Drops what was verified or loaded of snapshot `name`.
+  void Forget(const std::string& name);
 
   std::filesystem::path root_;
   std::shared_ptr<Shared> shared_;

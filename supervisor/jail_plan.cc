@@ -82,6 +82,7 @@ JailPlan MakeJailPlan(const QemuLaunch& launch, const JailConfig& config, const 
       .gid = static_cast<gid_t>(config.gid_base + slot),
       .program = host.qemu_path,
       .root_dir = host.root_dir,
+      .mount_proc = launch.opens_fds_by_path,
       .owned_paths = launch.writable_paths,
       .rlimits = {{RLIMIT_NOFILE, static_cast<std::uint64_t>(config.nofile)},
                   // Per uid, and the uid is this VM's alone: QEMU's threads.

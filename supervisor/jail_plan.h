@@ -78,6 +78,9 @@ struct JailPlan {
   std::vector<std::string> dirs;  // made in the jail's tmpfs root, parents first
   std::vector<BindMount> mounts;  // in order: a mount's target's parents exist by then
   std::vector<JailHost::SystemPath> symlinks;
+  // A proc of the jail's own PID namespace at /proc, showing nothing but
+  // its processes (subset=pid): for QEMU to open an inherited fd by path.
+  bool mount_proc = false;
   // Files and directories QEMU writes: owned by uid/gid while it runs, given
   // back to root when it is gone.
   std::vector<std::string> owned_paths;

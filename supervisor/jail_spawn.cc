@@ -23,11 +23,11 @@ namespace {
 // The child's steps, named in the error a failed one returns.
 enum Step : int {
   kJoinCgroup, kPrivateMounts, kMountRoot, kMakeDir, kMakeMountPoint, kBind, kRemount, kSymlink,
-  kSealRoot, kPivot, kRlimit, kDropCaps, kSetIds, kNoNewPrivs, kStdio, kExec, kStepCount
+  kMountProc, kSealRoot, kPivot, kRlimit, kDropCaps, kSetIds, kNoNewPrivs, kStdio, kExec, kStepCount
 };
 constexpr const char* kStepNames[kStepCount] = {
     "join cgroup", "make mounts private", "mount tmpfs root", "make directory", "make mount point",
-    "bind mount", "remount bind", "symlink", "remount root read-only", "pivot_root", "setrlimit",
+    "bind mount", "remount bind", "symlink", "mount proc", "remount root read-only", "pivot_root", "setrlimit",
     "drop capabilities", "set uid/gid", "set no_new_privs", "set up stdio", "exec"};
 
 struct ChildMount {
@@ -46,6 +46,7 @@ struct ChildPlan {
   std::vector<std::string> targets;
   std::vector<ChildMount> mounts;
   std::vector<std::pair<std::string, std::string>> symlinks;  // (link target, link path under root)
+  std::string proc;  // where the jail's proc goes (under root); empty: none
   std::vector<JailRlimit> rlimits;
   int last_cap = CAP_LAST_CAP;
   uid_t uid = 0;
@@ -106,6 +107,14 @@ int LastCap() {
   }
   for (const auto& [target, path] : p.symlinks) {
     if (::symlink(target.c_str(), path.c_str()) != 0) ChildFail(err, kSymlink);
+  }
+  // This child is PID 1 of its namespace, so the proc it mounts shows only
+  // the jail; subset=pid leaves out /proc/sys, /proc/kcore and the rest.
+  if (!p.proc.empty()) {
+    if (::mkdir(p.proc.c_str(), 0555) != 0 && errno != EEXIST) ChildFail(err, kMountProc);
+    if (::mount("proc", p.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") != 0) {
+      ChildFail(err, kMountProc);
+    }
   }
   if (::mount(nullptr, p.root, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
     ChildFail(err, kSealRoot);
@@ -193,6 +202,7 @@ Result<SpawnedChild> SpawnJailed(const JailPlan& plan, const JailedSpawn& spawn)
     child.mounts.push_back({mount.source.c_str(), child.targets[i].c_str(), mount.directory, flags});
   }
   for (const auto& link : plan.symlinks) child.symlinks.emplace_back(link.link_target, plan.root_dir + link.path);
+  if (plan.mount_proc) child.proc = plan.root_dir + "/proc";
   child.rlimits = plan.rlimits;
   child.last_cap = LastCap();
   child.uid = plan.uid;

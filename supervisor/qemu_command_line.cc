@@ -42,6 +42,32 @@ std::string NormalizeKernelArgs(const std::string& args) {
   return out;
 }
 
+std::string MemorySize(const QemuLaunchSpec& spec) { return "size=" + std::to_string(spec.memory_mib) + "M"; }
+
+void AppendMachineAndMemory(const QemuLaunchSpec& spec, std::vector<std::string>& argv) {
+  const std::string machine = "q35,accel=" + std::string(AccelName(spec.accel));
+  switch (spec.memory) {
+    case GuestMemory::kAnonymous:
+      argv.insert(argv.end(), {"-machine", machine});
+      return;
+    case GuestMemory::kSharedMemfd:
+      argv.insert(argv.end(), {"-machine", machine + ",memory-backend=mem0", "-object",
+                               "memory-backend-memfd,id=mem0," + MemorySize(spec) + ",share=on"});
+      return;
+    case GuestMemory::kTemplateSource:
+    case GuestMemory::kTemplateClone: {
+      // Not readonly=on for clones: QEMU 7.2 then makes the RAM a ROM and
+      // the guest hangs. The seals keep the template unchanged instead.
+      const bool shared = spec.memory == GuestMemory::kTemplateSource;
+      argv.insert(argv.end(), {"-machine", machine + ",memory-backend=pc.ram", "-object",
+                               "memory-backend-file,id=pc.ram," + MemorySize(spec) +
+                                   ",mem-path=/proc/self/fd/" + std::to_string(spec.memory_fd) +
+                                   (shared ? ",share=on" : ",share=off")});
+      return;
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
@@ -50,13 +76,8 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
       // Nothing implicit: no default NIC, VGA, floppy, config file or monitor.
       "-nodefaults", "-no-user-config", "-display", "none",
       "-name", "guest=" + QemuOptEscape(spec.vm_id),
-      "-machine", std::string("q35,accel=") + std::string(AccelName(spec.accel)) +
-                      (spec.fs_devices.empty() ? "" : ",memory-backend=mem0"),
   };
-  if (!spec.fs_devices.empty()) {
-    argv.insert(argv.end(), {"-object", "memory-backend-memfd,id=mem0,size=" + std::to_string(spec.memory_mib) +
-                                            "M,share=on"});
-  }
+  AppendMachineAndMemory(spec, argv);
   // KVM: the host's own CPU. TCG: everything QEMU can emulate ("max"); its
   // default model (qemu64) lacks AVX2, and native programs agents install
   // need it (Claude Code 2.x dies of SIGILL on qemu64).
@@ -149,6 +170,8 @@ std::string CommandLineHash(const QemuLaunchSpec& spec) {
     normal.mac = "02:00:00:00:00:00";
   }
   normal.incoming_defer = false;
+  if (normal.memory == GuestMemory::kTemplateClone) normal.memory = GuestMemory::kTemplateSource;
+  if (normal.memory == GuestMemory::kTemplateSource) normal.memory_fd = 3;
   Xxh64 hash;
   for (const auto& arg : QemuCommandLine(normal)) {
     hash.Update(arg);

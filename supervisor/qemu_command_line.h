@@ -15,12 +15,26 @@ namespace agentvm {
 // snapshots are saved to and loaded from it.
 inline constexpr std::string_view kDiskNodeName = "disk0";
 
+// Where guest RAM lives (docs/snapshots.md, "Memory templates").
+enum class GuestMemory {
+  kAnonymous,       // plain -m: QEMU's own private memory
+  kSharedMemfd,     // a memfd QEMU makes and maps shared: vhost-user devices (virtiofs) need it
+  kTemplateSource,  // memory_fd mapped shared: a golden VM whose RAM becomes a template
+  kTemplateClone,   // memory_fd, a sealed template, mapped private: copy on write
+};
+
 struct QemuLaunchSpec {
   std::string qemu_binary = "qemu-system-x86_64";
   std::string vm_id;
   Accel accel = Accel::kTcg;
   int cpus = 1;
   int memory_mib = 256;
+  GuestMemory memory = GuestMemory::kAnonymous;
+  // The template kinds: an fd QEMU inherits and opens as /proc/self/fd/N
+  // (QEMU 7.2's memory-backend-file takes a path, not an fd). The backend's
+  // id is `pc.ram`, the RAM block name plain -m gives, so states of the
+  // source and its clones name the same block.
+  int memory_fd = -1;
 
   // Direct kernel boot; kernel_args is the full command line.
   std::string kernel;
@@ -56,9 +70,7 @@ struct QemuLaunchSpec {
 
   // Host directories shared over virtiofs: one vhost-user-fs device each, on
   // a socket already connected to its virtiofsd, handed over as an
-  // inherited fd. Any of them puts guest RAM on a shared memfd, which
-  // vhost-user needs (virtiofsd maps it); without them RAM stays as it was,
-  // so golden snapshots and pools are unchanged.
+  // inherited fd. They need `memory` kSharedMemfd (virtiofsd maps guest RAM).
   struct FsDevice {
     std::string tag;
     int fd = -1;
@@ -78,7 +90,8 @@ std::string QemuOptEscape(const std::string& value);
 // a NIC stays), vsock CID, -incoming, the frozen disk layer, and agentvm.*
 // kernel arguments (per-VM identity, read at boot, which a restored guest
 // has long passed). Any other change (QEMU binary, accelerator, cpus, memory,
-// devices, other kernel arguments) changes the hash.
+// devices, other kernel arguments) changes the hash. A template's source and
+// its clones hash alike (the memory fd and sharing are normalized away).
 std::string CommandLineHash(const QemuLaunchSpec& spec);
 
 }  // namespace agentvm

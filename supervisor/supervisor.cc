@@ -78,6 +78,7 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
   }
   golden_ = std::make_unique<GoldenSnapshotBuilder>(
       executor_, std::filesystem::path(config_.state_dir) / "golden", std::move(qemu_version),
+      config_.memory_templates == "cow",
       [this](const GoldenKey& key) { return BootGoldenVm(key); },
       [this](std::shared_ptr<Vm> vm) -> boost::asio::awaitable<void> { co_await RemoveVm(std::move(vm)); });
   MakePools();
@@ -163,8 +164,7 @@ NetworkMode Supervisor::DefaultNetworkMode() const {
 }
 
 Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int memory_mib,
-                                               const NetworkRequest& network_request, std::string pool,
-                                               bool unclaimed, std::vector<VmMount> mounts) {
+                                               const NetworkRequest& network_request, VmPurpose purpose) {
   const std::string id = NewVmId();
   auto network = network_->Attach(id, network_request);
   if (!network) return Fail(network.error());
@@ -174,9 +174,10 @@ Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int
               .memory_mib = memory_mib,
               .guest_cid = channel_ == ChannelKind::kVsock ? NewGuestCid() : 0,
               .paths = VmPaths::For(config_.run_dir, config_.state_dir, id),
-              .pool = std::move(pool),
-              .mounts = std::move(mounts),
-              .unclaimed = unclaimed};
+              .pool = std::move(purpose.pool),
+              .mounts = std::move(purpose.mounts),
+              .unclaimed = purpose.unclaimed,
+              .ram_becomes_template = purpose.ram_becomes_template};
   auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), std::move(*network));
   vms_[id] = vm;
   return vm;
@@ -207,7 +208,7 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
       co_return InfoOf(*warm);
     }
   }
-  auto vm = MakeVm(*image, request.cpus, request.memory_mib, request.network, "", false, std::move(*mounts));
+  auto vm = MakeVm(*image, request.cpus, request.memory_mib, request.network, {.mounts = std::move(*mounts)});
   if (!vm) co_return Fail(vm.error());
   Log()->info("{}: create image={} cpus={} memory={}MiB network={} boot={} mounts={}", (*vm)->id(), request.image,
               request.cpus, request.memory_mib, NetworkModeName((*vm)->Info().network.mode),

@@ -81,10 +81,16 @@ class Supervisor : public VmService {
 
   // A user's VM by id; unclaimed VMs are not found.
   Result<std::shared_ptr<Vm>> Find(const std::string& id);
+  // What a VM is made for, beyond its profile (the VmSpec fields of the same names).
+  struct VmPurpose {
+    std::string pool;
+    bool unclaimed = false;
+    std::vector<VmMount> mounts;
+    bool ram_becomes_template = false;
+  };
   // A new VM (network attached, not booted), registered under a fresh id.
   Result<std::shared_ptr<Vm>> MakeVm(const Image& image, int cpus, int memory_mib, const NetworkRequest& network,
-                                     std::string pool, bool unclaimed,
-                                     std::vector<VmMount> mounts = {});
+                                     VmPurpose purpose);
   // Kills and removes a VM with its files, lease and record; tells its pool.
   boost::asio::awaitable<Result<void>> RemoveVm(std::shared_ptr<Vm> vm);
   NetworkMode DefaultNetworkMode() const;

@@ -102,7 +102,8 @@ boost::asio::awaitable<Result<std::shared_ptr<Vm>>> Supervisor::BootGoldenVm(con
   if (!image) co_return Fail(image.error());
   NetworkRequest network;
   network.mode = key.has_nic ? NetworkMode::kNatFiltered : NetworkMode::kIsolated;
-  auto vm = MakeVm(*image, key.cpus, key.memory_mib, network, "", /*unclaimed=*/true);
+  auto vm = MakeVm(*image, key.cpus, key.memory_mib, network,
+                   {.unclaimed = true, .ram_becomes_template = golden_->memory_templates()});
   if (!vm) co_return Fail(vm.error());
   Log()->info("{}: booting for golden snapshot {}", (*vm)->id(), key.DirName());
   if (auto booted = co_await (*vm)->Boot(); !booted) {
@@ -119,7 +120,7 @@ boost::asio::awaitable<Result<std::shared_ptr<Vm>>> Supervisor::MakePoolClone(Po
   NetworkRequest request;
   request.mode = network;
   const std::string pool = VmPool::NameOf(config.image, config.cpus, config.memory_mib, network);
-  auto vm = MakeVm(*image, config.cpus, config.memory_mib, request, pool, /*unclaimed=*/true);
+  auto vm = MakeVm(*image, config.cpus, config.memory_mib, request, {.pool = pool, .unclaimed = true});
   if (!vm) co_return Fail(vm.error());
   if (auto booted = co_await BootVm(**vm, BootMode::kRestore); !booted) {
     co_await RemoveVm(*vm);

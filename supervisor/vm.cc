@@ -22,6 +22,7 @@
 #include "qmp/qmp_client.h"
 #include "supervisor/console_log.h"
 #include "supervisor/guest_channel.h"
+#include "supervisor/memory_template.h"
 #include "supervisor/mount_policy.h"
 #include "supervisor/process_identity.h"
 #include "supervisor/qemu_command_line.h"
@@ -256,7 +257,7 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
   std::string kernel_args = spec_.image.kernel_args + " " + channel_arg + " agentvm.hostname=" + spec_.id;
   const int tap_fd = network_ ? network_->tap_fd() : -1;
   if (tap_fd >= 0) kernel_args += " " + network_->KernelArgs();
-  return QemuLaunchSpec{
+  QemuLaunchSpec spec{
       .qemu_binary = context_.qemu_binary,
       .vm_id = spec_.id,
       .accel = context_.accel,
@@ -278,6 +279,14 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
       .mac = spec_.network.mac,
       .incoming_defer = golden != nullptr,
   };
+  if (golden && golden->memory) {
+    spec.memory = GuestMemory::kTemplateClone;
+    spec.memory_fd = golden->memory->fd();
+  } else if (spec_.ram_becomes_template) {
+    spec.memory = GuestMemory::kTemplateSource;
+    spec.memory_fd = guest_ram_.get();
+  }
+  return spec;
 }
 
 boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden) {
@@ -346,6 +355,11 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
     console_ = std::make_unique<ConsoleLog>(context_.executor, paths.console_log(), spec_.id,
                                             context_.console_ring_bytes, context_.console_file_bytes);
   }
+  if (spec_.ram_becomes_template && !golden) {
+    auto ram = GuestRamMemfd(static_cast<std::uint64_t>(spec_.memory_mib) << 20);
+    if (!ram) co_return Fail(ram.error().Wrap("guest RAM"));
+    guest_ram_ = std::move(*ram);
+  }
   // QEMU inherits its own copy; this one closes when the launch is done.
   auto console_end = console_->Connect();
   if (!console_end) co_return Fail(console_end.error().Wrap("console"));
@@ -399,7 +413,8 @@ void Vm::OnChannelClosed(const Error& error) {
 boost::asio::awaitable<Result<void>> Vm::LoadGolden(const GoldenSnapshot& golden, milliseconds timeout) {
   UniqueFd fd(::open(golden.state_file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) co_return Fail(ErrorCode::kInternal, "open " + golden.state_file.string() + ": " + std::strerror(errno));
-  Result<void> loaded = co_await LoadState(*qmp_, fd.get(), timeout);
+  const RamInStream ram = golden.memory ? RamInStream::kIgnoreShared : RamInStream::kAll;
+  Result<void> loaded = co_await LoadState(*qmp_, fd.get(), ram, timeout);
   fd.reset();
   if (!loaded) {
     // QEMU's own words on a bad stream are in its log, not in QMP.

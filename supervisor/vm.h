@@ -115,6 +115,9 @@ struct VmSpec {
   // Made by the daemon for itself (a pool's ready VM, a golden snapshot's
   // VM) until Claim(): not listed, and discarded by a later daemon.
   bool unclaimed = false;
+  // A golden snapshot's VM under `memory_templates: cow`: its RAM is a memfd
+  // the Vm keeps, saved apart from the state (SaveStateAndEnd, TakeGuestRam).
+  bool ram_becomes_template = false;
 };
 
 class Vm : public std::enable_shared_from_this<Vm> {
@@ -159,10 +162,13 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // The QEMU command line's spec for this VM; `golden` for a clone of it.
   QemuLaunchSpec LaunchSpecFor(const GoldenSnapshot* golden) const;
 
-  // running → stopped: pauses the guest, writes its complete state to `fd`
+  // running → stopped: pauses the guest, writes its state to `fd`
   // (migration.h) and ends QEMU. The overlay is left for the caller to freeze.
   // The guest channel must be idle: a request in flight would be saved half done.
+  // With ram_becomes_template the state holds devices only; the RAM is left
+  // in the memfd TakeGuestRam() then hands over.
   boost::asio::awaitable<Result<void>> SaveStateAndEnd(int fd);
+  UniqueFd TakeGuestRam() { return std::move(guest_ram_); }
 
   // The agent answers within `timeout` (health check; vm_guest.cc).
   boost::asio::awaitable<Result<void>> Ping(std::chrono::milliseconds timeout);
@@ -274,6 +280,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   std::unique_ptr<NetAttachment> network_;
   // While QEMU may use them; dropped (killed and reaped) when it is gone.
   std::vector<std::unique_ptr<VirtiofsdProcess>> virtiofsds_;
+  UniqueFd guest_ram_;  // with spec_.ram_becomes_template: QEMU's RAM, shared
   bool booting_ = false;
   bool restoring_ = false;  // QEMU exiting now is a failed restore, not a failed VM
   bool snapshot_op_ = false;

@@ -40,6 +40,10 @@ QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
   if (spec.tap_fd >= 0) launch.pass_fds.push_back(spec.tap_fd);
   if (spec.console_fd >= 0) launch.pass_fds.push_back(spec.console_fd);
   for (const auto& device : spec.fs_devices) launch.pass_fds.push_back(device.fd);
+  if (spec.memory_fd >= 0) {
+    launch.pass_fds.push_back(spec.memory_fd);
+    launch.opens_fds_by_path = true;
+  }
   if (!spec.frozen_image.empty()) launch.read_only_paths.push_back(spec.frozen_image);
   return launch;
 }

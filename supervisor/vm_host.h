@@ -42,9 +42,12 @@ struct QemuLaunch {
   std::string vm_id;
   std::vector<std::string> argv;  // QemuCommandLine(); argv[0] is the QEMU binary
   std::string stderr_path;        // QEMU's own messages (qemu.log), appended to
-  // Open in QEMU under the same numbers (the tap; a memory template later).
-  // Everything else the daemon has open is closed on exec.
+  // Open in QEMU under the same numbers (the tap, the console, virtiofs
+  // sockets, guest RAM). Everything else the daemon has open is closed on exec.
   std::vector<int> pass_fds;
+  // QEMU opens one of pass_fds by its /proc/self/fd path (guest RAM of a
+  // memory template): a jail mounts a proc of its own PID namespace.
+  bool opens_fds_by_path = false;
   std::vector<std::string> read_only_paths;  // kernel, initrd, base image, frozen disk
   // The runtime dir (QEMU creates its sockets, logs and pidfile there) and
   // the overlay.

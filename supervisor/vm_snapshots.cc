@@ -50,7 +50,8 @@ boost::asio::awaitable<Result<void>> Vm::SaveStateAndEnd(int fd) {
   const auto self = shared_from_this();
   stop_reason_ = "saved as a golden snapshot";
   SetState(VmState::kStopping);
-  auto saved = co_await SaveState(*qmp_, fd, kSaveTimeout);
+  const RamInStream ram = spec_.ram_becomes_template ? RamInStream::kIgnoreShared : RamInStream::kAll;
+  auto saved = co_await SaveState(*qmp_, fd, ram, kSaveTimeout);
   if (!saved) {
     co_await Kill("saving its state failed");
     co_return Fail(saved.error().Wrap("save state of " + spec_.id));

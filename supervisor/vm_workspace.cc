@@ -36,6 +36,9 @@ Result<std::vector<UniqueFd>> Vm::StartVirtiofsds(QemuLaunchSpec& spec) {
     qemu_ends.push_back(std::move(started->qemu_end));
     virtiofsds_.push_back(std::move(started->process));
   }
+  // virtiofsd maps guest RAM: it must be shared (memory templates are
+  // private, so a VM with mounts always cold-boots).
+  if (!spec_.mounts.empty()) spec.memory = GuestMemory::kSharedMemfd;
   return qemu_ends;
 }
 

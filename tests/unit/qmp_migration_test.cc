@@ -48,6 +48,7 @@ class MigrationTest : public qmp::testing::QmpPeerTest {
       if (seen_.back() == name) co_return command;
       const std::string& last = seen_.back();
       if (last == "migrate-set-parameters") parameters_ = command->value("arguments", json());
+      if (last == "migrate-set-capabilities") capabilities_ = command->value("arguments", json());
       if (last == "getfd") getfd_ = command->value("arguments", json());
       co_await peer().Reply(*command);
     }
@@ -75,11 +76,20 @@ class MigrationTest : public qmp::testing::QmpPeerTest {
   Clock::duration elapsed_{};
   Commands seen_;
   json parameters_;
+  json capabilities_;
   json getfd_;
+
+  // The state migrate-set-capabilities gave `name`; null if it was not set.
+  json Capability(const std::string& name) const {
+    for (const json& capability : capabilities_.value("capabilities", json::array())) {
+      if (capability.value("capability", "") == name) return capability["state"];
+    }
+    return nullptr;
+  }
 };
 
-awaitable<Result<void>> Save(qmp::QmpClient& qmp, int fd) { return SaveState(qmp, fd, 5s); }
-awaitable<Result<void>> Load(qmp::QmpClient& qmp, int fd) { return LoadState(qmp, fd, 5s); }
+awaitable<Result<void>> Save(qmp::QmpClient& qmp, int fd) { return SaveState(qmp, fd, RamInStream::kAll, 5s); }
+awaitable<Result<void>> Load(qmp::QmpClient& qmp, int fd) { return LoadState(qmp, fd, RamInStream::kAll, 5s); }
 
 TEST_F(MigrationTest, SaveStopsHandsOverTheFileAndWaitsForCompletion) {
   Client(Save);
@@ -103,6 +113,34 @@ TEST_F(MigrationTest, SaveStopsHandsOverTheFileAndWaitsForCompletion) {
   EXPECT_TRUE(SameFile(peer().received_fds()[0].get(), file_.get()));
   // QEMU's default 128 MiB/s would make saving a paused VM take seconds.
   EXPECT_GE(parameters_.value("max-bandwidth", std::int64_t{0}), std::int64_t{1} << 34);
+}
+
+// A memory template's source saves devices only; its clones load the same
+// way. Both set x-ignore-shared explicitly, and a full copy clears it.
+TEST_F(MigrationTest, IgnoringSharedRamIsSetExplicitlyOnBothEnds) {
+  for (const RamInStream ram : {RamInStream::kIgnoreShared, RamInStream::kAll}) {
+    for (const bool save : {true, false}) {
+      capabilities_ = json();
+      Client([ram, save](qmp::QmpClient& qmp, int fd) {
+        return save ? SaveState(qmp, fd, ram, 5s) : LoadState(qmp, fd, ram, 5s);
+      });
+      runner_.Spawn([this, save]() -> awaitable<void> {
+        CO_ASSERT_TRUE(co_await peer().ServeHandshake());
+        auto started = co_await AnswerUntil(save ? "migrate" : "migrate-incoming");
+        CO_ASSERT_TRUE(started);
+        co_await SendStatus("completed");
+        co_await peer().Reply(*started);
+      });
+      ASSERT_TRUE(runner_.RunFor(5s)) << runner_.Describe();
+      ASSERT_TRUE(result_ && *result_);
+      EXPECT_EQ(Capability("x-ignore-shared"), ram == RamInStream::kIgnoreShared) << (save ? "save" : "load");
+      EXPECT_EQ(Capability("events"), true);
+      // A fresh QEMU for the next round.
+      pair_ = qmp::testing::MakeClientAndPeer(runner_.executor());
+      seen_.clear();
+      result_.reset();
+    }
+  }
 }
 
 TEST_F(MigrationTest, SaveFailureCarriesQemusReason) {
@@ -145,7 +183,7 @@ TEST_F(MigrationTest, SaveRefusedByQemuClosesTheFd) {
 }
 
 TEST_F(MigrationTest, SaveTimeoutCancelsTheMigration) {
-  Client([](qmp::QmpClient& qmp, int fd) { return SaveState(qmp, fd, 300ms); });
+  Client([](qmp::QmpClient& qmp, int fd) { return SaveState(qmp, fd, RamInStream::kAll, 300ms); });
   runner_.Spawn([this]() -> awaitable<void> {
     CO_ASSERT_TRUE(co_await peer().ServeHandshake());
     auto migrate = co_await AnswerUntil("migrate");
@@ -240,7 +278,7 @@ TEST_F(MigrationTest, LoadFailedStatusIsAnErrorEvenIfQemuStaysSilent) {
 }
 
 TEST_F(MigrationTest, LoadTimesOut) {
-  Client([](qmp::QmpClient& qmp, int fd) { return LoadState(qmp, fd, 300ms); });
+  Client([](qmp::QmpClient& qmp, int fd) { return LoadState(qmp, fd, RamInStream::kAll, 300ms); });
   runner_.Spawn([this]() -> awaitable<void> {
     CO_ASSERT_TRUE(co_await peer().ServeHandshake());
     auto incoming = co_await AnswerUntil("migrate-incoming");

@@ -32,7 +32,7 @@ class GoldenSnapshotsTest : public ::testing::Test {
     image_ = Image{.name = "tiny", .kernel = root_ / "vmlinuz", .initrd = root_ / "initrd.img",
                    .rootfs = root_ / "rootfs.qcow2"};
     golden_ = std::make_unique<GoldenSnapshotBuilder>(
-        runner_.executor(), root_ / "golden", "QEMU 7.2",
+        runner_.executor(), root_ / "golden", "QEMU 7.2", /*memory_templates=*/true,
         [this](const GoldenKey&) -> awaitable<Result<std::shared_ptr<Vm>>> {
           ++boots_;
           // Long enough for a second request to arrive while this one builds.

@@ -3,6 +3,7 @@
 // what the command-line hash does and does not notice.
 #include "supervisor/golden_snapshot_store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -230,6 +231,66 @@ TEST_F(GoldenStoreTest, CommitReplacesAnOlderSnapshot) {
   EXPECT_EQ(found->meta.state_size, 11u);
 }
 
+TEST_F(GoldenStoreTest, AMemoryTemplateIsFoundLoadedAndSealedOncePerFile) {
+  GoldenSnapshotStore store(root_);
+  auto writer = store.Begin(TinyKey());
+  ASSERT_TRUE(writer);
+  WriteAll(writer->state_file(), "devices only");
+  WriteAll(writer->disk(), "QFI\xfb disk");
+  WriteAll(writer->memory_file(), std::string(8192, '\0') + "guest RAM page");
+  auto committed = writer->Commit(Expected());
+  ASSERT_TRUE(committed) << committed.error().message;
+  EXPECT_EQ(committed->meta.memory_size, 8192u + 14);
+  EXPECT_TRUE(committed->meta.memory_checksum.starts_with("xxh64:"));
+  const fs::path memory = committed->dir / "memory";
+  struct stat st {};
+  ASSERT_EQ(::stat(memory.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0444u);
+
+  auto found = store.Find(TinyKey(), Expected());
+  ASSERT_TRUE(found && *found);
+  ASSERT_TRUE((*found)->memory);
+  EXPECT_EQ((*found)->memory->size(), 8192u + 14);
+  EXPECT_EQ(::fcntl((*found)->memory->fd(), F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+  auto again = store.Find(TinyKey(), Expected());
+  ASSERT_TRUE(again && *again);
+  EXPECT_EQ((*again)->memory, (*found)->memory) << "the same file is loaded once";
+
+  // Damage after it was loaded is still caught: the file changed.
+  fs::permissions(memory, fs::perms::owner_write, fs::perm_options::add);
+  {
+    std::fstream out(memory, std::ios::in | std::ios::out | std::ios::binary);
+    out.seekp(8192);
+    out << "X";
+  }
+  std::string rejected;
+  auto damaged = store.Find(TinyKey(), Expected(), &rejected);
+  ASSERT_TRUE(damaged);
+  EXPECT_FALSE(*damaged);
+  EXPECT_NE(rejected.find("memory checksum"), std::string::npos) << rejected;
+  EXPECT_TRUE(Entries(root_).empty());
+  // A clone launched before keeps its template: the memfd outlives the files.
+  EXPECT_EQ(::fcntl((*found)->memory->fd(), F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+}
+
+TEST_F(GoldenStoreTest, AMissingMemoryFileRemovesTheSnapshot) {
+  GoldenSnapshotStore store(root_);
+  auto writer = store.Begin(TinyKey());
+  ASSERT_TRUE(writer);
+  WriteAll(writer->state_file(), "devices only");
+  WriteAll(writer->disk(), "QFI\xfb disk");
+  WriteAll(writer->memory_file(), "guest RAM");
+  auto committed = writer->Commit(Expected());
+  ASSERT_TRUE(committed);
+  fs::remove(committed->dir / "memory");
+  std::string rejected;
+  GoldenSnapshotStore fresh(root_);
+  auto found = fresh.Find(TinyKey(), Expected(), &rejected);
+  ASSERT_TRUE(found);
+  EXPECT_FALSE(*found);
+  EXPECT_EQ(rejected, "no memory file");
+}
+
 TEST_F(GoldenStoreTest, AbandonedOrCrashedSavesLeaveNothing) {
   GoldenSnapshotStore store(root_);
   {
@@ -316,11 +377,20 @@ TEST(CommandLineHashTest, EqualForClonesOfOneProfile) {
   vsock_a.guest_cid = 3;
   vsock_b.guest_cid = 4711;
   EXPECT_EQ(CommandLineHash(vsock_a), CommandLineHash(vsock_b));
+
+  // A memory template's source maps its RAM shared, its clones private,
+  // each through its own fd: one profile all the same.
+  QemuLaunchSpec source = saver, clone = restorer;
+  source.memory = GuestMemory::kTemplateSource;
+  source.memory_fd = 9;
+  clone.memory = GuestMemory::kTemplateClone;
+  clone.memory_fd = 14;
+  EXPECT_EQ(CommandLineHash(source), CommandLineHash(clone));
 }
 
 TEST(CommandLineHashTest, DiffersForAnyRealChange) {
   const QemuLaunchSpec base = CloneSpec("vm-aaaa");
-  std::vector<QemuLaunchSpec> changed(8, base);
+  std::vector<QemuLaunchSpec> changed(9, base);
   changed[0].cpus = 2;
   changed[1].memory_mib = 512;
   changed[2].accel = Accel::kKvm;
@@ -329,6 +399,7 @@ TEST(CommandLineHashTest, DiffersForAnyRealChange) {
   changed[5].tap_fd = -1;
   changed[6].kernel_args = "console=ttyS0 root=/dev/vda ro agentvm.channel=serial";
   changed[7].kernel_args += " mitigations=off";
+  changed[8].memory = GuestMemory::kTemplateSource;  // a template's state holds no RAM
   std::set<std::string> hashes = {CommandLineHash(base)};
   for (const auto& spec : changed) hashes.insert(CommandLineHash(spec));
   EXPECT_EQ(hashes.size(), changed.size() + 1);

@@ -113,6 +113,16 @@ TEST(JailPlanTest, RootHoldsExactlyTheLaunchsFiles) {
                                             "/var/lib/agentvm/vms/vm-0123456789ab/overlay.qcow2"));
 }
 
+TEST(JailPlanTest, AProcOfItsOwnOnlyWhenQemuOpensAnInheritedFdByPath) {
+  EXPECT_FALSE(MakeJailPlan(QemuLaunchFor(CloneSpec(), kPaths), JailConfig{}, V1Host(), 0).mount_proc);
+  QemuLaunchSpec spec = CloneSpec();
+  spec.memory = GuestMemory::kTemplateClone;
+  spec.memory_fd = 9;
+  const QemuLaunch launch = QemuLaunchFor(spec, kPaths);
+  EXPECT_THAT(launch.pass_fds, ::testing::Contains(9));
+  EXPECT_TRUE(MakeJailPlan(launch, JailConfig{}, V1Host(), 0).mount_proc);
+}
+
 TEST(JailPlanTest, KvmAndVsockAddTheirDevicesAndAQemuOutsideUsrItsBinary) {
   QemuLaunchSpec spec = CloneSpec();
   spec.accel = Accel::kKvm;

@@ -70,6 +70,7 @@ TEST(QemuCommandLineTest, TapNicAndIncomingMatchGolden) {
 
 TEST(QemuCommandLineTest, MountsPutRamOnASharedMemfdAndAddVhostUserFsMatchGolden) {
   QemuLaunchSpec spec = ExampleSpec();
+  spec.memory = GuestMemory::kSharedMemfd;
   spec.fs_devices = {{.tag = "agentvm-fs0", .fd = 8}, {.tag = "agentvm-fs1", .fd = 9}};
   ExpectMatchesGolden(QemuCommandLine(spec), "qemu_mounts.args");
 }
@@ -79,6 +80,22 @@ TEST(QemuCommandLineTest, WithoutMountsRamIsPrivateAsBefore) {
     EXPECT_EQ(arg.find("memory-backend"), std::string::npos) << arg;
     EXPECT_EQ(arg.find("vhost-user-fs"), std::string::npos) << arg;
   }
+}
+
+TEST(QemuCommandLineTest, TemplateSourceMapsItsRamFdSharedMatchesGolden) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.memory = GuestMemory::kTemplateSource;
+  spec.memory_fd = 11;
+  ExpectMatchesGolden(QemuCommandLine(spec), "qemu_template_source.args");
+}
+
+TEST(QemuCommandLineTest, TemplateCloneMapsTheTemplatePrivateMatchesGolden) {
+  QemuLaunchSpec spec = ExampleSpec();
+  spec.memory = GuestMemory::kTemplateClone;
+  spec.memory_fd = 12;
+  spec.frozen_image = "/state/golden/tiny-1c-256m/disk.qcow2";
+  spec.incoming_defer = true;
+  ExpectMatchesGolden(QemuCommandLine(spec), "qemu_template_clone.args");
 }
 
 TEST(QemuCommandLineTest, RestoredCloneOnFrozenDiskMatchesGolden) {

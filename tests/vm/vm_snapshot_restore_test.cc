@@ -185,7 +185,7 @@ class VmSnapshotRestoreTest : public ::testing::Test {
 
       UniqueFd out = OpenFile(g.state, O_WRONLY | O_CREAT | O_TRUNC);
       const auto save_start = Clock::now();
-      auto saved = co_await SaveState(*machine->qmp, out.get(), 60s);
+      auto saved = co_await SaveState(*machine->qmp, out.get(), RamInStream::kAll, 60s);
       g.save = Clock::now() - save_start;
       if (!saved) {
         g.error = saved.error().message + "\nQEMU log:\n" + ReadFile(boot_dir / "qemu.log");
@@ -244,7 +244,7 @@ class VmSnapshotRestoreTest : public ::testing::Test {
       const auto started = Clock::now();
       if (when == AgentConnect::kBeforeLoad) CO_ASSERT_TRUE(co_await ConnectAgent(*machine, spec));
       UniqueFd in = OpenFile(golden_->state, O_RDONLY);
-      auto loaded = co_await LoadState(*machine->qmp, in.get(), 30s);
+      auto loaded = co_await LoadState(*machine->qmp, in.get(), RamInStream::kAll, 30s);
       if (!loaded) {
         ADD_FAILURE() << loaded.error().message << "\nQEMU log:\n"
                       << ReadFile(fs::path(spec.overlay).parent_path() / "qemu.log");
@@ -314,7 +314,7 @@ class VmSnapshotRestoreTest : public ::testing::Test {
       CO_ASSERT_TRUE(machine);
       UniqueFd in = OpenFile(state, O_RDONLY);
       const auto start = Clock::now();
-      auto loaded = co_await LoadState(*machine->qmp, in.get(), 60s);
+      auto loaded = co_await LoadState(*machine->qmp, in.get(), RamInStream::kAll, 60s);
       const auto failed_after = Clock::now() - start;
       EXPECT_FALSE(loaded);
       EXPECT_LT(failed_after, 5s);
