@@ -45,6 +45,7 @@ struct Options {
   int recycle_sec = 60;
   int pool_size = 4;
   int fill_parallelism = 0;
+  std::string memory_templates;
   std::string image = "tiny";
   std::string image_dir = "/var/lib/agentvm/images";
   std::string agentvmd;
@@ -129,6 +130,7 @@ asio::awaitable<int> Run(Options options) {
                                         .pool_min_ready = options.pool_size,
                                         .pool_max_total = 2 * options.pool_size,
                                         .fill_parallelism = options.fill_parallelism,
+                                        .memory_templates = options.memory_templates,
                                         .image = options.image};
   if (Wanted(options, "snapshots")) {
     std::cerr << "agentvm-bench: 5. golden snapshots and the warm pool, " << options.snapshot_rounds
@@ -190,6 +192,8 @@ int main(int argc, char** argv) {
       ("pool-size", po::value(&options.pool_size), "the pool's min_ready; max_total is twice it (default 4)")
       ("fill-parallelism", po::value(&options.fill_parallelism),
        "clones the pool restores at once (default: the daemon's, one per two cores)")
+      ("memory-templates", po::value(&options.memory_templates),
+       "cow | copy: how benchmark 5's agentvmd restores clones (default: the daemon's, cow)")
       ("image", po::value(&options.image), "image name (default tiny)")
       ("image-dir", po::value(&options.image_dir), "image directory (default /var/lib/agentvm/images)")
       ("agentvmd", po::value(&options.agentvmd), "agentvmd binary (default: next to this one)")

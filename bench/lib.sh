@@ -14,7 +14,8 @@ trap bench_cleanup EXIT
 # isolated networking (the benchmarks run in the host's namespace and never
 # touch its links or nftables), its socket DIR/api.sock.
 start_daemon() {
-  local dir=$1 bin=$2 images=$3
+  local dir=$1 bin=$2 images
+  images=$(realpath "$3")  # agentvmd wants absolute paths
   shift 3
   mkdir -p "$dir"
   "$bin/agentvmd" --socket "$dir/api.sock" --state-dir "$dir/state" --run-dir "$dir/run" \

@@ -13,7 +13,8 @@
 # Usage: bench/memory_templates.sh [--runs N] [--clones "10 50"] [--copy-clones "10"]
 #                                  [--density MAX] [--image-dir DIR] [BIN_DIR]
 #   BIN_DIR holds agentvmd and agentvm (default: build/bin). Default 5 runs of
-#   each boot kind; clone counts are measured one after the other.
+#   each boot kind; clone counts are measured one after the other. --runs 0
+#   and empty clone lists skip those parts.
 set -euo pipefail
 runs=5
 cow_clones="10 50"
@@ -28,7 +29,7 @@ while (($#)); do
     --copy-clones) copy_clones=$2; shift 2 ;;
     --density) density=$2; shift 2 ;;
     --image-dir) image_dir=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bin=$1; shift ;;
   esac
 done
@@ -42,33 +43,35 @@ done
 cli() { AGENTVM_SOCKET=$work/$1/api.sock "$bin/agentvm" "${@:2}"; }
 for mode in "${modes[@]}"; do cli "$mode" release "$(cli "$mode" create --boot restore)" >/dev/null; done
 
-# 1. Boot times.
-declare -A times
-boot() {  # mode, boot kind -> seconds to agent-ready; the VM is released after
-  local start=$EPOCHREALTIME id
-  id=$(cli "$1" create --boot "$2")
-  echo "$start $EPOCHREALTIME" | awk '{printf "%.4f", $2 - $1}'
-  cli "$1" release "$id" >/dev/null
-}
-for _ in $(seq "$runs"); do
-  times[cold]+="$(boot cow cold) "
-  for mode in "${modes[@]}"; do times[$mode]+="$(boot "$mode" restore) "; done
-done
-cold=$(median <<<"${times[cold]}")
-cow=$(median <<<"${times[cow]}")
-copy=$(median <<<"${times[copy]}")
-echo "### Restore to agent-ready ($runs runs of each, medians; load average $(load_average))"
-echo
-echo "| cold boot | restore, cow | restore, copy | cow / cold | copy / cold | cow / copy |"
-echo "|---:|---:|---:|---:|---:|---:|"
-awk -v a="$cold" -v b="$cow" -v c="$copy" 'BEGIN {
-  printf "| %.0f ms | %.0f ms | %.0f ms | %.3f | %.3f | %.2f |\n", a * 1000, b * 1000, c * 1000, b / a, c / a, b / c }'
-for mode in "${modes[@]}"; do
-  state=$(find "$work/$mode/state/golden" -mindepth 2 -maxdepth 2 -name state -printf '%s')
-  memory=$(find "$work/$mode/state/golden" -mindepth 2 -maxdepth 2 -name memory -printf '%s %b' 2>/dev/null || true)
+# 1. Boot times (--runs 0: skipped).
+if ((runs > 0)); then
+  declare -A times
+  boot() {  # mode, boot kind -> seconds to agent-ready; the VM is released after
+    local start=$EPOCHREALTIME id
+    id=$(cli "$1" create --boot "$2")
+    echo "$start $EPOCHREALTIME" | awk '{printf "%.4f", $2 - $1}'
+    cli "$1" release "$id" >/dev/null
+  }
+  for _ in $(seq "$runs"); do
+    times[cold]+="$(boot cow cold) "
+    for mode in "${modes[@]}"; do times[$mode]+="$(boot "$mode" restore) "; done
+  done
+  cold=$(median <<<"${times[cold]}")
+  cow=$(median <<<"${times[cow]}")
+  copy=$(median <<<"${times[copy]}")
+  echo "### Restore to agent-ready ($runs runs of each, medians; load average $(load_average))"
   echo
-  echo "golden snapshot ($mode): state $((state / 1024)) KiB${memory:+, memory $(awk '{printf "%d MiB, %d MiB on disk", $1 / 1048576, $2 * 512 / 1048576}' <<<"$memory")}"
-done
+  echo "| cold boot | restore, cow | restore, copy | cow / cold | copy / cold | cow / copy |"
+  echo "|---:|---:|---:|---:|---:|---:|"
+  awk -v a="$cold" -v b="$cow" -v c="$copy" 'BEGIN {
+    printf "| %.0f ms | %.0f ms | %.0f ms | %.3f | %.3f | %.2f |\n", a * 1000, b * 1000, c * 1000, b / a, c / a, b / c }'
+  for mode in "${modes[@]}"; do
+    state=$(find "$work/$mode/state/golden" -mindepth 2 -maxdepth 2 -name state -printf '%s')
+    memory=$(find "$work/$mode/state/golden" -mindepth 2 -maxdepth 2 -name memory -printf '%s %b' 2>/dev/null || true)
+    echo
+    echo "golden snapshot ($mode): state $((state / 1024)) KiB${memory:+, memory $(awk '{printf "%d MiB, %d MiB on disk", $1 / 1048576, $2 * 512 / 1048576}' <<<"$memory")}"
+  done
+fi
 
 # 2. Idle clones side by side.
 # GET /v1/vms, connect to last byte, in whole ms (curl: no CLI start-up counted).
@@ -78,11 +81,13 @@ list_ms() {
 }
 mem_available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 smaps_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/smaps_rollup"; }
-echo
-echo "### Idle clones side by side (load average $(load_average))"
-echo
-echo "| kind | clones | PSS per clone (median) | Private_Dirty per clone | MemAvailable drop | per clone | GET /v1/vms |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+if [[ -n "$cow_clones$copy_clones" ]]; then
+  echo
+  echo "### Idle clones side by side (load average $(load_average))"
+  echo
+  echo "| kind | clones | PSS per clone (median) | Private_Dirty per clone | MemAvailable drop | per clone | GET /v1/vms |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+fi
 measure() {  # mode, clones
   local mode=$1 n=$2 before ids=() pss=() dirty=() id pid after listed
   before=$(mem_available_kib)

@@ -313,12 +313,16 @@ std::string Fixed(double value, const char* format = "%.1f") {
 }  // namespace
 
 std::vector<std::string> SnapshotDaemonFlags(const SnapshotBenchOptions& options) {
-  return {"--pool", "image=" + options.image + ",cpus=" + std::to_string(kCpus) +
+  std::vector<std::string> flags = {"--pool", "image=" + options.image + ",cpus=" + std::to_string(kCpus) +
                         ",memory_mib=" + std::to_string(kMemoryMib) + ",network=" + kNetwork +
                         ",min_ready=" + std::to_string(options.pool_min_ready) +
                         ",max_total=" + std::to_string(options.pool_max_total) +
                         (options.fill_parallelism > 0 ? ",fill_parallelism=" + std::to_string(options.fill_parallelism)
                                                       : std::string())};
+  if (!options.memory_templates.empty()) {
+    flags.insert(flags.end(), {"--memory-templates", options.memory_templates});
+  }
+  return flags;
 }
 
 asio::awaitable<Result<SnapshotBenchResult>> RunSnapshotBench(BenchDaemon& daemon, SnapshotBenchOptions options) {

@@ -30,6 +30,7 @@ struct SnapshotBenchOptions {
   int pool_min_ready = 4;
   int pool_max_total = 8;
   int fill_parallelism = 0;  // 0: the daemon's default (one per two cores)
+  std::string memory_templates;  // cow | copy; empty: the daemon's default (cow)
   std::string image = "tiny";
   // When BenchDaemon::Start was called: the golden snapshot's build time is
   // counted from here, as the daemon starts building it when it starts.
