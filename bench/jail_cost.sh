@@ -30,21 +30,13 @@ for mode in "${modes[@]}"; do
   printf 'jail:\n  enabled: %s\n' "$enabled" >"$work/$mode.yaml"
   start_daemon "$work/$mode" "$bin" "$image_dir" --config "$work/$mode.yaml"
 done
-cli() { AGENTVM_SOCKET=$work/$1/api.sock "$bin/agentvm" "${@:2}"; }
 
-# The first restore builds the golden snapshot (a cold boot and a save).
-for mode in "${modes[@]}"; do cli "$mode" release "$(cli "$mode" create --boot restore)" >/dev/null; done
+build_goldens "${modes[@]}"
 
 declare -A times
-boot() {  # mode, boot kind -> seconds to agent-ready; the VM is released after
-  local start=$EPOCHREALTIME id
-  id=$(cli "$1" create --boot "$2")
-  echo "$start $EPOCHREALTIME" | awk '{printf "%.4f", $2 - $1}'
-  cli "$1" release "$id" >/dev/null
-}
 for _ in $(seq "$runs"); do
   for kind in cold restore; do
-    for mode in "${modes[@]}"; do times[$mode,$kind]+="$(boot "$mode" "$kind") "; done
+    for mode in "${modes[@]}"; do times[$mode,$kind]+="$(boot_seconds "$mode" "$kind") "; done
   done
 done
 for mode in "${modes[@]}"; do

@@ -27,6 +27,26 @@ start_daemon() {
   return 1
 }
 
+# cli NAME ARGS...: `agentvm ARGS` against the daemon started in $work/NAME
+# ($bin is the script's BIN_DIR).
+cli() { AGENTVM_SOCKET=$work/$1/api.sock "$bin/agentvm" "${@:2}"; }
+
+# build_goldens NAME...: one restore on each daemon, which builds its golden
+# snapshot (a cold boot and a save), untimed.
+build_goldens() {
+  local name
+  for name in "$@"; do cli "$name" release "$(cli "$name" create --boot restore)" >/dev/null; done
+}
+
+# boot_seconds NAME KIND: seconds from `create --boot KIND` to agent-ready on
+# daemon NAME; the VM is released after.
+boot_seconds() {
+  local start=$EPOCHREALTIME id
+  id=$(cli "$1" create --boot "$2")
+  echo "$start $EPOCHREALTIME" | awk '{printf "%.4f", $2 - $1}'
+  cli "$1" release "$id" >/dev/null
+}
+
 # seconds CMD...: the wall time of CMD (its stdout dropped), in seconds.
 seconds() {
   local start=$EPOCHREALTIME

@@ -40,21 +40,14 @@ modes=(cow copy)
 for mode in "${modes[@]}"; do
   start_daemon "$work/$mode" "$bin" "$image_dir" --memory-templates "$mode"
 done
-cli() { AGENTVM_SOCKET=$work/$1/api.sock "$bin/agentvm" "${@:2}"; }
-for mode in "${modes[@]}"; do cli "$mode" release "$(cli "$mode" create --boot restore)" >/dev/null; done
+build_goldens "${modes[@]}"
 
 # 1. Boot times (--runs 0: skipped).
 if ((runs > 0)); then
   declare -A times
-  boot() {  # mode, boot kind -> seconds to agent-ready; the VM is released after
-    local start=$EPOCHREALTIME id
-    id=$(cli "$1" create --boot "$2")
-    echo "$start $EPOCHREALTIME" | awk '{printf "%.4f", $2 - $1}'
-    cli "$1" release "$id" >/dev/null
-  }
   for _ in $(seq "$runs"); do
-    times[cold]+="$(boot cow cold) "
-    for mode in "${modes[@]}"; do times[$mode]+="$(boot "$mode" restore) "; done
+    times[cold]+="$(boot_seconds cow cold) "
+    for mode in "${modes[@]}"; do times[$mode]+="$(boot_seconds "$mode" restore) "; done
   done
   cold=$(median <<<"${times[cold]}")
   cow=$(median <<<"${times[cow]}")

@@ -1,5 +1,7 @@
 #include "tests/support/daemon.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
@@ -144,6 +146,34 @@ std::string Daemon::Log() const {
     buffer << in.rdbuf();
   }
   return buffer.str();
+}
+
+std::filesystem::path Daemon::GoldenSnapshotDir(std::chrono::seconds limit) const {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(state_dir()) / "golden";
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+      // ".tmp-*" and ".trash-*" are saves and removals under way.
+      if (!entry.path().filename().string().starts_with(".") && fs::exists(entry.path() / "meta.json")) {
+        return entry.path();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ADD_FAILURE() << "no golden snapshot in " << root << " after " << limit.count() << "s\n" << Log();
+  return {};
+}
+
+void FlipByteAt(const std::filesystem::path& file, std::uintmax_t offset) {
+  ::chmod(file.c_str(), 0644);
+  std::fstream stream(file, std::ios::in | std::ios::out | std::ios::binary);
+  stream.seekg(static_cast<std::streamoff>(offset));
+  const char byte = static_cast<char>(stream.get());
+  stream.seekp(static_cast<std::streamoff>(offset));
+  stream.put(static_cast<char>(byte ^ 0x5a));
+  if (!stream) ADD_FAILURE() << "could not flip byte " << offset << " of " << file;
 }
 
 }  // namespace agentvm::testing

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,10 @@ class Daemon {
                                    const std::string& body = "") const;
   // What agentvmd logged so far.
   std::string Log() const;
+  // The committed golden snapshot's directory under the state dir, once
+  // there is one (a rebuild may be under way); empty, and a test failure
+  // with the log, if none is there within `limit`.
+  std::filesystem::path GoldenSnapshotDir(std::chrono::seconds limit) const;
 
   // SIGKILLs agentvmd (its QEMUs, taps and rules stay behind, as after a
   // crash) and starts a new one on the same directories and flags.
@@ -69,5 +74,9 @@ class Daemon {
   std::string socket_;
   std::unique_ptr<boost::process::child> child_;
 };
+
+// Flips the bits of one byte of `file` (made writable first): damage only a
+// checksum can catch.
+void FlipByteAt(const std::filesystem::path& file, std::uintmax_t offset);
 
 }  // namespace agentvm::testing

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -106,12 +107,15 @@ class GoldenStoreTest : public ::testing::Test {
                       .image_identity = "1d"};
   }
 
-  // A complete save of `key`: what SaveState and the frozen overlay leave.
-  GoldenSnapshot Save(GoldenSnapshotStore& store, const GoldenKey& key, const std::string& state) {
+  // A complete save of `key`: what SaveState and the frozen overlay leave,
+  // and with `memory` what a memory template's source leaves.
+  GoldenSnapshot Save(GoldenSnapshotStore& store, const GoldenKey& key, const std::string& state,
+                      const std::optional<std::string>& memory = std::nullopt) {
     auto writer = store.Begin(key);
     EXPECT_TRUE(writer) << writer.error().message;
     WriteAll(writer->state_file(), state);
     WriteAll(writer->disk(), "QFI\xfb disk");
+    if (memory) WriteAll(writer->memory_file(), *memory);
     auto committed = writer->Commit(Expected());
     EXPECT_TRUE(committed) << committed.error().message;
     return *committed;
@@ -233,16 +237,11 @@ TEST_F(GoldenStoreTest, CommitReplacesAnOlderSnapshot) {
 
 TEST_F(GoldenStoreTest, AMemoryTemplateIsFoundLoadedAndSealedOncePerFile) {
   GoldenSnapshotStore store(root_);
-  auto writer = store.Begin(TinyKey());
-  ASSERT_TRUE(writer);
-  WriteAll(writer->state_file(), "devices only");
-  WriteAll(writer->disk(), "QFI\xfb disk");
-  WriteAll(writer->memory_file(), std::string(8192, '\0') + "guest RAM page");
-  auto committed = writer->Commit(Expected());
-  ASSERT_TRUE(committed) << committed.error().message;
-  EXPECT_EQ(committed->meta.memory_size, 8192u + 14);
-  EXPECT_TRUE(committed->meta.memory_checksum.starts_with("xxh64:"));
-  const fs::path memory = committed->dir / "memory";
+  const GoldenSnapshot committed =
+      Save(store, TinyKey(), "devices only", std::string(8192, '\0') + "guest RAM page");
+  EXPECT_EQ(committed.meta.memory_size, 8192u + 14);
+  EXPECT_TRUE(committed.meta.memory_checksum.starts_with("xxh64:"));
+  const fs::path memory = committed.dir / "memory";
   struct stat st {};
   ASSERT_EQ(::stat(memory.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0444u);
@@ -275,14 +274,7 @@ TEST_F(GoldenStoreTest, AMemoryTemplateIsFoundLoadedAndSealedOncePerFile) {
 
 TEST_F(GoldenStoreTest, AMissingMemoryFileRemovesTheSnapshot) {
   GoldenSnapshotStore store(root_);
-  auto writer = store.Begin(TinyKey());
-  ASSERT_TRUE(writer);
-  WriteAll(writer->state_file(), "devices only");
-  WriteAll(writer->disk(), "QFI\xfb disk");
-  WriteAll(writer->memory_file(), "guest RAM");
-  auto committed = writer->Commit(Expected());
-  ASSERT_TRUE(committed);
-  fs::remove(committed->dir / "memory");
+  fs::remove(Save(store, TinyKey(), "devices only", "guest RAM").dir / "memory");
   std::string rejected;
   GoldenSnapshotStore fresh(root_);
   auto found = fresh.Find(TinyKey(), Expected(), &rejected);

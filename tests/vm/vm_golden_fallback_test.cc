@@ -33,48 +33,24 @@ void Remove(const Daemon& daemon, const json& vm) {
   EXPECT_EQ(removed.exit_code, 0) << removed.err;
 }
 
-// The one golden snapshot directory under the daemon's state dir, once it
-// is committed (a background rebuild may still be under way).
-fs::path WaitForGolden(const Daemon& daemon, std::chrono::seconds limit) {
-  const fs::path root = fs::path(daemon.state_dir()) / "golden";
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(root, ec)) {
-      if (entry.path().filename().string().starts_with(".")) continue;
-      if (fs::exists(entry.path() / "meta.json")) return entry.path();
-    }
-    std::this_thread::sleep_for(200ms);
-  }
-  ADD_FAILURE() << "no golden snapshot in " << root << " after " << limit.count() << "s\n" << daemon.Log();
-  return {};
-}
-
 void MakeWritable(const fs::path& file) { ::chmod(file.c_str(), 0644); }
 
 TEST(VmGoldenFallbackTest, DamagedOrUnloadableStateFallsBackToAColdBoot) {
-  Daemon daemon({.golden_snapshots = true});
+  // The full-copy path (memory_templates: copy), whose state holds guest
+  // RAM; vm_memory_template_test.cc covers the templates' own file.
+  Daemon daemon({.extra_args = {"--memory-templates", "copy"}, .golden_snapshots = true});
 
   // Builds the golden snapshot (one cold boot), then restores from it.
   const json restored = Create(daemon, "restore");
   EXPECT_EQ(restored.value("boot", ""), "restore") << restored.dump();
   EXPECT_EQ(restored.value("restore_error", ""), "");
   Remove(daemon, restored);
-  fs::path golden = WaitForGolden(daemon, 10s);
+  fs::path golden = daemon.GoldenSnapshotDir(10s);
   ASSERT_FALSE(golden.empty());
 
   // 1. A flipped byte in the middle of the memory state: QEMU could not tell
   //    (RAM pages travel raw), the checksum does.
-  {
-    const fs::path state = golden / "state";
-    MakeWritable(state);
-    std::fstream file(state, std::ios::in | std::ios::out | std::ios::binary);
-    const auto middle = static_cast<std::streamoff>(fs::file_size(state) / 2);
-    file.seekg(middle);
-    const char byte = static_cast<char>(file.get());
-    file.seekp(middle);
-    file.put(static_cast<char>(byte ^ 0x5a));
-  }
+  FlipByteAt(golden / "state", fs::file_size(golden / "state") / 2);
   const json after_flip = Create(daemon, "auto");
   EXPECT_EQ(after_flip.value("state", ""), "running");
   EXPECT_EQ(after_flip.value("boot", ""), "cold") << after_flip.dump();
@@ -83,7 +59,7 @@ TEST(VmGoldenFallbackTest, DamagedOrUnloadableStateFallsBackToAColdBoot) {
   Remove(daemon, after_flip);
 
   // The daemon rebuilt it in the background.
-  golden = WaitForGolden(daemon, 180s);
+  golden = daemon.GoldenSnapshotDir(180s);
   ASSERT_FALSE(golden.empty());
 
   // 2. A state that passes every check of ours but that QEMU cannot load (cut

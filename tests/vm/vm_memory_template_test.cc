@@ -42,23 +42,6 @@ CommandResult Sh(const Daemon& daemon, const std::string& id, const std::string&
   return daemon.Cli({"exec", id, "--", "sh", "-c", script});
 }
 
-// The committed golden snapshot directory (a rebuild may be under way).
-fs::path WaitForGolden(const Daemon& daemon, std::chrono::seconds limit) {
-  const fs::path root = fs::path(daemon.state_dir()) / "golden";
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(root, ec)) {
-      if (!entry.path().filename().string().starts_with(".") && fs::exists(entry.path() / "meta.json")) {
-        return entry.path();
-      }
-    }
-    std::this_thread::sleep_for(200ms);
-  }
-  ADD_FAILURE() << "no golden snapshot in " << root << "\n" << daemon.Log();
-  return {};
-}
-
 // Polls until the VM leaves "starting" (an adoption after a restart done or failed).
 std::string WaitSettled(const Daemon& daemon, const std::string& id) {
   std::string state;
@@ -140,7 +123,7 @@ TEST(VmMemoryTemplateTest, ClonesShareOneSealedTemplateThatSurvivesARestartAndIs
 
   // The first restore builds the template: devices in `state`, RAM in `memory`.
   std::vector<json> clones = {Create(daemon, "restore")};
-  const fs::path golden = WaitForGolden(daemon, 10s);
+  const fs::path golden = daemon.GoldenSnapshotDir(10s);
   ASSERT_FALSE(golden.empty());
   const json meta = Meta(golden);
   EXPECT_GT(meta.value("memory_size", 0u), 0u) << meta.dump();
@@ -197,16 +180,7 @@ TEST(VmMemoryTemplateTest, ClonesShareOneSealedTemplateThatSurvivesARestartAndIs
   clones.push_back(after_restart);
 
   // A flipped byte in the RAM file: never restored; a cold boot says why.
-  {
-    const fs::path memory = golden / "memory";
-    ::chmod(memory.c_str(), 0644);
-    std::fstream file(memory, std::ios::in | std::ios::out | std::ios::binary);
-    const auto offset = static_cast<std::streamoff>(meta.value("memory_size", 0u) / 3);
-    file.seekg(offset);
-    const char byte = static_cast<char>(file.get());
-    file.seekp(offset);
-    file.put(static_cast<char>(byte ^ 0x5a));
-  }
+  FlipByteAt(golden / "memory", meta.value("memory_size", 0u) / 3);
   const json after_flip = Create(daemon, "auto");
   EXPECT_EQ(after_flip.value("state", ""), "running");
   EXPECT_EQ(after_flip.value("boot", ""), "cold") << after_flip.dump();
