@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -166,6 +167,14 @@ TEST(VmMemoryTemplateTest, ClonesShareOneSealedTemplateThatSurvivesARestartAndIs
   EXPECT_EQ(TryToChangeAs(clone_uid, handle.get()), "");
   EXPECT_EQ(TryToChangeAs(0, handle.get()), "");
   handle.reset();
+  // The proc its jail mounted for that path shows its own process only.
+  const std::string jail_proc = "/proc/" + std::to_string(pid) + "/root/proc";
+  std::vector<std::string> in_proc;
+  for (const auto& entry : fs::directory_iterator(jail_proc)) in_proc.push_back(entry.path().filename().string());
+  EXPECT_NE(std::find(in_proc.begin(), in_proc.end(), "1"), in_proc.end());
+  for (const char* hidden : {"sys", "kcore", "2", "sysrq-trigger", "meminfo"}) {
+    EXPECT_EQ(std::find(in_proc.begin(), in_proc.end(), hidden), in_proc.end()) << "/proc/" << hidden << " in the jail";
+  }
 
   // A daemon restart: the clones are adopted with their memories, and the
   // next restore loads the template anew from its file.
