@@ -37,7 +37,9 @@ constexpr std::chrono::steady_clock::duration kNoDeadline = std::chrono::hours(2
 // Both tars take these flags. The tree lands in (or comes from) `dir`
 // itself; extraction runs with umask 0 so modes arrive as sent, and never
 // restores the archive's owners (`-o`): files belong to the user tar runs
-// as, the VM's default user, like an exec's.
+// as, the VM's default user, like an exec's. Reading a tree runs as root,
+// as a single file's read does (the agent reads it), so what `cp` can take
+// out does not depend on -r.
 std::vector<std::string> ExtractArgv(const std::string& dir) {
   return {"sh", "-c", "mkdir -p -- \"$1\" && cd -- \"$1\" && umask 0 && exec tar -x -o -f -", "agentvm-cp", dir};
 }
@@ -72,6 +74,7 @@ awaitable<std::shared_ptr<ExecStream>> StartTar(VmService& service, const RouteM
     protocol::ExecRequest request;
     request.argv = extract ? ExtractArgv(*dir) : CreateArgv(*dir);
     request.stream_stdin = extract;
+    if (!extract) request.user = "root";
     started = co_await service.StartExec(match.vm_id, std::move(request));
   } else {
     started = Fail(dir.error());

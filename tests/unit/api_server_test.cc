@@ -653,6 +653,7 @@ TEST_F(ApiServerTest, ArchivesRunTheGuestsTarWithTheBodyAsStdin) {
     // (The fake's command ends at once, taking no stdin; the vm tier copies
     // real trees through the guest's tar.)
     EXPECT_TRUE(fake_.last_exec->stream_stdin);
+    EXPECT_EQ(fake_.last_exec->user, "") << "extracted as the default user, who then owns the files";
   });
   TestClient second(options_.socket_path);
   Reply got = second.Call("GET", "/v1/vms/" + id + "/archive?path=/work");
@@ -660,6 +661,7 @@ TEST_F(ApiServerTest, ArchivesRunTheGuestsTarWithTheBodyAsStdin) {
   EXPECT_EQ(got.content_type, "application/x-tar");
   OnIo([&] {
     EXPECT_EQ(fake_.last_exec->argv, (std::vector<std::string>{"tar", "-c", "-f", "-", "-C", "/work", "."}));
+    EXPECT_EQ(fake_.last_exec->user, "root") << "read as root, as a single file is";
   });
   EXPECT_EQ(second.Call("GET", "/v1/vms/" + id + "/archive?path=relative").status, 400);
   EXPECT_EQ(second.Call("GET", "/v1/vms/vm-nope/archive?path=/x").status, 404);

@@ -244,6 +244,24 @@ TEST_F(VmDebianImageTest, ExecRunsAsTheDefaultUserInItsHomeUnlessToldOtherwise) 
   EXPECT_NE(nobody.err.find("no-such-user"), std::string::npos) << nobody.err;
 }
 
+// `cp` reads as root whether or not -r is given (a file through the agent,
+// a tree through tar), and writes a tree as the default user, who owns it.
+TEST_F(VmDebianImageTest, CopiesTakeRootsFilesOutAndPutTheAgentsFilesIn) {
+  ASSERT_EQ(Sh("mkdir -p /root/proj/sub && echo secret > /root/proj/sub/f && chmod -R go-rwx /root").exit_code, 0);
+  const std::filesystem::path out = std::filesystem::path(daemon_->root()) / "from-root";
+  auto tree = daemon_->Cli({"cp", "-r", id_ + ":/root/proj", out.string()});
+  EXPECT_EQ(tree.exit_code, 0) << tree.err;
+  EXPECT_EQ(ReadFile(out / "sub" / "f"), "secret\n");
+  auto file = daemon_->Cli({"cp", id_ + ":/root/proj/sub/f", (out / "single").string()});
+  EXPECT_EQ(file.exit_code, 0) << file.err;
+  EXPECT_EQ(ReadFile(out / "single"), "secret\n");
+
+  auto in = daemon_->Cli({"cp", "-r", out.string(), id_ + ":/home/agent/copied"});
+  EXPECT_EQ(in.exit_code, 0) << in.err;
+  auto owner = AsAgent("stat -c %U /home/agent/copied/sub/f && echo more >> /home/agent/copied/sub/f");
+  EXPECT_EQ(owner.out, "agent\n") << owner.err;
+}
+
 TEST_F(VmDebianImageTest, NpmPackagesBakedInAreOnPath) {
   auto semver = AsAgent("command -v semver && semver -r '>=1.2' 1.2.3 0.9.0");
   EXPECT_EQ(semver.exit_code, 0) << semver.err;
