@@ -18,6 +18,7 @@
 #include "bench/boot_bench.h"
 #include "bench/exec_bench.h"
 #include "bench/exec_rtt.h"
+#include "bench/channel_bench.h"
 #include "bench/egress_bench.h"
 #include "bench/net_bench.h"
 #include "bench/processes.h"
@@ -174,6 +175,7 @@ int main(int argc, char** argv) {
     return agentvm::bench::EgressLearnMain(argc - 1, argv + 1);
   }
   if (argc > 1 && std::string_view(argv[1]) == "exec-rtt") return agentvm::bench::ExecRttMain(argc - 1, argv + 1);
+  if (argc > 1 && std::string_view(argv[1]) == "channel") return agentvm::bench::ChannelMain(argc - 1, argv + 1);
   Options options;
   po::options_description flags(
       "agentvm-bench: agentvmd create vs the same QEMU by hand; exec round trips via the API, our agent and "

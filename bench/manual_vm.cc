@@ -92,6 +92,12 @@ asio::awaitable<Result<std::unique_ptr<ManualVm>>> ManualVm::Boot(ManualVmOption
         "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
     });
   }
+  if (o.with_raw_port) {
+    argv.insert(argv.end(), {
+        "-chardev", "socket,id=raw0,path=" + QemuOptEscape(vm->raw_socket()) + ",server=on,wait=off",
+        "-device", std::string("virtserialport,bus=vser0.0,chardev=raw0,name=") + kRawPortName,
+    });
+  }
   auto launched = ChildProcess::Launch(executor, LaunchSpec{.argv = argv, .stderr_path = paths.qemu_log().string()});
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   vm->qemu_ = std::move(*launched);

@@ -29,6 +29,9 @@ struct ManualVmOptions {
   int cpus = 1;
   int memory_mib = 256;
   bool with_qga = false;       // add an org.qemu.guest_agent.0 port
+  // Add a virtio-serial port named kRawPortName whose host end is
+  // raw_socket(): the bare channel, with no protocol of ours on it.
+  bool with_raw_port = false;
   std::string qemu_binary = "qemu-system-x86_64";
   std::string qemu_img_binary = "qemu-img";
   std::chrono::milliseconds agent_timeout{90000};
@@ -54,6 +57,7 @@ class ManualVm {
 
   GuestChannel& agent() { return *agent_; }
   std::string qga_socket() const { return (paths_.runtime_dir / "qga.sock").string(); }
+  std::string raw_socket() const { return (paths_.runtime_dir / "raw.sock").string(); }
   const std::string& id() const { return options_.id; }
 
  private:
@@ -64,6 +68,8 @@ class ManualVm {
   std::unique_ptr<ChildProcess> qemu_;
   std::unique_ptr<GuestChannel> agent_;
 };
+
+inline constexpr char kRawPortName[] = "agentvm.bench.raw";
 
 // "vm-" and 12 random hex digits, like agentvmd's ids.
 std::string RandomVmId();
