@@ -338,6 +338,16 @@ Result<void> ApiClient::ReleaseVm(const std::string& id) {
 
 Result<std::string> ApiClient::ListPoolsJson() { return Expect(200, "GET", "/v1/pools"); }
 
+Result<std::string> ApiClient::ListPresetsJson() { return Expect(200, "GET", "/v1/presets"); }
+
+Result<std::vector<net::EgressPreset>> ApiClient::ListPresets() {
+  auto body = ListPresetsJson();
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::PresetListFromJson(*json);
+}
+
 Result<std::vector<PoolInfo>> ApiClient::ListPools() {
   auto body = ListPoolsJson();
   if (!body) return Fail(body.error());

@@ -32,7 +32,7 @@ inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
 
 enum class CommandKind {
   kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
-  kRelease, kPools, kSnapshot, kShell, kDoctor, kNet,
+  kRelease, kPools, kPresets, kSnapshot, kShell, kDoctor, kNet,
 };
 
 // `agentvm snapshot save|ls|restore|rm`.

@@ -93,6 +93,17 @@ std::string FormatPoolTable(const std::vector<PoolInfo>& pools) {
   return FormatTable(rows);
 }
 
+std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets) {
+  std::vector<Row> rows;
+  rows.push_back({"NAME", "SOURCE", "DOMAINS"});
+  for (const net::EgressPreset& preset : presets) {
+    std::string domains;
+    for (const std::string& domain : preset.domains) domains += (domains.empty() ? "" : ",") + domain;
+    rows.push_back({preset.name, preset.source, OneLine(domains)});
+  }
+  return FormatTable(rows);
+}
+
 std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now) {
   std::vector<Row> rows;
   rows.push_back({"NAME", "SIZE", "AGE"});

@@ -1,12 +1,12 @@
-// Human-readable output of agentvm: the tables of `ls`, `pools` and
-// `snapshot ls`. Pure.
+// Human-readable output of agentvm: the tables of `ls`, `pools`, `presets`
+// and `snapshot ls`. Pure.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-
+#include "netsetup/egress_presets.h"
 #include "supervisor/vm_types.h"
 
 namespace agentvm::cli {
@@ -28,6 +28,8 @@ std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now);
 // Columns NAME READY STARTING IN_USE MIN MAX TAKEN REPLACED FAILED GOLDEN
 // LAST_ERROR; GOLDEN is yes or no.
 std::string FormatPoolTable(const std::vector<PoolInfo>& pools);
+// NAME, SOURCE, DOMAINS (comma-separated): `agentvm presets`.
+std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets);
 
 // Columns NAME SIZE AGE; SIZE is the saved memory and device state.
 std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now);

@@ -199,6 +199,18 @@ int Pools(const CliCommand& command, ApiClient& client, const CliContext& contex
   return 0;
 }
 
+int Presets(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  if (command.json) return PrintJson(client.ListPresetsJson(), print);
+  auto presets = client.ListPresets();
+  if (!presets) {
+    print.Error(presets.error().message);
+    return kFailed;
+  }
+  print.Out(FormatPresetTable(*presets));
+  return 0;
+}
+
 int Snapshot(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
   const std::string& id = command.ids.front();
@@ -295,6 +307,7 @@ int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& c
     case CommandKind::kRemove:
     case CommandKind::kRelease: return StopRemoveOrRelease(command, client, context);
     case CommandKind::kPools: return Pools(command, client, context);
+    case CommandKind::kPresets: return Presets(command, client, context);
     case CommandKind::kSnapshot: return Snapshot(command, client, context);
     case CommandKind::kCopy: return Copy(command, client, context);
     case CommandKind::kDoctor: return Doctor(command, context);

@@ -28,6 +28,7 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(boost::asio::any_io_executor executor,
                                                        const DaemonConfig& config, const HostFacts& host) {
+  if (auto presets = net::EgressPresets::Make(config.egress_presets); !presets) return Fail(presets.error());
   auto accel = ChooseAccel(config.accel, host);
   if (!accel) return Fail(accel.error());
   if (!accel->warning.empty()) Log()->warn("{}", accel->warning);
@@ -63,6 +64,7 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
                        Accel accel, ChannelKind channel, std::unique_ptr<StateStore> store, std::string qemu_version)
     : executor_(std::move(executor)),
       config_(std::move(config)),
+      presets_(net::EgressPresets::Make(config_.egress_presets).value()),
       accel_(accel),
       channel_(channel),
       images_(config_.image_dir),
@@ -192,6 +194,13 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   }
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());
+  // The VM keeps the preset names (NetworkInfo::presets); the firewall and
+  // the forwarder see only the names they expand to.
+  if (!request.network.presets.empty()) {
+    auto domains = presets_.Expand(request.network.presets, request.network.allow_domains, "network.presets");
+    if (!domains) co_return Fail(domains.error());
+    request.network.allow_domains = std::move(*domains);
+  }
 
   const auto began = std::chrono::steady_clock::now();
   const MountPolicy mount_policy{.roots = config_.mount_roots,
@@ -233,6 +242,8 @@ boost::asio::awaitable<Result<void>> Supervisor::RemoveVm(std::shared_ptr<Vm> vm
   Log()->info("{}: removed", id);
   co_return Result<void>{};
 }
+
+Result<std::vector<net::EgressPreset>> Supervisor::Presets() { return presets_.all(); }
 
 Result<std::vector<VmInfo>> Supervisor::List() {
   std::vector<VmInfo> infos;

@@ -212,6 +212,7 @@ Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkR
   info.allow_tcp_ports = request.allow_tcp_ports;
   info.allow_cidrs = request.allow_cidrs;
   info.allow_domains = request.allow_domains;
+  info.presets = request.presets;
   info.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
 
   auto tap = net::Tap::Create(info.tap, config_.bridge, /*isolated_port=*/true);

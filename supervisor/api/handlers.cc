@@ -112,6 +112,12 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       if (!pools) co_return ErrorResponse(pools.error());
       co_return JsonResponse(200, PoolListToJson(*pools));
     }
+    case Route::kListPresets: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto presets = service_.Presets();
+      if (!presets) co_return ErrorResponse(presets.error());
+      co_return JsonResponse(200, PresetListToJson(*presets));
+    }
     case Route::kSaveSnapshot: {
       if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
       auto name = ParseSaveSnapshotBody(body);

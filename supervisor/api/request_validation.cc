@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "netsetup/domain_list.h"
+#include "netsetup/egress_presets.h"
 #include "protocol/frame.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/json_codec.h"
@@ -84,8 +85,8 @@ Result<const json*> BoundedArray(const json& object, const char* name, std::size
 
 Result<NetworkRequest> ParseNetworkObject(const json& object) {
   if (!object.is_object()) return Invalid("network must be an object");
-  if (auto ok = RejectUnknownFields(object, {"mode", "allow_tcp_ports", "allow_cidrs", "allow_domains", "bridge",
-                                             "bandwidth_bytes_per_sec"},
+  if (auto ok = RejectUnknownFields(object, {"mode", "allow_tcp_ports", "allow_cidrs", "allow_domains", "presets",
+                                             "bridge", "bandwidth_bytes_per_sec"},
                                     "network.");
       !ok) {
     return Fail(ok.error());
@@ -137,6 +138,17 @@ Result<NetworkRequest> ParseNetworkObject(const json& object) {
       auto canonical = net::CanonicalDomainPattern(domain.get<std::string>(), field);
       if (!canonical) return Fail(canonical.error());
       request.allow_domains.push_back(std::move(*canonical));
+    }
+  }
+  if (object.contains("presets")) {
+    auto presets = BoundedArray(object, "presets", net::kMaxPresetsPerVm, "preset names");
+    if (!presets) return Fail(presets.error());
+    for (std::size_t i = 0; i < (*presets)->size(); ++i) {
+      const json& preset = (**presets)[i];
+      std::string field = "network.presets[" + std::to_string(i) + "]";
+      if (!preset.is_string()) return Invalid(field + " must be a string; got " + ShowJson(preset));
+      if (auto valid = net::ValidatePresetName(preset.get<std::string>(), field); !valid) return Fail(valid.error());
+      request.presets.push_back(preset.get<std::string>());
     }
   }
   if (object.contains("bridge")) {

@@ -39,6 +39,7 @@ struct PathRoutes {
 constexpr PathRoutes kRoutes[] = {
     {{"vms"}, {{MethodRoute{"GET", Route::kListVms}, MethodRoute{"POST", Route::kCreateVm}}}},
     {{"pools"}, {{MethodRoute{"GET", Route::kListPools}, std::nullopt}}},
+    {{"presets"}, {{MethodRoute{"GET", Route::kListPresets}, std::nullopt}}},
     {{"events"}, {{MethodRoute{"GET", Route::kEvents}, std::nullopt}}},
     {{"vms", kId}, {{MethodRoute{"GET", Route::kGetVm}, MethodRoute{"DELETE", Route::kDeleteVm}}}},
     {{"vms", kId, "stop"}, {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
@@ -110,6 +111,7 @@ std::string_view RouteName(Route route) {
     case Route::kConsole: return "console";
     case Route::kReleaseVm: return "release_vm";
     case Route::kListPools: return "list_pools";
+    case Route::kListPresets: return "list_presets";
     case Route::kSaveSnapshot: return "save_snapshot";
     case Route::kListSnapshots: return "list_snapshots";
     case Route::kDeleteSnapshot: return "delete_snapshot";

@@ -32,6 +32,7 @@ enum class Route {
   kConsole,    // GET    /v1/vms/{id}/console
   kReleaseVm,  // POST   /v1/vms/{id}/release
   kListPools,  // GET    /v1/pools
+  kListPresets,  // GET  /v1/presets
   kSaveSnapshot,     // POST   /v1/vms/{id}/snapshots
   kListSnapshots,    // GET    /v1/vms/{id}/snapshots
   kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}

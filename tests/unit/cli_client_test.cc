@@ -386,6 +386,43 @@ TEST_F(CliTest, NetworkOptionsReachTheDaemonAndInspectShowsThem) {
   OnIo([&] { EXPECT_EQ(fake_.last_create->network.bridge, "br-lab"); });
 }
 
+TEST_F(CliTest, PresetsExpandInTheDaemonAndInspectShowsWhereNamesCameFrom) {
+  Outcome created = Cli({"create", "--preset", "npm", "--preset", "pypi", "--allow-domain", "a.test"});
+  ASSERT_EQ(created.status, 0) << created.err;
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_create);
+    EXPECT_EQ(fake_.last_create->network.presets, (std::vector<std::string>{"npm", "pypi"}));
+  });
+  auto network = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["network"];
+  EXPECT_EQ(network["presets"], nlohmann::json::array({"npm", "pypi"}));
+  EXPECT_EQ(network["allow_domains"],
+            nlohmann::json::array({"a.test", "registry.npmjs.org", "pypi.org", "files.pythonhosted.org"}));
+
+  Outcome unknown = Cli({"create", "--preset", "nope"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.err.find("network.presets: no preset \"nope\" (known: claude-code, codex, debian, github, "
+                             "npm, pypi)"),
+            std::string::npos)
+      << unknown.err;
+  Outcome bad = Cli({"run", "--preset", "Not_A_Name", "--", "true"});
+  EXPECT_EQ(bad.status, 125);
+  EXPECT_NE(bad.err.find("--preset: \"Not_A_Name\" is not a preset name"), std::string::npos) << bad.err;
+  EXPECT_EQ(VmCount(), 1u);
+}
+
+TEST_F(CliTest, PresetsTableAndJson) {
+  OnIo([&] { fake_.egress_presets = net::EgressPresets::Make({{"corp", {"git.corp.example"}}}).value(); });
+  Outcome table = Cli({"presets"});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_NE(table.out.find("NAME         SOURCE   DOMAINS\n"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("\npypi         builtin  pypi.org,files.pythonhosted.org\n"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("\ncorp         config   git.corp.example\n"), std::string::npos) << table.out;
+  auto json = nlohmann::json::parse(Cli({"presets", "--json"}).out);
+  EXPECT_EQ(json["presets"].back()["name"], "corp");
+  EXPECT_EQ(json["presets"].back()["source"], "config");
+  EXPECT_EQ(Cli({"presets", "extra"}).status, 2);
+}
+
 TEST_F(CliTest, BadNetworkOptionsAreRefusedBeforeAnyRequest) {
   Outcome refused = Cli({"run", "--allow-port", "53", "--", "true"});
   EXPECT_EQ(refused.status, 125);
