@@ -348,6 +348,21 @@ Result<std::vector<net::EgressPreset>> ApiClient::ListPresets() {
   return api::PresetListFromJson(*json);
 }
 
+Result<std::vector<net::EgressEntry>> ApiClient::EgressLog(const std::string& id, std::uint64_t after) {
+  auto body = Expect(200, "GET", VmPath(id) + "/egress?after=" + std::to_string(after));
+  if (!body) return Fail(body.error());
+  std::vector<net::EgressEntry> entries;
+  std::string_view rest = *body;
+  while (!rest.empty()) {
+    const std::size_t end = rest.find('\n');
+    auto entry = net::EgressEntryFromJson(rest.substr(0, end));
+    if (!entry) return Fail(ErrorCode::kInternal, "agentvmd sent a bad egress log line: " + entry.error().message);
+    entries.push_back(std::move(*entry));
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+  }
+  return entries;
+}
+
 Result<std::vector<PoolInfo>> ApiClient::ListPools() {
   auto body = ListPoolsJson();
   if (!body) return Fail(body.error());

@@ -523,6 +523,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
     const bool takes_json = command.kind == CommandKind::kList ||
                             command.kind == CommandKind::kPools ||
                             command.kind == CommandKind::kPresets ||
+                            command.kind == CommandKind::kEgress ||
                             command.kind == CommandKind::kSnapshot;
     if (takes_json && reader.flag("--json")) {
       command.json = true;
@@ -530,6 +531,10 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
     }
     if (command.kind == CommandKind::kCopy && reader.flag("--recursive", "-r")) {
       command.copy.recursive = true;
+      continue;
+    }
+    if (command.kind == CommandKind::kEgress && reader.flag("--follow", "-f")) {
+      command.follow = true;
       continue;
     }
     if (command.kind == CommandKind::kRemove && reader.flag("--force", "-f")) {
@@ -578,6 +583,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       error = expect_count(0, 0, "");
       break;
     case CommandKind::kInspect:
+    case CommandKind::kEgress:
     case CommandKind::kLogs:
     case CommandKind::kNet:
       error = expect_count(1, 1, "the VM id");

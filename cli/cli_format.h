@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "netsetup/egress_log.h"
 #include "netsetup/egress_presets.h"
 #include "supervisor/vm_types.h"
 
@@ -30,6 +31,9 @@ std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now);
 std::string FormatPoolTable(const std::vector<PoolInfo>& pools);
 // NAME, SOURCE, DOMAINS (comma-separated): `agentvm presets`.
 std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets);
+// TIME TYPE NAME VERDICT ANSWERS: `agentvm egress`; with `header` false the
+// rows only (-f prints the header once).
+std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool header = true);
 
 // Columns NAME SIZE AGE; SIZE is the saved memory and device state.
 std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now);

@@ -200,6 +200,17 @@ into an existing directory keeps its name. Files of any size stream.
                     it, to you (setuid bits and device nodes are dropped,
                     nothing is written outside LOCAL).
 )";
+    case CommandKind::kEgress:
+      return R"(Usage: agentvm egress ID [-f] [--json]
+
+Shows the VM's egress log as agentvmd keeps it in memory (the last 1000
+entries): each DNS question a VM with a name list (--allow-domain, --preset)
+asked, with TIME (UTC), TYPE, NAME, VERDICT (allowed, refused, refused-type,
+failed) and the ANSWERS whose addresses it may now connect to.
+  -f, --follow   keep printing new entries (asks agentvmd once a second)
+                 until interrupted or the VM is gone
+  --json         agentvmd's NDJSON, one entry a line
+)";
     case CommandKind::kLogs:
       return R"(Usage: agentvm logs ID
 

@@ -265,7 +265,14 @@ Result<VmInfo> Supervisor::Get(const std::string& id) {
 VmInfo Supervisor::InfoOf(const Vm& vm) const {
   VmInfo info = vm.Info();
   info.network.dropped_connections = network_->DroppedConnections(info.network);
+  info.network.dns_queries = network_->DnsVerdicts(info.network);
   return info;
+}
+
+Result<std::vector<net::EgressEntry>> Supervisor::EgressLog(const std::string& id, std::uint64_t after) {
+  auto vm = Find(id);
+  if (!vm) return Fail(vm.error());
+  return network_->EgressEntries((*vm)->Info().network, after);
 }
 
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Stop(const std::string& id) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -138,6 +139,9 @@ struct NetworkInfo {
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;
   // New outbound connections the whitelist dropped (nat-filtered).
   std::uint64_t dropped_connections = 0;
+  // DNS questions of a domain-filtered VM by verdict ("allowed", "refused",
+  // "refused-type", "failed") while it runs (netsetup/dns_policy.h).
+  std::map<std::string, std::uint64_t> dns_queries;
 };
 
 struct VmInfo {

@@ -65,7 +65,8 @@ ordered_json NetworkInfoToJson(const NetworkInfo& network) {
       {"bandwidth_bytes_per_sec", network.bandwidth_bytes_per_sec
                                       ? ordered_json(*network.bandwidth_bytes_per_sec)
                                       : ordered_json(nullptr)},
-      {"dropped_connections", network.dropped_connections}};
+      {"dropped_connections", network.dropped_connections},
+      {"dns_queries", network.dns_queries}};
 }
 
 Result<NetworkInfo> NetworkInfoFromJson(const json& value) {
@@ -107,6 +108,11 @@ Result<NetworkInfo> NetworkInfoFromJson(const json& value) {
   }
   network.bandwidth_bytes_per_sec = OptionalUnsigned(value, "bandwidth_bytes_per_sec");
   network.dropped_connections = OptionalUnsigned(value, "dropped_connections").value_or(0);
+  if (auto verdicts = value.find("dns_queries"); verdicts != value.end() && verdicts->is_object()) {
+    for (const auto& [verdict, count] : verdicts->items()) {
+      if (auto number = NonNegative(count)) network.dns_queries[verdict] = *number;
+    }
+  }
   return network;
 }
 

@@ -1,6 +1,7 @@
 #include "supervisor/api/request_validation.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -502,6 +503,19 @@ Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
   if (!follow) return Fail(follow.error());
   parsed.follow = *follow;
   return parsed;
+}
+
+Result<std::uint64_t> ParseEgressQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"after"}); !ok) return Fail(ok.error());
+  auto it = query.find("after");
+  if (it == query.end()) return 0;
+  std::uint64_t after = 0;
+  const std::string& text = it->second;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), after);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return Invalid("after must be an egress log sequence number");
+  }
+  return after;
 }
 
 Result<PutFileParams> ParsePutFileQuery(const QueryParams& query) {

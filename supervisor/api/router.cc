@@ -49,6 +49,7 @@ constexpr PathRoutes kRoutes[] = {
     {{"vms", kId, "console"}, {{MethodRoute{"GET", Route::kConsole}, std::nullopt}}},
     {{"vms", kId, "release"}, {{MethodRoute{"POST", Route::kReleaseVm}, std::nullopt}}},
     {{"vms", kId, "network"}, {{MethodRoute{"PATCH", Route::kUpdateNetwork}, std::nullopt}}},
+    {{"vms", kId, "egress"}, {{MethodRoute{"GET", Route::kEgressLog}, std::nullopt}}},
     {{"vms", kId, "snapshots"},
      {{MethodRoute{"GET", Route::kListSnapshots}, MethodRoute{"POST", Route::kSaveSnapshot}}}},
     {{"vms", kId, "snapshots", kName}, {{MethodRoute{"DELETE", Route::kDeleteSnapshot}, std::nullopt}}},
@@ -117,6 +118,7 @@ std::string_view RouteName(Route route) {
     case Route::kDeleteSnapshot: return "delete_snapshot";
     case Route::kRestoreSnapshot: return "restore_snapshot";
     case Route::kUpdateNetwork: return "update_network";
+    case Route::kEgressLog: return "egress_log";
     case Route::kEvents: return "events";
     case Route::kMetrics: return "metrics";
   }

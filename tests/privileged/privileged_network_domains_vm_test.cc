@@ -3,6 +3,7 @@
 // can resolve and reach in the test world.
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -44,6 +45,25 @@ TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   EXPECT_EQ(world.DnsLog(NetWorld::kDnsAddress).find("exfil"), std::string::npos)
       << "a refused name must never reach upstream";
   EXPECT_NE(world.DnsLog(NetWorld::kDnsAddress).find("web.test"), std::string::npos);
+
+  // Every question is in the VM's egress log with its verdict, counted in
+  // inspect and written to the JSONL file in its run dir.
+  auto [log_status, log] = daemon.Http("GET", "/v1/vms/" + id + "/egress", "");
+  ASSERT_EQ(log_status, 200) << log;
+  EXPECT_NE(log.find(R"("name":"secret-data.exfil.test","type":1,"verdict":"refused")"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"("name":"web.test","type":1,"verdict":"allowed","answers":["198.51.100.10"])"),
+            std::string::npos)
+      << log;
+  auto [got, shown] = daemon.Http("GET", "/v1/vms/" + id, "");
+  ASSERT_EQ(got, 200) << shown;
+  EXPECT_GE(json::parse(shown)["network"]["dns_queries"]["refused"].get<int>(), 1) << shown;
+  EXPECT_GE(json::parse(shown)["network"]["dns_queries"]["allowed"].get<int>(), 1) << shown;
+  auto table = daemon.Cli({"egress", id});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  const std::size_t row = table.out.find("secret-data.exfil.test");
+  ASSERT_NE(row, std::string::npos) << table.out;
+  EXPECT_NE(table.out.substr(row, table.out.find('\n', row) - row).find("refused"), std::string::npos) << table.out;
+  EXPECT_TRUE(std::filesystem::exists(daemon.run_dir() + "/vms/" + id + "/egress.jsonl"));
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
 }
 

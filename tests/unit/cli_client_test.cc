@@ -423,6 +423,32 @@ TEST_F(CliTest, PresetsTableAndJson) {
   EXPECT_EQ(Cli({"presets", "extra"}).status, 2);
 }
 
+TEST_F(CliTest, EgressPrintsTheVmsQuestionsAsATableOrNdjson) {
+  ASSERT_EQ(Cli({"create", "--allow-domain", "a.test"}).status, 0);
+  OnIo([&] {
+    fake_.egress["vm-1"] = {
+        {.seq = 1, .time_ms = 3'600'000 + 61'000, .kind = "dns", .name = "a.test", .dns_type = 1,
+         .verdict = "allowed", .answers = {"198.51.100.10"}},
+        {.seq = 2, .time_ms = 3'600'000 + 62'000, .kind = "dns", .name = "exfil.evil.test", .dns_type = 16,
+         .verdict = "refused"},
+    };
+  });
+  Outcome table = Cli({"egress", "vm-1"});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_EQ(table.out,
+            "TIME      TYPE  NAME             VERDICT  ANSWERS\n"
+            "01:01:01  A     a.test           allowed  198.51.100.10\n"
+            "01:01:02  TXT   exfil.evil.test  refused  -\n");
+  Outcome json = Cli({"egress", "vm-1", "--json"});
+  ASSERT_EQ(json.status, 0) << json.err;
+  EXPECT_EQ(std::count(json.out.begin(), json.out.end(), '\n'), 2);
+  EXPECT_EQ(nlohmann::json::parse(json.out.substr(0, json.out.find('\n')))["verdict"], "allowed");
+  Outcome unknown = Cli({"egress", "vm-9"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.err.find("vm-9"), std::string::npos) << unknown.err;
+  EXPECT_EQ(Cli({"egress"}).status, 2);
+}
+
 TEST_F(CliTest, BadNetworkOptionsAreRefusedBeforeAnyRequest) {
   Outcome refused = Cli({"run", "--allow-port", "53", "--", "true"});
   EXPECT_EQ(refused.status, 125);

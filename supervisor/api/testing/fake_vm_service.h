@@ -74,6 +74,7 @@ class FakeVmService : public VmService {
   NetworkMode default_network_mode = NetworkMode::kNatFiltered;
   // What network.presets may name; expanded into allow_domains as agentvmd does.
   net::EgressPresets egress_presets;
+  std::map<std::string, std::vector<net::EgressEntry>> egress;  // by VM id
 
   boost::asio::awaitable<Result<VmInfo>> Create(CreateVmRequest request) override {
     ++calls_;
@@ -166,6 +167,17 @@ class FakeVmService : public VmService {
   Result<std::vector<net::EgressPreset>> Presets() override {
     ++calls_;
     return egress_presets.all();
+  }
+
+  // What the test put in `egress` for the VM.
+  Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) override {
+    ++calls_;
+    if (auto info = Find(id); !info) return Fail(info.error());
+    std::vector<net::EgressEntry> found;
+    for (const net::EgressEntry& entry : egress[id]) {
+      if (entry.seq > after) found.push_back(entry);
+    }
+    return found;
   }
 
   // As agentvmd: a running nat-filtered VM only; the fields given replace
