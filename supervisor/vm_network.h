@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -100,6 +101,8 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   // its DNS questions by verdict. Empty for any other VM.
   std::vector<net::EgressEntry> EgressEntries(const NetworkInfo& info, std::uint64_t after) const;
   std::map<std::string, std::uint64_t> DnsVerdicts(const NetworkInfo& info) const;
+  // Called with the verdict of every question any VM asks (the metrics').
+  void OnQuestion(std::function<void(const std::string& verdict)> observer) { on_question_ = std::move(observer); }
 
   // Removes the tables, the DNS forwarder and the bridge we created. VMs must
   // be gone (their attachments destroyed) first.
@@ -137,6 +140,7 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   // Each attached nat-filtered VM's egress log, by its address (what the
   // forwarder knows a VM by); made with its rules, gone with them.
   std::map<net::Ipv4Address, std::unique_ptr<net::VmEgressLog>> egress_logs_;
+  std::function<void(const std::string& verdict)> on_question_;
 };
 
 // The network part of a VM's state-store record, and back: the API's

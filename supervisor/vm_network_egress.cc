@@ -6,6 +6,7 @@
 namespace agentvm {
 
 void VmNetwork::RecordQuestion(const net::DnsQuestionRecord& question) {
+  if (on_question_) on_question_(question.verdict);
   auto log = egress_logs_.find(question.vm);
   if (log == egress_logs_.end()) return;  // a VM whose network is going
   net::EgressEntry entry{.kind = "dns", .name = question.name, .dns_type = question.type, .verdict = question.verdict};

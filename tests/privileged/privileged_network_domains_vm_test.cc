@@ -64,6 +64,12 @@ TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   ASSERT_NE(row, std::string::npos) << table.out;
   EXPECT_NE(table.out.substr(row, table.out.find('\n', row) - row).find("refused"), std::string::npos) << table.out;
   EXPECT_TRUE(std::filesystem::exists(daemon.run_dir() + "/vms/" + id + "/egress.jsonl"));
+  auto [metrics_status, metrics] = daemon.Http("GET", "/metrics", "");
+  ASSERT_EQ(metrics_status, 200);
+  const std::string refused_series = "agentvm_dns_queries_total{verdict=\"refused\"} ";
+  const std::size_t series = metrics.find(refused_series);
+  ASSERT_NE(series, std::string::npos) << metrics;
+  EXPECT_GE(std::stod(metrics.substr(series + refused_series.size())), 1) << "counted in the metrics too";
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
 }
 
