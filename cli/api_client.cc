@@ -338,6 +338,31 @@ Result<void> ApiClient::ReleaseVm(const std::string& id) {
 
 Result<std::string> ApiClient::ListPoolsJson() { return Expect(200, "GET", "/v1/pools"); }
 
+Result<std::string> ApiClient::ListPresetsJson() { return Expect(200, "GET", "/v1/presets"); }
+
+Result<std::vector<net::EgressPreset>> ApiClient::ListPresets() {
+  auto body = ListPresetsJson();
+  if (!body) return Fail(body.error());
+  auto json = ParseBody(*body);
+  if (!json) return Fail(json.error());
+  return api::PresetListFromJson(*json);
+}
+
+Result<std::vector<net::EgressEntry>> ApiClient::EgressLog(const std::string& id, std::uint64_t after) {
+  auto body = Expect(200, "GET", VmPath(id) + "/egress?after=" + std::to_string(after));
+  if (!body) return Fail(body.error());
+  std::vector<net::EgressEntry> entries;
+  std::string_view rest = *body;
+  while (!rest.empty()) {
+    const std::size_t end = rest.find('\n');
+    auto entry = net::EgressEntryFromJson(rest.substr(0, end));
+    if (!entry) return Fail(ErrorCode::kInternal, "agentvmd sent a bad egress log line: " + entry.error().message);
+    entries.push_back(std::move(*entry));
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+  }
+  return entries;
+}
+
 Result<std::vector<PoolInfo>> ApiClient::ListPools() {
   auto body = ListPoolsJson();
   if (!body) return Fail(body.error());

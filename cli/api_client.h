@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "common/error.h"
+#include "netsetup/egress_log.h"
+#include "netsetup/egress_presets.h"
 #include "protocol/exec_types.h"
 #include "supervisor/network_update.h"
 #include "supervisor/vm_types.h"
@@ -63,6 +65,10 @@ class ApiClient {
   Result<void> ReleaseVm(const std::string& id);
   Result<std::vector<PoolInfo>> ListPools();
   Result<std::string> ListPoolsJson();  // agentvmd's JSON, as sent
+  Result<std::vector<net::EgressPreset>> ListPresets();
+  Result<std::string> ListPresetsJson();  // agentvmd's JSON, as sent
+  // GET /v1/vms/{id}/egress?after=SEQ: the entries kept after SEQ.
+  Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after);
   Result<SnapshotInfo> SaveSnapshot(const std::string& id, const std::string& name);
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& id);
   Result<std::string> ListSnapshotsJson(const std::string& id);

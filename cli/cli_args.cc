@@ -7,6 +7,7 @@
 
 #include "cli/command_table.h"
 #include "netsetup/domain_list.h"
+#include "netsetup/egress_presets.h"
 #include "protocol/exec_types.h"
 #include "supervisor/api/request_validation.h"
 #include "supervisor/names.h"
@@ -128,6 +129,7 @@ constexpr api::NetworkFieldNames kNetworkFlags{.mode = "--net",
                                                .allow_tcp_ports = "--allow-port",
                                                .allow_cidrs = "--allow-cidr",
                                                .allow_domains = "--allow-domain",
+                                               .presets = "--preset",
                                                .bridge = "--bridge",
                                                .bandwidth = "--bandwidth"};
 
@@ -206,6 +208,15 @@ std::optional<UsageError> TakeNetworkOption(ArgReader& reader, NetworkRequest& n
     auto canonical = net::CanonicalDomainPattern(domain->value(), kNetworkFlags.allow_domains);
     if (!canonical) return reader.Error(canonical.error().message);
     network.allow_domains.push_back(std::move(*canonical));
+    return std::nullopt;
+  }
+  if (auto preset = reader.value("--preset")) {
+    if (!*preset) return preset->error();
+    // Only the syntax here: which presets exist is the daemon's to say.
+    if (auto ok = net::ValidatePresetName(preset->value(), kNetworkFlags.presets); !ok) {
+      return reader.Error(ok.error().message);
+    }
+    network.presets.push_back(preset->value());
     return std::nullopt;
   }
   if (auto bridge = reader.value("--bridge")) {
@@ -511,6 +522,8 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
     }
     const bool takes_json = command.kind == CommandKind::kList ||
                             command.kind == CommandKind::kPools ||
+                            command.kind == CommandKind::kPresets ||
+                            command.kind == CommandKind::kEgress ||
                             command.kind == CommandKind::kSnapshot;
     if (takes_json && reader.flag("--json")) {
       command.json = true;
@@ -518,6 +531,10 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
     }
     if (command.kind == CommandKind::kCopy && reader.flag("--recursive", "-r")) {
       command.copy.recursive = true;
+      continue;
+    }
+    if (command.kind == CommandKind::kEgress && reader.flag("--follow", "-f")) {
+      command.follow = true;
       continue;
     }
     if (command.kind == CommandKind::kRemove && reader.flag("--force", "-f")) {
@@ -566,6 +583,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       error = expect_count(0, 0, "");
       break;
     case CommandKind::kInspect:
+    case CommandKind::kEgress:
     case CommandKind::kLogs:
     case CommandKind::kNet:
       error = expect_count(1, 1, "the VM id");
@@ -576,6 +594,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       error = expect_count(1, positional.size(), "the VM id");
       break;
     case CommandKind::kPools:
+    case CommandKind::kPresets:
       error = expect_count(0, 0, "");
       break;
     case CommandKind::kSnapshot:

@@ -32,7 +32,7 @@ inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
 
 enum class CommandKind {
   kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
-  kRelease, kPools, kSnapshot, kShell, kDoctor, kNet,
+  kRelease, kPools, kPresets, kEgress, kSnapshot, kShell, kDoctor, kNet,
 };
 
 // `agentvm snapshot save|ls|restore|rm`.
@@ -67,7 +67,8 @@ struct CliCommand {
   ExecSpec exec;                  // run, exec
   std::vector<std::string> ids;   // inspect, exec, logs, snapshot: one; stop, rm, release: one or more
   bool force = false;             // rm -f
-  bool json = false;              // ls, pools, snapshot ls: --json
+  bool json = false;              // ls, pools, presets, egress, snapshot ls: --json
+  bool follow = false;            // egress -f
   CopySpec copy;                  // cp
   SnapshotAction snapshot_action = SnapshotAction::kList;  // snapshot
   std::string snapshot_name;      // snapshot save, restore, rm: valid (IsValidSnapshotName)

@@ -1,7 +1,12 @@
 #include "cli/cli_format.h"
 
+#include <time.h>
+
 #include <algorithm>
+#include <ctime>
 #include <iterator>
+
+#include "netsetup/dns_message.h"
 
 namespace agentvm::cli {
 namespace {
@@ -89,6 +94,33 @@ std::string FormatPoolTable(const std::vector<PoolInfo>& pools) {
                     std::to_string(pool.max_total), std::to_string(pool.taken),
                     std::to_string(pool.replaced), std::to_string(pool.failed),
                     pool.golden_ready ? "yes" : "no", OneLine(pool.last_error)});
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets) {
+  std::vector<Row> rows;
+  rows.push_back({"NAME", "SOURCE", "DOMAINS"});
+  for (const net::EgressPreset& preset : presets) {
+    std::string domains;
+    for (const std::string& domain : preset.domains) domains += (domains.empty() ? "" : ",") + domain;
+    rows.push_back({preset.name, preset.source, OneLine(domains)});
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool header) {
+  std::vector<Row> rows;
+  if (header) rows.push_back({"TIME", "TYPE", "NAME", "VERDICT", "ANSWERS"});
+  for (const net::EgressEntry& entry : entries) {
+    const std::time_t seconds = static_cast<std::time_t>(entry.time_ms / 1000);
+    std::tm utc{};
+    char time[16] = "-";
+    if (::gmtime_r(&seconds, &utc)) std::strftime(time, sizeof time, "%H:%M:%S", &utc);
+    std::string answers;
+    for (const std::string& answer : entry.answers) answers += (answers.empty() ? "" : ",") + answer;
+    rows.push_back({time, net::DnsTypeName(entry.dns_type), OneLine(entry.name), OneLine(entry.verdict),
+                    OrDash(OneLine(answers))});
   }
   return FormatTable(rows);
 }

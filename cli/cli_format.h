@@ -1,12 +1,13 @@
-// Human-readable output of agentvm: the tables of `ls`, `pools` and
-// `snapshot ls`. Pure.
+// Human-readable output of agentvm: the tables of `ls`, `pools`, `presets`
+// and `snapshot ls`. Pure.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-
+#include "netsetup/egress_log.h"
+#include "netsetup/egress_presets.h"
 #include "supervisor/vm_types.h"
 
 namespace agentvm::cli {
@@ -28,6 +29,11 @@ std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now);
 // Columns NAME READY STARTING IN_USE MIN MAX TAKEN REPLACED FAILED GOLDEN
 // LAST_ERROR; GOLDEN is yes or no.
 std::string FormatPoolTable(const std::vector<PoolInfo>& pools);
+// NAME, SOURCE, DOMAINS (comma-separated): `agentvm presets`.
+std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets);
+// TIME TYPE NAME VERDICT ANSWERS: `agentvm egress`; with `header` false the
+// rows only (-f prints the header once).
+std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool header = true);
 
 // Columns NAME SIZE AGE; SIZE is the saved memory and device state.
 std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now);

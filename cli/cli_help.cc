@@ -25,6 +25,10 @@ constexpr std::string_view kNetworkOptions = R"(Network (default: agentvmd's, no
                             (repeatable; *.example.com admits every name
                             below example.com) and open TCP only to the
                             addresses their answers gave, or --allow-cidr
+      --preset NAME         nat-filtered: add the names of egress preset NAME
+                            to --allow-domain (repeatable; `agentvm presets`
+                            lists them: claude-code, codex, github, npm,
+                            pypi, debian and the operator's)
       --bridge NAME         bridge mode: the host bridge to attach to
       --bandwidth RATE      nat-filtered: limit each direction to RATE bytes
                             per second; suffixes k, M, G are powers of 1000
@@ -196,6 +200,17 @@ into an existing directory keeps its name. Files of any size stream.
                     it, to you (setuid bits and device nodes are dropped,
                     nothing is written outside LOCAL).
 )";
+    case CommandKind::kEgress:
+      return R"(Usage: agentvm egress ID [-f] [--json]
+
+Shows the VM's egress log as agentvmd keeps it in memory (the last 1000
+entries): each DNS question a VM with a name list (--allow-domain, --preset)
+asked, with TIME (UTC), TYPE, NAME, VERDICT (allowed, refused, refused-type,
+failed) and the ANSWERS whose addresses it may now connect to.
+  -f, --follow   keep printing new entries (asks agentvmd once a second)
+                 until interrupted or the VM is gone
+  --json         agentvmd's NDJSON, one entry a line
+)";
     case CommandKind::kLogs:
       return R"(Usage: agentvm logs ID
 
@@ -228,6 +243,14 @@ MIN and MAX (min_ready and max_total from the config), TAKEN, REPLACED (ready
 VMs discarded for a failed health check or their TTL) and FAILED (clones that
 did not come up) since agentvmd started, GOLDEN (whether the golden snapshot
 exists) and LAST_ERROR (the latest failure to fill the pool, if any).
+--json prints agentvmd's JSON instead.
+)";
+    case CommandKind::kPresets:
+      return R"(Usage: agentvm presets [--json]
+
+Lists the egress presets `run` and `create` accept as --preset NAME: NAME,
+SOURCE (builtin, or config for the operator's egress_presets in agentvmd's
+YAML) and the DOMAINS it adds to the VM's --allow-domain list.
 --json prints agentvmd's JSON instead.
 )";
     case CommandKind::kSnapshot:

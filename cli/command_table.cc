@@ -19,6 +19,8 @@ constexpr CommandInfo kCommands[] = {
     {"rm", CommandKind::kRemove, "remove VMs"},
     {"release", CommandKind::kRelease, "hand VMs back (a pooled VM is recycled)"},
     {"pools", CommandKind::kPools, "show the warm pools"},
+    {"presets", CommandKind::kPresets, "list the egress presets --preset may name"},
+    {"egress", CommandKind::kEgress, "show what a VM asked the resolver (the egress log)"},
     {"net", CommandKind::kNet, "change a running VM's egress policy (names, ports, subnets, bandwidth)"},
     {"snapshot", CommandKind::kSnapshot, "save, list, restore or delete a VM's named snapshots"},
     {"doctor", CommandKind::kDoctor, "check whether this host can run agentvmd, and what to fix"},

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <string_view>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -199,6 +201,48 @@ int Pools(const CliCommand& command, ApiClient& client, const CliContext& contex
   return 0;
 }
 
+int Presets(const CliCommand& command, ApiClient& client, const CliContext& context) {
+  Printer print(context);
+  if (command.json) return PrintJson(client.ListPresetsJson(), print);
+  auto presets = client.ListPresets();
+  if (!presets) {
+    print.Error(presets.error().message);
+    return kFailed;
+  }
+  print.Out(FormatPresetTable(*presets));
+  return 0;
+}
+
+int Egress(const CliCommand& command, ApiClient& client, const CliContext& context, InterruptScope& interrupts) {
+  Printer print(context);
+  const std::string& id = command.ids.front();
+  std::uint64_t after = 0;
+  for (bool first = true;; first = false) {
+    auto entries = client.EgressLog(id, after);
+    if (!entries) {
+      // Following, the VM going away ends the stream rather than failing it.
+      if (!first && entries.error().code == ErrorCode::kNotFound) return 0;
+      print.Error(entries.error().message);
+      return kFailed;
+    }
+    if (!entries->empty()) after = entries->back().seq;
+    if (command.json) {
+      std::string lines;
+      for (const net::EgressEntry& entry : *entries) lines += net::EgressEntryToJson(entry) + "\n";
+      print.Out(lines);
+    } else if (first || !entries->empty()) {
+      print.Out(FormatEgressTable(*entries, first));
+    }
+    if (!command.follow) return 0;
+    // Polls once a second: the log is a ring in agentvmd's memory, read
+    // from where the last poll ended (after=SEQ).
+    for (int tick = 0; tick < 10; ++tick) {
+      if (interrupts.interrupted()) return 0;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
 int Snapshot(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
   const std::string& id = command.ids.front();
@@ -295,6 +339,8 @@ int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& c
     case CommandKind::kRemove:
     case CommandKind::kRelease: return StopRemoveOrRelease(command, client, context);
     case CommandKind::kPools: return Pools(command, client, context);
+    case CommandKind::kPresets: return Presets(command, client, context);
+    case CommandKind::kEgress: return Egress(command, client, context, interrupts);
     case CommandKind::kSnapshot: return Snapshot(command, client, context);
     case CommandKind::kCopy: return Copy(command, client, context);
     case CommandKind::kDoctor: return Doctor(command, context);

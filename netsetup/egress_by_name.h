@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -45,8 +46,11 @@ class EgressByName : public DnsPolicy {
 
   const DomainList* ListFor(Ipv4Address vm) const override;
   Result<void> Learn(Ipv4Address vm, const std::string& name, std::span<const DnsAddress> addresses) override;
-  // Nothing is kept of a question yet: the per-VM egress log is to plug in here.
-  void Record(const DnsQuestionRecord&) override {}
+  // Hands every question to the sink (the per-VM egress log, VmNetwork's).
+  void Record(const DnsQuestionRecord& record) override {
+    if (question_sink_) question_sink_(record);
+  }
+  void SetQuestionSink(std::function<void(const DnsQuestionRecord&)> sink) { question_sink_ = std::move(sink); }
 
  private:
   // What one name taught a VM, until all of it has expired.
@@ -65,6 +69,7 @@ class EgressByName : public DnsPolicy {
 
   Firewall& firewall_;
   EgressByNameOptions options_;
+  std::function<void(const DnsQuestionRecord&)> question_sink_;
   std::map<Ipv4Address, VmPolicy> vms_;
 };
 

@@ -6,6 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "netsetup/egress_presets.h"
 #include "netsetup/firewall_config.h"
 #include "netsetup/ipv4.h"
 #include "netsetup/net_names.h"
@@ -303,6 +304,26 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
       }
       return {};
     };
+    auto set_presets = [&](std::map<std::string, std::vector<std::string>>& field) -> Result<void> {
+      field.clear();
+      if (value.IsNull()) return {};  // "egress_presets:" with nothing under it
+      if (!value.IsMap()) {
+        return Invalid("config key '" + key + "' must map preset names to lists of domain names");
+      }
+      for (const auto& preset : value) {
+        const std::string name = preset.first.as<std::string>();
+        const std::string where = key + "." + name;
+        if (!preset.second.IsSequence()) return Invalid("config key '" + where + "' must be a list of domain names");
+        if (field.contains(name)) return Invalid("config key '" + where + "' is defined twice");
+        std::vector<std::string>& domains = field[name];
+        for (const auto& item : preset.second) {
+          auto domain = Scalar<std::string>(item, where);
+          if (!domain) return Fail(domain.error());
+          domains.push_back(*domain);
+        }
+      }
+      return {};  // names, lists and limits: ValidateNetworkConfig
+    };
     auto set_bool = [&](bool& field) -> Result<void> {
       auto v = Scalar<bool>(value, key);
       if (!v) return Fail(v.error());
@@ -333,6 +354,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "allowed_tcp_ports") applied = set_ports(config.allowed_tcp_ports);
     else if (key == "reject_refused_connections") applied = set_bool(config.reject_refused_connections);
     else if (key == "max_connections_per_vm") applied = set_int(config.max_connections_per_vm);
+    else if (key == "egress_presets") applied = set_presets(config.egress_presets);
     else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
     else if (key == "memory_templates") applied = set_string(config.memory_templates);
     else if (key == "keep_vms_on_exit") applied = set_bool(config.keep_vms_on_exit);
@@ -421,6 +443,7 @@ Result<void> ValidateNetworkConfig(const DaemonConfig& config) {
                                                  std::to_string(net::kMaxConnectionsPerVmCeiling) + ", not " +
                                                  std::to_string(config.max_connections_per_vm));
   }
+  if (auto presets = net::EgressPresets::Make(config.egress_presets); !presets) return Fail(presets.error());
   return {};
 }
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,6 +79,10 @@ struct DaemonConfig {
   // Tracked connections one VM may hold at once; a new one beyond is refused
   // (one guest must not fill the host's conntrack table). 1..1048576.
   int max_connections_per_vm = 1024;
+  // The operator's egress presets (netsetup/egress_presets.h): name -> the
+  // domain patterns a VM created with `network.presets: [name]` may resolve,
+  // on top of the built-in ones, whose names they may not take.
+  std::map<std::string, std::vector<std::string>> egress_presets;
 
   // Snapshots and pools (docs/snapshots.md).
   bool golden_snapshots = true;  // false: every VM cold-boots; no pools
@@ -100,7 +105,8 @@ struct DaemonConfig {
 // as `agent_timeout_sec`, `stop_grace_sec`, `health_check_interval_sec`;
 // allowed_tcp_ports a list; pools a list of maps with the PoolConfig keys,
 // ttl as `ttl_sec`; jail `off`, `on` or a map with the JailConfig keys, plus
-// `enabled`). Unknown keys are errors, so a typo never silently runs
+// `enabled`; egress_presets a map of preset name to a list of domain
+// patterns). Unknown keys are errors, so a typo never silently runs
 // with a default.
 Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config);
 

@@ -52,7 +52,15 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                        .Name("agentvm_exec_duration_seconds")
                        .Help("How long execs ran, from start to end")
                        .Register(*registry_);
+  dns_queries_ = &prometheus::BuildCounter()
+                      .Name("agentvm_dns_queries_total")
+                      .Help("DNS questions of domain-filtered VMs, by verdict: allowed, refused (never sent "
+                            "upstream), refused-type, failed")
+                      .Register(*registry_);
   // Every series a dashboard plots exists from the start, at zero.
+  for (const char* verdict : {"allowed", "refused", "refused-type", "failed"}) {
+    dns_queries_->Add({{"verdict", verdict}});
+  }
   for (const char* mode : {"cold", "restore", "pool"}) boots_->Add({{"mode", mode}});
   for (const char* result : {"ok", "nonzero", "signal", "timeout", "error"}) execs_->Add({{"result", result}});
 }
@@ -70,6 +78,8 @@ void Metrics::ObserveExec(const Result<protocol::ExecResult>& result, double sec
   execs_->Add({{"result", ExecResultLabel(result)}}).Increment();
   exec_seconds_->Add({}, kExecBuckets).Observe(seconds);
 }
+
+void Metrics::ObserveDnsQuestion(const std::string& verdict) { dns_queries_->Add({{"verdict", verdict}}).Increment(); }
 
 std::string Metrics::Render(const Snapshot& snapshot) const {
   // What is read now goes into a registry of its own, made per scrape.

@@ -57,6 +57,8 @@ class Metrics {
   // An exec ended: by its result ("ok", "nonzero", "signal", "timeout",
   // "error"), with how long it ran.
   void ObserveExec(const Result<protocol::ExecResult>& result, double seconds);
+  // A domain-filtered VM's DNS question got `verdict` (netsetup/dns_policy.h).
+  void ObserveDnsQuestion(const std::string& verdict);
 
   // Every metric, in the text exposition format (version 0.0.4).
   std::string Render(const Snapshot& snapshot) const;
@@ -68,6 +70,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* pool_acquire_seconds_;
   prometheus::Family<prometheus::Counter>* execs_;
   prometheus::Family<prometheus::Histogram>* exec_seconds_;
+  prometheus::Family<prometheus::Counter>* dns_queries_;
 };
 
 // The "result" label of an exec's end.

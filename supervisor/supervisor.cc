@@ -28,6 +28,7 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("supervisor"); }
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(boost::asio::any_io_executor executor,
                                                        const DaemonConfig& config, const HostFacts& host) {
+  if (auto presets = net::EgressPresets::Make(config.egress_presets); !presets) return Fail(presets.error());
   auto accel = ChooseAccel(config.accel, host);
   if (!accel) return Fail(accel.error());
   if (!accel->warning.empty()) Log()->warn("{}", accel->warning);
@@ -63,6 +64,7 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
                        Accel accel, ChannelKind channel, std::unique_ptr<StateStore> store, std::string qemu_version)
     : executor_(std::move(executor)),
       config_(std::move(config)),
+      presets_(net::EgressPresets::Make(config_.egress_presets).value()),
       accel_(accel),
       channel_(channel),
       images_(config_.image_dir),
@@ -70,6 +72,7 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
       host_(std::make_shared<RealVmHost>(executor_, config_.qemu_img_binary, jailer_)),
       store_(std::move(store)),
       network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {
+  network_->OnQuestion([metrics = metrics_](const std::string& verdict) { metrics->ObserveDnsQuestion(verdict); });
   if (!config_.golden_snapshots) {
     if (!config_.pools.empty()) {
       Log()->warn("golden snapshots are off: the {} configured pool(s) stay empty", config_.pools.size());
@@ -193,6 +196,13 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   }
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());
+  // The VM keeps the preset names (NetworkInfo::presets); the firewall and
+  // the forwarder see only the names they expand to.
+  if (!request.network.presets.empty()) {
+    auto domains = presets_.Expand(request.network.presets, request.network.allow_domains, "network.presets");
+    if (!domains) co_return Fail(domains.error());
+    request.network.allow_domains = std::move(*domains);
+  }
 
   const auto began = std::chrono::steady_clock::now();
   const MountPolicy mount_policy{.roots = config_.mount_roots,
@@ -235,6 +245,8 @@ boost::asio::awaitable<Result<void>> Supervisor::RemoveVm(std::shared_ptr<Vm> vm
   co_return Result<void>{};
 }
 
+Result<std::vector<net::EgressPreset>> Supervisor::Presets() { return presets_.all(); }
+
 Result<std::vector<VmInfo>> Supervisor::List() {
   std::vector<VmInfo> infos;
   for (const auto& [id, vm] : vms_) {
@@ -255,7 +267,14 @@ Result<VmInfo> Supervisor::Get(const std::string& id) {
 VmInfo Supervisor::InfoOf(const Vm& vm) const {
   VmInfo info = vm.Info();
   info.network.dropped_connections = network_->DroppedConnections(info.network);
+  info.network.dns_queries = network_->DnsVerdicts(info.network);
   return info;
+}
+
+Result<std::vector<net::EgressEntry>> Supervisor::EgressLog(const std::string& id, std::uint64_t after) {
+  auto vm = Find(id);
+  if (!vm) return Fail(vm.error());
+  return network_->EgressEntries((*vm)->Info().network, after);
 }
 
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Stop(const std::string& id) {

@@ -66,6 +66,8 @@ class Supervisor : public VmService {
   Result<std::string> Console(const std::string& id, std::size_t max_bytes) override;
   boost::asio::awaitable<Result<void>> Release(const std::string& id) override;
   Result<std::vector<PoolInfo>> Pools() override;
+  Result<std::vector<net::EgressPreset>> Presets() override;
+  Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) override;
   Result<VmInfo> UpdateNetwork(const std::string& id, const NetworkUpdate& update) override;
   boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(const std::string& id, const std::string& name) override;
   boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) override;
@@ -130,6 +132,7 @@ class Supervisor : public VmService {
 
   boost::asio::any_io_executor executor_;
   DaemonConfig config_;
+  net::EgressPresets presets_;  // what network.presets may name (config_.egress_presets checked by Create)
   Accel accel_;
   ChannelKind channel_;
   ImageStore images_;

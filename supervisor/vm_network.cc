@@ -12,6 +12,7 @@
 #include "supervisor/api/network_validation.h"
 #include "netsetup/dns_forwarder.h"
 #include "netsetup/egress_by_name.h"
+#include "supervisor/vm_paths.h"
 
 namespace agentvm {
 namespace {
@@ -153,6 +154,7 @@ Result<void> VmNetwork::StartFilteringAndDns(const boost::asio::ip::udp::endpoin
   if (!made) return Fail(made.error().Wrap("nftables"));
   firewall_ = std::move(*made);
   egress_ = std::make_unique<net::EgressByName>(*firewall_);
+  egress_->SetQuestionSink([this](const net::DnsQuestionRecord& question) { RecordQuestion(question); });
 
   DnsForwarderOptions dns{
       .listen = boost::asio::ip::udp::endpoint(boost::asio::ip::address_v4(gateway_.value), 53),
@@ -212,6 +214,7 @@ Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkR
   info.allow_tcp_ports = request.allow_tcp_ports;
   info.allow_cidrs = request.allow_cidrs;
   info.allow_domains = request.allow_domains;
+  info.presets = request.presets;
   info.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
 
   auto tap = net::Tap::Create(info.tap, config_.bridge, /*isolated_port=*/true);
@@ -257,6 +260,8 @@ Result<void> VmNetwork::AddRules(NetAttachment& attachment, net::Ipv4Address add
   if (!rules) return Fail(rules.error());
   if (auto added = firewall_->AddVm(*rules); !added) return Fail(added.error().Wrap("firewall"));
   attachment.has_rules_ = true;
+  egress_logs_[address] = std::make_unique<net::VmEgressLog>(
+      VmPaths::For(config_.run_dir, config_.state_dir, attachment.vm_id_).runtime_dir / "egress.jsonl");
   // Also for an adopted VM: without its list it would resolve nothing.
   if (rules->by_name) egress_->SetList(address, info.allow_domains);
   return {};
@@ -345,6 +350,7 @@ void VmNetwork::Detach(NetAttachment& attachment) {
     auto address = net::Ipv4Address::Parse(attachment.info_.address);
     if (address) {
       if (egress_) egress_->Remove(*address);
+      egress_logs_.erase(*address);
       if (auto removed = firewall_->RemoveVm(attachment.info_.tap, *address); !removed) {
         Log()->error("{}: remove firewall entries: {}", attachment.vm_id_, removed.error().message);
       }
@@ -392,7 +398,8 @@ void VmNetwork::Shutdown() {
 
 std::string NetworkInfoToRecord(const NetworkInfo& info) {
   NetworkInfo recorded = info;
-  recorded.dropped_connections = 0;  // a live counter, not state
+  recorded.dropped_connections = 0;  // live counters, not state
+  recorded.dns_queries.clear();
   return api::NetworkInfoToJson(recorded).dump();
 }
 

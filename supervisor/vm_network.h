@@ -8,15 +8,19 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/udp.hpp>
 
 #include "common/error.h"
 #include "protocol/identity.h"
+#include "netsetup/egress_log.h"
 #include "netsetup/ipv4.h"
 #include "supervisor/config.h"
 #include "supervisor/ip_leases.h"
@@ -26,6 +30,7 @@
 
 namespace agentvm {
 namespace net {
+struct DnsQuestionRecord;
 class EgressByName;
 class Firewall;
 class Tap;
@@ -91,6 +96,13 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
 
   // New outbound connections the whitelist dropped for this VM.
   std::uint64_t DroppedConnections(const NetworkInfo& info) const;
+  // A nat-filtered VM's egress log while its network is attached
+  // (docs/network.md, "The egress log"): the entries kept after `after`, and
+  // its DNS questions by verdict. Empty for any other VM.
+  std::vector<net::EgressEntry> EgressEntries(const NetworkInfo& info, std::uint64_t after) const;
+  std::map<std::string, std::uint64_t> DnsVerdicts(const NetworkInfo& info) const;
+  // Called with the verdict of every question any VM asks (the metrics').
+  void OnQuestion(std::function<void(const std::string& verdict)> observer) { on_question_ = std::move(observer); }
 
   // Removes the tables, the DNS forwarder and the bridge we created. VMs must
   // be gone (their attachments destroyed) first.
@@ -108,6 +120,8 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   // batch and the domain list; the attachment's info on success only.
   Result<void> Update(NetAttachment& attachment, const NetworkUpdate& update);
   void Detach(NetAttachment& attachment);
+  void RecordQuestion(const net::DnsQuestionRecord& question);
+  const net::VmEgressLog* EgressLogOf(const NetworkInfo& info) const;
 
   boost::asio::any_io_executor executor_;
   const DaemonConfig& config_;
@@ -123,6 +137,10 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   // writes into the firewall, so it goes after the one and before the other.
   std::unique_ptr<net::EgressByName> egress_;
   std::unique_ptr<DnsForwarder> dns_;
+  // Each attached nat-filtered VM's egress log, by its address (what the
+  // forwarder knows a VM by); made with its rules, gone with them.
+  std::map<net::Ipv4Address, std::unique_ptr<net::VmEgressLog>> egress_logs_;
+  std::function<void(const std::string& verdict)> on_question_;
 };
 
 // The network part of a VM's state-store record, and back: the API's

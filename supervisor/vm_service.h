@@ -15,6 +15,8 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/error.h"
+#include "netsetup/egress_log.h"
+#include "netsetup/egress_presets.h"
 #include "protocol/exec_types.h"
 #include "protocol/messages.h"
 #include "supervisor/exec_stream.h"
@@ -61,6 +63,13 @@ class VmService {
   // came from (if any) restores a fresh clone in its place. Any state.
   virtual boost::asio::awaitable<Result<void>> Release(const std::string& id) = 0;
   virtual Result<std::vector<PoolInfo>> Pools() = 0;
+  // The egress presets a create may name in network.presets: the built-in
+  // ones and the operator's (netsetup/egress_presets.h).
+  virtual Result<std::vector<net::EgressPreset>> Presets() = 0;
+  // A VM's egress log as kept in memory (the last kEgressRingEntries), the
+  // entries with seq > `after`, oldest first; empty while its network is not
+  // attached (stopped) or for a VM that is not nat-filtered.
+  virtual Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) = 0;
 
   // Changes a running nat-filtered VM's egress policy (allow_tcp_ports,
   // allow_cidrs, allow_domains, bandwidth): the fields given replace the

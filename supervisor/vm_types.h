@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,6 +68,9 @@ struct NetworkRequest {
   // ("api.example.com", "*.example.com"), and TCP goes only to the
   // addresses their answers gave (and allow_cidrs). docs/network.md.
   std::vector<std::string> allow_domains;
+  // nat-filtered only: named domain lists (netsetup/egress_presets.h) the
+  // daemon adds to allow_domains when it creates the VM.
+  std::vector<std::string> presets;
   std::string bridge;  // bridge mode only: the operator's bridge
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;  // each direction
 };
@@ -130,10 +134,14 @@ struct NetworkInfo {
   std::string bridge;
   std::vector<std::uint16_t> allow_tcp_ports;
   std::vector<std::string> allow_cidrs;
-  std::vector<std::string> allow_domains;
+  std::vector<std::string> allow_domains;  // with the presets' names, expanded at create
+  std::vector<std::string> presets;  // the presets asked for at create, to show where names came from
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;
   // New outbound connections the whitelist dropped (nat-filtered).
   std::uint64_t dropped_connections = 0;
+  // DNS questions of a domain-filtered VM by verdict ("allowed", "refused",
+  // "refused-type", "failed") while it runs (netsetup/dns_policy.h).
+  std::map<std::string, std::uint64_t> dns_queries;
 };
 
 struct VmInfo {

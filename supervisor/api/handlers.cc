@@ -112,6 +112,12 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       if (!pools) co_return ErrorResponse(pools.error());
       co_return JsonResponse(200, PoolListToJson(*pools));
     }
+    case Route::kListPresets: {
+      if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
+      auto presets = service_.Presets();
+      if (!presets) co_return ErrorResponse(presets.error());
+      co_return JsonResponse(200, PresetListToJson(*presets));
+    }
     case Route::kSaveSnapshot: {
       if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
       auto name = ParseSaveSnapshotBody(body);
@@ -145,6 +151,15 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       auto info = service_.UpdateNetwork(id, *update);
       if (!info) co_return ErrorResponse(info.error());
       co_return JsonResponse(200, VmInfoToJson(*info));
+    }
+    case Route::kEgressLog: {
+      auto after = ParseEgressQuery(match.query);
+      if (!after) co_return ErrorResponse(after.error());
+      auto entries = service_.EgressLog(id, *after);
+      if (!entries) co_return ErrorResponse(entries.error());
+      std::string lines;
+      for (const net::EgressEntry& entry : *entries) lines += net::EgressEntryToJson(entry) + "\n";
+      co_return HttpResponse{200, "application/x-ndjson", std::move(lines), {}};
     }
     case Route::kMetrics: {
       if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());

@@ -43,7 +43,7 @@ std::optional<std::uint64_t> OptionalUnsigned(const json& object, const char* na
 
 bool HasNetworkRequest(const NetworkRequest& network) {
   return network.mode || !network.allow_tcp_ports.empty() || !network.allow_cidrs.empty() ||
-         !network.allow_domains.empty() ||
+         !network.allow_domains.empty() || !network.presets.empty() ||
          !network.bridge.empty() || network.bandwidth_bytes_per_sec;
 }
 
@@ -61,10 +61,12 @@ ordered_json NetworkInfoToJson(const NetworkInfo& network) {
       {"allow_tcp_ports", network.allow_tcp_ports},
       {"allow_cidrs", network.allow_cidrs},
       {"allow_domains", network.allow_domains},
+      {"presets", network.presets},
       {"bandwidth_bytes_per_sec", network.bandwidth_bytes_per_sec
                                       ? ordered_json(*network.bandwidth_bytes_per_sec)
                                       : ordered_json(nullptr)},
-      {"dropped_connections", network.dropped_connections}};
+      {"dropped_connections", network.dropped_connections},
+      {"dns_queries", network.dns_queries}};
 }
 
 Result<NetworkInfo> NetworkInfoFromJson(const json& value) {
@@ -99,8 +101,18 @@ Result<NetworkInfo> NetworkInfoFromJson(const json& value) {
       if (domain.is_string()) network.allow_domains.push_back(domain.get<std::string>());
     }
   }
+  if (auto presets = value.find("presets"); presets != value.end() && presets->is_array()) {
+    for (const json& preset : *presets) {
+      if (preset.is_string()) network.presets.push_back(preset.get<std::string>());
+    }
+  }
   network.bandwidth_bytes_per_sec = OptionalUnsigned(value, "bandwidth_bytes_per_sec");
   network.dropped_connections = OptionalUnsigned(value, "dropped_connections").value_or(0);
+  if (auto verdicts = value.find("dns_queries"); verdicts != value.end() && verdicts->is_object()) {
+    for (const auto& [verdict, count] : verdicts->items()) {
+      if (auto number = NonNegative(count)) network.dns_queries[verdict] = *number;
+    }
+  }
   return network;
 }
 
@@ -308,6 +320,32 @@ Result<std::vector<PoolInfo>> PoolListFromJson(const json& value) {
   return pools;
 }
 
+ordered_json PresetListToJson(const std::vector<net::EgressPreset>& presets) {
+  ordered_json list = ordered_json::array();
+  for (const net::EgressPreset& preset : presets) {
+    list.push_back({{"name", preset.name}, {"source", preset.source}, {"domains", preset.domains}});
+  }
+  return ordered_json{{"presets", std::move(list)}};
+}
+
+Result<std::vector<net::EgressPreset>> PresetListFromJson(const json& value) {
+  if (!value.is_object() || !value.contains("presets") || !value.at("presets").is_array()) {
+    return Malformed("expected {\"presets\": [...]}");
+  }
+  std::vector<net::EgressPreset> presets;
+  for (const json& item : value.at("presets")) {
+    if (!item.is_object()) return Malformed("a preset is not an object");
+    net::EgressPreset preset{.name = OptionalString(item, "name"), .source = OptionalString(item, "source")};
+    if (auto domains = item.find("domains"); domains != item.end() && domains->is_array()) {
+      for (const json& domain : *domains) {
+        if (domain.is_string()) preset.domains.push_back(domain.get<std::string>());
+      }
+    }
+    presets.push_back(std::move(preset));
+  }
+  return presets;
+}
+
 std::string CreateVmRequestToJson(const CreateVmRequest& request) {
   ordered_json body{
       {"image", request.image}, {"cpus", request.cpus}, {"memory_mib", request.memory_mib}};
@@ -319,6 +357,7 @@ std::string CreateVmRequestToJson(const CreateVmRequest& request) {
     if (!network.allow_tcp_ports.empty()) object["allow_tcp_ports"] = network.allow_tcp_ports;
     if (!network.allow_cidrs.empty()) object["allow_cidrs"] = network.allow_cidrs;
     if (!network.allow_domains.empty()) object["allow_domains"] = network.allow_domains;
+    if (!network.presets.empty()) object["presets"] = network.presets;
     if (!network.bridge.empty()) object["bridge"] = network.bridge;
     if (network.bandwidth_bytes_per_sec) {
       object["bandwidth_bytes_per_sec"] = *network.bandwidth_bytes_per_sec;

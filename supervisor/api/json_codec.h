@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "netsetup/egress_presets.h"
 #include "protocol/exec_types.h"
 #include "supervisor/vm_types.h"
 
@@ -41,6 +42,10 @@ Result<PoolInfo> PoolInfoFromJson(const nlohmann::json& value);
 // {"pools": [...]}
 nlohmann::ordered_json PoolListToJson(const std::vector<PoolInfo>& pools);
 Result<std::vector<PoolInfo>> PoolListFromJson(const nlohmann::json& value);
+
+// {"presets": [{"name", "source", "domains"}...]} (GET /v1/presets).
+nlohmann::ordered_json PresetListToJson(const std::vector<net::EgressPreset>& presets);
+Result<std::vector<net::EgressPreset>> PresetListFromJson(const nlohmann::json& value);
 
 // Request bodies as the CLI sends them (the server parses them with
 // request_validation.h).

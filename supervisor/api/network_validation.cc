@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "netsetup/domain_list.h"
+#include "netsetup/egress_presets.h"
 #include "netsetup/ipv4.h"
 #include "netsetup/net_names.h"
 #include "supervisor/api/request_validation.h"
@@ -106,6 +107,16 @@ Result<void> ValidateNetworkRequest(const NetworkRequest& request,
     return Fail(domains.error());
   }
 
+  if (request.presets.size() > net::kMaxPresetsPerVm) {
+    return Invalid(Str(names.presets) + " lists " + std::to_string(request.presets.size()) + " presets; at most " +
+                   std::to_string(net::kMaxPresetsPerVm) + " are allowed");
+  }
+  std::set<std::string_view> presets;
+  for (const std::string& preset : request.presets) {
+    if (auto valid = net::ValidatePresetName(preset, names.presets); !valid) return Fail(valid.error());
+    if (!presets.insert(preset).second) return Invalid(Str(names.presets) + ": \"" + preset + "\" is listed twice");
+  }
+
   if (!request.bridge.empty()) {
     if (auto ok = ValidateInterfaceName(request.bridge, names.bridge); !ok) return ok;
   }
@@ -123,6 +134,7 @@ Result<void> ValidateNetworkRequest(const NetworkRequest& request,
     if (!request.allow_tcp_ports.empty()) return Invalid(Str(names.allow_tcp_ports) + why);
     if (!request.allow_cidrs.empty()) return Invalid(Str(names.allow_cidrs) + why);
     if (!request.allow_domains.empty()) return Invalid(Str(names.allow_domains) + why);
+    if (!request.presets.empty()) return Invalid(Str(names.presets) + why);
   }
 
   if (request.bandwidth_bytes_per_sec) {

@@ -30,6 +30,7 @@ struct NetworkFieldNames {
   std::string_view allow_tcp_ports = "network.allow_tcp_ports";
   std::string_view allow_cidrs = "network.allow_cidrs";
   std::string_view allow_domains = "network.allow_domains";
+  std::string_view presets = "network.presets";
   std::string_view bridge = "network.bridge";
   std::string_view bandwidth = "network.bandwidth_bytes_per_sec";
 };
@@ -48,8 +49,11 @@ Result<std::string> CanonicalCidr(std::string_view text, std::string_view what);
 //    another;
 //  - at most 256 allow_domains, each a name or *.name (domain_list.h), none
 //    twice;
+//  - at most 16 presets, each a valid preset name, none twice (whether the
+//    daemon knows them, and the 256-name cap after they expand, only the
+//    supervisor can check: operators define presets);
 //  - bridge a valid interface name, given exactly when the mode is bridge;
-//  - allow_* only with nat-filtered (or no mode);
+//  - allow_* and presets only with nat-filtered (or no mode);
 //  - bandwidth kMinBandwidthBytesPerSec..kMaxBandwidthBytesPerSec, only with
 //    nat-filtered (or no mode).
 // With no mode the daemon's default decides, so the mode-dependent rules hold

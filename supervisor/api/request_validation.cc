@@ -1,11 +1,13 @@
 #include "supervisor/api/request_validation.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
 
 #include "netsetup/domain_list.h"
+#include "netsetup/egress_presets.h"
 #include "protocol/frame.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/json_codec.h"
@@ -84,8 +86,8 @@ Result<const json*> BoundedArray(const json& object, const char* name, std::size
 
 Result<NetworkRequest> ParseNetworkObject(const json& object) {
   if (!object.is_object()) return Invalid("network must be an object");
-  if (auto ok = RejectUnknownFields(object, {"mode", "allow_tcp_ports", "allow_cidrs", "allow_domains", "bridge",
-                                             "bandwidth_bytes_per_sec"},
+  if (auto ok = RejectUnknownFields(object, {"mode", "allow_tcp_ports", "allow_cidrs", "allow_domains", "presets",
+                                             "bridge", "bandwidth_bytes_per_sec"},
                                     "network.");
       !ok) {
     return Fail(ok.error());
@@ -137,6 +139,17 @@ Result<NetworkRequest> ParseNetworkObject(const json& object) {
       auto canonical = net::CanonicalDomainPattern(domain.get<std::string>(), field);
       if (!canonical) return Fail(canonical.error());
       request.allow_domains.push_back(std::move(*canonical));
+    }
+  }
+  if (object.contains("presets")) {
+    auto presets = BoundedArray(object, "presets", net::kMaxPresetsPerVm, "preset names");
+    if (!presets) return Fail(presets.error());
+    for (std::size_t i = 0; i < (*presets)->size(); ++i) {
+      const json& preset = (**presets)[i];
+      std::string field = "network.presets[" + std::to_string(i) + "]";
+      if (!preset.is_string()) return Invalid(field + " must be a string; got " + ShowJson(preset));
+      if (auto valid = net::ValidatePresetName(preset.get<std::string>(), field); !valid) return Fail(valid.error());
+      request.presets.push_back(preset.get<std::string>());
     }
   }
   if (object.contains("bridge")) {
@@ -490,6 +503,19 @@ Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
   if (!follow) return Fail(follow.error());
   parsed.follow = *follow;
   return parsed;
+}
+
+Result<std::uint64_t> ParseEgressQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"after"}); !ok) return Fail(ok.error());
+  auto it = query.find("after");
+  if (it == query.end()) return 0;
+  std::uint64_t after = 0;
+  const std::string& text = it->second;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), after);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return Invalid("after must be an egress log sequence number");
+  }
+  return after;
 }
 
 Result<PutFileParams> ParsePutFileQuery(const QueryParams& query) {

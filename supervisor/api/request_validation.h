@@ -78,4 +78,8 @@ struct EventsQuery {
 };
 Result<EventsQuery> ParseEventsQuery(const QueryParams& query);
 
+// GET /v1/vms/{id}/egress: [?after=SEQ], the entries with a larger seq
+// (default 0: all that are kept).
+Result<std::uint64_t> ParseEgressQuery(const QueryParams& query);
+
 }  // namespace agentvm::api

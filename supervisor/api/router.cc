@@ -39,6 +39,7 @@ struct PathRoutes {
 constexpr PathRoutes kRoutes[] = {
     {{"vms"}, {{MethodRoute{"GET", Route::kListVms}, MethodRoute{"POST", Route::kCreateVm}}}},
     {{"pools"}, {{MethodRoute{"GET", Route::kListPools}, std::nullopt}}},
+    {{"presets"}, {{MethodRoute{"GET", Route::kListPresets}, std::nullopt}}},
     {{"events"}, {{MethodRoute{"GET", Route::kEvents}, std::nullopt}}},
     {{"vms", kId}, {{MethodRoute{"GET", Route::kGetVm}, MethodRoute{"DELETE", Route::kDeleteVm}}}},
     {{"vms", kId, "stop"}, {{MethodRoute{"POST", Route::kStopVm}, std::nullopt}}},
@@ -48,6 +49,7 @@ constexpr PathRoutes kRoutes[] = {
     {{"vms", kId, "console"}, {{MethodRoute{"GET", Route::kConsole}, std::nullopt}}},
     {{"vms", kId, "release"}, {{MethodRoute{"POST", Route::kReleaseVm}, std::nullopt}}},
     {{"vms", kId, "network"}, {{MethodRoute{"PATCH", Route::kUpdateNetwork}, std::nullopt}}},
+    {{"vms", kId, "egress"}, {{MethodRoute{"GET", Route::kEgressLog}, std::nullopt}}},
     {{"vms", kId, "snapshots"},
      {{MethodRoute{"GET", Route::kListSnapshots}, MethodRoute{"POST", Route::kSaveSnapshot}}}},
     {{"vms", kId, "snapshots", kName}, {{MethodRoute{"DELETE", Route::kDeleteSnapshot}, std::nullopt}}},
@@ -110,11 +112,13 @@ std::string_view RouteName(Route route) {
     case Route::kConsole: return "console";
     case Route::kReleaseVm: return "release_vm";
     case Route::kListPools: return "list_pools";
+    case Route::kListPresets: return "list_presets";
     case Route::kSaveSnapshot: return "save_snapshot";
     case Route::kListSnapshots: return "list_snapshots";
     case Route::kDeleteSnapshot: return "delete_snapshot";
     case Route::kRestoreSnapshot: return "restore_snapshot";
     case Route::kUpdateNetwork: return "update_network";
+    case Route::kEgressLog: return "egress_log";
     case Route::kEvents: return "events";
     case Route::kMetrics: return "metrics";
   }

@@ -32,11 +32,13 @@ enum class Route {
   kConsole,    // GET    /v1/vms/{id}/console
   kReleaseVm,  // POST   /v1/vms/{id}/release
   kListPools,  // GET    /v1/pools
+  kListPresets,  // GET  /v1/presets
   kSaveSnapshot,     // POST   /v1/vms/{id}/snapshots
   kListSnapshots,    // GET    /v1/vms/{id}/snapshots
   kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}
   kRestoreSnapshot,  // POST   /v1/vms/{id}/snapshots/{name}/restore
   kUpdateNetwork,    // PATCH  /v1/vms/{id}/network
+  kEgressLog,        // GET    /v1/vms/{id}/egress[?after=SEQ]  (NDJSON)
   kEvents,           // GET    /v1/events?vm=&type=&since=&follow=  (NDJSON stream)
   kMetrics,          // GET    /metrics  (Prometheus text format; outside /v1, where scrapers look)
 };

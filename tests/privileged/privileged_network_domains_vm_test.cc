@@ -3,6 +3,7 @@
 // can resolve and reach in the test world.
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -44,6 +45,71 @@ TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   EXPECT_EQ(world.DnsLog(NetWorld::kDnsAddress).find("exfil"), std::string::npos)
       << "a refused name must never reach upstream";
   EXPECT_NE(world.DnsLog(NetWorld::kDnsAddress).find("web.test"), std::string::npos);
+
+  // Every question is in the VM's egress log with its verdict, counted in
+  // inspect and written to the JSONL file in its run dir.
+  auto [log_status, log] = daemon.Http("GET", "/v1/vms/" + id + "/egress", "");
+  ASSERT_EQ(log_status, 200) << log;
+  EXPECT_NE(log.find(R"("name":"secret-data.exfil.test","type":1,"verdict":"refused")"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"("name":"web.test","type":1,"verdict":"allowed","answers":["198.51.100.10"])"),
+            std::string::npos)
+      << log;
+  auto [got, shown] = daemon.Http("GET", "/v1/vms/" + id, "");
+  ASSERT_EQ(got, 200) << shown;
+  EXPECT_GE(json::parse(shown)["network"]["dns_queries"]["refused"].get<int>(), 1) << shown;
+  EXPECT_GE(json::parse(shown)["network"]["dns_queries"]["allowed"].get<int>(), 1) << shown;
+  auto table = daemon.Cli({"egress", id});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  const std::size_t row = table.out.find("secret-data.exfil.test");
+  ASSERT_NE(row, std::string::npos) << table.out;
+  EXPECT_NE(table.out.substr(row, table.out.find('\n', row) - row).find("refused"), std::string::npos) << table.out;
+  EXPECT_TRUE(std::filesystem::exists(daemon.run_dir() + "/vms/" + id + "/egress.jsonl"));
+  auto [metrics_status, metrics] = daemon.Http("GET", "/metrics", "");
+  ASSERT_EQ(metrics_status, 200);
+  const std::string refused_series = "agentvm_dns_queries_total{verdict=\"refused\"} ";
+  const std::size_t series = metrics.find(refused_series);
+  ASSERT_NE(series, std::string::npos) << metrics;
+  EXPECT_GE(std::stod(metrics.substr(series + refused_series.size())), 1) << "counted in the metrics too";
+  EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
+}
+
+// --preset claude-code: the preset's names resolve through the forwarder
+// (the test world serves api.anthropic.com) and reach their address; names
+// outside the preset, web.test among them, are refused. The VM shows the
+// preset it came from.
+TEST(NetworkDomainsVmTest, APresetVmResolvesThePresetsNamesAndNothingElse) {
+  ASSERT_EQ(::geteuid(), 0u) << "the privileged tier must run as root";
+  NetWorld world;
+  Daemon daemon({.netns = world.daemon_ns(), .extra_args = {"--dns-upstream", std::string(NetWorld::kDnsAddress)}});
+  auto created = daemon.Cli({"create", "--preset", "claude-code"});
+  ASSERT_EQ(created.exit_code, 0) << created.err << daemon.Log();
+  const std::string id = created.out.substr(0, created.out.find('\n'));
+  auto [got, shown] = daemon.Http("GET", "/v1/vms/" + id, "");
+  ASSERT_EQ(got, 200) << shown;
+  const json network = json::parse(shown)["network"];
+  EXPECT_EQ(network["presets"], json::array({"claude-code"}));
+  EXPECT_NE(network["allow_domains"].dump().find(NetWorld::kPresetName), std::string::npos) << network.dump();
+  auto guest = [&](const std::string& script) { return daemon.Cli({"exec", id, "--", "sh", "-c", script}); };
+
+  auto resolved = guest(std::string("nslookup ") + NetWorld::kPresetName);
+  EXPECT_EQ(resolved.exit_code, 0) << resolved.out << resolved.err;
+  EXPECT_NE(resolved.out.find(NetWorld::kWebAddress), std::string::npos) << resolved.out;
+  auto fetched = guest(std::string("timeout 5 wget -q -O- http://") + NetWorld::kPresetName + "/");
+  EXPECT_EQ(fetched.exit_code, 0) << fetched.err;
+  EXPECT_EQ(fetched.out, NetWorld::HttpBody(80));
+
+  // web.test exists upstream (the world itself asks for it, so it is in
+  // the upstream log anyway); a name of our own shows nothing reaches it.
+  auto refused = guest(std::string("nslookup ") + NetWorld::kWebName);
+  EXPECT_EQ(refused.out.find(NetWorld::kWebAddress), std::string::npos) << refused.out;
+  guest("nslookup not-in-the-preset.test");
+  EXPECT_EQ(world.DnsLog(NetWorld::kDnsAddress).find("not-in-the-preset"), std::string::npos)
+      << "a name outside the preset never reaches upstream";
+  EXPECT_NE(world.DnsLog(NetWorld::kDnsAddress).find(NetWorld::kPresetName), std::string::npos);
+
+  auto unknown = daemon.Cli({"create", "--preset", "no-such-preset"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("known: claude-code"), std::string::npos) << unknown.err;
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
 }
 

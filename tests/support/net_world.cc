@@ -140,12 +140,15 @@ void NetWorld::Build() {
                  root.string()});
   }
   for (const std::string address : {kDnsAddress, kOtherDnsAddress}) {
-    // --local makes .test ours: a name it lacks, or web.test's AAAA, gets a
-    // plain negative answer instead of REFUSED for want of an upstream.
+    // --local makes .test (and the preset name) ours: a name it lacks, or
+    // web.test's AAAA, gets a plain negative answer instead of REFUSED for
+    // want of an upstream.
     StartServer("dns-" + address,
                 {"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
                  "--bind-interfaces", "--listen-address=" + address, "--port=53", "--local=/test/",
-                 std::string("--host-record=") + kWebName + "," + kWebAddress, "--log-facility=-",
+                 std::string("--host-record=") + kWebName + "," + kWebAddress,
+                 std::string("--host-record=") + kPresetName + "," + kWebAddress,
+                 std::string("--local=/") + kPresetName + "/", "--log-facility=-",
                  "--log-queries", "--pid-file=" + (dir_.path() / ("dns-" + address + ".pid")).string()});
   }
 

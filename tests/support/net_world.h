@@ -48,6 +48,9 @@ class NetWorld {
   static constexpr char kDnsAddress[] = "198.51.100.53";
   static constexpr char kOtherDnsAddress[] = "198.51.100.54";
   static constexpr char kWebName[] = "web.test";  // resolves to kWebAddress on both DNS servers
+  // A vendor's endpoint in the claude-code preset, served here (to
+  // kWebAddress, on both DNS servers) so a --preset VM can resolve it.
+  static constexpr char kPresetName[] = "api.anthropic.com";
   static constexpr char kVmSubnet[] = "10.101.0.0/16";
   static constexpr std::array<int, 3> kHttpPorts = {80, 443, 8080};
 

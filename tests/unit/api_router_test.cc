@@ -28,6 +28,8 @@ TEST(ApiRouterTest, MatchesEveryEndpoint) {
       {"GET", "/v1/vms/vm-1/console", Route::kConsole, "vm-1"},
       {"POST", "/v1/vms/vm-1/release", Route::kReleaseVm, "vm-1"},
       {"GET", "/v1/pools", Route::kListPools, ""},
+      {"GET", "/v1/presets", Route::kListPresets, ""},
+      {"GET", "/v1/vms/vm-1/egress?after=3", Route::kEgressLog, "vm-1"},
       {"POST", "/v1/vms/vm-1/snapshots", Route::kSaveSnapshot, "vm-1"},
       {"GET", "/v1/vms/vm-1/snapshots", Route::kListSnapshots, "vm-1"},
       {"DELETE", "/v1/vms/vm-1/snapshots/before-test", Route::kDeleteSnapshot, "vm-1"},

@@ -386,6 +386,69 @@ TEST_F(CliTest, NetworkOptionsReachTheDaemonAndInspectShowsThem) {
   OnIo([&] { EXPECT_EQ(fake_.last_create->network.bridge, "br-lab"); });
 }
 
+TEST_F(CliTest, PresetsExpandInTheDaemonAndInspectShowsWhereNamesCameFrom) {
+  Outcome created = Cli({"create", "--preset", "npm", "--preset", "pypi", "--allow-domain", "a.test"});
+  ASSERT_EQ(created.status, 0) << created.err;
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_create);
+    EXPECT_EQ(fake_.last_create->network.presets, (std::vector<std::string>{"npm", "pypi"}));
+  });
+  auto network = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["network"];
+  EXPECT_EQ(network["presets"], nlohmann::json::array({"npm", "pypi"}));
+  EXPECT_EQ(network["allow_domains"],
+            nlohmann::json::array({"a.test", "registry.npmjs.org", "pypi.org", "files.pythonhosted.org"}));
+
+  Outcome unknown = Cli({"create", "--preset", "nope"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.err.find("network.presets: no preset \"nope\" (known: claude-code, codex, debian, github, "
+                             "npm, pypi)"),
+            std::string::npos)
+      << unknown.err;
+  Outcome bad = Cli({"run", "--preset", "Not_A_Name", "--", "true"});
+  EXPECT_EQ(bad.status, 125);
+  EXPECT_NE(bad.err.find("--preset: \"Not_A_Name\" is not a preset name"), std::string::npos) << bad.err;
+  EXPECT_EQ(VmCount(), 1u);
+}
+
+TEST_F(CliTest, PresetsTableAndJson) {
+  OnIo([&] { fake_.egress_presets = net::EgressPresets::Make({{"corp", {"git.corp.example"}}}).value(); });
+  Outcome table = Cli({"presets"});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_NE(table.out.find("NAME         SOURCE   DOMAINS\n"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("\npypi         builtin  pypi.org,files.pythonhosted.org\n"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("\ncorp         config   git.corp.example\n"), std::string::npos) << table.out;
+  auto json = nlohmann::json::parse(Cli({"presets", "--json"}).out);
+  EXPECT_EQ(json["presets"].back()["name"], "corp");
+  EXPECT_EQ(json["presets"].back()["source"], "config");
+  EXPECT_EQ(Cli({"presets", "extra"}).status, 2);
+}
+
+TEST_F(CliTest, EgressPrintsTheVmsQuestionsAsATableOrNdjson) {
+  ASSERT_EQ(Cli({"create", "--allow-domain", "a.test"}).status, 0);
+  OnIo([&] {
+    fake_.egress["vm-1"] = {
+        {.seq = 1, .time_ms = 3'600'000 + 61'000, .kind = "dns", .name = "a.test", .dns_type = 1,
+         .verdict = "allowed", .answers = {"198.51.100.10"}},
+        {.seq = 2, .time_ms = 3'600'000 + 62'000, .kind = "dns", .name = "exfil.evil.test", .dns_type = 16,
+         .verdict = "refused"},
+    };
+  });
+  Outcome table = Cli({"egress", "vm-1"});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_EQ(table.out,
+            "TIME      TYPE  NAME             VERDICT  ANSWERS\n"
+            "01:01:01  A     a.test           allowed  198.51.100.10\n"
+            "01:01:02  TXT   exfil.evil.test  refused  -\n");
+  Outcome json = Cli({"egress", "vm-1", "--json"});
+  ASSERT_EQ(json.status, 0) << json.err;
+  EXPECT_EQ(std::count(json.out.begin(), json.out.end(), '\n'), 2);
+  EXPECT_EQ(nlohmann::json::parse(json.out.substr(0, json.out.find('\n')))["verdict"], "allowed");
+  Outcome unknown = Cli({"egress", "vm-9"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.err.find("vm-9"), std::string::npos) << unknown.err;
+  EXPECT_EQ(Cli({"egress"}).status, 2);
+}
+
 TEST_F(CliTest, BadNetworkOptionsAreRefusedBeforeAnyRequest) {
   Outcome refused = Cli({"run", "--allow-port", "53", "--", "true"});
   EXPECT_EQ(refused.status, 125);

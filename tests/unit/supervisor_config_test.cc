@@ -352,6 +352,37 @@ TEST_F(ConfigTest, TheInstalledDefaultFileUncommentedIsTheDefaults) {
   EXPECT_EQ(config.jail.slots, defaults.jail.slots);
   ASSERT_EQ(config.pools.size(), 1u);  // the example
   EXPECT_EQ(config.pools[0].max_total, PoolConfig{}.max_total);
+  ASSERT_EQ(config.egress_presets.size(), 1u);  // the example
+  EXPECT_EQ(config.egress_presets.at("internal").size(), 2u);
+}
+
+TEST_F(ConfigTest, EgressPresetsAreReadAndCheckedAtLoad) {
+  DaemonConfig config;
+  auto applied = ApplyConfigFile(WriteConfig("egress_presets:\n  corp: [Git.Corp.Example, \"*.cdn.corp.example\"]\n"
+                                             "  docs: [docs.corp.example]\n"),
+                                 config);
+  ASSERT_TRUE(applied) << applied.error().message;
+  ASSERT_TRUE(ValidateConfig(config));
+  EXPECT_EQ(config.egress_presets.at("corp"), (std::vector<std::string>{"Git.Corp.Example", "*.cdn.corp.example"}));
+  EXPECT_EQ(config.egress_presets.at("docs"), std::vector<std::string>{"docs.corp.example"});
+
+  auto error_of = [&](const std::string& text) {
+    DaemonConfig fresh;
+    auto read = ApplyConfigFile(WriteConfig(text), fresh);
+    if (!read) return read.error().message;
+    auto valid = ValidateConfig(fresh);
+    return valid ? std::string("accepted") : valid.error().message;
+  };
+  EXPECT_NE(error_of("egress_presets: [a.test]\n").find("must map preset names to lists"), std::string::npos);
+  EXPECT_NE(error_of("egress_presets:\n  corp: a.test\n").find("'egress_presets.corp' must be a list"),
+            std::string::npos);
+  EXPECT_NE(error_of("egress_presets:\n  corp: [{a: b}]\n").find("egress_presets.corp"), std::string::npos);
+  EXPECT_NE(error_of("egress_presets:\n  Corp_1: [a.test]\n").find("is not a preset name"), std::string::npos);
+  EXPECT_NE(error_of("egress_presets:\n  github: [git.corp.example]\n").find("has the name of a built-in preset"),
+            std::string::npos);
+  EXPECT_NE(error_of("egress_presets:\n  corp: [\"*.com\"]\n").find("egress_presets.corp"), std::string::npos);
+  EXPECT_NE(error_of("egress_presets:\n  corp: []\n").find("lists no names"), std::string::npos);
+  EXPECT_EQ(error_of("egress_presets:\n"), "accepted");
 }
 
 }  // namespace

@@ -77,6 +77,19 @@ TEST(MetricsTest, CountersStartAtZeroAndMoveWithWhatIsObserved) {
   EXPECT_NE(after.find("# TYPE agentvm_boot_duration_seconds histogram"), std::string::npos);
 }
 
+TEST(MetricsTest, DnsQuestionsAreCountedByVerdict) {
+  Metrics metrics;
+  Metrics::Snapshot empty;
+  EXPECT_EQ(Sample(metrics.Render(empty), "agentvm_dns_queries_total{verdict=\"refused\"}"), 0);
+  metrics.ObserveDnsQuestion("refused");
+  metrics.ObserveDnsQuestion("refused");
+  metrics.ObserveDnsQuestion("allowed");
+  const std::string text = metrics.Render(empty);
+  EXPECT_EQ(Sample(text, "agentvm_dns_queries_total{verdict=\"refused\"}"), 2);
+  EXPECT_EQ(Sample(text, "agentvm_dns_queries_total{verdict=\"allowed\"}"), 1);
+  EXPECT_EQ(Sample(text, "agentvm_dns_queries_total{verdict=\"failed\"}"), 0);
+}
+
 TEST(MetricsTest, StateIsReadAtScrapeTime) {
   FakeProc proc;
   FakeProcess(proc.path, 4242, /*utime=*/250, /*stime=*/50, /*rss_kib=*/2048, /*fds=*/0);

@@ -18,8 +18,10 @@ TEST(NetworkRecordTest, RoundTripsEverythingButTheLiveCounter) {
                    .allow_tcp_ports = {8080},
                    .allow_cidrs = {"203.0.113.0/24"},
                    .allow_domains = {"api.anthropic.com", "*.github.com"},
+                   .presets = {"github"},
                    .bandwidth_bytes_per_sec = 1 << 20,
-                   .dropped_connections = 9};
+                   .dropped_connections = 9,
+                   .dns_queries = {{"refused", 4}}};
   NetworkInfo back = NetworkInfoFromRecord(NetworkInfoToRecord(info));
   EXPECT_EQ(back.mode, NetworkMode::kNatFiltered);
   EXPECT_EQ(back.address, info.address);
@@ -31,8 +33,10 @@ TEST(NetworkRecordTest, RoundTripsEverythingButTheLiveCounter) {
   EXPECT_EQ(back.allow_tcp_ports, info.allow_tcp_ports);
   EXPECT_EQ(back.allow_cidrs, info.allow_cidrs);
   EXPECT_EQ(back.allow_domains, info.allow_domains);
+  EXPECT_EQ(back.presets, info.presets);
   EXPECT_EQ(back.bandwidth_bytes_per_sec, info.bandwidth_bytes_per_sec);
   EXPECT_EQ(back.dropped_connections, 0u) << "a counter of the running daemon, not state";
+  EXPECT_TRUE(back.dns_queries.empty()) << "a counter of the running daemon, not state";
 }
 
 TEST(NetworkRecordTest, ReadsARecordAnOlderDaemonWrote) {

@@ -72,12 +72,20 @@ class FakeVmService : public VmService {
   // Applied when a create request names no network mode, as agentvmd applies
   // its configured default.
   NetworkMode default_network_mode = NetworkMode::kNatFiltered;
+  // What network.presets may name; expanded into allow_domains as agentvmd does.
+  net::EgressPresets egress_presets;
+  std::map<std::string, std::vector<net::EgressEntry>> egress;  // by VM id
 
   boost::asio::awaitable<Result<VmInfo>> Create(CreateVmRequest request) override {
     ++calls_;
     last_create = request;
     if (!images.contains(request.image)) {
       co_return Fail(ErrorCode::kNotFound, "unknown image: " + request.image);
+    }
+    if (!request.network.presets.empty()) {
+      auto domains = egress_presets.Expand(request.network.presets, request.network.allow_domains, "network.presets");
+      if (!domains) co_return Fail(domains.error());
+      request.network.allow_domains = std::move(*domains);
     }
     VmInfo info;
     int number = next_id_++;
@@ -154,6 +162,22 @@ class FakeVmService : public VmService {
   Result<std::vector<PoolInfo>> Pools() override {
     ++calls_;
     return pools;
+  }
+
+  Result<std::vector<net::EgressPreset>> Presets() override {
+    ++calls_;
+    return egress_presets.all();
+  }
+
+  // What the test put in `egress` for the VM.
+  Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) override {
+    ++calls_;
+    if (auto info = Find(id); !info) return Fail(info.error());
+    std::vector<net::EgressEntry> found;
+    for (const net::EgressEntry& entry : egress[id]) {
+      if (entry.seq > after) found.push_back(entry);
+    }
+    return found;
   }
 
   // As agentvmd: a running nat-filtered VM only; the fields given replace
@@ -331,6 +355,7 @@ class FakeVmService : public VmService {
     network.allow_tcp_ports = request.allow_tcp_ports;
     network.allow_cidrs = request.allow_cidrs;
     network.allow_domains = request.allow_domains;
+    network.presets = request.presets;
     network.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
     return network;
   }
