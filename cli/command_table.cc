@@ -21,6 +21,7 @@ constexpr CommandInfo kCommands[] = {
     {"pools", CommandKind::kPools, "show the warm pools"},
     {"net", CommandKind::kNet, "change a running VM's egress policy (names, ports, subnets, bandwidth)"},
     {"snapshot", CommandKind::kSnapshot, "save, list, restore or delete a VM's named snapshots"},
+    {"events", CommandKind::kEvents, "show what happened to the VMs (-f: as it happens)"},
     {"doctor", CommandKind::kDoctor, "check whether this host can run agentvmd, and what to fix"},
     {"help", CommandKind::kHelp, ""},
 };
