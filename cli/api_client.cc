@@ -322,6 +322,16 @@ Result<void> ApiClient::DownloadTree(const std::string& id, const std::string& d
   return GetStreamed(VmPath(id) + "/archive?path=" + api::PercentEncode(dir), sink);
 }
 
+Result<void> ApiClient::StreamEvents(const std::map<std::string, std::string>& query, const BodySink& sink) {
+  std::string target = "/v1/events";
+  char separator = '?';
+  for (const auto& [name, value] : query) {
+    target += separator + name + "=" + api::PercentEncode(value);
+    separator = '&';
+  }
+  return GetStreamed(target, sink);
+}
+
 Result<std::string> ApiClient::Console(const std::string& id) {
   return Expect(200, "GET", VmPath(id) + "/console");
 }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,9 @@ class ApiClient {
   // A tar stream extracted into (or made from) the directory `dir` in the VM.
   Result<void> UploadTree(const std::string& id, const std::string& dir, const BodyProducer& body);
   Result<void> DownloadTree(const std::string& id, const std::string& dir, const BodySink& sink);
+  // GET /v1/events with `query`: the NDJSON body to `sink` as it streams
+  // (a followed stream ends when the daemon ends it or the sink fails).
+  Result<void> StreamEvents(const std::map<std::string, std::string>& query, const BodySink& sink);
   Result<std::string> Console(const std::string& id);
   Result<void> ReleaseVm(const std::string& id);
   Result<std::vector<PoolInfo>> ListPools();

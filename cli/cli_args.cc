@@ -111,6 +111,38 @@ std::expected<double, UsageError> ParseSeconds(const ArgReader& reader, const st
   return value;
 }
 
+// -f, --vm ID, --type T (repeatable), --since SEQ.
+std::optional<UsageError> TakeEventsOption(ArgReader& reader, EventsSpec& events, bool* matched) {
+  *matched = true;
+  if (reader.flag("--follow", "-f")) {
+    events.follow = true;
+    return std::nullopt;
+  }
+  if (auto vm = reader.value("--vm")) {
+    if (!*vm) return vm->error();
+    events.vm = vm->value();
+    return std::nullopt;
+  }
+  if (auto type = reader.value("--type")) {
+    if (!*type) return type->error();
+    events.types.push_back(type->value());
+    return std::nullopt;
+  }
+  if (auto since = reader.value("--since")) {
+    if (!*since) return since->error();
+    std::uint64_t seq = 0;
+    const std::string& text = since->value();
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seq);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      return reader.Error("--since expects an event's seq (a whole number), not \"" + QuoteForError(text) + "\"");
+    }
+    events.since = seq;
+    return std::nullopt;
+  }
+  *matched = false;
+  return std::nullopt;
+}
+
 // Consumes a --socket option wherever it appears before the command's
 // positional arguments.
 std::optional<UsageError> TakeSocket(ArgReader& reader, CliCommand& command, bool* matched) {
@@ -520,11 +552,16 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       }
       if (matched) continue;
     }
+    if (command.kind == CommandKind::kEvents) {
+      if (auto error = TakeEventsOption(reader, command.events, &matched)) return std::unexpected(*error);
+      if (matched) continue;
+    }
     const bool takes_json = command.kind == CommandKind::kList ||
                             command.kind == CommandKind::kPools ||
                             command.kind == CommandKind::kPresets ||
                             command.kind == CommandKind::kEgress ||
-                            command.kind == CommandKind::kSnapshot;
+                            command.kind == CommandKind::kSnapshot ||
+                            command.kind == CommandKind::kEvents;
     if (takes_json && reader.flag("--json")) {
       command.json = true;
       continue;
@@ -597,6 +634,15 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
     case CommandKind::kPresets:
       error = expect_count(0, 0, "");
       break;
+    case CommandKind::kEvents:
+      error = expect_count(0, 0, "");
+      if (!error) {
+        // The daemon would refuse what its own parser refuses: say so now.
+        if (auto query = api::ParseEventsQuery(EventsQueryParams(command.events)); !query) {
+          error = reader.Error(query.error().message);
+        }
+      }
+      break;
     case CommandKind::kSnapshot:
       error = ParseSnapshotArgs(reader, positional, command);
       break;
@@ -649,6 +695,17 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
 }
 
 }  // namespace
+
+std::map<std::string, std::string> EventsQueryParams(const EventsSpec& events) {
+  std::map<std::string, std::string> query;
+  query["follow"] = events.follow ? "true" : "false";
+  query["since"] = std::to_string(events.since.value_or(0));
+  if (!events.vm.empty()) query["vm"] = events.vm;
+  std::string types;
+  for (const std::string& type : events.types) types += (types.empty() ? "" : ",") + type;
+  if (!events.types.empty()) query["type"] = types;
+  return query;
+}
 
 bool RelaysCommandStatus(CommandKind kind) { return CommandOf(kind).relays_status; }
 

@@ -32,7 +32,7 @@ inline constexpr char kDefaultSocket[] = "/run/agentvm/agentvm.sock";
 
 enum class CommandKind {
   kHelp, kRun, kCreate, kList, kInspect, kExec, kCopy, kLogs, kStop, kRemove,
-  kRelease, kPools, kPresets, kEgress, kSnapshot, kShell, kDoctor, kNet,
+  kRelease, kPools, kPresets, kEgress, kSnapshot, kShell, kDoctor, kNet, kEvents,
 };
 
 // `agentvm snapshot save|ls|restore|rm`.
@@ -57,6 +57,20 @@ struct CopySpec {
   bool recursive = false;  // -r: a directory tree (a tar stream with "-")
 };
 
+// `agentvm events`'s flags: the query of GET /v1/events, checked with the
+// API's own rules (api::ParseEventsQuery) before it is sent.
+struct EventsSpec {
+  bool follow = false;             // -f: stream new events until interrupted
+  std::string vm;                  // --vm ID
+  std::vector<std::string> types;  // --type T (repeatable)
+  std::optional<std::uint64_t> since;  // --since SEQ
+};
+
+// The query of GET /v1/events that asks for `events`: without -f what the
+// daemon's ring holds; with -f that, then every new event (--since SEQ:
+// only those after SEQ).
+std::map<std::string, std::string> EventsQueryParams(const EventsSpec& events);
+
 struct CliCommand {
   CommandKind kind = CommandKind::kHelp;
   std::string socket_path = kDefaultSocket;
@@ -67,13 +81,14 @@ struct CliCommand {
   ExecSpec exec;                  // run, exec
   std::vector<std::string> ids;   // inspect, exec, logs, snapshot: one; stop, rm, release: one or more
   bool force = false;             // rm -f
-  bool json = false;              // ls, pools, presets, egress, snapshot ls: --json
+  bool json = false;              // ls, pools, presets, egress, snapshot ls, events: --json
   bool follow = false;            // egress -f
   CopySpec copy;                  // cp
   SnapshotAction snapshot_action = SnapshotAction::kList;  // snapshot
   std::string snapshot_name;      // snapshot save, restore, rm: valid (IsValidSnapshotName)
   std::vector<std::string> daemon_args;  // doctor: agentvmd's options (--config FILE, ...)
   NetChange net;                  // net: the flags, canonical
+  EventsSpec events;              // events
 };
 
 struct UsageError {

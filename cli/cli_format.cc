@@ -6,6 +6,8 @@
 #include <ctime>
 #include <iterator>
 
+#include <nlohmann/json.hpp>
+
 #include "netsetup/dns_message.h"
 
 namespace agentvm::cli {
@@ -133,6 +135,45 @@ std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std:
                     FormatAge(snapshot.created_at, now)});
   }
   return FormatTable(rows);
+}
+
+namespace {
+
+// A string shown as it is: printable ASCII, no blank, quote, backslash or '='.
+bool IsPlainWord(const std::string& text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return c > ' ' && c < 0x7f && c != '"' && c != '\\' && c != '=';
+  });
+}
+
+std::string ValueText(const nlohmann::ordered_json& value) {
+  if (value.is_string() && IsPlainWord(value.get_ref<const std::string&>())) return value.get<std::string>();
+  // ensure_ascii: control and non-ASCII characters become \u escapes.
+  return value.dump(-1, ' ', true, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+// Pads `text` with blanks to `width`, then two more (a longer one keeps them).
+std::string Column(std::string text, std::size_t width) {
+  text.resize(std::max(text.size(), width), ' ');
+  return text + "  ";
+}
+
+}  // namespace
+
+Result<std::string> FormatEventLine(std::string_view ndjson_line) {
+  auto event = nlohmann::ordered_json::parse(ndjson_line, nullptr, false);
+  if (!event.is_object()) return Fail(ErrorCode::kInternal, "agentvmd sent an event that is not a JSON object");
+  auto text_of = [&](const char* key) {
+    auto it = event.find(key);
+    return it == event.end() ? std::string("-") : ValueText(*it);
+  };
+  std::string line = Column(text_of("time"), 24) + Column(text_of("vm"), 15) + Column(text_of("type"), 17);
+  for (const auto& [key, value] : event.items()) {
+    if (key == "seq" || key == "time" || key == "vm" || key == "type") continue;
+    line += ValueText(key) + "=" + ValueText(value) + " ";
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line + "\n";
 }
 
 }  // namespace agentvm::cli

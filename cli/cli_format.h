@@ -1,11 +1,13 @@
 // Human-readable output of agentvm: the tables of `ls`, `pools`, `presets`
-// and `snapshot ls`. Pure.
+// and `snapshot ls`, the lines of `events`. Pure.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/error.h"
 #include "netsetup/egress_log.h"
 #include "netsetup/egress_presets.h"
 #include "supervisor/vm_types.h"
@@ -37,5 +39,14 @@ std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool
 
 // Columns NAME SIZE AGE; SIZE is the saved memory and device state.
 std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now);
+
+// One event of GET /v1/events (its NDJSON line) as one line of text:
+// TIME VM TYPE then the event's other fields as key=value, e.g.
+//   2026-12-04T21:22:41.530Z  vm-3f2a9c1b7d4e  exec_finished      exec=8 exit_code=0 ms=11529
+// Columns are fixed (a stream cannot be measured first). A string value that
+// is not plain printable ASCII without blanks, quotes or '=' is JSON-quoted,
+// so what a VM's user put in a command name cannot drive the terminal.
+// Ends with '\n'; an error when the line is not a JSON object.
+Result<std::string> FormatEventLine(std::string_view ndjson_line);
 
 }  // namespace agentvm::cli

@@ -289,6 +289,26 @@ the new policy.
 Example:
   agentvm net vm-1a2b3c --allow-domain registry.npmjs.org --deny-port 8080
 )";
+    case CommandKind::kEvents:
+      return R"(Usage: agentvm events [-f] [--vm ID] [--type TYPE]... [--since SEQ] [--json]
+
+Prints what happened to the VMs, one line per event: TIME (UTC), VM, TYPE
+and the event's details. Without -f it prints the events agentvmd still
+holds (its last 1000) and exits; with -f (--follow) it then prints each new
+event as it happens, until interrupted (Ctrl-C).
+
+  -f, --follow   keep printing new events
+  --vm ID        only this VM's events
+  --type TYPE    only events of this type (repeatable): created, started,
+                 exec_started, exec_finished, policy_changed,
+                 snapshot_saved, snapshot_restored, stopped, failed,
+                 adopted, removed
+  --since SEQ    only events after the one numbered SEQ (the "seq" --json shows)
+  --json         print agentvmd's JSON lines as they come
+
+Example:
+  agentvm events -f --vm vm-3f2a9c1b7d4e --type exec_finished
+)";
     case CommandKind::kDoctor:
       return R"(Usage: agentvm doctor [AGENTVMD-OPTIONS...]
 

@@ -23,6 +23,7 @@ constexpr CommandInfo kCommands[] = {
     {"egress", CommandKind::kEgress, "show what a VM asked the resolver (the egress log)"},
     {"net", CommandKind::kNet, "change a running VM's egress policy (names, ports, subnets, bandwidth)"},
     {"snapshot", CommandKind::kSnapshot, "save, list, restore or delete a VM's named snapshots"},
+    {"events", CommandKind::kEvents, "show what happened to the VMs (-f: as it happens)"},
     {"doctor", CommandKind::kDoctor, "check whether this host can run agentvmd, and what to fix"},
     {"help", CommandKind::kHelp, ""},
 };

@@ -19,6 +19,7 @@
 #include "cli/cli_format.h"
 #include "cli/copy_command.h"
 #include "cli/doctor_command.h"
+#include "cli/events_command.h"
 #include "cli/net_command.h"
 #include "cli/interactive_exec.h"
 #include "cli/terminal.h"
@@ -345,6 +346,7 @@ int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& c
     case CommandKind::kCopy: return Copy(command, client, context);
     case CommandKind::kDoctor: return Doctor(command, context);
     case CommandKind::kNet: return Net(command, client, context);
+    case CommandKind::kEvents: return Events(command, client, context);
     case CommandKind::kHelp: break;
   }
   return 0;

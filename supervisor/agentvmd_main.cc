@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "common/logging.h"
 #include "common/spawn.h"
 #include "supervisor/api/api_server.h"
+#include "supervisor/api/metrics_server.h"
 #include "supervisor/config.h"
 #include "supervisor/doctor.h"
 #include "supervisor/state_store.h"
@@ -59,6 +61,8 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config, bool& doctor) {
        "a warm pool as KEY=VALUE,... with any of the keys image, cpus, memory_mib, network, min_ready, "
        "max_total, ttl_sec, fill_parallelism (e.g. image=tiny,network=isolated,min_ready=3); repeatable; replaces the "
        "config file's pools")
+      ("metrics-listen", po::value<std::string>(), "ADDRESS:PORT to serve GET /metrics on TCP as well, "
+                                                   "e.g. 127.0.0.1:9464 (default: only on the socket)")
       ("log-level", po::value<std::string>(), "trace | debug | info | warn | error (default info)");
   po::variables_map flags;
   try {
@@ -93,6 +97,7 @@ int ParseFlags(int argc, char** argv, DaemonConfig& config, bool& doctor) {
   set("subnet", config.subnet);
   set("dns-upstream", config.dns_upstream);
   set("memory-templates", config.memory_templates);
+  set("metrics-listen", config.metrics_listen);
   if (flags.count("agent-timeout")) config.agent_timeout = std::chrono::seconds(flags["agent-timeout"].as<int>());
   if (flags.count("stop-grace")) config.stop_grace = std::chrono::seconds(flags["stop-grace"].as<int>());
   if (flags.count("no-golden-snapshots")) config.golden_snapshots = false;
@@ -159,6 +164,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   log->info("listening on {}", config.socket_path);
+  std::optional<agentvm::api::MetricsServer> metrics;
+  if (!config.metrics_listen.empty()) {
+    auto address = agentvm::ParseMetricsListen(config.metrics_listen);  // checked with the config
+    metrics.emplace(io, **supervisor, agentvm::api::MetricsServerOptions{.host = address->host, .port = address->port});
+    if (auto started = metrics->Start(); !started) {
+      log->critical("{}", started.error().message);
+      return 1;
+    }
+  }
   (*supervisor)->StartPools();
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
@@ -168,12 +182,14 @@ int main(int argc, char** argv) {
       // Exactly what a crash leaves, which the next daemon adopts: no VM
       // object may run its destructor (that would kill its QEMU).
       api.Stop();
+      if (metrics) metrics->Stop();
       log->info("signal {}: exiting and leaving the VMs running for the next agentvmd", signal);
       spdlog::shutdown();
       std::_Exit(0);
     }
     log->info("signal {}: stopping every VM, then exiting", signal);
     api.Stop();
+    if (metrics) metrics->Stop();
     agentvm::SpawnDetached(
         io,
         [&]() -> boost::asio::awaitable<void> {

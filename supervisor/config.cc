@@ -4,6 +4,7 @@
 #include <charconv>
 #include <set>
 
+#include <boost/asio/ip/address.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include "netsetup/egress_presets.h"
@@ -341,6 +342,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "qemu_img") applied = set_string(config.qemu_img_binary);
     else if (key == "log_level") applied = set_string(config.log_level);
     else if (key == "audit_log") applied = set_string(config.audit_log);
+    else if (key == "metrics_listen") applied = set_string(config.metrics_listen);
     else if (key == "agent_timeout_sec") applied = set_seconds(config.agent_timeout);
     else if (key == "stop_grace_sec") applied = set_seconds(config.stop_grace);
     else if (key == "default_cpus") applied = set_int(config.default_cpus);
@@ -369,6 +371,31 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
   return {};
 }
 
+Result<MetricsListenAddress> ParseMetricsListen(const std::string& text) {
+  auto invalid = [&] {
+    return Fail(ErrorCode::kInvalidArgument,
+                "metrics_listen must be ADDRESS:PORT (127.0.0.1:9464, [::1]:9464), not '" + text + "'");
+  };
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return invalid();
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    return invalid();  // an IPv6 address needs its brackets
+  }
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(host, ec);
+  if (ec) return invalid();
+  const std::string port_text = text.substr(colon + 1);
+  unsigned port = 0;
+  auto [end, parse_ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (parse_ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
+    return invalid();
+  }
+  return MetricsListenAddress{.host = std::move(host), .port = static_cast<std::uint16_t>(port)};
+}
+
 Result<void> ValidateConfig(const DaemonConfig& config) {
   for (const auto& [name, dir] : {std::pair{"socket", config.socket_path}, {"state_dir", config.state_dir},
                                   {"image_dir", config.image_dir}, {"run_dir", config.run_dir}}) {
@@ -379,6 +406,9 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
   if (config.memory_templates != "cow" && config.memory_templates != "copy") {
     return Fail(ErrorCode::kInvalidArgument,
                 "memory_templates must be cow or copy, not '" + config.memory_templates + "'");
+  }
+  if (!config.metrics_listen.empty()) {
+    if (auto address = ParseMetricsListen(config.metrics_listen); !address) return Fail(address.error());
   }
   if (!config.audit_log.empty() && config.audit_log[0] != '/') {
     return Fail(ErrorCode::kInvalidArgument, "audit_log must be an absolute path, not '" + config.audit_log + "'");

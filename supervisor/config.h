@@ -54,6 +54,9 @@ struct DaemonConfig {
   // One JSON line per changing API call (docs/operations.md, "Audit log");
   // empty: off, the default.
   std::string audit_log;
+  // ADDRESS:PORT where GET /metrics is also served on TCP (docs/
+  // operations.md, "Metrics"); empty: only on the API socket, the default.
+  std::string metrics_listen;
   std::chrono::seconds agent_timeout{90};  // boot to agent answering, TCG is slow
   std::chrono::seconds stop_grace{10};     // agent/ACPI power-off before kill
   int default_cpus = 1;
@@ -118,6 +121,14 @@ Result<PoolConfig> ParsePoolSpec(std::string_view spec);
 // Checks values that would otherwise fail much later (relative paths, commas
 // QEMU would split on, out-of-range numbers).
 Result<void> ValidateConfig(const DaemonConfig& config);
+
+// metrics_listen: "127.0.0.1:9464", "[::1]:9464", "0.0.0.0:9464" (an IP
+// literal, not a name; the port 1-65535).
+struct MetricsListenAddress {
+  std::string host;
+  std::uint16_t port = 0;
+};
+Result<MetricsListenAddress> ParseMetricsListen(const std::string& text);
 Result<void> ValidateNetworkConfig(const DaemonConfig& config);
 
 }  // namespace agentvm

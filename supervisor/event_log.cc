@@ -19,7 +19,8 @@ nlohmann::ordered_json EventToJson(const Event& event) {
 }
 
 bool EventFilter::Matches(const Event& event) const {
-  return (vm.empty() || vm == event.vm) && (type.empty() || type == event.type);
+  return (vm.empty() || vm == event.vm) &&
+         (types.empty() || std::find(types.begin(), types.end(), event.type) != types.end());
 }
 
 EventSubscription::EventSubscription(boost::asio::any_io_executor executor, EventFilter filter,
@@ -77,6 +78,7 @@ const Event& EventLog::Publish(std::string type, std::string vm, nlohmann::order
                         .type = std::move(type),
                         .vm = std::move(vm),
                         .fields = std::move(fields)});
+  if (recorder_) recorder_(ring_.back());
   std::erase_if(subscribers_, [](const std::weak_ptr<EventSubscription>& weak) { return weak.expired(); });
   for (auto& weak : subscribers_) weak.lock()->Offer(ring_.back());
   return ring_.back();

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,10 +48,10 @@ inline constexpr char kDroppedEventType[] = "dropped";
 // then the fields}; a marker has no seq and no vm.
 nlohmann::ordered_json EventToJson(const Event& event);
 
-// Empty members match everything.
+// Empty members match everything; an event matches one of `types`.
 struct EventFilter {
   std::string vm;
-  std::string type;
+  std::vector<std::string> types;
   bool Matches(const Event& event) const;
 };
 
@@ -96,6 +97,12 @@ class EventLog {
   // with Since() (no co_await between), nothing is missed or seen twice.
   std::shared_ptr<EventSubscription> Subscribe(boost::asio::any_io_executor executor, EventFilter filter);
 
+  // Called with each event as it is published, before any subscriber: for
+  // the audit log, the durable record, which must see every event (a
+  // subscriber that falls behind may miss some). One recorder at a time; an
+  // empty function removes it.
+  void SetRecorder(std::function<void(const Event&)> recorder) { recorder_ = std::move(recorder); }
+
   std::uint64_t last_seq() const { return next_seq_ - 1; }
 
  private:
@@ -104,6 +111,7 @@ class EventLog {
   std::deque<Event> ring_;
   std::uint64_t next_seq_ = 1;
   std::vector<std::weak_ptr<EventSubscription>> subscribers_;
+  std::function<void(const Event&)> recorder_;
 };
 
 }  // namespace agentvm

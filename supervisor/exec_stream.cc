@@ -127,6 +127,14 @@ void ExecStream::Finish(Result<protocol::ExecResult> result) {
   if (auto done = std::exchange(on_finish_, nullptr)) done(*result_);
 }
 
+void ExecStream::OnFinish(std::function<void(const Result<protocol::ExecResult>&)> done) {
+  if (finished()) {
+    done(*result_);
+    return;
+  }
+  on_finish_ = std::move(done);
+}
+
 void ExecStream::StdinAcknowledged(std::uint64_t bytes) {
   stdin_in_flight_ -= std::min(bytes, stdin_in_flight_);
   stdin_room_.Notify();

@@ -112,8 +112,9 @@ class ExecStream : public std::enable_shared_from_this<ExecStream> {
 
   // Calls `done` once, when the command ends or the exec fails (after
   // Finish), for whoever keeps count of execs (the daemon's events and
-  // metrics). At most one; a later call replaces it.
-  void OnFinish(std::function<void(const Result<protocol::ExecResult>&)> done) { on_finish_ = std::move(done); }
+  // metrics); at once if that already happened (a quick command can end
+  // before its starter gets here). At most one; a later call replaces it.
+  void OnFinish(std::function<void(const Result<protocol::ExecResult>&)> done);
 
   // Sets Options::give_up_at once the deadline is known (the command started).
   void set_give_up_at(Clock::time_point at) { options_.give_up_at = at; }

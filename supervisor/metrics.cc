@@ -22,6 +22,34 @@ const prometheus::Histogram::BucketBoundaries kExecBuckets = {0.01, 0.05, 0.1, 0
 constexpr VmState kStates[] = {VmState::kCreating, VmState::kStarting, VmState::kRunning,
                                VmState::kStopping, VmState::kStopped,  VmState::kFailed};
 
+// Per-VM block and network I/O: counters QEMU and the kernel keep, passed on.
+void RenderVmIo(const Metrics::Snapshot& snapshot, prometheus::Registry& now) {
+  auto counter = [&](const char* name, const char* help) -> prometheus::Family<prometheus::Counter>& {
+    return prometheus::BuildCounter().Name(name).Help(help).Register(now);
+  };
+  auto& read_bytes = counter("agentvm_vm_block_read_bytes_total", "Bytes a VM's drive read, from QEMU's blockstats");
+  auto& written_bytes =
+      counter("agentvm_vm_block_written_bytes_total", "Bytes a VM's drive wrote, from QEMU's blockstats");
+  auto& read_ops = counter("agentvm_vm_block_read_ops_total", "Read requests a VM's drive completed");
+  auto& write_ops = counter("agentvm_vm_block_write_ops_total", "Write requests a VM's drive completed");
+  auto& transmit = counter("agentvm_vm_network_transmit_bytes_total", "Bytes a VM sent on its NIC (its tap's rx)");
+  auto& receive = counter("agentvm_vm_network_receive_bytes_total", "Bytes a VM received on its NIC (its tap's tx)");
+  for (const auto& vm : snapshot.vms) {
+    for (const BlockIo& drive : vm.block) {
+      const prometheus::Labels labels{{"vm", vm.id}, {"drive", drive.drive}};
+      read_bytes.Add(labels).Increment(static_cast<double>(drive.read_bytes));
+      written_bytes.Add(labels).Increment(static_cast<double>(drive.written_bytes));
+      read_ops.Add(labels).Increment(static_cast<double>(drive.read_ops));
+      write_ops.Add(labels).Increment(static_cast<double>(drive.write_ops));
+    }
+    if (!vm.pid || vm.tap.empty()) continue;
+    if (auto io = ReadTapIo(vm.tap, snapshot.sys)) {
+      transmit.Add({{"vm", vm.id}}).Increment(static_cast<double>(io->transmit_bytes));
+      receive.Add({{"vm", vm.id}}).Increment(static_cast<double>(io->receive_bytes));
+    }
+  }
+}
+
 }  // namespace
 
 std::string ExecResultLabel(const Result<protocol::ExecResult>& result) {
@@ -114,6 +142,7 @@ std::string Metrics::Render(const Snapshot& snapshot) const {
     cpu.Add({{"vm", vm.id}}).Increment(stats->cpu_seconds);
     rss.Add({{"vm", vm.id}}).Set(static_cast<double>(stats->resident_bytes));
   }
+  RenderVmIo(snapshot, now);
   // The names every Prometheus client library uses for its own process.
   const pid_t self = snapshot.daemon_pid != 0 ? snapshot.daemon_pid : ::getpid();
   if (auto stats = ReadProcessStats(self, snapshot.proc)) {

@@ -7,7 +7,8 @@
 // pool hand-out, an exec ending). What is a state rather than an event (VMs
 // by state, pools, per-VM CPU and memory, the daemon's own memory and fds)
 // is read at scrape time from a Snapshot the Supervisor fills, so no gauge
-// of a removed VM lingers.
+// of a removed VM lingers. Per-VM I/O: the Supervisor asks QEMU for block
+// stats (bounded in time) into the Snapshot; the taps' counters are read here.
 #pragma once
 
 #include <sys/types.h>
@@ -19,6 +20,7 @@
 
 #include "common/error.h"
 #include "protocol/exec_types.h"
+#include "supervisor/vm_io_stats.h"
 #include "supervisor/vm_types.h"
 
 namespace prometheus {
@@ -37,11 +39,15 @@ class Metrics {
     std::string id;
     VmState state = VmState::kCreating;
     std::optional<int> pid;  // QEMU's, while it runs
+    std::string tap;         // its NIC's tap on the host, if it has one
+    // Its drives' counters; empty when QEMU did not answer in time.
+    std::vector<BlockIo> block;
   };
   struct Snapshot {
     std::vector<VmSample> vms;  // the users' VMs (not pool or golden ones)
     std::vector<PoolInfo> pools;
     std::string proc = "/proc";  // procfs root (tests use a fake one)
+    std::string sys = "/sys";    // sysfs root, for the taps' counters (likewise)
     pid_t daemon_pid = 0;        // 0: this process
   };
 

@@ -74,7 +74,7 @@ class Supervisor : public VmService {
   boost::asio::awaitable<Result<void>> RestoreSnapshot(const std::string& id, const std::string& name) override;
   boost::asio::awaitable<Result<void>> DeleteSnapshot(const std::string& id, const std::string& name) override;
   EventLog& Events() override { return *events_; }
-  Result<std::string> MetricsText() override;
+  boost::asio::awaitable<Result<std::string>> MetricsText() override;
 
  private:
   Supervisor(boost::asio::any_io_executor executor, DaemonConfig config, std::shared_ptr<Jailer> jailer,
@@ -106,6 +106,13 @@ class Supervisor : public VmService {
   void NoteStarted(const Vm& vm, std::chrono::steady_clock::time_point began);
   // An exec started in VM `id`; its end is told when the stream finishes.
   void NoteExec(const std::string& id, const std::string& command, ExecStream& exec);
+  // A running VM's egress policy changed: the fields `update` gave, as they are now.
+  void NotePolicyChanged(const std::string& id, const NetworkUpdate& update);
+  // The block I/O of each of `vms` (null: not asked), asked of their QEMUs
+  // at once and waited for at most kBlockStatsTimeout; a VM that did not
+  // answer in time has no entries.
+  boost::asio::awaitable<std::vector<std::vector<BlockIo>>> GatherBlockStats(std::vector<std::shared_ptr<Vm>> vms);
+  static constexpr std::chrono::milliseconds kBlockStatsTimeout{2000};
 
   // supervisor_recover.cc
   // Registers the VM of `record` with `state` (a recovered one: no QEMU).

@@ -3,6 +3,8 @@
 #include <chrono>
 
 #include "common/logging.h"
+#include "common/notifier.h"
+#include "common/spawn.h"
 #include "supervisor/supervisor.h"
 
 namespace agentvm {
@@ -70,15 +72,64 @@ void Supervisor::NoteExec(const std::string& id, const std::string& command, Exe
   });
 }
 
-Result<std::string> Supervisor::MetricsText() {
+void Supervisor::NotePolicyChanged(const std::string& id, const NetworkUpdate& update) {
+  nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+  if (update.allow_tcp_ports) fields["allow_tcp_ports"] = *update.allow_tcp_ports;
+  if (update.allow_cidrs) fields["allow_cidrs"] = *update.allow_cidrs;
+  if (update.allow_domains) fields["allow_domains"] = *update.allow_domains;
+  if (update.bandwidth_bytes_per_sec) {
+    // null: no limit any more.
+    fields["bandwidth_bytes_per_sec"] = update.bandwidth_bytes_per_sec->has_value()
+                                            ? nlohmann::ordered_json(**update.bandwidth_bytes_per_sec)
+                                            : nlohmann::ordered_json(nullptr);
+  }
+  events_->Publish("policy_changed", id, std::move(fields));
+}
+
+boost::asio::awaitable<Result<std::string>> Supervisor::MetricsText() {
   Metrics::Snapshot snapshot;
+  std::vector<std::shared_ptr<Vm>> running;  // by the index of their sample
   for (const auto& [id, vm] : vms_) {
     if (vm->unclaimed()) continue;
     const VmInfo info = vm->Info();
-    snapshot.vms.push_back(Metrics::VmSample{.id = id, .state = info.state, .pid = info.pid});
+    snapshot.vms.push_back(Metrics::VmSample{.id = id, .state = info.state, .pid = info.pid, .tap = info.network.tap});
+    running.push_back(info.state == VmState::kRunning ? vm : nullptr);
   }
   for (const auto& [name, pool] : pools_) snapshot.pools.push_back(pool->Info());
-  return metrics_->Render(snapshot);
+  auto block = co_await GatherBlockStats(std::move(running));
+  for (std::size_t i = 0; i < block.size(); ++i) snapshot.vms[i].block = std::move(block[i]);
+  co_return metrics_->Render(snapshot);
+}
+
+boost::asio::awaitable<std::vector<std::vector<BlockIo>>> Supervisor::GatherBlockStats(
+    std::vector<std::shared_ptr<Vm>> vms) {
+  // Every QEMU is asked at once, and the scrape waits for all of them only
+  // until one deadline: a hung QMP costs its VM's block series, never the
+  // scrape. A late answer lands in `gathering`, which it shares, and is dropped.
+  struct Gathering {
+    explicit Gathering(boost::asio::any_io_executor executor, std::size_t count) : done(executor), block(count) {}
+    Notifier done;
+    std::size_t left = 0;
+    std::vector<std::vector<BlockIo>> block;
+  };
+  auto gathering = std::make_shared<Gathering>(executor_, vms.size());
+  const auto deadline = std::chrono::steady_clock::now() + kBlockStatsTimeout;
+  for (std::size_t i = 0; i < vms.size(); ++i) {
+    if (!vms[i]) continue;
+    ++gathering->left;
+    SpawnDetached(
+        executor_,
+        [vm = vms[i], gathering, i]() -> boost::asio::awaitable<void> {
+          auto stats = co_await vm->QueryBlockStats(kBlockStatsTimeout);
+          if (stats) gathering->block[i] = std::move(*stats);
+          if (--gathering->left == 0) gathering->done.Notify();
+        },
+        vms[i]->id() + ": query-blockstats", Log());
+  }
+  while (gathering->left > 0) {
+    if (!co_await gathering->done.WaitUntil(deadline)) break;
+  }
+  co_return gathering->block;  // a copy: late answers may still write into it
 }
 
 }  // namespace agentvm

@@ -49,6 +49,7 @@
 #include "supervisor/image_store.h"
 #include "supervisor/state_store.h"
 #include "supervisor/vm_host.h"
+#include "supervisor/vm_io_stats.h"
 #include "supervisor/vm_paths.h"
 #include "supervisor/vm_service.h"
 
@@ -172,6 +173,10 @@ class Vm : public std::enable_shared_from_this<Vm> {
 
   // The agent answers within `timeout` (health check; vm_guest.cc).
   boost::asio::awaitable<Result<void>> Ping(std::chrono::milliseconds timeout);
+
+  // Its drives' I/O counters from QMP `query-blockstats`, within `timeout`
+  // (for the metrics; vm_block_stats.cc); the VM must be running.
+  boost::asio::awaitable<Result<std::vector<BlockIo>>> QueryBlockStats(std::chrono::milliseconds timeout);
 
   const Image& image() const { return spec_.image; }
   const VmPaths& paths() const { return spec_.paths; }

@@ -22,6 +22,7 @@ Result<VmInfo> Supervisor::UpdateNetwork(const std::string& id, const NetworkUpd
   auto vm = Find(id);
   if (!vm) return Fail(vm.error());
   if (auto updated = (*vm)->UpdateNetwork(update); !updated) return Fail(updated.error());
+  NotePolicyChanged(id, update);
   return InfoOf(**vm);
 }
 

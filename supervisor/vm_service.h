@@ -90,7 +90,9 @@ class VmService {
   // What happened to the VMs, for GET /v1/events (event_log.h).
   virtual EventLog& Events() = 0;
   // Every metric in Prometheus' text exposition format, for GET /metrics.
-  virtual Result<std::string> MetricsText() = 0;
+  // What QEMU must be asked (block I/O) is bounded in time: a hung VM
+  // leaves its series out, it never holds the scrape.
+  virtual boost::asio::awaitable<Result<std::string>> MetricsText() = 0;
 };
 
 }  // namespace agentvm

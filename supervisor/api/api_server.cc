@@ -93,6 +93,8 @@ Result<void> ApiServer::Start() {
     auto audit = AuditLog::Open(options().audit_log_path);
     if (!audit) return Fail(audit.error());
     state_->context->audit = std::move(*audit);
+    state_->context->service.Events().SetRecorder(
+        [audit = state_->context->audit](const Event& event) { audit->WriteEvent(event); });
   }
 
   struct stat existing{};

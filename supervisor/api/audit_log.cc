@@ -42,6 +42,21 @@ std::string AuditLine(const AuditRecord& record) {
   return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
+std::string AuditEventLine(const Event& event) {
+  nlohmann::ordered_json line = {
+      {"time", FormatRfc3339Utc(event.time_ms)},
+      {"event", event.type},
+      {"seq", event.seq},
+      {"vm", event.vm},
+  };
+  if (event.fields.is_object()) {
+    for (const auto& [key, value] : event.fields.items()) {
+      if (!line.contains(key)) line[key] = value;
+    }
+  }
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string path, std::uint64_t max_bytes) {
   std::error_code ec;
   const auto dir = std::filesystem::path(path).parent_path();
@@ -72,8 +87,11 @@ Result<void> AuditLog::Rotate() {
   return {};
 }
 
-void AuditLog::Write(const AuditRecord& record) {
-  const std::string line = AuditLine(record);
+void AuditLog::Write(const AuditRecord& record) { Append(AuditLine(record)); }
+
+void AuditLog::WriteEvent(const Event& event) { Append(AuditEventLine(event)); }
+
+void AuditLog::Append(const std::string& line) {
   if (size_ > 0 && size_ + line.size() > max_bytes_) {
     if (auto rotated = Rotate(); !rotated) Logger("api")->error("{}", rotated.error().message);
   }

@@ -5,6 +5,13 @@
 // query string and no request body is ever read into it, so file contents,
 // stdin, argv and env values never reach the log.
 //
+// It also gets one line per lifecycle event (event_log.h: created, started,
+// exec_finished, stopped, ...), so the log is the durable record of what
+// happened to the VMs, not only of who asked: {"time", "event" (the type),
+// "seq", "vm", then the event's fields}. A line with "event" is a lifecycle
+// event, one with "method" an API call. Events carry no file contents, no
+// env and of an exec only argv[0].
+//
 // Lines are appended with O_APPEND and one write(2) each. When the file
 // would grow past `max_bytes`, it is renamed to "<path>.1" (replacing the
 // previous one) and a new file is started: at most two files, bounded.
@@ -19,6 +26,7 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "supervisor/event_log.h"
 
 namespace agentvm::api {
 
@@ -46,11 +54,14 @@ class AuditLog {
 
   // Appends the record's line; a failure is logged, never fatal to the call.
   void Write(const AuditRecord& record);
+  // Appends the event's line, the same way.
+  void WriteEvent(const Event& event);
 
   const std::string& path() const { return path_; }
 
  private:
   AuditLog(std::string path, std::uint64_t max_bytes, UniqueFd fd, std::uint64_t size);
+  void Append(const std::string& line);
   Result<void> Rotate();
 
   std::string path_;
@@ -61,5 +72,7 @@ class AuditLog {
 
 // The record's JSON line, newline included.
 std::string AuditLine(const AuditRecord& record);
+// The event's JSON line, newline included.
+std::string AuditEventLine(const Event& event);
 
 }  // namespace agentvm::api

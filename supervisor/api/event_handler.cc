@@ -31,7 +31,7 @@ awaitable<void> ApiHandlers::StreamEvents(const RouteMatch& match, Responder& re
     co_return;
   }
   EventLog& log = service_.Events();
-  const EventFilter filter{.vm = query->vm, .type = query->type};
+  const EventFilter filter{.vm = query->vm, .types = query->types};
   // Subscribed before the replay is taken, with no co_await between: no
   // event falls between the two, none comes twice.
   std::shared_ptr<EventSubscription> subscription;

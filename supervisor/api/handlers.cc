@@ -163,7 +163,7 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
     }
     case Route::kMetrics: {
       if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
-      auto text = service_.MetricsText();
+      auto text = co_await service_.MetricsText();
       if (!text) co_return ErrorResponse(text.error());
       co_return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(*text), {}};
     }

@@ -482,11 +482,18 @@ Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
     parsed.vm = it->second;
   }
   if (auto it = query.find("type"); it != query.end()) {
-    const std::string& type = it->second;
-    const bool ok = !type.empty() && type.size() <= 32 &&
-                    std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
-    if (!ok) return Invalid("type must be an event type such as started or exec_finished");
-    parsed.type = type;
+    // Comma-separated: type=exec_started,exec_finished.
+    const std::string& list = it->second;
+    for (std::size_t start = 0; start <= list.size();) {
+      std::size_t end = list.find(',', start);
+      if (end == std::string::npos) end = list.size();
+      const std::string type = list.substr(start, end - start);
+      const bool ok = !type.empty() && type.size() <= 32 && parsed.types.size() < kMaxEventTypes &&
+                      std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
+      if (!ok) return Invalid("type must be event types such as started or exec_finished, comma-separated");
+      parsed.types.push_back(type);
+      start = end + 1;
+    }
   }
   if (auto it = query.find("since"); it != query.end()) {
     const std::string& text = it->second;

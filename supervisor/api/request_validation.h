@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -67,9 +68,12 @@ Result<std::string> ParseGetFileQuery(const QueryParams& query);
 Result<std::size_t> ParseConsoleQuery(const QueryParams& query);
 
 // GET /v1/events: [?vm=ID][&type=T][&since=SEQ][&follow=true|false].
+// At most this many types in one events query (more than there are).
+inline constexpr std::size_t kMaxEventTypes = 32;
+
 struct EventsQuery {
   std::string vm;    // empty: every VM
-  std::string type;  // empty: every type
+  std::vector<std::string> types;  // empty: every type
   // Replay the ring's events with a larger sequence number first. Without
   // it, a followed stream starts with the next event and one that is not
   // followed replays the whole ring.

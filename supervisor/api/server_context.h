@@ -16,11 +16,15 @@ namespace agentvm::api {
 
 struct ServerContext {
   ServerContext(VmService& service, ApiOptions opts)
-      : options(std::move(opts)), handlers(service) {}
+      : service(service), options(std::move(opts)), handlers(service) {}
 
+  VmService& service;
   ApiOptions options;
   ApiHandlers handlers;
-  std::unique_ptr<AuditLog> audit;  // null without options.audit_log_path
+  // Null without options.audit_log_path. Shared with the service's event
+  // log, which records every lifecycle event in it (even after Stop(): a
+  // daemon stopping its VMs still tells of them).
+  std::shared_ptr<AuditLog> audit;
   // Close callbacks of the open connections, by connection number.
   std::map<std::uint64_t, std::function<void()>> connections;
   // Connections waiting for a request header, by connection number: since

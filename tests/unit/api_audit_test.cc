@@ -108,6 +108,36 @@ TEST_F(ApiAuditTest, OneLinePerChangingCallWithTheCallersUidAndNoBody) {
   EXPECT_EQ(json::parse(lines[1])["vm"], "vm-1");
 }
 
+TEST_F(ApiAuditTest, EveryLifecycleEventIsALineToo) {
+  StartServer();
+  OnIo([&] {
+    fake_.events.Publish("created", "vm-1", {{"image", "tiny"}});
+    fake_.events.Publish("exec_finished", "vm-1", {{"exec", 2}, {"exit_code", 0}, {"ms", 40}});
+    fake_.events.Publish("failed", "vm-1", {{"reason", "qemu exited"}});
+  });
+  StopServer();
+  // A daemon that stopped its API still tells of the VMs it stops (no io
+  // thread runs now: published from here).
+  fake_.events.Publish("removed", "vm-1");
+  auto lines = LinesOf(audit_path_);
+  ASSERT_EQ(lines.size(), 4u);
+  std::vector<std::string> types;
+  for (const std::string& text : lines) {
+    json line = json::parse(text);
+    types.push_back(line["event"]);
+    EXPECT_EQ(line["vm"], "vm-1");
+    EXPECT_FALSE(line.contains("method")) << text;
+    const std::string time = line["time"];
+    EXPECT_EQ(time.size(), 24u) << time;  // 2026-12-04T21:22:29.123Z
+    EXPECT_EQ(time.back(), 'Z') << time;
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"created", "exec_finished", "failed", "removed"}));
+  json finished = json::parse(lines[1]);
+  EXPECT_EQ(finished["seq"], 2);
+  EXPECT_EQ(finished["exit_code"], 0);
+  EXPECT_EQ(json::parse(lines[2])["reason"], "qemu exited");
+}
+
 TEST(AuditLogTest, RotatesBySizeKeepingOneOldFile) {
   char pattern[] = "/tmp/agentvm-audit-XXXXXX";
   const std::string dir = ::mkdtemp(pattern);

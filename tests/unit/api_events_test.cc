@@ -117,6 +117,20 @@ TEST_F(ApiEventsTest, FollowingGetsEachNewEventThatPassesTheFilters) {
   EXPECT_EQ(lines[0]["reason"], "stopped by request");
 }
 
+TEST_F(ApiEventsTest, SeveralTypesAreCommaSeparated) {
+  StartServer();
+  Publish("created", "vm-a");
+  Publish("exec_started", "vm-a");
+  Publish("exec_finished", "vm-a");
+  Publish("stopped", "vm-a");
+  EventStream stream(options_.socket_path, "/v1/events?follow=false&type=exec_finished,created");
+  ASSERT_EQ(stream.status(), 200);
+  auto lines = stream.Lines(3);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["type"], "created");
+  EXPECT_EQ(lines[1]["type"], "exec_finished");
+}
+
 TEST_F(ApiEventsTest, SinceReplaysTheMissedEventsThenFollows) {
   StartServer();
   Publish("created", "vm-a");
@@ -143,6 +157,7 @@ TEST_F(ApiEventsTest, AFollowedStreamEndsWhenTheServerStops) {
 TEST_F(ApiEventsTest, BadQueriesAreRefused) {
   StartServer();
   for (const char* target : {"/v1/events?since=x", "/v1/events?follow=maybe", "/v1/events?type=Started",
+                             "/v1/events?type=started,,stopped", "/v1/events?type=started,",
                              "/v1/events?vm=..%2F", "/v1/events?color=red"}) {
     EventStream stream(options_.socket_path, target);
     EXPECT_EQ(stream.status(), 400) << target;

@@ -554,6 +554,67 @@ TEST_F(CliTest, LogsPrintsTheConsole) {
   EXPECT_NE(logs.out.find("agentvm-guest: ready"), std::string::npos);
 }
 
+TEST_F(CliTest, EventsPrintsWhatTheDaemonHoldsAndEnds) {
+  OnIo([&] {
+    fake_.events.Publish("created", "vm-1", {{"image", "tiny"}, {"cpus", 1}});
+    fake_.events.Publish("started", "vm-1", {{"boot", "cold"}, {"ms", 812}});
+    fake_.events.Publish("created", "vm-2", {{"image", "tiny"}, {"cpus", 2}});
+  });
+  Outcome all = Cli({"events"});
+  EXPECT_EQ(all.status, 0) << all.err;
+  std::vector<std::string> lines;
+  for (std::istringstream in(all.out); std::getline(in, lines.emplace_back());) {}
+  lines.pop_back();
+  ASSERT_EQ(lines.size(), 3u) << all.out;
+  EXPECT_NE(lines[0].find("  vm-1             created            image=tiny cpus=1"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("  vm-1             started            boot=cold ms=812"), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[0].find('Z'), 23u) << lines[0];  // RFC 3339 UTC time first
+
+  Outcome json = Cli({"events", "--json", "--vm", "vm-1", "--type", "started"});
+  EXPECT_EQ(json.status, 0) << json.err;
+  auto event = nlohmann::json::parse(json.out);
+  EXPECT_EQ(event["seq"], 2);
+  EXPECT_EQ(event["boot"], "cold");
+
+  Outcome none = Cli({"events", "--since", "3"});
+  EXPECT_EQ(none.status, 0);
+  EXPECT_EQ(none.out, "");
+}
+
+TEST_F(CliTest, EventsFollowPrintsEachNewEventUntilTheDaemonEndsTheStream) {
+  OnIo([&] { fake_.events.Publish("created", "vm-1"); });
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  MemFile err("stderr");
+  CliContext context;
+  context.env_socket = options_.socket_path;
+  context.out_fd = pipe_fds[1];
+  context.err_fd = err.fd();
+  int status = -1;
+  std::thread follower([&] { status = RunCli({"events", "-f", "--vm", "vm-1"}, context); });
+  // Lines as they come: the one from before the stream, then each new one.
+  FILE* out = ::fdopen(pipe_fds[0], "r");
+  auto next_line = [&] {
+    char buffer[512];
+    return std::string(std::fgets(buffer, sizeof buffer, out) ? buffer : "");
+  };
+  EXPECT_NE(next_line().find("created"), std::string::npos);
+  OnIo([&] {
+    fake_.events.Publish("exec_started", "vm-2", {{"command", "make"}});  // another VM's
+    fake_.events.Publish("exec_started", "vm-1", {{"command", "make"}});
+  });
+  EXPECT_NE(next_line().find("vm-1             exec_started       command=make"), std::string::npos);
+  OnIo([&] { fake_.events.Publish("removed", "vm-1"); });
+  EXPECT_NE(next_line().find("removed"), std::string::npos);
+  StopServer();
+  follower.join();
+  ::close(pipe_fds[1]);
+  EXPECT_EQ(next_line(), "");
+  std::fclose(out);
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(err.Contents().rfind("agentvm: the event stream ended: ", 0), 0u) << err.Contents();
+}
+
 TEST_F(CliTest, HelpGoesToStdoutAndExitsZero) {
   Outcome help = Cli({"--help"});
   EXPECT_EQ(help.status, 0);

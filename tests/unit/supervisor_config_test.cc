@@ -69,6 +69,29 @@ TEST_F(ConfigTest, ValidationCatchesWhatWouldFailLater) {
   EXPECT_FALSE(ValidateConfig(bad_accel));
 }
 
+TEST_F(ConfigTest, MetricsListenIsAnIpAndPort) {
+  DaemonConfig config;
+  ASSERT_TRUE(ApplyConfigFile(WriteConfig("metrics_listen: 127.0.0.1:9464\n"), config));
+  EXPECT_EQ(config.metrics_listen, "127.0.0.1:9464");
+  EXPECT_TRUE(ValidateConfig(config));
+  auto v4 = ParseMetricsListen("0.0.0.0:9464");
+  ASSERT_TRUE(v4) << v4.error().message;
+  EXPECT_EQ(v4->host, "0.0.0.0");
+  EXPECT_EQ(v4->port, 9464);
+  auto v6 = ParseMetricsListen("[::1]:9100");
+  ASSERT_TRUE(v6) << v6.error().message;
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 9100);
+  for (const char* bad : {"9464", ":9464", "localhost:9464", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:",
+                          "::1:9464", "127.0.0.1:94x", "[::1]"}) {
+    auto parsed = ParseMetricsListen(bad);
+    ASSERT_FALSE(parsed) << bad;
+    EXPECT_NE(parsed.error().message.find("metrics_listen must be ADDRESS:PORT"), std::string::npos);
+    config.metrics_listen = bad;
+    EXPECT_FALSE(ValidateConfig(config)) << bad;
+  }
+}
+
 TEST_F(ConfigTest, ConsoleCapsAreKeysWithinBounds) {
   DaemonConfig config;
   EXPECT_EQ(config.console_memory_kib, 128);

@@ -55,8 +55,8 @@ TEST(EventLogTest, FiltersByVmAndType) {
   log.Publish("created", "vm-b");
   log.Publish("stopped", "vm-b");
   EXPECT_EQ(log.Since(0, {.vm = "vm-b"}).size(), 2u);
-  EXPECT_EQ(log.Since(0, {.vm = "vm-b", .type = "created"}).size(), 1u);
-  EXPECT_EQ(log.Since(0, {.type = "removed"}).size(), 0u);
+  EXPECT_EQ(log.Since(0, {.vm = "vm-b", .types = {"created"}}).size(), 1u);
+  EXPECT_EQ(log.Since(0, {.types = {"removed"}}).size(), 0u);
 }
 
 TEST(EventLogTest, JsonLineHasSeqTimeTypeVmAndTheFields) {

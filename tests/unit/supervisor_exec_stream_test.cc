@@ -68,6 +68,20 @@ TEST_F(ExecStreamTest, HandsOutOutputInOrderThenTheResult) {
   EXPECT_EQ(exec->result()->exit_code, 3);
 }
 
+TEST_F(ExecStreamTest, TheEndIsToldOnceEvenToAWatcherThatCameAfterIt) {
+  auto before = Make(Window(1024));
+  int told = 0;
+  before->OnFinish([&](const Result<protocol::ExecResult>& result) { told += result->exit_code.value_or(-1); });
+  before->Finish(protocol::ExecResult{.exit_code = 3});
+  before->Finish(protocol::ExecResult{.exit_code = 4});
+  EXPECT_EQ(told, 3);
+  // A quick command can end before its starter registers (the events' exec_finished).
+  auto after = Make(Window(1024));
+  after->Finish(protocol::ExecResult{.exit_code = 5});
+  after->OnFinish([&](const Result<protocol::ExecResult>& result) { told += result->exit_code.value_or(-1); });
+  EXPECT_EQ(told, 8);
+}
+
 TEST_F(ExecStreamTest, OutputBeyondTheWindowIsRefusedAndNotQueued) {
   auto exec = Make(Window(10));
   ASSERT_TRUE(exec->PushOutput(OutputStream::kStdout, std::string(8, 'x')));

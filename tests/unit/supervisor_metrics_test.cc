@@ -10,6 +10,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 
 namespace agentvm {
@@ -113,6 +114,57 @@ TEST(MetricsTest, StateIsReadAtScrapeTime) {
   EXPECT_EQ(Sample(text, "agentvm_vm_resident_memory_bytes{vm=\"vm-c\"}"), -1);
   EXPECT_EQ(Sample(text, "process_resident_memory_bytes"), 1024 * 1024);
   EXPECT_EQ(Sample(text, "process_open_fds"), 5);
+}
+
+TEST(MetricsTest, PerVmBlockAndNetworkIoAreCountersWithAVmLabel) {
+  FakeProc proc;  // also the fake sysfs root
+  FakeProcess(proc.path, 4242, 1, 1, 1024, 0);
+  const auto stats = proc.path / "class" / "net" / "avm-a" / "statistics";
+  std::filesystem::create_directories(stats);
+  std::ofstream(stats / "rx_bytes") << "1500\n";  // the tap received: the VM sent
+  std::ofstream(stats / "tx_bytes") << "90000\n";
+  Metrics metrics;
+  Metrics::Snapshot snapshot;
+  snapshot.proc = proc.path.string();
+  snapshot.sys = proc.path.string();
+  snapshot.vms = {{.id = "vm-a",
+                   .state = VmState::kRunning,
+                   .pid = 4242,
+                   .tap = "avm-a",
+                   .block = {BlockIo{.drive = "disk0", .read_bytes = 4096, .written_bytes = 8192, .read_ops = 1,
+                                     .write_ops = 2}}},
+                  {.id = "vm-b", .state = VmState::kRunning, .pid = 4242, .tap = "../../etc"}};
+  std::string text = metrics.Render(snapshot);
+  EXPECT_EQ(Sample(text, "agentvm_vm_block_read_bytes_total{drive=\"disk0\",vm=\"vm-a\"}"), 4096) << text;
+  EXPECT_EQ(Sample(text, "agentvm_vm_block_written_bytes_total{drive=\"disk0\",vm=\"vm-a\"}"), 8192);
+  EXPECT_EQ(Sample(text, "agentvm_vm_block_read_ops_total{drive=\"disk0\",vm=\"vm-a\"}"), 1);
+  EXPECT_EQ(Sample(text, "agentvm_vm_block_write_ops_total{drive=\"disk0\",vm=\"vm-a\"}"), 2);
+  EXPECT_EQ(Sample(text, "agentvm_vm_network_transmit_bytes_total{vm=\"vm-a\"}"), 1500);
+  EXPECT_EQ(Sample(text, "agentvm_vm_network_receive_bytes_total{vm=\"vm-a\"}"), 90000);
+  EXPECT_EQ(Sample(text, "agentvm_vm_network_receive_bytes_total{vm=\"vm-b\"}"), -1);
+}
+
+TEST(MetricsTest, BlockStatsAreParsedFromQmpsReplyAndBadEntriesSkipped) {
+  auto reply = nlohmann::json::parse(R"([
+    {"device": "", "node-name": "disk0", "qdev": "/machine/peripheral-anon/device[1]/virtio-backend",
+     "stats": {"rd_bytes": 1048576, "wr_bytes": 4096, "rd_operations": 30, "wr_operations": 1, "flush_operations": 9}},
+    {"device": "cd0", "stats": {"rd_bytes": 5}},
+    {"device": "", "stats": {"rd_bytes": 5}},
+    {"node-name": "disk1"},
+    {"node-name": "disk2", "stats": {"rd_bytes": -3, "wr_bytes": "x"}},
+    "junk"
+  ])");
+  auto drives = ParseBlockStats(reply);
+  ASSERT_EQ(drives.size(), 3u);
+  EXPECT_EQ(drives[0].drive, "disk0");
+  EXPECT_EQ(drives[0].read_bytes, 1048576u);
+  EXPECT_EQ(drives[0].written_bytes, 4096u);
+  EXPECT_EQ(drives[0].read_ops, 30u);
+  EXPECT_EQ(drives[0].write_ops, 1u);
+  EXPECT_EQ(drives[1].drive, "cd0");
+  EXPECT_EQ(drives[2].drive, "disk2");
+  EXPECT_EQ(drives[2].read_bytes, 0u);
+  EXPECT_TRUE(ParseBlockStats(nlohmann::json::object()).empty());
 }
 
 }  // namespace

@@ -246,9 +246,9 @@ class FakeVmService : public VmService {
   EventLog& Events() override { return events; }
   // What GET /metrics serves.
   std::string metrics_text = "# TYPE agentvm_boots_total counter\nagentvm_boots_total{mode=\"cold\"} 0\n";
-  Result<std::string> MetricsText() override {
+  boost::asio::awaitable<Result<std::string>> MetricsText() override {
     ++calls_;
-    return metrics_text;
+    co_return metrics_text;
   }
 
   boost::asio::awaitable<Result<std::shared_ptr<ExecStream>>> StartExec(
