@@ -2,23 +2,19 @@
 // report on stdout, progress on stderr. `scripts/bench` builds and runs it.
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string_view>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 
 #include "bench/bench_daemon.h"
 #include "bench/boot_bench.h"
+#include "bench/channel_bench.h"
 #include "bench/exec_bench.h"
 #include "bench/exec_rtt.h"
-#include "bench/channel_bench.h"
 #include "bench/egress_bench.h"
 #include "bench/net_bench.h"
 #include "bench/processes.h"
@@ -234,34 +230,5 @@ int main(int argc, char** argv) {
   if (options.command.empty()) options.command = "agentvm-bench";
   SetLogLevel("warn");
 
-  asio::io_context io;
-  bool interrupted = false;
-  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    interrupted = true;
-    io.stop();
-  });
-  int exit_code = 1;
-  asio::co_spawn(io, Run(std::move(options)), [&](std::exception_ptr error, int code) {
-    exit_code = code;
-    if (error) {
-      try {
-        std::rethrow_exception(error);
-      } catch (const std::exception& e) {
-        std::cerr << "agentvm-bench: " << e.what() << "\n";
-      }
-      exit_code = 1;
-    }
-    signals.cancel();
-  });
-  io.run();
-  if (interrupted) {
-    // The benchmark's objects are suspended mid-flight; end what they started
-    // from the lists instead of unwinding them.
-    std::cerr << "agentvm-bench: interrupted; stopping every VM and agentvmd it started\n";
-    EmergencyCleanup();
-    std::_Exit(130);
-  }
-  return exit_code;
+  return RunInterruptibly("agentvm-bench", [&options] { return Run(std::move(options)); });
 }

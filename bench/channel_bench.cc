@@ -7,11 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -193,25 +190,7 @@ int ChannelMain(int argc, char** argv) {
     return 2;
   }
   SetLogLevel("warn");
-  asio::io_context io;
-  bool interrupted = false;
-  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    interrupted = true;
-    io.stop();
-  });
-  int exit_code = 1;
-  asio::co_spawn(io, Run(options), [&](std::exception_ptr error, int code) {
-    exit_code = error ? 1 : code;
-    signals.cancel();
-  });
-  io.run();
-  if (interrupted) {
-    EmergencyCleanup();
-    std::_Exit(130);
-  }
-  return exit_code;
+  return RunInterruptibly("agentvm-bench channel", [options] { return Run(options); });
 }
 
 }  // namespace agentvm::bench

@@ -13,6 +13,13 @@
 #include <thread>
 #include <vector>
 
+#include <exception>
+#include <iostream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
 #include "supervisor/pidfd.h"
 
 namespace agentvm::bench {
@@ -124,6 +131,38 @@ WorkDir::~WorkDir() {
   std::error_code ec;
   fs::remove_all(path_, ec);
   UntrackWorkDir();
+}
+
+int RunInterruptibly(const std::string& name, std::function<boost::asio::awaitable<int>()> work) {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  bool interrupted = false;
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    interrupted = true;
+    io.stop();
+  });
+  int exit_code = 1;
+  asio::co_spawn(io, work(), [&](std::exception_ptr error, int code) {
+    exit_code = code;
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        std::cerr << name << ": " << e.what() << "\n";
+      }
+      exit_code = 1;
+    }
+    signals.cancel();
+  });
+  io.run();
+  if (interrupted) {
+    std::cerr << name << ": interrupted; stopping every VM and agentvmd it started\n";
+    EmergencyCleanup();
+    std::_Exit(130);
+  }
+  return exit_code;
 }
 
 }  // namespace agentvm::bench

@@ -9,7 +9,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <utility>  // boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/awaitable.hpp>
 
 namespace agentvm::bench {
 
@@ -35,6 +39,13 @@ void UntrackWorkDir();
 // Called on SIGINT/SIGTERM after the event loop stopped: ends every tracked
 // process and removes the work directory.
 void EmergencyCleanup();
+
+// Runs `work` on a fresh io_context and returns its exit code (1 if it
+// threw, with the reason on stderr). SIGINT, SIGTERM or SIGHUP stop it: the
+// benchmark's objects are then suspended mid-flight, so instead of unwinding
+// them this ends what they started from the lists (EmergencyCleanup) and
+// exits 130. `name` prefixes the messages.
+int RunInterruptibly(const std::string& name, std::function<boost::asio::awaitable<int>()> work);
 
 // A fresh directory `<parent>/agentvm-bench-XXXXXX`, removed (with all it
 // holds) by the destructor, which must run after everything using it ended.
