@@ -34,6 +34,8 @@ void RenderVmIo(const Metrics::Snapshot& snapshot, prometheus::Registry& now) {
   auto& write_ops = counter("agentvm_vm_block_write_ops_total", "Write requests a VM's drive completed");
   auto& transmit = counter("agentvm_vm_network_transmit_bytes_total", "Bytes a VM sent on its NIC (its tap's rx)");
   auto& receive = counter("agentvm_vm_network_receive_bytes_total", "Bytes a VM received on its NIC (its tap's tx)");
+  auto& refused = counter("agentvm_vm_refused_connections_total",
+                          "New outbound connections a nat-filtered VM's egress policy refused");
   for (const auto& vm : snapshot.vms) {
     for (const BlockIo& drive : vm.block) {
       const prometheus::Labels labels{{"vm", vm.id}, {"drive", drive.drive}};
@@ -43,6 +45,7 @@ void RenderVmIo(const Metrics::Snapshot& snapshot, prometheus::Registry& now) {
       write_ops.Add(labels).Increment(static_cast<double>(drive.write_ops));
     }
     if (!vm.pid || vm.tap.empty()) continue;
+    refused.Add({{"vm", vm.id}}).Increment(static_cast<double>(vm.refused_connections));
     if (auto io = ReadTapIo(vm.tap, snapshot.sys)) {
       transmit.Add({{"vm", vm.id}}).Increment(static_cast<double>(io->transmit_bytes));
       receive.Add({{"vm", vm.id}}).Increment(static_cast<double>(io->receive_bytes));

@@ -40,6 +40,9 @@ class Metrics {
     VmState state = VmState::kCreating;
     std::optional<int> pid;  // QEMU's, while it runs
     std::string tap;         // its NIC's tap on the host, if it has one
+    // New outbound connections its egress policy refused (the firewall's
+    // counter, as `inspect` shows it: dropped_connections).
+    std::uint64_t refused_connections = 0;
     // Its drives' counters; empty when QEMU did not answer in time.
     std::vector<BlockIo> block;
   };

@@ -91,8 +91,12 @@ boost::asio::awaitable<Result<std::string>> Supervisor::MetricsText() {
   std::vector<std::shared_ptr<Vm>> running;  // by the index of their sample
   for (const auto& [id, vm] : vms_) {
     if (vm->unclaimed()) continue;
-    const VmInfo info = vm->Info();
-    snapshot.vms.push_back(Metrics::VmSample{.id = id, .state = info.state, .pid = info.pid, .tap = info.network.tap});
+    const VmInfo info = InfoOf(*vm);
+    snapshot.vms.push_back(Metrics::VmSample{.id = id,
+                                             .state = info.state,
+                                             .pid = info.pid,
+                                             .tap = info.network.tap,
+                                             .refused_connections = info.network.dropped_connections});
     running.push_back(info.state == VmState::kRunning ? vm : nullptr);
   }
   for (const auto& [name, pool] : pools_) snapshot.pools.push_back(pool->Info());

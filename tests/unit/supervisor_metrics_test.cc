@@ -131,6 +131,7 @@ TEST(MetricsTest, PerVmBlockAndNetworkIoAreCountersWithAVmLabel) {
                    .state = VmState::kRunning,
                    .pid = 4242,
                    .tap = "avm-a",
+                   .refused_connections = 7,
                    .block = {BlockIo{.drive = "disk0", .read_bytes = 4096, .written_bytes = 8192, .read_ops = 1,
                                      .write_ops = 2}}},
                   {.id = "vm-b", .state = VmState::kRunning, .pid = 4242, .tap = "../../etc"}};
@@ -142,6 +143,7 @@ TEST(MetricsTest, PerVmBlockAndNetworkIoAreCountersWithAVmLabel) {
   EXPECT_EQ(Sample(text, "agentvm_vm_network_transmit_bytes_total{vm=\"vm-a\"}"), 1500);
   EXPECT_EQ(Sample(text, "agentvm_vm_network_receive_bytes_total{vm=\"vm-a\"}"), 90000);
   EXPECT_EQ(Sample(text, "agentvm_vm_network_receive_bytes_total{vm=\"vm-b\"}"), -1);
+  EXPECT_EQ(Sample(text, "agentvm_vm_refused_connections_total{vm=\"vm-a\"}"), 7);
 }
 
 TEST(MetricsTest, BlockStatsAreParsedFromQmpsReplyAndBadEntriesSkipped) {
