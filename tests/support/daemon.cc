@@ -148,6 +148,23 @@ std::string Daemon::Log() const {
   return buffer.str();
 }
 
+nlohmann::json Daemon::Inspect(const std::string& id) const {
+  auto [status, body] = Http("GET", "/v1/vms/" + id);
+  EXPECT_EQ(status, 200) << body;
+  return nlohmann::json::parse(body, nullptr, false);
+}
+
+nlohmann::json Daemon::WaitSettled(const std::string& id) const {
+  nlohmann::json info;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (std::chrono::steady_clock::now() < deadline) {
+    info = Inspect(id);
+    if (info.value("state", "") != "starting") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return info;
+}
+
 std::filesystem::path Daemon::GoldenSnapshotDir(std::chrono::seconds limit) const {
   namespace fs = std::filesystem;
   const fs::path root = fs::path(state_dir()) / "golden";

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/support/command.h"
 #include "tests/support/temp_dir.h"
 
@@ -51,6 +53,11 @@ class Daemon {
                                    const std::string& body = "") const;
   // What agentvmd logged so far.
   std::string Log() const;
+  // GET /v1/vms/{id}: the VM's JSON (a test failure unless 200).
+  nlohmann::json Inspect(const std::string& id) const;
+  // Inspect() until the VM leaves "starting" (a boot or an adoption after a
+  // restart done or failed), for at most two minutes.
+  nlohmann::json WaitSettled(const std::string& id) const;
   // The committed golden snapshot's directory under the state dir, once
   // there is one (a rebuild may be under way); empty, and a test failure
   // with the log, if none is there within `limit`.

@@ -60,12 +60,6 @@ std::string CreateVm(const Daemon& daemon) {
   return created.out.substr(0, created.out.find('\n'));
 }
 
-nlohmann::json Inspect(const Daemon& daemon, const std::string& id) {
-  auto [status, body] = daemon.Http("GET", "/v1/vms/" + id);
-  EXPECT_EQ(status, 200) << body;
-  return nlohmann::json::parse(body, nullptr, false);
-}
-
 TEST(VmHostileGuestTest, AJunkFloodWithoutReadingFailsOnlyItsOwnChannel) {
   const auto start = std::chrono::steady_clock::now();
   Daemon daemon;
@@ -84,13 +78,13 @@ TEST(VmHostileGuestTest, AJunkFloodWithoutReadingFailsOnlyItsOwnChannel) {
   // The host refuses the junk, then gives up on the channel.
   std::string failure;
   for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
-    failure = Inspect(daemon, hostile).value("guest_channel_error", "");
+    failure = daemon.Inspect(hostile).value("guest_channel_error", "");
     if (!failure.empty()) break;
     std::this_thread::sleep_for(250ms);
   }
   ASSERT_FALSE(failure.empty()) << daemon.Log();
   EXPECT_NE(failure.find("broke the protocol"), std::string::npos) << failure;
-  EXPECT_EQ(Inspect(daemon, hostile)["state"], "running");
+  EXPECT_EQ(daemon.Inspect(hostile)["state"], "running");
 
   // The guest goes on flooding; the daemon and the other VM do not care.
   const auto flood_end = std::chrono::steady_clock::now() + kFloodFor;

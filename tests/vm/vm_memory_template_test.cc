@@ -14,7 +14,6 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -41,17 +40,6 @@ json Create(const Daemon& daemon, const std::string& boot) {
 
 CommandResult Sh(const Daemon& daemon, const std::string& id, const std::string& script) {
   return daemon.Cli({"exec", id, "--", "sh", "-c", script});
-}
-
-// Polls until the VM leaves "starting" (an adoption after a restart done or failed).
-std::string WaitSettled(const Daemon& daemon, const std::string& id) {
-  std::string state;
-  for (auto deadline = std::chrono::steady_clock::now() + 120s; std::chrono::steady_clock::now() < deadline;) {
-    state = json::parse(daemon.Http("GET", "/v1/vms/" + id).second, nullptr, false).value("state", "");
-    if (state != "starting") break;
-    std::this_thread::sleep_for(200ms);
-  }
-  return state;
 }
 
 json Meta(const fs::path& golden) { return json::parse(std::ifstream(golden / "meta.json"), nullptr, false); }
@@ -179,7 +167,9 @@ TEST(VmMemoryTemplateTest, ClonesShareOneSealedTemplateThatSurvivesARestartAndIs
   // A daemon restart: the clones are adopted with their memories, and the
   // next restore loads the template anew from its file.
   daemon.CrashAndRestart();
-  for (const json& clone : clones) EXPECT_EQ(WaitSettled(daemon, clone.value("id", "")), "running");
+  for (const json& clone : clones) {
+    EXPECT_EQ(daemon.WaitSettled(clone.value("id", "")).value("state", ""), "running");
+  }
   auto read = Sh(daemon, clones[1].value("id", ""), kReadOwn);
   EXPECT_EQ(read.out, sums[1] + clones[1].value("id", "") + "\n0\n") << read.err << daemon.Log();
   const json after_restart = Create(daemon, "restore");

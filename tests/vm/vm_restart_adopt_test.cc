@@ -44,19 +44,8 @@ class VmRestartAdoptTest : public ::testing::Test {
     EXPECT_EQ(status, 201) << text << daemon_->Log();
     return json::parse(text, nullptr, false);
   }
-  json Inspect(const std::string& id) {
-    return json::parse(daemon_->Http("GET", "/v1/vms/" + id).second, nullptr, false);
-  }
-  // Polls until the VM leaves "starting" (adoption done or failed).
-  json WaitSettled(const std::string& id) {
-    json info;
-    for (auto deadline = std::chrono::steady_clock::now() + 120s; std::chrono::steady_clock::now() < deadline;) {
-      info = Inspect(id);
-      if (info.value("state", "") != "starting") break;
-      std::this_thread::sleep_for(200ms);
-    }
-    return info;
-  }
+  json Inspect(const std::string& id) { return daemon_->Inspect(id); }
+  json WaitSettled(const std::string& id) { return daemon_->WaitSettled(id); }
   CommandResult Guest(const std::string& id, const std::string& script) {
     return daemon_->Cli({"exec", id, "--", "sh", "-c", script});
   }
