@@ -167,6 +167,7 @@ Result<void> JailFromYaml(const YAML::Node& node, JailConfig& jail) {
                  : key == "pids_max"            ? &jail.pids_max
                  : key == "cpu_weight"          ? &jail.cpu_weight
                  : key == "nofile"              ? &jail.nofile
+                 : key == "virtiofsd_memory_mib" ? &jail.virtiofsd_memory_mib
                                                 : nullptr;
     if (!field) return Invalid("unknown key '" + name + "'");
     auto v = Scalar<int>(entry.second, name);
@@ -185,8 +186,9 @@ Result<void> ValidateJail(const JailConfig& jail) {
     return Invalid("jail.cgroup_name must be one path component, not '" + jail.cgroup_name + "'");
   }
   if (jail.memory_overhead_mib < 0 || jail.tcg_overhead_mib < 0 || jail.pids_max < 16 || jail.nofile < 64 ||
-      jail.cpu_weight < 1 || jail.cpu_weight > 10000) {
-    return Invalid("jail: overheads must be >= 0, pids_max >= 16, nofile >= 64, cpu_weight 1..10000");
+      jail.cpu_weight < 1 || jail.cpu_weight > 10000 || jail.virtiofsd_memory_mib < 64) {
+    return Invalid(
+        "jail: overheads must be >= 0, pids_max >= 16, nofile >= 64, cpu_weight 1..10000, virtiofsd_memory_mib >= 64");
   }
   return {};
 }
@@ -365,10 +367,40 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "jail") applied = JailFromYaml(value, config.jail);
     else if (key == "mount_roots") applied = set_paths(config.mount_roots);
     else if (key == "virtiofsd") applied = set_string(config.virtiofsd_binary);
+    else if (key == "mount_owner") {
+      std::string text;
+      applied = set_string(text);
+      if (applied && text.empty()) {
+        config.mount_owner.reset();  // the caller's
+      } else if (applied) {
+        auto owner = ParseUserIds(text);
+        if (owner) config.mount_owner = *owner;
+        else applied = Fail(owner.error().Wrap("config key 'mount_owner'"));
+      }
+    }
     else return Fail(ErrorCode::kInvalidArgument, "config " + path + ": unknown key '" + key + "'");
     if (!applied) return Fail(applied.error().Wrap("config " + path));
   }
   return {};
+}
+
+Result<UserIds> ParseUserIds(std::string_view text) {
+  auto number = [](std::string_view digits) -> std::optional<std::uint32_t> {
+    std::uint32_t value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value > 0x7fffffffU) {
+      return std::nullopt;
+    }
+    return value;
+  };
+  const std::size_t colon = text.find(':');
+  auto uid = number(text.substr(0, colon));
+  auto gid = colon == std::string_view::npos ? std::nullopt : number(text.substr(colon + 1));
+  if (!uid || !gid) {
+    return Fail(ErrorCode::kInvalidArgument, "expected UID:GID (two numbers, e.g. 1000:1000), not '" +
+                                                 std::string(text) + "'");
+  }
+  return UserIds{.uid = *uid, .gid = *gid};
 }
 
 Result<MetricsListenAddress> ParseMetricsListen(const std::string& text) {

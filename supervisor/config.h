@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "supervisor/vm_types.h"
 
 namespace agentvm {
 
@@ -40,6 +41,9 @@ struct JailConfig {
   int pids_max = 512;      // threads: vCPUs, I/O workers (up to 64), RCU, ...
   int cpu_weight = 100;    // cgroup v2 cpu.weight; v1 cpu.shares = weight * 1024 / 100
   int nofile = 4096;       // RLIMIT_NOFILE
+  // A mount's virtiofsd: its own memory, and the kernel's for the files it
+  // holds open for the guest (one per file the guest has looked up).
+  int virtiofsd_memory_mib = 512;
 };
 
 struct DaemonConfig {
@@ -102,7 +106,14 @@ struct DaemonConfig {
   // may mount. Empty: every mount is refused.
   std::vector<std::string> mount_roots;
   std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
+  // Who owns what the guest's default user creates in a mount: set
+  // ("UID:GID"), every VM's; unset ("" in the YAML), the API caller's uid
+  // and gid (SO_PEERCRED).
+  std::optional<UserIds> mount_owner;
 };
+
+// "UID:GID", two numbers below 2^31 (mount_owner).
+Result<UserIds> ParseUserIds(std::string_view text);
 
 // Applies the keys of a YAML file (same names as the fields above; durations
 // as `agent_timeout_sec`, `stop_grace_sec`, `health_check_interval_sec`;

@@ -65,6 +65,18 @@ Result<Image> ImageStore::Find(const std::string& name) const {
   } catch (const nlohmann::json::exception& e) {
     return Fail(ErrorCode::kInternal, "image '" + name + "': image.json: " + e.what());
   }
+  // Root's ids need no record; another user's must be in image.json.
+  const bool root_default = image.default_user == "root";
+  for (auto [key, field] : {std::pair{"default_uid", &image.default_uid}, std::pair{"default_gid", &image.default_gid}}) {
+    auto it = meta.find(key);
+    if (it == meta.end()) {
+      if (root_default) *field = 0;
+    } else if (it->is_number_unsigned() && it->get<std::uint64_t>() <= 0x7fffffffULL) {
+      *field = it->get<std::uint32_t>();
+    } else {
+      return Fail(ErrorCode::kInternal, "image '" + name + "': image.json: " + key + " is not a uid/gid number");
+    }
+  }
   if (!protocol::IsValidExecUser(image.default_user)) {
     return Fail(ErrorCode::kInternal, "image '" + name + "': image.json: default_user \"" + image.default_user +
                                           "\" is not a user name");

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
@@ -19,6 +20,11 @@ struct Image {
   std::string kernel_args;       // what the image needs; the VM adds its own
   // Who runs an exec that names no user ("agent" in the debian image).
   std::string default_user = "root";
+  // That user's uid and gid in the guest (image.json default_uid and
+  // default_gid; 0 for root): whose files in a mount are the owner's. None
+  // for an image built before they were recorded.
+  std::optional<std::uint32_t> default_uid;
+  std::optional<std::uint32_t> default_gid;
 };
 
 class ImageStore {

@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "supervisor/child_process.h"
 #include "supervisor/jail_spawn.h"
+#include "supervisor/kernel_file.h"
 #include "supervisor/vm_host.h"
 
 namespace agentvm {
@@ -29,16 +30,6 @@ constexpr const char* kControllers[] = {"memory", "pids", "cpu"};
 // What QEMU's binary and its shared libraries live in (the ELF interpreter
 // is /lib64/ld-linux-x86-64.so.2). Nothing QEMU never reads, such as /etc.
 constexpr const char* kSystemPaths[] = {"/usr", "/lib", "/lib64"};
-
-Result<void> WriteFile(const std::string& path, const std::string& value) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return Fail(ErrnoError("jail: open " + path, errno));
-  const ssize_t wrote = ::write(fd, value.data(), value.size());
-  const int err = errno;
-  ::close(fd);
-  if (wrote != static_cast<ssize_t>(value.size())) return Fail(ErrnoError("jail: write " + value + " to " + path, err));
-  return {};
-}
 
 // A jail's resources on the host: its cgroups, and the VM's writable files
 // handed to its uid. Given back (cgroups removed, files back to root) when
@@ -66,7 +57,7 @@ class JailResources {
     }
     made->cgroups_ = plan.cgroups.remove;
     for (const auto& write : plan.cgroups.writes) {
-      if (auto wrote = WriteFile(write.file, write.value); !wrote) return Fail(wrote.error());
+      if (auto wrote = WriteKernelFile(write.file, write.value); !wrote) return Fail(wrote.error().Wrap("jail"));
     }
     for (const auto& path : plan.owned_paths) {
       const int fd = ::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -286,6 +277,46 @@ void Jailer::RemoveLeftovers(const std::string& vm_id, const std::vector<std::st
   }
 }
 
+namespace {
+
+// A virtiofsd with its cgroups and the uid slot its guest root is squashed
+// to: both are given back only once the process is gone.
+class JailedVirtiofsd final : public VirtiofsdProcess {
+ public:
+  JailedVirtiofsd(std::unique_ptr<JailSlots::Lease> slot, std::unique_ptr<JailResources> resources,
+                  std::unique_ptr<VirtiofsdProcess> process)
+      : slot_(std::move(slot)), resources_(std::move(resources)), process_(std::move(process)) {}
+  pid_t pid() const override { return process_->pid(); }
+
+ private:
+  // Destroyed in reverse: the process (killed and reaped), its cgroups, then the slot.
+  std::unique_ptr<JailSlots::Lease> slot_;
+  std::unique_ptr<JailResources> resources_;
+  std::unique_ptr<VirtiofsdProcess> process_;
+};
+
+}  // namespace
+
+Result<StartedVirtiofsd> Jailer::LaunchVirtiofsd(boost::asio::any_io_executor executor,
+                                                 const VirtiofsdLaunch& launch) {
+  auto slot = slots_->Acquire();
+  if (!slot) return Fail(slot.error());
+  const UserIds squash{.uid = static_cast<std::uint32_t>(config_.uid_base + (*slot)->slot()),
+                       .gid = static_cast<std::uint32_t>(config_.gid_base + (*slot)->slot())};
+  auto ids = MountIdMaps(launch.owner, launch.guest_default, squash);
+  if (!ids) return Fail(ids.error());
+  JailPlan plan{.vm_id = launch.vm_id};
+  plan.cgroups = VirtiofsdCgroupPlan(launch.vm_id, launch.index, config_, host_.cgroups);
+  auto resources = JailResources::Create(plan);
+  if (!resources) return Fail(resources.error());
+  const VirtiofsdJail jail{.ids = std::move(*ids), .cgroup_procs = plan.cgroups.join};
+  auto started = agentvm::LaunchVirtiofsd(std::move(executor), launch, jail);
+  if (!started) return Fail(started.error());
+  started->process =
+      std::make_unique<JailedVirtiofsd>(std::move(*slot), std::move(*resources), std::move(started->process));
+  return started;
+}
+
 Result<std::unique_ptr<QemuProcess>> Jailer::Launch(boost::asio::any_io_executor executor, QemuLaunch launch) {
   auto slot = slots_->Acquire();
   if (!slot) return Fail(slot.error());
@@ -312,6 +343,8 @@ std::vector<std::string> JailOffWarnings() {
       "jail: off -- no mount namespace: QEMU sees the whole host file system",
       "jail: off -- no PID or IPC namespace, no cgroup (memory, pids, cpu) and no rlimits",
       "jail: off -- QEMU's own -sandbox seccomp filter stays on",
+      "jail: off -- virtiofsd runs as root without a user namespace: mounts keep the guest's uids, guest root "
+      "writes as root (a read-write source must still be nosuid)",
   };
 }
 

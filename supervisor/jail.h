@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "supervisor/config.h"
 #include "supervisor/jail_plan.h"
+#include "supervisor/virtiofsd.h"
 
 namespace agentvm {
 
@@ -62,6 +63,10 @@ class Jailer {
                                                 const std::string& run_dir);
 
   Result<std::unique_ptr<QemuProcess>> Launch(boost::asio::any_io_executor executor, QemuLaunch launch);
+
+  // Starts a mount's virtiofsd in a user namespace (virtiofsd.h) whose
+  // guest root is squashed to a uid/gid slot of its own, held until it ends.
+  Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, const VirtiofsdLaunch& launch);
 
   // Gives back what the jail of VM `vm_id` held when its daemon died with
   // it (its QEMU already killed): its cgroups are removed and every file

@@ -63,10 +63,25 @@ CgroupPlan PlanCgroups(const JailConfig& config, const CgroupHost& host, const s
   return plan;
 }
 
+std::string VirtiofsdCgroupName(const std::string& vm_id, int index) {
+  return vm_id + ".fs" + std::to_string(index);
+}
+
 }  // namespace
 
+CgroupPlan VirtiofsdCgroupPlan(const std::string& vm_id, int index, const JailConfig& config, const CgroupHost& host) {
+  return PlanCgroups(config, host, VirtiofsdCgroupName(vm_id, index),
+                     static_cast<std::uint64_t>(config.virtiofsd_memory_mib) << 20);
+}
+
 std::vector<std::string> JailCgroupDirs(const std::string& vm_id, const JailConfig& config, const CgroupHost& host) {
-  return PlanCgroups(config, host, vm_id, 0).remove;
+  std::vector<std::string> dirs = PlanCgroups(config, host, vm_id, 0).remove;
+  for (std::size_t i = 0; i < kMaxMounts; ++i) {
+    for (auto& dir : PlanCgroups(config, host, VirtiofsdCgroupName(vm_id, static_cast<int>(i)), 0).remove) {
+      dirs.push_back(std::move(dir));
+    }
+  }
+  return dirs;
 }
 
 std::uint64_t JailMemoryLimit(int memory_mib, bool tcg, const JailConfig& config) {

@@ -92,9 +92,15 @@ struct JailPlan {
 // The jail of the QEMU in `launch`, run in uid/gid slot `slot`.
 JailPlan MakeJailPlan(const QemuLaunch& launch, const JailConfig& config, const JailHost& host, int slot);
 
-// The cgroup directories a jail of VM `vm_id` has (one per v1 controller,
-// or the one v2 leaf): what a restarted daemon removes for a VM whose QEMU
-// it found left over.
+// The cgroup of the virtiofsd of VM `vm_id`'s mount `index`: a leaf
+// beside QEMU's ("<vm_id>.fs<index>"), with virtiofsd_memory_mib of memory
+// (kernel memory included, where the host's memory controller counts it:
+// the files a guest makes virtiofsd hold open are bounded by it).
+CgroupPlan VirtiofsdCgroupPlan(const std::string& vm_id, int index, const JailConfig& config, const CgroupHost& host);
+
+// The cgroup directories the jails of VM `vm_id` have (its QEMU's and its
+// virtiofsds', one per v1 controller or one v2 leaf each): what a restarted
+// daemon removes for a VM whose QEMU it found left over.
 std::vector<std::string> JailCgroupDirs(const std::string& vm_id, const JailConfig& config, const CgroupHost& host);
 
 // The memory a QEMU of `memory_mib` guest RAM may use in all: guest RAM,

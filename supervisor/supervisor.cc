@@ -179,6 +179,7 @@ Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int
               .paths = VmPaths::For(config_.run_dir, config_.state_dir, id),
               .pool = std::move(purpose.pool),
               .mounts = std::move(purpose.mounts),
+              .mount_owner = purpose.mount_owner,
               .unclaimed = purpose.unclaimed,
               .ram_becomes_template = purpose.ram_becomes_template};
   auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), std::move(*network));
@@ -218,7 +219,20 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
       co_return InfoOf(*warm);
     }
   }
-  auto vm = MakeVm(*image, request.cpus, request.memory_mib, request.network, {.mounts = std::move(*mounts)});
+  std::optional<UserIds> mount_owner;
+  if (!mounts->empty()) {
+    if (!image->default_uid || !image->default_gid) {
+      co_return Fail(ErrorCode::kInvalidArgument,
+                     "image '" + request.image + "' does not record its default user's uid and gid (image.json " +
+                         "default_uid, default_gid), which mounts need: rebuild it with scripts/build-image " +
+                         request.image);
+    }
+    // The operator's choice, else the caller, else (a caller without
+    // credentials: none over the socket) root.
+    mount_owner = config_.mount_owner.value_or(request.caller.value_or(UserIds{}));
+  }
+  auto vm = MakeVm(*image, request.cpus, request.memory_mib, request.network,
+                   {.mounts = std::move(*mounts), .mount_owner = mount_owner});
   if (!vm) co_return Fail(vm.error());
   Log()->info("{}: create image={} cpus={} memory={}MiB network={} boot={} mounts={}", (*vm)->id(), request.image,
               request.cpus, request.memory_mib, NetworkModeName((*vm)->Info().network.mode),

@@ -88,6 +88,7 @@ class Supervisor : public VmService {
     std::string pool;
     bool unclaimed = false;
     std::vector<VmMount> mounts;
+    std::optional<UserIds> mount_owner;
     bool ram_becomes_template = false;
   };
   // A new VM (network attached, not booted), registered under a fresh id.

@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 
 #include "common/logging.h"
 #include "supervisor/child_process.h"
+#include "supervisor/kernel_file.h"
 #include "supervisor/process_identity.h"
 
 namespace agentvm {
@@ -66,6 +68,14 @@ Result<std::pair<UniqueFd, UniqueFd>> ListenAndConnect(const std::string& path) 
   return std::pair{std::move(*listener), std::move(*client)};
 }
 
+// Writes the child's uid_map and gid_map (root of the host's user
+// namespace may map any host id; no setgroups "deny" is needed).
+Result<void> WriteIdMaps(pid_t pid, const VirtiofsdIdMaps& ids) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  if (auto uids = WriteKernelFile(proc + "/uid_map", IdMapText(ids.uids)); !uids) return uids;
+  return WriteKernelFile(proc + "/gid_map", IdMapText(ids.gids));
+}
+
 [[noreturn]] void ChildFail(int error_fd) {
   const int err = errno;
   (void)!::write(error_fd, &err, sizeof err);
@@ -73,6 +83,28 @@ Result<std::pair<UniqueFd, UniqueFd>> ListenAndConnect(const std::string& path) 
 }
 
 }  // namespace
+
+Result<VirtiofsdIdMaps> MountIdMaps(UserIds owner, UserIds guest_default, UserIds squash) {
+  // Guest root is the owner when root is the default user (no second guest
+  // user to squash), else the squash id; uids and gids alike.
+  auto map = [](std::uint32_t owner_id, std::uint32_t default_id, std::uint32_t squash_id) {
+    return default_id == 0 ? std::vector<IdMapping>{{0, owner_id}}
+                           : std::vector<IdMapping>{{0, squash_id}, {default_id, owner_id}};
+  };
+  if ((guest_default.uid != 0 && owner.uid == squash.uid) || (guest_default.gid != 0 && owner.gid == squash.gid)) {
+    return Fail(ErrorCode::kInvalidArgument, "mount owner " + std::to_string(owner.uid) + ":" +
+                                                 std::to_string(owner.gid) +
+                                                 " is the id guest root is squashed to; pick another owner");
+  }
+  return VirtiofsdIdMaps{.uids = map(owner.uid, guest_default.uid, squash.uid),
+                         .gids = map(owner.gid, guest_default.gid, squash.gid)};
+}
+
+std::string IdMapText(const std::vector<IdMapping>& map) {
+  std::string text;
+  for (const IdMapping& line : map) text += std::to_string(line.inside) + " " + std::to_string(line.outside) + " 1\n";
+  return text;
+}
 
 std::vector<std::string> VirtiofsdArgv(const VirtiofsdLaunch& launch) {
   return {
@@ -88,7 +120,8 @@ std::vector<std::string> VirtiofsdArgv(const VirtiofsdLaunch& launch) {
   };
 }
 
-Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, const VirtiofsdLaunch& launch) {
+Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, const VirtiofsdLaunch& launch,
+                                         const std::optional<VirtiofsdJail>& jail) {
   auto sockets = ListenAndConnect(launch.socket_path);
   if (!sockets) return Fail(sockets.error());
   auto& [listener, qemu_end] = *sockets;
@@ -105,6 +138,15 @@ Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, 
   int error_pipe[2];
   if (::pipe2(error_pipe, O_CLOEXEC) != 0) return Fail(ErrnoError("virtiofsd: pipe", errno));
   UniqueFd error_read(error_pipe[0]), error_write(error_pipe[1]);
+  // Jailed: the child says it has a user namespace (a byte on `unshared`),
+  // the daemon puts it in its cgroups and writes its maps, then lets it go
+  // on (a byte on `mapped`).
+  int unshared_pipe[2], mapped_pipe[2];
+  if (::pipe2(unshared_pipe, O_CLOEXEC) != 0) return Fail(ErrnoError("virtiofsd: pipe", errno));
+  UniqueFd unshared_read(unshared_pipe[0]), unshared_write(unshared_pipe[1]);
+  if (::pipe2(mapped_pipe, O_CLOEXEC) != 0) return Fail(ErrnoError("virtiofsd: pipe", errno));
+  UniqueFd mapped_read(mapped_pipe[0]), mapped_write(mapped_pipe[1]);
+  const bool user_namespace = jail.has_value();
   const char* source = launch.source.c_str();
   const char* binary = launch.binary.c_str();
   const unsigned long bind_flags =
@@ -126,6 +168,24 @@ Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, 
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ChildFail(error_fd);
     if (::mount(source, source, nullptr, MS_BIND | MS_REC, nullptr) != 0) ChildFail(error_fd);
     if (::mount(nullptr, source, nullptr, bind_flags, nullptr) != 0) ChildFail(error_fd);
+    if (user_namespace) {
+      // Made after the mounts, which the host's root makes: in the new
+      // namespace they are locked (virtiofsd cannot undo nosuid or ro).
+      ::close(unshared_read.get());
+      ::close(mapped_write.get());
+      char byte = 0;
+      if (::unshare(CLONE_NEWUSER) != 0 || ::write(unshared_write.get(), &byte, 1) != 1) ChildFail(error_fd);
+      if (::read(mapped_read.get(), &byte, 1) != 1) ::_exit(127);  // the daemon gave up on it
+      // Root of the new namespace, without the host root's groups. Raw
+      // system calls: glibc's wrappers signal threads this child lacks.
+      if (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setresgid, 0, 0, 0) != 0 ||
+          ::syscall(SYS_setresuid, 0, 0, 0) != 0) {
+        ChildFail(error_fd);
+      }
+      // A new effective uid clears the parent-death signal.
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ChildFail(error_fd);
+    }
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ChildFail(error_fd);
     if (::dup2(null_fd, 0) != 0 || ::dup2(null_fd, 1) != 1 || ::dup2(log_fd, 2) != 2 ||
         ::dup2(listen_fd, kListenFd) != kListenFd) {
       ChildFail(error_fd);
@@ -136,6 +196,24 @@ Result<StartedVirtiofsd> LaunchVirtiofsd(boost::asio::any_io_executor executor, 
     ChildFail(error_fd);
   }
   error_write.reset();
+  unshared_write.reset();
+  mapped_read.reset();
+  auto fail = [&](Error error) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return Fail(std::move(error));
+  };
+  if (user_namespace) {
+    char byte = 0;
+    // No byte: the child failed before, and says why on the error pipe.
+    if (::read(unshared_read.get(), &byte, 1) == 1) {
+      for (const std::string& procs : jail->cgroup_procs) {
+        if (auto joined = WriteKernelFile(procs, std::to_string(pid)); !joined) return fail(joined.error());
+      }
+      if (auto mapped = WriteIdMaps(pid, jail->ids); !mapped) return fail(mapped.error().Wrap("virtiofsd"));
+      if (::write(mapped_write.get(), &byte, 1) != 1) return fail(ErrnoError("virtiofsd: pipe write", errno));
+    }
+  }
   int child_errno = 0;
   const ssize_t got = ::read(error_read.get(), &child_errno, sizeof child_errno);
   if (got > 0) {

@@ -116,6 +116,7 @@ VmInfo Vm::Info() const {
       .pool = spec_.pool,
       .guest_channel_error = channel_error_,
       .mounts = spec_.mounts,
+      .mount_owner = spec_.mount_owner,
   };
   if (qemu_running()) info.pid = qemu_->pid();
   return info;

@@ -113,6 +113,9 @@ struct VmSpec {
   // Host directories shared into it (sources canonical, allowed by the
   // mount policy): a virtiofsd each, mounted in the guest before it runs.
   std::vector<VmMount> mounts;
+  // With mounts: whom the guest's default user writes as on the host
+  // (virtiofsd.h). Not recorded: unknown for an earlier daemon's VM.
+  std::optional<UserIds> mount_owner;
   // Made by the daemon for itself (a pool's ready VM, a golden snapshot's
   // VM) until Claim(): not listed, and discarded by a later daemon.
   bool unclaimed = false;

@@ -78,7 +78,8 @@ boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> RealVmHost::LaunchQ
 }
 
 Result<StartedVirtiofsd> RealVmHost::LaunchVirtiofsd(VirtiofsdLaunch launch) {
-  return agentvm::LaunchVirtiofsd(executor_, launch);
+  if (jailer_) return jailer_->LaunchVirtiofsd(executor_, launch);
+  return agentvm::LaunchVirtiofsd(executor_, launch, std::nullopt);
 }
 
 boost::asio::awaitable<Result<std::unique_ptr<qmp::QmpClient>>> RealVmHost::ConnectQmp(

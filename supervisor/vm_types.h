@@ -115,6 +115,14 @@ struct VmMount {
 
 inline constexpr std::size_t kMaxMounts = 8;
 
+// A uid and gid pair: a host user (an API caller, a mount's owner) or a
+// user of the guest.
+struct UserIds {
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  bool operator==(const UserIds&) const = default;
+};
+
 struct CreateVmRequest {
   std::string image = "tiny";
   int cpus = 1;
@@ -122,6 +130,10 @@ struct CreateVmRequest {
   NetworkRequest network;
   BootMode boot = BootMode::kAuto;
   std::vector<VmMount> mounts;  // a VM with mounts always cold-boots
+  // Who asked (SO_PEERCRED of the API connection), when known: owns what
+  // the guest's default user creates in the mounts, unless the operator
+  // set mount_owner (docs/workspaces.md).
+  std::optional<UserIds> caller;
 };
 
 struct NetworkInfo {
@@ -167,6 +179,8 @@ struct VmInfo {
   // Exec, files and ping then fail with this reason.
   std::string guest_channel_error;
   std::vector<VmMount> mounts;
+  // With mounts: the host user the guest's default user writes as.
+  std::optional<UserIds> mount_owner;
 };
 
 // A named snapshot of one VM: memory, devices and disk at one moment.

@@ -21,11 +21,15 @@ Result<std::vector<UniqueFd>> Vm::StartVirtiofsds(QemuLaunchSpec& spec) {
     const VmMount& mount = spec_.mounts[i];
     VirtiofsdLaunch launch{
         .vm_id = spec_.id,
+        .index = static_cast<int>(i),
         .binary = context_.virtiofsd_binary,
         .source = mount.source,
         .readonly = mount.readonly,
         .socket_path = (spec_.paths.runtime_dir / ("fs" + std::to_string(i) + ".sock")).string(),
         .log_path = (spec_.paths.runtime_dir / "virtiofsd.log").string(),
+        .owner = spec_.mount_owner.value_or(UserIds{}),
+        // Supervisor::Create refuses mounts for an image without them.
+        .guest_default = {.uid = spec_.image.default_uid.value_or(0), .gid = spec_.image.default_gid.value_or(0)},
     };
     auto started = context_.host->LaunchVirtiofsd(std::move(launch));
     if (!started) {

@@ -168,7 +168,7 @@ debian_resolve_inputs() {
     echo "suite $DEBIAN_SUITE variant $DEBIAN_VARIANT"
     echo "mmdebstrap $(pkg_version mmdebstrap)"
     echo "packages ${debian_packages[*]}"
-    echo "user $IMAGE_DEFAULT_USER"
+    echo "user $IMAGE_DEFAULT_USER $IMAGE_DEFAULT_UID"
     echo "npm-tool $DEBIAN_NPM_VERSION $DEBIAN_NPM_INTEGRITY $npm_registry"
     echo "source-date-epoch $SOURCE_DATE_EPOCH"
     printf 'source %s\n' "${debian_sources[@]}"
@@ -292,7 +292,7 @@ debian_base_layer() {
   # chroot...") are the progress; dpkg's are not shown. Its mounts (/proc,
   # /sys, device nodes in the chroot) live in a private mount namespace, so
   # a killed build cannot leave them behind for `rm -rf` to walk into.
-  IMAGE_DEFAULT_USER=$IMAGE_DEFAULT_USER SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH \
+  IMAGE_DEFAULT_USER=$IMAGE_DEFAULT_USER IMAGE_DEFAULT_UID=$IMAGE_DEFAULT_UID SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH \
     unshare --mount --propagation private -- \
     mmdebstrap "${args[@]}" "$DEBIAN_SUITE" "$tmp/root" "$debian_dir/apt/sources.list" 2>&1 |
     sed -u "s/^/$name:   /" || die "mmdebstrap failed"

@@ -63,6 +63,7 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
       auto request = ParseCreateVmBody(body);
       if (!request) co_return ErrorResponse(request.error());
+      request->caller = match.caller;
       auto info = co_await service_.Create(std::move(*request));
       if (!info) co_return ErrorResponse(info.error());
       co_return JsonResponse(201, VmInfoToJson(*info));

@@ -352,6 +352,9 @@ awaitable<void> Connection::Run() {
     bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
 
     auto match = MatchRoute(method, target);
+    if (match && peer_uid_ >= 0 && peer_gid_ >= 0) {
+      match->caller = UserIds{.uid = static_cast<std::uint32_t>(peer_uid_), .gid = static_cast<std::uint32_t>(peer_gid_)};
+    }
     if (!match) {
       // The body is not read, so the connection cannot be reused.
       if (has_body) keep_alive_ = false;

@@ -152,6 +152,7 @@ ordered_json VmInfoToJson(const VmInfo& info) {
               {"network", NetworkInfoToJson(info.network)}};
   // Only VMs that have mounts list them, so the answer for others is as before.
   if (!info.mounts.empty()) json["mounts"] = MountsToJson(info.mounts);
+  if (info.mount_owner) json["mount_owner"] = {{"uid", info.mount_owner->uid}, {"gid", info.mount_owner->gid}};
   return json;
 }
 
@@ -186,6 +187,12 @@ Result<VmInfo> VmInfoFromJson(const json& value) {
       info.mounts.push_back(VmMount{.source = OptionalString(mount, "source"),
                                     .target = OptionalString(mount, "target"),
                                     .readonly = mount.value("readonly", false)});
+    }
+  }
+  if (auto it = value.find("mount_owner"); it != value.end() && it->is_object()) {
+    auto uid = OptionalInt(*it, "uid"), gid = OptionalInt(*it, "gid");
+    if (uid && gid && *uid >= 0 && *gid >= 0) {
+      info.mount_owner = UserIds{.uid = static_cast<std::uint32_t>(*uid), .gid = static_cast<std::uint32_t>(*gid)};
     }
   }
   // A daemon without networking sends no "network": the VM has none.

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "common/error.h"
+#include "supervisor/vm_types.h"
 
 namespace agentvm::api {
 
@@ -52,6 +53,9 @@ struct RouteMatch {
   std::string vm_id;     // empty for the collection routes
   std::string snapshot;  // the {name} of the snapshot routes, else empty
   QueryParams query;
+  // Who asked: the connection's SO_PEERCRED, filled in by the connection
+  // (MatchRoute knows only the request line); none when unknown.
+  std::optional<UserIds> caller;
 };
 
 struct RouteError {

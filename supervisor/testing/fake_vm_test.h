@@ -70,9 +70,12 @@ class FakeVmTest : public ::testing::Test {
                                .kernel = image / "vmlinuz",
                                .initrd = image / "initrd.img",
                                .rootfs = image / "rootfs.qcow2",
-                               .kernel_args = "console=ttyS0"},
+                               .kernel_args = "console=ttyS0",
+                               .default_uid = guest_default_.uid,
+                               .default_gid = guest_default_.gid},
                 .paths = VmPaths::For((scratch_ / "run").string(), (scratch_ / "state").string(), kVmId),
-                .mounts = mounts_};
+                .mounts = mounts_,
+                .mount_owner = mount_owner_};
     vm_ = std::make_shared<Vm>(context_, std::move(spec), nullptr);
     return *vm_;
   }
@@ -127,6 +130,8 @@ class FakeVmTest : public ::testing::Test {
   VmContext context_;
   std::shared_ptr<Vm> vm_;
   std::vector<VmMount> mounts_;  // what MakeVm gives the Vm to share
+  std::optional<UserIds> mount_owner_;
+  UserIds guest_default_;  // the image's default user (root)
   std::vector<std::string> states_;  // every state the Vm announced, in order
 };
 

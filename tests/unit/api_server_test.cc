@@ -721,6 +721,13 @@ TEST_F(ApiServerTest, CreateTakesABootModeAndReportsHowTheVmCameUp) {
   EXPECT_EQ(cold.Json()["pool"], "");
   OnIo([&] { EXPECT_EQ(fake_.last_create->boot, BootMode::kCold); });
 
+  // The request carries who made it (SO_PEERCRED): a mount's owner.
+  OnIo([&] {
+    ASSERT_TRUE(fake_.last_create->caller);
+    EXPECT_EQ(fake_.last_create->caller->uid, ::getuid());
+    EXPECT_EQ(fake_.last_create->caller->gid, ::getgid());
+  });
+
   int calls = fake_.calls();
   Reply bad = client.Call("POST", "/v1/vms", R"({"boot":"warm"})");
   EXPECT_EQ(bad.status, 400);

@@ -92,6 +92,18 @@ TEST_F(ConfigTest, MetricsListenIsAnIpAndPort) {
   }
 }
 
+TEST_F(ConfigTest, MountOwnerIsUidColonGidOrEmptyForTheCaller) {
+  DaemonConfig config;
+  EXPECT_FALSE(config.mount_owner);
+  ASSERT_TRUE(ApplyConfigFile(WriteConfig("mount_owner: \"1000:1001\"\n"), config));
+  EXPECT_EQ(config.mount_owner, (UserIds{.uid = 1000, .gid = 1001}));
+  ASSERT_TRUE(ApplyConfigFile(WriteConfig("mount_owner: \"\"\n"), config));
+  EXPECT_FALSE(config.mount_owner);
+  auto bad = ApplyConfigFile(WriteConfig("mount_owner: alice\n"), config);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("mount_owner"), std::string::npos) << bad.error().message;
+}
+
 TEST_F(ConfigTest, ConsoleCapsAreKeysWithinBounds) {
   DaemonConfig config;
   EXPECT_EQ(config.console_memory_kib, 128);

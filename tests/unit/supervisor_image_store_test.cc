@@ -87,5 +87,29 @@ TEST_F(ImageStoreTest, MalformedImageJsonIsAnError) {
   EXPECT_FALSE(ImageStore(dir_).Find("tiny"));
 }
 
+TEST_F(ImageStoreTest, TheDefaultUsersIdsAreReadAndRootNeedsNone) {
+  auto root = ImageStore(dir_).Find("tiny");
+  ASSERT_TRUE(root) << root.error().message;
+  EXPECT_EQ(root->default_uid, 0u);
+  EXPECT_EQ(root->default_gid, 0u);
+
+  std::ofstream(dir_ / "tiny" / "image.json") << R"({"default_user": "agent", "default_uid": 1000, "default_gid": 1001})";
+  auto agent = ImageStore(dir_).Find("tiny");
+  ASSERT_TRUE(agent) << agent.error().message;
+  EXPECT_EQ(agent->default_uid, 1000u);
+  EXPECT_EQ(agent->default_gid, 1001u);
+
+  // An older image of another user: found, with no ids (mounts refuse it).
+  std::ofstream(dir_ / "tiny" / "image.json") << R"({"default_user": "agent"})";
+  auto older = ImageStore(dir_).Find("tiny");
+  ASSERT_TRUE(older) << older.error().message;
+  EXPECT_FALSE(older->default_uid);
+
+  for (const char* bad : {R"({"default_uid": -1})", R"({"default_uid": "1000"})", R"({"default_gid": 4294967295})"}) {
+    std::ofstream(dir_ / "tiny" / "image.json") << bad;
+    EXPECT_FALSE(ImageStore(dir_).Find("tiny")) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace agentvm

@@ -199,10 +199,28 @@ TEST(JailPlanTest, LeftoverCgroupDirsAreThoseAJailMakes) {
   JailConfig config;
   CgroupHost v1{.version = CgroupVersion::kV1,
                 .v1_roots = {{"memory", "/cg/memory"}, {"pids", "/cg/pids"}, {"cpu", "/cg/cpu"}}};
-  EXPECT_THAT(JailCgroupDirs("vm-1", config, v1),
-              ::testing::UnorderedElementsAre("/cg/memory/agentvm/vm-1", "/cg/pids/agentvm/vm-1", "/cg/cpu/agentvm/vm-1"));
+  const auto v1_dirs = JailCgroupDirs("vm-1", config, v1);
+  // QEMU's, and those of a virtiofsd for each mount a VM may have.
+  EXPECT_EQ(v1_dirs.size(), 3 * (1 + kMaxMounts));
+  EXPECT_THAT(v1_dirs, ::testing::IsSupersetOf({"/cg/memory/agentvm/vm-1", "/cg/pids/agentvm/vm-1",
+                                                "/cg/cpu/agentvm/vm-1", "/cg/memory/agentvm/vm-1.fs0",
+                                                "/cg/cpu/agentvm/vm-1.fs7"}));
   CgroupHost v2{.version = CgroupVersion::kV2, .v2_root = "/cg2"};
-  EXPECT_THAT(JailCgroupDirs("vm-1", config, v2), ::testing::ElementsAre("/cg2/agentvm/vm-1"));
+  const auto v2_dirs = JailCgroupDirs("vm-1", config, v2);
+  EXPECT_EQ(v2_dirs.size(), 1 + kMaxMounts);
+  EXPECT_EQ(v2_dirs.front(), "/cg2/agentvm/vm-1");
+  EXPECT_EQ(v2_dirs.back(), "/cg2/agentvm/vm-1.fs7");
+}
+
+TEST(JailPlanTest, AVirtiofsdsCgroupIsALeafBesideQemusWithItsOwnMemoryLimit) {
+  JailConfig config;
+  config.virtiofsd_memory_mib = 300;
+  CgroupHost v2{.version = CgroupVersion::kV2, .v2_root = "/cg2"};
+  const CgroupPlan plan = VirtiofsdCgroupPlan("vm-1", 2, config, v2);
+  EXPECT_THAT(plan.join, ::testing::ElementsAre("/cg2/agentvm/vm-1.fs2/cgroup.procs"));
+  EXPECT_THAT(plan.remove, ::testing::ElementsAre("/cg2/agentvm/vm-1.fs2"));
+  EXPECT_THAT(plan.writes, ::testing::Contains(::testing::FieldsAre("/cg2/agentvm/vm-1.fs2/memory.max",
+                                                                    std::to_string(300ull << 20))));
 }
 
 TEST(JailSlotsTest, LowestFreeSlotAndFreedWhenTheLeaseEnds) {

@@ -19,6 +19,8 @@ class VmMountsTest : public testing::FakeVmTest {
   VmMountsTest() {
     mounts_ = {{.source = "/home/u/repo", .target = "/workspace", .readonly = false},
                {.source = "/srv/data", .target = "/data", .readonly = true}};
+    mount_owner_ = UserIds{.uid = 4242, .gid = 4343};
+    guest_default_ = UserIds{.uid = 1000, .gid = 1001};
   }
 
   static bool HasArgContaining(const FakeQemu& qemu, const std::string& text) {
@@ -36,6 +38,11 @@ TEST_F(VmMountsTest, EachMountGetsAVirtiofsdBeforeQemuAndIsMountedBeforeTheVmRun
   EXPECT_LT(EventIndex("virtiofsd /srv/data ro"), EventIndex("launch"));
   // Its socket is in the VM's runtime dir, which names the VM for a later daemon.
   EXPECT_EQ(host_->virtiofsds()[0].socket_path, (vm.paths().runtime_dir / "fs0.sock").string());
+  // The guest's default user writes as the mount's owner.
+  for (const VirtiofsdLaunch& launch : host_->virtiofsds()) {
+    EXPECT_EQ(launch.owner, (UserIds{.uid = 4242, .gid = 4343}));
+    EXPECT_EQ(launch.guest_default, (UserIds{.uid = 1000, .gid = 1001}));
+  }
 
   const FakeQemu& qemu = host_->qemu();
   EXPECT_TRUE(HasArgContaining(qemu, "memory-backend-memfd,id=mem0,size=256M,share=on"));
@@ -52,6 +59,7 @@ TEST_F(VmMountsTest, EachMountGetsAVirtiofsdBeforeQemuAndIsMountedBeforeTheVmRun
   EXPECT_EQ(info.mounts[1].target, "/data");
   EXPECT_TRUE(info.mounts[1].readonly);
   EXPECT_NE(vm.Record().mounts.find("/home/u/repo"), std::string::npos);
+  EXPECT_EQ(info.mount_owner, (UserIds{.uid = 4242, .gid = 4343}));
 }
 
 TEST_F(VmMountsTest, QemuDyingTakesItsVirtiofsdsWithIt) {

@@ -91,6 +91,28 @@ class VmWorkspaceMountTest : public ::testing::Test {
     return daemon_.Cli(args);
   }
 
+  // `agentvm create ARGS` run as uid/gid kCaller: the socket, the test's
+  // directories and the paths to them are opened to everyone for it.
+  std::string CreateVmAsCaller(const std::vector<std::string>& args) {
+    ::chmod(daemon_.socket().c_str(), 0666);
+    const fs::path tmp = fs::temp_directory_path();
+    for (fs::path start : {fs::path(daemon_.socket()).parent_path(), local_.path()}) {
+      for (fs::path dir = start; dir.has_parent_path() && dir != tmp && dir != dir.root_path(); dir = dir.parent_path()) {
+        struct stat st {};
+        if (::stat(dir.c_str(), &st) == 0) ::chmod(dir.c_str(), (st.st_mode & 07777) | 0005);
+      }
+    }
+    std::vector<std::string> argv = {"setpriv", "--reuid=" + std::to_string(kCaller), "--regid=" + std::to_string(kCaller),
+                                     "--clear-groups", BinPath("agentvm"), "--socket", daemon_.socket(), "create"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto created = RunCommand(argv, std::chrono::seconds(180));
+    EXPECT_EQ(created.exit_code, 0) << created.err << daemon_.Log();
+    std::string id = created.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return created.exit_code == 0 ? id : "";
+  }
+
+  static constexpr std::uint32_t kCaller = 4242;
   TempDir local_;
   NosuidTmpfs roots_;
   Daemon daemon_;
@@ -110,16 +132,14 @@ TEST_F(VmWorkspaceMountTest, ReadWriteAndReadOnlyMountsWorkBothWays) {
   auto read = Exec(id, "cat /workspace/hello.txt /data/keep.txt");
   EXPECT_EQ(read.out, "written on the host\nread only\n") << read.err << daemon_.Log();
 
-  // Guest -> host: owned by the uid the guest wrote as (virtiofsd 7.2 has no
-  // uid mapping; docs/workspaces.md).
-  // Guest uid 1000 needs the right to write there, as on any shared directory.
-  ::chmod(rw_.c_str(), 0777);
-  auto wrote = Exec(id, "echo from the guest > /workspace/result.txt", "1000");
+  // Guest -> host: the guest's default user writes as the caller (root
+  // here; ACallersMountIsTheCallers has another).
+  auto wrote = Exec(id, "echo from the guest > /workspace/result.txt");
   ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
   EXPECT_EQ(ReadAll(rw_ / "result.txt"), "from the guest\n");
   struct stat st {};
   ASSERT_EQ(::stat((rw_ / "result.txt").c_str(), &st), 0);
-  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_uid, 0u);
 
   // Read-only: refused in the guest, unchanged on the host.
   auto refused = Exec(id, "echo changed > /data/keep.txt");
@@ -133,6 +153,68 @@ TEST_F(VmWorkspaceMountTest, ReadWriteAndReadOnlyMountsWorkBothWays) {
   ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
   EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
 }
+// The VM of a caller who is not root: the CLI run as uid 4242.
+TEST_F(VmWorkspaceMountTest, ACallersMountIsTheCallers) {
+  ASSERT_EQ(::chown(rw_.c_str(), kCaller, kCaller), 0);
+  std::ofstream(rw_ / "roots-file") << "the host root's\n";
+  const std::string id = CreateVmAsCaller({"-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(id.empty());
+  auto [status, vm] = daemon_.Http("GET", "/v1/vms/" + id);
+  EXPECT_NE(vm.find(R"("mount_owner":{"uid":4242,"gid":4242})"), std::string::npos) << vm;
+
+  // The tiny image's default user (root) writes as the caller, and sees the
+  // caller's files as its own.
+  auto wrote = Exec(id, "echo mine > /workspace/new && mkdir /workspace/dir && stat -c %u /workspace");
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  EXPECT_EQ(wrote.out, "0\n");
+  for (const char* name : {"new", "dir"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((rw_ / name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_uid, kCaller) << name;
+    EXPECT_EQ(st.st_gid, kCaller) << name;
+  }
+  // The host root's file is nobody's in the guest, and closed to it, root
+  // or not: virtiofsd has no rights over files of an unmapped owner.
+  auto theirs = Exec(id, "stat -c %u /workspace/roots-file; echo changed > /workspace/roots-file");
+  EXPECT_NE(theirs.exit_code, 0);
+  EXPECT_EQ(theirs.out, "65534\n") << theirs.err;
+  EXPECT_EQ(ReadAll(rw_ / "roots-file"), "the host root's\n");
+  // No other guest user exists on the host: it cannot create files, even
+  // where the guest's modes let it.
+  ASSERT_EQ(Exec(id, "chmod 777 /workspace").exit_code, 0);
+  auto other = Exec(id, "touch /workspace/by-1000", "1000");
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_NE(other.err.find("Invalid argument"), std::string::npos) << other.err;
+  EXPECT_FALSE(fs::exists(rw_ / "by-1000"));
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+}
+
+// The debian image's default user (agent, 1000) is the caller on the host;
+// its root is squashed to a uid of the jail's range; git works in the mount.
+TEST_F(VmWorkspaceMountTest, OnDebianTheAgentWritesAsTheCallerAndRootIsSquashed) {
+  ASSERT_EQ(::chown(rw_.c_str(), kCaller, kCaller), 0);
+  const std::string id = CreateVmAsCaller({"--image", "debian", "--memory", "512", "-v", rw_.string() + ":/workspace"});
+  ASSERT_FALSE(id.empty());
+  auto git = Exec(id,
+                  "cd /workspace && git init -q && echo hi > a && git add a && "
+                  "git -c user.name=t -c user.email=t@t commit -q -m one && echo more >> a && git status --short");
+  ASSERT_EQ(git.exit_code, 0) << git.err;
+  EXPECT_EQ(git.out, " M a\n?? hello.txt\n");  // hello.txt: the host's, from the fixture
+  struct stat st {};
+  ASSERT_EQ(::stat((rw_ / "a").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kCaller);
+  ASSERT_EQ(::stat((rw_ / ".git" / "HEAD").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kCaller);
+
+  auto as_root = Exec(id, "touch /workspace/by-root && stat -c %u /workspace/by-root", "root");
+  ASSERT_EQ(as_root.exit_code, 0) << as_root.err;
+  EXPECT_EQ(as_root.out, "0\n");  // root's own, in the guest
+  ASSERT_EQ(::stat((rw_ / "by-root").c_str(), &st), 0);
+  EXPECT_GE(st.st_uid, 200000u) << "guest root wrote as host uid " << st.st_uid;  // the jail's uid_base
+  EXPECT_LT(st.st_uid, 200000u + 4096u);
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+}
+
 TEST_F(VmWorkspaceMountTest, AHostileGuestStaysInsideTheMount) {
   std::ofstream(local_.path() / "roots" / "outside-marker") << "next to the mount\n";
   const std::string id = daemon_.CreateVm({"-v", rw_.string() + ":/workspace"});
