@@ -2,27 +2,43 @@
 # Mounts vs the VM's own disk, in one run (docs/workspaces.md): VM start with
 # one mount vs without (both cold boots: a VM with mounts cannot restore),
 # sequential write and read throughput, and small-file metadata (2,000
-# files: create, `find`, `stat`) on a virtiofs mount and on the guest's disk.
+# files: create, `find`, `stat`) on the guest's disk and on a virtiofs mount
+# under each virtiofs_cache mode asked for (a daemon each, one after the
+# other, in one run).
 # Usage: bench/workspace_mounts.sh [BUILD_DIR]   (root; tiny image)
+#   RUNS=N start pairs (default 3); CACHES="auto always" modes (default auto)
 set -euo pipefail
 build=$(realpath "${1:-${AGENTVM_BUILD_DIR:-build}}")
 work=$(mktemp -d /tmp/avm-mount-bench.XXXXXX)
-mkdir -p "$work/roots/repo" "$work/state" "$work/run"
-printf 'mount_roots:\n  - %s\n' "$work/roots" > "$work/agentvmd.yaml"
+mkdir -p "$work/roots" "$work/state" "$work/run"
+# Read-write sources must be on a nosuid file system (docs/workspaces.md).
+mount -t tmpfs -o nosuid,nodev,size=1g,mode=0755 tmpfs "$work/roots"
+mkdir -p "$work/roots/repo"
 sock=$work/agentvm.sock
-"$build/bin/agentvmd" --socket "$sock" --state-dir "$work/state" --run-dir "$work/run" \
-  --image-dir "$build/images" --accel tcg --no-golden-snapshots --default-network isolated \
-  --config "$work/agentvmd.yaml" 2> "$work/agentvmd.log" &
-daemon=$!
+daemon=
+stop_daemon() {
+  if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
+  daemon=
+}
 cleanup() {
-  kill "$daemon" 2>/dev/null || true
-  wait "$daemon" 2>/dev/null || true
+  stop_daemon
+  umount "$work/roots" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Starts agentvmd with virtiofs_cache MODE and waits for its socket.
+start_daemon() {
+  printf 'mount_roots:\n  - %s\nvirtiofs_cache: %s\n' "$work/roots" "$1" > "$work/agentvmd.yaml"
+  rm -f "$sock"
+  "$build/bin/agentvmd" --socket "$sock" --state-dir "$work/state" --run-dir "$work/run" \
+    --image-dir "$build/images" --accel tcg --no-golden-snapshots --default-network isolated \
+    --config "$work/agentvmd.yaml" 2>> "$work/agentvmd.log" &
+  daemon=$!
+  for _ in $(seq 300); do [ -S "$sock" ] && return; sleep 0.1; done
+  cat "$work/agentvmd.log"
+  exit 1
+}
 avm() { "$build/bin/agentvm" --socket "$sock" "$@"; }
-for _ in $(seq 300); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || { cat "$work/agentvmd.log"; exit 1; }
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc; }
@@ -36,14 +52,19 @@ timed() {
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 runs=${RUNS:-3}
-for i in $(seq $runs); do
+caches=${CACHES:-auto}
+first=${caches%% *}
+start_daemon "$first"
+for i in $(seq "$runs"); do
   start=$(now); plain=$(avm create --boot cold); echo "start without mount: $(elapsed "$start") s"
   start=$(now); mounted=$(avm create --boot cold -v "$work/roots/repo:/workspace"); echo "start with one mount: $(elapsed "$start") s"
   if [ "$i" -lt "$runs" ]; then avm rm -f "$plain" "$mounted" > /dev/null; fi
 done
+avm rm -f "$plain" > /dev/null
 
-id=$mounted
-for where in /root/disk /workspace/bench; do
+# The same work on WHERE in VM ID, one line of results labelled LABEL.
+measure() {
+  local id=$1 where=$2 label=$3 write read files find stat
   avm exec "$id" -- mkdir -p "$where" > /dev/null
   write=$(timed "$id" "dd if=/dev/zero of=$where/big bs=1M count=128 conv=fsync 2>/dev/null")
   avm exec "$id" -- sh -c "sync; echo 3 > /proc/sys/vm/drop_caches" > /dev/null
@@ -52,8 +73,20 @@ for where in /root/disk /workspace/bench; do
   avm exec "$id" -- sh -c "sync; echo 3 > /proc/sys/vm/drop_caches" > /dev/null
   find=$(timed "$id" "find $where -type f | wc -l")
   stat=$(timed "$id" "find $where -type f -exec stat -c %s {} + | wc -l")
-  printf '%-16s write 128 MiB %6.2f s (%5.1f MiB/s)  read %6.2f s (%5.1f MiB/s)  create 2000 files %6.2f s  find (cold) %5.2f s  stat all %5.2f s\n' \
-    "$where" "$write" "$(echo "128 / $write" | bc -l)" "$read" "$(echo "128 / $read" | bc -l)" "$files" "$find" "$stat"
+  printf '%-22s write 128 MiB %6.2f s (%5.1f MiB/s)  read %6.2f s (%5.1f MiB/s)  create 2000 files %6.2f s  find (cold) %5.2f s  stat all %5.2f s\n' \
+    "$label" "$write" "$(echo "128 / $write" | bc -l)" "$read" "$(echo "128 / $read" | bc -l)" "$files" "$find" "$stat"
+}
+
+measure "$mounted" /root/disk "disk"
+for mode in $caches; do
+  if [ "$mode" != "$first" ]; then
+    avm rm -f "$mounted" > /dev/null
+    stop_daemon
+    start_daemon "$mode"
+    mounted=$(avm create --boot cold -v "$work/roots/repo:/workspace")
+  fi
+  rm -rf "$work/roots/repo/bench"
+  measure "$mounted" /workspace/bench "mount, cache=$mode"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-avm rm -f "$plain" "$mounted" > /dev/null
+avm rm -f "$mounted" > /dev/null

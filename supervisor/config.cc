@@ -367,6 +367,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "jail") applied = JailFromYaml(value, config.jail);
     else if (key == "mount_roots") applied = set_paths(config.mount_roots);
     else if (key == "virtiofsd") applied = set_string(config.virtiofsd_binary);
+    else if (key == "virtiofs_cache") applied = set_string(config.virtiofs_cache);
     else if (key == "mount_owner") {
       std::string text;
       applied = set_string(text);
@@ -438,6 +439,10 @@ Result<void> ValidateConfig(const DaemonConfig& config) {
   if (config.memory_templates != "cow" && config.memory_templates != "copy") {
     return Fail(ErrorCode::kInvalidArgument,
                 "memory_templates must be cow or copy, not '" + config.memory_templates + "'");
+  }
+  if (config.virtiofs_cache != "auto" && config.virtiofs_cache != "always" && config.virtiofs_cache != "none") {
+    return Fail(ErrorCode::kInvalidArgument,
+                "virtiofs_cache must be auto, always or none, not '" + config.virtiofs_cache + "'");
   }
   if (!config.metrics_listen.empty()) {
     if (auto address = ParseMetricsListen(config.metrics_listen); !address) return Fail(address.error());

@@ -106,6 +106,10 @@ struct DaemonConfig {
   // may mount. Empty: every mount is refused.
   std::vector<std::string> mount_roots;
   std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
+  // virtiofsd's -o cache=: auto (what the guest caches is checked again
+  // after a second, so host edits show), always (never checked: fastest,
+  // for shares nothing else changes), none (docs/workspaces.md).
+  std::string virtiofs_cache = "auto";
   // Who owns what the guest's default user creates in a mount: set
   // ("UID:GID"), every VM's; unset ("" in the YAML), the API caller's uid
   // and gid (SO_PEERCRED).

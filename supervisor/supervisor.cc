@@ -93,6 +93,7 @@ VmContext Supervisor::MakeContext() {
       .host = host_,
       .qemu_binary = config_.qemu_binary,
       .virtiofsd_binary = config_.virtiofsd_binary,
+      .virtiofs_cache = config_.virtiofs_cache,
       .accel = accel_,
       .channel = channel_,
       .agent_timeout = config_.agent_timeout,

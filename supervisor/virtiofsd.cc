@@ -114,7 +114,7 @@ std::vector<std::string> VirtiofsdArgv(const VirtiofsdLaunch& launch) {
       "-o", "sandbox=namespace",
       // Device nodes made by the guest would be usable on the host.
       "-o", "modcaps=-mknod",
-      "-o", "cache=auto",
+      "-o", "cache=" + launch.cache,
       "-o", "no_xattr",
       "-o", "log_level=warn",
   };

@@ -70,6 +70,7 @@ struct VirtiofsdLaunch {
   std::string binary = "/usr/lib/qemu/virtiofsd";
   std::string source;  // canonical host directory (mount_policy.h)
   bool readonly = false;
+  std::string cache = "auto";  // -o cache= (auto, always, none)
   // A path in the VM's runtime dir: the listening socket's, removed once
   // connected, and virtiofsd's argv[0], so a later daemon finds a leftover
   // one by it (KillLeftoverVirtiofsds).

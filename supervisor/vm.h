@@ -88,6 +88,7 @@ struct VmContext {
   std::shared_ptr<VmHost> host;  // overlays, QEMU, its sockets
   std::string qemu_binary;
   std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
+  std::string virtiofs_cache = "auto";  // DaemonConfig::virtiofs_cache
   Accel accel = Accel::kTcg;
   ChannelKind channel = ChannelKind::kVirtioSerial;
   std::chrono::milliseconds agent_timeout{90000};

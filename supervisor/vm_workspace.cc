@@ -25,6 +25,7 @@ Result<std::vector<UniqueFd>> Vm::StartVirtiofsds(QemuLaunchSpec& spec) {
         .binary = context_.virtiofsd_binary,
         .source = mount.source,
         .readonly = mount.readonly,
+        .cache = context_.virtiofs_cache,
         .socket_path = (spec_.paths.runtime_dir / ("fs" + std::to_string(i) + ".sock")).string(),
         .log_path = (spec_.paths.runtime_dir / "virtiofsd.log").string(),
         .owner = spec_.mount_owner.value_or(UserIds{}),

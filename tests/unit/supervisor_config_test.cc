@@ -104,6 +104,17 @@ TEST_F(ConfigTest, MountOwnerIsUidColonGidOrEmptyForTheCaller) {
   EXPECT_NE(bad.error().message.find("mount_owner"), std::string::npos) << bad.error().message;
 }
 
+TEST_F(ConfigTest, VirtiofsCacheIsAutoAlwaysOrNone) {
+  DaemonConfig config;
+  EXPECT_EQ(config.virtiofs_cache, "auto");
+  ASSERT_TRUE(ApplyConfigFile(WriteConfig("virtiofs_cache: always\n"), config));
+  EXPECT_TRUE(ValidateConfig(config));
+  config.virtiofs_cache = "metadata";
+  auto bad = ValidateConfig(config);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("virtiofs_cache must be auto, always or none"), std::string::npos);
+}
+
 TEST_F(ConfigTest, ConsoleCapsAreKeysWithinBounds) {
   DaemonConfig config;
   EXPECT_EQ(config.console_memory_kib, 128);

@@ -1,6 +1,8 @@
 // The user namespace a mount's virtiofsd runs in (virtiofsd.h MountIdMaps):
 // the guest's default user is the owner, guest root is squashed, nothing
 // else is mapped, and the owner can never be the squash id.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "supervisor/config.h"
@@ -50,6 +52,18 @@ TEST(VirtiofsdIdsTest, MountOwnerParsesUidColonGidAndRefusesTheRest) {
     ASSERT_FALSE(parsed) << bad;
     EXPECT_NE(parsed.error().message.find("UID:GID"), std::string::npos) << parsed.error().message;
   }
+}
+
+TEST(VirtiofsdArgvTest, NamesItsSocketAndSourceAndKeepsTheSafeOptions) {
+  const VirtiofsdLaunch launch{.source = "/srv/repo", .cache = "always", .socket_path = "/run/x/vms/vm-1/fs0.sock"};
+  const std::vector<std::string> argv = VirtiofsdArgv(launch);
+  ASSERT_FALSE(argv.empty());
+  EXPECT_EQ(argv[0], "/run/x/vms/vm-1/fs0.sock");  // how a later daemon finds a leftover one
+  auto has = [&](const std::string& arg) { return std::ranges::find(argv, arg) != argv.end(); };
+  EXPECT_TRUE(has("source=/srv/repo"));
+  EXPECT_TRUE(has("cache=always"));
+  EXPECT_TRUE(has("modcaps=-mknod"));
+  EXPECT_TRUE(has("sandbox=namespace"));
 }
 
 }  // namespace
