@@ -156,7 +156,7 @@ boost::asio::awaitable<Result<GoldenSnapshot>> GoldenSnapshotBuilder::SaveAndFre
   if (memory_templates_) {
     UniqueFd ram = vm.TakeGuestRam();
     if (!ram) co_return Fail(ErrorCode::kInternal, "golden VM " + vm.id() + " has no RAM memfd");
-    if (auto written = WriteMemoryFile(ram.get(), writer->memory_file()); !written) {
+    if (auto written = writer->WriteMemory(ram.get()); !written) {
       co_return Fail(written.error().Wrap("save guest RAM"));
     }
   }

@@ -304,6 +304,13 @@ GoldenSnapshotStore::Writer::~Writer() {
   shared_->saving.erase(key_.DirName());
 }
 
+Result<void> GoldenSnapshotStore::Writer::WriteMemory(int ram) {
+  auto written = WriteMemoryFile(ram, memory_file());
+  if (!written) return Fail(written.error());
+  memory_ = *written;
+  return {};
+}
+
 Result<GoldenSnapshot> GoldenSnapshotStore::Writer::Commit(GoldenMeta meta) {
   const std::string name = key_.DirName();
   if (done_) return Fail(ErrorCode::kConflict, "golden " + name + ": already committed");
@@ -318,11 +325,9 @@ Result<GoldenSnapshot> GoldenSnapshotStore::Writer::Commit(GoldenMeta meta) {
   meta.state_size = digest->size;
   meta.state_checksum = digest->checksum;
   std::vector<fs::path> frozen = {state_file(), disk()};
-  if (fs::exists(memory_file(), ec)) {
-    auto memory = DigestFile(memory_file());
-    if (!memory) return Fail(memory.error().Wrap("golden " + name));
-    meta.memory_size = memory->size;
-    meta.memory_checksum = memory->checksum;
+  if (memory_) {
+    meta.memory_size = memory_->size;
+    meta.memory_checksum = memory_->checksum;
     frozen.push_back(memory_file());
   }
   meta.created_at =

@@ -111,10 +111,13 @@ class GoldenSnapshotStore {
     // disk (after that QEMU has exited).
     std::filesystem::path state_file() const { return tmp_dir_ / "state"; }
     std::filesystem::path disk() const { return tmp_dir_ / "disk.qcow2"; }
-    // Where the VM's RAM goes, for a memory template (WriteMemoryFile).
+    // Where the VM's RAM goes, for a memory template (WriteMemory).
     std::filesystem::path memory_file() const { return tmp_dir_ / "memory"; }
+    // Writes the saved VM's RAM (a memfd) to memory_file(), keeping its
+    // digest for Commit, which then need not read 256 MiB again.
+    Result<void> WriteMemory(int ram);
 
-    // Checksums the state (and the memory file if there is one), makes
+    // Checksums the state (the memory's digest comes from WriteMemory), makes
     // them and the disk read-only, writes meta.json
     // (the caller fills qemu_version, command_line_hash, image_identity),
     // syncs, and renames the directory into place, replacing any older
@@ -130,6 +133,7 @@ class GoldenSnapshotStore {
     std::shared_ptr<Shared> shared_;
     GoldenKey key_;
     std::filesystem::path tmp_dir_;
+    std::optional<FileDigest> memory_;  // set by WriteMemory
     bool done_ = false;
   };
 

@@ -115,7 +115,14 @@ class GoldenStoreTest : public ::testing::Test {
     EXPECT_TRUE(writer) << writer.error().message;
     WriteAll(writer->state_file(), state);
     WriteAll(writer->disk(), "QFI\xfb disk");
-    if (memory) WriteAll(writer->memory_file(), *memory);
+    if (memory) {
+      // As the builder does: the saved VM's RAM is a memfd.
+      auto ram = GuestRamMemfd(memory->size());
+      EXPECT_TRUE(ram) << ram.error().message;
+      EXPECT_EQ(::pwrite(ram->get(), memory->data(), memory->size(), 0), static_cast<ssize_t>(memory->size()));
+      auto written = writer->WriteMemory(ram->get());
+      EXPECT_TRUE(written) << written.error().message;
+    }
     auto committed = writer->Commit(Expected());
     EXPECT_TRUE(committed) << committed.error().message;
     return *committed;
