@@ -2,8 +2,7 @@
 // DNS forwarder's questions (through EgressByName) and the firewall's
 // refused connections (through the NFLOG socket), and read by the API.
 #include "netsetup/dns_policy.h"
-#include "netsetup/firewall_config.h"
-#include "netsetup/nflog_message.h"
+#include "netsetup/egress_refused.h"
 #include "supervisor/vm_network.h"
 
 namespace agentvm {
@@ -22,18 +21,11 @@ void VmNetwork::RecordQuestion(const net::DnsQuestionRecord& question) {
 }
 
 void VmNetwork::RecordRefused(const net::NflogPacket& packet) {
-  if (packet.prefix != net::kRefusedLogPrefix) return;  // not our rule's
   // The bridge table pins each tap to its lease: a source address is a VM.
   auto log = egress_logs_.find(packet.source);
   if (log == egress_logs_.end()) return;  // not (or no longer) a VM of ours
-  const std::string destination = packet.destination.ToString();
-  net::EgressEntry entry{.kind = "refused",
-                         .verdict = "refused",
-                         .destination = destination,
-                         .port = packet.port,
-                         .protocol = net::ProtocolName(packet.protocol),
-                         .learned_from = log->second->ring().NameAnswering(destination)};
-  Record(log->second.get(), std::move(entry));
+  auto entry = net::RefusedConnectionEntry(packet, log->second->ring());
+  if (entry) Record(log->second.get(), std::move(*entry));
 }
 
 const net::VmEgressLog* VmNetwork::EgressLogOf(const NetworkInfo& info) const {

@@ -335,6 +335,9 @@ TEST_F(NetEgressTest, ARefusedConnectReachesTheNflogSocketWithinASecond) {
     if (seen.empty()) std::this_thread::sleep_for(10ms);
   }
   ASSERT_FALSE(seen.empty()) << "no NFLOG message within 1 s of the refused connect";
+  std::cout << "refused connect to NFLOG message read: "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
+            << " ms (the connect and 10 ms polls included)\n";
   EXPECT_EQ(seen.front().prefix, kRefusedLogPrefix);
   EXPECT_EQ(seen.front().source.ToString(), "10.101.0.2");
   EXPECT_EQ(seen.front().destination.ToString(), kOther);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "netsetup/egress_log.h"
+#include "netsetup/egress_refused.h"
 #include "netsetup/nflog_message.h"
 
 namespace agentvm::net {
@@ -86,6 +87,25 @@ TEST(EgressRingTest, ARefusedDestinationIsTracedToTheNewestAllowedAnswerKept) {
   ring.Push(EgressEntry{.kind = "refused", .destination = "198.51.100.10"});
   ring.Push(EgressEntry{.kind = "refused", .destination = "198.51.100.10"});
   EXPECT_EQ(ring.NameAnswering("198.51.100.10"), "") << "answers that left the ring are forgotten";
+}
+
+TEST(EgressRefusedTest, OurRulesPacketBecomesAnEntryNamingWhereItsAddressWasLearned) {
+  auto packet = ParseNflogMessage(kRefusedSyn);  // 10.101.0.5 -> 198.51.100.10:443, tcp
+  ASSERT_TRUE(packet.has_value()) << packet.error().message;
+  EgressRing ring(10);
+  auto unknown = RefusedConnectionEntry(*packet, ring);
+  ASSERT_TRUE(unknown.has_value());
+  EXPECT_EQ(unknown->kind, "refused");
+  EXPECT_EQ(unknown->verdict, "refused");
+  EXPECT_EQ(unknown->destination, "198.51.100.10");
+  EXPECT_EQ(unknown->port, 443);
+  EXPECT_EQ(unknown->protocol, "tcp");
+  EXPECT_EQ(unknown->learned_from, "") << "never resolved";
+  ring.Push(EgressEntry{.kind = "dns", .name = "web.test", .verdict = "allowed", .answers = {"198.51.100.10"}});
+  EXPECT_EQ(RefusedConnectionEntry(*packet, ring)->learned_from, "web.test");
+  NflogPacket other = *packet;
+  other.prefix = "someone-else";
+  EXPECT_FALSE(RefusedConnectionEntry(other, ring).has_value()) << "only our rule's packets";
 }
 
 TEST(EgressLogTest, EntriesAreOneJsonLineWithTheFieldsOfTheirKind) {
