@@ -57,6 +57,19 @@ net::DnsAddress Destination(int vm, int name) {
                          300};
 }
 
+// Microseconds: a Learn batch or a DNS round trip is tens of them.
+std::string Micros(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f µs", seconds * 1e6);
+  return text;
+}
+
+// | what | median | percentile q | min | max | samples |
+void Row(std::ostream& out, const std::string& what, const Samples& s, double q) {
+  out << "| " << what << " | " << Micros(s.Median()) << " | " << Micros(s.Percentile(q)) << " | " << Micros(s.Min())
+      << " | " << Micros(s.Max()) << " | " << s.size() << " |\n";
+}
+
 int Run(const Options& options) {
   auto firewall = net::Firewall::Create(Config());
   if (!firewall) {
@@ -116,16 +129,7 @@ int Run(const Options& options) {
       << " names and one learned address per name (" << total
       << " elements in `vm_learned` at the end); each Learn is one netlink batch, acknowledged.\n\n"
       << "| | median | p90 | min | max | samples |\n|---|---|---|---|---|---|\n";
-  // Microseconds: a Learn batch is tens of them.
-  auto us = [](double seconds) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.1f µs", seconds * 1e6);
-    return std::string(text);
-  };
-  auto row = [&](const std::string& what, const Samples& s) {
-    out << "| " << what << " | " << us(s.Median()) << " | " << us(s.Percentile(0.9)) << " | " << us(s.Min())
-        << " | " << us(s.Max()) << " | " << s.size() << " |\n";
-  };
+  auto row = [&](const std::string& what, const Samples& s) { Row(out, what, s, 0.9); };
   row("Learn, VM 1, names 1-" + std::to_string(kEdge) + " (nothing else learned)", learn_first);
   row("Learn, VM " + std::to_string(options.vms) + ", its last " + std::to_string(kEdge) + " names (" +
           std::to_string(total - kEdge) + "+ learned)",
@@ -286,15 +290,7 @@ int RunDns(int queries) {
   out << "## Egress by name: DNS round trip through the forwarder (private netns, local upstream)\n\n"
       << queries << " queries of each kind, interleaved; UDP over loopback, the upstream answers at once.\n\n"
       << "| | p50 | p99 | min | max | samples |\n|---|---|---|---|---|---|\n";
-  auto us = [](double seconds) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.1f µs", seconds * 1e6);
-    return std::string(text);
-  };
-  auto row = [&](const std::string& what, const Samples& s) {
-    out << "| " << what << " | " << us(s.Median()) << " | " << us(s.Percentile(0.99)) << " | " << us(s.Min())
-        << " | " << us(s.Max()) << " | " << s.size() << " |\n";
-  };
+  auto row = [&](const std::string& what, const Samples& s) { Row(out, what, s, 0.99); };
   row("VM without a list (forwarded)", plain);
   row("VM with a list, allowed name (forwarded, address learned before relaying)", learned);
   row("VM with a list, other name (REFUSED, never forwarded)", refused);
