@@ -167,6 +167,9 @@ asio::awaitable<int> Run(Options options) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "net-rules") return agentvm::bench::NetRulesMain(argc - 1, argv + 1);
+  if (argc > 1 && std::string_view(argv[1]) == "egress-dns") {
+    return agentvm::bench::EgressDnsMain(argc - 1, argv + 1);
+  }
   if (argc > 1 && std::string_view(argv[1]) == "egress-learn") {
     return agentvm::bench::EgressLearnMain(argc - 1, argv + 1);
   }

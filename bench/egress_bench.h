@@ -12,4 +12,10 @@ namespace agentvm::bench {
 // Prints a markdown report on stdout; returns the exit code.
 int EgressLearnMain(int argc, char** argv);
 
+// argv[0] is "egress-dns"; option --queries N (2000). The DNS round trip
+// through the forwarder, in a private network namespace against a local
+// upstream: a VM without a list, a VM with one (the answer's address learned
+// before it is relayed) and a refused name, interleaved in one run.
+int EgressDnsMain(int argc, char** argv);
+
 }  // namespace agentvm::bench

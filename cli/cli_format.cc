@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <iterator>
 
@@ -113,12 +114,22 @@ std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets) {
 
 std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool header) {
   std::vector<Row> rows;
-  if (header) rows.push_back({"TIME", "TYPE", "NAME", "VERDICT", "ANSWERS"});
+  if (header) rows.push_back({"TIME", "TYPE", "NAME", "VERDICT", "ADDRESSES"});
   for (const net::EgressEntry& entry : entries) {
     const std::time_t seconds = static_cast<std::time_t>(entry.time_ms / 1000);
     std::tm utc{};
     char time[16] = "-";
     if (::gmtime_r(&seconds, &utc)) std::strftime(time, sizeof time, "%H:%M:%S", &utc);
+    if (entry.kind != "dns") {
+      // A connection: its protocol, the name its address was learned from,
+      // where it went.
+      std::string protocol = OneLine(entry.protocol);
+      for (char& c : protocol) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      const std::string port = entry.port ? ":" + std::to_string(entry.port) : "";
+      rows.push_back({time, protocol, OrDash(OneLine(entry.learned_from)), OneLine(entry.verdict),
+                      OneLine(entry.destination) + port});
+      continue;
+    }
     std::string answers;
     for (const std::string& answer : entry.answers) answers += (answers.empty() ? "" : ",") + answer;
     rows.push_back({time, net::DnsTypeName(entry.dns_type), OneLine(entry.name), OneLine(entry.verdict),

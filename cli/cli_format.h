@@ -33,8 +33,9 @@ std::string FormatVmTable(const std::vector<VmInfo>& vms, std::int64_t now);
 std::string FormatPoolTable(const std::vector<PoolInfo>& pools);
 // NAME, SOURCE, DOMAINS (comma-separated): `agentvm presets`.
 std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets);
-// TIME TYPE NAME VERDICT ANSWERS: `agentvm egress`; with `header` false the
-// rows only (-f prints the header once).
+// TIME TYPE NAME VERDICT ADDRESSES: `agentvm egress` (a refused connection:
+// its protocol, the name it was learned from, destination:port); with
+// `header` false the rows only (-f prints the header once).
 std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool header = true);
 
 // Columns NAME SIZE AGE; SIZE is the saved memory and device state.

@@ -206,7 +206,9 @@ into an existing directory keeps its name. Files of any size stream.
 Shows the VM's egress log as agentvmd keeps it in memory (the last 1000
 entries): each DNS question a VM with a name list (--allow-domain, --preset)
 asked, with TIME (UTC), TYPE, NAME, VERDICT (allowed, refused, refused-type,
-failed) and the ANSWERS whose addresses it may now connect to.
+failed) and the ADDRESSES it may now connect to; and each connection the
+firewall refused, with its protocol as TYPE, the name its address was
+learned from as NAME (- if none) and where it went as ADDRESSES.
   -f, --follow   keep printing new entries (asks agentvmd once a second)
                  until interrupted or the VM is gone
   --json         agentvmd's NDJSON, one entry a line

@@ -38,6 +38,7 @@ std::string EgressEntryToJson(const EgressEntry& entry) {
     json["destination"] = entry.destination;
     json["port"] = entry.port;
     json["protocol"] = entry.protocol;
+    json["verdict"] = entry.verdict;
     json["learned_from"] = entry.learned_from;
   }
   // Names come from the guest: never let invalid UTF-8 throw.
@@ -88,6 +89,16 @@ std::vector<EgressEntry> EgressRing::Since(std::uint64_t after) const {
     if (entry.seq > after) found.push_back(entry);
   }
   return found;
+}
+
+std::string EgressRing::NameAnswering(const std::string& address) const {
+  for (auto entry = entries_.rbegin(); entry != entries_.rend(); ++entry) {
+    if (entry->kind != "dns" || entry->verdict != "allowed") continue;
+    for (const std::string& answer : entry->answers) {
+      if (answer == address) return entry->name;
+    }
+  }
+  return "";
 }
 
 Result<CappedJsonlFile> CappedJsonlFile::Open(std::filesystem::path path, std::uint64_t max_bytes) {

@@ -50,6 +50,10 @@ class EgressRing {
   const EgressEntry& Push(EgressEntry entry);
   // The entries kept with seq > `after`, oldest first.
   std::vector<EgressEntry> Since(std::uint64_t after) const;
+  // The name of the newest allowed DNS answer kept that gave `address`
+  // (what a refused connection was learned from, if it was: its element
+  // expired or the list changed since); empty when no kept answer did.
+  std::string NameAnswering(const std::string& address) const;
   std::size_t size() const { return entries_.size(); }
   std::uint64_t dropped() const { return dropped_; }
 

@@ -27,7 +27,20 @@ struct FirewallConfig {
   // (counted by source address); a new one beyond is refused like any other.
   // One guest must not fill the host's conntrack table for everyone.
   std::uint32_t max_connections_per_vm = 1024;
+  // When set, refused packets also go to this nfnetlink_log group (the
+  // egress log's refused connections, netsetup/nflog_socket.h), at most
+  // kRefusedLogPerSecond of them (burst kRefusedLogBurst) for all VMs
+  // together: a guest flooding refused connects costs the daemon a bounded
+  // trickle of messages. Beyond it they are still refused and counted.
+  std::optional<std::uint16_t> refused_log_group;
 };
+
+inline constexpr std::uint64_t kRefusedLogPerSecond = 50;
+inline constexpr std::uint32_t kRefusedLogBurst = 100;
+// What of a refused packet reaches the log: its IPv4 header (at most 60
+// bytes) and the 4 bytes of ports after it.
+inline constexpr std::uint32_t kRefusedLogSnaplen = 64;
+inline constexpr char kRefusedLogPrefix[] = "avm-refused";
 
 struct VmNetRules {
   std::string tap;

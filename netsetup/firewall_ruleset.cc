@@ -135,6 +135,7 @@
 //
 //     chain vm_refuse {
 //       counter name ip saddr map @vm_drops
+//       limit rate 50/second burst 100 packets log prefix "avm-refused" group 7100 snaplen 64
 //       meta l4proto tcp reject with tcp reset
 //       reject with icmpx admin-prohibited
 //     }
@@ -438,6 +439,18 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
       .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
       .ObjectFromMap(kVmDrops)
       .NoVerdict();
+  if (config.refused_log_group) {
+    // To the egress log, rate-limited here in the kernel: past the limit a
+    // packet skips the log statement, nothing queues up anywhere.
+    const std::string group = std::to_string(*config.refused_log_group);
+    table
+        .Rule(kVmRefuse, "limit rate " + std::to_string(kRefusedLogPerSecond) + "/second burst " +
+                             std::to_string(kRefusedLogBurst) + " packets log prefix \"" + kRefusedLogPrefix +
+                             "\" group " + group + " snaplen " + std::to_string(kRefusedLogSnaplen))
+        .LimitRate(kRefusedLogPerSecond, kRefusedLogBurst)
+        .Log(kRefusedLogPrefix, *config.refused_log_group, kRefusedLogSnaplen)
+        .NoVerdict();
+  }
   if (config.reject_refused) {
     // Fail fast: the agent's connect gets ECONNREFUSED (or EHOSTUNREACH) in
     // a round trip instead of hanging until its own timeout.

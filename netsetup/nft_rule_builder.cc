@@ -181,6 +181,25 @@ RuleBuilder& RuleBuilder::CtCountOver(const std::string& set, std::uint32_t limi
   return *this;
 }
 
+RuleBuilder& RuleBuilder::LimitRate(std::uint64_t per_second, std::uint32_t burst) {
+  nftnl_expr* expr = NewExpr("limit");
+  nftnl_expr_set_u64(expr, NFTNL_EXPR_LIMIT_RATE, per_second);
+  nftnl_expr_set_u64(expr, NFTNL_EXPR_LIMIT_UNIT, 1);  // seconds
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_LIMIT_BURST, burst);
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS);
+  Add(expr);
+  return *this;
+}
+
+RuleBuilder& RuleBuilder::Log(const std::string& prefix, std::uint16_t group, std::uint32_t snaplen) {
+  nftnl_expr* expr = NewExpr("log");
+  nftnl_expr_set_str(expr, NFTNL_EXPR_LOG_PREFIX, prefix.c_str());
+  nftnl_expr_set_u16(expr, NFTNL_EXPR_LOG_GROUP, group);
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_LOG_SNAPLEN, snaplen);
+  Add(expr);
+  return *this;
+}
+
 void RuleBuilder::Accept() {
   nftnl_expr* expr = NewExpr("immediate");
   nftnl_expr_set_u32(expr, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);

@@ -63,6 +63,12 @@ class RuleBuilder {
   // whose element counts the conntrack entries that share it; matches when
   // this packet's connection makes more than `limit` of them.
   RuleBuilder& CtCountOver(const std::string& set, std::uint32_t limit);
+  // `limit rate N/second burst B packets`: matches while packets come no
+  // faster than that (one token bucket for every packet the rule sees).
+  RuleBuilder& LimitRate(std::uint64_t per_second, std::uint32_t burst);
+  // `log prefix "P" group G snaplen S`: hands the packet's first S bytes to
+  // the nfnetlink_log socket bound to group G.
+  RuleBuilder& Log(const std::string& prefix, std::uint16_t group, std::uint32_t snaplen);
 
   // Verdicts: end the rule and append it to the batch.
   void Accept();

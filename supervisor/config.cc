@@ -358,6 +358,7 @@ Result<void> ApplyConfigFile(const std::string& path, DaemonConfig& config) {
     else if (key == "allowed_tcp_ports") applied = set_ports(config.allowed_tcp_ports);
     else if (key == "reject_refused_connections") applied = set_bool(config.reject_refused_connections);
     else if (key == "max_connections_per_vm") applied = set_int(config.max_connections_per_vm);
+    else if (key == "egress_log_group") applied = set_int(config.egress_log_group);
     else if (key == "egress_presets") applied = set_presets(config.egress_presets);
     else if (key == "golden_snapshots") applied = set_bool(config.golden_snapshots);
     else if (key == "memory_templates") applied = set_string(config.memory_templates);
@@ -509,6 +510,10 @@ Result<void> ValidateNetworkConfig(const DaemonConfig& config) {
     return Fail(ErrorCode::kInvalidArgument, "max_connections_per_vm must be 1.." +
                                                  std::to_string(net::kMaxConnectionsPerVmCeiling) + ", not " +
                                                  std::to_string(config.max_connections_per_vm));
+  }
+  if (config.egress_log_group < 0 || config.egress_log_group > 65535) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "egress_log_group must be 0..65535, not " + std::to_string(config.egress_log_group));
   }
   if (auto presets = net::EgressPresets::Make(config.egress_presets); !presets) return Fail(presets.error());
   return {};

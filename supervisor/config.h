@@ -86,6 +86,10 @@ struct DaemonConfig {
   // Tracked connections one VM may hold at once; a new one beyond is refused
   // (one guest must not fill the host's conntrack table). 1..1048576.
   int max_connections_per_vm = 1024;
+  // The nfnetlink_log group refused connections are logged to (the egress
+  // log's "refused" entries); one listener per group and network namespace,
+  // so another NFLOG user (ulogd) must be on another. 0..65535.
+  int egress_log_group = 7100;
   // The operator's egress presets (netsetup/egress_presets.h): name -> the
   // domain patterns a VM created with `network.presets: [name]` may resolve,
   // on top of the built-in ones, whose names they may not take.

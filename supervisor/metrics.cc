@@ -88,6 +88,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Help("DNS questions of domain-filtered VMs, by verdict: allowed, refused (never sent "
                             "upstream), refused-type, failed")
                       .Register(*registry_);
+  refused_logged_ = &prometheus::BuildCounter()
+                         .Name("agentvm_egress_log_refused_total")
+                         .Help("Refused connections written to the VMs' egress logs (at most 50/s for all VMs: "
+                               "agentvm_vm_refused_connections_total counts every one)")
+                         .Register(*registry_)
+                         .Add({});
   // Every series a dashboard plots exists from the start, at zero.
   for (const char* verdict : {"allowed", "refused", "refused-type", "failed"}) {
     dns_queries_->Add({{"verdict", verdict}});
@@ -111,6 +117,8 @@ void Metrics::ObserveExec(const Result<protocol::ExecResult>& result, double sec
 }
 
 void Metrics::ObserveDnsQuestion(const std::string& verdict) { dns_queries_->Add({{"verdict", verdict}}).Increment(); }
+
+void Metrics::ObserveRefusedConnectionLogged() { refused_logged_->Increment(); }
 
 std::string Metrics::Render(const Snapshot& snapshot) const {
   // What is read now goes into a registry of its own, made per scrape.

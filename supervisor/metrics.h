@@ -68,6 +68,8 @@ class Metrics {
   void ObserveExec(const Result<protocol::ExecResult>& result, double seconds);
   // A domain-filtered VM's DNS question got `verdict` (netsetup/dns_policy.h).
   void ObserveDnsQuestion(const std::string& verdict);
+  // A refused connection went into a VM's egress log.
+  void ObserveRefusedConnectionLogged();
 
   // Every metric, in the text exposition format (version 0.0.4).
   std::string Render(const Snapshot& snapshot) const;
@@ -80,6 +82,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* execs_;
   prometheus::Family<prometheus::Histogram>* exec_seconds_;
   prometheus::Family<prometheus::Counter>* dns_queries_;
+  prometheus::Counter* refused_logged_;
 };
 
 // The "result" label of an exec's end.

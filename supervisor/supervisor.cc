@@ -72,7 +72,10 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, DaemonConfig confi
       host_(std::make_shared<RealVmHost>(executor_, config_.qemu_img_binary, jailer_)),
       store_(std::move(store)),
       network_(std::make_shared<VmNetwork>(executor_, config_, *store_)) {
-  network_->OnQuestion([metrics = metrics_](const std::string& verdict) { metrics->ObserveDnsQuestion(verdict); });
+  network_->OnEgressEntry([metrics = metrics_](const net::EgressEntry& entry) {
+    if (entry.kind == "dns") metrics->ObserveDnsQuestion(entry.verdict);
+    if (entry.kind == "refused") metrics->ObserveRefusedConnectionLogged();
+  });
   if (!config_.golden_snapshots) {
     if (!config_.pools.empty()) {
       Log()->warn("golden snapshots are off: the {} configured pool(s) stay empty", config_.pools.size());

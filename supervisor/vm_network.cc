@@ -7,6 +7,7 @@
 #include "netsetup/firewall.h"
 #include "netsetup/links.h"
 #include "netsetup/net_names.h"
+#include "netsetup/nflog_socket.h"
 #include "netsetup/tap.h"
 #include "supervisor/api/json_codec.h"
 #include "supervisor/api/network_validation.h"
@@ -142,6 +143,12 @@ Result<boost::asio::ip::udp::endpoint> VmNetwork::DnsUpstream() const {
 
 Result<void> VmNetwork::StartFilteringAndDns(const boost::asio::ip::udp::endpoint& upstream) {
   if (auto forwarding = net::EnableIpv4Forwarding(); !forwarding) return Fail(forwarding.error());
+  // Bound before the rule that logs to it exists, so no message is lost
+  // and a group another process holds fails the start, loudly.
+  const auto group = static_cast<std::uint16_t>(config_.egress_log_group);
+  auto nflog = net::NflogSocket::Open(executor_, group, [this](const net::NflogPacket& packet) { RecordRefused(packet); });
+  if (!nflog) return Fail(nflog.error().Wrap("egress log"));
+  nflog_ = std::move(*nflog);
   net::FirewallConfig firewall{
       .bridge = config_.bridge,
       .subnet = subnet_,
@@ -149,6 +156,7 @@ Result<void> VmNetwork::StartFilteringAndDns(const boost::asio::ip::udp::endpoin
       .allowed_tcp_ports = config_.allowed_tcp_ports,
       .reject_refused = config_.reject_refused_connections,
       .max_connections_per_vm = static_cast<std::uint32_t>(config_.max_connections_per_vm),
+      .refused_log_group = group,
   };
   auto made = net::Firewall::Create(firewall);
   if (!made) return Fail(made.error().Wrap("nftables"));
@@ -382,6 +390,7 @@ std::uint64_t VmNetwork::DroppedConnections(const NetworkInfo& info) const {
 void VmNetwork::Shutdown() {
   if (!started_) return;
   started_ = false;
+  nflog_.reset();
   dns_.reset();
   egress_.reset();
   firewall_.reset();  // deletes our tables

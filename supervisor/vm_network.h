@@ -31,8 +31,10 @@
 namespace agentvm {
 namespace net {
 struct DnsQuestionRecord;
+struct NflogPacket;
 class EgressByName;
 class Firewall;
+class NflogSocket;
 class Tap;
 }  // namespace net
 class DnsForwarder;
@@ -101,8 +103,9 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   // its DNS questions by verdict. Empty for any other VM.
   std::vector<net::EgressEntry> EgressEntries(const NetworkInfo& info, std::uint64_t after) const;
   std::map<std::string, std::uint64_t> DnsVerdicts(const NetworkInfo& info) const;
-  // Called with the verdict of every question any VM asks (the metrics').
-  void OnQuestion(std::function<void(const std::string& verdict)> observer) { on_question_ = std::move(observer); }
+  // Called with every egress log entry of any VM, DNS question or refused
+  // connection (the metrics').
+  void OnEgressEntry(std::function<void(const net::EgressEntry&)> observer) { on_entry_ = std::move(observer); }
 
   // Removes the tables, the DNS forwarder and the bridge we created. VMs must
   // be gone (their attachments destroyed) first.
@@ -121,6 +124,8 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   Result<void> Update(NetAttachment& attachment, const NetworkUpdate& update);
   void Detach(NetAttachment& attachment);
   void RecordQuestion(const net::DnsQuestionRecord& question);
+  void RecordRefused(const net::NflogPacket& packet);
+  void Record(net::VmEgressLog* log, net::EgressEntry entry);
   const net::VmEgressLog* EgressLogOf(const NetworkInfo& info) const;
 
   boost::asio::any_io_executor executor_;
@@ -137,10 +142,13 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   // writes into the firewall, so it goes after the one and before the other.
   std::unique_ptr<net::EgressByName> egress_;
   std::unique_ptr<DnsForwarder> dns_;
+  // Refused connections from the firewall's log rule; goes first, as its
+  // handler writes into egress_logs_.
+  std::unique_ptr<net::NflogSocket> nflog_;
   // Each attached nat-filtered VM's egress log, by its address (what the
   // forwarder knows a VM by); made with its rules, gone with them.
   std::map<net::Ipv4Address, std::unique_ptr<net::VmEgressLog>> egress_logs_;
-  std::function<void(const std::string& verdict)> on_question_;
+  std::function<void(const net::EgressEntry&)> on_entry_;
 };
 
 // The network part of a VM's state-store record, and back: the API's

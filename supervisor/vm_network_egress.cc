@@ -1,17 +1,31 @@
 // VmNetwork's side of the egress log: each nat-filtered VM's log, fed by the
-// DNS forwarder's questions (through EgressByName) and read by the API.
+// DNS forwarder's questions (through EgressByName) and the firewall's
+// refused connections (through the NFLOG socket), and read by the API.
 #include "netsetup/dns_policy.h"
+#include "netsetup/egress_refused.h"
 #include "supervisor/vm_network.h"
 
 namespace agentvm {
 
+void VmNetwork::Record(net::VmEgressLog* log, net::EgressEntry entry) {
+  if (on_entry_) on_entry_(entry);
+  if (log) log->Add(std::move(entry));
+}
+
 void VmNetwork::RecordQuestion(const net::DnsQuestionRecord& question) {
-  if (on_question_) on_question_(question.verdict);
   auto log = egress_logs_.find(question.vm);
-  if (log == egress_logs_.end()) return;  // a VM whose network is going
   net::EgressEntry entry{.kind = "dns", .name = question.name, .dns_type = question.type, .verdict = question.verdict};
   for (const net::DnsAddress& answer : question.answers) entry.answers.push_back(answer.address.ToString());
-  log->second->Add(std::move(entry));
+  // No log: a VM whose network is going; still counted.
+  Record(log == egress_logs_.end() ? nullptr : log->second.get(), std::move(entry));
+}
+
+void VmNetwork::RecordRefused(const net::NflogPacket& packet) {
+  // The bridge table pins each tap to its lease: a source address is a VM.
+  auto log = egress_logs_.find(packet.source);
+  if (log == egress_logs_.end()) return;  // not (or no longer) a VM of ours
+  auto entry = net::RefusedConnectionEntry(packet, log->second->ring());
+  if (entry) Record(log->second.get(), std::move(*entry));
 }
 
 const net::VmEgressLog* VmNetwork::EgressLogOf(const NetworkInfo& info) const {

@@ -1,6 +1,7 @@
 // Egress by name through the real kernel path, without QEMU: in the test
-// world's daemon namespace a bridge, the firewall, EgressByName and the DNS
-// forwarder run on one thread as in agentvmd; "VMs" are namespaces on the
+// world's daemon namespace a bridge, the firewall (logging refused packets to
+// an NFLOG group), the NFLOG socket, EgressByName and the DNS forwarder run
+// on one thread as in agentvmd; "VMs" are namespaces on the
 // bridge; a dnsmasq of our own in the internet namespace serves the names and
 // logs every question it gets; "hi" servers listen on each name's address.
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +24,7 @@
 #include "netsetup/firewall.h"
 #include "netsetup/links.h"
 #include "netsetup/net_names.h"
+#include "netsetup/nflog_socket.h"
 #include "tests/support/net_traffic.h"
 #include "tests/support/net_world.h"
 #include "tests/support/netns.h"
@@ -42,6 +45,7 @@ constexpr char kZone[] = "198.51.100.12";      // *.zone.test (and zone.test)
 constexpr char kEvil[] = "198.51.100.13";      // zone.test.evil.test
 constexpr char kShort[] = "198.51.100.14";     // short.test, ttl 1 s
 constexpr char kGateway[] = "10.101.0.1";
+constexpr std::uint16_t kLogGroup = 7100;
 
 struct Answer {
   int rcode = -1;  // -1: no answer in time
@@ -135,9 +139,14 @@ class NetEgressTest : public ::testing::Test {
       if (!EnterNetns(world_.daemon_ns())) return up.set_value("setns");
       auto bridge = EnsureBridge("agentvm0", *Ipv4Address::Parse(kGateway), 16);
       if (!bridge || !EnableIpv4Forwarding()) return up.set_value("bridge");
+      auto nflog = NflogSocket::Open(io_.get_executor(), kLogGroup,
+                                     [this](const NflogPacket& packet) { logged_.push_back(packet); });
+      if (!nflog) return up.set_value(nflog.error().message);
+      nflog_ = std::move(*nflog);
       auto made = Firewall::Create(FirewallConfig{.bridge = "agentvm0",
                                                   .subnet = *Ipv4Subnet::Parse("10.101.0.0/16"),
-                                                  .gateway = *Ipv4Address::Parse(kGateway)});
+                                                  .gateway = *Ipv4Address::Parse(kGateway),
+                                                  .refused_log_group = kLogGroup});
       if (!made) return up.set_value(made.error().message);
       firewall_ = std::move(*made);
       egress_ = std::make_unique<EgressByName>(*firewall_, EgressByNameOptions{.min_ttl = 1s, .max_ttl = 60s});
@@ -155,6 +164,7 @@ class NetEgressTest : public ::testing::Test {
 
   void TearDown() override {
     OnHost([&] {
+      nflog_.reset();
       dns_.reset();
       egress_.reset();
       firewall_.reset();
@@ -223,6 +233,8 @@ class NetEgressTest : public ::testing::Test {
   std::unique_ptr<Firewall> firewall_;
   std::unique_ptr<EgressByName> egress_;
   std::unique_ptr<DnsForwarder> dns_;
+  std::unique_ptr<NflogSocket> nflog_;
+  std::vector<NflogPacket> logged_;  // what the NFLOG socket handed on, host thread only
 };
 
 TEST_F(NetEgressTest, AnAllowedNameResolvesAndConnectsAnotherIsRefusedAndNeverSeenUpstream) {
@@ -310,6 +322,61 @@ TEST_F(NetEgressTest, ChangingTheListAdmitsANewNameAndRemovingItClosesNewConnect
   EXPECT_FALSE(TcpWorks(vm, kOther, 443)) << "the removed name's address is taken back at once";
   EXPECT_TRUE(TcpWorks(vm, kAllowed, 443)) << "the kept name's address stays";
   EXPECT_EQ(Resolve(vm, "other.test").rcode, 5);
+}
+
+
+TEST_F(NetEgressTest, ARefusedConnectReachesTheNflogSocketWithinASecond) {
+  const std::string vm = AddVm(2, {"allowed.test"});
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Refused(vm, kOther, 443).error, ECONNREFUSED);
+  std::vector<NflogPacket> seen;
+  while (seen.empty() && std::chrono::steady_clock::now() - start < 1s) {
+    OnHost([&] { seen = logged_; });
+    if (seen.empty()) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_FALSE(seen.empty()) << "no NFLOG message within 1 s of the refused connect";
+  std::cout << "refused connect to NFLOG message read: "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
+            << " ms (the connect and 10 ms polls included)\n";
+  EXPECT_EQ(seen.front().prefix, kRefusedLogPrefix);
+  EXPECT_EQ(seen.front().source.ToString(), "10.101.0.2");
+  EXPECT_EQ(seen.front().destination.ToString(), kOther);
+  EXPECT_EQ(ProtocolName(seen.front().protocol), "tcp");
+  EXPECT_EQ(seen.front().port, 443);
+}
+
+// A guest flooding refused packets: every one is refused and counted, but
+// the log rule hands the daemon no more than its rate and burst allow.
+TEST_F(NetEgressTest, AFloodOfRefusedPacketsIsLoggedAtTheRuleRateOnly) {
+  const std::string vm = AddVm(2, {"allowed.test"});
+  const std::uint64_t before = Dropped(2);
+  const auto start = std::chrono::steady_clock::now();
+  const int sent = InNetns<int>(vm, 0, [&] {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int count = 0;
+    for (int port = 1000; port < 6000; ++port) {
+      sockaddr_in to = Endpoint(kOther, static_cast<std::uint16_t>(port));
+      if (::sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 1) ++count;
+    }
+    ::close(fd);
+    return count;
+  });
+  std::this_thread::sleep_for(300ms);  // let the last messages arrive
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::size_t logged = 0;
+  NflogStats stats;
+  OnHost([&] {
+    logged = logged_.size();
+    stats = nflog_->stats();
+  });
+  std::cout << sent << " refused packets in " << seconds << " s: " << logged << " logged, " << stats.overruns
+            << " overruns\n";
+  EXPECT_GT(sent, 4000);
+  EXPECT_GE(Dropped(2) - before, static_cast<std::uint64_t>(sent) * 9 / 10) << "every packet is still counted";
+  EXPECT_GE(logged, static_cast<std::size_t>(kRefusedLogBurst) / 2) << "the burst is logged";
+  EXPECT_LE(static_cast<double>(logged), kRefusedLogBurst + kRefusedLogPerSecond * (seconds + 1))
+      << sent << " packets in " << seconds << " s";
+  EXPECT_EQ(stats.malformed, 0u);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // can resolve and reach in the test world.
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 
@@ -70,6 +71,32 @@ TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   const std::size_t series = metrics.find(refused_series);
   ASSERT_NE(series, std::string::npos) << metrics;
   EXPECT_GE(std::stod(metrics.substr(series + refused_series.size())), 1) << "counted in the metrics too";
+
+  // Refused connections are in the log too, within a second, with the name
+  // that taught the address when one did: the connect by IP before any
+  // answer had none, one to a port the policy refuses came from web.test.
+  auto wrong_port = guest("timeout 5 wget -q -O- http://" + std::string(NetWorld::kWebAddress) + ":8080/");
+  EXPECT_NE(wrong_port.exit_code, 0) << wrong_port.out;
+  const auto refused_at = std::chrono::steady_clock::now();
+  const std::string to_8080 = R"("destination":"198.51.100.10","port":8080,"protocol":"tcp","verdict":"refused",)"
+                              R"("learned_from":"web.test")";
+  std::string connections;
+  while (connections.find(to_8080) == std::string::npos &&
+         std::chrono::steady_clock::now() - refused_at < std::chrono::seconds(1)) {
+    connections = daemon.Http("GET", "/v1/vms/" + id + "/egress", "").second;
+    if (connections.find(to_8080) == std::string::npos) ::usleep(50'000);
+  }
+  EXPECT_NE(connections.find(to_8080), std::string::npos) << "not in the log within 1 s: " << connections;
+  EXPECT_NE(connections.find(R"("kind":"refused","destination":"198.51.100.10","port":80,"protocol":"tcp",)"
+                             R"("verdict":"refused","learned_from":"")"),
+            std::string::npos)
+      << connections;
+  auto rows = daemon.Cli({"egress", id});
+  EXPECT_NE(rows.out.find("198.51.100.10:8080"), std::string::npos) << rows.out;
+  const std::string logged_series = "\nagentvm_egress_log_refused_total ";  // not the HELP line
+  const std::string now = daemon.Http("GET", "/metrics", "").second;
+  ASSERT_NE(now.find(logged_series), std::string::npos) << now;
+  EXPECT_GE(std::stod(now.substr(now.find(logged_series) + logged_series.size())), 2);
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
 }
 

@@ -431,17 +431,23 @@ TEST_F(CliTest, EgressPrintsTheVmsQuestionsAsATableOrNdjson) {
          .verdict = "allowed", .answers = {"198.51.100.10"}},
         {.seq = 2, .time_ms = 3'600'000 + 62'000, .kind = "dns", .name = "exfil.evil.test", .dns_type = 16,
          .verdict = "refused"},
+        {.seq = 3, .time_ms = 3'600'000 + 63'000, .kind = "refused", .verdict = "refused",
+         .destination = "198.51.100.10", .port = 8080, .protocol = "tcp", .learned_from = "a.test"},
+        {.seq = 4, .time_ms = 3'600'000 + 64'000, .kind = "refused", .verdict = "refused",
+         .destination = "198.51.100.11", .protocol = "icmp"},
     };
   });
   Outcome table = Cli({"egress", "vm-1"});
   ASSERT_EQ(table.status, 0) << table.err;
   EXPECT_EQ(table.out,
-            "TIME      TYPE  NAME             VERDICT  ANSWERS\n"
+            "TIME      TYPE  NAME             VERDICT  ADDRESSES\n"
             "01:01:01  A     a.test           allowed  198.51.100.10\n"
-            "01:01:02  TXT   exfil.evil.test  refused  -\n");
+            "01:01:02  TXT   exfil.evil.test  refused  -\n"
+            "01:01:03  TCP   a.test           refused  198.51.100.10:8080\n"
+            "01:01:04  ICMP  -                refused  198.51.100.11\n");
   Outcome json = Cli({"egress", "vm-1", "--json"});
   ASSERT_EQ(json.status, 0) << json.err;
-  EXPECT_EQ(std::count(json.out.begin(), json.out.end(), '\n'), 2);
+  EXPECT_EQ(std::count(json.out.begin(), json.out.end(), '\n'), 4);
   EXPECT_EQ(nlohmann::json::parse(json.out.substr(0, json.out.find('\n')))["verdict"], "allowed");
   Outcome unknown = Cli({"egress", "vm-9"});
   EXPECT_EQ(unknown.status, 1);

@@ -1,5 +1,7 @@
-// The egress log's storage: the ring and the file stay within their bounds
-// however many entries come.
+// The egress log's storage and its NFLOG input: the ring and the file stay
+// within their bounds however many entries come, and a refused connection's
+// NFLOG message gives back its addresses, protocol and port (and nothing
+// from a message that lies about its lengths).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -10,9 +12,56 @@
 #include <vector>
 
 #include "netsetup/egress_log.h"
+#include "netsetup/egress_refused.h"
+#include "netsetup/nflog_message.h"
 
 namespace agentvm::net {
 namespace {
+
+// A TCP SYN 10.101.0.5:40000 -> 198.51.100.10:443 as `log prefix
+// "avm-refused" group 7` hands it to a nfnetlink_log socket: the netlink
+// header, nfgenmsg (AF_INET, group 7), NFULA_PACKET_HDR, NFULA_IFINDEX_OUTDEV,
+// NFULA_PREFIX and NFULA_PAYLOAD, in the kernel's layout and byte order.
+const std::vector<std::uint8_t> kRefusedSyn = {
+    0x74, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00,
+    0x00, 0x07, 0x08, 0x00, 0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x08, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x0c,
+    0x10, 0x00, 0x0a, 0x00, 0x61, 0x76, 0x6d, 0x2d, 0x72, 0x65, 0x66, 0x75, 0x73, 0x65, 0x64, 0x00, 0x40, 0x00,
+    0x09, 0x00, 0x45, 0x00, 0x00, 0x3c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0x0a, 0x65, 0x00, 0x05,
+    0xc6, 0x33, 0x64, 0x0a, 0x9c, 0x40, 0x01, 0xbb, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02,
+    0xfa, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4, 0x02, 0x04, 0x05, 0xb4, 0x02, 0x04, 0x05, 0xb4,
+    0x02, 0x04, 0x05, 0xb4, 0x02, 0x04, 0x05, 0xb4};
+constexpr std::size_t kPayloadAttrOffset = 52;  // NFULA_PAYLOAD's header
+
+TEST(NflogMessageTest, ARefusedSynGivesItsEndpoints) {
+  auto packet = ParseNflogMessage(kRefusedSyn);
+  ASSERT_TRUE(packet.has_value()) << packet.error().message;
+  EXPECT_EQ(packet->prefix, "avm-refused");
+  EXPECT_EQ(packet->source.ToString(), "10.101.0.5");
+  EXPECT_EQ(packet->destination.ToString(), "198.51.100.10");
+  EXPECT_EQ(ProtocolName(packet->protocol), "tcp");
+  EXPECT_EQ(packet->port, 443);
+}
+
+TEST(NflogMessageTest, LyingLengthsAndOtherMessagesAreRefused) {
+  for (std::size_t cut : {0ul, 10ul, 20ul, 60ul, kRefusedSyn.size() - 1}) {
+    std::vector<std::uint8_t> short_read(kRefusedSyn.begin(), kRefusedSyn.begin() + static_cast<long>(cut));
+    EXPECT_FALSE(ParseNflogMessage(short_read).has_value()) << "cut at " << cut;
+  }
+  auto overrun = kRefusedSyn;
+  overrun[kPayloadAttrOffset] = 0xff;  // the payload attribute claims more than the message holds
+  EXPECT_FALSE(ParseNflogMessage(overrun).has_value());
+  auto config = kRefusedSyn;
+  config[4] = 0x01;  // NFULNL_MSG_CONFIG, not a packet
+  EXPECT_FALSE(ParseNflogMessage(config).has_value());
+  auto ipv6 = kRefusedSyn;
+  ipv6[kPayloadAttrOffset + 4] = 0x65;  // version 6
+  EXPECT_FALSE(ParseNflogMessage(ipv6).has_value());
+  auto bad_ihl = kRefusedSyn;
+  bad_ihl[kPayloadAttrOffset + 4] = 0x4f;  // a 60-byte IPv4 header leaves no room for the ports
+  auto parsed = ParseNflogMessage(bad_ihl);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
+  EXPECT_EQ(parsed->port, 0) << "no port read past the header";
+}
 
 TEST(EgressRingTest, KeepsTheLastCapacityEntriesAndCountsTheRest) {
   EgressRing ring(3);
@@ -27,15 +76,51 @@ TEST(EgressRingTest, KeepsTheLastCapacityEntriesAndCountsTheRest) {
   EXPECT_TRUE(ring.Since(10).empty());
 }
 
+TEST(EgressRingTest, ARefusedDestinationIsTracedToTheNewestAllowedAnswerKept) {
+  EgressRing ring(3);
+  ring.Push(EgressEntry{.kind = "dns", .name = "old.test", .verdict = "allowed", .answers = {"198.51.100.10"}});
+  ring.Push(EgressEntry{.kind = "dns", .name = "new.test", .verdict = "allowed", .answers = {"198.51.100.9", "198.51.100.10"}});
+  ring.Push(EgressEntry{.kind = "dns", .name = "no.test", .verdict = "refused", .answers = {"198.51.100.11"}});
+  EXPECT_EQ(ring.NameAnswering("198.51.100.10"), "new.test");
+  EXPECT_EQ(ring.NameAnswering("198.51.100.11"), "") << "only allowed answers teach addresses";
+  EXPECT_EQ(ring.NameAnswering("198.51.100.12"), "");
+  ring.Push(EgressEntry{.kind = "refused", .destination = "198.51.100.10"});
+  ring.Push(EgressEntry{.kind = "refused", .destination = "198.51.100.10"});
+  EXPECT_EQ(ring.NameAnswering("198.51.100.10"), "") << "answers that left the ring are forgotten";
+}
+
+TEST(EgressRefusedTest, OurRulesPacketBecomesAnEntryNamingWhereItsAddressWasLearned) {
+  auto packet = ParseNflogMessage(kRefusedSyn);  // 10.101.0.5 -> 198.51.100.10:443, tcp
+  ASSERT_TRUE(packet.has_value()) << packet.error().message;
+  EgressRing ring(10);
+  auto unknown = RefusedConnectionEntry(*packet, ring);
+  ASSERT_TRUE(unknown.has_value());
+  EXPECT_EQ(unknown->kind, "refused");
+  EXPECT_EQ(unknown->verdict, "refused");
+  EXPECT_EQ(unknown->destination, "198.51.100.10");
+  EXPECT_EQ(unknown->port, 443);
+  EXPECT_EQ(unknown->protocol, "tcp");
+  EXPECT_EQ(unknown->learned_from, "") << "never resolved";
+  ring.Push(EgressEntry{.kind = "dns", .name = "web.test", .verdict = "allowed", .answers = {"198.51.100.10"}});
+  EXPECT_EQ(RefusedConnectionEntry(*packet, ring)->learned_from, "web.test");
+  NflogPacket other = *packet;
+  other.prefix = "someone-else";
+  EXPECT_FALSE(RefusedConnectionEntry(other, ring).has_value()) << "only our rule's packets";
+}
+
 TEST(EgressLogTest, EntriesAreOneJsonLineWithTheFieldsOfTheirKind) {
   EgressEntry dns{.seq = 4, .time_ms = 1000, .kind = "dns", .name = "a.test", .dns_type = 1, .verdict = "allowed",
                   .answers = {"198.51.100.10"}};
   EXPECT_EQ(EgressEntryToJson(dns), R"({"seq":4,"time_ms":1000,"kind":"dns","name":"a.test","type":1,)"
                                     R"("verdict":"allowed","answers":["198.51.100.10"]})");
-  EgressEntry refused{.seq = 5, .time_ms = 2000, .kind = "refused", .destination = "198.51.100.10", .port = 443,
-                      .protocol = "tcp", .learned_from = ""};
+  EgressEntry refused{.seq = 5, .time_ms = 2000, .kind = "refused", .verdict = "refused",
+                      .destination = "198.51.100.10", .port = 443, .protocol = "tcp", .learned_from = "a.test"};
   EXPECT_EQ(EgressEntryToJson(refused), R"({"seq":5,"time_ms":2000,"kind":"refused","destination":"198.51.100.10",)"
-                                        R"("port":443,"protocol":"tcp","learned_from":""})");
+                                        R"("port":443,"protocol":"tcp","verdict":"refused","learned_from":"a.test"})");
+  auto back = EgressEntryFromJson(EgressEntryToJson(refused));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->verdict, "refused");
+  EXPECT_EQ(back->learned_from, "a.test");
   EgressEntry hostile{.kind = "dns", .name = std::string("\xff\n\"x", 4)};
   EXPECT_EQ(EgressEntryToJson(hostile).find('\n'), std::string::npos) << "one line, whatever the guest sent";
 }

@@ -135,6 +135,26 @@ TEST_F(FirewallTest, RefusedPacketsAreRejectedUnlessConfiguredToDrop) {
   EXPECT_EQ(std::count_if(whats.begin(), whats.end(), [](const std::string& w) { return w.find("reject") != std::string::npos; }), 0);
 }
 
+TEST_F(FirewallTest, RefusedPacketsAreLoggedRateLimitedOnlyWithALogGroup) {
+  auto unlogged = MakeFirewall();
+  ASSERT_TRUE(unlogged);
+  auto whats = Whats(recorded_->batches.back());
+  EXPECT_EQ(std::count_if(whats.begin(), whats.end(), [](const std::string& w) { return w.find(" log ") != std::string::npos; }), 0);
+  FirewallConfig config = Config();
+  config.refused_log_group = 7100;
+  auto logging = Firewall::Create(config, std::make_unique<FakeTransport>(recorded_));
+  ASSERT_TRUE(logging.has_value());
+  whats = Whats(recorded_->batches.back());
+  const auto log = std::find(whats.begin(), whats.end(),
+                             "add rule inet agentvm vm_refuse: limit rate 50/second burst 100 packets log prefix "
+                             "\"avm-refused\" group 7100 snaplen 64");
+  ASSERT_NE(log, whats.end());
+  const auto counted = std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: counter name ip saddr map @vm_drops");
+  const auto rejected = std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: meta l4proto tcp reject with tcp reset");
+  EXPECT_LT(counted, log) << "counted whether logged or not";
+  EXPECT_LT(log, rejected) << "logged before the verdict ends the chain";
+}
+
 TEST_F(FirewallTest, CreateRefusesABadConfigAndSendsNothing) {
   FirewallConfig config = Config();
   config.allowed_tcp_ports = {80, 53};

@@ -139,9 +139,10 @@ TEST_F(ConfigTest, NetworkKeys) {
   DaemonConfig config;
   ASSERT_TRUE(ApplyConfigFile(WriteConfig("default_network: isolated\nbridge: avmbr1\nsubnet: 10.200.0.0/24\n"
                                           "dns_upstream: 192.0.2.53:5353\nallowed_tcp_ports: [443, 8443]\n"
-                                          "max_connections_per_vm: 200\n"),
+                                          "max_connections_per_vm: 200\negress_log_group: 12\n"),
                               config));
   EXPECT_EQ(config.max_connections_per_vm, 200);
+  EXPECT_EQ(config.egress_log_group, 12);
   EXPECT_EQ(config.default_network, "isolated");
   EXPECT_EQ(config.bridge, "avmbr1");
   EXPECT_EQ(config.subnet, "10.200.0.0/24");
@@ -171,6 +172,7 @@ TEST_F(ConfigTest, NetworkValidation) {
   EXPECT_NE(refused([](DaemonConfig& c) { c.max_connections_per_vm = 0; }).find("max_connections_per_vm"),
             std::string::npos);
   EXPECT_NE(refused([](DaemonConfig& c) { c.max_connections_per_vm = 2'000'000; }), "");
+  EXPECT_NE(refused([](DaemonConfig& c) { c.egress_log_group = 65536; }).find("egress_log_group"), std::string::npos);
 }
 
 TEST_F(ConfigTest, SnapshotAndPoolKeys) {

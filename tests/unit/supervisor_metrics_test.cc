@@ -91,6 +91,15 @@ TEST(MetricsTest, DnsQuestionsAreCountedByVerdict) {
   EXPECT_EQ(Sample(text, "agentvm_dns_queries_total{verdict=\"failed\"}"), 0);
 }
 
+TEST(MetricsTest, RefusedConnectionsLoggedAreCounted) {
+  Metrics metrics;
+  Metrics::Snapshot empty;
+  EXPECT_EQ(Sample(metrics.Render(empty), "agentvm_egress_log_refused_total"), 0);
+  metrics.ObserveRefusedConnectionLogged();
+  metrics.ObserveRefusedConnectionLogged();
+  EXPECT_EQ(Sample(metrics.Render(empty), "agentvm_egress_log_refused_total"), 2);
+}
+
 TEST(MetricsTest, StateIsReadAtScrapeTime) {
   FakeProc proc;
   FakeProcess(proc.path, 4242, /*utime=*/250, /*stime=*/50, /*rss_kib=*/2048, /*fds=*/0);
