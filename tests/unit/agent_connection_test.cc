@@ -206,6 +206,40 @@ TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   ::close(sv[1]);
 }
 
+// A payload read into a buffer's headroom leaves as the same bytes on the
+// wire as the frame Push() encodes, and only the frame counts as queued.
+TEST(OutputQueueTest, AFrameBuiltInItsBuffersHeadroomEncodesLikeAnyOther) {
+  const std::string payload(300000, 'p');
+  OutputQueue queue;
+  std::string buffer(OutputQueue::kHeadroom, '\0');
+  buffer += payload;
+  queue.PushWithHeadroom(protocol::DataFrame(5, protocol::FileData{payload.size(), 0640, true}, {}),
+                         std::move(buffer));
+  queue.Push(protocol::DataFrame(5, protocol::FileData{payload.size(), 0640, true}, payload));
+  EXPECT_EQ(queue.stream_bytes(5), 2 * protocol::EncodeFrame(protocol::DataFrame(
+                                           5, protocol::FileData{payload.size(), 0640, true}, payload))
+                                           .size());
+
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  FrameClient client(sv[1]);
+  std::thread drain([&] {
+    while (!queue.empty()) {
+      ASSERT_EQ(queue.Flush(sv[0]), 0);
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  auto built = client.Next(5s);
+  auto pushed = client.Next(5s);
+  drain.join();
+  ASSERT_TRUE(built && pushed);
+  EXPECT_EQ(built->header, pushed->header);
+  EXPECT_EQ(built->payload, payload);
+  EXPECT_EQ(pushed->payload, payload);
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
 TEST(ChannelTest, CmdlineValue) {
   std::string cmdline = "console=ttyS0 root=/dev/vda agentvm.channel=serial quiet\n";
   EXPECT_EQ(CmdlineValue(cmdline, "agentvm.channel"), "serial");
