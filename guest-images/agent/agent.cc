@@ -27,11 +27,13 @@ constexpr std::size_t kTotalHighWater = 8 * 1024 * 1024;
 // stopped, here, so the guest does not run out of memory.
 constexpr std::size_t kInputPauseBytes = 64 * 1024 * 1024;
 constexpr std::size_t kChannelReadChunk = 256 * 1024;
-// Read until EAGAIN, up to this much per wakeup so the programs' pipes get
-// their turn. Not "until a short read": a virtio-serial read returns one
-// 4 KiB port buffer at most, so that would cost a poll round per 4 KiB of
-// stdin or file data, and under TCG the rounds were the bottleneck.
-constexpr std::size_t kChannelBytesPerWakeup = 1024 * 1024;
+// Read until EAGAIN, up to this much per wakeup. Not "until a short read":
+// a virtio-serial read returns one 4 KiB port buffer at most, so that cost a
+// poll round per 4 KiB of stdin or file data, and under TCG the rounds were
+// the bottleneck. Not more: the programs' pipes need their turn, and stdin
+// acks go out between wakeups, so a quarter of the host's stdin window keeps
+// the host sending while the agent works.
+constexpr std::size_t kChannelBytesPerWakeup = protocol::kStdinWindowBytes / 4;
 constexpr std::chrono::milliseconds kShutdownFlushGrace{2000};
 constexpr std::chrono::milliseconds kWaitpidPollInterval{20};
 

@@ -171,6 +171,17 @@ TEST(AgentSerialTest, WaitsWithoutSpinningWhileTheHostIsAway) {
   ::waitpid(pid, &status, 0);
 }
 
+// Flushes `queue` into `fd` until it is empty, as the agent's poll loop
+// would; the caller reads the other end, then joins.
+std::thread FlushUntilEmpty(OutputQueue& queue, int fd) {
+  return std::thread([&queue, fd] {
+    while (!queue.empty()) {
+      ASSERT_EQ(queue.Flush(fd), 0);
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+}
+
 TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   OutputQueue queue;
   queue.Push(protocol::OutputFrame(1, protocol::OutputStream::kStdout, std::string(100000, 'a')));
@@ -188,12 +199,7 @@ TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   EXPECT_LT(queue.stream_bytes(1), 100000u);
 
   FrameClient client(sv[1]);
-  std::thread drain([&] {
-    while (!queue.empty()) {
-      ASSERT_EQ(queue.Flush(sv[0]), 0);
-      std::this_thread::sleep_for(1ms);
-    }
-  });
+  std::thread drain = FlushUntilEmpty(queue, sv[0]);
   auto first = client.Next(5s);
   auto second = client.Next(5s);
   drain.join();
@@ -223,12 +229,7 @@ TEST(OutputQueueTest, AFrameBuiltInItsBuffersHeadroomEncodesLikeAnyOther) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   FrameClient client(sv[1]);
-  std::thread drain([&] {
-    while (!queue.empty()) {
-      ASSERT_EQ(queue.Flush(sv[0]), 0);
-      std::this_thread::sleep_for(1ms);
-    }
-  });
+  std::thread drain = FlushUntilEmpty(queue, sv[0]);
   auto built = client.Next(5s);
   auto pushed = client.Next(5s);
   drain.join();
