@@ -12,6 +12,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "guest-images/agent/agent.h"
 #include "guest-images/agent/channel.h"
@@ -171,15 +172,24 @@ TEST(AgentSerialTest, WaitsWithoutSpinningWhileTheHostIsAway) {
   ::waitpid(pid, &status, 0);
 }
 
-// Flushes `queue` into `fd` until it is empty, as the agent's poll loop
-// would; the caller reads the other end, then joins.
-std::thread FlushUntilEmpty(OutputQueue& queue, int fd) {
-  return std::thread([&queue, fd] {
+// Flushes `queue` into `out` until it is empty, as the agent's poll loop
+// would, and returns the first `count` frames read from `in`.
+std::vector<protocol::Frame> FlushAndRead(OutputQueue& queue, int out, int in, std::size_t count) {
+  FrameClient client(in);
+  std::thread drain([&queue, out] {
     while (!queue.empty()) {
-      ASSERT_EQ(queue.Flush(fd), 0);
+      ASSERT_EQ(queue.Flush(out), 0);
       std::this_thread::sleep_for(1ms);
     }
   });
+  std::vector<protocol::Frame> frames;
+  while (frames.size() < count) {
+    auto frame = client.Next(5s);
+    if (!frame) break;
+    frames.push_back(std::move(*frame));
+  }
+  drain.join();
+  return frames;
 }
 
 TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
@@ -198,14 +208,10 @@ TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   EXPECT_FALSE(queue.empty());
   EXPECT_LT(queue.stream_bytes(1), 100000u);
 
-  FrameClient client(sv[1]);
-  std::thread drain = FlushUntilEmpty(queue, sv[0]);
-  auto first = client.Next(5s);
-  auto second = client.Next(5s);
-  drain.join();
-  ASSERT_TRUE(first && second);
-  EXPECT_EQ(first->payload.size(), 100000u);
-  EXPECT_EQ(second->payload, "b");
+  auto frames = FlushAndRead(queue, sv[0], sv[1], 2);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].payload.size(), 100000u);
+  EXPECT_EQ(frames[1].payload, "b");
   EXPECT_EQ(queue.total_bytes(), 0u);
   EXPECT_EQ(queue.stream_bytes(1), 0u);
   ::close(sv[0]);
@@ -228,15 +234,11 @@ TEST(OutputQueueTest, AFrameBuiltInItsBuffersHeadroomEncodesLikeAnyOther) {
 
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-  FrameClient client(sv[1]);
-  std::thread drain = FlushUntilEmpty(queue, sv[0]);
-  auto built = client.Next(5s);
-  auto pushed = client.Next(5s);
-  drain.join();
-  ASSERT_TRUE(built && pushed);
-  EXPECT_EQ(built->header, pushed->header);
-  EXPECT_EQ(built->payload, payload);
-  EXPECT_EQ(pushed->payload, payload);
+  auto frames = FlushAndRead(queue, sv[0], sv[1], 2);
+  ASSERT_EQ(frames.size(), 2u);  // the one built in its buffer, then the one Push() encoded
+  EXPECT_EQ(frames[0].header, frames[1].header);
+  EXPECT_EQ(frames[0].payload, payload);
+  EXPECT_EQ(frames[1].payload, payload);
   ::close(sv[0]);
   ::close(sv[1]);
 }
