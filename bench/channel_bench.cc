@@ -32,6 +32,7 @@ struct Options {
 };
 
 constexpr char kGuestFile[] = "/tmp/agentvm-channel-bench";
+constexpr char kGuestFileIn[] = "/tmp/agentvm-channel-bench-in";
 constexpr std::uint64_t kFileChunk = 1 << 20;
 
 std::string Dd(int mib, const std::string& to) {
@@ -103,6 +104,35 @@ asio::awaitable<Result<Clock::duration>> FileOut(ManualVm& vm, int mib) {
   co_return Clock::now() - start;
 }
 
+// Streamed stdin into `cat > /dev/null`, as `agentvm exec -i` sends it.
+asio::awaitable<Result<Clock::duration>> StdinIn(ManualVm& vm, int mib) {
+  protocol::ExecRequest request = Sh("cat > /dev/null");
+  request.stream_stdin = true;
+  std::string data(static_cast<std::size_t>(mib) << 20, 'x');
+  const auto start = Clock::now();
+  auto stream = co_await vm.agent().StartExec(std::move(request));
+  if (!stream) co_return Fail(stream.error().Wrap("stdin: start cat"));
+  auto sent = co_await (*stream)->WriteStdin(std::move(data), /*eof=*/true);
+  if (!sent) co_return Fail(sent.error().Wrap("stdin"));
+  while (co_await (*stream)->NextOutput()) {
+  }
+  const auto elapsed = Clock::now() - start;
+  if (auto ok = Succeeded((*stream)->result(), "stdin: cat"); !ok) co_return Fail(ok.error());
+  co_return elapsed;
+}
+
+// A file written 1 MiB at a time, each waiting for its "ok", as `cp` in does.
+asio::awaitable<Result<Clock::duration>> FileIn(ManualVm& vm, int mib) {
+  const std::uint64_t want = static_cast<std::uint64_t>(mib) << 20;
+  const auto start = Clock::now();
+  for (std::uint64_t offset = 0; offset < want; offset += kFileChunk) {
+    std::string chunk(kFileChunk, 'y');
+    auto written = co_await vm.agent().WriteFileChunk(kGuestFileIn, std::move(chunk), offset, offset == 0, 0644);
+    if (!written) co_return Fail(written.error().Wrap("file: write"));
+  }
+  co_return Clock::now() - start;
+}
+
 double MegabytesPerSecond(int mib, double seconds) { return (static_cast<double>(mib) * 1048576 / 1e6) / seconds; }
 
 asio::awaitable<int> Run(Options options) {
@@ -134,29 +164,45 @@ asio::awaitable<int> Run(Options options) {
     co_return 1;
   }
 
-  Samples raw_s, exec_s, file_s;
+  Samples raw_s, exec_s, file_s, stdin_s, file_in_s;
   for (int i = 0; i <= options.runs; ++i) {  // round 0 is a warm-up
+    // One statement per co_await: g++ 12 miscompiles a co_await inside a
+    // conditional expression that builds a temporary (a double free).
     auto r = co_await Raw(**vm, raw, options.mib);
-    auto e = r ? co_await ExecOut(**vm, options.mib) : Result<Clock::duration>(Fail(r.error()));
-    auto f = e ? co_await FileOut(**vm, options.mib) : Result<Clock::duration>(Fail(e.error()));
-    if (!f) {
-      std::cerr << "agentvm-bench channel: " << f.error().message << "\n";
-      co_return 1;
+    Result<Clock::duration> e = Fail(ErrorCode::kInternal, "not run");
+    Result<Clock::duration> f = e, s = e, w = e;
+    if (r) e = co_await ExecOut(**vm, options.mib);
+    if (e) f = co_await FileOut(**vm, options.mib);
+    if (f) s = co_await StdinIn(**vm, options.mib);
+    if (s) w = co_await FileIn(**vm, options.mib);
+    for (const auto* step : {&r, &e, &f, &s, &w}) {
+      if (!*step) {
+        std::cerr << "agentvm-bench channel: " << step->error().message << "\n";
+        co_return 1;
+      }
     }
     if (i == 0) continue;
     raw_s.Add(*r);
     exec_s.Add(*e);
     file_s.Add(*f);
+    stdin_s.Add(*s);
+    file_in_s.Add(*w);
     std::cerr << "  channel: round " << i << " of " << options.runs << "\n";
   }
   const double raw_mbs = MegabytesPerSecond(options.mib, raw_s.Median());
   const double exec_mbs = MegabytesPerSecond(options.mib, exec_s.Median());
   const double file_mbs = MegabytesPerSecond(options.mib, file_s.Median());
-  std::printf("| %d MiB out of the guest, median of %d | MB/s | ÷ raw |\n|---|---:|---:|\n", options.mib,
+  const double stdin_mbs = MegabytesPerSecond(options.mib, stdin_s.Median());
+  const double file_in_mbs = MegabytesPerSecond(options.mib, file_in_s.Median());
+  std::printf("| %d MiB through one VM's channel, median of %d | MB/s | ÷ raw |\n|---|---:|---:|\n", options.mib,
               options.runs);
   std::printf("| raw virtio-serial port (`dd` into the port) | %.1f | 1 |\n", raw_mbs);
   std::printf("| exec stdout through our agent (`dd` to stdout) | %.1f | %.2f |\n", exec_mbs, exec_mbs / raw_mbs);
   std::printf("| file read through our agent (1 MiB chunks) | %.1f | %.2f |\n", file_mbs, file_mbs / raw_mbs);
+  std::printf("| exec stdin streamed in (`cat > /dev/null`, ExecStream::WriteStdin) | %.1f | %.2f |\n", stdin_mbs,
+              stdin_mbs / raw_mbs);
+  std::printf("| file write through our agent (1 MiB chunks, each waits for its ok) | %.1f | %.2f |\n", file_in_mbs,
+              file_in_mbs / raw_mbs);
   co_return 0;
 }
 
@@ -177,8 +223,8 @@ int ChannelMain(int argc, char** argv) {
       options.image_dir = argv[++i];
     } else if (arg == "-h" || arg == "--help") {
       std::cout << "agentvm-bench channel [--mib N (50)] [--runs N (3)] [--image NAME] [--image-dir DIR]:\n"
-                   "the bare virtio-serial channel out of one VM against exec stdout and a file read through our\n"
-                   "agent, in turns; prints a markdown table\n";
+                   "the bare virtio-serial channel out of one VM against exec stdout, a file read, streamed exec\n"
+                   "stdin and a file write through our agent, in turns; prints a markdown table\n";
       return 0;
     } else {
       std::cerr << "agentvm-bench channel: unknown argument " << arg << "\n";

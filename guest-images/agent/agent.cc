@@ -1,5 +1,6 @@
 #include "guest-images/agent/agent.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -26,7 +27,13 @@ constexpr std::size_t kTotalHighWater = 8 * 1024 * 1024;
 // stopped, here, so the guest does not run out of memory.
 constexpr std::size_t kInputPauseBytes = 64 * 1024 * 1024;
 constexpr std::size_t kChannelReadChunk = 256 * 1024;
-constexpr int kMaxReadsPerWakeup = 4;
+// Read until EAGAIN, up to this much per wakeup. Not "until a short read":
+// a virtio-serial read returns one 4 KiB port buffer at most, so that cost a
+// poll round per 4 KiB of stdin or file data, and under TCG the rounds were
+// the bottleneck. Not more: the programs' pipes need their turn, and stdin
+// acks go out between wakeups, so a quarter of the host's stdin window keeps
+// the host sending while the agent works.
+constexpr std::size_t kChannelBytesPerWakeup = protocol::kStdinWindowBytes / 4;
 constexpr std::chrono::milliseconds kShutdownFlushGrace{2000};
 constexpr std::chrono::milliseconds kWaitpidPollInterval{20};
 
@@ -40,6 +47,11 @@ struct Agent::PollTarget {
 
 Agent::Agent(Channel channel, AgentOptions options)
     : channel_(std::move(channel)), options_(std::move(options)) {
+  // ReadChannel() reads until EAGAIN: a blocking channel would hang it.
+  if (channel_.kind != ChannelKind::kVsock && channel_.fd) {
+    int flags = ::fcntl(channel_.fd.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(channel_.fd.get(), F_SETFL, flags | O_NONBLOCK);
+  }
   if (!options_.exec_cgroup_root.empty()) cgroups_ = ExecCgroups::Open(options_.exec_cgroup_root);
 }
 
@@ -182,7 +194,7 @@ void Agent::HandleEvent(const PollTarget& target, short revents) {
 
 void Agent::ReadChannel() {
   char buf[kChannelReadChunk];
-  for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
+  for (std::size_t taken = 0; taken < kChannelBytesPerWakeup;) {
     int fd = connection_fd();
     if (fd < 0) return;
     ssize_t n = ::read(fd, buf, sizeof buf);
@@ -196,6 +208,7 @@ void Agent::ReadChannel() {
       Disconnected("the host closed the channel");
       return;
     }
+    taken += static_cast<std::size_t>(n);
     if (!host_connected_) {
       host_connected_ = true;
       LogInfo("host connected");
@@ -209,7 +222,6 @@ void Agent::ReadChannel() {
         HandleFrame(std::move(std::get<protocol::Frame>(*event)));
       }
     }
-    if (static_cast<std::size_t>(n) < sizeof buf) break;
   }
 }
 
@@ -299,10 +311,10 @@ void Agent::HandleFrame(protocol::Frame frame) {
       auto request = p::ParseReadFile(frame);
       if (!request)
         return Reply(p::ErrorFrame(frame.stream, p::kCodeInvalidArgument, request.error()));
-      auto chunk = ReadFileChunk(*request);
+      auto chunk = ReadFileChunk(*request, OutputQueue::kHeadroom);
       if (!chunk)
         return Reply(p::ErrorFrame(frame.stream, chunk.error().code, chunk.error().message));
-      Reply(p::DataFrame(frame.stream, chunk->info, chunk->bytes));
+      output_.PushWithHeadroom(p::DataFrame(frame.stream, chunk->info, {}), std::move(chunk->bytes));
     } else if (type == p::kTypeShutdown) {
       HandleShutdown(frame);
     } else if (type == p::kTypeConfigure) {

@@ -18,12 +18,32 @@
 namespace agentvm::guest {
 namespace {
 
-constexpr std::size_t kReadChunk = 64 * 1024;
+// Largest output frame payload: fewer frames, wakeups and syscalls per MiB
+// for a chatty program, while a small write still goes out at once.
+constexpr std::size_t kReadChunk = 256 * 1024;
+// Read size when the pipe cannot say how much it holds.
+constexpr std::size_t kSmallRead = 4096;
+// A pipe the program fills (or, for stdin, that fills up before the program
+// reads it) grows to this once: a 64 KiB pipe makes the program and the agent
+// take turns every 64 KiB, each turn a guest context switch and a poll round,
+// and under TCG those dominate. Programs that write little never pay for it.
+constexpr int kBusyPipeBytes = 1024 * 1024;
+constexpr std::size_t kDefaultPipeBytes = 64 * 1024;  // Linux's, until F_SETPIPE_SZ
 // Upper bound for Finish()'s drain, against a grandchild that keeps writing.
 constexpr std::size_t kFinishDrainLimit = 1024 * 1024;
 // A "stdin_ack" is sent once this much was taken, or when nothing is left
 // pending: fewer frames, and the host never waits on a small remainder.
 constexpr std::uint64_t kStdinAckBytes = 64 * 1024;
+
+// Bytes waiting in a pipe or terminal; nullopt when it cannot tell.
+std::optional<std::size_t> Readable(int fd) {
+  int n = 0;
+  if (::ioctl(fd, FIONREAD, &n) != 0 || n < 0) return std::nullopt;
+  return static_cast<std::size_t>(n);
+}
+
+// Best effort: a terminal is not a pipe, and a smaller pipe still works.
+void GrowPipe(int fd) { (void)::fcntl(fd, F_SETPIPE_SZ, kBusyPipeBytes); }
 
 }  // namespace
 
@@ -108,33 +128,52 @@ void ExecSession::AddStdin(std::string_view data, bool eof) {
     CountStdinTaken(data.size());
     return;
   }
+  stdin_eof_ = stdin_eof_ || eof;
   if (stdin_sent_ == stdin_pending_.size()) {
     stdin_pending_.clear();
     stdin_sent_ = 0;
+    // Nothing waits before it: straight from the frame, one copy fewer.
+    data.remove_prefix(WriteSomeStdin(data));
   }
+  // The rest goes when the pipe has room (POLLOUT, WriteStdin()).
   stdin_pending_.append(data);
-  stdin_eof_ = stdin_eof_ || eof;
-  WriteStdin();
+  CloseStdinIfDone();
 }
 
 void ExecSession::WriteStdin() {
-  while (stdin_ && stdin_sent_ < stdin_pending_.size()) {
-    ssize_t n = ::write(stdin_.get(), stdin_pending_.data() + stdin_sent_,
-                        stdin_pending_.size() - stdin_sent_);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return;
-      // EPIPE: the program does not read its stdin; nothing more to deliver.
-      CountStdinTaken(stdin_pending_.size() - stdin_sent_);
-      stdin_.reset();
-      stdin_pending_.clear();
-      stdin_sent_ = 0;
-      return;
-    }
-    stdin_sent_ += static_cast<std::size_t>(n);
-    CountStdinTaken(static_cast<std::size_t>(n));
+  std::string_view rest(stdin_pending_);
+  rest.remove_prefix(stdin_sent_);
+  stdin_sent_ += WriteSomeStdin(rest);
+  if (!stdin_) {
+    stdin_pending_.clear();
+    stdin_sent_ = 0;
   }
   CloseStdinIfDone();
+}
+
+std::size_t ExecSession::WriteSomeStdin(std::string_view data) {
+  std::size_t done = 0;
+  while (stdin_ && done < data.size()) {
+    ssize_t n = ::write(stdin_.get(), data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        if (!stdin_grown_ && !terminal_) {
+          stdin_grown_ = true;
+          GrowPipe(stdin_.get());
+          continue;
+        }
+        break;
+      }
+      // EPIPE: the program does not read its stdin; nothing more to deliver.
+      stdin_.reset();
+      done = data.size();
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  CountStdinTaken(done);
+  return done;
 }
 
 void ExecSession::CountStdinTaken(std::size_t bytes) { stdin_unacked_ += bytes; }
@@ -164,12 +203,35 @@ ExecSession::ReadState ExecSession::ReadOnce(protocol::OutputStream which, Outpu
   if (!fd) return ReadState::kClosed;
   std::size_t room = output_credit_ ? std::min<std::uint64_t>(*output_credit_, kReadChunk) : kReadChunk;
   if (room == 0) return ReadState::kAgain;
-  char buf[kReadChunk];
+  // Sized by what the pipe holds, so a few bytes cost no large buffer; an
+  // empty pipe still needs a read to see EOF or EAGAIN.
+  std::optional<std::size_t> ready = Readable(fd.get());
+  bool& grown = which == protocol::OutputStream::kStdout ? stdout_grown_ : stderr_grown_;
+  if (ready && *ready >= kDefaultPipeBytes && !grown && !terminal_) {
+    grown = true;
+    GrowPipe(fd.get());
+  }
+  const bool small = !ready || *ready < kSmallRead;
+  const std::size_t want = std::min(room, small ? kSmallRead : *ready);
+  // Read straight into the frame's buffer (OutputQueue::PushWithHeadroom);
+  // a small read goes through the stack, so an EOF allocates nothing.
+  std::string buffer;
+  char small_buf[kSmallRead];
+  // Not zero-filled: read() overwrites it, and a memset is a copy's cost.
+  if (!small) buffer.resize_and_overwrite(OutputQueue::kHeadroom + want, [](char*, std::size_t n) { return n; });
+  char* into = small ? small_buf : buffer.data() + OutputQueue::kHeadroom;
   while (true) {
-    ssize_t n = ::read(fd.get(), buf, room);
+    ssize_t n = ::read(fd.get(), into, want);
     if (n > 0) {
       if (output_credit_) *output_credit_ -= static_cast<std::uint64_t>(n);
-      out->Push(protocol::OutputFrame(stream_, which, std::string_view(buf, n)));
+      if (small) {
+        buffer.reserve(OutputQueue::kHeadroom + static_cast<std::size_t>(n));
+        buffer.resize(OutputQueue::kHeadroom);
+        buffer.append(small_buf, static_cast<std::size_t>(n));
+      } else {
+        buffer.resize(OutputQueue::kHeadroom + static_cast<std::size_t>(n));
+      }
+      out->PushWithHeadroom(protocol::OutputFrame(stream_, which, {}), std::move(buffer));
       return ReadState::kData;
     }
     if (n < 0 && errno == EINTR) continue;

@@ -85,6 +85,9 @@ class ExecSession {
   void KillAll();
   void CloseStdinIfDone();
   void CountStdinTaken(std::size_t bytes);
+  // Writes what the pipe takes of `data` now and returns how much that was;
+  // a program that closed its stdin takes (drops) all of it.
+  std::size_t WriteSomeStdin(std::string_view data);
   enum class ReadState { kData, kAgain, kClosed };
   ReadState ReadOnce(protocol::OutputStream which, OutputQueue* out);
 
@@ -101,6 +104,10 @@ class ExecSession {
   std::string stdin_pending_;
   std::size_t stdin_sent_ = 0;
   bool stdin_eof_ = false;
+  // Each pipe is grown (F_SETPIPE_SZ) at most once, when it first fills.
+  bool stdin_grown_ = false;
+  bool stdout_grown_ = false;
+  bool stderr_grown_ = false;
   std::uint64_t stdin_unacked_ = 0;
   // nullopt: no flow control; else what the host's window has room for.
   std::optional<std::uint64_t> output_window_;

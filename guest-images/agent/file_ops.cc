@@ -100,7 +100,7 @@ AgentResult<std::uint64_t> WriteFileChunk(const protocol::WriteFileRequest& requ
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-AgentResult<FileChunk> ReadFileChunk(const protocol::ReadFileRequest& request) {
+AgentResult<FileChunk> ReadFileChunk(const protocol::ReadFileRequest& request, std::size_t headroom) {
   const std::string& path = request.path;
   if (auto bad = CheckPath(path)) return *bad;
   // O_NONBLOCK: a FIFO opens without waiting for a writer, then fstat refuses it.
@@ -114,11 +114,12 @@ AgentResult<FileChunk> ReadFileChunk(const protocol::ReadFileRequest& request) {
   chunk.info.size = static_cast<std::uint64_t>(st.st_size);
   chunk.info.mode = st.st_mode & 07777;
   auto want = static_cast<std::size_t>(std::min(request.length, protocol::kMaxReadLength));
-  chunk.bytes.resize(want);
+  // Not zero-filled: pread() overwrites it, and a memset is a copy's cost.
+  chunk.bytes.resize_and_overwrite(headroom + want, [](char*, std::size_t n) { return n; });
   std::size_t got = 0;
   bool hit_end = false;
   while (got < want) {
-    ssize_t n = ::pread(fd.get(), chunk.bytes.data() + got, want - got,
+    ssize_t n = ::pread(fd.get(), chunk.bytes.data() + headroom + got, want - got,
                         static_cast<off_t>(request.offset + got));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -130,7 +131,7 @@ AgentResult<FileChunk> ReadFileChunk(const protocol::ReadFileRequest& request) {
     }
     got += static_cast<std::size_t>(n);
   }
-  chunk.bytes.resize(got);
+  chunk.bytes.resize(headroom + got);
   // Files such as /proc/* report size 0 yet have content: trust read()'s end
   // when the size says nothing.
   chunk.info.eof = hit_end || (st.st_size > 0 && request.offset + got >= chunk.info.size);

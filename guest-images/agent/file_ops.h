@@ -26,10 +26,12 @@ AgentResult<std::uint64_t> WriteFileChunk(const protocol::WriteFileRequest& requ
 
 struct FileChunk {
   protocol::FileData info;
-  std::string bytes;
+  std::string bytes;  // `headroom` spare bytes, then the file's
 };
 
-// Reads at most min(request.length, kMaxReadLength) bytes at request.offset.
-AgentResult<FileChunk> ReadFileChunk(const protocol::ReadFileRequest& request);
+// Reads at most min(request.length, kMaxReadLength) bytes at request.offset,
+// after `headroom` spare bytes (room for the reply's frame head, so the
+// bytes are not copied again: OutputQueue::PushWithHeadroom).
+AgentResult<FileChunk> ReadFileChunk(const protocol::ReadFileRequest& request, std::size_t headroom = 0);
 
 }  // namespace agentvm::guest

@@ -3,13 +3,33 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace agentvm::guest {
 
 void OutputQueue::Push(const protocol::Frame& frame) {
-  Chunk chunk{frame.stream, protocol::EncodeFrame(frame)};
-  Account(chunk.stream, static_cast<std::ptrdiff_t>(chunk.bytes.size()));
+  PushChunk(Chunk{frame.stream, protocol::EncodeFrame(frame)});
+}
+
+void OutputQueue::PushWithHeadroom(const protocol::Frame& frame, std::string buffer) {
+  // The head as EncodeFrame() writes it for an empty payload; the prefix's
+  // second big-endian word (frame.h) then becomes the real payload length.
+  std::string head = protocol::EncodeFrame(frame);
+  const std::size_t payload = buffer.size() - std::min(buffer.size(), kHeadroom);
+  for (int i = 0; i < 4; ++i) head[4 + i] = static_cast<char>((payload >> (8 * (3 - i))) & 0xff);
+  if (head.size() > kHeadroom || buffer.size() < kHeadroom) {
+    // Never for the frames that use this; correct anyway, with a copy.
+    head.append(buffer, std::min(buffer.size(), kHeadroom));
+    return PushChunk(Chunk{frame.stream, std::move(head)});
+  }
+  const std::size_t start = kHeadroom - head.size();
+  buffer.replace(start, head.size(), head);
+  PushChunk(Chunk{frame.stream, std::move(buffer), start});
+}
+
+void OutputQueue::PushChunk(Chunk chunk) {
+  Account(chunk.stream, static_cast<std::ptrdiff_t>(chunk.bytes.size() - chunk.sent));
   chunks_.push_back(std::move(chunk));
 }
 

@@ -15,7 +15,17 @@ namespace agentvm::guest {
 
 class OutputQueue {
  public:
+  // Spare bytes a PushWithHeadroom() buffer starts with: room for the
+  // prefix and the header of a stdout/stderr or data frame.
+  static constexpr std::size_t kHeadroom = 128;
+
   void Push(const protocol::Frame& frame);
+  // `frame` has no payload; `buffer` is kHeadroom spare bytes, then the
+  // payload. The prefix and header are encoded into the spare bytes, so a
+  // payload read straight into the buffer is never copied again on its way
+  // to the host: under TCG each copy of bulk data costs the guest's scarce
+  // CPU.
+  void PushWithHeadroom(const protocol::Frame& frame, std::string buffer);
 
   bool empty() const { return chunks_.empty(); }
   std::size_t total_bytes() const { return total_; }
@@ -32,8 +42,9 @@ class OutputQueue {
   struct Chunk {
     std::uint32_t stream;
     std::string bytes;
-    std::size_t sent = 0;
+    std::size_t sent = 0;  // bytes[0, sent) are written, or were never part of the frame
   };
+  void PushChunk(Chunk chunk);
   void Account(std::uint32_t stream, std::ptrdiff_t delta);
 
   std::deque<Chunk> chunks_;

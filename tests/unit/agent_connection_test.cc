@@ -12,6 +12,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "guest-images/agent/agent.h"
 #include "guest-images/agent/channel.h"
@@ -171,6 +172,26 @@ TEST(AgentSerialTest, WaitsWithoutSpinningWhileTheHostIsAway) {
   ::waitpid(pid, &status, 0);
 }
 
+// Flushes `queue` into `out` until it is empty, as the agent's poll loop
+// would, and returns the first `count` frames read from `in`.
+std::vector<protocol::Frame> FlushAndRead(OutputQueue& queue, int out, int in, std::size_t count) {
+  FrameClient client(in);
+  std::thread drain([&queue, out] {
+    while (!queue.empty()) {
+      ASSERT_EQ(queue.Flush(out), 0);
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  std::vector<protocol::Frame> frames;
+  while (frames.size() < count) {
+    auto frame = client.Next(5s);
+    if (!frame) break;
+    frames.push_back(std::move(*frame));
+  }
+  drain.join();
+  return frames;
+}
+
 TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   OutputQueue queue;
   queue.Push(protocol::OutputFrame(1, protocol::OutputStream::kStdout, std::string(100000, 'a')));
@@ -187,21 +208,37 @@ TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   EXPECT_FALSE(queue.empty());
   EXPECT_LT(queue.stream_bytes(1), 100000u);
 
-  FrameClient client(sv[1]);
-  std::thread drain([&] {
-    while (!queue.empty()) {
-      ASSERT_EQ(queue.Flush(sv[0]), 0);
-      std::this_thread::sleep_for(1ms);
-    }
-  });
-  auto first = client.Next(5s);
-  auto second = client.Next(5s);
-  drain.join();
-  ASSERT_TRUE(first && second);
-  EXPECT_EQ(first->payload.size(), 100000u);
-  EXPECT_EQ(second->payload, "b");
+  auto frames = FlushAndRead(queue, sv[0], sv[1], 2);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].payload.size(), 100000u);
+  EXPECT_EQ(frames[1].payload, "b");
   EXPECT_EQ(queue.total_bytes(), 0u);
   EXPECT_EQ(queue.stream_bytes(1), 0u);
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+// A payload read into a buffer's headroom leaves as the same bytes on the
+// wire as the frame Push() encodes, and only the frame counts as queued.
+TEST(OutputQueueTest, AFrameBuiltInItsBuffersHeadroomEncodesLikeAnyOther) {
+  const std::string payload(300000, 'p');
+  OutputQueue queue;
+  std::string buffer(OutputQueue::kHeadroom, '\0');
+  buffer += payload;
+  queue.PushWithHeadroom(protocol::DataFrame(5, protocol::FileData{payload.size(), 0640, true}, {}),
+                         std::move(buffer));
+  queue.Push(protocol::DataFrame(5, protocol::FileData{payload.size(), 0640, true}, payload));
+  EXPECT_EQ(queue.stream_bytes(5), 2 * protocol::EncodeFrame(protocol::DataFrame(
+                                           5, protocol::FileData{payload.size(), 0640, true}, payload))
+                                           .size());
+
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  auto frames = FlushAndRead(queue, sv[0], sv[1], 2);
+  ASSERT_EQ(frames.size(), 2u);  // the one built in its buffer, then the one Push() encoded
+  EXPECT_EQ(frames[0].header, frames[1].header);
+  EXPECT_EQ(frames[0].payload, payload);
+  EXPECT_EQ(frames[1].payload, payload);
   ::close(sv[0]);
   ::close(sv[1]);
 }
