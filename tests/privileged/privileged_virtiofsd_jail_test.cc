@@ -20,6 +20,7 @@
 
 #include "supervisor/jail.h"
 #include "supervisor/virtiofsd.h"
+#include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 
 namespace agentvm {
@@ -27,16 +28,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // The value of `key:` in /proc/PID/status, whitespace as the kernel writes it.
 std::string StatusLine(pid_t pid, const std::string& key) {
-  std::istringstream status(ReadFile("/proc/" + std::to_string(pid) + "/status"));
+  std::istringstream status(testing::ReadFile("/proc/" + std::to_string(pid) + "/status"));
   for (std::string line; std::getline(status, line);) {
     if (line.starts_with(key + ":")) return line.substr(key.size() + 1);
   }
@@ -79,13 +73,13 @@ TEST(VirtiofsdJailTest, RunsAsASlotUidInItsOwnUserNamespaceAndCgroupWithNoNewPri
 
   boost::asio::io_context io;
   auto started = (*jailer)->LaunchVirtiofsd(io.get_executor(), launch);
-  ASSERT_TRUE(started) << started.error().message << "\n" << ReadFile(launch.log_path);
+  ASSERT_TRUE(started) << started.error().message << "\n" << testing::ReadFile(launch.log_path);
   const pid_t pid = started->process->pid();
   const std::string proc = "/proc/" + std::to_string(pid);
 
   // Slot 0 of the range: guest root is 300000/310000 on the host.
-  EXPECT_EQ(NormalSpaces(ReadFile(proc + "/uid_map")), "0 300000 1 1000 4242 1");
-  EXPECT_EQ(NormalSpaces(ReadFile(proc + "/gid_map")), "0 310000 1 1000 4242 1");
+  EXPECT_EQ(NormalSpaces(testing::ReadFile(proc + "/uid_map")), "0 300000 1 1000 4242 1");
+  EXPECT_EQ(NormalSpaces(testing::ReadFile(proc + "/gid_map")), "0 310000 1 1000 4242 1");
   EXPECT_EQ(NormalSpaces(StatusLine(pid, "Uid")), "300000 300000 300000 300000");
   EXPECT_EQ(NormalSpaces(StatusLine(pid, "Gid")), "310000 310000 310000 310000");
   EXPECT_EQ(NormalSpaces(StatusLine(pid, "Groups")), "") << "the host root's groups were kept";
@@ -94,14 +88,14 @@ TEST(VirtiofsdJailTest, RunsAsASlotUidInItsOwnUserNamespaceAndCgroupWithNoNewPri
   EXPECT_NE(fs::read_symlink(proc + "/ns/mnt"), fs::read_symlink("/proc/self/ns/mnt"));
   EXPECT_FALSE(fs::exists(launch.socket_path)) << "the listening socket's path outlived the connection";
   // Its own memory cgroup (v1 or v2), with the configured limit.
-  const std::string cgroups = ReadFile(proc + "/cgroup");
+  const std::string cgroups = testing::ReadFile(proc + "/cgroup");
   const std::string leaf = config.cgroup_name + "/vm-test.fs1";
   EXPECT_NE(cgroups.find(leaf), std::string::npos) << cgroups;
   const auto& host = (*jailer)->host().cgroups;
   const std::string memory_dir = (host.version == CgroupVersion::kV2 ? host.v2_root : host.v1_roots.at("memory")) +
                                  "/" + leaf;
   const std::string limit_file = host.version == CgroupVersion::kV2 ? "/memory.max" : "/memory.limit_in_bytes";
-  EXPECT_EQ(ReadFile(memory_dir + limit_file), std::to_string(512ull << 20) + "\n");
+  EXPECT_EQ(testing::ReadFile(memory_dir + limit_file), std::to_string(512ull << 20) + "\n");
 
   started->process.reset();  // kills and reaps it, then removes its cgroups
   EXPECT_FALSE(fs::exists(proc));

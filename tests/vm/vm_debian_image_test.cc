@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/files.h"
 #include "tests/support/command.h"
 #include "tests/support/daemon.h"
 #include "tests/support/net_world.h"
@@ -33,13 +34,6 @@ using nlohmann::json;
 
 constexpr int kHttpsPort = 8443;  // the web address's TLS server; this VM may open it
 constexpr char kRepoText[] = "hello from a test repository\n";
-
-std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 void WriteFile(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;

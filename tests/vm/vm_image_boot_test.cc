@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "protocol/frame.h"
+#include "tests/support/files.h"
 #include "tests/support/command.h"
 #include "tests/support/temp_dir.h"
 
@@ -36,13 +37,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 std::filesystem::path ImageFolder(const std::string& name) {
   return std::filesystem::path(ImageDir()) / name;

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/files.h"
 #include "tests/support/daemon.h"
 
 namespace agentvm::testing {
@@ -20,13 +21,6 @@ nlohmann::json Inspect(const Daemon& daemon, const std::string& id) {
   auto inspected = daemon.Cli({"inspect", id});
   EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
   return nlohmann::json::parse(inspected.out, nullptr, false);
-}
-
-std::string ReadAll(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 TEST(VmLifecycleTest, CreateExecCopyLogsStopRemove) {
@@ -52,7 +46,7 @@ TEST(VmLifecycleTest, CreateExecCopyLogsStopRemove) {
   EXPECT_EQ(sum.out, std::to_string(data.size()) + "\n");
   auto cp_out = daemon.Cli({"cp", id + ":/root/in.bin", (local.path() / "out.bin").string()});
   ASSERT_EQ(cp_out.exit_code, 0) << cp_out.err;
-  EXPECT_TRUE(ReadAll(local.path() / "out.bin") == data) << "the file changed on its round trip";
+  EXPECT_TRUE(ReadFile(local.path() / "out.bin") == data) << "the file changed on its round trip";
 
   auto missing = daemon.Cli({"cp", id + ":/no/such/file", (local.path() / "x").string()});
   EXPECT_NE(missing.exit_code, 0);

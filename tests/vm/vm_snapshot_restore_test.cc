@@ -33,6 +33,7 @@
 #include "supervisor/image_store.h"
 #include "qmp/migration.h"
 #include "supervisor/qemu_command_line.h"
+#include "tests/support/files.h"
 #include "tests/support/command.h"
 #include "tests/support/temp_dir.h"
 
@@ -45,13 +46,6 @@ using boost::asio::awaitable;
 using qmp::testing::CoroutineRunner;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 long Ms(Clock::duration d) { return static_cast<long>(std::chrono::duration_cast<milliseconds>(d).count()); }
 

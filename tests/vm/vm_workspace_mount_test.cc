@@ -18,19 +18,13 @@
 
 #include "supervisor/mount_policy.h"
 
+#include "tests/support/files.h"
 #include "tests/support/daemon.h"
 
 namespace agentvm::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string ReadAll(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // A daemon whose config allows mounts under `root`.
 DaemonOptions AllowMountsUnder(const TempDir& dir, const fs::path& root) {
@@ -136,7 +130,7 @@ TEST_F(VmWorkspaceMountTest, ReadWriteAndReadOnlyMountsWorkBothWays) {
   // here; ACallersMountIsTheCallers has another).
   auto wrote = Exec(id, "echo from the guest > /workspace/result.txt");
   ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
-  EXPECT_EQ(ReadAll(rw_ / "result.txt"), "from the guest\n");
+  EXPECT_EQ(ReadFile(rw_ / "result.txt"), "from the guest\n");
   struct stat st {};
   ASSERT_EQ(::stat((rw_ / "result.txt").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 0u);
@@ -146,7 +140,7 @@ TEST_F(VmWorkspaceMountTest, ReadWriteAndReadOnlyMountsWorkBothWays) {
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.err.find("Read-only file system"), std::string::npos) << refused.err;
   EXPECT_NE(Exec(id, "touch /data/new").exit_code, 0);
-  EXPECT_EQ(ReadAll(ro_ / "keep.txt"), "read only\n");
+  EXPECT_EQ(ReadFile(ro_ / "keep.txt"), "read only\n");
   EXPECT_FALSE(fs::exists(ro_ / "new"));
 
   EXPECT_FALSE(Virtiofsds(daemon_).empty());
@@ -178,7 +172,7 @@ TEST_F(VmWorkspaceMountTest, ACallersMountIsTheCallers) {
   auto theirs = Exec(id, "stat -c %u /workspace/roots-file; echo changed > /workspace/roots-file");
   EXPECT_NE(theirs.exit_code, 0);
   EXPECT_EQ(theirs.out, "65534\n") << theirs.err;
-  EXPECT_EQ(ReadAll(rw_ / "roots-file"), "the host root's\n");
+  EXPECT_EQ(ReadFile(rw_ / "roots-file"), "the host root's\n");
   // No other guest user exists on the host: it cannot create files, even
   // where the guest's modes let it.
   ASSERT_EQ(Exec(id, "chmod 777 /workspace").exit_code, 0);
