@@ -7,6 +7,7 @@
 #include "bench/processes.h"
 #include "supervisor/guest_connector.h"
 #include "supervisor/qemu_command_line.h"
+#include "supervisor/unix_listener.h"
 
 namespace agentvm::bench {
 namespace {
@@ -79,12 +80,17 @@ asio::awaitable<Result<std::unique_ptr<ManualVm>>> ManualVm::Boot(ManualVmOption
       .kernel_args = o.image.kernel_args + " agentvm.channel=serial agentvm.hostname=" + o.id,
       .base_image = base,
       .overlay = paths.overlay().string(),
-      .qmp_socket = paths.qmp_socket().string(),
       .console_log = paths.console_log().string(),
       .pidfile = paths.pidfile().string(),
       .channel = ChannelKind::kVirtioSerial,
-      .agent_socket = paths.agent_socket().string(),
   };
+  // QMP goes unused here, but QEMU serves it like agentvmd's VMs do.
+  auto qmp_listener = ListenUnix(paths.qmp_socket().string(), 1);
+  if (!qmp_listener) co_return Fail(qmp_listener.error());
+  auto agent_listener = ListenUnix(paths.agent_socket().string(), 1);
+  if (!agent_listener) co_return Fail(agent_listener.error());
+  launch.qmp_fd = qmp_listener->get();
+  launch.agent_fd = agent_listener->get();
   std::vector<std::string> argv = QemuCommandLine(launch);
   if (o.with_qga) {
     argv.insert(argv.end(), {
@@ -98,7 +104,8 @@ asio::awaitable<Result<std::unique_ptr<ManualVm>>> ManualVm::Boot(ManualVmOption
         "-device", std::string("virtserialport,bus=vser0.0,chardev=raw0,name=") + kRawPortName,
     });
   }
-  auto launched = ChildProcess::Launch(executor, LaunchSpec{.argv = argv, .stderr_path = paths.qemu_log().string()});
+  auto launched = ChildProcess::Launch(
+      executor, LaunchSpec{.argv = argv, .stderr_path = paths.qemu_log().string(), .pass_fds = {launch.qmp_fd, launch.agent_fd}});
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   vm->qemu_ = std::move(*launched);
   TrackProcess(vm->qemu_->pid(), ProcessKind::kQemu);

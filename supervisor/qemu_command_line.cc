@@ -116,7 +116,7 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
                            "-device", "virtio-rng-pci,rng=rng0"});
 
   argv.insert(argv.end(), {
-      "-chardev", "socket,id=qmp0,path=" + QemuOptEscape(spec.qmp_socket) + ",server=on,wait=off",
+      "-chardev", "socket,id=qmp0,fd=" + std::to_string(spec.qmp_fd) + ",server=on,wait=off",
       "-mon", "chardev=qmp0,mode=control",
       "-chardev", spec.console_fd >= 0
                       ? "socket,id=console0,fd=" + std::to_string(spec.console_fd) + ",server=off"
@@ -129,7 +129,7 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
   } else {
     argv.insert(argv.end(), {
         "-device", "virtio-serial-pci,id=vser0",
-        "-chardev", "socket,id=agent0,path=" + QemuOptEscape(spec.agent_socket) + ",server=on,wait=off",
+        "-chardev", "socket,id=agent0,fd=" + std::to_string(spec.agent_fd) + ",server=on,wait=off",
         "-device", "virtserialport,bus=vser0.0,chardev=agent0,name=" + std::string(protocol::kVirtioPortName),
     });
   }
@@ -159,11 +159,11 @@ std::string CommandLineHash(const QemuLaunchSpec& spec) {
   normal.base_image = "base";
   normal.overlay = "overlay";
   normal.frozen_image.clear();
-  normal.qmp_socket = "qmp";
   normal.console_log = "console";
   if (normal.console_fd >= 0) normal.console_fd = 4;
+  if (normal.qmp_fd >= 0) normal.qmp_fd = 5;
+  if (normal.agent_fd >= 0) normal.agent_fd = 6;
   normal.pidfile = "pidfile";
-  normal.agent_socket = "agent";
   if (normal.channel == ChannelKind::kVsock) normal.guest_cid = 3;
   if (normal.tap_fd >= 0) {
     normal.tap_fd = 3;

@@ -48,7 +48,10 @@ struct QemuLaunchSpec {
   // Empty: overlay -> base_image.
   std::string frozen_image;
 
-  std::string qmp_socket;
+  // QMP and (virtio-serial) the agent's port are served on listening unix
+  // sockets the daemon made (ListenUnix) and QEMU inherits, so the daemon's
+  // connects succeed at once rather than polling until QEMU listens.
+  int qmp_fd = -1;
   // The serial console: an inherited socket fd the daemon drains
   // (ConsoleLog); below 0, the file console_log (tests that run QEMU
   // themselves).
@@ -57,7 +60,7 @@ struct QemuLaunchSpec {
   std::string pidfile;
 
   ChannelKind channel = ChannelKind::kVirtioSerial;
-  std::string agent_socket;    // virtio-serial: QEMU listens here
+  int agent_fd = -1;            // virtio-serial: the agent port's listener
   std::uint32_t guest_cid = 0;  // vsock: the guest's context id (>= 3)
 
   // The VM's NIC: a tap the supervisor opened, handed to QEMU as an inherited
@@ -87,10 +90,11 @@ std::string QemuOptEscape(const std::string& value);
 // Hash of the QEMU command line `spec` produces, with what differs between
 // two clones of one profile normalized away: VM id, every path (the image's
 // files are covered by ImageIdentity), tap fd and MAC (only whether there is
-// a NIC stays), vsock CID, -incoming, the frozen disk layer, and agentvm.*
+// a NIC stays), vsock CID, -incoming, the frozen disk layer, agentvm.*
 // kernel arguments (per-VM identity, read at boot, which a restored guest
-// has long passed). Any other change (QEMU binary, accelerator, cpus, memory,
-// devices, other kernel arguments) changes the hash. A template's source and
+// has long passed) and the numbers of inherited fds. Any other change (QEMU
+// binary, accelerator, cpus, memory, devices, other kernel arguments)
+// changes the hash. A template's source and
 // its clones hash alike (the memory fd and sharing are normalized away).
 std::string CommandLineHash(const QemuLaunchSpec& spec);
 

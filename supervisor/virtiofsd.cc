@@ -5,9 +5,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 #include "supervisor/child_process.h"
 #include "supervisor/kernel_file.h"
 #include "supervisor/process_identity.h"
+#include "supervisor/unix_listener.h"
 
 namespace agentvm {
 namespace {
@@ -39,32 +38,13 @@ class ChildVirtiofsd final : public VirtiofsdProcess {
   std::unique_ptr<ChildProcess> child_;  // its destructor kills and reaps
 };
 
-Result<UniqueFd> UnixSocket() {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return Fail(ErrnoError("virtiofsd: socket", errno));
-  return fd;
-}
-
 // A listening socket at `path` and a connection to it: virtiofsd accepts the
 // one QEMU will speak on. The path is gone again when this returns.
 Result<std::pair<UniqueFd, UniqueFd>> ListenAndConnect(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) return Fail(ErrorCode::kInvalidArgument, "virtiofsd: socket path too long: " + path);
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  auto listener = UnixSocket();
-  if (!listener) return Fail(listener.error());
+  auto listener = ListenUnix(path, 1);
+  auto client = listener ? ConnectUnix(path) : Result<UniqueFd>(Fail(listener.error()));
   ::unlink(path.c_str());
-  if (::bind(listener->get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    return Fail(ErrnoError("virtiofsd: bind " + path, errno));
-  }
-  auto client = UnixSocket();
-  const bool connected = client && ::listen(listener->get(), 1) == 0 &&
-                         ::connect(client->get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-  const int err = errno;
-  ::unlink(path.c_str());
-  if (!client) return Fail(client.error());
-  if (!connected) return Fail(ErrnoError("virtiofsd: listen and connect " + path, err));
+  if (!client) return Fail(client.error().Wrap("virtiofsd"));
   return std::pair{std::move(*listener), std::move(*client)};
 }
 

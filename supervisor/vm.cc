@@ -27,6 +27,7 @@
 #include "supervisor/memory_template.h"
 #include "supervisor/mount_policy.h"
 #include "supervisor/process_identity.h"
+#include "supervisor/unix_listener.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
 
@@ -272,11 +273,9 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
       .base_image = fs::absolute(spec_.image.rootfs).string(),
       .overlay = paths.overlay().string(),
       .frozen_image = golden ? golden->disk.string() : std::string(),
-      .qmp_socket = paths.qmp_socket().string(),
       .console_log = paths.console_log().string(),
       .pidfile = paths.pidfile().string(),
       .channel = context_.channel,
-      .agent_socket = paths.agent_socket().string(),
       .guest_cid = spec_.guest_cid,
       .tap_fd = tap_fd,
       .mac = spec_.network.mac,
@@ -302,19 +301,10 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   }
   // Where a boot's time goes, logged once it is up: the phases of a
   // restore are what its speed is made of (bench/README.md, section 12).
-  std::string phases;
-  auto phase_start = std::chrono::steady_clock::now();
-  const auto boot_start = phase_start;
-  auto phase_done = [&](const char* name) {
-    const auto now = std::chrono::steady_clock::now();
-    phases += fmt::format("{}{} {} ms", phases.empty() ? "" : ", ", name,
-                          std::chrono::duration_cast<milliseconds>(now - phase_start).count());
-    phase_start = now;
-  };
+  BootPhases phases;
   if (auto made = MakePrivateDir(spec_.paths.runtime_dir); !made) co_return made;
   if (auto made = MakePrivateDir(spec_.paths.disk_dir); !made) co_return made;
-  if (auto launched = co_await LaunchQemu(golden); !launched) co_return launched;
-  phase_done("launch");
+  if (auto launched = co_await LaunchQemu(golden, phases); !launched) co_return launched;
 
   const auto deadline = std::chrono::steady_clock::now() + context_.agent_timeout;
   auto remaining = [&] {
@@ -328,19 +318,19 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   const bool connect_first = !golden || context_.channel == ChannelKind::kVirtioSerial;
   if (connect_first) {
     if (auto connected = co_await ConnectAgent(remaining()); !connected) co_return connected;
-    phase_done("connect");
+    phases.Done("connect");
   }
   if (golden) {
     if (auto loaded = co_await LoadGolden(*golden, remaining()); !loaded) co_return loaded;
-    phase_done("load and cont");
+    phases.Done("load and cont");
     if (!connect_first) {
       if (auto connected = co_await ConnectAgent(remaining()); !connected) co_return connected;
-      phase_done("connect");
+      phases.Done("connect");
     }
   }
 
   auto ready = co_await channel_->WaitReady(remaining());
-  phase_done("agent ready");
+  phases.Done("agent ready");
   if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, ExitReason());
   if (!ready) {
     const std::string console = LastLine(ConsoleTail(4096));
@@ -350,19 +340,19 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   }
   if (golden) {
     if (auto given = co_await GiveIdentity(remaining()); !given) co_return given;
-    phase_done("identity");
+    phases.Done("identity");
   }
   if (!spec_.mounts.empty()) {
     if (auto mounted = co_await MountInGuest(remaining()); !mounted) co_return mounted;
-    phase_done("mounts");
+    phases.Done("mounts");
   }
-  Log()->info("{}: {} in {} ms ({})", spec_.id, golden ? "restored" : "cold-booted",
-              std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - boot_start).count(), phases);
+  Log()->info("{}: {} in {} ms ({})", spec_.id, golden ? "restored" : "cold-booted", phases.total().count(),
+              phases.text());
   if (!SetState(VmState::kRunning)) co_return Fail(StateConflict());
   co_return Result<void>{};
 }
 
-boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden) {
+boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden, BootPhases& phases) {
   VmHost& host = *context_.host;
   const VmPaths& paths = spec_.paths;
   // A clone's overlay sits on the frozen disk the golden VM ran on.
@@ -373,6 +363,7 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
                                              std::move(overlay_log));
   if (!overlay) co_return Fail(overlay.error().Wrap("create overlay"));
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
+  phases.Done("overlay");
 
   if (!console_) {
     console_ = std::make_unique<ConsoleLog>(context_.executor, paths.console_log(), spec_.id,
@@ -388,6 +379,19 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   if (!console_end) co_return Fail(console_end.error().Wrap("console"));
   QemuLaunchSpec launch_spec = LaunchSpecFor(golden);
   launch_spec.console_fd = console_end->get();
+  // QEMU serves QMP and the agent's port on listeners made here, so the
+  // connects below succeed at once instead of polling until QEMU has
+  // started (tens of ms of a restore). QEMU inherits them; ours close when
+  // the launch is done, and the socket files stay for a restarted daemon.
+  auto qmp_listener = ListenUnix(paths.qmp_socket().string(), 1);
+  if (!qmp_listener) co_return Fail(qmp_listener.error().Wrap("QMP socket"));
+  launch_spec.qmp_fd = qmp_listener->get();
+  Result<UniqueFd> agent_listener = UniqueFd();
+  if (context_.channel == ChannelKind::kVirtioSerial) {
+    agent_listener = ListenUnix(paths.agent_socket().string(), 1);
+    if (!agent_listener) co_return Fail(agent_listener.error().Wrap("agent socket"));
+    launch_spec.agent_fd = agent_listener->get();
+  }
   // QEMU inherits these too; ours close when the launch is done.
   auto fs_ends = StartVirtiofsds(launch_spec);
   if (!fs_ends) co_return Fail(fs_ends.error());
@@ -395,6 +399,7 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
+  phases.Done("spawn");
   qemu_start_time_ = ProcessStartTime(qemu_->pid()).value_or(0);
   SpawnDetached(context_.executor, WatchQemu(shared_from_this(), qemu_.get()), "qemu watcher of " + spec_.id);
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
@@ -406,6 +411,7 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   if (!qemu_running()) co_return Fail(ErrorCode::kUnavailable, ExitReason());
   if (!qmp) co_return Fail(qmp.error().Wrap("connect to QMP"));
   qmp_ = std::move(*qmp);
+  phases.Done("qemu up");
   co_return Result<void>{};
 }
 

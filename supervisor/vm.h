@@ -43,6 +43,7 @@
 #include "common/error.h"
 #include "common/unique_fd.h"
 #include "protocol/exec_types.h"
+#include "supervisor/boot_phases.h"
 #include "supervisor/console_log.h"
 #include "supervisor/golden_snapshot_store.h"
 #include "supervisor/host_facts.h"
@@ -231,7 +232,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // Gives the running QEMU a new console endpoint (chardev-change), drained
   // from now on: the earlier daemon's end died with it.
   boost::asio::awaitable<Result<void>> ReconnectConsole();
-  boost::asio::awaitable<Result<void>> LaunchQemu(const GoldenSnapshot* golden);
+  boost::asio::awaitable<Result<void>> LaunchQemu(const GoldenSnapshot* golden, BootPhases& phases);
   boost::asio::awaitable<Result<void>> ConnectAgent(std::chrono::milliseconds timeout);
   // The guest channel ended: a running VM not being stopped records why.
   void OnChannelClosed(const Error& error);

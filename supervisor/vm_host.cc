@@ -39,6 +39,8 @@ QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
   if (spec.channel == ChannelKind::kVsock) launch.devices.push_back("/dev/vhost-vsock");
   if (spec.tap_fd >= 0) launch.pass_fds.push_back(spec.tap_fd);
   if (spec.console_fd >= 0) launch.pass_fds.push_back(spec.console_fd);
+  if (spec.qmp_fd >= 0) launch.pass_fds.push_back(spec.qmp_fd);
+  if (spec.agent_fd >= 0) launch.pass_fds.push_back(spec.agent_fd);
   for (const auto& device : spec.fs_devices) launch.pass_fds.push_back(device.fd);
   if (spec.memory_fd >= 0) {
     launch.pass_fds.push_back(spec.memory_fd);
@@ -50,17 +52,11 @@ QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
 
 RealVmHost::RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary,
                        std::shared_ptr<Jailer> jailer)
-    : executor_(std::move(executor)), qemu_img_binary_(std::move(qemu_img_binary)), jailer_(std::move(jailer)) {}
+    : executor_(executor), overlays_(executor, std::move(qemu_img_binary)), jailer_(std::move(jailer)) {}
 
 boost::asio::awaitable<Result<void>> RealVmHost::CreateOverlay(std::string backing, std::uint64_t size_bytes,
                                                                std::string overlay, std::string log_path) {
-  if (size_bytes == 0) co_return Fail(ErrorCode::kInternal, "overlay over " + backing + ": no disk size");
-  // -u: qemu-img does not open the backing file, so it runs unjailed yet
-  // reads nothing but its arguments (docs/security.md). Built before
-  // co_await: g++ 12 miscompiles braced lists inside co_await.
-  std::vector<std::string> argv = {qemu_img_binary_, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-u",
-                                   "-b", backing, overlay, std::to_string(size_bytes)};
-  co_return co_await RunToCompletion(executor_, std::move(argv), std::move(log_path));
+  co_return co_await overlays_.Create(std::move(backing), size_bytes, std::move(overlay), std::move(log_path));
 }
 
 boost::asio::awaitable<Result<std::unique_ptr<QemuProcess>>> RealVmHost::LaunchQemu(QemuLaunch launch) {

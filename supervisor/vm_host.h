@@ -27,6 +27,7 @@
 #include "supervisor/child_process.h"
 #include "supervisor/guest_connector.h"
 #include "supervisor/host_facts.h"
+#include "supervisor/overlay_creator.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/virtiofsd.h"
 #include "supervisor/vm_paths.h"
@@ -127,7 +128,7 @@ class RealVmHost final : public VmHost {
 
  private:
   boost::asio::any_io_executor executor_;
-  std::string qemu_img_binary_;
+  OverlayCreator overlays_;
   std::shared_ptr<Jailer> jailer_;
 };
 

@@ -349,10 +349,10 @@ QemuLaunchSpec CloneSpec(const std::string& id) {
       .kernel_args = "console=ttyS0 root=/dev/vda rw agentvm.channel=serial agentvm.hostname=" + id,
       .base_image = "/images/tiny/rootfs.qcow2",
       .overlay = "/state/vms/" + id + "/overlay.qcow2",
-      .qmp_socket = "/run/vms/" + id + "/qmp.sock",
+      .qmp_fd = 5,
       .console_log = "/run/vms/" + id + "/console.log",
       .pidfile = "/run/vms/" + id + "/qemu.pid",
-      .agent_socket = "/run/vms/" + id + "/agent.sock",
+      .agent_fd = 6,
       .tap_fd = 7,
       .mac = "02:00:00:00:00:07",
   };

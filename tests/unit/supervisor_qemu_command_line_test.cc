@@ -26,11 +26,11 @@ QemuLaunchSpec ExampleSpec() {
       .kernel_args = "console=ttyS0 root=/dev/vda rw agentvm.channel=serial",
       .base_image = "/images/tiny/rootfs.qcow2",
       .overlay = "/state/vms/vm-0123456789ab/overlay.qcow2",
-      .qmp_socket = "/run/agentvm/vms/vm-0123456789ab/qmp.sock",
+      .qmp_fd = 5,
       .console_fd = 4,
       .pidfile = "/run/agentvm/vms/vm-0123456789ab/qemu.pid",
       .channel = ChannelKind::kVirtioSerial,
-      .agent_socket = "/run/agentvm/vms/vm-0123456789ab/agent.sock",
+      .agent_fd = 6,
   };
 }
 
@@ -123,9 +123,10 @@ TEST(QemuCommandLineTest, NeverAsksForHostCpuUnderTcg) {
 
 TEST(QemuCommandLineTest, CommasInPathsAreEscapedForQemuOptions) {
   QemuLaunchSpec spec = ExampleSpec();
-  spec.qmp_socket = "/run/a,b/qmp.sock";
+  spec.console_fd = -1;
+  spec.console_log = "/run/a,b/console.log";
   const auto argv = QemuCommandLine(spec);
-  EXPECT_NE(std::find(argv.begin(), argv.end(), "socket,id=qmp0,path=/run/a,,b/qmp.sock,server=on,wait=off"),
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "file,id=console0,path=/run/a,,b/console.log"),
             argv.end());
 }
 

@@ -48,7 +48,7 @@ TEST_F(VmMountsTest, EachMountGetsAVirtiofsdBeforeQemuAndIsMountedBeforeTheVmRun
   EXPECT_TRUE(HasArgContaining(qemu, "memory-backend-memfd,id=mem0,size=256M,share=on"));
   EXPECT_TRUE(HasArgContaining(qemu, "vhost-user-fs-pci,chardev=fs0,tag=agentvm-fs0"));
   EXPECT_TRUE(HasArgContaining(qemu, "vhost-user-fs-pci,chardev=fs1,tag=agentvm-fs1"));
-  EXPECT_EQ(qemu.launch().pass_fds.size(), 3u) << "the console and one socket per mount";
+  EXPECT_EQ(qemu.launch().pass_fds.size(), 5u) << "the console, the QMP and agent listeners and one socket per mount";
 
   const auto actions = qemu.AgentActions();
   EXPECT_NE(std::ranges::find(actions, "mount agentvm-fs0 /workspace rw"), actions.end());

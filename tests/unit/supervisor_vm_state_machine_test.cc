@@ -52,9 +52,12 @@ TEST_F(VmStateMachineTest, BootsToRunningAndStopsWhenTheGuestPowersOff) {
   EXPECT_TRUE(HasEvent("overlay " + std::filesystem::absolute(vm.image().rootfs).string()));
   EXPECT_LT(EventIndex("connect qmp"), EventIndex("connect guest virtio-serial"));
   // What a jail would have to provide, and nothing of the daemon's own.
-  // Isolated: no tap; only the console's socket, drained by the daemon.
-  ASSERT_EQ(qemu.launch().pass_fds.size(), 1u);
+  // Isolated: no tap; the console's socket, drained by the daemon, and
+  // the listeners QEMU serves QMP and the agent's port on.
+  ASSERT_EQ(qemu.launch().pass_fds.size(), 3u);
   EXPECT_TRUE(qemu.HasArg("socket,id=console0,fd=" + std::to_string(qemu.launch().pass_fds[0]) + ",server=off"));
+  EXPECT_TRUE(qemu.HasArg("socket,id=qmp0,fd=" + std::to_string(qemu.launch().pass_fds[1]) + ",server=on,wait=off"));
+  EXPECT_TRUE(qemu.HasArg("socket,id=agent0,fd=" + std::to_string(qemu.launch().pass_fds[2]) + ",server=on,wait=off"));
   EXPECT_EQ(qemu.launch().writable_paths,
             (std::vector<std::string>{vm.paths().runtime_dir.string(), vm.paths().overlay().string()}));
   EXPECT_EQ(qemu.launch().read_only_paths.size(), 3u);
