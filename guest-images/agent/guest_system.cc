@@ -58,6 +58,16 @@ Status ReplaceFile(const std::string& path, std::string_view content) {
   return {};
 }
 
+// True when /etc/hostname is a symlink to /proc/sys/kernel/hostname
+// (guest-images/common/rootfs/etc/hostname), absolute or relative.
+bool HostnameFileIsTheKernels() {
+  char target[128];
+  const ssize_t n = ::readlink("/etc/hostname", target, sizeof target - 1);
+  if (n <= 0) return false;
+  const std::string_view link(target, static_cast<std::size_t>(n));
+  return link == "/proc/sys/kernel/hostname" || link == "../proc/sys/kernel/hostname";
+}
+
 std::string Trim(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   return text;
@@ -106,6 +116,12 @@ class RealGuestSystem final : public GuestSystem {
 
   Status SetHostname(const std::string& name) override {
     if (::sethostname(name.data(), name.size()) != 0) return Errno("sethostname");
+    // Our images link /etc/hostname to the kernel's name, so there is
+    // nothing to write: creating and renaming a file on the root disk was
+    // 60-110 ms of a restored clone's identity step under TCG (ext4 and its
+    // journal, all untranslated code in a fresh clone). Other images keep a
+    // file of their own.
+    if (HostnameFileIsTheKernels()) return {};
     return ReplaceFile("/etc/hostname", name + "\n");
   }
 
