@@ -211,6 +211,25 @@ TEST_F(AgentExecTest, LargeOutputArrivesCompleteAndPingsAreAnsweredMeanwhile) {
   EXPECT_EQ(result->exit_code, 0);
 }
 
+// Output the agent splices from the program's pipe to the channel (frames
+// of 32 KiB and more) arrives byte for byte and in order with the small
+// frames read the usual way.
+TEST_F(AgentExecTest, LargeOutputSplicedFromThePipeArrivesByteForByte) {
+  // dd writes 1 MiB at a time, so the pipe fills faster than the agent
+  // drains it even on a host with cores to spare.
+  const std::string file = "/tmp/agentvm-splice-test-" + std::to_string(::getpid());
+  ExecOutcome outcome = client_->Exec(
+      31, Sh("seq 1 400000 > " + file + " && dd if=" + file + " bs=1048576 2>/dev/null; rm -f " + file + "; echo end"),
+      30s);
+  ASSERT_TRUE(outcome.result.has_value());
+  std::string expected;
+  for (int i = 1; i <= 400000; ++i) expected += std::to_string(i) + "\n";
+  expected += "end\n";
+  EXPECT_EQ(outcome.out.size(), expected.size());
+  EXPECT_TRUE(outcome.out == expected) << "the output differs from seq's";
+  EXPECT_EQ(outcome.result->exit_code, 0);
+}
+
 // Field 41 of /proc/PID/stat: the scheduling policy (0 SCHED_OTHER, 3 SCHED_BATCH).
 std::string SchedulingPolicy(const std::string& stat) {
   std::size_t pos = stat.rfind(')');
