@@ -103,9 +103,6 @@ int Agent::Run() {
     ReapAndFinish();
     SweepCgroups(Clock::now());
     FlushOutput();
-    // An ended exec whose last output was spliced finishes once that has
-    // gone: nothing else would wake the loop for it.
-    if (output_.empty()) ReapAndFinish();
   }
   return exit_status_;
 }

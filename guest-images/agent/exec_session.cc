@@ -21,11 +21,6 @@ namespace {
 // Largest output frame payload: fewer frames, wakeups and syscalls per MiB
 // for a chatty program, while a small write still goes out at once.
 constexpr std::size_t kReadChunk = 256 * 1024;
-// Output frames of at least this much are spliced from the pipe
-// (OutputQueue::PushSpliced), up to kSpliceChunk each: above what a virtio
-// port takes in one write(), where a copy would cost writes as well.
-constexpr std::size_t kSpliceAbove = 32 * 1024;
-constexpr std::size_t kSpliceChunk = 1024 * 1024;
 // Read size when the pipe cannot say how much it holds.
 constexpr std::size_t kSmallRead = 4096;
 // A pipe the program fills (or, for stdin, that fills up before the program
@@ -206,9 +201,8 @@ void ExecSession::CloseStdinIfDone() {
 ExecSession::ReadState ExecSession::ReadOnce(protocol::OutputStream which, OutputQueue* out) {
   UniqueFd& fd = which == protocol::OutputStream::kStdout ? stdout_ : stderr_;
   if (!fd) return ReadState::kClosed;
-  // Bytes promised to a spliced frame are still in the pipe: wait for them.
-  const OutputQueue::SpliceKey key{stream_, static_cast<int>(which)};
-  if (out->splicing(key)) return ReadState::kAgain;
+  std::size_t room = output_credit_ ? std::min<std::uint64_t>(*output_credit_, kReadChunk) : kReadChunk;
+  if (room == 0) return ReadState::kAgain;
   // Sized by what the pipe holds, so a few bytes cost no large buffer; an
   // empty pipe still needs a read to see EOF or EAGAIN.
   std::optional<std::size_t> ready = Readable(fd.get());
@@ -217,22 +211,6 @@ ExecSession::ReadState ExecSession::ReadOnce(protocol::OutputStream which, Outpu
     grown = true;
     GrowPipe(fd.get());
   }
-  // Much output goes from the pipe to the channel by splice(): the bytes the
-  // program wrote are never copied through the agent (under TCG the copies
-  // were the limit: exec stdout ran at half the speed of a file read).
-  if (ready && *ready >= kSpliceAbove && !terminal_) {
-    std::uint64_t bytes = std::min<std::uint64_t>(*ready, kSpliceChunk);
-    if (output_credit_) bytes = std::min(bytes, *output_credit_);
-    if (bytes >= kSpliceAbove) {
-      if (UniqueFd source = UniqueFd::Duplicate(fd.get())) {
-        out->PushSpliced(protocol::OutputFrame(stream_, which, {}), key, std::move(source), bytes);
-        if (output_credit_) *output_credit_ -= bytes;
-        return ReadState::kData;
-      }
-    }
-  }
-  std::size_t room = output_credit_ ? std::min<std::uint64_t>(*output_credit_, kReadChunk) : kReadChunk;
-  if (room == 0) return ReadState::kAgain;
   const bool small = !ready || *ready < kSmallRead;
   const std::size_t want = std::min(room, small ? kSmallRead : *ready);
   // Read straight into the frame's buffer (OutputQueue::PushWithHeadroom);
@@ -306,7 +284,6 @@ bool ExecSession::Finish(OutputQueue* out) {
     UniqueFd& fd = which == protocol::OutputStream::kStdout ? stdout_ : stderr_;
     while (fd) {
       if (output_credit_ && *output_credit_ == 0) return false;  // more after an output_ack
-      if (out->splicing({stream_, static_cast<int>(which)})) return false;  // more once it has gone
       if (drained_after_reap_ >= kFinishDrainLimit) {
         fd.reset();
         break;

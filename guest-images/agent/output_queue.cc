@@ -1,6 +1,5 @@
 #include "guest-images/agent/output_queue.h"
 
-#include <fcntl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -29,19 +28,8 @@ void OutputQueue::PushWithHeadroom(const protocol::Frame& frame, std::string buf
   PushChunk(Chunk{frame.stream, std::move(buffer), start});
 }
 
-void OutputQueue::PushSpliced(const protocol::Frame& frame, SpliceKey key, UniqueFd source, std::size_t bytes) {
-  std::string head = protocol::EncodeFrame(frame);
-  for (int i = 0; i < 4; ++i) head[4 + i] = static_cast<char>((bytes >> (8 * (3 - i))) & 0xff);
-  Chunk chunk{frame.stream, std::move(head)};
-  chunk.source = std::move(source);
-  chunk.splice_left = bytes;
-  chunk.key = key;
-  splicing_.insert(key);
-  PushChunk(std::move(chunk));
-}
-
 void OutputQueue::PushChunk(Chunk chunk) {
-  Account(chunk.stream, static_cast<std::ptrdiff_t>(chunk.left()));
+  Account(chunk.stream, static_cast<std::ptrdiff_t>(chunk.bytes.size() - chunk.sent));
   chunks_.push_back(std::move(chunk));
 }
 
@@ -60,20 +48,11 @@ void OutputQueue::Account(std::uint32_t stream, std::ptrdiff_t delta) {
 int OutputQueue::Flush(int fd) {
   constexpr int kMaxIov = 32;
   while (!chunks_.empty()) {
-    Chunk& first = chunks_.front();
-    if (first.sent == first.bytes.size() && first.splice_left > 0) {
-      bool blocked = false;
-      if (int err = SpliceFront(fd, &blocked); err != 0) return err;
-      if (blocked) return 0;
-      continue;
-    }
     iovec iov[kMaxIov];
     int count = 0;
-    for (auto it = chunks_.begin(); it != chunks_.end() && count < kMaxIov; ++it) {
+    for (auto it = chunks_.begin(); it != chunks_.end() && count < kMaxIov; ++it, ++count) {
       iov[count].iov_base = it->bytes.data() + it->sent;
       iov[count].iov_len = it->bytes.size() - it->sent;
-      ++count;
-      if (it->splice_left > 0) break;  // its payload follows from the pipe
     }
     count = CoalesceSmall(iov, count);
     ssize_t n = ::writev(fd, iov, count);
@@ -89,33 +68,8 @@ int OutputQueue::Flush(int fd) {
       front.sent += take;
       left -= take;
       Account(front.stream, -static_cast<std::ptrdiff_t>(take));
-      if (front.left() == 0) chunks_.pop_front();
+      if (front.sent == front.bytes.size()) chunks_.pop_front();
     }
-  }
-  return 0;
-}
-
-int OutputQueue::SpliceFront(int fd, bool* blocked) {
-  Chunk& front = chunks_.front();
-  ssize_t n;
-  do {
-    n = ::splice(front.source.get(), nullptr, fd, nullptr, front.splice_left, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      *blocked = true;
-      return 0;
-    }
-    return errno;
-  }
-  // The pipe holds what was promised: nothing moved means a virtio port
-  // took the pages and could not queue them.
-  if (n == 0) return EIO;
-  front.splice_left -= static_cast<std::size_t>(n);
-  Account(front.stream, -n);
-  if (front.left() == 0) {
-    splicing_.erase(front.key);
-    chunks_.pop_front();
   }
   return 0;
 }
@@ -143,7 +97,6 @@ int OutputQueue::CoalesceSmall(iovec* iov, int count) {
 
 void OutputQueue::Clear() {
   chunks_.clear();
-  splicing_.clear();
   per_stream_.clear();
   total_ = 0;
 }
