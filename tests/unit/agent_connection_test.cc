@@ -192,6 +192,14 @@ std::vector<protocol::Frame> FlushAndRead(OutputQueue& queue, int out, int in, s
   return frames;
 }
 
+// A nonblocking socketpair whose sv[0] takes about 4 KiB at a time, so a
+// flush into it stops part way.
+void TinySendBufferPair(int sv[2]) {
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  int small = 4096;
+  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+}
+
 TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   OutputQueue queue;
   queue.Push(protocol::OutputFrame(1, protocol::OutputStream::kStdout, std::string(100000, 'a')));
@@ -201,9 +209,7 @@ TEST(OutputQueueTest, AccountsQueuedBytesPerStreamUntilWritten) {
   EXPECT_EQ(queue.total_bytes(), queue.stream_bytes(1) + queue.stream_bytes(2));
 
   int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-  int small = 4096;
-  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  TinySendBufferPair(sv);
   EXPECT_EQ(queue.Flush(sv[0]), 0);  // partial: the socket is full
   EXPECT_FALSE(queue.empty());
   EXPECT_LT(queue.stream_bytes(1), 100000u);
@@ -234,9 +240,7 @@ TEST(OutputQueueTest, SmallFramesLeaveTogetherAndAllArriveInOrder) {
   queue.Push(protocol::ExitFrame(1, exited));
 
   int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-  int small = 4096;
-  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  TinySendBufferPair(sv);
   EXPECT_EQ(queue.Flush(sv[0]), 0);  // partial: the socket is full
   EXPECT_FALSE(queue.empty());
 
