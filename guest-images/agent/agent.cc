@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -65,6 +66,12 @@ int Agent::Run() {
   // Writes to a closed channel or to a program's closed stdin must fail with
   // EPIPE, not kill the agent.
   ::signal(SIGPIPE, SIG_IGN);
+  if (options_.batch_scheduling) {
+    sched_param param{};
+    if (::sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
+      LogWarn(std::string("SCHED_BATCH: ") + std::strerror(errno));
+    }
+  }
   LogInfo("serving on " + channel_.description);
   std::vector<pollfd> fds;
   std::vector<PollTarget> targets;
@@ -272,7 +279,7 @@ void Agent::Reply(const protocol::Frame& frame) { output_.Push(frame); }
 void Agent::HandleFrame(protocol::Frame frame) {
   namespace p = protocol;
   if (shutdown_at_) return;
-  LogDebug("request " + frame.type + " on stream " + std::to_string(frame.stream));
+  if (VerboseLogging()) LogDebug("request " + frame.type + " on stream " + std::to_string(frame.stream));
   try {
     const std::string& type = frame.type;
     if (type == p::kTypePing) {
@@ -411,15 +418,19 @@ void Agent::AcknowledgeStdin() {
 }
 
 void Agent::ReapAndFinish() {
+  std::vector<std::unique_ptr<ExecSession>> finished;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     ExecSession& session = *it->second;
     if (!session.has_pidfd()) session.TryReap();
     if (session.reaped() && session.Finish(&output_)) {
+      finished.push_back(std::move(it->second));
       it = sessions_.erase(it);
     } else {
       ++it;
     }
   }
+  // The exit frames go out before the sessions' cgroups are retired.
+  if (!finished.empty()) FlushOutput();
 }
 
 }  // namespace agentvm::guest

@@ -20,6 +20,14 @@ void ExecCgroup::Kill() const {
   }
 }
 
+bool ExecCgroup::Empty() const {
+  char buf[256];
+  ssize_t n = ::pread(events_.get(), buf, sizeof buf - 1, 0);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return std::strstr(buf, "populated 0") != nullptr;
+}
+
 std::unique_ptr<ExecCgroups> ExecCgroups::Open(const std::string& root) {
   if (::mkdir(root.c_str(), 0755) != 0 && errno != EEXIST) {
     LogWarn("exec cgroups: mkdir " + root + ": " + std::strerror(errno) + "; execs get process groups only");
@@ -39,25 +47,46 @@ std::unique_ptr<ExecCgroups> ExecCgroups::Open(const std::string& root) {
   return std::unique_ptr<ExecCgroups>(new ExecCgroups(root));
 }
 
+ExecCgroups::~ExecCgroups() {
+  for (const auto& cgroup : kept_) ::rmdir(cgroup->path().c_str());
+}
+
 AgentResult<std::unique_ptr<ExecCgroup>> ExecCgroups::Create() {
+  if (!kept_.empty()) {
+    std::unique_ptr<ExecCgroup> cgroup = std::move(kept_.back());
+    kept_.pop_back();
+    return cgroup;
+  }
+  // Names an earlier agent left (its retired cgroups, or kept ones after
+  // a crash) are skipped.
   std::string path = root_ + "/exec-" + std::to_string(next_++);
-  if (::mkdir(path.c_str(), 0755) != 0) {
+  for (int tries = 0; ::mkdir(path.c_str(), 0755) != 0; ++tries) {
     int err = errno;
+    if (err == EEXIST && tries < 10000) {
+      path = root_ + "/exec-" + std::to_string(next_++);
+      continue;
+    }
     return std::unexpected(protocol::ErrorReply{std::string(protocol::kCodeInternal),
                                                 "exec: mkdir " + path + ": " + std::strerror(err)});
   }
   UniqueFd procs(::open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
-  if (!procs) {
+  UniqueFd events(procs ? ::open((path + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC) : -1);
+  if (!procs || !events) {
     int err = errno;
+    std::string file = procs ? "/cgroup.events" : "/cgroup.procs";
     ::rmdir(path.c_str());
     return std::unexpected(protocol::ErrorReply{std::string(protocol::kCodeInternal),
-                                                "exec: open " + path + "/cgroup.procs: " + std::strerror(err)});
+                                                "exec: open " + path + file + ": " + std::strerror(err)});
   }
-  return std::make_unique<ExecCgroup>(std::move(path), std::move(procs));
+  return std::make_unique<ExecCgroup>(std::move(path), std::move(procs), std::move(events));
 }
 
 void ExecCgroups::Retire(std::unique_ptr<ExecCgroup> cgroup) {
   if (!cgroup) return;
+  if (kept_.size() < kMaxKept && cgroup->Empty()) {
+    kept_.push_back(std::move(cgroup));
+    return;
+  }
   retired_.push_back(cgroup->path());
   RemoveEmpty();
 }

@@ -3,6 +3,8 @@
 // (backpressure) instead of buffering without bound.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -45,11 +47,15 @@ class OutputQueue {
     std::size_t sent = 0;  // bytes[0, sent) are written, or were never part of the frame
   };
   void PushChunk(Chunk chunk);
+  // Replaces leading small elements of `iov` by one copy of them in
+  // coalesced_; returns the new count.
+  int CoalesceSmall(iovec* iov, int count);
   void Account(std::uint32_t stream, std::ptrdiff_t delta);
 
   std::deque<Chunk> chunks_;
   std::unordered_map<std::uint32_t, std::size_t> per_stream_;
   std::size_t total_ = 0;
+  std::string coalesced_;
 };
 
 }  // namespace agentvm::guest

@@ -6,6 +6,7 @@
 // Privileged tier: only root may make cgroups.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -105,6 +106,16 @@ class AgentCgroupsTest : public ::testing::Test {
     return n;
   }
 
+  // The cgroup an exec of `script` ran in, from its /proc/self/cgroup.
+  std::string CgroupOf(std::uint32_t stream, const std::string& script) {
+    protocol::ExecRequest request;
+    request.argv = {"/bin/sh", "-c", script + "\ncat /proc/self/cgroup"};
+    auto outcome = client_->Exec(stream, request);
+    EXPECT_TRUE(outcome.result.has_value());
+    auto at = outcome.out.find("/agentvm-test-");
+    return at == std::string::npos ? outcome.out : outcome.out.substr(at, outcome.out.find('\n', at) - at);
+  }
+
   static constexpr const char* kEscapees =
       "setsid sleep 100 >/dev/null 2>&1 & echo $!; (sleep 100 >/dev/null 2>&1 & echo $!); exec sleep 100";
 
@@ -162,6 +173,27 @@ TEST_F(AgentCgroupsTest, EachExecGetsItsOwnCgroup) {
   ASSERT_TRUE(outcome.result.has_value());
   std::string leaf = "/agentvm-test-" + std::to_string(::getpid()) + "/exec-";
   EXPECT_NE(outcome.out.find(leaf), std::string::npos) << outcome.out;
+}
+
+// An exec's cgroup that is empty when it ends serves the next exec (no
+// mkdir and rmdir per exec); one that background work still uses does not.
+TEST_F(AgentCgroupsTest, AnEmptiedCgroupServesTheNextExecAndABusyOneDoesNot) {
+  std::string first = CgroupOf(6, "true");
+  ASSERT_NE(first.find("/exec-"), std::string::npos) << first;
+  EXPECT_EQ(CgroupOf(7, "true"), first);
+  EXPECT_EQ(CgroupOf(8, "setsid sleep 2 >/dev/null 2>&1 &"), first);
+  std::string next = CgroupOf(9, "true");
+  ASSERT_NE(next.find("/exec-"), std::string::npos) << next;
+  EXPECT_NE(next, first) << "a cgroup with a process left in it was given to another exec";
+}
+
+// Cgroups an earlier agent left behind (it crashed, or its background work
+// still runs) are not in the way of a new one's names.
+TEST_F(AgentCgroupsTest, ALeftoverCgroupNameIsSkipped) {
+  ::mkdir(root_.c_str(), 0755);  // unless the agent has made it already
+  ASSERT_EQ(::mkdir((root_ + "/exec-1").c_str(), 0755), 0);
+  std::string cgroup = CgroupOf(10, "true");
+  EXPECT_NE(cgroup.find("/exec-2"), std::string::npos) << cgroup;
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -207,6 +209,49 @@ TEST_F(AgentExecTest, LargeOutputArrivesCompleteAndPingsAreAnsweredMeanwhile) {
   EXPECT_TRUE(pong);
   EXPECT_EQ(out_bytes, 20000000u);
   EXPECT_EQ(result->exit_code, 0);
+}
+
+// Large output written in big pieces (frames of up to 256 KiB read straight
+// into their buffers) arrives byte for byte and in order. It also guards
+// any later zero-copy path (splice() from the pipe: see bench/README.md,
+// section 9, for why it is not used).
+TEST_F(AgentExecTest, LargeOutputArrivesByteForByte) {
+  // dd writes 1 MiB at a time, so the pipe fills faster than the agent
+  // drains it, even on a host with cores to spare.
+  const std::string file = "/tmp/agentvm-splice-test-" + std::to_string(::getpid());
+  ExecOutcome outcome = client_->Exec(
+      31, Sh("seq 1 400000 > " + file + " && dd if=" + file + " bs=1048576 2>/dev/null; rm -f " + file + "; echo end"),
+      30s);
+  ASSERT_TRUE(outcome.result.has_value());
+  std::string expected;
+  for (int i = 1; i <= 400000; ++i) expected += std::to_string(i) + "\n";
+  expected += "end\n";
+  EXPECT_EQ(outcome.out.size(), expected.size());
+  EXPECT_TRUE(outcome.out == expected) << "the output differs from seq's";
+  EXPECT_EQ(outcome.result->exit_code, 0);
+}
+
+// Field 41 of /proc/PID/stat: the scheduling policy (0 SCHED_OTHER, 3 SCHED_BATCH).
+std::string SchedulingPolicy(const std::string& stat) {
+  std::size_t pos = stat.rfind(')');
+  if (pos == std::string::npos) return "";
+  std::istringstream fields(stat.substr(pos + 2));  // from field 3 on
+  std::string field;
+  for (int i = 3; i <= 41 && fields >> field; ++i) {
+  }
+  return field;
+}
+
+// The agent runs SCHED_BATCH, so a program's output or exit does not make it
+// preempt the program; the programs get the default policy, as from a shell.
+TEST_F(AgentExecTest, ProgramsRunWithTheDefaultSchedulingPolicy) {
+  ExecOutcome outcome = client_->Exec(30, Sh("cat /proc/self/stat"));
+  ASSERT_TRUE(outcome.result.has_value());
+  EXPECT_EQ(SchedulingPolicy(outcome.out), "0") << outcome.out;
+  std::ifstream agent_stat("/proc/" + std::to_string(agent_->pid()) + "/stat");
+  std::string line;
+  std::getline(agent_stat, line);
+  EXPECT_EQ(SchedulingPolicy(line), "3") << line;
 }
 
 TEST_F(AgentExecTest, StreamInUseIsRefused) {
