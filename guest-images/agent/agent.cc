@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -66,12 +65,6 @@ int Agent::Run() {
   // Writes to a closed channel or to a program's closed stdin must fail with
   // EPIPE, not kill the agent.
   ::signal(SIGPIPE, SIG_IGN);
-  if (options_.batch_scheduling) {
-    sched_param param{};
-    if (::sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
-      LogWarn(std::string("SCHED_BATCH: ") + std::strerror(errno));
-    }
-  }
   LogInfo("serving on " + channel_.description);
   std::vector<pollfd> fds;
   std::vector<PollTarget> targets;

@@ -40,13 +40,6 @@ struct AgentOptions {
   // cgroup of its own (exec_cgroups.h). Empty: process groups only. main()
   // sets it for a guest's agent; tests choose their own.
   std::string exec_cgroup_root;
-  // Run as SCHED_BATCH (Agent::Run): woken by a program's output or exit,
-  // the agent then does not preempt the program, so a program that ends
-  // wakes it once (pipes closed and pidfd ready together) instead of three
-  // times, each 0.2-0.5 ms of guest time under TCG. The price: on a guest
-  // whose CPU is busy, the agent waits up to a scheduler tick to answer.
-  // Execs start with the default policy (spawn.h).
-  bool batch_scheduling = true;
 };
 
 class Agent {

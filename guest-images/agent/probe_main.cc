@@ -254,7 +254,7 @@ int Main(int argc, char** argv) {
     std::uint32_t stream = 1;
   };
   std::vector<std::unique_ptr<AgentChild>> agents;
-  auto start_agent = [&](bool with_cgroups, bool batch) -> std::unique_ptr<AgentChild> {
+  auto start_agent = [&](bool with_cgroups) -> std::unique_ptr<AgentChild> {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::exit(2);
     pid_t pid = ::fork();
@@ -264,7 +264,6 @@ int Main(int argc, char** argv) {
       for (const auto& other : agents) ::close(other->client.fd);
       AgentOptions options;
       if (with_cgroups) options.exec_cgroup_root = cgroup_dir + "/agent";
-      options.batch_scheduling = batch;
       Agent agent(Channel{ChannelKind::kFd, UniqueFd(sv[1]), "probe socketpair"}, std::move(options));
       ::_exit(agent.Run());
     }
@@ -272,13 +271,12 @@ int Main(int argc, char** argv) {
     return std::unique_ptr<AgentChild>(new AgentChild{pid, Client{sv[0], protocol::FrameDecoder()}});
   };
   struct Variant {
-    bool cgroups, batch;
+    bool cgroups;
     std::string name;
   };
-  std::vector<Variant> variants = {{true, true, "agent"}, {true, false, "agent, not SCHED_BATCH"},
-                                   {false, true, "agent, no exec cgroups"}};
+  std::vector<Variant> variants = {{true, "agent"}, {false, "agent, no exec cgroups"}};
   if (!cgroups) variants.resize(1);
-  for (const Variant& v : variants) agents.push_back(start_agent(v.cgroups && cgroups, v.batch));
+  for (const Variant& v : variants) agents.push_back(start_agent(v.cgroups && cgroups));
   std::string types;
   for (std::size_t a = 0; a < agents.size(); ++a) {
     AgentChild* agent = agents[a].get();

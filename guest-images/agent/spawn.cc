@@ -22,7 +22,6 @@ constexpr std::size_t kChildStackBytes = 64 * 1024;
 // Everything the child reads, as plain pointers, and where it reports.
 struct ChildArgs {
   const SpawnPlan* plan;
-  bool reset_scheduler = false;  // the agent runs SCHED_BATCH; the program must not
   std::vector<char*> argv;
   std::vector<char*> envp;
   SpawnFailure failure;  // written by the child; read after it exec'd or exited
@@ -52,10 +51,6 @@ int ChildMain(void* raw) {
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (args->reset_scheduler) {
-    sched_param normal{};
-    ::syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &normal);
-  }
 
   if (::setsid() < 0) Fail(args, Step::kSetup, errno);
   // Before the credentials change: cgroup.procs is root's to write.
@@ -100,7 +95,6 @@ int ChildMain(void* raw) {
 std::expected<pid_t, SpawnFailure> Spawn(const SpawnPlan& plan) {
   auto args = std::make_unique<ChildArgs>();
   args->plan = &plan;
-  args->reset_scheduler = ::sched_getscheduler(0) != SCHED_OTHER;
   for (const std::string& a : plan.argv) args->argv.push_back(const_cast<char*>(a.c_str()));
   args->argv.push_back(nullptr);
   for (const std::string& e : plan.env) args->envp.push_back(const_cast<char*>(e.c_str()));

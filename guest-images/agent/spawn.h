@@ -4,8 +4,7 @@
 // cannot switch users or take a terminal, and fork() would copy the page
 // tables of the agent (expensive under TCG), so the child shares the agent's
 // memory (CLONE_VM|CLONE_VFORK) on a stack of its own until it execs, and
-// does nothing but system calls on data prepared here. The program starts
-// with the default scheduling policy whatever the agent's.
+// does nothing but system calls on data prepared here.
 #pragma once
 
 #include <sys/types.h>

@@ -231,29 +231,6 @@ TEST_F(AgentExecTest, LargeOutputArrivesByteForByte) {
   EXPECT_EQ(outcome.result->exit_code, 0);
 }
 
-// Field 41 of /proc/PID/stat: the scheduling policy (0 SCHED_OTHER, 3 SCHED_BATCH).
-std::string SchedulingPolicy(const std::string& stat) {
-  std::size_t pos = stat.rfind(')');
-  if (pos == std::string::npos) return "";
-  std::istringstream fields(stat.substr(pos + 2));  // from field 3 on
-  std::string field;
-  for (int i = 3; i <= 41 && fields >> field; ++i) {
-  }
-  return field;
-}
-
-// The agent runs SCHED_BATCH, so a program's output or exit does not make it
-// preempt the program; the programs get the default policy, as from a shell.
-TEST_F(AgentExecTest, ProgramsRunWithTheDefaultSchedulingPolicy) {
-  ExecOutcome outcome = client_->Exec(30, Sh("cat /proc/self/stat"));
-  ASSERT_TRUE(outcome.result.has_value());
-  EXPECT_EQ(SchedulingPolicy(outcome.out), "0") << outcome.out;
-  std::ifstream agent_stat("/proc/" + std::to_string(agent_->pid()) + "/stat");
-  std::string line;
-  std::getline(agent_stat, line);
-  EXPECT_EQ(SchedulingPolicy(line), "3") << line;
-}
-
 TEST_F(AgentExecTest, StreamInUseIsRefused) {
   ASSERT_TRUE(client_->Send(protocol::ExecFrame(40, Sh("sleep 1"), "", true)));
   ASSERT_TRUE(client_->Send(protocol::ExecFrame(40, Sh("echo again"), "", true)));
