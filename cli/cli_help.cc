@@ -209,8 +209,10 @@ asked, with TIME (UTC), TYPE, NAME, VERDICT (allowed, refused, refused-type,
 failed) and the ADDRESSES it may now connect to; and each connection the
 firewall refused, with its protocol as TYPE, the name its address was
 learned from as NAME (- if none) and where it went as ADDRESSES.
-  -f, --follow   keep printing new entries (asks agentvmd once a second)
-                 until interrupted or the VM is gone
+  -f, --follow   then print each new entry as it happens (agentvmd streams
+                 it), until interrupted or the VM's network goes (it stops
+                 or is removed); a reader too slow for the VM gets a
+                 "dropped" line saying how many entries it missed
   --json         agentvmd's NDJSON, one entry a line
 )";
     case CommandKind::kLogs:

@@ -295,6 +295,13 @@ Result<std::vector<net::EgressEntry>> Supervisor::EgressLog(const std::string& i
   return network_->EgressEntries((*vm)->Info().network, after);
 }
 
+Result<std::shared_ptr<net::EgressFollower>> Supervisor::FollowEgressLog(const std::string& id,
+                                                                         boost::asio::any_io_executor executor) {
+  auto vm = Find(id);
+  if (!vm) return Fail(vm.error());
+  return network_->FollowEgress((*vm)->Info().network, std::move(executor));
+}
+
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Stop(const std::string& id) {
   auto vm = Find(id);
   if (!vm) co_return Fail(vm.error());

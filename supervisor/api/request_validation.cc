@@ -469,6 +469,24 @@ Result<bool> ParseBoolParam(const QueryParams& query, const std::string& name, b
   return Invalid(name + " must be true or false");
 }
 
+namespace {
+
+// A sequence number parameter (0 when absent); "NAME must be WHOSE
+// sequence number" otherwise.
+Result<std::uint64_t> ParseSeqParam(const QueryParams& query, const std::string& name, const std::string& whose) {
+  auto it = query.find(name);
+  if (it == query.end()) return 0;
+  std::uint64_t value = 0;
+  const std::string& text = it->second;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return Invalid(name + " must be " + whose + " sequence number");
+  }
+  return value;
+}
+
+}  // namespace
+
 Result<bool> ParseDeleteQuery(const QueryParams& query) {
   if (auto ok = RejectUnknownParams(query, {"force"}); !ok) return Fail(ok.error());
   return ParseBoolParam(query, "force", false);
@@ -495,16 +513,10 @@ Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
       start = end + 1;
     }
   }
-  if (auto it = query.find("since"); it != query.end()) {
-    const std::string& text = it->second;
-    std::uint64_t value = 0;
-    bool ok = !text.empty() && text.size() <= 19;
-    for (char c : text) {
-      ok = ok && c >= '0' && c <= '9';
-      value = value * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    if (!ok) return Invalid("since must be an event sequence number");
-    parsed.since = value;
+  if (query.contains("since")) {
+    auto since = ParseSeqParam(query, "since", "an event");
+    if (!since) return Fail(since.error());
+    parsed.since = *since;
   }
   auto follow = ParseBoolParam(query, "follow", true);
   if (!follow) return Fail(follow.error());
@@ -512,17 +524,16 @@ Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
   return parsed;
 }
 
-Result<std::uint64_t> ParseEgressQuery(const QueryParams& query) {
-  if (auto ok = RejectUnknownParams(query, {"after"}); !ok) return Fail(ok.error());
-  auto it = query.find("after");
-  if (it == query.end()) return 0;
-  std::uint64_t after = 0;
-  const std::string& text = it->second;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), after);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
-    return Invalid("after must be an egress log sequence number");
-  }
-  return after;
+Result<EgressQuery> ParseEgressQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"after", "follow"}); !ok) return Fail(ok.error());
+  EgressQuery parsed;
+  auto after = ParseSeqParam(query, "after", "an egress log");
+  if (!after) return Fail(after.error());
+  parsed.after = *after;
+  auto follow = ParseBoolParam(query, "follow", false);
+  if (!follow) return Fail(follow.error());
+  parsed.follow = *follow;
+  return parsed;
 }
 
 Result<PutFileParams> ParsePutFileQuery(const QueryParams& query) {

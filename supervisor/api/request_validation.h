@@ -82,8 +82,11 @@ struct EventsQuery {
 };
 Result<EventsQuery> ParseEventsQuery(const QueryParams& query);
 
-// GET /v1/vms/{id}/egress: [?after=SEQ], the entries with a larger seq
-// (default 0: all that are kept).
-Result<std::uint64_t> ParseEgressQuery(const QueryParams& query);
+// GET /v1/vms/{id}/egress: [?after=SEQ][&follow=true|false].
+struct EgressQuery {
+  std::uint64_t after = 0;  // the entries kept with a larger seq (0: all)
+  bool follow = false;      // then every new entry until the VM's network goes
+};
+Result<EgressQuery> ParseEgressQuery(const QueryParams& query);
 
 }  // namespace agentvm::api

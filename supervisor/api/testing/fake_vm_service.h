@@ -169,15 +169,28 @@ class FakeVmService : public VmService {
     return egress_presets.all();
   }
 
-  // What the test put in `egress` for the VM.
+  // What the test put in `egress` (or egress_logs) for the VM.
   Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) override {
     ++calls_;
     if (auto info = Find(id); !info) return Fail(info.error());
+    if (auto log = egress_logs.find(id); log != egress_logs.end()) return log->second->ring().Since(after);
     std::vector<net::EgressEntry> found;
     for (const net::EgressEntry& entry : egress[id]) {
       if (entry.seq > after) found.push_back(entry);
     }
     return found;
+  }
+
+  // A live log the test makes and feeds in egress_logs[id] (erasing it
+  // ends its followers' streams, as a removed VM's does).
+  std::map<std::string, std::unique_ptr<net::VmEgressLog>> egress_logs;
+  Result<std::shared_ptr<net::EgressFollower>> FollowEgressLog(const std::string& id,
+                                                               boost::asio::any_io_executor executor) override {
+    ++calls_;
+    if (auto info = Find(id); !info) return Fail(info.error());
+    auto log = egress_logs.find(id);
+    if (log == egress_logs.end()) return std::shared_ptr<net::EgressFollower>();
+    return log->second->Follow(std::move(executor));
   }
 
   // As agentvmd: a running nat-filtered VM only; the fields given replace
