@@ -174,6 +174,7 @@ Result<VmInfo> ApiClient::UpdateNetwork(const std::string& id, const NetworkUpda
   if (update.allow_tcp_ports) patch["allow_tcp_ports"] = *update.allow_tcp_ports;
   if (update.allow_cidrs) patch["allow_cidrs"] = *update.allow_cidrs;
   if (update.allow_domains) patch["allow_domains"] = *update.allow_domains;
+  if (update.presets) patch["presets"] = *update.presets;
   if (update.bandwidth_bytes_per_sec) {
     patch["bandwidth_bytes_per_sec"] =
         *update.bandwidth_bytes_per_sec ? nlohmann::json(**update.bandwidth_bytes_per_sec) : nlohmann::json(nullptr);

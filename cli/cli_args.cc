@@ -279,6 +279,15 @@ std::optional<UsageError> TakeNetChangeOption(ArgReader& reader, NetChange& chan
       return std::nullopt;
     }
   }
+  for (auto [flag, list] : {std::pair{"--preset", &change.presets}, std::pair{"--no-preset", &change.no_presets}}) {
+    if (auto preset = reader.value(flag)) {
+      if (!*preset) return preset->error();
+      // Only the syntax here: which presets exist is the daemon's to say.
+      if (auto ok = net::ValidatePresetName(preset->value(), flag); !ok) return reader.Error(ok.error().message);
+      list->push_back(preset->value());
+      return std::nullopt;
+    }
+  }
   for (auto [flag, list] : {std::pair{"--allow-port", &change.allow_ports}, std::pair{"--deny-port", &change.deny_ports}}) {
     if (auto port = reader.value(flag)) {
       if (!*port) return port->error();

@@ -20,6 +20,8 @@ namespace agentvm::cli {
 struct NetChange {
   std::vector<std::string> allow_domains;  // added to the list (if not on it)
   std::vector<std::string> deny_domains;   // taken off the list (if on it)
+  std::vector<std::string> presets;        // --preset: added (if not there)
+  std::vector<std::string> no_presets;     // --no-preset: taken off (its names go, the VM's own stay)
   std::vector<std::uint16_t> allow_ports;
   std::vector<std::uint16_t> deny_ports;
   std::vector<std::string> allow_cidrs;

@@ -201,13 +201,10 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   }
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());
-  // The VM keeps the preset names (NetworkInfo::presets); the firewall and
-  // the forwarder see only the names they expand to.
-  if (!request.network.presets.empty()) {
-    auto domains = presets_.Expand(request.network.presets, request.network.allow_domains, "network.presets");
-    if (!domains) co_return Fail(domains.error());
-    request.network.allow_domains = std::move(*domains);
-  }
+  // The VM keeps the preset names and what they expand to now
+  // (NetworkInfo::preset_domains); the firewall and the forwarder see only
+  // the names.
+  if (auto expanded = ExpandPresets(presets_, request.network); !expanded) co_return Fail(expanded.error());
 
   const auto began = std::chrono::steady_clock::now();
   const MountPolicy mount_policy{.roots = config_.mount_roots,

@@ -230,14 +230,15 @@ Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body) {
   auto object = ParseJsonObject(body);
   if (!object) return Fail(object.error());
   // Mode and bridge are what the VM was made with; they cannot change live.
-  if (auto ok = RejectUnknownFields(*object, {"allow_tcp_ports", "allow_cidrs", "allow_domains",
+  if (auto ok = RejectUnknownFields(*object, {"allow_tcp_ports", "allow_cidrs", "allow_domains", "presets",
                                               "bandwidth_bytes_per_sec"},
                                     "network.");
       !ok) {
     return Fail(ok.error());
   }
   if (object->empty()) {
-    return Invalid("give at least one of allow_tcp_ports, allow_cidrs, allow_domains, bandwidth_bytes_per_sec");
+    return Invalid(
+        "give at least one of allow_tcp_ports, allow_cidrs, allow_domains, presets, bandwidth_bytes_per_sec");
   }
   const bool unlimit = object->contains("bandwidth_bytes_per_sec") && object->at("bandwidth_bytes_per_sec").is_null();
   if (unlimit) object->erase("bandwidth_bytes_per_sec");
@@ -247,6 +248,8 @@ Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body) {
   if (object->contains("allow_tcp_ports")) update.allow_tcp_ports = std::move(parsed->allow_tcp_ports);
   if (object->contains("allow_cidrs")) update.allow_cidrs = std::move(parsed->allow_cidrs);
   if (object->contains("allow_domains")) update.allow_domains = std::move(parsed->allow_domains);
+  // The whole list, as at create: which presets exist is the service's to say.
+  if (object->contains("presets")) update.presets = std::move(parsed->presets);
   if (object->contains("bandwidth_bytes_per_sec")) update.bandwidth_bytes_per_sec = parsed->bandwidth_bytes_per_sec;
   if (unlimit) update.bandwidth_bytes_per_sec = std::optional<std::uint64_t>();
   return update;

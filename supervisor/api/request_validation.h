@@ -45,7 +45,7 @@ Result<protocol::ExecRequest> ParseExecBody(std::string_view body);
 // The interactive exec's query: request=<the same JSON, percent-encoded>.
 Result<protocol::ExecRequest> ParseExecQuery(const QueryParams& query);
 // PATCH /v1/vms/{id}/network: any of allow_tcp_ports, allow_cidrs,
-// allow_domains (each replacing the VM's list; [] empties it) and
+// allow_domains, presets (each replacing the VM's list; [] empties it) and
 // bandwidth_bytes_per_sec (null: no limit), checked as in a create's
 // "network"; at least one of them.
 Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body);

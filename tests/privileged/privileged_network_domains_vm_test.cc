@@ -196,7 +196,8 @@ TEST(NetworkDomainsVmTest, APresetVmResolvesThePresetsNamesAndNothingElse) {
   ASSERT_EQ(got, 200) << shown;
   const json network = json::parse(shown)["network"];
   EXPECT_EQ(network["presets"], json::array({"claude-code"}));
-  EXPECT_NE(network["allow_domains"].dump().find(NetWorld::kPresetName), std::string::npos) << network.dump();
+  EXPECT_NE(network["preset_domains"].dump().find(NetWorld::kPresetName), std::string::npos) << network.dump();
+  EXPECT_EQ(network["allow_domains"], json::array()) << "the VM's own names are a list apart";
   auto guest = [&](const std::string& script) { return daemon.Cli({"exec", id, "--", "sh", "-c", script}); };
 
   auto resolved = guest(std::string("nslookup ") + NetWorld::kPresetName);
@@ -267,6 +268,30 @@ TEST(NetworkDomainsVmTest, APolicyChangedLiveOpensAndClosesAtOnce) {
   ASSERT_EQ(got, 200);
   EXPECT_EQ(json::parse(shown)["network"]["allow_domains"], json::array({"nothing.test"}));
   EXPECT_EQ(json::parse(shown)["network"]["allow_tcp_ports"], json::array());
+
+  // A preset added live: its names resolve and connect; taken off, they are
+  // refused again while the VM's own name stays.
+  const std::string preset_fetch =
+      std::string("nslookup ") + NetWorld::kPresetName + " >/dev/null && timeout 5 wget -q -O- http://" +
+      NetWorld::kPresetName + "/";
+  EXPECT_NE(guest(preset_fetch).exit_code, 0) << "not on the list yet";
+  auto added = daemon.Cli({"net", id, "--preset", "claude-code"});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  EXPECT_NE(added.out.find("presets:         claude-code"), std::string::npos) << added.out;
+  auto via_preset = guest(preset_fetch);
+  EXPECT_EQ(via_preset.exit_code, 0) << via_preset.out << via_preset.err;
+  EXPECT_EQ(via_preset.out, NetWorld::HttpBody(80));
+  auto removed = daemon.Cli({"net", id, "--no-preset", "claude-code"});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_NE(guest("timeout 5 wget -q -O- http://" + std::string(NetWorld::kWebAddress) + ":80/").exit_code, 0)
+      << "what the preset's names taught is taken back";
+  auto [after_status, after] = daemon.Http("GET", "/v1/vms/" + id, "");
+  ASSERT_EQ(after_status, 200);
+  EXPECT_EQ(json::parse(after)["network"]["allow_domains"], json::array({"nothing.test"}));
+  EXPECT_EQ(json::parse(after)["network"]["presets"], json::array());
+  EXPECT_EQ(json::parse(after)["network"]["preset_domains"], json::array());
+  auto unknown = daemon.Http("PATCH", "/v1/vms/" + id + "/network", R"({"presets": ["no-such-preset"]})");
+  EXPECT_EQ(unknown.first, 400) << unknown.second;
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
 }
 

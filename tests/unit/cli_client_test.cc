@@ -433,8 +433,24 @@ TEST_F(CliTest, PresetsExpandInTheDaemonAndInspectShowsWhereNamesCameFrom) {
   });
   auto network = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["network"];
   EXPECT_EQ(network["presets"], nlohmann::json::array({"npm", "pypi"}));
-  EXPECT_EQ(network["allow_domains"],
-            nlohmann::json::array({"a.test", "registry.npmjs.org", "pypi.org", "files.pythonhosted.org"}));
+  EXPECT_EQ(network["allow_domains"], nlohmann::json::array({"a.test"}));
+  EXPECT_EQ(network["preset_domains"],
+            nlohmann::json::array({"registry.npmjs.org", "pypi.org", "files.pythonhosted.org"}));
+
+  // Live: a preset taken off takes only its own names off.
+  Outcome dropped = Cli({"net", "vm-1", "--no-preset", "npm", "--preset", "github"});
+  ASSERT_EQ(dropped.status, 0) << dropped.err;
+  EXPECT_NE(dropped.out.find("presets:         pypi, github\n"), std::string::npos) << dropped.out;
+  network = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["network"];
+  EXPECT_EQ(network["allow_domains"], nlohmann::json::array({"a.test"}));
+  EXPECT_EQ(network["preset_domains"][0], "pypi.org");
+  EXPECT_EQ(network["preset_domains"].dump().find("npmjs"), std::string::npos) << network.dump();
+  Outcome last = Cli({"net", "vm-1", "--no-preset", "pypi", "--no-preset", "github", "--deny-domain", "a.test"});
+  EXPECT_EQ(last.status, 1);
+  EXPECT_NE(last.err.find("would take the last name off"), std::string::npos) << last.err;
+  Outcome unknown_live = Cli({"net", "vm-1", "--preset", "nope"});
+  EXPECT_EQ(unknown_live.status, 1);
+  EXPECT_NE(unknown_live.err.find("no preset \"nope\""), std::string::npos) << unknown_live.err;
 
   Outcome unknown = Cli({"create", "--preset", "nope"});
   EXPECT_EQ(unknown.status, 1);
