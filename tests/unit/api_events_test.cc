@@ -117,7 +117,7 @@ TEST_F(ApiEventsTest, MetricsAreServedAsPrometheusTextOutsideV1) {
   EXPECT_EQ(metrics.status(), 200);
   EXPECT_EQ(metrics.content_type(), "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_EQ(metrics.Rest(), fake_.metrics_text);
-  EXPECT_EQ(EventStream(options_.socket_path, "/metrics?x=1").status(), 400);
+  EXPECT_EQ(NdjsonStream(options_.socket_path, "/metrics?x=1").status(), 400);
 }
 
 }  // namespace
