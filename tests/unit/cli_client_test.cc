@@ -192,6 +192,8 @@ TEST_F(CliTest, NetChangesTheRunningVmsPolicyRelativeToWhatItIs) {
   EXPECT_EQ(changed.out,
             "mode:            nat-filtered\n"
             "allow_domains:   api.anthropic.com, registry.npmjs.org\n"
+            "presets:         -\n"
+            "preset_domains:  -\n"
             "allow_tcp_ports: -\n"
             "allow_cidrs:     -\n"
             "bandwidth:       1000000 B/s each way\n");

@@ -95,7 +95,7 @@ TEST(CliNetTest, TheFlagsEditTheCurrentListsAndOnlyChangedOnesAreSent) {
 
   current.presets = {"npm"};
   change = {};
-  change.presets = {"github", "npm"};
+  change.presets = {"github"};
   change.no_presets = {"npm"};
   update = PlanNetworkUpdate(current, change);
   EXPECT_EQ(update.presets, std::vector<std::string>{"github"}) << "the whole new list is sent";
