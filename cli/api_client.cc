@@ -17,6 +17,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include "cli/interrupt.h"
+#include "cli/ndjson_lines.h"
 #include "supervisor/api/encoding.h"
 #include "supervisor/api/json_codec.h"
 
@@ -173,6 +174,7 @@ Result<VmInfo> ApiClient::UpdateNetwork(const std::string& id, const NetworkUpda
   if (update.allow_tcp_ports) patch["allow_tcp_ports"] = *update.allow_tcp_ports;
   if (update.allow_cidrs) patch["allow_cidrs"] = *update.allow_cidrs;
   if (update.allow_domains) patch["allow_domains"] = *update.allow_domains;
+  if (update.presets) patch["presets"] = *update.presets;
   if (update.bandwidth_bytes_per_sec) {
     patch["bandwidth_bytes_per_sec"] =
         *update.bandwidth_bytes_per_sec ? nlohmann::json(**update.bandwidth_bytes_per_sec) : nlohmann::json(nullptr);
@@ -362,15 +364,20 @@ Result<std::vector<net::EgressEntry>> ApiClient::EgressLog(const std::string& id
   auto body = Expect(200, "GET", VmPath(id) + "/egress?after=" + std::to_string(after));
   if (!body) return Fail(body.error());
   std::vector<net::EgressEntry> entries;
-  std::string_view rest = *body;
-  while (!rest.empty()) {
-    const std::size_t end = rest.find('\n');
-    auto entry = net::EgressEntryFromJson(rest.substr(0, end));
+  NdjsonLines lines("an egress log line", [&](std::string_view line) -> Result<void> {
+    auto entry = net::EgressEntryFromJson(line);
     if (!entry) return Fail(ErrorCode::kInternal, "agentvmd sent a bad egress log line: " + entry.error().message);
     entries.push_back(std::move(*entry));
-    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
-  }
+    return {};
+  });
+  auto parsed = lines.Feed(*body);
+  if (parsed) parsed = lines.Finish();
+  if (!parsed) return Fail(parsed.error());
   return entries;
+}
+
+Result<void> ApiClient::FollowEgressLog(const std::string& id, const BodySink& sink) {
+  return GetStreamed(VmPath(id) + "/egress?follow=true", sink);
 }
 
 Result<std::vector<PoolInfo>> ApiClient::ListPools() {

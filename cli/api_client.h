@@ -73,6 +73,10 @@ class ApiClient {
   Result<std::string> ListPresetsJson();  // agentvmd's JSON, as sent
   // GET /v1/vms/{id}/egress?after=SEQ: the entries kept after SEQ.
   Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after);
+  // GET /v1/vms/{id}/egress?follow=true: the NDJSON lines of the kept
+  // entries, then of each new one as it comes, until agentvmd ends the
+  // stream (the VM's network went: stopped or removed).
+  Result<void> FollowEgressLog(const std::string& id, const BodySink& sink);
   Result<SnapshotInfo> SaveSnapshot(const std::string& id, const std::string& name);
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& id);
   Result<std::string> ListSnapshotsJson(const std::string& id);

@@ -111,13 +111,9 @@ std::expected<double, UsageError> ParseSeconds(const ArgReader& reader, const st
   return value;
 }
 
-// -f, --vm ID, --type T (repeatable), --since SEQ.
+// --vm ID, --type T (repeatable), --since SEQ (-f is CliCommand::follow).
 std::optional<UsageError> TakeEventsOption(ArgReader& reader, EventsSpec& events, bool* matched) {
   *matched = true;
-  if (reader.flag("--follow", "-f")) {
-    events.follow = true;
-    return std::nullopt;
-  }
   if (auto vm = reader.value("--vm")) {
     if (!*vm) return vm->error();
     events.vm = vm->value();
@@ -280,6 +276,15 @@ std::optional<UsageError> TakeNetChangeOption(ArgReader& reader, NetChange& chan
       auto canonical = net::CanonicalDomainPattern(domain->value(), flag);
       if (!canonical) return reader.Error(canonical.error().message);
       list->push_back(std::move(*canonical));
+      return std::nullopt;
+    }
+  }
+  for (auto [flag, list] : {std::pair{"--preset", &change.presets}, std::pair{"--no-preset", &change.no_presets}}) {
+    if (auto preset = reader.value(flag)) {
+      if (!*preset) return preset->error();
+      // Only the syntax here: which presets exist is the daemon's to say.
+      if (auto ok = net::ValidatePresetName(preset->value(), flag); !ok) return reader.Error(ok.error().message);
+      list->push_back(preset->value());
       return std::nullopt;
     }
   }
@@ -570,7 +575,8 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       command.copy.recursive = true;
       continue;
     }
-    if (command.kind == CommandKind::kEgress && reader.flag("--follow", "-f")) {
+    const bool follows = command.kind == CommandKind::kEgress || command.kind == CommandKind::kEvents;
+    if (follows && reader.flag("--follow", "-f")) {
       command.follow = true;
       continue;
     }
@@ -638,7 +644,7 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
       error = expect_count(0, 0, "");
       if (!error) {
         // The daemon would refuse what its own parser refuses: say so now.
-        if (auto query = api::ParseEventsQuery(EventsQueryParams(command.events)); !query) {
+        if (auto query = api::ParseEventsQuery(EventsQueryParams(command.events, command.follow)); !query) {
           error = reader.Error(query.error().message);
         }
       }
@@ -696,9 +702,9 @@ std::expected<CliCommand, UsageError> ParseCommand(CliCommand command, ArgReader
 
 }  // namespace
 
-std::map<std::string, std::string> EventsQueryParams(const EventsSpec& events) {
+std::map<std::string, std::string> EventsQueryParams(const EventsSpec& events, bool follow) {
   std::map<std::string, std::string> query;
-  query["follow"] = events.follow ? "true" : "false";
+  query["follow"] = follow ? "true" : "false";
   query["since"] = std::to_string(events.since.value_or(0));
   if (!events.vm.empty()) query["vm"] = events.vm;
   std::string types;

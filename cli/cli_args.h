@@ -20,6 +20,8 @@ namespace agentvm::cli {
 struct NetChange {
   std::vector<std::string> allow_domains;  // added to the list (if not on it)
   std::vector<std::string> deny_domains;   // taken off the list (if on it)
+  std::vector<std::string> presets;        // --preset: added (if not there)
+  std::vector<std::string> no_presets;     // --no-preset: taken off (its names go, the VM's own stay)
   std::vector<std::uint16_t> allow_ports;
   std::vector<std::uint16_t> deny_ports;
   std::vector<std::string> allow_cidrs;
@@ -60,16 +62,15 @@ struct CopySpec {
 // `agentvm events`'s flags: the query of GET /v1/events, checked with the
 // API's own rules (api::ParseEventsQuery) before it is sent.
 struct EventsSpec {
-  bool follow = false;             // -f: stream new events until interrupted
   std::string vm;                  // --vm ID
   std::vector<std::string> types;  // --type T (repeatable)
   std::optional<std::uint64_t> since;  // --since SEQ
 };
 
-// The query of GET /v1/events that asks for `events`: without -f what the
-// daemon's ring holds; with -f that, then every new event (--since SEQ:
-// only those after SEQ).
-std::map<std::string, std::string> EventsQueryParams(const EventsSpec& events);
+// The query of GET /v1/events that asks for `events`: without `follow` (-f)
+// what the daemon's ring holds; with it every new event (--since SEQ: the
+// ring's after SEQ first).
+std::map<std::string, std::string> EventsQueryParams(const EventsSpec& events, bool follow);
 
 struct CliCommand {
   CommandKind kind = CommandKind::kHelp;
@@ -82,7 +83,7 @@ struct CliCommand {
   std::vector<std::string> ids;   // inspect, exec, logs, snapshot: one; stop, rm, release: one or more
   bool force = false;             // rm -f
   bool json = false;              // ls, pools, presets, egress, snapshot ls, events: --json
-  bool follow = false;            // egress -f
+  bool follow = false;            // egress, events -f: stream new entries until interrupted
   CopySpec copy;                  // cp
   SnapshotAction snapshot_action = SnapshotAction::kList;  // snapshot
   std::string snapshot_name;      // snapshot save, restore, rm: valid (IsValidSnapshotName)

@@ -16,8 +16,20 @@ namespace {
 
 using Row = std::vector<std::string>;
 
-// Left-aligned columns two spaces apart; no trailing blanks, so an empty
-// last column leaves no trace.
+// One row: each column padded to its width (or left longer), two spaces
+// apart; no trailing blanks, so an empty last column leaves no trace.
+std::string RowLine(const Row& row, const std::vector<std::size_t>& widths) {
+  std::string line;
+  for (std::size_t i = 0; i < row.size(); ++i) {
+    line += row[i];
+    const std::size_t width = i < widths.size() ? std::max(widths[i], row[i].size()) : row[i].size();
+    if (i + 1 < row.size()) line.append(width - row[i].size() + 2, ' ');
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line + "\n";
+}
+
+// Left-aligned columns as wide as their widest value.
 std::string FormatTable(const std::vector<Row>& rows) {
   std::vector<std::size_t> widths;
   for (const Row& row : rows) {
@@ -25,15 +37,7 @@ std::string FormatTable(const std::vector<Row>& rows) {
     for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
   }
   std::string out;
-  for (const Row& row : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
+  for (const Row& row : rows) out += RowLine(row, widths);
   return out;
 }
 
@@ -112,31 +116,47 @@ std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets) {
   return FormatTable(rows);
 }
 
-std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool header) {
-  std::vector<Row> rows;
-  if (header) rows.push_back({"TIME", "TYPE", "NAME", "VERDICT", "ADDRESSES"});
-  for (const net::EgressEntry& entry : entries) {
-    const std::time_t seconds = static_cast<std::time_t>(entry.time_ms / 1000);
-    std::tm utc{};
-    char time[16] = "-";
-    if (::gmtime_r(&seconds, &utc)) std::strftime(time, sizeof time, "%H:%M:%S", &utc);
-    if (entry.kind != "dns") {
-      // A connection: its protocol, the name its address was learned from,
-      // where it went.
-      std::string protocol = OneLine(entry.protocol);
-      for (char& c : protocol) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      const std::string port = entry.port ? ":" + std::to_string(entry.port) : "";
-      rows.push_back({time, protocol, OrDash(OneLine(entry.learned_from)), OneLine(entry.verdict),
-                      OneLine(entry.destination) + port});
-      continue;
-    }
-    std::string answers;
-    for (const std::string& answer : entry.answers) answers += (answers.empty() ? "" : ",") + answer;
-    rows.push_back({time, net::DnsTypeName(entry.dns_type), OneLine(entry.name), OneLine(entry.verdict),
-                    OrDash(OneLine(answers))});
+namespace {
+
+const Row kEgressHeader{"TIME", "TYPE", "NAME", "VERDICT", "ADDRESSES"};
+
+Row EgressRow(const net::EgressEntry& entry) {
+  const std::time_t seconds = static_cast<std::time_t>(entry.time_ms / 1000);
+  std::tm utc{};
+  char time[16] = "-";
+  if (::gmtime_r(&seconds, &utc)) std::strftime(time, sizeof time, "%H:%M:%S", &utc);
+  if (entry.kind == "dropped") {
+    return {time, "-", "-", "dropped", std::to_string(entry.count) + " entries not sent (this reader fell behind)"};
   }
+  if (entry.kind != "dns") {
+    // A connection: its protocol, the name its address was learned from,
+    // where it went.
+    std::string protocol = OneLine(entry.protocol);
+    for (char& c : protocol) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    const std::string port = entry.port ? ":" + std::to_string(entry.port) : "";
+    return {time, protocol, OrDash(OneLine(entry.learned_from)), OneLine(entry.verdict),
+            OneLine(entry.destination) + port};
+  }
+  std::string answers;
+  for (const std::string& answer : entry.answers) answers += (answers.empty() ? "" : ",") + answer;
+  return {time, net::DnsTypeName(entry.dns_type), OneLine(entry.name), OneLine(entry.verdict), OrDash(OneLine(answers))};
+}
+
+// A followed log's columns cannot be measured first: these fit a time, a
+// type, most names and every verdict; a longer value pushes the rest right.
+std::string FixedEgressLine(const Row& row) { return RowLine(row, {8, 5, 30, 12}); }
+
+}  // namespace
+
+std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries) {
+  std::vector<Row> rows{kEgressHeader};
+  for (const net::EgressEntry& entry : entries) rows.push_back(EgressRow(entry));
   return FormatTable(rows);
 }
+
+std::string FormatEgressHeaderLine() { return FixedEgressLine(kEgressHeader); }
+
+std::string FormatEgressLine(const net::EgressEntry& entry) { return FixedEgressLine(EgressRow(entry)); }
 
 std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now) {
   std::vector<Row> rows;

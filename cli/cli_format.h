@@ -34,9 +34,13 @@ std::string FormatPoolTable(const std::vector<PoolInfo>& pools);
 // NAME, SOURCE, DOMAINS (comma-separated): `agentvm presets`.
 std::string FormatPresetTable(const std::vector<net::EgressPreset>& presets);
 // TIME TYPE NAME VERDICT ADDRESSES: `agentvm egress` (a refused connection:
-// its protocol, the name it was learned from, destination:port); with
-// `header` false the rows only (-f prints the header once).
-std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries, bool header = true);
+// its protocol, the name it was learned from, destination:port; a followed
+// stream's gap: "dropped" and how many entries it lost).
+std::string FormatEgressTable(const std::vector<net::EgressEntry>& entries);
+// The same, one line at a time in fixed columns (`agentvm egress -f`: a
+// stream cannot be measured first); each ends with '\n'.
+std::string FormatEgressHeaderLine();
+std::string FormatEgressLine(const net::EgressEntry& entry);
 
 // Columns NAME SIZE AGE; SIZE is the saved memory and device state.
 std::string FormatSnapshotTable(const std::vector<SnapshotInfo>& snapshots, std::int64_t now);

@@ -209,8 +209,10 @@ asked, with TIME (UTC), TYPE, NAME, VERDICT (allowed, refused, refused-type,
 failed) and the ADDRESSES it may now connect to; and each connection the
 firewall refused, with its protocol as TYPE, the name its address was
 learned from as NAME (- if none) and where it went as ADDRESSES.
-  -f, --follow   keep printing new entries (asks agentvmd once a second)
-                 until interrupted or the VM is gone
+  -f, --follow   then print each new entry as it happens (agentvmd streams
+                 it), until interrupted or the VM's network goes (it stops
+                 or is removed); a reader too slow for the VM gets a
+                 "dropped" line saying how many entries it missed
   --json         agentvmd's NDJSON, one entry a line
 )";
     case CommandKind::kLogs:
@@ -276,6 +278,7 @@ Example:
 )";
     case CommandKind::kNet:
       return R"(Usage: agentvm net ID [--allow-domain NAME]... [--deny-domain NAME]...
+                  [--preset NAME]... [--no-preset NAME]...
                   [--allow-port PORT]... [--deny-port PORT]...
                   [--allow-cidr CIDR]... [--deny-cidr CIDR]...
                   [--bandwidth RATE | --no-bandwidth]
@@ -284,12 +287,15 @@ Changes a running nat-filtered VM's egress policy at once, without a restart,
 and prints the policy now in force (without options: only prints it). Each
 flag is relative to the VM's current policy: --allow-* adds an entry,
 --deny-* takes one off, --bandwidth sets the limit, --no-bandwidth lifts it.
-Taking the last name off the name list is refused: an empty list would let
-the VM resolve every name. Connections already open stay open; new ones see
+--preset NAME adds an egress preset's names (`agentvm presets`), --no-preset
+NAME takes them off again: only the preset's, so a name the VM was also
+given with --allow-domain stays. Taking the last name (or preset) off is
+refused: an empty list would let the VM resolve every name. Connections already open stay open; new ones see
 the new policy.
 
 Example:
   agentvm net vm-1a2b3c --allow-domain registry.npmjs.org --deny-port 8080
+  agentvm net vm-1a2b3c --preset github --no-preset npm
 )";
     case CommandKind::kEvents:
       return R"(Usage: agentvm events [-f] [--vm ID] [--type TYPE]... [--since SEQ] [--json]

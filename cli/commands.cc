@@ -5,14 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <csignal>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <string_view>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +20,7 @@
 #include "cli/events_command.h"
 #include "cli/net_command.h"
 #include "cli/interactive_exec.h"
+#include "cli/ndjson_lines.h"
 #include "cli/terminal.h"
 #include "cli/write_all.h"
 #include "common/unique_fd.h"
@@ -214,34 +213,42 @@ int Presets(const CliCommand& command, ApiClient& client, const CliContext& cont
   return 0;
 }
 
-int Egress(const CliCommand& command, ApiClient& client, const CliContext& context, InterruptScope& interrupts) {
+int Egress(const CliCommand& command, ApiClient& client, const CliContext& context) {
   Printer print(context);
   const std::string& id = command.ids.front();
-  std::uint64_t after = 0;
-  for (bool first = true;; first = false) {
-    auto entries = client.EgressLog(id, after);
+  if (!command.follow) {
+    auto entries = client.EgressLog(id, 0);
     if (!entries) {
-      // Following, the VM going away ends the stream rather than failing it.
-      if (!first && entries.error().code == ErrorCode::kNotFound) return 0;
       print.Error(entries.error().message);
       return kFailed;
     }
-    if (!entries->empty()) after = entries->back().seq;
-    if (command.json) {
-      std::string lines;
-      for (const net::EgressEntry& entry : *entries) lines += net::EgressEntryToJson(entry) + "\n";
-      print.Out(lines);
-    } else if (first || !entries->empty()) {
-      print.Out(FormatEgressTable(*entries, first));
-    }
-    if (!command.follow) return 0;
-    // Polls once a second: the log is a ring in agentvmd's memory, read
-    // from where the last poll ended (after=SEQ).
-    for (int tick = 0; tick < 10; ++tick) {
-      if (interrupts.interrupted()) return 0;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    if (!command.json) return print.Out(FormatEgressTable(*entries)) ? 0 : kFailed;
+    std::string lines;
+    for (const net::EgressEntry& entry : *entries) lines += net::EgressEntryToJson(entry) + "\n";
+    return print.Out(lines) ? 0 : kFailed;
   }
+  // -f: agentvmd streams the kept entries, then each new one as it comes.
+  if (!command.json && !print.Out(FormatEgressHeaderLine())) return kFailed;
+  NdjsonLines lines("an egress log line", [&](std::string_view line) -> Result<void> {
+    std::string text = std::string(line) + "\n";
+    if (!command.json) {
+      auto entry = net::EgressEntryFromJson(line);
+      if (!entry) return Fail(ErrorCode::kInternal, "agentvmd sent a bad egress log line: " + entry.error().message);
+      text = FormatEgressLine(*entry);
+    }
+    if (!print.Out(text)) return Fail(ErrorCode::kUnavailable, "cannot write the egress log out");
+    return {};
+  });
+  auto sink = [&](std::string_view bytes) { return lines.Feed(bytes); };
+  auto streamed = client.FollowEgressLog(id, sink);
+  if (streamed) streamed = lines.Finish();
+  if (!streamed) {
+    print.Error(streamed.error().message);
+    return kFailed;
+  }
+  // Only agentvmd ends it: the VM's network went (or was not there).
+  print.Error("the egress log of " + id + " ended: its network is gone (stopped or removed)");
+  return 0;
 }
 
 int Snapshot(const CliCommand& command, ApiClient& client, const CliContext& context) {
@@ -341,7 +348,7 @@ int RunCommand(const CliCommand& command, ApiClient& client, const CliContext& c
     case CommandKind::kRelease: return StopRemoveOrRelease(command, client, context);
     case CommandKind::kPools: return Pools(command, client, context);
     case CommandKind::kPresets: return Presets(command, client, context);
-    case CommandKind::kEgress: return Egress(command, client, context, interrupts);
+    case CommandKind::kEgress: return Egress(command, client, context);
     case CommandKind::kSnapshot: return Snapshot(command, client, context);
     case CommandKind::kCopy: return Copy(command, client, context);
     case CommandKind::kDoctor: return Doctor(command, context);

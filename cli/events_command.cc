@@ -5,6 +5,7 @@
 
 #include "cli/api_client.h"
 #include "cli/cli_format.h"
+#include "cli/ndjson_lines.h"
 #include "cli/write_all.h"
 
 namespace agentvm::cli {
@@ -12,16 +13,10 @@ namespace {
 
 constexpr int kFailed = 1;
 
-// An event line is a few hundred bytes; a longer one means the stream is
-// not what it should be, and is not collected without bound.
-constexpr std::size_t kMaxEventLine = 1 << 20;
-
 }  // namespace
 
 int Events(const CliCommand& command, ApiClient& client, const CliContext& context) {
-  std::string pending;  // the start of a line whose end has not come yet
   auto print_line = [&](std::string_view line) -> Result<void> {
-    if (line.empty()) return {};
     std::string text;
     if (command.json) {
       text = std::string(line) + "\n";
@@ -33,19 +28,11 @@ int Events(const CliCommand& command, ApiClient& client, const CliContext& conte
     if (!WriteAll(context.out_fd, text)) return Fail(ErrorCode::kUnavailable, "cannot write the events out");
     return {};
   };
-  auto sink = [&](std::string_view bytes) -> Result<void> {
-    pending.append(bytes);
-    std::size_t start = 0;
-    for (std::size_t newline; (newline = pending.find('\n', start)) != std::string::npos; start = newline + 1) {
-      if (auto ok = print_line(std::string_view(pending).substr(start, newline - start)); !ok) return ok;
-    }
-    pending.erase(0, start);
-    if (pending.size() > kMaxEventLine) return Fail(ErrorCode::kInternal, "agentvmd sent an event line over 1 MiB");
-    return {};
-  };
-  auto streamed = client.StreamEvents(EventsQueryParams(command.events), sink);
-  if (streamed && !pending.empty()) streamed = print_line(pending);  // a last line without its '\n'
-  if (command.events.follow) {
+  NdjsonLines lines("an event line", print_line);
+  auto sink = [&](std::string_view bytes) { return lines.Feed(bytes); };
+  auto streamed = client.StreamEvents(EventsQueryParams(command.events, command.follow), sink);
+  if (streamed) streamed = lines.Finish();
+  if (command.follow) {
     // Only agentvmd ends a followed stream (it is stopping: it closes the
     // connection, or ends the stream), or a failure does.
     WriteAll(context.err_fd, "agentvm: the event stream ended: " +

@@ -46,6 +46,7 @@ std::string Joined(const std::vector<T>& items) {
 NetworkUpdate PlanNetworkUpdate(const NetworkInfo& current, const NetChange& change) {
   NetworkUpdate update;
   update.allow_domains = Edited(current.allow_domains, change.allow_domains, change.deny_domains);
+  update.presets = Edited(current.presets, change.presets, change.no_presets);
   update.allow_tcp_ports = Edited(current.allow_tcp_ports, change.allow_ports, change.deny_ports);
   update.allow_cidrs = Edited(current.allow_cidrs, change.allow_cidrs, change.deny_cidrs);
   if (change.bandwidth && *change.bandwidth != current.bandwidth_bytes_per_sec) {
@@ -57,6 +58,8 @@ NetworkUpdate PlanNetworkUpdate(const NetworkInfo& current, const NetChange& cha
 std::string FormatEgressPolicy(const NetworkInfo& network) {
   return "mode:            " + std::string(NetworkModeName(network.mode)) + "\n" +
          "allow_domains:   " + Joined(network.allow_domains) + "\n" +
+         "presets:         " + Joined(network.presets) + "\n" +
+         "preset_domains:  " + Joined(network.preset_domains) + "\n" +
          "allow_tcp_ports: " + Joined(network.allow_tcp_ports) + "\n" +
          "allow_cidrs:     " + Joined(network.allow_cidrs) + "\n" +
          "bandwidth:       " +
@@ -75,13 +78,16 @@ int Net(const CliCommand& command, ApiClient& client, const CliContext& context)
   if (!vm) return fail(vm.error());
   const NetworkUpdate update = PlanNetworkUpdate(vm->network, command.net);
   // An empty list means no name filter at all: taking off the last name
-  // must not silently open every name.
-  if (update.allow_domains && update.allow_domains->empty()) {
+  // (or preset) must not silently open every name.
+  const bool had_names = !vm->network.allow_domains.empty() || !vm->network.preset_domains.empty();
+  const bool names_left = !update.allow_domains.value_or(vm->network.allow_domains).empty() ||
+                          !update.presets.value_or(vm->network.presets).empty();
+  if (had_names && !names_left) {
     return fail(Error{ErrorCode::kInvalidArgument,
-                      "--deny-domain would take the last name off " + id +
+                      "--deny-domain/--no-preset would take the last name off " + id +
                           "'s list, and an empty list lets it resolve every name; allow another name first, "
                           "or lift the filter on purpose with PATCH /v1/vms/" + id +
-                          "/network {\"allow_domains\": []}"});
+                          "/network {\"allow_domains\": [], \"presets\": []}"});
   }
   if (!update.empty()) {
     vm = client.UpdateNetwork(id, update);

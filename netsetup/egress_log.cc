@@ -29,7 +29,10 @@ Result<UniqueFd> OpenForAppend(const std::filesystem::path& path) {
 
 std::string EgressEntryToJson(const EgressEntry& entry) {
   nlohmann::ordered_json json{{"seq", entry.seq}, {"time_ms", entry.time_ms}, {"kind", entry.kind}};
-  if (entry.kind == "dns") {
+  if (entry.kind == "dropped") {
+    json.erase("seq");  // a gap, not an entry of the log
+    json["count"] = entry.count;
+  } else if (entry.kind == "dns") {
     json["name"] = entry.name;
     json["type"] = entry.dns_type;
     json["verdict"] = entry.verdict;
@@ -70,6 +73,7 @@ Result<EgressEntry> EgressEntryFromJson(std::string_view line) {
   entry.port = static_cast<std::uint16_t>(number("port"));
   entry.protocol = text("protocol");
   entry.learned_from = text("learned_from");
+  entry.count = number("count");
   return entry;
 }
 
@@ -141,8 +145,24 @@ Result<void> CappedJsonlFile::Append(std::string_view line) {
   return {};
 }
 
+EgressEntry DroppedEntry(const EgressFollower::Gap& gap) {
+  return EgressEntry{.time_ms = gap.first.time_ms, .kind = "dropped", .count = gap.count};
+}
+
 VmEgressLog::VmEgressLog(std::filesystem::path file, std::size_t ring_entries, std::uint64_t file_bytes)
     : path_(std::move(file)), file_bytes_(file_bytes), ring_(ring_entries) {}
+
+VmEgressLog::~VmEgressLog() {
+  for (auto& weak : followers_) {
+    if (auto follower = weak.lock()) follower->Close();
+  }
+}
+
+std::shared_ptr<EgressFollower> VmEgressLog::Follow(boost::asio::any_io_executor executor, std::size_t queue_size) {
+  auto follower = std::make_shared<EgressFollower>(std::move(executor), queue_size);
+  followers_.push_back(follower);
+  return follower;
+}
 
 void VmEgressLog::Add(EgressEntry entry) {
   if (entry.time_ms == 0) {
@@ -152,6 +172,8 @@ void VmEgressLog::Add(EgressEntry entry) {
   }
   if (entry.kind == "dns") ++dns_verdicts_[entry.verdict];
   const EgressEntry& kept = ring_.Push(std::move(entry));
+  std::erase_if(followers_, [](const std::weak_ptr<EgressFollower>& weak) { return weak.expired(); });
+  for (auto& weak : followers_) weak.lock()->Push(kept);
   if (file_failed_) return;
   if (!file_) {
     auto opened = CappedJsonlFile::Open(path_, file_bytes_);

@@ -11,12 +11,14 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/error.h"
+#include "common/follow_queue.h"
 #include "common/unique_fd.h"
 
 namespace agentvm::net {
@@ -24,7 +26,10 @@ namespace agentvm::net {
 struct EgressEntry {
   std::uint64_t seq = 0;     // assigned by the ring, from 1
   std::int64_t time_ms = 0;  // unix milliseconds
-  std::string kind;          // "dns", "refused" (a connection) or "allowed" (a new connection)
+  // "dns", "refused" (a connection), "allowed" (a new connection), or
+  // "dropped": on a followed stream only, where `count` entries were not
+  // sent because the reader fell behind (seq 0; time of the first).
+  std::string kind;
   // dns: the question and what came of it (verdicts as DnsQuestionRecord's).
   std::string name;
   std::uint16_t dns_type = 0;
@@ -35,6 +40,7 @@ struct EgressEntry {
   std::uint16_t port = 0;
   std::string protocol;
   std::string learned_from;
+  std::uint64_t count = 0;  // dropped
 };
 
 // One line of JSON, no newline; only the fields of its kind. The format of
@@ -89,13 +95,29 @@ class CappedJsonlFile {
 // on and the ring goes on) and its DNS questions counted by verdict.
 inline constexpr std::size_t kEgressRingEntries = 1000;
 inline constexpr std::uint64_t kEgressFileBytes = 1024 * 1024;
+// What one follower of a VM's log may have waiting (FollowQueue): a reader
+// that slow gets a "dropped" entry in place of the rest.
+inline constexpr std::size_t kEgressFollowQueue = 256;
+
+using EgressFollower = FollowQueue<EgressEntry>;
+// The entry a follower's gap is sent as (kind "dropped").
+EgressEntry DroppedEntry(const EgressFollower::Gap& gap);
 
 class VmEgressLog {
  public:
   explicit VmEgressLog(std::filesystem::path file, std::size_t ring_entries = kEgressRingEntries,
                        std::uint64_t file_bytes = kEgressFileBytes);
-  // Stamps the entry with the time (unless set) and keeps it.
+  ~VmEgressLog();  // closes the followers still held: their streams end
+  VmEgressLog(const VmEgressLog&) = delete;
+  VmEgressLog& operator=(const VmEgressLog&) = delete;
+  // Stamps the entry with the time (unless set), keeps it and hands it to
+  // every follower.
   void Add(EgressEntry entry);
+  // Every entry added from now on, through a queue of `queue_size`. Taken
+  // together with ring().Since() (no co_await between), nothing is missed
+  // or seen twice. The log holds it weakly: dropping it ends the follow.
+  std::shared_ptr<EgressFollower> Follow(boost::asio::any_io_executor executor,
+                                         std::size_t queue_size = kEgressFollowQueue);
   const EgressRing& ring() const { return ring_; }
   // DNS questions by verdict ("allowed", "refused", ...), since the VM started.
   const std::map<std::string, std::uint64_t>& dns_verdicts() const { return dns_verdicts_; }
@@ -107,6 +129,7 @@ class VmEgressLog {
   std::optional<CappedJsonlFile> file_;
   bool file_failed_ = false;
   std::map<std::string, std::uint64_t> dns_verdicts_;
+  std::vector<std::weak_ptr<EgressFollower>> followers_;
 };
 
 }  // namespace agentvm::net

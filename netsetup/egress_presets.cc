@@ -104,6 +104,16 @@ const EgressPreset* EgressPresets::Find(std::string_view name) const {
   return nullptr;
 }
 
+std::vector<std::string> MergeDomainLists(const std::vector<std::string>& first,
+                                          const std::vector<std::string>& second) {
+  std::vector<std::string> merged = first;
+  std::set<std::string_view> seen(first.begin(), first.end());
+  for (const std::string& name : second) {
+    if (seen.insert(name).second) merged.push_back(name);
+  }
+  return merged;
+}
+
 Result<std::vector<std::string>> EgressPresets::Expand(const std::vector<std::string>& presets,
                                                        const std::vector<std::string>& allow_domains,
                                                        std::string_view what) const {
@@ -111,8 +121,8 @@ Result<std::vector<std::string>> EgressPresets::Expand(const std::vector<std::st
     return Invalid(std::string(what) + " lists " + std::to_string(presets.size()) + " presets; at most " +
                    std::to_string(kMaxPresetsPerVm) + " are allowed");
   }
-  std::vector<std::string> expanded = allow_domains;
-  std::set<std::string> seen(allow_domains.begin(), allow_domains.end());
+  std::vector<std::string> expanded;
+  std::set<std::string> seen;
   std::set<std::string> named;
   for (const std::string& name : presets) {
     if (auto valid = ValidatePresetName(name, what); !valid) return Fail(valid.error());
@@ -126,8 +136,8 @@ Result<std::vector<std::string>> EgressPresets::Expand(const std::vector<std::st
       if (seen.insert(domain).second) expanded.push_back(domain);
     }
   }
-  if (expanded.size() > kMaxAllowedDomains) {
-    return Invalid(std::string(what) + " and allow_domains come to " + std::to_string(expanded.size()) +
+  if (const std::size_t total = MergeDomainLists(allow_domains, expanded).size(); total > kMaxAllowedDomains) {
+    return Invalid(std::string(what) + " and allow_domains come to " + std::to_string(total) +
                    " names; at most " + std::to_string(kMaxAllowedDomains) + " are allowed");
   }
   return expanded;

@@ -7,8 +7,10 @@
 // on every host, and an operator who wants a different list gives it a
 // different name.
 //
-// A preset expands into allow_domains when the VM is created; the VM keeps
-// the preset names only to show where its names came from. Pure.
+// A preset expands when it is given to a VM (at create or in a live
+// change); the VM keeps the names apart from its own allow_domains
+// (NetworkInfo::preset_domains), so that taking the preset off takes off
+// only its names. Pure.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +40,11 @@ Result<void> ValidatePresetName(std::string_view name, std::string_view what);
 // The compiled-in presets, sorted by name.
 const std::vector<EgressPreset>& BuiltinEgressPresets();
 
+// `first` followed by the names of `second` it lacks: the list a VM may
+// resolve, from its own names and its presets'.
+std::vector<std::string> MergeDomainLists(const std::vector<std::string>& first,
+                                          const std::vector<std::string>& second);
+
 class EgressPresets {
  public:
   // The built-ins only.
@@ -52,10 +59,12 @@ class EgressPresets {
   const std::vector<EgressPreset>& all() const { return presets_; }
   const EgressPreset* Find(std::string_view name) const;
 
-  // `allow_domains` (canonical) followed by every preset's names not already
-  // listed, in order. kInvalidArgument for an unknown preset (naming the
-  // known ones), a preset named twice, more than kMaxPresetsPerVm, or more
-  // than kMaxAllowedDomains names in all; `what` names the presets field.
+  // The names the presets stand for, in order, each once (a VM keeps them
+  // apart from its own allow_domains, so that dropping a preset drops only
+  // its names). kInvalidArgument for an unknown preset (naming the known
+  // ones), a preset named twice, more than kMaxPresetsPerVm, or more than
+  // kMaxAllowedDomains names together with `allow_domains` (canonical);
+  // `what` names the presets field.
   Result<std::vector<std::string>> Expand(const std::vector<std::string>& presets,
                                           const std::vector<std::string>& allow_domains,
                                           std::string_view what) const;

@@ -29,14 +29,19 @@ struct FirewallConfig {
   std::uint32_t max_connections_per_vm = 1024;
   // When set, refused packets also go to this nfnetlink_log group (the
   // egress log's refused connections, netsetup/nflog_socket.h), at most
-  // kRefusedLogPerSecond of them (burst kRefusedLogBurst) for all VMs
-  // together: a guest flooding refused connects costs the daemon a bounded
-  // trickle of messages. Beyond it they are still refused and counted.
+  // kRefusedLogPerVmPerSecond of each VM's (burst kRefusedLogPerVmBurst)
+  // and kRefusedLogPerSecond (burst kRefusedLogBurst) of all VMs' together:
+  // a guest flooding refused connects costs the daemon a bounded trickle of
+  // messages, and uses at most a fifth of that trickle, so it cannot crowd
+  // the other VMs' refused connections out of their logs. Beyond the limits
+  // packets are still refused and counted, only not logged.
   std::optional<std::uint16_t> refused_log_group;
 };
 
 inline constexpr std::uint64_t kRefusedLogPerSecond = 50;
 inline constexpr std::uint32_t kRefusedLogBurst = 100;
+inline constexpr std::uint64_t kRefusedLogPerVmPerSecond = 10;
+inline constexpr std::uint32_t kRefusedLogPerVmBurst = 20;
 // What of a refused packet reaches the log: its IPv4 header (at most 60
 // bytes) and the 4 bytes of ports after it.
 inline constexpr std::uint32_t kRefusedLogSnaplen = 64;

@@ -103,6 +103,12 @@
 //       flags dynamic
 //     }
 //
+//     set vm_log_rate {
+//       type ipv4_addr
+//       size 65536
+//       flags dynamic
+//     }
+//
 //     set private_ranges {
 //       type ipv4_addr . ipv4_addr
 //       flags interval
@@ -135,7 +141,7 @@
 //
 //     chain vm_refuse {
 //       counter name ip saddr map @vm_drops
-//       limit rate 50/second burst 100 packets log prefix "avm-refused" group 7100 snaplen 64
+//       add @vm_log_rate { ip saddr limit rate 10/second burst 20 packets } limit rate 50/second burst 100 packets log prefix "avm-refused" group 7100 snaplen 64
 //       meta l4proto tcp reject with tcp reset
 //       reject with icmpx admin-prohibited
 //     }
@@ -204,6 +210,7 @@ constexpr char kVmDrops[] = "vm_drops";            // inet: ipv4_addr : counter
 constexpr char kDomainVms[] = "domain_vms";        // inet: ipv4_addr (VMs with allow_domains)
 constexpr char kVmLearned[] = "vm_learned";        // inet: ipv4_addr . ipv4_addr, timeouts
 constexpr char kVmConns[] = "vm_conns";            // inet: ipv4_addr, filled by the kernel, ct count
+constexpr char kVmLogRate[] = "vm_log_rate";       // inet: ipv4_addr, filled by the kernel, a token bucket each
 // inet: any source . a private or special destination range, intervals. A
 // concatenation only so that the kernel's interval set (pipapo) takes plain
 // [first, last] ranges; the source field always spans every address.
@@ -321,6 +328,15 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
                 .key_len = kNftIpv4Len,
                 .flags = NFT_SET_EVAL,
                 .size = static_cast<std::uint32_t>(config.subnet.Broadcast().value - config.subnet.network.value + 1)});
+  // Likewise, one token bucket per VM source address for the log of its
+  // refused packets (only when there is a log).
+  if (config.refused_log_group) {
+    table.AddSet({.name = kVmLogRate,
+                  .key_type = kNftTypeIpv4,
+                  .key_len = kNftIpv4Len,
+                  .flags = NFT_SET_EVAL,
+                  .size = static_cast<std::uint32_t>(config.subnet.Broadcast().value - config.subnet.network.value + 1)});
+  }
   table.AddSet({.name = kPrivateRanges,
                 .key_type = NftConcat(kNftTypeIpv4, kNftTypeIpv4),
                 .key_len = 2 * kNftIpv4Len,
@@ -440,13 +456,20 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
       .ObjectFromMap(kVmDrops)
       .NoVerdict();
   if (config.refused_log_group) {
-    // To the egress log, rate-limited here in the kernel: past the limit a
-    // packet skips the log statement, nothing queues up anywhere.
+    // To the egress log, rate-limited here in the kernel, per VM then for
+    // all: past either limit a packet skips the log statement, nothing
+    // queues up anywhere. Per VM first, so that a flooding VM's packets are
+    // stopped by its own bucket before they take the shared one's tokens.
     const std::string group = std::to_string(*config.refused_log_group);
     table
-        .Rule(kVmRefuse, "limit rate " + std::to_string(kRefusedLogPerSecond) + "/second burst " +
+        .Rule(kVmRefuse, "add @vm_log_rate { ip saddr limit rate " + std::to_string(kRefusedLogPerVmPerSecond) +
+                             "/second burst " + std::to_string(kRefusedLogPerVmBurst) + " packets } limit rate " +
+                             std::to_string(kRefusedLogPerSecond) + "/second burst " +
                              std::to_string(kRefusedLogBurst) + " packets log prefix \"" + kRefusedLogPrefix +
                              "\" group " + group + " snaplen " + std::to_string(kRefusedLogSnaplen))
+        .NfprotoIs(NFPROTO_IPV4)
+        .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
+        .LimitRatePerKey(kVmLogRate, kRefusedLogPerVmPerSecond, kRefusedLogPerVmBurst)
         .LimitRate(kRefusedLogPerSecond, kRefusedLogBurst)
         .Log(kRefusedLogPrefix, *config.refused_log_group, kRefusedLogSnaplen)
         .NoVerdict();

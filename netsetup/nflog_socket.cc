@@ -5,8 +5,10 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_log.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "common/logging.h"
 #include "common/unique_fd.h"
 #include "netsetup/firewall_config.h"
+#include "netsetup/netlink_answer.h"
 
 namespace agentvm::net {
 namespace {
@@ -29,6 +32,7 @@ std::unexpected<Error> Sys(const std::string& what) {
 // page or NFULA_CFG_NLBUFSIZ, 4 KiB by default).
 constexpr std::size_t kDatagramBytes = 64 * 1024;
 constexpr std::uint32_t kConfigSeq = 1;
+constexpr std::chrono::seconds kBindAnswerLimit{5};
 
 // One NFULNL_MSG_CONFIG: bind `group` to this socket, copy `snaplen` bytes
 // of each packet.
@@ -55,35 +59,30 @@ std::vector<std::uint8_t> BindMessage(std::uint16_t group) {
   return buffer;
 }
 
-// Sends the bind and waits for its ack, skipping anything else that comes
-// first (packets, if the log rule exists already).
+// Sends the bind and waits (at most kBindAnswerLimit) for its ack, skipping
+// anything else that comes first (packets, if the log rule exists already).
 Result<void> Bind(int fd, std::uint16_t group) {
   const std::vector<std::uint8_t> message = BindMessage(group);
   sockaddr_nl kernel{.nl_family = AF_NETLINK, .nl_pad = 0, .nl_pid = 0, .nl_groups = 0};
   if (::sendto(fd, message.data(), message.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
     return Sys("bind group " + std::to_string(group));
   }
-  std::vector<std::uint8_t> buffer(kDatagramBytes);
-  for (int datagrams = 0; datagrams < 100; ++datagrams) {
-    ssize_t got = ::recv(fd, buffer.data(), buffer.size(), 0);
-    if (got < 0 && errno == ENOBUFS) continue;
-    if (got < 0) return Sys("bind group " + std::to_string(group) + " (ack)");
-    int len = static_cast<int>(got);
-    for (auto* nlh = reinterpret_cast<nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, len);
-         nlh = mnl_nlmsg_next(nlh, &len)) {
-      if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_seq != kConfigSeq) continue;
-      if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return Fail(ErrorCode::kInternal, "NFLOG: short ack");
-      const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-      if (err->error == 0) return {};
-      if (err->error == -EBUSY) {
-        return Fail(ErrorCode::kConflict, "NFLOG group " + std::to_string(group) +
-                                              " is taken by another process in this network namespace");
-      }
-      errno = -err->error;
-      return Sys("bind group " + std::to_string(group));
-    }
+  timeval timeout{.tv_sec = kBindAnswerLimit.count(), .tv_usec = 0};
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) != 0) return Sys("SO_RCVTIMEO");
+  auto answer = AwaitNetlinkAnswer(fd, kConfigSeq, [](const nlmsghdr&) {},
+                                   {.what = "the NFLOG bind of group " + std::to_string(group),
+                                    .limit = kBindAnswerLimit,
+                                    .skip_overruns = true});
+  if (!answer) return Fail(answer.error());
+  if (*answer == EBUSY) {
+    return Fail(ErrorCode::kConflict,
+                "NFLOG group " + std::to_string(group) + " is taken by another process in this network namespace");
   }
-  return Fail(ErrorCode::kInternal, "NFLOG: no ack to the bind");
+  if (*answer != 0) {
+    errno = *answer;
+    return Sys("bind group " + std::to_string(group));
+  }
+  return {};
 }
 
 }  // namespace

@@ -168,27 +168,43 @@ RuleBuilder& RuleBuilder::ObjectFromMap(const std::string& map) {
   return *this;
 }
 
-RuleBuilder& RuleBuilder::CtCountOver(const std::string& set, std::uint32_t limit) {
-  nftnl_expr* count = NewExpr("connlimit");
-  nftnl_expr_set_u32(count, NFTNL_EXPR_CONNLIMIT_COUNT, limit);
-  nftnl_expr_set_u32(count, NFTNL_EXPR_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);  // "over"
-  nftnl_expr* expr = NewExpr("dynset");
-  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
-  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_ADD);
-  nftnl_expr_set_str(expr, NFTNL_EXPR_DYNSET_SET_NAME, set.c_str());
-  nftnl_expr_set(expr, NFTNL_EXPR_DYNSET_EXPR, count, 0);  // the dynset owns it now
-  Add(expr);
-  return *this;
-}
+namespace {
 
-RuleBuilder& RuleBuilder::LimitRate(std::uint64_t per_second, std::uint32_t burst) {
-  nftnl_expr* expr = NewExpr("limit");
+// A packet-rate token bucket, for a rule or for each element of a set.
+nftnl_expr* PacketLimit(nftnl_expr* expr, std::uint64_t per_second, std::uint32_t burst) {
   nftnl_expr_set_u64(expr, NFTNL_EXPR_LIMIT_RATE, per_second);
   nftnl_expr_set_u64(expr, NFTNL_EXPR_LIMIT_UNIT, 1);  // seconds
   nftnl_expr_set_u32(expr, NFTNL_EXPR_LIMIT_BURST, burst);
   nftnl_expr_set_u32(expr, NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS);
+  return expr;
+}
+
+}  // namespace
+
+RuleBuilder& RuleBuilder::AddToSetWith(const std::string& set, nftnl_expr* per_element) {
+  nftnl_expr* expr = NewExpr("dynset");
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_ADD);
+  nftnl_expr_set_str(expr, NFTNL_EXPR_DYNSET_SET_NAME, set.c_str());
+  nftnl_expr_set(expr, NFTNL_EXPR_DYNSET_EXPR, per_element, 0);  // the dynset owns it now
   Add(expr);
   return *this;
+}
+
+RuleBuilder& RuleBuilder::CtCountOver(const std::string& set, std::uint32_t limit) {
+  nftnl_expr* count = NewExpr("connlimit");
+  nftnl_expr_set_u32(count, NFTNL_EXPR_CONNLIMIT_COUNT, limit);
+  nftnl_expr_set_u32(count, NFTNL_EXPR_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);  // "over"
+  return AddToSetWith(set, count);
+}
+
+RuleBuilder& RuleBuilder::LimitRate(std::uint64_t per_second, std::uint32_t burst) {
+  Add(PacketLimit(NewExpr("limit"), per_second, burst));
+  return *this;
+}
+
+RuleBuilder& RuleBuilder::LimitRatePerKey(const std::string& set, std::uint64_t per_second, std::uint32_t burst) {
+  return AddToSetWith(set, PacketLimit(NewExpr("limit"), per_second, burst));
 }
 
 RuleBuilder& RuleBuilder::Log(const std::string& prefix, std::uint16_t group, std::uint32_t snaplen) {

@@ -66,6 +66,10 @@ class RuleBuilder {
   // `limit rate N/second burst B packets`: matches while packets come no
   // faster than that (one token bucket for every packet the rule sees).
   RuleBuilder& LimitRate(std::uint64_t per_second, std::uint32_t burst);
+  // `add @set { <word 0> limit rate N/second burst B packets }`: adds the
+  // key to a dynamic set whose element keeps its own token bucket; matches
+  // while packets with that key come no faster than that (a meter).
+  RuleBuilder& LimitRatePerKey(const std::string& set, std::uint64_t per_second, std::uint32_t burst);
   // `log prefix "P" group G snaplen S`: hands the packet's first S bytes to
   // the nfnetlink_log socket bound to group G.
   RuleBuilder& Log(const std::string& prefix, std::uint16_t group, std::uint32_t snaplen);
@@ -84,6 +88,8 @@ class RuleBuilder {
 
  private:
   void Add(nftnl_expr* expr);
+  // `add @set { <word 0> EXPR }`, the set's element keeping EXPR's state.
+  RuleBuilder& AddToSetWith(const std::string& set, nftnl_expr* per_element);
   void Finish();
 
   NftBatch& batch_;

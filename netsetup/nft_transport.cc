@@ -11,12 +11,15 @@
 #include <ctime>
 #include <optional>
 
+#include "netsetup/netlink_answer.h"
+
 namespace agentvm::net {
 namespace {
 
 constexpr std::size_t kReceiveBuffer = 64 * 1024;
-// The kernel answers a batch inside our sendmsg() call, so replies are queued
-// by the time we read; the timeout only guards against a kernel that doesn't.
+// The kernel answers a batch or a query inside our sendmsg() call, so
+// replies are queued by the time we read; the timeout only guards against a
+// kernel that doesn't.
 constexpr int kReceiveTimeoutSeconds = 5;
 
 Error KernelError(const std::string& what, int err) {
@@ -90,30 +93,16 @@ class MnlTransport : public NftTransport {
     if (auto sent = Send(bytes); !sent) return Fail(sent.error());
 
     std::vector<std::vector<std::uint8_t>> replies;
-    for (;;) {
-      std::vector<std::uint8_t> buffer(kReceiveBuffer);
-      ssize_t got = ::recv(mnl_socket_get_fd(socket_), buffer.data(), buffer.size(), 0);
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          return Fail(ErrorCode::kTimeout, "nftables: no answer to \"" + request.what + "\"");
-        }
-        return Fail(ErrnoError("nftables: receive", errno));
-      }
-      int len = static_cast<int>(got);
-      for (auto* nlh = reinterpret_cast<nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, len);
-           nlh = mnl_nlmsg_next(nlh, &len)) {
-        if (nlh->nlmsg_seq != seq) continue;
-        if (nlh->nlmsg_type == NLMSG_DONE) return replies;
-        if (nlh->nlmsg_type == NLMSG_ERROR) {
-          const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-          if (err->error != 0) return Fail(KernelError(request.what, -err->error));
-          return replies;
-        }
-        const auto* begin = reinterpret_cast<const std::uint8_t*>(nlh);
-        replies.emplace_back(begin, begin + nlh->nlmsg_len);
-      }
-    }
+    auto on_reply = [&](const nlmsghdr& nlh) {
+      const auto* begin = reinterpret_cast<const std::uint8_t*>(&nlh);
+      replies.emplace_back(begin, begin + nlh.nlmsg_len);
+    };
+    auto answer = AwaitNetlinkAnswer(
+        mnl_socket_get_fd(socket_), seq, on_reply,
+        {.what = "nftables \"" + request.what + "\"", .limit = std::chrono::seconds(kReceiveTimeoutSeconds)});
+    if (!answer) return Fail(answer.error());
+    if (*answer != 0) return Fail(KernelError(request.what, *answer));
+    return replies;
   }
 
  private:

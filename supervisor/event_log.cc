@@ -25,41 +25,20 @@ bool EventFilter::Matches(const Event& event) const {
 
 EventSubscription::EventSubscription(boost::asio::any_io_executor executor, EventFilter filter,
                                      std::size_t queue_size)
-    : filter_(std::move(filter)), queue_size_(std::max<std::size_t>(queue_size, 1)), ready_(std::move(executor)) {}
+    : filter_(std::move(filter)), queue_(std::move(executor), queue_size) {}
 
 void EventSubscription::Offer(const Event& event) {
-  if (closed_ || !filter_.Matches(event)) return;
-  if (queue_.size() < queue_size_) {
-    queue_.push_back(event);
-  } else if (!queue_.empty() && queue_.back().type == kDroppedEventType && queue_.back().seq == 0) {
-    // Already behind: the marker at the gap counts one more.
-    auto& count = queue_.back().fields["count"];
-    count = count.get<std::uint64_t>() + 1;
-  } else {
-    // The one entry beyond the bound: where the gap starts.
-    queue_.push_back(Event{.seq = 0,
-                           .time_ms = event.time_ms,
-                           .type = kDroppedEventType,
-                           .vm = "",
-                           .fields = {{"count", std::uint64_t{1}}}});
-  }
-  ready_.Notify();
-}
-
-void EventSubscription::Close() {
-  closed_ = true;
-  ready_.Notify();
+  if (filter_.Matches(event)) queue_.Push(event);
 }
 
 boost::asio::awaitable<std::optional<Event>> EventSubscription::NextUntil(Notifier::Clock::time_point deadline) {
-  while (queue_.empty() && !closed_) {
-    const bool woken = co_await ready_.WaitUntil(deadline);
-    if (!woken) break;
-  }
-  if (queue_.empty() || closed_) co_return std::nullopt;
-  Event event = std::move(queue_.front());
-  queue_.pop_front();
-  co_return event;
+  auto item = co_await queue_.NextUntil(deadline);
+  if (!item) co_return std::nullopt;
+  if (auto* event = std::get_if<Event>(&*item)) co_return std::move(*event);
+  const auto& gap = std::get<FollowQueue<Event>::Gap>(*item);
+  Event marker{.seq = 0, .time_ms = gap.first.time_ms, .type = kDroppedEventType, .vm = "", .fields = {}};
+  marker.fields["count"] = gap.count;
+  co_return marker;
 }
 
 EventLog::EventLog(std::size_t ring_size, std::size_t queue_size)

@@ -30,6 +30,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/follow_queue.h"
 #include "common/notifier.h"
 
 namespace agentvm {
@@ -62,18 +63,15 @@ class EventSubscription {
   // The next event (or "dropped" marker) once there is one; nullopt at
   // `deadline` or once closed (closed() then says which).
   boost::asio::awaitable<std::optional<Event>> NextUntil(Notifier::Clock::time_point deadline);
-  bool closed() const { return closed_; }
+  bool closed() const { return queue_.closed(); }
 
   // The log's side.
   void Offer(const Event& event);
-  void Close();
+  void Close() { queue_.Close(); }
 
  private:
   EventFilter filter_;
-  std::size_t queue_size_;
-  std::deque<Event> queue_;  // at most queue_size_ events, then one marker
-  Notifier ready_;
-  bool closed_ = false;
+  FollowQueue<Event> queue_;  // a gap becomes a "dropped" marker when read
 };
 
 class EventLog {

@@ -201,13 +201,10 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
   }
   auto image = images_.Find(request.image);
   if (!image) co_return Fail(image.error());
-  // The VM keeps the preset names (NetworkInfo::presets); the firewall and
-  // the forwarder see only the names they expand to.
-  if (!request.network.presets.empty()) {
-    auto domains = presets_.Expand(request.network.presets, request.network.allow_domains, "network.presets");
-    if (!domains) co_return Fail(domains.error());
-    request.network.allow_domains = std::move(*domains);
-  }
+  // The VM keeps the preset names and what they expand to now
+  // (NetworkInfo::preset_domains); the firewall and the forwarder see only
+  // the names.
+  if (auto expanded = ExpandPresets(presets_, request.network); !expanded) co_return Fail(expanded.error());
 
   const auto began = std::chrono::steady_clock::now();
   const MountPolicy mount_policy{.roots = config_.mount_roots,
@@ -293,6 +290,13 @@ Result<std::vector<net::EgressEntry>> Supervisor::EgressLog(const std::string& i
   auto vm = Find(id);
   if (!vm) return Fail(vm.error());
   return network_->EgressEntries((*vm)->Info().network, after);
+}
+
+Result<std::shared_ptr<net::EgressFollower>> Supervisor::FollowEgressLog(const std::string& id,
+                                                                         boost::asio::any_io_executor executor) {
+  auto vm = Find(id);
+  if (!vm) return Fail(vm.error());
+  return network_->FollowEgress((*vm)->Info().network, std::move(executor));
 }
 
 boost::asio::awaitable<Result<VmInfo>> Supervisor::Stop(const std::string& id) {

@@ -68,6 +68,8 @@ class Supervisor : public VmService {
   Result<std::vector<PoolInfo>> Pools() override;
   Result<std::vector<net::EgressPreset>> Presets() override;
   Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) override;
+  Result<std::shared_ptr<net::EgressFollower>> FollowEgressLog(const std::string& id,
+                                                               boost::asio::any_io_executor executor) override;
   Result<VmInfo> UpdateNetwork(const std::string& id, const NetworkUpdate& update) override;
   boost::asio::awaitable<Result<SnapshotInfo>> SaveSnapshot(const std::string& id, const std::string& name) override;
   boost::asio::awaitable<Result<std::vector<SnapshotInfo>>> ListSnapshots(const std::string& id) override;

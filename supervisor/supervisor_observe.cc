@@ -77,6 +77,7 @@ void Supervisor::NotePolicyChanged(const std::string& id, const NetworkUpdate& u
   if (update.allow_tcp_ports) fields["allow_tcp_ports"] = *update.allow_tcp_ports;
   if (update.allow_cidrs) fields["allow_cidrs"] = *update.allow_cidrs;
   if (update.allow_domains) fields["allow_domains"] = *update.allow_domains;
+  if (update.presets) fields["presets"] = *update.presets;
   if (update.bandwidth_bytes_per_sec) {
     // null: no limit any more.
     fields["bandwidth_bytes_per_sec"] = update.bandwidth_bytes_per_sec->has_value()

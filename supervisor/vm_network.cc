@@ -185,9 +185,9 @@ Result<std::unique_ptr<NetAttachment>> VmNetwork::Attach(const std::string& vm_i
   const std::string which = request.mode ? "" : " (this daemon's default network mode is " +
                                                     std::string(NetworkModeName(info.mode)) + ")";
   if (!filtered && (!request.allow_tcp_ports.empty() || !request.allow_cidrs.empty() ||
-                    !request.allow_domains.empty())) {
+                    !EnforcedDomains(request).empty())) {
     return Fail(ErrorCode::kInvalidArgument,
-                "allow_tcp_ports, allow_cidrs and allow_domains need network mode nat-filtered" + which);
+                "allow_tcp_ports, allow_cidrs, allow_domains and presets need network mode nat-filtered" + which);
   }
   if (!filtered && request.bandwidth_bytes_per_sec) {
     return Fail(ErrorCode::kInvalidArgument, "a bandwidth limit needs network mode nat-filtered" + which);
@@ -223,6 +223,7 @@ Result<void> VmNetwork::AttachFiltered(NetAttachment& attachment, const NetworkR
   info.allow_cidrs = request.allow_cidrs;
   info.allow_domains = request.allow_domains;
   info.presets = request.presets;
+  info.preset_domains = request.preset_domains;
   info.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
 
   auto tap = net::Tap::Create(info.tap, config_.bridge, /*isolated_port=*/true);
@@ -256,7 +257,7 @@ Result<net::VmNetRules> RulesFor(const NetworkInfo& info, net::Ipv4Address addre
       .extra_tcp_ports = info.allow_tcp_ports,
       .extra_cidrs = std::move(cidrs),
       .bytes_per_second = info.bandwidth_bytes_per_sec,
-      .by_name = !info.allow_domains.empty(),
+      .by_name = !EnforcedDomains(info).empty(),
   };
 }
 
@@ -271,7 +272,7 @@ Result<void> VmNetwork::AddRules(NetAttachment& attachment, net::Ipv4Address add
   egress_logs_[address] = std::make_unique<net::VmEgressLog>(
       VmPaths::For(config_.run_dir, config_.state_dir, attachment.vm_id_).runtime_dir / "egress.jsonl");
   // Also for an adopted VM: without its list it would resolve nothing.
-  if (rules->by_name) egress_->SetList(address, info.allow_domains);
+  if (rules->by_name) egress_->SetList(address, EnforcedDomains(info));
   return {};
 }
 
@@ -288,10 +289,13 @@ Result<void> VmNetwork::Update(NetAttachment& attachment, const NetworkUpdate& u
                                                  std::string(NetworkModeName(now.mode)) + ")");
   }
   NetworkInfo next = ApplyNetworkUpdate(now, update);
+  // Checked as one list: the cap is on the names the VM may resolve.
+  const std::vector<std::string> next_domains = EnforcedDomains(next);
+  const std::vector<std::string> now_domains = EnforcedDomains(now);
   const NetworkRequest as_created{.mode = NetworkMode::kNatFiltered,
                                   .allow_tcp_ports = next.allow_tcp_ports,
                                   .allow_cidrs = next.allow_cidrs,
-                                  .allow_domains = next.allow_domains,
+                                  .allow_domains = next_domains,
                                   .bandwidth_bytes_per_sec = next.bandwidth_bytes_per_sec};
   if (auto valid = api::ValidateNetworkRequest(as_created); !valid) return Fail(valid.error());
   auto address = net::Ipv4Address::Parse(now.address);
@@ -302,16 +306,16 @@ Result<void> VmNetwork::Update(NetAttachment& attachment, const NetworkUpdate& u
   // Narrowing the list first takes back what only removed names taught, so
   // no moment allows more than the old or the new policy; a list that starts
   // only after the firewall filters by name.
-  const bool had_list = !now.allow_domains.empty();
-  if (had_list && rules->by_name) egress_->SetList(*address, next.allow_domains);
+  const bool had_list = !now_domains.empty();
+  if (had_list && rules->by_name) egress_->SetList(*address, next_domains);
   if (auto updated = firewall_->UpdateVm(*rules); !updated) {
-    if (had_list) egress_->SetList(*address, now.allow_domains);
+    if (had_list) egress_->SetList(*address, now_domains);
     return Fail(updated.error().Wrap("firewall"));
   }
   if (had_list && !rules->by_name) egress_->Remove(*address);
-  if (!had_list && rules->by_name) egress_->SetList(*address, next.allow_domains);
+  if (!had_list && rules->by_name) egress_->SetList(*address, next_domains);
   Log()->info("{}: egress policy now {} ports, {} CIDRs, {} names, {}", attachment.vm_id_,
-              next.allow_tcp_ports.size(), next.allow_cidrs.size(), next.allow_domains.size(),
+              next.allow_tcp_ports.size(), next.allow_cidrs.size(), next_domains.size(),
               next.bandwidth_bytes_per_sec ? std::to_string(*next.bandwidth_bytes_per_sec) + " B/s" : "no limit");
   attachment.info_ = std::move(next);
   return {};

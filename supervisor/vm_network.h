@@ -103,6 +103,9 @@ class VmNetwork : public std::enable_shared_from_this<VmNetwork> {
   // its DNS questions by verdict. Empty for any other VM.
   std::vector<net::EgressEntry> EgressEntries(const NetworkInfo& info, std::uint64_t after) const;
   std::map<std::string, std::uint64_t> DnsVerdicts(const NetworkInfo& info) const;
+  // Every later entry of that log (VmEgressLog::Follow) until the VM's
+  // network goes; null for a VM without one.
+  std::shared_ptr<net::EgressFollower> FollowEgress(const NetworkInfo& info, boost::asio::any_io_executor executor);
   // Called with every egress log entry of any VM, DNS question or refused
   // connection (the metrics').
   void OnEgressEntry(std::function<void(const net::EgressEntry&)> observer) { on_entry_ = std::move(observer); }

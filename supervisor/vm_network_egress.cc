@@ -41,6 +41,13 @@ std::vector<net::EgressEntry> VmNetwork::EgressEntries(const NetworkInfo& info, 
   return log ? log->ring().Since(after) : std::vector<net::EgressEntry>{};
 }
 
+std::shared_ptr<net::EgressFollower> VmNetwork::FollowEgress(const NetworkInfo& info,
+                                                             boost::asio::any_io_executor executor) {
+  // The same log EgressLogOf finds; following is the one change a reader makes.
+  auto* log = const_cast<net::VmEgressLog*>(EgressLogOf(info));
+  return log ? log->Follow(std::move(executor)) : nullptr;
+}
+
 std::map<std::string, std::uint64_t> VmNetwork::DnsVerdicts(const NetworkInfo& info) const {
   const net::VmEgressLog* log = EgressLogOf(info);
   return log ? log->dns_verdicts() : std::map<std::string, std::uint64_t>{};

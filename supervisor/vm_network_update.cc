@@ -21,8 +21,10 @@ Result<void> Vm::UpdateNetwork(const NetworkUpdate& update) {
 Result<VmInfo> Supervisor::UpdateNetwork(const std::string& id, const NetworkUpdate& update) {
   auto vm = Find(id);
   if (!vm) return Fail(vm.error());
-  if (auto updated = (*vm)->UpdateNetwork(update); !updated) return Fail(updated.error());
-  NotePolicyChanged(id, update);
+  NetworkUpdate expanded = update;
+  if (auto ok = ExpandPresets(presets_, (*vm)->Info().network, expanded); !ok) return Fail(ok.error());
+  if (auto updated = (*vm)->UpdateNetwork(expanded); !updated) return Fail(updated.error());
+  NotePolicyChanged(id, expanded);
   return InfoOf(**vm);
 }
 

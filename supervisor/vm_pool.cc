@@ -52,7 +52,8 @@ std::string VmPool::NameOf(const std::string& image, int cpus, int memory_mib, N
 bool VmPool::Matches(const CreateVmRequest& request, NetworkMode network) const {
   const NetworkRequest& net = request.network;
   const bool plain_network = net.allow_tcp_ports.empty() && net.allow_cidrs.empty() &&
-                             net.allow_domains.empty() && net.bridge.empty() && !net.bandwidth_bytes_per_sec;
+                             net.allow_domains.empty() && net.presets.empty() && net.bridge.empty() &&
+                             !net.bandwidth_bytes_per_sec;
   return request.image == config_.image && request.cpus == config_.cpus &&
          request.memory_mib == config_.memory_mib && network == network_ && plain_network;
 }

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <utility>  // before asio: Boost 1.74 awaitable.hpp needs std::exchange
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include "common/error.h"
@@ -70,6 +72,11 @@ class VmService {
   // entries with seq > `after`, oldest first; empty while its network is not
   // attached (stopped) or for a VM that is not nat-filtered.
   virtual Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) = 0;
+  // Every entry of that log from now on, until the VM's network goes (stop,
+  // removal: the follower is closed); null when there is no live log. Taken
+  // with EgressLog (no co_await between), nothing is missed or seen twice.
+  virtual Result<std::shared_ptr<net::EgressFollower>> FollowEgressLog(const std::string& id,
+                                                                       boost::asio::any_io_executor executor) = 0;
 
   // Changes a running nat-filtered VM's egress policy (allow_tcp_ports,
   // allow_cidrs, allow_domains, bandwidth): the fields given replace the

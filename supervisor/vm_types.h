@@ -69,8 +69,11 @@ struct NetworkRequest {
   // addresses their answers gave (and allow_cidrs). docs/network.md.
   std::vector<std::string> allow_domains;
   // nat-filtered only: named domain lists (netsetup/egress_presets.h) the
-  // daemon adds to allow_domains when it creates the VM.
+  // VM may also resolve.
   std::vector<std::string> presets;
+  // The names `presets` expand to, filled in by the daemon (never read from
+  // a client) when it creates the VM.
+  std::vector<std::string> preset_domains;
   std::string bridge;  // bridge mode only: the operator's bridge
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;  // each direction
 };
@@ -146,8 +149,14 @@ struct NetworkInfo {
   std::string bridge;
   std::vector<std::uint16_t> allow_tcp_ports;
   std::vector<std::string> allow_cidrs;
-  std::vector<std::string> allow_domains;  // with the presets' names, expanded at create
-  std::vector<std::string> presets;  // the presets asked for at create, to show where names came from
+  // The names the VM may resolve are allow_domains (given by name) and
+  // preset_domains (what its presets expanded to when they were given, so a
+  // later change of an operator's preset does not reach it): kept apart so
+  // that removing a preset removes only its names (EnforcedDomains in
+  // network_update.h merges them).
+  std::vector<std::string> allow_domains;
+  std::vector<std::string> presets;
+  std::vector<std::string> preset_domains;
   std::optional<std::uint64_t> bandwidth_bytes_per_sec;
   // New outbound connections the whitelist dropped (nat-filtered).
   std::uint64_t dropped_connections = 0;

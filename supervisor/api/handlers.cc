@@ -46,6 +46,10 @@ awaitable<void> ApiHandlers::Handle(const RouteMatch& match, std::string body,
     co_await StreamEvents(match, responder);
     co_return;
   }
+  if (match.route == Route::kEgressLog) {
+    co_await StreamEgress(match, responder);
+    co_return;
+  }
   HttpResponse response;
   try {
     response = co_await HandleSimple(match, std::move(body));
@@ -153,15 +157,6 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
       if (!info) co_return ErrorResponse(info.error());
       co_return JsonResponse(200, VmInfoToJson(*info));
     }
-    case Route::kEgressLog: {
-      auto after = ParseEgressQuery(match.query);
-      if (!after) co_return ErrorResponse(after.error());
-      auto entries = service_.EgressLog(id, *after);
-      if (!entries) co_return ErrorResponse(entries.error());
-      std::string lines;
-      for (const net::EgressEntry& entry : *entries) lines += net::EgressEntryToJson(entry) + "\n";
-      co_return HttpResponse{200, "application/x-ndjson", std::move(lines), {}};
-    }
     case Route::kMetrics: {
       if (auto ok = ExpectNoQuery(match.query); !ok) co_return ErrorResponse(ok.error());
       auto text = co_await service_.MetricsText();
@@ -174,7 +169,8 @@ awaitable<HttpResponse> ApiHandlers::HandleSimple(const RouteMatch& match, std::
     case Route::kGetFile:
     case Route::kPutArchive:
     case Route::kGetArchive:
-    case Route::kEvents:  // streamed: event_handler.cc
+    case Route::kEvents:     // streamed: event_handler.cc
+    case Route::kEgressLog:
       break;
   }
   co_return ErrorResponse(Error{ErrorCode::kInternal, "unhandled route"});

@@ -85,8 +85,10 @@ class ApiHandlers {
   boost::asio::awaitable<void> GetFile(const RouteMatch& match, Responder& responder);
   boost::asio::awaitable<void> PutArchive(const RouteMatch& match, BodySource& body, Responder& responder);
   boost::asio::awaitable<void> GetArchive(const RouteMatch& match, Responder& responder);
-  // event_handler.cc: GET /v1/events, replayed from the ring and/or followed.
+  // event_handler.cc: GET /v1/events and GET /v1/vms/{id}/egress, replayed
+  // from the ring and/or followed.
   boost::asio::awaitable<void> StreamEvents(const RouteMatch& match, Responder& responder);
+  boost::asio::awaitable<void> StreamEgress(const RouteMatch& match, Responder& responder);
   boost::asio::awaitable<void> HandleExec(const RouteMatch& match, std::string body,
                                           Responder& responder);
   // Runs a parsed exec and streams its output; stdin comes from `stdin_body`

@@ -41,6 +41,17 @@ std::optional<std::uint64_t> OptionalUnsigned(const json& object, const char* na
   return NonNegative(*it);
 }
 
+// The strings of an array member; none when it is missing or not an array.
+std::vector<std::string> StringList(const json& object, const char* key) {
+  std::vector<std::string> list;
+  if (auto array = object.find(key); array != object.end() && array->is_array()) {
+    for (const json& item : *array) {
+      if (item.is_string()) list.push_back(item.get<std::string>());
+    }
+  }
+  return list;
+}
+
 bool HasNetworkRequest(const NetworkRequest& network) {
   return network.mode || !network.allow_tcp_ports.empty() || !network.allow_cidrs.empty() ||
          !network.allow_domains.empty() || !network.presets.empty() ||
@@ -62,6 +73,7 @@ ordered_json NetworkInfoToJson(const NetworkInfo& network) {
       {"allow_cidrs", network.allow_cidrs},
       {"allow_domains", network.allow_domains},
       {"presets", network.presets},
+      {"preset_domains", network.preset_domains},
       {"bandwidth_bytes_per_sec", network.bandwidth_bytes_per_sec
                                       ? ordered_json(*network.bandwidth_bytes_per_sec)
                                       : ordered_json(nullptr)},
@@ -91,21 +103,10 @@ Result<NetworkInfo> NetworkInfoFromJson(const json& value) {
       }
     }
   }
-  if (auto cidrs = value.find("allow_cidrs"); cidrs != value.end() && cidrs->is_array()) {
-    for (const json& cidr : *cidrs) {
-      if (cidr.is_string()) network.allow_cidrs.push_back(cidr.get<std::string>());
-    }
-  }
-  if (auto domains = value.find("allow_domains"); domains != value.end() && domains->is_array()) {
-    for (const json& domain : *domains) {
-      if (domain.is_string()) network.allow_domains.push_back(domain.get<std::string>());
-    }
-  }
-  if (auto presets = value.find("presets"); presets != value.end() && presets->is_array()) {
-    for (const json& preset : *presets) {
-      if (preset.is_string()) network.presets.push_back(preset.get<std::string>());
-    }
-  }
+  network.allow_cidrs = StringList(value, "allow_cidrs");
+  network.allow_domains = StringList(value, "allow_domains");
+  network.presets = StringList(value, "presets");
+  network.preset_domains = StringList(value, "preset_domains");
   network.bandwidth_bytes_per_sec = OptionalUnsigned(value, "bandwidth_bytes_per_sec");
   network.dropped_connections = OptionalUnsigned(value, "dropped_connections").value_or(0);
   if (auto verdicts = value.find("dns_queries"); verdicts != value.end() && verdicts->is_object()) {

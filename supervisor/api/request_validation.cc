@@ -230,14 +230,15 @@ Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body) {
   auto object = ParseJsonObject(body);
   if (!object) return Fail(object.error());
   // Mode and bridge are what the VM was made with; they cannot change live.
-  if (auto ok = RejectUnknownFields(*object, {"allow_tcp_ports", "allow_cidrs", "allow_domains",
+  if (auto ok = RejectUnknownFields(*object, {"allow_tcp_ports", "allow_cidrs", "allow_domains", "presets",
                                               "bandwidth_bytes_per_sec"},
                                     "network.");
       !ok) {
     return Fail(ok.error());
   }
   if (object->empty()) {
-    return Invalid("give at least one of allow_tcp_ports, allow_cidrs, allow_domains, bandwidth_bytes_per_sec");
+    return Invalid(
+        "give at least one of allow_tcp_ports, allow_cidrs, allow_domains, presets, bandwidth_bytes_per_sec");
   }
   const bool unlimit = object->contains("bandwidth_bytes_per_sec") && object->at("bandwidth_bytes_per_sec").is_null();
   if (unlimit) object->erase("bandwidth_bytes_per_sec");
@@ -247,6 +248,8 @@ Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body) {
   if (object->contains("allow_tcp_ports")) update.allow_tcp_ports = std::move(parsed->allow_tcp_ports);
   if (object->contains("allow_cidrs")) update.allow_cidrs = std::move(parsed->allow_cidrs);
   if (object->contains("allow_domains")) update.allow_domains = std::move(parsed->allow_domains);
+  // The whole list, as at create: which presets exist is the service's to say.
+  if (object->contains("presets")) update.presets = std::move(parsed->presets);
   if (object->contains("bandwidth_bytes_per_sec")) update.bandwidth_bytes_per_sec = parsed->bandwidth_bytes_per_sec;
   if (unlimit) update.bandwidth_bytes_per_sec = std::optional<std::uint64_t>();
   return update;
@@ -469,6 +472,24 @@ Result<bool> ParseBoolParam(const QueryParams& query, const std::string& name, b
   return Invalid(name + " must be true or false");
 }
 
+namespace {
+
+// A sequence number parameter (0 when absent); "NAME must be WHOSE
+// sequence number" otherwise.
+Result<std::uint64_t> ParseSeqParam(const QueryParams& query, const std::string& name, const std::string& whose) {
+  auto it = query.find(name);
+  if (it == query.end()) return 0;
+  std::uint64_t value = 0;
+  const std::string& text = it->second;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return Invalid(name + " must be " + whose + " sequence number");
+  }
+  return value;
+}
+
+}  // namespace
+
 Result<bool> ParseDeleteQuery(const QueryParams& query) {
   if (auto ok = RejectUnknownParams(query, {"force"}); !ok) return Fail(ok.error());
   return ParseBoolParam(query, "force", false);
@@ -495,16 +516,10 @@ Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
       start = end + 1;
     }
   }
-  if (auto it = query.find("since"); it != query.end()) {
-    const std::string& text = it->second;
-    std::uint64_t value = 0;
-    bool ok = !text.empty() && text.size() <= 19;
-    for (char c : text) {
-      ok = ok && c >= '0' && c <= '9';
-      value = value * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    if (!ok) return Invalid("since must be an event sequence number");
-    parsed.since = value;
+  if (query.contains("since")) {
+    auto since = ParseSeqParam(query, "since", "an event");
+    if (!since) return Fail(since.error());
+    parsed.since = *since;
   }
   auto follow = ParseBoolParam(query, "follow", true);
   if (!follow) return Fail(follow.error());
@@ -512,17 +527,16 @@ Result<EventsQuery> ParseEventsQuery(const QueryParams& query) {
   return parsed;
 }
 
-Result<std::uint64_t> ParseEgressQuery(const QueryParams& query) {
-  if (auto ok = RejectUnknownParams(query, {"after"}); !ok) return Fail(ok.error());
-  auto it = query.find("after");
-  if (it == query.end()) return 0;
-  std::uint64_t after = 0;
-  const std::string& text = it->second;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), after);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
-    return Invalid("after must be an egress log sequence number");
-  }
-  return after;
+Result<EgressQuery> ParseEgressQuery(const QueryParams& query) {
+  if (auto ok = RejectUnknownParams(query, {"after", "follow"}); !ok) return Fail(ok.error());
+  EgressQuery parsed;
+  auto after = ParseSeqParam(query, "after", "an egress log");
+  if (!after) return Fail(after.error());
+  parsed.after = *after;
+  auto follow = ParseBoolParam(query, "follow", false);
+  if (!follow) return Fail(follow.error());
+  parsed.follow = *follow;
+  return parsed;
 }
 
 Result<PutFileParams> ParsePutFileQuery(const QueryParams& query) {

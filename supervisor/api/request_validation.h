@@ -45,7 +45,7 @@ Result<protocol::ExecRequest> ParseExecBody(std::string_view body);
 // The interactive exec's query: request=<the same JSON, percent-encoded>.
 Result<protocol::ExecRequest> ParseExecQuery(const QueryParams& query);
 // PATCH /v1/vms/{id}/network: any of allow_tcp_ports, allow_cidrs,
-// allow_domains (each replacing the VM's list; [] empties it) and
+// allow_domains, presets (each replacing the VM's list; [] empties it) and
 // bandwidth_bytes_per_sec (null: no limit), checked as in a create's
 // "network"; at least one of them.
 Result<NetworkUpdate> ParseNetworkPatchBody(std::string_view body);
@@ -82,8 +82,11 @@ struct EventsQuery {
 };
 Result<EventsQuery> ParseEventsQuery(const QueryParams& query);
 
-// GET /v1/vms/{id}/egress: [?after=SEQ], the entries with a larger seq
-// (default 0: all that are kept).
-Result<std::uint64_t> ParseEgressQuery(const QueryParams& query);
+// GET /v1/vms/{id}/egress: [?after=SEQ][&follow=true|false].
+struct EgressQuery {
+  std::uint64_t after = 0;  // the entries kept with a larger seq (0: all)
+  bool follow = false;      // then every new entry until the VM's network goes
+};
+Result<EgressQuery> ParseEgressQuery(const QueryParams& query);
 
 }  // namespace agentvm::api

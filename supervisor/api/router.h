@@ -39,7 +39,7 @@ enum class Route {
   kDeleteSnapshot,   // DELETE /v1/vms/{id}/snapshots/{name}
   kRestoreSnapshot,  // POST   /v1/vms/{id}/snapshots/{name}/restore
   kUpdateNetwork,    // PATCH  /v1/vms/{id}/network
-  kEgressLog,        // GET    /v1/vms/{id}/egress[?after=SEQ]  (NDJSON)
+  kEgressLog,        // GET    /v1/vms/{id}/egress?after=&follow=  (NDJSON stream)
   kEvents,           // GET    /v1/events?vm=&type=&since=&follow=  (NDJSON stream)
   kMetrics,          // GET    /metrics  (Prometheus text format; outside /v1, where scrapers look)
 };

@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <iostream>
@@ -346,7 +347,7 @@ TEST_F(NetEgressTest, ARefusedConnectReachesTheNflogSocketWithinASecond) {
 }
 
 // A guest flooding refused packets: every one is refused and counted, but
-// the log rule hands the daemon no more than its rate and burst allow.
+// the log rule hands the daemon no more than its per-VM rate and burst allow.
 TEST_F(NetEgressTest, AFloodOfRefusedPacketsIsLoggedAtTheRuleRateOnly) {
   const std::string vm = AddVm(2, {"allowed.test"});
   const std::uint64_t before = Dropped(2);
@@ -373,10 +374,60 @@ TEST_F(NetEgressTest, AFloodOfRefusedPacketsIsLoggedAtTheRuleRateOnly) {
             << " overruns\n";
   EXPECT_GT(sent, 4000);
   EXPECT_GE(Dropped(2) - before, static_cast<std::uint64_t>(sent) * 9 / 10) << "every packet is still counted";
-  EXPECT_GE(logged, static_cast<std::size_t>(kRefusedLogBurst) / 2) << "the burst is logged";
-  EXPECT_LE(static_cast<double>(logged), kRefusedLogBurst + kRefusedLogPerSecond * (seconds + 1))
+  EXPECT_GE(logged, static_cast<std::size_t>(kRefusedLogPerVmBurst) / 2) << "the burst is logged";
+  EXPECT_LE(static_cast<double>(logged), kRefusedLogPerVmBurst + kRefusedLogPerVmPerSecond * (seconds + 1))
       << sent << " packets in " << seconds << " s";
   EXPECT_EQ(stats.malformed, 0u);
+}
+
+// Fairness: one VM flooding refused packets uses up its own bucket, not
+// the shared one, so another VM's single refused connect is still logged,
+// within a second, while the flood goes on. (With one bucket for all, as
+// before, the flood emptied it and the other VM's entry was lost.)
+TEST_F(NetEgressTest, AFloodingVmDoesNotHideAnotherVmsRefusedConnection) {
+  const std::string flooder = AddVm(2, {"allowed.test"});
+  const std::string quiet = AddVm(3, {"allowed.test"});
+  std::atomic<bool> stop{false};
+  std::atomic<int> flooded{0};
+  std::thread flood([&] {
+    flooded = InNetns<int>(flooder, 0, [&] {
+      const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      int count = 0;
+      for (int port = 1000; !stop; port = port == 60000 ? 1000 : port + 1) {
+        sockaddr_in to = Endpoint(kOther, static_cast<std::uint16_t>(port));
+        if (::sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 1) ++count;
+      }
+      ::close(fd);
+      return count;
+    });
+  });
+  // Long enough for the flood to spend every burst there is.
+  std::this_thread::sleep_for(500ms);
+  const auto start = std::chrono::steady_clock::now();
+  const Refusal refusal = Refused(quiet, kAllowed, 8080);
+  bool seen = false;
+  while (!seen && std::chrono::steady_clock::now() - start < 1s) {
+    OnHost([&] {
+      for (const NflogPacket& packet : logged_) {
+        seen = seen || (packet.source.ToString() == "10.101.0.3" && packet.port == 8080);
+      }
+    });
+    if (!seen) std::this_thread::sleep_for(10ms);
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  stop = true;
+  flood.join();
+  std::size_t from_flooder = 0;
+  OnHost([&] {
+    for (const NflogPacket& packet : logged_) from_flooder += packet.source.ToString() == "10.101.0.2";
+  });
+  std::cout << flooded << " refused packets flooded by one VM, " << from_flooder
+            << " of them logged; the other VM's refused connect logged after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() << " ms\n";
+  EXPECT_EQ(refusal.error, ECONNREFUSED);
+  EXPECT_GT(flooded, 1000) << "the flood must outrun every bucket for the test to mean anything";
+  EXPECT_TRUE(seen) << "the quiet VM's refused connect is not in the log within 1 s of a flood by another VM";
+  EXPECT_LT(from_flooder, static_cast<std::size_t>(kRefusedLogBurst)) << "the flooder never reaches the shared burst";
 }
 
 }  // namespace

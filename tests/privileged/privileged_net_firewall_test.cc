@@ -66,9 +66,9 @@ class NetFirewallTest : public ::testing::Test {
     return result.out;
   }
 
-  void Create() {
+  void Create(FirewallConfig config = Config()) {
     RunInNetns(netns_.name(), [&] {
-      auto made = Firewall::Create(Config());
+      auto made = Firewall::Create(config);
       ASSERT_TRUE(made.has_value()) << made.error().message;
       firewall_ = std::move(*made);
     });
@@ -78,6 +78,25 @@ class NetFirewallTest : public ::testing::Test {
   NetNamespace netns_{"avmnet-fw"};
   std::unique_ptr<Firewall> firewall_;
 };
+
+// With a log group the refused packets are logged behind a bucket per VM
+// (a set the kernel fills, one element per source address) and one for all:
+// the kernel reads back the rule we describe, and the rule count stays.
+TEST_F(NetFirewallTest, TheRefusedLogIsRateLimitedPerVmThenForAll) {
+  FirewallConfig config = Config();
+  config.refused_log_group = 7100;
+  Create(config);
+  const std::string ruleset = Nft({"list", "ruleset"});
+  EXPECT_TRUE(Has(ruleset, "add @vm_log_rate { ip saddr limit rate 10/second burst 20 packets } "
+                           "limit rate 50/second burst 100 packets log prefix \"avm-refused\" group 7100 snaplen 64"))
+      << ruleset;
+  EXPECT_TRUE(Has(ruleset, "set vm_log_rate {\n\t\ttype ipv4_addr\n\t\tsize 65536\n\t\tflags dynamic")) << ruleset;
+  RunInNetns(netns_.name(), [&] {
+    auto rules = firewall_->RuleCount();
+    ASSERT_TRUE(rules.has_value()) << rules.error().message;
+    EXPECT_EQ(*rules, 34u) << "33 and the log rule";
+  });
+}
 
 TEST_F(NetFirewallTest, CreateBuildsBothTablesAndTheDestructorRemovesThem) {
   ASSERT_EQ(Nft({"list", "ruleset"}), "");

@@ -1,11 +1,18 @@
 // allow_domains through the whole daemon with a real guest: POST /v1/vms
 // with a list (or PATCH .../network on a running VM), then what the guest
 // can resolve and reach in the test world.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -18,6 +25,68 @@ namespace agentvm::testing {
 namespace {
 
 using nlohmann::json;
+
+// `agentvm egress ID -f --json` running against the daemon, its output read
+// as it comes: what a user following a VM's log sees, and when.
+class EgressFollower {
+ public:
+  EgressFollower(const Daemon& daemon, const std::string& id) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return;
+    std::vector<std::string> args = {BinPath("agentvm"), "--socket", daemon.socket(), "egress", id, "-f", "--json"};
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    ::posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    if (::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    ::posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    out_ = fds[0];
+  }
+  ~EgressFollower() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_ >= 0) ::close(out_);
+  }
+
+  // Waits up to `limit` for `needle` in what it printed; all of it so far.
+  std::string WaitFor(const std::string& needle, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (text_.find(needle) == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{.fd = out_, .events = POLLIN, .revents = 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) break;
+      char buffer[4096];
+      const ssize_t n = ::read(out_, buffer, sizeof buffer);
+      if (n <= 0) break;
+      text_.append(buffer, static_cast<std::size_t>(n));
+    }
+    return text_;
+  }
+  // Its exit status once it ends by itself within `limit`; -1 otherwise.
+  int Exit(std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      ::usleep(20'000);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  bool exited_ = false;
+  std::string text_;
+};
 
 TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   ASSERT_EQ(::geteuid(), 0u) << "the privileged tier must run as root";
@@ -75,11 +144,22 @@ TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   // Refused connections are in the log too, within a second, with the name
   // that taught the address when one did: the connect by IP before any
   // answer had none, one to a port the policy refuses came from web.test.
+  // `agentvm egress -f` streams it as it happens (agentvmd pushes it; the
+  // CLI does not poll).
+  EgressFollower follow(daemon, id);
+  EXPECT_NE(follow.WaitFor("secret-data.exfil.test", std::chrono::seconds(5)).find("secret-data.exfil.test"),
+            std::string::npos)
+      << "the follow starts with what the log holds";
   auto wrong_port = guest("timeout 5 wget -q -O- http://" + std::string(NetWorld::kWebAddress) + ":8080/");
   EXPECT_NE(wrong_port.exit_code, 0) << wrong_port.out;
   const auto refused_at = std::chrono::steady_clock::now();
   const std::string to_8080 = R"("destination":"198.51.100.10","port":8080,"protocol":"tcp","verdict":"refused",)"
                               R"("learned_from":"web.test")";
+  const std::string followed = follow.WaitFor(to_8080, std::chrono::seconds(1));
+  EXPECT_NE(followed.find(to_8080), std::string::npos) << "not streamed within 1 s: " << followed;
+  std::cout << "refused connect streamed by egress -f after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - refused_at).count()
+            << " ms\n";
   std::string connections;
   while (connections.find(to_8080) == std::string::npos &&
          std::chrono::steady_clock::now() - refused_at < std::chrono::seconds(1)) {
@@ -98,6 +178,7 @@ TEST(NetworkDomainsVmTest, AGuestResolvesAndReachesOnlyItsListedNames) {
   ASSERT_NE(now.find(logged_series), std::string::npos) << now;
   EXPECT_GE(std::stod(now.substr(now.find(logged_series) + logged_series.size())), 2);
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
+  EXPECT_EQ(follow.Exit(std::chrono::seconds(5)), 0) << "the stream ends, cleanly, when the VM is removed";
 }
 
 // --preset claude-code: the preset's names resolve through the forwarder
@@ -115,7 +196,8 @@ TEST(NetworkDomainsVmTest, APresetVmResolvesThePresetsNamesAndNothingElse) {
   ASSERT_EQ(got, 200) << shown;
   const json network = json::parse(shown)["network"];
   EXPECT_EQ(network["presets"], json::array({"claude-code"}));
-  EXPECT_NE(network["allow_domains"].dump().find(NetWorld::kPresetName), std::string::npos) << network.dump();
+  EXPECT_NE(network["preset_domains"].dump().find(NetWorld::kPresetName), std::string::npos) << network.dump();
+  EXPECT_EQ(network["allow_domains"], json::array()) << "the VM's own names are a list apart";
   auto guest = [&](const std::string& script) { return daemon.Cli({"exec", id, "--", "sh", "-c", script}); };
 
   auto resolved = guest(std::string("nslookup ") + NetWorld::kPresetName);
@@ -186,6 +268,30 @@ TEST(NetworkDomainsVmTest, APolicyChangedLiveOpensAndClosesAtOnce) {
   ASSERT_EQ(got, 200);
   EXPECT_EQ(json::parse(shown)["network"]["allow_domains"], json::array({"nothing.test"}));
   EXPECT_EQ(json::parse(shown)["network"]["allow_tcp_ports"], json::array());
+
+  // A preset added live: its names resolve and connect; taken off, they are
+  // refused again while the VM's own name stays.
+  const std::string preset_fetch =
+      std::string("nslookup ") + NetWorld::kPresetName + " >/dev/null && timeout 5 wget -q -O- http://" +
+      NetWorld::kPresetName + "/";
+  EXPECT_NE(guest(preset_fetch).exit_code, 0) << "not on the list yet";
+  auto added = daemon.Cli({"net", id, "--preset", "claude-code"});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  EXPECT_NE(added.out.find("presets:         claude-code"), std::string::npos) << added.out;
+  auto via_preset = guest(preset_fetch);
+  EXPECT_EQ(via_preset.exit_code, 0) << via_preset.out << via_preset.err;
+  EXPECT_EQ(via_preset.out, NetWorld::HttpBody(80));
+  auto removed = daemon.Cli({"net", id, "--no-preset", "claude-code"});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_NE(guest("timeout 5 wget -q -O- http://" + std::string(NetWorld::kWebAddress) + ":80/").exit_code, 0)
+      << "what the preset's names taught is taken back";
+  auto [after_status, after] = daemon.Http("GET", "/v1/vms/" + id, "");
+  ASSERT_EQ(after_status, 200);
+  EXPECT_EQ(json::parse(after)["network"]["allow_domains"], json::array({"nothing.test"}));
+  EXPECT_EQ(json::parse(after)["network"]["presets"], json::array());
+  EXPECT_EQ(json::parse(after)["network"]["preset_domains"], json::array());
+  auto unknown = daemon.Http("PATCH", "/v1/vms/" + id + "/network", R"({"presets": ["no-such-preset"]})");
+  EXPECT_EQ(unknown.first, 400) << unknown.second;
   EXPECT_EQ(daemon.Cli({"rm", "-f", id}).exit_code, 0) << daemon.Log();
 }
 

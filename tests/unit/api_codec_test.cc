@@ -237,7 +237,7 @@ TEST(ApiCodecTest, VmNetworkRoundTrip) {
   for (const auto& [key, value] : network.items()) keys.push_back(key);
   EXPECT_EQ(keys, (std::vector<std::string>{"mode", "address", "gateway", "dns", "mac", "tap",
                                             "bridge", "allow_tcp_ports", "allow_cidrs", "allow_domains", "presets",
-                                            "bandwidth_bytes_per_sec", "dropped_connections", "dns_queries"}));
+                                            "preset_domains", "bandwidth_bytes_per_sec", "dropped_connections", "dns_queries"}));
 
   auto back = VmInfoFromJson(nlohmann::json::parse(DumpJson(json)));
   ASSERT_TRUE(back) << back.error().message;

@@ -1,6 +1,7 @@
 // PATCH /v1/vms/{id}/network: the body's rules (each field given replaces the
 // VM's, null lifts the bandwidth limit, create's checks and messages), and
 // the handler against the fake service: what reaches it, what it answers.
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -120,6 +121,41 @@ TEST_F(ApiNetworkPatchHandlerTest, AChangeReachesTheServiceAndTheVmComesBack) {
   EXPECT_EQ(network["allow_tcp_ports"], json::array({8080})) << "a field not given stays";
   ASSERT_TRUE(fake_.last_network_update.has_value());
   EXPECT_FALSE(fake_.last_network_update->allow_tcp_ports.has_value());
+}
+
+TEST_F(ApiNetworkPatchHandlerTest, PresetsReplaceTheVmsListAndOnlyTheirOwnNamesComeAndGo) {
+  fake_.vms["vm-1"].network.allow_domains = {"web.test", "registry.npmjs.org"};
+  HttpResponse both = Patch("/v1/vms/vm-1/network", R"({"presets": ["npm", "github"]})");
+  ASSERT_EQ(both.status, 200) << both.body;
+  json network = json::parse(both.body)["network"];
+  EXPECT_EQ(network["presets"], json::array({"npm", "github"}));
+  EXPECT_EQ(network["allow_domains"], json::array({"web.test", "registry.npmjs.org"})) << "the VM's own stay apart";
+  EXPECT_EQ(network["preset_domains"][0], "registry.npmjs.org");
+  EXPECT_NE(std::find(network["preset_domains"].begin(), network["preset_domains"].end(), "github.com"),
+            network["preset_domains"].end());
+  // Taking npm off takes its names off the preset list only: the VM was
+  // also given registry.npmjs.org by name, and keeps it.
+  HttpResponse github = Patch("/v1/vms/vm-1/network", R"({"presets": ["github"]})");
+  ASSERT_EQ(github.status, 200) << github.body;
+  network = json::parse(github.body)["network"];
+  EXPECT_EQ(network["presets"], json::array({"github"}));
+  EXPECT_EQ(std::find(network["preset_domains"].begin(), network["preset_domains"].end(), "registry.npmjs.org"),
+            network["preset_domains"].end());
+  EXPECT_EQ(network["allow_domains"], json::array({"web.test", "registry.npmjs.org"}));
+  const std::vector<std::string> enforced = EnforcedDomains(fake_.vms["vm-1"].network);
+  EXPECT_NE(std::find(enforced.begin(), enforced.end(), "registry.npmjs.org"), enforced.end());
+  EXPECT_NE(std::find(enforced.begin(), enforced.end(), "github.com"), enforced.end());
+}
+
+TEST_F(ApiNetworkPatchHandlerTest, AnUnknownPresetIsA400AndChangesNothing) {
+  const NetworkInfo before = fake_.vms["vm-1"].network;
+  HttpResponse reply = Patch("/v1/vms/vm-1/network", R"({"presets": ["github", "nope"], "allow_tcp_ports": [9000]})");
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_NE(reply.body.find("no preset \"nope\" (known: claude-code"), std::string::npos) << reply.body;
+  EXPECT_EQ(fake_.vms["vm-1"].network.presets, before.presets);
+  EXPECT_EQ(fake_.vms["vm-1"].network.preset_domains, before.preset_domains);
+  EXPECT_EQ(fake_.vms["vm-1"].network.allow_tcp_ports, before.allow_tcp_ports);
+  EXPECT_EQ(Patch("/v1/vms/vm-1/network", R"({"presets": ["NPM"]})").status, 400) << "bad syntax: the parser's 400";
 }
 
 TEST_F(ApiNetworkPatchHandlerTest, BadRequestsNeverReachTheService) {

@@ -43,10 +43,18 @@ TEST(ApiPresetsTest, BadPresetListsAreRefusedNamingTheEntry) {
   }
 }
 
-TEST(ApiPresetsTest, APatchCannotNamePresets) {
-  auto parsed = ParseNetworkPatchBody(R"({"presets":["npm"]})");
-  ASSERT_FALSE(parsed.has_value());
-  EXPECT_NE(parsed.error().message.find("unknown field \"network.presets\""), std::string::npos) << parsed.error().message;
+TEST(ApiPresetsTest, APatchGivesTheWholeNewPresetListCheckedAsAtCreate) {
+  auto parsed = ParseNetworkPatchBody(R"({"presets":["npm","github"]})");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
+  EXPECT_EQ(parsed->presets, (std::vector<std::string>{"npm", "github"}));
+  EXPECT_FALSE(parsed->allow_domains) << "the VM's own names are not touched";
+  EXPECT_FALSE(parsed->preset_domains) << "expanded by the daemon, not here";
+  auto none = ParseNetworkPatchBody(R"({"presets":[]})");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->presets, std::vector<std::string>{});
+  auto twice = ParseNetworkPatchBody(R"({"presets":["npm","npm"]})");
+  ASSERT_FALSE(twice.has_value());
+  EXPECT_NE(twice.error().message.find("\"npm\" is listed twice"), std::string::npos) << twice.error().message;
 }
 
 TEST(ApiPresetsTest, TheCodecCarriesPresetsBothWays) {
@@ -59,10 +67,13 @@ TEST(ApiPresetsTest, TheCodecCarriesPresetsBothWays) {
   info.id = "vm-1";
   info.network.mode = NetworkMode::kNatFiltered;
   info.network.presets = {"github"};
-  info.network.allow_domains = {"github.com"};
+  info.network.preset_domains = {"github.com"};
+  info.network.allow_domains = {"a.test"};
   auto back = VmInfoFromJson(nlohmann::json::parse(VmInfoToJson(info).dump()));
   ASSERT_TRUE(back.has_value()) << back.error().message;
   EXPECT_EQ(back->network.presets, std::vector<std::string>{"github"});
+  EXPECT_EQ(back->network.preset_domains, std::vector<std::string>{"github.com"});
+  EXPECT_EQ(back->network.allow_domains, std::vector<std::string>{"a.test"});
 
   std::vector<net::EgressPreset> presets{{"npm", "builtin", {"registry.npmjs.org"}},
                                          {"corp", "config", {"git.corp.example", "*.cdn.corp.example"}}};

@@ -63,6 +63,44 @@ struct Outcome {
   std::string err;
 };
 
+// A command that streams (events -f, egress -f) run on its own thread, its
+// stdout read line by line as it comes.
+class StreamingCli {
+ public:
+  StreamingCli(const std::string& socket_path, std::vector<std::string> args) : err_("stderr") {
+    if (::pipe(pipe_fds_) != 0) return;
+    context_.env_socket = socket_path;
+    context_.out_fd = pipe_fds_[1];
+    context_.err_fd = err_.fd();
+    thread_ = std::thread([this, args = std::move(args)] { status_ = RunCli(args, context_); });
+    out_ = ::fdopen(pipe_fds_[0], "r");
+  }
+  ~StreamingCli() {
+    if (thread_.joinable()) thread_.join();
+    if (out_) std::fclose(out_);
+  }
+  // The next line it printed ("" once it ended).
+  std::string NextLine() {
+    char buffer[512];
+    return std::string(out_ && std::fgets(buffer, sizeof buffer, out_) ? buffer : "");
+  }
+  // Waits for it to end: its status; the rest of its output is then "".
+  int Wait() {
+    thread_.join();
+    ::close(pipe_fds_[1]);
+    return status_;
+  }
+  std::string err() { return err_.Contents(); }
+
+ private:
+  int pipe_fds_[2] = {-1, -1};
+  MemFile err_;
+  CliContext context_;
+  int status_ = -1;
+  std::thread thread_;
+  FILE* out_ = nullptr;
+};
+
 class CliTest : public api::testing::InProcessServerTest {
  protected:
   void SetUp() override {
@@ -154,6 +192,8 @@ TEST_F(CliTest, NetChangesTheRunningVmsPolicyRelativeToWhatItIs) {
   EXPECT_EQ(changed.out,
             "mode:            nat-filtered\n"
             "allow_domains:   api.anthropic.com, registry.npmjs.org\n"
+            "presets:         -\n"
+            "preset_domains:  -\n"
             "allow_tcp_ports: -\n"
             "allow_cidrs:     -\n"
             "bandwidth:       1000000 B/s each way\n");
@@ -395,8 +435,24 @@ TEST_F(CliTest, PresetsExpandInTheDaemonAndInspectShowsWhereNamesCameFrom) {
   });
   auto network = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["network"];
   EXPECT_EQ(network["presets"], nlohmann::json::array({"npm", "pypi"}));
-  EXPECT_EQ(network["allow_domains"],
-            nlohmann::json::array({"a.test", "registry.npmjs.org", "pypi.org", "files.pythonhosted.org"}));
+  EXPECT_EQ(network["allow_domains"], nlohmann::json::array({"a.test"}));
+  EXPECT_EQ(network["preset_domains"],
+            nlohmann::json::array({"registry.npmjs.org", "pypi.org", "files.pythonhosted.org"}));
+
+  // Live: a preset taken off takes only its own names off.
+  Outcome dropped = Cli({"net", "vm-1", "--no-preset", "npm", "--preset", "github"});
+  ASSERT_EQ(dropped.status, 0) << dropped.err;
+  EXPECT_NE(dropped.out.find("presets:         pypi, github\n"), std::string::npos) << dropped.out;
+  network = nlohmann::json::parse(Cli({"inspect", "vm-1"}).out)["network"];
+  EXPECT_EQ(network["allow_domains"], nlohmann::json::array({"a.test"}));
+  EXPECT_EQ(network["preset_domains"][0], "pypi.org");
+  EXPECT_EQ(network["preset_domains"].dump().find("npmjs"), std::string::npos) << network.dump();
+  Outcome last = Cli({"net", "vm-1", "--no-preset", "pypi", "--no-preset", "github", "--deny-domain", "a.test"});
+  EXPECT_EQ(last.status, 1);
+  EXPECT_NE(last.err.find("would take the last name off"), std::string::npos) << last.err;
+  Outcome unknown_live = Cli({"net", "vm-1", "--preset", "nope"});
+  EXPECT_EQ(unknown_live.status, 1);
+  EXPECT_NE(unknown_live.err.find("no preset \"nope\""), std::string::npos) << unknown_live.err;
 
   Outcome unknown = Cli({"create", "--preset", "nope"});
   EXPECT_EQ(unknown.status, 1);
@@ -453,6 +509,30 @@ TEST_F(CliTest, EgressPrintsTheVmsQuestionsAsATableOrNdjson) {
   EXPECT_EQ(unknown.status, 1);
   EXPECT_NE(unknown.err.find("vm-9"), std::string::npos) << unknown.err;
   EXPECT_EQ(Cli({"egress"}).status, 2);
+}
+
+TEST_F(CliTest, EgressFollowStreamsEachNewEntryUntilTheVmsNetworkGoes) {
+  ASSERT_EQ(Cli({"create", "--allow-domain", "a.test"}).status, 0);
+  OnIo([&] {
+    fake_.egress_logs["vm-1"] = std::make_unique<net::VmEgressLog>(dir_ + "/egress.jsonl");
+    fake_.egress_logs["vm-1"]->Add({.kind = "dns", .name = "a.test", .dns_type = 1, .verdict = "allowed",
+                                     .answers = {"198.51.100.10"}});
+  });
+  StreamingCli follow(options_.socket_path, {"egress", "vm-1", "-f"});
+  // Fixed columns: a stream cannot be measured first.
+  EXPECT_EQ(follow.NextLine(), "TIME      TYPE   NAME                            VERDICT       ADDRESSES\n");
+  EXPECT_NE(follow.NextLine().find("A      a.test                          allowed       198.51.100.10"),
+            std::string::npos);
+  OnIo([&] {
+    fake_.egress_logs["vm-1"]->Add({.kind = "refused", .verdict = "refused", .destination = "198.51.100.11",
+                                     .port = 443, .protocol = "tcp"});
+  });
+  EXPECT_NE(follow.NextLine().find("TCP    -                               refused       198.51.100.11:443"),
+            std::string::npos);
+  OnIo([&] { fake_.egress_logs.erase("vm-1"); });  // stopped or removed
+  EXPECT_EQ(follow.Wait(), 0);
+  EXPECT_EQ(follow.NextLine(), "");
+  EXPECT_NE(follow.err().find("the egress log of vm-1 ended"), std::string::npos) << follow.err();
 }
 
 TEST_F(CliTest, BadNetworkOptionsAreRefusedBeforeAnyRequest) {
@@ -589,36 +669,20 @@ TEST_F(CliTest, EventsPrintsWhatTheDaemonHoldsAndEnds) {
 
 TEST_F(CliTest, EventsFollowPrintsEachNewEventUntilTheDaemonEndsTheStream) {
   OnIo([&] { fake_.events.Publish("created", "vm-1"); });
-  int pipe_fds[2];
-  ASSERT_EQ(::pipe(pipe_fds), 0);
-  MemFile err("stderr");
-  CliContext context;
-  context.env_socket = options_.socket_path;
-  context.out_fd = pipe_fds[1];
-  context.err_fd = err.fd();
-  int status = -1;
-  std::thread follower([&] { status = RunCli({"events", "-f", "--vm", "vm-1"}, context); });
+  StreamingCli follow(options_.socket_path, {"events", "-f", "--vm", "vm-1"});
   // Lines as they come: the one from before the stream, then each new one.
-  FILE* out = ::fdopen(pipe_fds[0], "r");
-  auto next_line = [&] {
-    char buffer[512];
-    return std::string(std::fgets(buffer, sizeof buffer, out) ? buffer : "");
-  };
-  EXPECT_NE(next_line().find("created"), std::string::npos);
+  EXPECT_NE(follow.NextLine().find("created"), std::string::npos);
   OnIo([&] {
     fake_.events.Publish("exec_started", "vm-2", {{"command", "make"}});  // another VM's
     fake_.events.Publish("exec_started", "vm-1", {{"command", "make"}});
   });
-  EXPECT_NE(next_line().find("vm-1             exec_started       command=make"), std::string::npos);
+  EXPECT_NE(follow.NextLine().find("vm-1             exec_started       command=make"), std::string::npos);
   OnIo([&] { fake_.events.Publish("removed", "vm-1"); });
-  EXPECT_NE(next_line().find("removed"), std::string::npos);
+  EXPECT_NE(follow.NextLine().find("removed"), std::string::npos);
   StopServer();
-  follower.join();
-  ::close(pipe_fds[1]);
-  EXPECT_EQ(next_line(), "");
-  std::fclose(out);
-  EXPECT_EQ(status, 1);
-  EXPECT_EQ(err.Contents().rfind("agentvm: the event stream ended: ", 0), 0u) << err.Contents();
+  EXPECT_EQ(follow.Wait(), 1);
+  EXPECT_EQ(follow.NextLine(), "");
+  EXPECT_EQ(follow.err().rfind("agentvm: the event stream ended: ", 0), 0u) << follow.err();
 }
 
 TEST_F(CliTest, HelpGoesToStdoutAndExitsZero) {

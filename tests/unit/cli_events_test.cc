@@ -18,19 +18,19 @@ TEST(CliEventsTest, FlagsMakeTheQuery) {
   EXPECT_EQ(plain->kind, CommandKind::kEvents);
   using Query = std::map<std::string, std::string>;
   // Without -f: what the ring holds, then the end.
-  EXPECT_EQ(EventsQueryParams(plain->events), (Query{{"follow", "false"}, {"since", "0"}}));
+  EXPECT_EQ(EventsQueryParams(plain->events, plain->follow), (Query{{"follow", "false"}, {"since", "0"}}));
 
   auto follow = ParseArgs({"events", "-f", "--vm", "vm-3f2a9c1b7d4e", "--type", "started", "--type=exec_finished",
                            "--since", "41", "--json"});
   ASSERT_TRUE(follow) << follow.error().message;
   EXPECT_TRUE(follow->json);
-  EXPECT_EQ(EventsQueryParams(follow->events), (Query{{"follow", "true"},
+  EXPECT_EQ(EventsQueryParams(follow->events, follow->follow), (Query{{"follow", "true"},
                                                      {"since", "41"},
                                                      {"vm", "vm-3f2a9c1b7d4e"},
                                                      {"type", "started,exec_finished"}}));
   auto long_follow = ParseArgs({"events", "--follow"});
   ASSERT_TRUE(long_follow);
-  EXPECT_TRUE(long_follow->events.follow);
+  EXPECT_TRUE(long_follow->follow);
 }
 
 TEST(CliEventsTest, BadFlagsAreUsageErrors) {

@@ -31,6 +31,10 @@ TEST(CliNetTest, FlagsAreRepeatableAndCanonical) {
   ASSERT_TRUE(unlimited) << unlimited.error().message;
   ASSERT_TRUE(unlimited->net.bandwidth.has_value());
   EXPECT_FALSE(unlimited->net.bandwidth->has_value());
+  auto presets = ParseArgs({"net", "vm-1", "--preset", "github", "--no-preset=npm", "--preset", "pypi"});
+  ASSERT_TRUE(presets) << presets.error().message;
+  EXPECT_EQ(presets->net.presets, (std::vector<std::string>{"github", "pypi"}));
+  EXPECT_EQ(presets->net.no_presets, std::vector<std::string>{"npm"});
   auto show = ParseArgs({"net", "vm-1"});
   ASSERT_TRUE(show) << show.error().message;
 }
@@ -48,6 +52,8 @@ TEST(CliNetTest, BadFlagsAreUsageErrorsNamingTheFlag) {
       {{"net", "vm-1", "--deny-cidr", "10.0.0.1/8"}, "--deny-cidr: \"10.0.0.1/8\" has host bits set"},
       {{"net", "vm-1", "--bandwidth", "10"}, "--bandwidth"},
       {{"net", "vm-1", "--net", "isolated"}, "unknown option --net"},
+      {{"net", "vm-1", "--preset", "NPM"}, "--preset"},
+      {{"net", "vm-1", "--no-preset"}, "--no-preset"},
   };
   for (const Case& c : cases) {
     auto parsed = ParseArgs(c.args);
@@ -86,15 +92,30 @@ TEST(CliNetTest, TheFlagsEditTheCurrentListsAndOnlyChangedOnesAreSent) {
   EXPECT_EQ(update.allow_cidrs, std::vector<std::string>{"203.0.113.0/24"});
   ASSERT_TRUE(update.bandwidth_bytes_per_sec.has_value());
   EXPECT_FALSE(update.bandwidth_bytes_per_sec->has_value()) << "--no-bandwidth lifts the limit";
+
+  current.presets = {"npm"};
+  change = {};
+  change.presets = {"github"};
+  change.no_presets = {"npm"};
+  update = PlanNetworkUpdate(current, change);
+  EXPECT_EQ(update.presets, std::vector<std::string>{"github"}) << "the whole new list is sent";
+  EXPECT_FALSE(update.allow_domains) << "the VM's own names are another list";
+  change = {};
+  change.presets = {"npm"};
+  EXPECT_TRUE(PlanNetworkUpdate(current, change).empty());
 }
 
 TEST(CliNetTest, ThePolicyPrintsOneLinePerField) {
   NetworkInfo network;
   network.mode = NetworkMode::kNatFiltered;
   network.allow_domains = {"a.test", "*.b.test"};
+  network.presets = {"npm"};
+  network.preset_domains = {"registry.npmjs.org"};
   EXPECT_EQ(FormatEgressPolicy(network),
             "mode:            nat-filtered\n"
             "allow_domains:   a.test, *.b.test\n"
+            "presets:         npm\n"
+            "preset_domains:  registry.npmjs.org\n"
             "allow_tcp_ports: -\n"
             "allow_cidrs:     -\n"
             "bandwidth:       unlimited\n");

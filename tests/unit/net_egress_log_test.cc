@@ -6,10 +6,16 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include "netsetup/egress_log.h"
 #include "netsetup/egress_refused.h"
@@ -173,6 +179,77 @@ TEST(EgressLogTest, AVmsLogCountsVerdictsAndWritesItsFileAsItGoes) {
   VmEgressLog homeless("/nonexistent-dir/egress.jsonl", 2, 4096);
   homeless.Add({.kind = "dns", .name = "a.test", .verdict = "refused"});
   EXPECT_EQ(homeless.ring().size(), 1u) << "without its file the ring goes on";
+}
+
+// What a follower holds now, without waiting: entries as they are, a gap
+// as the "dropped" entry the API sends for it.
+std::vector<EgressEntry> Drain(boost::asio::io_context& io, EgressFollower& follower) {
+  std::vector<EgressEntry> entries;
+  for (;;) {
+    auto next = boost::asio::co_spawn(io, follower.NextUntil(std::chrono::steady_clock::now()),
+                                      boost::asio::use_future);
+    io.restart();
+    io.run();
+    auto item = next.get();
+    if (!item) return entries;
+    if (auto* entry = std::get_if<EgressEntry>(&*item)) {
+      entries.push_back(std::move(*entry));
+    } else {
+      entries.push_back(DroppedEntry(std::get<EgressFollower::Gap>(*item)));
+    }
+  }
+}
+
+TEST(EgressLogTest, AFollowerGetsEachLaterEntryAndTheRingHasTheEarlierOnes) {
+  boost::asio::io_context io;
+  VmEgressLog log("/nonexistent-dir/egress.jsonl", 100, 4096);
+  log.Add({.kind = "dns", .name = "before.test", .verdict = "refused"});
+  auto follower = log.Follow(io.get_executor());
+  const auto replay = log.ring().Since(0);  // taken with Follow: nothing between
+  log.Add({.kind = "dns", .name = "a.test", .verdict = "allowed"});
+  log.Add({.kind = "refused", .verdict = "refused", .destination = "198.51.100.7", .port = 443, .protocol = "tcp"});
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_EQ(replay[0].name, "before.test");
+  auto later = Drain(io, *follower);
+  ASSERT_EQ(later.size(), 2u);
+  EXPECT_EQ(later[0].seq, 2u);
+  EXPECT_EQ(later[0].name, "a.test");
+  EXPECT_EQ(later[1].destination, "198.51.100.7");
+  EXPECT_GT(later[1].time_ms, 0) << "stamped before it is handed on";
+}
+
+TEST(EgressLogTest, ASlowFollowerGetsOneDroppedEntryAtTheGapNotAnUnboundedQueue) {
+  boost::asio::io_context io;
+  VmEgressLog log("/nonexistent-dir/egress.jsonl", 100, 4096);
+  auto follower = log.Follow(io.get_executor(), /*queue_size=*/2);
+  for (int i = 0; i < 50; ++i) log.Add({.kind = "dns", .name = "n" + std::to_string(i) + ".test", .verdict = "refused"});
+  EXPECT_EQ(follower->size(), 3u) << "two entries and the gap, however many came";
+  auto first = Drain(io, *follower);
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_EQ(first[1].name, "n1.test");
+  EXPECT_EQ(first[2].kind, "dropped");
+  EXPECT_EQ(first[2].count, 48u);
+  const std::string line = EgressEntryToJson(first[2]);
+  EXPECT_EQ(line.find("\"seq\""), std::string::npos) << line;
+  auto parsed = EgressEntryFromJson(line);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->kind, "dropped");
+  EXPECT_EQ(parsed->count, 48u);
+  log.Add({.kind = "dns", .name = "after.test", .verdict = "refused"});
+  auto later = Drain(io, *follower);
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(later[0].seq, 51u) << "the gap is in the ring: after=2 replays it";
+}
+
+TEST(EgressLogTest, TheLogGoingClosesItsFollowersAndADroppedOneIsForgotten) {
+  boost::asio::io_context io;
+  auto log = std::make_unique<VmEgressLog>("/nonexistent-dir/egress.jsonl", 100, 4096);
+  auto follower = log->Follow(io.get_executor());
+  log->Follow(io.get_executor());  // dropped at once: the next Add forgets it
+  log->Add({.kind = "dns", .name = "a.test", .verdict = "refused"});
+  log.reset();  // the VM's network went
+  EXPECT_TRUE(follower->closed());
+  EXPECT_TRUE(Drain(io, *follower).empty());
 }
 
 }  // namespace

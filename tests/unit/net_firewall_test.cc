@@ -146,13 +146,16 @@ TEST_F(FirewallTest, RefusedPacketsAreLoggedRateLimitedOnlyWithALogGroup) {
   ASSERT_TRUE(logging.has_value());
   whats = Whats(recorded_->batches.back());
   const auto log = std::find(whats.begin(), whats.end(),
-                             "add rule inet agentvm vm_refuse: limit rate 50/second burst 100 packets log prefix "
+                             "add rule inet agentvm vm_refuse: add @vm_log_rate { ip saddr limit rate 10/second "
+                             "burst 20 packets } limit rate 50/second burst 100 packets log prefix "
                              "\"avm-refused\" group 7100 snaplen 64");
   ASSERT_NE(log, whats.end());
   const auto counted = std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: counter name ip saddr map @vm_drops");
   const auto rejected = std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: meta l4proto tcp reject with tcp reset");
   EXPECT_LT(counted, log) << "counted whether logged or not";
   EXPECT_LT(log, rejected) << "logged before the verdict ends the chain";
+  EXPECT_NE(std::find(whats.begin(), whats.end(), "add set inet agentvm vm_log_rate"), whats.end())
+      << "the per-VM buckets' set, only with a log";
 }
 
 TEST_F(FirewallTest, CreateRefusesABadConfigAndSendsNothing) {

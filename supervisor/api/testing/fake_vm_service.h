@@ -72,7 +72,7 @@ class FakeVmService : public VmService {
   // Applied when a create request names no network mode, as agentvmd applies
   // its configured default.
   NetworkMode default_network_mode = NetworkMode::kNatFiltered;
-  // What network.presets may name; expanded into allow_domains as agentvmd does.
+  // What network.presets may name; expanded into preset_domains as agentvmd does.
   net::EgressPresets egress_presets;
   std::map<std::string, std::vector<net::EgressEntry>> egress;  // by VM id
 
@@ -82,11 +82,7 @@ class FakeVmService : public VmService {
     if (!images.contains(request.image)) {
       co_return Fail(ErrorCode::kNotFound, "unknown image: " + request.image);
     }
-    if (!request.network.presets.empty()) {
-      auto domains = egress_presets.Expand(request.network.presets, request.network.allow_domains, "network.presets");
-      if (!domains) co_return Fail(domains.error());
-      request.network.allow_domains = std::move(*domains);
-    }
+    if (auto expanded = ExpandPresets(egress_presets, request.network); !expanded) co_return Fail(expanded.error());
     VmInfo info;
     int number = next_id_++;
     info.id = "vm-" + std::to_string(number);
@@ -169,15 +165,28 @@ class FakeVmService : public VmService {
     return egress_presets.all();
   }
 
-  // What the test put in `egress` for the VM.
+  // What the test put in `egress` (or egress_logs) for the VM.
   Result<std::vector<net::EgressEntry>> EgressLog(const std::string& id, std::uint64_t after) override {
     ++calls_;
     if (auto info = Find(id); !info) return Fail(info.error());
+    if (auto log = egress_logs.find(id); log != egress_logs.end()) return log->second->ring().Since(after);
     std::vector<net::EgressEntry> found;
     for (const net::EgressEntry& entry : egress[id]) {
       if (entry.seq > after) found.push_back(entry);
     }
     return found;
+  }
+
+  // A live log the test makes and feeds in egress_logs[id] (erasing it
+  // ends its followers' streams, as a removed VM's does).
+  std::map<std::string, std::unique_ptr<net::VmEgressLog>> egress_logs;
+  Result<std::shared_ptr<net::EgressFollower>> FollowEgressLog(const std::string& id,
+                                                               boost::asio::any_io_executor executor) override {
+    ++calls_;
+    if (auto info = Find(id); !info) return Fail(info.error());
+    auto log = egress_logs.find(id);
+    if (log == egress_logs.end()) return std::shared_ptr<net::EgressFollower>();
+    return log->second->Follow(std::move(executor));
   }
 
   // As agentvmd: a running nat-filtered VM only; the fields given replace
@@ -190,9 +199,11 @@ class FakeVmService : public VmService {
     if (info->network.mode != NetworkMode::kNatFiltered) {
       return Fail(ErrorCode::kInvalidArgument, "only a nat-filtered VM's egress policy can change");
     }
-    last_network_update = update;
     VmInfo& vm = vms[id];
-    vm.network = ApplyNetworkUpdate(vm.network, update);
+    NetworkUpdate expanded = update;
+    if (auto ok = ExpandPresets(egress_presets, vm.network, expanded); !ok) return Fail(ok.error());
+    last_network_update = expanded;
+    vm.network = ApplyNetworkUpdate(vm.network, expanded);
     return vm;
   }
 
@@ -355,6 +366,7 @@ class FakeVmService : public VmService {
     network.allow_tcp_ports = request.allow_tcp_ports;
     network.allow_cidrs = request.allow_cidrs;
     network.allow_domains = request.allow_domains;
+    network.preset_domains = request.preset_domains;
     network.presets = request.presets;
     network.bandwidth_bytes_per_sec = request.bandwidth_bytes_per_sec;
     return network;
