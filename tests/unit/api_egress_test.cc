@@ -35,6 +35,7 @@ class ApiEgressStreamTest : public testing::InProcessServerTest {
  protected:
   void SetUp() override {
     InProcessServerTest::SetUp();
+    StartServer();  // OnIo runs on the server's io_context
     AddRunningVm("vm-1");
     OnIo([&] { fake_.egress_logs["vm-1"] = std::make_unique<net::VmEgressLog>(dir_ + "/egress.jsonl"); });
   }
@@ -44,7 +45,6 @@ class ApiEgressStreamTest : public testing::InProcessServerTest {
 };
 
 TEST_F(ApiEgressStreamTest, FollowReplaysTheKeptEntriesThenStreamsEachNewOne) {
-  StartServer();
   Add({.kind = "dns", .name = "a.test", .dns_type = 1, .verdict = "allowed", .answers = {"198.51.100.10"}});
   NdjsonStream stream(options_.socket_path, "/v1/vms/vm-1/egress?follow=true");
   ASSERT_EQ(stream.status(), 200);
@@ -64,7 +64,6 @@ TEST_F(ApiEgressStreamTest, FollowReplaysTheKeptEntriesThenStreamsEachNewOne) {
 }
 
 TEST_F(ApiEgressStreamTest, AfterSkipsWhatTheClientHasSeen) {
-  StartServer();
   Add({.kind = "dns", .name = "a.test", .verdict = "refused"});
   Add({.kind = "dns", .name = "b.test", .verdict = "refused"});
   NdjsonStream stream(options_.socket_path, "/v1/vms/vm-1/egress?follow=1&after=1");
@@ -76,7 +75,6 @@ TEST_F(ApiEgressStreamTest, AfterSkipsWhatTheClientHasSeen) {
 }
 
 TEST_F(ApiEgressStreamTest, TheStreamEndsCleanlyWhenTheVmsLogGoes) {
-  StartServer();
   NdjsonStream stream(options_.socket_path, "/v1/vms/vm-1/egress?follow=true");
   ASSERT_EQ(stream.status(), 200);
   OnIo([&] { fake_.egress_logs.erase("vm-1"); });  // its network went: stopped or removed
@@ -84,7 +82,6 @@ TEST_F(ApiEgressStreamTest, TheStreamEndsCleanlyWhenTheVmsLogGoes) {
 }
 
 TEST_F(ApiEgressStreamTest, WithoutFollowOrWithoutALiveLogTheStreamEndsAfterTheReplay) {
-  StartServer();
   Add({.kind = "dns", .name = "a.test", .verdict = "refused"});
   NdjsonStream plain(options_.socket_path, "/v1/vms/vm-1/egress");
   ASSERT_EQ(plain.status(), 200);
@@ -97,7 +94,6 @@ TEST_F(ApiEgressStreamTest, WithoutFollowOrWithoutALiveLogTheStreamEndsAfterTheR
 }
 
 TEST_F(ApiEgressStreamTest, UnknownVmsAndBadQueriesAreRefused) {
-  StartServer();
   NdjsonStream unknown(options_.socket_path, "/v1/vms/vm-9/egress?follow=true");
   EXPECT_EQ(unknown.status(), 404);
   for (const char* target : {"/v1/vms/vm-1/egress?follow=maybe", "/v1/vms/vm-1/egress?after=x",

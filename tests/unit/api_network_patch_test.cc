@@ -151,7 +151,7 @@ TEST_F(ApiNetworkPatchHandlerTest, AnUnknownPresetIsA400AndChangesNothing) {
   const NetworkInfo before = fake_.vms["vm-1"].network;
   HttpResponse reply = Patch("/v1/vms/vm-1/network", R"({"presets": ["github", "nope"], "allow_tcp_ports": [9000]})");
   EXPECT_EQ(reply.status, 400);
-  EXPECT_NE(reply.body.find("no preset \"nope\" (known: claude-code"), std::string::npos) << reply.body;
+  EXPECT_NE(reply.body.find(R"(no preset \"nope\" (known: claude-code)"), std::string::npos) << reply.body;
   EXPECT_EQ(fake_.vms["vm-1"].network.presets, before.presets);
   EXPECT_EQ(fake_.vms["vm-1"].network.preset_domains, before.preset_domains);
   EXPECT_EQ(fake_.vms["vm-1"].network.allow_tcp_ports, before.allow_tcp_ports);
