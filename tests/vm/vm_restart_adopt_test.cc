@@ -65,6 +65,11 @@ TEST_F(VmRestartAdoptTest, VmsSurviveADaemonCrashAndWhatCannotBeAdoptedIsCleaned
   const std::string address = filtered["network"]["address"], tap = filtered["network"]["tap"];
   ASSERT_EQ(Guest(fid, "echo kept > /kept.txt && sync").exit_code, 0);
   ASSERT_EQ(Guest(fid, "timeout 5 wget -q -O- " + Web(80)).exit_code, 0);
+  // A refused connection too, before the count: the kernel gives the VM's
+  // address an element in the sets it fills (vm_conns, vm_log_rate) on its
+  // first such packet, and the same traffic after adoption must find
+  // exactly as many mentions of it.
+  ASSERT_NE(Guest(fid, "timeout 5 wget -q -O- " + Web(8080)).exit_code, 0);
   const std::string rules_before = Ruleset();
   const std::size_t tap_mentions = CountOf(rules_before, tap), address_mentions = CountOf(rules_before, address);
   ASSERT_GT(tap_mentions, 0u) << rules_before;
