@@ -7,7 +7,7 @@
 #include "bench/processes.h"
 #include "supervisor/guest_connector.h"
 #include "supervisor/qemu_command_line.h"
-#include "supervisor/unix_listener.h"
+#include "supervisor/vm_host.h"
 
 namespace agentvm::bench {
 namespace {
@@ -85,12 +85,8 @@ asio::awaitable<Result<std::unique_ptr<ManualVm>>> ManualVm::Boot(ManualVmOption
       .channel = ChannelKind::kVirtioSerial,
   };
   // QMP goes unused here, but QEMU serves it like agentvmd's VMs do.
-  auto qmp_listener = ListenUnix(paths.qmp_socket().string(), 1);
-  if (!qmp_listener) co_return Fail(qmp_listener.error());
-  auto agent_listener = ListenUnix(paths.agent_socket().string(), 1);
-  if (!agent_listener) co_return Fail(agent_listener.error());
-  launch.qmp_fd = qmp_listener->get();
-  launch.agent_fd = agent_listener->get();
+  auto listeners = ListenForQemu(paths, launch);
+  if (!listeners) co_return Fail(listeners.error());
   std::vector<std::string> argv = QemuCommandLine(launch);
   if (o.with_qga) {
     argv.insert(argv.end(), {

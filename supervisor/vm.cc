@@ -27,7 +27,6 @@
 #include "supervisor/memory_template.h"
 #include "supervisor/mount_policy.h"
 #include "supervisor/process_identity.h"
-#include "supervisor/unix_listener.h"
 #include "supervisor/qemu_command_line.h"
 #include "supervisor/vm_network.h"
 
@@ -379,19 +378,9 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   if (!console_end) co_return Fail(console_end.error().Wrap("console"));
   QemuLaunchSpec launch_spec = LaunchSpecFor(golden);
   launch_spec.console_fd = console_end->get();
-  // QEMU serves QMP and the agent's port on listeners made here, so the
-  // connects below succeed at once instead of polling until QEMU has
-  // started (tens of ms of a restore). QEMU inherits them; ours close when
-  // the launch is done, and the socket files stay for a restarted daemon.
-  auto qmp_listener = ListenUnix(paths.qmp_socket().string(), 1);
-  if (!qmp_listener) co_return Fail(qmp_listener.error().Wrap("QMP socket"));
-  launch_spec.qmp_fd = qmp_listener->get();
-  Result<UniqueFd> agent_listener = UniqueFd();
-  if (context_.channel == ChannelKind::kVirtioSerial) {
-    agent_listener = ListenUnix(paths.agent_socket().string(), 1);
-    if (!agent_listener) co_return Fail(agent_listener.error().Wrap("agent socket"));
-    launch_spec.agent_fd = agent_listener->get();
-  }
+  // Ours close when the launch is done, as the console's end does.
+  auto listeners = ListenForQemu(paths, launch_spec);
+  if (!listeners) co_return Fail(listeners.error());
   // QEMU inherits these too; ours close when the launch is done.
   auto fs_ends = StartVirtiofsds(launch_spec);
   if (!fs_ends) co_return Fail(fs_ends.error());

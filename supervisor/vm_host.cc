@@ -3,6 +3,7 @@
 #include "protocol/frame.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/jail.h"
+#include "supervisor/unix_listener.h"
 
 namespace agentvm {
 namespace {
@@ -48,6 +49,21 @@ QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths) {
   }
   if (!spec.frozen_image.empty()) launch.read_only_paths.push_back(spec.frozen_image);
   return launch;
+}
+
+Result<QemuListeners> ListenForQemu(const VmPaths& paths, QemuLaunchSpec& spec) {
+  QemuListeners listeners;
+  auto qmp = ListenUnix(paths.qmp_socket().string(), 1);
+  if (!qmp) return Fail(qmp.error().Wrap("QMP socket"));
+  listeners.qmp = std::move(*qmp);
+  spec.qmp_fd = listeners.qmp.get();
+  if (spec.channel == ChannelKind::kVirtioSerial) {
+    auto agent = ListenUnix(paths.agent_socket().string(), 1);
+    if (!agent) return Fail(agent.error().Wrap("agent socket"));
+    listeners.agent = std::move(*agent);
+    spec.agent_fd = listeners.agent.get();
+  }
+  return listeners;
 }
 
 RealVmHost::RealVmHost(boost::asio::any_io_executor executor, std::string qemu_img_binary,

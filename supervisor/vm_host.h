@@ -24,6 +24,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "supervisor/child_process.h"
 #include "supervisor/guest_connector.h"
 #include "supervisor/host_facts.h"
@@ -50,8 +51,7 @@ struct QemuLaunch {
   // memory template): a jail mounts a proc of its own PID namespace.
   bool opens_fds_by_path = false;
   std::vector<std::string> read_only_paths;  // kernel, initrd, base image, frozen disk
-  // The runtime dir (QEMU creates its sockets, logs and pidfile there) and
-  // the overlay.
+  // The runtime dir (QEMU's logs and pidfile) and the overlay.
   std::vector<std::string> writable_paths;
   std::vector<std::string> devices;  // device nodes QEMU opens (/dev/urandom, /dev/kvm, ...)
   int memory_mib = 0;                // guest RAM, which bounds QEMU's memory
@@ -62,8 +62,20 @@ struct QemuLaunch {
 // at `paths`.
 QemuLaunch QemuLaunchFor(const QemuLaunchSpec& spec, const VmPaths& paths);
 
-// Where the guest's agent listens: QEMU's unix socket for the virtio-serial
-// port, or the guest's vsock CID.
+// The sockets QEMU serves QMP and (virtio-serial) the agent's port on,
+// listening at paths.qmp_socket() and paths.agent_socket() (ListenUnix) and
+// put into `spec` as the fds QEMU inherits. Made by the daemon, a connect
+// succeeds at once instead of polling until QEMU has started (tens of ms of
+// a restore). These copies close once QEMU has inherited its own; the
+// socket files stay for a restarted daemon.
+struct QemuListeners {
+  UniqueFd qmp;
+  UniqueFd agent;  // none for vsock
+};
+Result<QemuListeners> ListenForQemu(const VmPaths& paths, QemuLaunchSpec& spec);
+
+// Where the guest's agent listens: the unix socket QEMU serves the
+// virtio-serial port on, or the guest's vsock CID.
 struct GuestAddress {
   ChannelKind channel = ChannelKind::kVirtioSerial;
   std::string unix_socket;

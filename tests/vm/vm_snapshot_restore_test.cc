@@ -33,7 +33,7 @@
 #include "supervisor/image_store.h"
 #include "qmp/migration.h"
 #include "supervisor/qemu_command_line.h"
-#include "supervisor/unix_listener.h"
+#include "supervisor/vm_host.h"
 #include "tests/support/files.h"
 #include "tests/support/command.h"
 #include "tests/support/temp_dir.h"
@@ -79,20 +79,18 @@ struct Machine {
   std::unique_ptr<GuestChannel> agent;
 };
 
-// The sockets QEMU serves QMP and the agent's port on, beside the overlay.
-fs::path QmpSocket(const QemuLaunchSpec& spec) { return fs::path(spec.overlay).parent_path() / "qmp.sock"; }
-fs::path AgentSocket(const QemuLaunchSpec& spec) { return fs::path(spec.overlay).parent_path() / "agent.sock"; }
+// Every file of the test's VM in one directory, beside the overlay.
+VmPaths PathsOf(const QemuLaunchSpec& spec) {
+  const fs::path dir = fs::path(spec.overlay).parent_path();
+  return VmPaths{.runtime_dir = dir, .disk_dir = dir};
+}
 
 // Creates the overlay on `backing`, starts QEMU and connects QMP.
 awaitable<Result<Machine>> Start(QemuLaunchSpec spec, const std::string& backing) {
   auto executor = co_await boost::asio::this_coro::executor;
   const fs::path dir = fs::path(spec.overlay).parent_path();
-  auto qmp_listener = ListenUnix(QmpSocket(spec).string(), 1);
-  if (!qmp_listener) co_return Fail(qmp_listener.error());
-  auto agent_listener = ListenUnix(AgentSocket(spec).string(), 1);
-  if (!agent_listener) co_return Fail(agent_listener.error());
-  spec.qmp_fd = qmp_listener->get();
-  spec.agent_fd = agent_listener->get();
+  auto listeners = ListenForQemu(PathsOf(spec), spec);
+  if (!listeners) co_return Fail(listeners.error());
   std::vector<std::string> create = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
                                      "-b", backing, spec.overlay};
   auto created = co_await RunToCompletion(executor, create, (dir / "qemu-img.log").string());
@@ -104,14 +102,14 @@ awaitable<Result<Machine>> Start(QemuLaunchSpec spec, const std::string& backing
   auto launched = ChildProcess::Launch(executor, launch);
   if (!launched) co_return Fail(launched.error());
   machine.qemu = std::move(*launched);
-  auto qmp = co_await qmp::QmpClient::Connect(executor, QmpSocket(spec).string(), 10s, spec.vm_id);
+  auto qmp = co_await qmp::QmpClient::Connect(executor, PathsOf(spec).qmp_socket().string(), 10s, spec.vm_id);
   if (!qmp) co_return Fail(qmp.error().ToError());
   machine.qmp = std::move(*qmp);
   co_return std::move(machine);
 }
 
 awaitable<Result<void>> ConnectAgent(Machine& machine, const QemuLaunchSpec& spec) {
-  auto socket = co_await ConnectGuestUnix(AgentSocket(spec).string(), 10s);
+  auto socket = co_await ConnectGuestUnix(PathsOf(spec).agent_socket().string(), 10s);
   if (!socket) co_return Fail(socket.error());
   machine.agent = std::make_unique<GuestChannel>(std::move(*socket), spec.vm_id);
   machine.agent->Start();
