@@ -14,7 +14,7 @@
 namespace agentvm::guest {
 
 void ExecCgroup::Kill() const {
-  UniqueFd kill(::open((path_ + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC));
+  UniqueFd kill(::openat(dir_.get(), "cgroup.kill", O_WRONLY | O_CLOEXEC));
   if (!kill || ::write(kill.get(), "1", 1) != 1) {
     LogWarn("kill cgroup " + path_ + ": " + std::strerror(errno));
   }
@@ -69,16 +69,16 @@ AgentResult<std::unique_ptr<ExecCgroup>> ExecCgroups::Create() {
     return std::unexpected(protocol::ErrorReply{std::string(protocol::kCodeInternal),
                                                 "exec: mkdir " + path + ": " + std::strerror(err)});
   }
-  UniqueFd procs(::open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
-  UniqueFd events(procs ? ::open((path + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC) : -1);
-  if (!procs || !events) {
+  UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd events(dir ? ::openat(dir.get(), "cgroup.events", O_RDONLY | O_CLOEXEC) : -1);
+  if (!dir || !events) {
     int err = errno;
-    std::string file = procs ? "/cgroup.events" : "/cgroup.procs";
+    std::string file = dir ? "/cgroup.events" : "";
     ::rmdir(path.c_str());
     return std::unexpected(protocol::ErrorReply{std::string(protocol::kCodeInternal),
                                                 "exec: open " + path + file + ": " + std::strerror(err)});
   }
-  return std::make_unique<ExecCgroup>(std::move(path), std::move(procs), std::move(events));
+  return std::make_unique<ExecCgroup>(std::move(path), std::move(dir), std::move(events));
 }
 
 void ExecCgroups::Retire(std::unique_ptr<ExecCgroup> cgroup) {

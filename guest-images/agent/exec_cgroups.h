@@ -26,11 +26,11 @@ namespace agentvm::guest {
 // the session ends, since background processes may still be in it.
 class ExecCgroup {
  public:
-  ExecCgroup(std::string path, UniqueFd procs, UniqueFd events)
-      : path_(std::move(path)), procs_(std::move(procs)), events_(std::move(events)) {}
+  ExecCgroup(std::string path, UniqueFd dir, UniqueFd events)
+      : path_(std::move(path)), dir_(std::move(dir)), events_(std::move(events)) {}
   const std::string& path() const { return path_; }
-  // cgroup.procs, for the child to join before it execs.
-  int procs_fd() const { return procs_.get(); }
+  // The cgroup's directory, for a child to start in (SpawnPlan::cgroup_fd).
+  int dir_fd() const { return dir_.get(); }
   // SIGKILL to every process in it, at once.
   void Kill() const;
   // No process left in it (cgroup.events says "populated 0"); false when
@@ -39,7 +39,7 @@ class ExecCgroup {
 
  private:
   std::string path_;
-  UniqueFd procs_;
+  UniqueFd dir_;
   UniqueFd events_;
 };
 
