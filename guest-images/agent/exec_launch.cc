@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -29,25 +28,38 @@ bool IsDirectory(const std::string& path) {
 
 // A login-like environment for `user`: defaults, then the guest's
 // /etc/environment (as pam_env gives a login), then who the user is, then
-// the request's env on top.
+// the request's env on top. A list searched in place rather than a map: it
+// holds a dozen entries, and this runs for every exec under emulation.
 AgentResult<std::vector<std::string>> Environment(const protocol::ExecRequest& request, const UserInfo& user,
                                                   const UserDatabase& files) {
-  std::map<std::string, std::string> env = {{"PATH", std::string(kBasePath)}, {"LANG", "C.UTF-8"}};
-  if (request.tty) env["TERM"] = std::string(kDefaultTerm);
-  for (auto& [key, value] : ReadEnvironmentFile(files.environment)) env[key] = std::move(value);
-  env["HOME"] = user.home;
-  env["USER"] = user.name;
-  env["LOGNAME"] = user.name;
-  env["SHELL"] = user.shell;
+  std::vector<std::string> env;
+  auto set = [&env](std::string_view key, std::string_view value) {
+    std::string entry;
+    entry.reserve(key.size() + 1 + value.size());
+    entry.append(key).append("=").append(value);
+    for (std::string& old : env) {
+      if (old.size() > key.size() && old.compare(0, key.size(), key) == 0 && old[key.size()] == '=') {
+        old = std::move(entry);
+        return;
+      }
+    }
+    env.push_back(std::move(entry));
+  };
+  set("PATH", kBasePath);
+  set("LANG", "C.UTF-8");
+  if (request.tty) set("TERM", kDefaultTerm);
+  for (const auto& [key, value] : ReadEnvironmentFile(files.environment)) set(key, value);
+  set("HOME", user.home);
+  set("USER", user.name);
+  set("LOGNAME", user.name);
+  set("SHELL", user.shell);
   for (const auto& [key, value] : request.env) {
     if (key.empty() || key.find('=') != std::string::npos || HasNul(key) || HasNul(value)) {
       return Refuse(protocol::kCodeInvalidArgument, "exec: bad environment variable \"" + key + "\"");
     }
-    env[key] = value;
+    set(key, value);
   }
-  std::vector<std::string> strings;
-  for (const auto& [key, value] : env) strings.push_back(key + "=" + value);
-  return strings;
+  return env;
 }
 
 // Where to look for argv[0]: itself if it has a '/', else each directory of
@@ -69,29 +81,48 @@ std::vector<std::string> Candidates(const std::string& program, const std::vecto
   return candidates;
 }
 
-bool SetNonBlocking(int fd) {
-  int flags = ::fcntl(fd, F_GETFL);
-  return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
-}
+// Our ends only ever held O_RDONLY or O_WRONLY: no F_GETFL needed.
+bool SetNonBlocking(int fd) { return ::fcntl(fd, F_SETFL, O_NONBLOCK) == 0; }
 
 struct Stdio {
-  // What the child gets as 0, 1, 2, and what the agent keeps.
-  UniqueFd child_in, child_out, child_err;
+  // What the child gets as 0, 1 and 2: fds of `child_end` or `ours`, or
+  // /dev/null.
+  int child_stdin = -1, child_stdout = -1, child_stderr = -1;
+  UniqueFd child_end;  // the stdin pipe's read end, or the terminal's slave
   LaunchedExec ours;
 };
 
-AgentResult<Stdio> OpenPipes() {
+AgentResult<void> OpenPipe(UniqueFd* read_end, UniqueFd* write_end) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return Refuse(protocol::kCodeInternal, std::string("exec: pipe: ") + std::strerror(errno));
+  }
+  read_end->reset(fds[0]);
+  write_end->reset(fds[1]);
+  return {};
+}
+
+// Opened once, never closed: an exec whose stdin is empty and already
+// closed reads this instead (as `docker exec` without -i does), which costs
+// no pipe.
+int DevNull() {
+  static const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd;
+}
+
+AgentResult<Stdio> OpenPipes(bool stdin_needed) {
   Stdio io;
-  int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) return Refuse(protocol::kCodeInternal, std::string("exec: pipe: ") + std::strerror(errno));
-  io.child_in.reset(in[0]);
-  io.ours.stdin_fd.reset(in[1]);
-  if (::pipe2(out, O_CLOEXEC) != 0) return Refuse(protocol::kCodeInternal, std::string("exec: pipe: ") + std::strerror(errno));
-  io.ours.stdout_fd.reset(out[0]);
-  io.child_out.reset(out[1]);
-  if (::pipe2(err, O_CLOEXEC) != 0) return Refuse(protocol::kCodeInternal, std::string("exec: pipe: ") + std::strerror(errno));
-  io.ours.stderr_fd.reset(err[0]);
-  io.child_err.reset(err[1]);
+  if (!stdin_needed && DevNull() >= 0) {
+    io.child_stdin = DevNull();
+  } else if (auto in = OpenPipe(&io.child_end, &io.ours.stdin_fd); !in) {
+    return std::unexpected(in.error());
+  } else {
+    io.child_stdin = io.child_end.get();
+  }
+  if (auto out = OpenPipe(&io.ours.stdout_fd, &io.ours.stdout_writer); !out) return std::unexpected(out.error());
+  if (auto err = OpenPipe(&io.ours.stderr_fd, &io.ours.stderr_writer); !err) return std::unexpected(err.error());
+  io.child_stdout = io.ours.stdout_writer.get();
+  io.child_stderr = io.ours.stderr_writer.get();
   return io;
 }
 
@@ -103,7 +134,8 @@ AgentResult<Stdio> OpenTerminal(protocol::TerminalSize size) {
   }
   Stdio io;
   io.ours.terminal.reset(master);
-  io.child_in.reset(slave);
+  io.child_end.reset(slave);
+  io.child_stdin = io.child_stdout = io.child_stderr = slave;
   ::fcntl(master, F_SETFD, FD_CLOEXEC);
   ::fcntl(slave, F_SETFD, FD_CLOEXEC);
   io.ours.stdin_fd.reset(::fcntl(master, F_DUPFD_CLOEXEC, 3));
@@ -116,8 +148,9 @@ AgentResult<Stdio> OpenTerminal(protocol::TerminalSize size) {
 
 }  // namespace
 
-AgentResult<LaunchedExec> LaunchExec(const protocol::ExecRequest& request, const ExecCgroup* cgroup,
+AgentResult<LaunchedExec> LaunchExec(const protocol::ExecStart& start, const ExecCgroup* cgroup,
                                      const UserDatabase& users) {
+  const protocol::ExecRequest& request = start.request;
   if (request.argv.empty() || request.argv[0].empty()) {
     return Refuse(protocol::kCodeInvalidArgument, "exec: argv is empty");
   }
@@ -142,13 +175,14 @@ AgentResult<LaunchedExec> LaunchExec(const protocol::ExecRequest& request, const
   // Like a login: an exec that names no directory starts in its home.
   plan.cwd = !request.cwd.empty() ? request.cwd : IsDirectory(user.home) ? user.home : "/";
   if (!request.user.empty()) plan.credentials = Credentials{user.uid, user.gid, user.groups};
-  if (cgroup) plan.cgroup_procs_fd = cgroup->procs_fd();
+  if (cgroup) plan.cgroup_fd = cgroup->dir_fd();
 
-  auto io = request.tty ? OpenTerminal(request.size) : OpenPipes();
+  const bool stdin_needed = !start.stdin_eof || !request.stdin_data.empty();
+  auto io = request.tty ? OpenTerminal(request.size) : OpenPipes(stdin_needed);
   if (!io) return std::unexpected(io.error());
-  plan.stdin_fd = io->child_in.get();
-  plan.stdout_fd = request.tty ? io->child_in.get() : io->child_out.get();
-  plan.stderr_fd = request.tty ? io->child_in.get() : io->child_err.get();
+  plan.stdin_fd = io->child_stdin;
+  plan.stdout_fd = io->child_stdout;
+  plan.stderr_fd = io->child_stderr;
   plan.controlling_terminal = request.tty;
 
   auto pid = Spawn(plan);

@@ -55,7 +55,7 @@ AgentResult<std::unique_ptr<ExecSession>> ExecSession::Start(std::uint32_t strea
     if (!made) return std::unexpected(made.error());
     cgroup = std::move(*made);
   }
-  auto launched = LaunchExec(start.request, cgroup.get());
+  auto launched = LaunchExec(start, cgroup.get());
   if (!launched) {
     if (cgroups) cgroups->Retire(std::move(cgroup));
     return std::unexpected(launched.error());
@@ -71,6 +71,11 @@ AgentResult<std::unique_ptr<ExecSession>> ExecSession::Start(std::uint32_t strea
   session->stdout_ = std::move(launched->stdout_fd);
   session->stderr_ = std::move(launched->stderr_fd);
   session->terminal_ = std::move(launched->terminal);
+  // Without a pidfd the pipes' end-of-file is what wakes the agent.
+  if (session->pidfd_) {
+    session->stdout_writer_ = std::move(launched->stdout_writer);
+    session->stderr_writer_ = std::move(launched->stderr_writer);
+  }
   // A terminal has no end-of-file to pass on: what the user types (^D)
   // ends a program's input, so stdin's end from the host is not acted on.
   session->stdin_eof_is_noop_ = start.request.tty;
@@ -280,6 +285,8 @@ bool ExecSession::TryReap() {
 }
 
 bool ExecSession::Finish(OutputQueue* out) {
+  stdout_writer_.reset();
+  stderr_writer_.reset();
   for (auto which : {protocol::OutputStream::kStdout, protocol::OutputStream::kStderr}) {
     UniqueFd& fd = which == protocol::OutputStream::kStdout ? stdout_ : stderr_;
     while (fd) {

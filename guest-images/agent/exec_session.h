@@ -98,6 +98,9 @@ class ExecSession {
   UniqueFd stdout_;
   UniqueFd stderr_;
   UniqueFd terminal_;  // tty exec: the master side
+  // The pipes' write ends (LaunchedExec): the exit is learned from the pidfd.
+  UniqueFd stdout_writer_;
+  UniqueFd stderr_writer_;
   ExecCgroups* cgroups_ = nullptr;
   std::unique_ptr<ExecCgroup> cgroup_;
   bool stdin_eof_is_noop_ = false;

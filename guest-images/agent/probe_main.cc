@@ -218,7 +218,7 @@ int Main(int argc, char** argv) {
       auto cg = cgroups->Create();
       if (!cg) return;
       SpawnPlan in = plan;
-      in.cgroup_procs_fd = (*cg)->procs_fd();
+      in.cgroup_fd = (*cg)->dir_fd();
       auto pid = Spawn(in);
       if (pid) WaitFor(*pid);
       cgroups->Retire(std::move(*cg));
@@ -226,7 +226,7 @@ int Main(int argc, char** argv) {
     if (auto cg = cgroups->Create()) reused = std::move(*cg);
     steps.Add("Spawn() into one existing cgroup + waitpid", [&] {
       SpawnPlan in = plan;
-      in.cgroup_procs_fd = reused ? reused->procs_fd() : -1;
+      in.cgroup_fd = reused ? reused->dir_fd() : -1;
       auto pid = Spawn(in);
       if (pid) WaitFor(*pid);
     });
@@ -234,14 +234,15 @@ int Main(int argc, char** argv) {
     std::printf("(no cgroup2 at %s: cgroup rows left out)\n", cgroup_dir.c_str());
   }
 
-  protocol::ExecRequest request;
-  request.argv = {program};
+  protocol::ExecStart start;
+  start.request.argv = {program};
+  const protocol::ExecRequest& request = start.request;
   steps.Add("LaunchExec() (env, pipes, cgroup) + waitpid + Retire", [&] {
     std::unique_ptr<ExecCgroup> cg;
     if (cgroups) {
       if (auto made = cgroups->Create()) cg = std::move(*made);
     }
-    auto launched = LaunchExec(request, cg.get());
+    auto launched = LaunchExec(start, cg.get());
     if (launched) WaitFor(launched->pid);
     if (cgroups) cgroups->Retire(std::move(cg));
   });

@@ -1,11 +1,48 @@
 #include "guest-images/agent/users.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
-#include <fstream>
 #include <optional>
+
+#include "common/unique_fd.h"
 
 namespace agentvm::guest {
 namespace {
+
+// Larger files are read this far: a user database or environment file of
+// megabytes is not one a guest system uses.
+constexpr std::size_t kMaxFileBytes = 4 * 1024 * 1024;
+
+// The file's text, empty when it cannot be read. Plain reads, not an
+// ifstream: this runs on every exec, and under TCG a stream's setup cost
+// more than the reading.
+std::string ReadSmallFile(const std::string& path) {
+  std::string text;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return text;
+  char buf[8192];
+  while (text.size() < kMaxFileBytes) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  return text;
+}
+
+// Calls `fn` with each line of `text`, without its newline.
+template <typename Fn>
+void ForEachLine(std::string_view text, Fn fn) {
+  while (!text.empty()) {
+    std::size_t newline = text.find('\n');
+    fn(text.substr(0, newline));
+    if (newline == std::string_view::npos) return;
+    text.remove_prefix(newline + 1);
+  }
+}
 
 std::vector<std::string_view> SplitFields(std::string_view line) {
   std::vector<std::string_view> fields;
@@ -27,35 +64,33 @@ std::optional<std::uint32_t> ParseId(std::string_view text) {
 // The passwd entry whose name (or, for a numeric `user`, uid) matches.
 std::optional<UserInfo> FindPasswdEntry(std::string_view user, const std::string& path) {
   std::optional<std::uint32_t> uid = ParseId(user);
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
+  std::optional<UserInfo> found;
+  ForEachLine(ReadSmallFile(path), [&](std::string_view line) {
+    if (found) return;
     auto f = SplitFields(line);
-    if (f.size() < 7) continue;
+    if (f.size() < 7) return;
     auto entry_uid = ParseId(f[2]);
     auto entry_gid = ParseId(f[3]);
-    if (!entry_uid || !entry_gid) continue;
-    if (uid ? *entry_uid != *uid : f[0] != user) continue;
+    if (!entry_uid || !entry_gid) return;
+    if (uid ? *entry_uid != *uid : f[0] != user) return;
     UserInfo info;
     info.uid = *entry_uid;
     info.gid = *entry_gid;
     info.name = std::string(f[0]);
     info.home = f[5].empty() ? "/" : std::string(f[5]);
     info.shell = f[6].empty() ? "/bin/sh" : std::string(f[6]);
-    return info;
-  }
-  return std::nullopt;
+    found = std::move(info);
+  });
+  return found;
 }
 
 // Groups listing `name` as a member (4th field of /etc/group).
 void AddSupplementaryGroups(UserInfo* info, const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
+  ForEachLine(ReadSmallFile(path), [info](std::string_view line) {
     auto f = SplitFields(line);
-    if (f.size() < 4) continue;
+    if (f.size() < 4) return;
     auto gid = ParseId(f[2]);
-    if (!gid || *gid == info->gid) continue;
+    if (!gid || *gid == info->gid) return;
     std::string_view members = f[3];
     while (!members.empty()) {
       std::size_t comma = members.find(',');
@@ -66,7 +101,7 @@ void AddSupplementaryGroups(UserInfo* info, const std::string& path) {
       if (comma == std::string_view::npos) break;
       members.remove_prefix(comma + 1);
     }
-  }
+  });
 }
 
 }  // namespace
@@ -92,23 +127,20 @@ AgentResult<UserInfo> LookupUser(std::string_view user, const UserDatabase& db) 
 
 std::vector<std::pair<std::string, std::string>> ReadEnvironmentFile(const std::string& path) {
   std::vector<std::pair<std::string, std::string>> vars;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::string_view text = line;
+  ForEachLine(ReadSmallFile(path), [&vars](std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-    if (text.empty() || text.front() == '#') continue;
+    if (text.empty() || text.front() == '#') return;
     if (text.starts_with("export ")) text.remove_prefix(7);
     std::size_t eq = text.find('=');
-    if (eq == 0 || eq == std::string_view::npos) continue;
+    if (eq == 0 || eq == std::string_view::npos) return;
     std::string_view key = text.substr(0, eq);
     std::string_view value = text.substr(eq + 1);
-    if (key.find_first_of(" \t") != std::string_view::npos) continue;
+    if (key.find_first_of(" \t") != std::string_view::npos) return;
     if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
       value = value.substr(1, value.size() - 2);
     }
     vars.emplace_back(std::string(key), std::string(value));
-  }
+  });
   return vars;
 }
 
