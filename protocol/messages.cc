@@ -80,14 +80,13 @@ Frame PingFrame(std::uint32_t stream) { return MakeFrame(kTypePing, stream); }
 
 Frame ExecFrame(std::uint32_t stream, const ExecRequest& request, std::string_view stdin_chunk,
                 bool stdin_eof, std::optional<std::uint64_t> output_window) {
-  json fields = {
-      {"argv", request.argv},
-      {"env", request.env},
-      {"cwd", request.cwd},
-      {"timeout_ms",
-       static_cast<std::uint64_t>(std::max<std::int64_t>(0, request.timeout.count()))},
-      {"stdin_eof", stdin_eof},
-  };
+  // Fields at their default are left out: the guest parses every header
+  // under emulation, where each key costs.
+  json fields = {{"argv", request.argv}};
+  if (!request.env.empty()) fields["env"] = request.env;
+  if (!request.cwd.empty()) fields["cwd"] = request.cwd;
+  if (request.timeout.count() > 0) fields["timeout_ms"] = static_cast<std::uint64_t>(request.timeout.count());
+  if (!stdin_eof) fields["stdin_eof"] = false;
   if (output_window) fields["output_window"] = *output_window;
   if (!request.user.empty()) fields["user"] = request.user;
   if (request.tty) {
@@ -178,9 +177,11 @@ Frame OutputFrame(std::uint32_t stream, OutputStream which, std::string_view dat
 }
 
 Frame ExitFrame(std::uint32_t stream, const ExecResult& result) {
-  json fields = {{"code", nullptr}, {"signal", nullptr}, {"timed_out", result.timed_out}};
+  // Only what happened: the agent builds one per exec under emulation.
+  json fields = json::object();
   if (result.exit_code) fields["code"] = *result.exit_code;
   if (result.signal) fields["signal"] = *result.signal;
+  if (result.timed_out) fields["timed_out"] = true;
   return MakeFrame(kTypeExit, stream, std::move(fields));
 }
 

@@ -36,6 +36,10 @@ constexpr std::size_t kChannelReadChunk = 256 * 1024;
 constexpr std::size_t kChannelBytesPerWakeup = protocol::kStdinWindowBytes / 4;
 constexpr std::chrono::milliseconds kShutdownFlushGrace{2000};
 constexpr std::chrono::milliseconds kWaitpidPollInterval{20};
+// How long a "started" frame may wait for its program's exit or output to
+// go out with: most commands an agent runs end within it, and a program
+// that runs longer learns nothing from a "started" 10 ms late.
+constexpr std::chrono::milliseconds kStartedHold{10};
 
 }  // namespace
 
@@ -113,7 +117,7 @@ void Agent::BuildPollSet(std::vector<pollfd>* fds, std::vector<PollTarget>* targ
   if (!serial_retry_at_) {
     short events = 0;
     if (!shutdown_at_ && output_.total_bytes() < kInputPauseBytes) events |= POLLIN;
-    if (!output_.empty()) events |= POLLOUT;
+    if (!output_.empty() && !HoldingOutput()) events |= POLLOUT;
     add(connection_fd(), events, {PollTarget::kConnection});
   }
   if (channel_.kind == ChannelKind::kVsock) add(channel_.fd.get(), POLLIN, {PollTarget::kListener});
@@ -135,6 +139,7 @@ int Agent::PollTimeoutMs(Clock::time_point now) const {
   };
   if (shutdown_at_) earliest(*shutdown_at_);
   if (next_cgroup_sweep_) earliest(*next_cgroup_sweep_);
+  if (HoldingOutput()) earliest(*hold_until_);
   for (const auto& [stream, session] : sessions_) {
     if (auto deadline = session->deadline()) earliest(*deadline);
     if (!session->has_pidfd() && !session->reaped()) earliest(now + kWaitpidPollInterval);
@@ -238,6 +243,10 @@ void Agent::AcceptConnection() {
 }
 
 void Agent::FlushOutput() {
+  if (hold_until_) {
+    if (HoldingOutput() && Clock::now() < *hold_until_) return;
+    hold_until_.reset();
+  }
   int fd = connection_fd();
   if (fd < 0 || output_.empty() || serial_retry_at_) return;
   if (int err = output_.Flush(fd); err != 0) {
@@ -250,6 +259,7 @@ void Agent::Disconnected(const std::string& why) {
   host_connected_ = false;
   decoder_.Reset();
   output_.Clear();
+  hold_until_.reset();
   // Stream ids belong to the old connection; a new host could reuse them.
   sessions_.clear();
   switch (channel_.kind) {
@@ -349,7 +359,12 @@ void Agent::HandleExec(const protocol::Frame& frame) {
     LogDebug("stream " + std::to_string(frame.stream) + ": " + session.error().message);
     return Reply(p::ErrorFrame(frame.stream, session.error().code, session.error().message));
   }
+  const bool hold = output_.empty() || HoldingOutput();
   Reply(p::StartedFrame(frame.stream, (*session)->pid()));
+  if (hold) {
+    if (!hold_until_) hold_until_ = Clock::now() + kStartedHold;
+    held_bytes_ = output_.total_bytes();
+  }
   sessions_.emplace(frame.stream, std::move(*session));
 }
 

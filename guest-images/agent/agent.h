@@ -65,6 +65,7 @@ class Agent {
   void ReadChannel();
   void AcceptConnection();
   void FlushOutput();
+  bool HoldingOutput() const { return hold_until_ && output_.total_bytes() == held_bytes_; }
   // The host went away: forget its requests, replies and processes.
   void Disconnected(const std::string& why);
 
@@ -91,6 +92,12 @@ class Agent {
   bool host_connected_ = true;  // kSerial: false between POLLHUP and the next data
   std::optional<Clock::time_point> serial_retry_at_;
   std::optional<Clock::time_point> shutdown_at_;  // power off / exit at the latest then
+  // Queued "started" frames wait until hold_until_ as long as nothing else
+  // is queued (the queue holds exactly held_bytes_), so that a short
+  // program's "started" and "exit" leave in one write: one notification of
+  // the host, and one interrupt back, fewer per exec.
+  std::optional<Clock::time_point> hold_until_;
+  std::size_t held_bytes_ = 0;
   bool stop_ = false;
   int exit_status_ = 0;
 };
