@@ -354,12 +354,15 @@ void Agent::HandleExec(const protocol::Frame& frame) {
   }
   auto start = p::ParseExec(frame);
   if (!start) return Reply(p::ErrorFrame(frame.stream, p::kCodeInvalidArgument, start.error()));
+  // An exec whose host streams stdin, or a terminal, is interactive: its
+  // host waits for "started" to begin sending, so it goes at once.
+  const bool interactive = !start->stdin_eof || start->request.tty;
   auto session = ExecSession::Start(frame.stream, std::move(*start), cgroups_.get());
   if (!session) {
     LogDebug("stream " + std::to_string(frame.stream) + ": " + session.error().message);
     return Reply(p::ErrorFrame(frame.stream, session.error().code, session.error().message));
   }
-  const bool hold = output_.empty() || HoldingOutput();
+  const bool hold = !interactive && (output_.empty() || HoldingOutput());
   Reply(p::StartedFrame(frame.stream, (*session)->pid()));
   if (hold) {
     if (!hold_until_) hold_until_ = Clock::now() + kStartedHold;

@@ -169,6 +169,30 @@ TEST_F(AgentExecTest, SignalGoesToTheProcessGroup) {
   EXPECT_EQ(outcome.out, "");
 }
 
+// "started" waits for a short program's exit, to leave in the same write,
+// but never long: a silent long program's host hears of it within 10 ms
+// (1 s here, for a loaded machine), and one whose stdin is streamed at once.
+TEST_F(AgentExecTest, StartedComesWithAShortProgramsExitAndSoonForALongOne) {
+  ASSERT_TRUE(client_->Send(protocol::ExecFrame(30, Sh("exit 3"), "", true)));
+  ExecOutcome quick = client_->Outcome(30);
+  ASSERT_TRUE(quick.result.has_value());
+  ASSERT_GE(quick.frames.size(), 2u);
+  EXPECT_EQ(quick.frames.front().type, protocol::kTypeStarted);
+  EXPECT_EQ(quick.result->exit_code, 3);
+
+  for (bool streamed_stdin : {false, true}) {
+    const std::uint32_t stream = streamed_stdin ? 32 : 31;
+    auto sent = std::chrono::steady_clock::now();
+    ASSERT_TRUE(client_->Send(protocol::ExecFrame(stream, Sh("sleep 100"), "", !streamed_stdin)));
+    auto started = client_->Next(5s);
+    ASSERT_TRUE(started.has_value());
+    EXPECT_EQ(started->type, protocol::kTypeStarted);
+    EXPECT_LT(std::chrono::steady_clock::now() - sent, 1s) << "streamed stdin: " << streamed_stdin;
+    ASSERT_TRUE(client_->Send(protocol::SignalFrame(stream, SIGKILL)));
+    ASSERT_TRUE(client_->Outcome(stream).result.has_value());
+  }
+}
+
 TEST_F(AgentExecTest, ExitIsNotHeldBackByABackgroundChildKeepingThePipeOpen) {
   auto start = std::chrono::steady_clock::now();
   ExecOutcome outcome = client_->Exec(13, Sh("sleep 3 & echo hi"));
