@@ -105,9 +105,11 @@ std::string RenderReport(const MachineInfo& m, std::optional<BootReport> boot, s
     char polls[32];
     std::snprintf(polls, sizeof polls, "%.1f", r.qga_status_polls);
     out << "\n### 2–3. Exec round trip of `/bin/true` in a running VM\n\n"
-        << r.api.size() << " round trips of each kind, interleaved round by round (order rotating), after "
-        << exec->warmups << " untimed ones of each. Our agent directly and qemu-ga run in the same VM; "
-        << "the API row in a VM agentvmd created from the same image.\n\n"
+        << r.api.size() << " round trips of each kind after " << exec->warmups
+        << " untimed ones of each, in two phases, each interleaved round by round (order rotating): first the "
+        << "API rows, in a VM agentvmd created; then our agent directly and qemu-ga, in one VM booted by hand "
+        << "from the same image (an API exec's leftover host work would otherwise land in the other VM's next "
+        << "exec).\n\n"
         << Row({"path", "p50", "p99", "mean", "min"}) << Row({"---", "---:", "---:", "---:", "---:"})
         << Row({"(2) agentvmd API: `POST /v1/vms/{id}/exec`, NDJSON to the exit event", FormatMillis(r.api.Median()),
                 FormatMillis(r.api.Percentile(0.99)), FormatMillis(r.api.Mean()), FormatMillis(r.api.Min())})
