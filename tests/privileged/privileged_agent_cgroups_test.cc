@@ -24,20 +24,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::AgentProcess;
+using testing::Cgroup2Mount;
 using testing::FrameClient;
 using testing::ProcessGone;
-
-// Where cgroup2 is mounted here (/sys/fs/cgroup on v2 hosts,
-// /sys/fs/cgroup/unified on hybrid ones).
-std::string Cgroup2Mount() {
-  std::ifstream mounts("/proc/self/mounts");
-  std::string device, dir, type;
-  std::string rest;
-  while (mounts >> device >> dir >> type && std::getline(mounts, rest)) {
-    if (type == "cgroup2") return dir;
-  }
-  return "";
-}
 
 bool EventuallyGone(const std::vector<pid_t>& pids, std::chrono::milliseconds within) {
   auto deadline = std::chrono::steady_clock::now() + within;

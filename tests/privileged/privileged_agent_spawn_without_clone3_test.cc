@@ -20,18 +20,12 @@
 
 #include "guest-images/agent/exec_cgroups.h"
 #include "guest-images/agent/spawn.h"
+#include "guest-images/agent/testing/agent_harness.h"
 
 namespace agentvm::guest {
 namespace {
 
-std::string Cgroup2Mount() {
-  std::ifstream mounts("/proc/self/mounts");
-  std::string device, dir, type, rest;
-  while (mounts >> device >> dir >> type && std::getline(mounts, rest)) {
-    if (type == "cgroup2") return dir;
-  }
-  return "";
-}
+using testing::Cgroup2Mount;
 
 // From here on this process gets ENOSYS for clone3 and nothing else.
 bool RefuseClone3() {

@@ -39,6 +39,17 @@ inline std::string AgentBinaryPath() {
   return self.substr(0, self.rfind('/') + 1) + "agentvm-guest";
 }
 
+// Where cgroup2 is mounted here (/sys/fs/cgroup on v2 hosts,
+// /sys/fs/cgroup/unified on hybrid ones); empty without one.
+inline std::string Cgroup2Mount() {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string device, dir, type, rest;
+  while (mounts >> device >> dir >> type && std::getline(mounts, rest)) {
+    if (type == "cgroup2") return dir;
+  }
+  return "";
+}
+
 // True when `pid` no longer runs (gone, or a zombie nobody reaped yet).
 inline bool ProcessGone(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
