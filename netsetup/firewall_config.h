@@ -42,6 +42,11 @@ inline constexpr std::uint64_t kRefusedLogPerSecond = 50;
 inline constexpr std::uint32_t kRefusedLogBurst = 100;
 inline constexpr std::uint64_t kRefusedLogPerVmPerSecond = 10;
 inline constexpr std::uint32_t kRefusedLogPerVmBurst = 20;
+// A VM's bucket goes after this long without a refused packet, so a removed
+// VM's does not outlive it (a refused packet refreshes it; one that comes
+// back later starts with a full burst).
+inline constexpr std::uint64_t kRefusedLogPerVmIdleMs = 60'000;
+static_assert(kRefusedLogPerVmIdleMs % 60'000 == 0, "the rule's text says whole minutes");
 // What of a refused packet reaches the log: its IPv4 header (at most 60
 // bytes) and the 4 bytes of ports after it.
 inline constexpr std::uint32_t kRefusedLogSnaplen = 64;

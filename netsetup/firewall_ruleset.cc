@@ -106,7 +106,7 @@
 //     set vm_log_rate {
 //       type ipv4_addr
 //       size 65536
-//       flags dynamic
+//       flags dynamic,timeout
 //     }
 //
 //     set private_ranges {
@@ -141,7 +141,7 @@
 //
 //     chain vm_refuse {
 //       counter name ip saddr map @vm_drops
-//       add @vm_log_rate { ip saddr limit rate 10/second burst 20 packets } limit rate 50/second burst 100 packets log prefix "avm-refused" group 7100 snaplen 64
+//       update @vm_log_rate { ip saddr timeout 1m limit rate 10/second burst 20 packets } limit rate 50/second burst 100 packets log prefix "avm-refused" group 7100 snaplen 64
 //       meta l4proto tcp reject with tcp reset
 //       reject with icmpx admin-prohibited
 //     }
@@ -334,7 +334,7 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
     table.AddSet({.name = kVmLogRate,
                   .key_type = kNftTypeIpv4,
                   .key_len = kNftIpv4Len,
-                  .flags = NFT_SET_EVAL,
+                  .flags = NFT_SET_EVAL | NFT_SET_TIMEOUT,
                   .size = static_cast<std::uint32_t>(config.subnet.Broadcast().value - config.subnet.network.value + 1)});
   }
   table.AddSet({.name = kPrivateRanges,
@@ -462,14 +462,15 @@ void AddInetTable(NftBatch& batch, const FirewallConfig& config) {
     // stopped by its own bucket before they take the shared one's tokens.
     const std::string group = std::to_string(*config.refused_log_group);
     table
-        .Rule(kVmRefuse, "add @vm_log_rate { ip saddr limit rate " + std::to_string(kRefusedLogPerVmPerSecond) +
+        .Rule(kVmRefuse, "update @vm_log_rate { ip saddr timeout " + std::to_string(kRefusedLogPerVmIdleMs / 60'000) +
+                             "m limit rate " + std::to_string(kRefusedLogPerVmPerSecond) +
                              "/second burst " + std::to_string(kRefusedLogPerVmBurst) + " packets } limit rate " +
                              std::to_string(kRefusedLogPerSecond) + "/second burst " +
                              std::to_string(kRefusedLogBurst) + " packets log prefix \"" + kRefusedLogPrefix +
                              "\" group " + group + " snaplen " + std::to_string(kRefusedLogSnaplen))
         .NfprotoIs(NFPROTO_IPV4)
         .LoadPayload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4)
-        .LimitRatePerKey(kVmLogRate, kRefusedLogPerVmPerSecond, kRefusedLogPerVmBurst)
+        .LimitRatePerKey(kVmLogRate, kRefusedLogPerVmPerSecond, kRefusedLogPerVmBurst, kRefusedLogPerVmIdleMs)
         .LimitRate(kRefusedLogPerSecond, kRefusedLogBurst)
         .Log(kRefusedLogPrefix, *config.refused_log_group, kRefusedLogSnaplen)
         .NoVerdict();

@@ -181,10 +181,12 @@ nftnl_expr* PacketLimit(nftnl_expr* expr, std::uint64_t per_second, std::uint32_
 
 }  // namespace
 
-RuleBuilder& RuleBuilder::AddToSetWith(const std::string& set, nftnl_expr* per_element) {
+RuleBuilder& RuleBuilder::AddToSetWith(const std::string& set, nftnl_expr* per_element,
+                                       std::optional<std::uint64_t> timeout_ms) {
   nftnl_expr* expr = NewExpr("dynset");
   nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
-  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_ADD);
+  nftnl_expr_set_u32(expr, NFTNL_EXPR_DYNSET_OP, timeout_ms ? NFT_DYNSET_OP_UPDATE : NFT_DYNSET_OP_ADD);
+  if (timeout_ms) nftnl_expr_set_u64(expr, NFTNL_EXPR_DYNSET_TIMEOUT, *timeout_ms);
   nftnl_expr_set_str(expr, NFTNL_EXPR_DYNSET_SET_NAME, set.c_str());
   nftnl_expr_set(expr, NFTNL_EXPR_DYNSET_EXPR, per_element, 0);  // the dynset owns it now
   Add(expr);
@@ -203,8 +205,9 @@ RuleBuilder& RuleBuilder::LimitRate(std::uint64_t per_second, std::uint32_t burs
   return *this;
 }
 
-RuleBuilder& RuleBuilder::LimitRatePerKey(const std::string& set, std::uint64_t per_second, std::uint32_t burst) {
-  return AddToSetWith(set, PacketLimit(NewExpr("limit"), per_second, burst));
+RuleBuilder& RuleBuilder::LimitRatePerKey(const std::string& set, std::uint64_t per_second, std::uint32_t burst,
+                                          std::uint64_t idle_ms) {
+  return AddToSetWith(set, PacketLimit(NewExpr("limit"), per_second, burst), idle_ms);
 }
 
 RuleBuilder& RuleBuilder::Log(const std::string& prefix, std::uint16_t group, std::uint32_t snaplen) {

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
 
 #include "netsetup/ipv4.h"
@@ -66,10 +67,12 @@ class RuleBuilder {
   // `limit rate N/second burst B packets`: matches while packets come no
   // faster than that (one token bucket for every packet the rule sees).
   RuleBuilder& LimitRate(std::uint64_t per_second, std::uint32_t burst);
-  // `add @set { <word 0> limit rate N/second burst B packets }`: adds the
-  // key to a dynamic set whose element keeps its own token bucket; matches
+  // `update @set { <word 0> timeout T limit rate N/second burst B packets }`:
+  // adds the key to a dynamic set with timeouts whose element keeps its own
+  // token bucket and goes `idle_ms` after the key's last packet; matches
   // while packets with that key come no faster than that (a meter).
-  RuleBuilder& LimitRatePerKey(const std::string& set, std::uint64_t per_second, std::uint32_t burst);
+  RuleBuilder& LimitRatePerKey(const std::string& set, std::uint64_t per_second, std::uint32_t burst,
+                               std::uint64_t idle_ms);
   // `log prefix "P" group G snaplen S`: hands the packet's first S bytes to
   // the nfnetlink_log socket bound to group G.
   RuleBuilder& Log(const std::string& prefix, std::uint16_t group, std::uint32_t snaplen);
@@ -88,8 +91,11 @@ class RuleBuilder {
 
  private:
   void Add(nftnl_expr* expr);
-  // `add @set { <word 0> EXPR }`, the set's element keeping EXPR's state.
-  RuleBuilder& AddToSetWith(const std::string& set, nftnl_expr* per_element);
+  // `add @set { <word 0> EXPR }` (or `update`, which refreshes the element's
+  // timeout when `timeout_ms` is given), the set's element keeping EXPR's
+  // state.
+  RuleBuilder& AddToSetWith(const std::string& set, nftnl_expr* per_element,
+                            std::optional<std::uint64_t> timeout_ms = std::nullopt);
   void Finish();
 
   NftBatch& batch_;

@@ -26,6 +26,7 @@
 #include "netsetup/links.h"
 #include "netsetup/net_names.h"
 #include "netsetup/nflog_socket.h"
+#include "tests/support/command.h"
 #include "tests/support/net_traffic.h"
 #include "tests/support/net_world.h"
 #include "tests/support/netns.h"
@@ -428,6 +429,12 @@ TEST_F(NetEgressTest, AFloodingVmDoesNotHideAnotherVmsRefusedConnection) {
   EXPECT_GT(flooded, 1000) << "the flood must outrun every bucket for the test to mean anything";
   EXPECT_TRUE(seen) << "the quiet VM's refused connect is not in the log within 1 s of a flood by another VM";
   EXPECT_LT(from_flooder, static_cast<std::size_t>(kRefusedLogBurst)) << "the flooder never reaches the shared burst";
+  // Each VM's bucket is an element the kernel itself removes once the VM has
+  // been quiet for a minute, so a removed VM's does not stay behind.
+  const testing::CommandResult buckets = testing::RunCommand(
+      {"ip", "netns", "exec", world_.daemon_ns(), "nft", "list", "set", "inet", "agentvm", "vm_log_rate"});
+  EXPECT_NE(buckets.out.find("10.101.0.2 limit rate 10/second burst 20 packets timeout 1m expires"), std::string::npos)
+      << buckets.out;
 }
 
 }  // namespace

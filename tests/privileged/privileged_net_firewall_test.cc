@@ -87,10 +87,12 @@ TEST_F(NetFirewallTest, TheRefusedLogIsRateLimitedPerVmThenForAll) {
   config.refused_log_group = 7100;
   Create(config);
   const std::string ruleset = Nft({"list", "ruleset"});
-  EXPECT_TRUE(Has(ruleset, "add @vm_log_rate { ip saddr limit rate 10/second burst 20 packets } "
+  EXPECT_TRUE(Has(ruleset, "update @vm_log_rate { ip saddr timeout 1m limit rate 10/second burst 20 packets } "
                            "limit rate 50/second burst 100 packets log prefix \"avm-refused\" group 7100 snaplen 64"))
       << ruleset;
-  EXPECT_TRUE(Has(ruleset, "set vm_log_rate {\n\t\ttype ipv4_addr\n\t\tsize 65536\n\t\tflags dynamic")) << ruleset;
+  // Each VM's bucket goes a minute after its last refused packet.
+  EXPECT_TRUE(Has(ruleset, "set vm_log_rate {\n\t\ttype ipv4_addr\n\t\tsize 65536\n\t\tflags dynamic,timeout"))
+      << ruleset;
   RunInNetns(netns_.name(), [&] {
     auto rules = firewall_->RuleCount();
     ASSERT_TRUE(rules.has_value()) << rules.error().message;

@@ -146,8 +146,8 @@ TEST_F(FirewallTest, RefusedPacketsAreLoggedRateLimitedOnlyWithALogGroup) {
   ASSERT_TRUE(logging.has_value());
   whats = Whats(recorded_->batches.back());
   const auto log = std::find(whats.begin(), whats.end(),
-                             "add rule inet agentvm vm_refuse: add @vm_log_rate { ip saddr limit rate 10/second "
-                             "burst 20 packets } limit rate 50/second burst 100 packets log prefix "
+                             "add rule inet agentvm vm_refuse: update @vm_log_rate { ip saddr timeout 1m limit rate "
+                             "10/second burst 20 packets } limit rate 50/second burst 100 packets log prefix "
                              "\"avm-refused\" group 7100 snaplen 64");
   ASSERT_NE(log, whats.end());
   const auto counted = std::find(whats.begin(), whats.end(), "add rule inet agentvm vm_refuse: counter name ip saddr map @vm_drops");
