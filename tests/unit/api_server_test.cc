@@ -608,6 +608,20 @@ TEST_F(ApiServerTest, FilesRoundTripBinaryWithMode) {
   EXPECT_EQ(missing.Json()["error"], "no such file: /nope");
 }
 
+// A chunk the guest fails to write ends the upload with its error; at
+// most the one piece already in flight behind it is written after it.
+TEST_F(ApiServerTest, AFailedChunkEndsAnUploadWithItsError) {
+  StartServer();
+  std::string id = AddVm();
+  OnIo([&] { fake_.fail_file_write_at = protocol::kFileChunkBytes; });
+  TestClient client(options_.socket_path);
+  std::string data(6 * protocol::kFileChunkBytes, 'x');
+  Reply put = client.Call("PUT", "/v1/vms/" + id + "/files?path=/full", data);
+  EXPECT_EQ(put.status, 500);
+  EXPECT_EQ(put.Json()["error"], "write /full: No space left on device");
+  OnIo([&] { EXPECT_LE(fake_.file_chunks_written, 3); });
+}
+
 TEST_F(ApiServerTest, LargeFilesStreamInGuestSizedChunksBothWays) {
   StartServer();
   std::string id = AddVm();

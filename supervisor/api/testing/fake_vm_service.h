@@ -307,6 +307,7 @@ class FakeVmService : public VmService {
   std::vector<int> exec_signals;                   // signals sent to fake execs
   std::vector<protocol::TerminalSize> exec_resizes;  // their terminals' new sizes
 
+  std::optional<std::uint64_t> fail_file_write_at;  // the chunk at this offset fails, as a full disk would
   boost::asio::awaitable<Result<void>> WriteFileChunk(const std::string& id, const std::string& path,
                                                       std::string data, std::uint64_t offset, bool truncate,
                                                       std::uint32_t mode) override {
@@ -314,6 +315,9 @@ class FakeVmService : public VmService {
     ++file_chunks_written;
     auto info = Find(id);
     if (!info) co_return Fail(info.error());
+    if (fail_file_write_at && offset == *fail_file_write_at) {
+      co_return Fail(ErrorCode::kInternal, "write " + path + ": No space left on device");
+    }
     File& file = files[id][path];
     if (truncate) file = File{{}, mode};
     if (offset != file.data.size()) co_return Fail(ErrorCode::kInvalidArgument, "fake: a chunk out of order");
