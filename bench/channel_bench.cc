@@ -16,6 +16,7 @@
 #include "bench/processes.h"
 #include "bench/stats.h"
 #include "common/logging.h"
+#include "common/write_behind.h"
 #include "supervisor/exec_stream.h"
 
 namespace agentvm::bench {
@@ -121,15 +122,26 @@ asio::awaitable<Result<Clock::duration>> StdinIn(ManualVm& vm, int mib) {
   co_return elapsed;
 }
 
-// A file written 1 MiB at a time, each waiting for its "ok", as `cp` in does.
+// A file written 1 MiB at a time, two in flight, as `cp` in does.
 asio::awaitable<Result<Clock::duration>> FileIn(ManualVm& vm, int mib) {
   const std::uint64_t want = static_cast<std::uint64_t>(mib) << 20;
+  GuestChannel& agent = vm.agent();
+  // Not inside the constructor call: g++ 12 miscompiles a co_await in an
+  // expression that also holds a lambda.
+  auto executor = co_await asio::this_coro::executor;
+  WriteBehind writer(
+      executor,
+      [&agent](std::string piece, std::uint64_t offset, bool truncate) -> asio::awaitable<Result<void>> {
+        co_return co_await agent.WriteFileChunk(kGuestFileIn, std::move(piece), offset, truncate, 0644);
+      },
+      "bench file write");
   const auto start = Clock::now();
   for (std::uint64_t offset = 0; offset < want; offset += kFileChunk) {
-    std::string chunk(kFileChunk, 'y');
-    auto written = co_await vm.agent().WriteFileChunk(kGuestFileIn, std::move(chunk), offset, offset == 0, 0644);
+    auto written = co_await writer.Write(std::string(kFileChunk, 'y'));
     if (!written) co_return Fail(written.error().Wrap("file: write"));
   }
+  auto finished = co_await writer.Finish();
+  if (!finished) co_return Fail(finished.error().Wrap("file: write"));
   co_return Clock::now() - start;
 }
 
@@ -201,7 +213,7 @@ asio::awaitable<int> Run(Options options) {
   std::printf("| file read through our agent (1 MiB chunks) | %.1f | %.2f |\n", file_mbs, file_mbs / raw_mbs);
   std::printf("| exec stdin streamed in (`cat > /dev/null`, ExecStream::WriteStdin) | %.1f | %.2f |\n", stdin_mbs,
               stdin_mbs / raw_mbs);
-  std::printf("| file write through our agent (1 MiB chunks, each waits for its ok) | %.1f | %.2f |\n", file_in_mbs,
+  std::printf("| file write through our agent (1 MiB chunks, two in flight, as `cp` in) | %.1f | %.2f |\n", file_in_mbs,
               file_in_mbs / raw_mbs);
   co_return 0;
 }

@@ -10,7 +10,6 @@
 // its own, and the agent stays small.
 #include <signal.h>
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +17,7 @@
 #include "common/logging.h"
 #include "common/pending.h"
 #include "common/spawn.h"
+#include "common/write_behind.h"
 #include "protocol/messages.h"
 #include "supervisor/api/handlers.h"
 #include "supervisor/api/request_validation.h"
@@ -104,32 +104,6 @@ std::shared_ptr<Pending<Result<protocol::FileChunk>>> ReadAhead(asio::any_io_exe
   return next;
 }
 
-// Starts writing `piece` at `offset` of `path`; the result lands in the
-// returned Pending whether or not anyone still waits for it.
-std::shared_ptr<Pending<Result<void>>> WriteBehind(asio::any_io_executor executor, VmService& service,
-                                                   std::string vm_id, std::string path, std::string piece,
-                                                   std::uint64_t offset, bool truncate, std::uint32_t mode) {
-  auto done = std::make_shared<Pending<Result<void>>>(executor);
-  SpawnDetached(
-      executor,
-      [&service, vm_id, path = std::move(path), piece = std::move(piece), offset, truncate, mode,
-       done]() mutable -> awaitable<void> {
-        auto written = co_await service.WriteFileChunk(vm_id, path, std::move(piece), offset, truncate, mode);
-        done->Set(std::move(written));
-      },
-      vm_id + ": file write behind");
-  return done;
-}
-
-// The outcome of the oldest write in flight, which then leaves the queue.
-// The write has the guest channel's own deadline, so this wait needs none.
-awaitable<Result<void>> OldestWritten(std::deque<std::shared_ptr<Pending<Result<void>>>>& in_flight) {
-  std::shared_ptr<Pending<Result<void>>> oldest = in_flight.front();
-  in_flight.pop_front();
-  std::optional<Result<void>> written = co_await oldest->Wait(kNoDeadline);
-  co_return written ? std::move(*written) : Fail(ErrorCode::kTimeout, "a file write never finished");
-}
-
 }  // namespace
 
 bool HasStreamedBody(const RouteMatch& match) {
@@ -151,17 +125,21 @@ awaitable<void> ApiHandlers::PutFile(const RouteMatch& match, BodySource& body, 
     co_await responder.Send(std::move(refusal));
     co_return;
   }
-  // The body goes on in pieces of the guest's chunk size as it arrives; the
-  // first piece (even an empty one) creates or truncates the file. Two
-  // pieces are in flight at most: the next one crosses the channel while the
-  // guest writes this one and answers, where one at a time left the channel
-  // idle for the guest's write and a round trip per piece. The channel
-  // keeps their order, so the truncating first one is written first.
-  constexpr std::size_t kPiecesInFlight = 2;
+  // The body goes on in pieces of the guest's chunk size as it arrives, two
+  // in flight (write_behind.h); the first piece (even an empty one) creates
+  // or truncates the file.
+  VmService& service = service_;
+  // Not inside the constructor call: g++ 12 miscompiles a co_await in an
+  // expression that also holds a lambda.
   auto executor = co_await asio::this_coro::executor;
-  std::deque<std::shared_ptr<Pending<Result<void>>>> in_flight;
+  WriteBehind writer(
+      executor,
+      [&service, vm_id = match.vm_id, path = params->path, mode = params->mode](
+          std::string piece, std::uint64_t offset, bool truncate) -> awaitable<Result<void>> {
+        co_return co_await service.WriteFileChunk(vm_id, path, std::move(piece), offset, truncate, mode);
+      },
+      match.vm_id + ": write " + params->path);
   std::string pending;
-  std::uint64_t offset = 0;
   bool first = true;
   bool end = false;
   Result<void> written;
@@ -171,20 +149,14 @@ awaitable<void> ApiHandlers::PutFile(const RouteMatch& match, BodySource& body, 
     end = chunk->empty();
     pending += *chunk;
     while (written && (pending.size() >= protocol::kFileChunkBytes || (end && (first || !pending.empty())))) {
-      if (in_flight.size() == kPiecesInFlight) written = co_await OldestWritten(in_flight);
-      if (!written) break;
       std::size_t take = std::min<std::size_t>(pending.size(), protocol::kFileChunkBytes);
-      in_flight.push_back(WriteBehind(executor, service_, match.vm_id, params->path, pending.substr(0, take), offset,
-                                      first, params->mode));
+      written = co_await writer.Write(pending.substr(0, take));
       pending.erase(0, take);
-      offset += take;
       first = false;
     }
   }
-  while (!in_flight.empty()) {
-    Result<void> outcome = co_await OldestWritten(in_flight);
-    if (written && !outcome) written = std::move(outcome);
-  }
+  Result<void> finished = co_await writer.Finish();
+  if (written) written = std::move(finished);
   if (!written) {
     HttpResponse failure = ErrorResponse(written.error());
     co_await responder.Send(std::move(failure));
