@@ -205,9 +205,12 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
   // Only a new VM boots; a second Boot() would fail or kill the first's QEMU.
   if (booting_ || state_ != VmState::kCreating) co_return Fail(StateConflict());
   booting_ = true;
-  // vhost-user-fs state cannot be migrated (QEMU 7.2): the Supervisor never
-  // asks a VM with mounts to restore; should it, it cold-boots.
-  if (!spec_.mounts.empty()) golden.reset();
+  // A clone with mounts needs its RAM in a memfd virtiofsd can map: a copy
+  // of the template. The Supervisor asks for no other; should it, it cold-boots.
+  if (!spec_.mounts.empty() && golden && !golden->memory) {
+    restore_error_ = "a VM with mounts restores only from a memory template (memory_templates: cow)";
+    golden.reset();
+  }
   Result<void> booted;
   if (golden) {
     // Until the failed restore's QEMU is reaped, its exit is not the VM's.
@@ -248,6 +251,10 @@ boost::asio::awaitable<void> Vm::DiscardFailedRestore() {
   }
   channel_.reset();
   qmp_.reset();
+  // The cold boot starts its own virtiofsds on fresh sockets and RAM.
+  virtiofsds_.clear();
+  fs_plug_ends_.clear();
+  guest_ram_.reset();
   std::error_code ec;
   fs::remove(spec_.paths.overlay(), ec);
   for (const auto& socket : {spec_.paths.qmp_socket(), spec_.paths.agent_socket()}) fs::remove(socket, ec);
@@ -280,7 +287,13 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
       .mac = spec_.network.mac,
       .incoming_defer = golden != nullptr,
   };
-  if (golden && golden->memory) {
+  spec.hotplug_ports = static_cast<int>(kMaxMounts);
+  if (golden && golden->memory && !spec_.mounts.empty()) {
+    // Its own copy of the template, mapped shared as the golden VM's was
+    // (the same backend, so its state loads with x-ignore-shared alike).
+    spec.memory = GuestMemory::kTemplateSource;
+    spec.memory_fd = guest_ram_.get();
+  } else if (golden && golden->memory) {
     spec.memory = GuestMemory::kTemplateClone;
     spec.memory_fd = golden->memory->fd();
   } else if (spec_.ram_becomes_template) {
@@ -322,6 +335,15 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   if (golden) {
     if (auto loaded = co_await LoadGolden(*golden, remaining()); !loaded) co_return loaded;
     phases.Done("load and cont");
+    if (!spec_.mounts.empty()) {
+      // The guest probes the devices while the agent is reached and given
+      // its identity; the mounts wait for them below.
+      if (auto plugged = co_await HotplugMounts(remaining()); !plugged) {
+        restore_failed_at_mounts_ = true;
+        co_return plugged;
+      }
+      phases.Done("hot-plug");
+    }
     if (!connect_first) {
       if (auto connected = co_await ConnectAgent(remaining()); !connected) co_return connected;
       phases.Done("connect");
@@ -342,7 +364,10 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
     phases.Done("identity");
   }
   if (!spec_.mounts.empty()) {
-    if (auto mounted = co_await MountInGuest(remaining()); !mounted) co_return mounted;
+    if (auto mounted = co_await MountInGuest(remaining(), golden != nullptr); !mounted) {
+      if (golden) restore_failed_at_mounts_ = true;
+      co_return mounted;
+    }
     phases.Done("mounts");
   }
   Log()->info("{}: {} in {} ms ({})", spec_.id, golden ? "restored" : "cold-booted", phases.total().count(),
@@ -373,6 +398,13 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
     if (!ram) co_return Fail(ram.error().Wrap("guest RAM"));
     guest_ram_ = std::move(*ram);
   }
+  const bool hotplug = golden && !spec_.mounts.empty();
+  if (hotplug && golden->memory) {
+    auto ram = SharedCopyOfTemplate(*golden->memory);
+    if (!ram) co_return Fail(ram.error().Wrap("copy the memory template"));
+    guest_ram_ = std::move(*ram);
+    phases.Done("copy RAM");
+  }
   // QEMU inherits its own copy; this one closes when the launch is done.
   auto console_end = console_->Connect();
   if (!console_end) co_return Fail(console_end.error().Wrap("console"));
@@ -382,13 +414,16 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   auto listeners = ListenForQemu(paths, launch_spec);
   if (!listeners) co_return Fail(listeners.error());
   // QEMU inherits these too; ours close when the launch is done.
-  auto fs_ends = StartVirtiofsds(launch_spec);
+  auto fs_ends = StartVirtiofsds(launch_spec, hotplug);
   if (!fs_ends) co_return Fail(fs_ends.error());
   QemuLaunch launch = QemuLaunchFor(launch_spec, paths);
   auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
   phases.Done("spawn");
+  // QEMU has its own fd and mapping of a clone's RAM copy; no other process
+  // needs this one (a golden VM's is taken for the template after the save).
+  if (hotplug) guest_ram_.reset();
   qemu_start_time_ = ProcessStartTime(qemu_->pid()).value_or(0);
   SpawnDetached(context_.executor, WatchQemu(shared_from_this(), qemu_.get()), "qemu watcher of " + spec_.id);
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");
