@@ -19,7 +19,7 @@ using std::chrono::milliseconds;
 
 // How often, and how long at most, a clone's mount is tried again while the
 // guest probes the hot-plugged device (tens of ms under TCG).
-constexpr milliseconds kMountRetry{50};
+constexpr milliseconds kMountRetry{20};
 constexpr milliseconds kMountWaitLimit{10000};
 
 // The tag of mount `i`'s device, which the guest mounts by.
