@@ -305,9 +305,11 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
 
 boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden) {
   // A first boot starts in creating; a cold boot after a failed restore
-  // comes back to it.
+  // comes back to it, or is still in it when the restore failed before its
+  // QEMU started (its overlay, a clone's virtiofsds): said once.
   if (state_ == VmState::kCreating) {
-    Announce();
+    if (!creating_announced_) Announce();
+    creating_announced_ = true;
   } else if (!SetState(VmState::kCreating)) {
     co_return Fail(StateConflict());
   }
@@ -401,7 +403,10 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   const bool hotplug = golden && !spec_.mounts.empty();
   if (hotplug && golden->memory) {
     auto ram = SharedCopyOfTemplate(*golden->memory);
-    if (!ram) co_return Fail(ram.error().Wrap("copy the memory template"));
+    if (!ram) {
+      restore_failed_at_mounts_ = true;  // the host's memory, not the snapshot
+      co_return Fail(ram.error().Wrap("copy the memory template"));
+    }
     guest_ram_ = std::move(*ram);
     phases.Done("copy RAM");
   }
@@ -415,7 +420,10 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   if (!listeners) co_return Fail(listeners.error());
   // QEMU inherits these too; ours close when the launch is done.
   auto fs_ends = StartVirtiofsds(launch_spec, hotplug);
-  if (!fs_ends) co_return Fail(fs_ends.error());
+  if (!fs_ends) {
+    if (hotplug) restore_failed_at_mounts_ = true;
+    co_return Fail(fs_ends.error());
+  }
   QemuLaunch launch = QemuLaunchFor(launch_spec, paths);
   auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));

@@ -164,9 +164,9 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // with set_restore_error); empty otherwise.
   const std::string& restore_error() const { return restore_error_; }
   void set_restore_error(std::string why) { restore_error_ = std::move(why); }
-  // The failed restore loaded the golden state and ran the guest; what
-  // failed was hot-plugging or mounting its shared directories. The
-  // snapshot is not to blame and stays.
+  // The failed restore failed at what a clone with mounts adds (copying
+  // the template, starting virtiofsds, hot-plugging or mounting their
+  // devices), not at the golden snapshot, which stays.
   bool restore_failed_at_mounts() const { return restore_failed_at_mounts_; }
 
   // The QEMU command line's spec for this VM; `golden` for a clone of it.
@@ -307,6 +307,7 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // A clone's ends of its virtiofsds' sockets until HotplugMounts hands them over.
   std::vector<UniqueFd> fs_plug_ends_;
   bool restore_failed_at_mounts_ = false;
+  bool creating_announced_ = false;
   bool booting_ = false;
   bool restoring_ = false;  // QEMU exiting now is a failed restore, not a failed VM
   bool snapshot_op_ = false;

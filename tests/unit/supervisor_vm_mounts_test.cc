@@ -147,6 +147,16 @@ TEST_F(VmMountsTest, AFailedHotPlugColdBootsWithTheReasonAndFreshVirtiofsds) {
   EXPECT_EQ(host_->live_virtiofsds(), 0);
 }
 
+TEST_F(VmMountsTest, AVirtiofsdThatFailsToStartForACloneIsNotTheSnapshotsFault) {
+  host_->virtiofsd_error = Error{ErrorCode::kInternal, "no virtiofsd"};
+  Vm& vm = MakeVm();
+  auto booted = Run(vm.Boot(Golden()));
+  ASSERT_FALSE(booted) << "the cold boot after it needs a virtiofsd too";
+  EXPECT_NE(vm.restore_error().find("no virtiofsd"), std::string::npos) << vm.restore_error();
+  EXPECT_TRUE(vm.restore_failed_at_mounts());
+  EXPECT_EQ(host_->live_virtiofsds(), 0);
+}
+
 TEST_F(VmMountsTest, ANamedSnapshotIsRefusedWithAConflictSayingWhy) {
   Vm& vm = MakeRunningVm();
   auto saved = Run(vm.SaveSnapshot("before"));
