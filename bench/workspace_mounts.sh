@@ -1,12 +1,17 @@
 #!/bin/bash
 # Mounts vs the VM's own disk, in one run (docs/workspaces.md): VM start with
-# one mount vs without (both cold boots: a VM with mounts cannot restore),
+# one mount vs without, cold-booted and restored from the golden snapshot
+# (a VM with a mount restores with its virtiofs device hot-plugged; a build
+# from before that cold-boots it and says so in restore_error, printed),
 # sequential write and read throughput, and small-file metadata (2,000
 # files: create, `find`, `stat`) on the guest's disk and on a virtiofs mount
 # under each virtiofs_cache mode asked for (a daemon each, one after the
 # other, in one run).
 # Usage: bench/workspace_mounts.sh [BUILD_DIR]   (root; tiny image)
-#   RUNS=N start pairs (default 3); CACHES="auto always" modes (default auto)
+#   RUNS=N start rounds (default 3), each: cold and restored, without and
+#   with a mount, interleaved; CACHES="auto always" modes (default auto);
+#   STARTS_ONLY=1 skips the throughput part; IMAGE_DIR (default
+#   BUILD_DIR/images) to compare another build's binaries on the same images.
 set -euo pipefail
 build=$(realpath "${1:-${AGENTVM_BUILD_DIR:-build}}")
 work=$(mktemp -d /tmp/avm-mount-bench.XXXXXX)
@@ -31,7 +36,7 @@ start_daemon() {
   printf 'mount_roots:\n  - %s\nvirtiofs_cache: %s\n' "$work/roots" "$1" > "$work/agentvmd.yaml"
   rm -f "$sock"
   "$build/bin/agentvmd" --socket "$sock" --state-dir "$work/state" --run-dir "$work/run" \
-    --image-dir "$build/images" --accel tcg --no-golden-snapshots --default-network isolated \
+    --image-dir "${IMAGE_DIR:-$build/images}" --accel tcg --default-network isolated \
     --config "$work/agentvmd.yaml" 2>> "$work/agentvmd.log" &
   daemon=$!
   for _ in $(seq 300); do [ -S "$sock" ] && return; sleep 0.1; done
@@ -55,12 +60,36 @@ runs=${RUNS:-3}
 caches=${CACHES:-auto}
 first=${caches%% *}
 start_daemon "$first"
+# Untimed: builds the golden snapshot the restores start from.
+avm rm -f "$(avm create --boot restore)" > /dev/null
+# Times `agentvm create --boot BOOT ARGS...` and prints LABEL, the time and
+# how the VM really started (its boot, and restore_error if any); the VM's
+# id goes to the file $work/last.
+start_vm() {
+  local label=$1 boot=$2 start id info
+  shift 2
+  start=$(now)
+  id=$(avm create --boot "$boot" "$@")
+  local took
+  took=$(elapsed "$start")
+  info=$(avm inspect "$id")
+  echo "$label: $took s (boot $(echo "$info" | jq -r .boot)$(echo "$info" | jq -r '.restore_error // "" | if . == "" then "" else ", restore_error: " + . end'))"
+  echo "$id" > "$work/last"
+}
 for i in $(seq "$runs"); do
-  start=$(now); plain=$(avm create --boot cold); echo "start without mount: $(elapsed "$start") s"
-  start=$(now); mounted=$(avm create --boot cold -v "$work/roots/repo:/workspace"); echo "start with one mount: $(elapsed "$start") s"
-  if [ "$i" -lt "$runs" ]; then avm rm -f "$plain" "$mounted" > /dev/null; fi
+  for boot in cold restore; do
+    start_vm "$boot, without mount" "$boot"; avm rm -f "$(cat "$work/last")" > /dev/null
+    start_vm "$boot, with one mount" "$boot" -v "$work/roots/repo:/workspace"
+    mounted=$(cat "$work/last")
+    if [ "$i" -lt "$runs" ] || [ "$boot" = cold ]; then avm rm -f "$mounted" > /dev/null; fi
+  done
 done
-avm rm -f "$plain" > /dev/null
+if [ -n "${STARTS_ONLY:-}" ]; then
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  avm rm -f "$mounted" > /dev/null
+  exit 0
+fi
+plain=$(avm create --boot cold)
 
 # The same work on WHERE in VM ID, one line of results labelled LABEL.
 measure() {

@@ -72,6 +72,14 @@ Result<FileDigest> CopyLeavingHoles(int from, const std::string& from_name, int 
 
 Result<UniqueFd> GuestRamMemfd(std::uint64_t bytes) { return SizedMemfd("agentvm-guest-ram", bytes, 0); }
 
+Result<UniqueFd> SharedCopyOfTemplate(const MemoryTemplate& source) {
+  auto copy = GuestRamMemfd(source.size());
+  if (!copy) return Fail(copy.error());
+  auto copied = CopyLeavingHoles(source.fd(), "memory template", copy->get(), "guest RAM");
+  if (!copied) return Fail(copied.error());
+  return copy;
+}
+
 Result<FileDigest> WriteMemoryFile(int ram, const fs::path& path) {
   struct stat st {};
   if (::fstat(ram, &st) != 0) return Fail(ErrnoError("fstat guest RAM", errno));

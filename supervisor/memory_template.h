@@ -40,6 +40,12 @@ class MemoryTemplate {
 // An empty memfd of `bytes` for a golden VM's RAM (QEMU maps it shared).
 Result<UniqueFd> GuestRamMemfd(std::uint64_t bytes);
 
+// A fresh, unsealed memfd holding a copy of `source` (zero pages left as
+// holes), for a clone QEMU maps shared: vhost-user devices (virtiofs) need
+// guest RAM that another process can map, which a private mapping of the
+// template is not. It shares no pages with the template or other clones.
+Result<UniqueFd> SharedCopyOfTemplate(const MemoryTemplate& source);
+
 // Writes the memfd `ram` to a new file `path` (mode 0600), leaving pages of
 // zeros as holes: most of a freshly booted guest's RAM was never touched.
 // Returns the digest of the file's full contents (holes read as zeros).

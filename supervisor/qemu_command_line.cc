@@ -70,6 +70,8 @@ void AppendMachineAndMemory(const QemuLaunchSpec& spec, std::vector<std::string>
 
 }  // namespace
 
+std::string HotplugPortId(std::size_t i) { return "hp" + std::to_string(i); }
+
 std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
   std::vector<std::string> argv = {
       spec.qemu_binary,
@@ -138,6 +140,12 @@ std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec) {
         "-netdev", "tap,id=net0,fd=" + std::to_string(spec.tap_fd),
         "-device", "virtio-net-pci,netdev=net0,mac=" + spec.mac,
     });
+  }
+  for (int i = 0; i < spec.hotplug_ports; ++i) {
+    // io-reserve=0: a virtio device needs no I/O ports, and eight ports'
+    // default 4 KiB windows would take half of the 64 KiB I/O space.
+    argv.insert(argv.end(), {"-device", "pcie-root-port,id=" + HotplugPortId(i) +
+                                            ",chassis=" + std::to_string(i + 1) + ",io-reserve=0"});
   }
   for (std::size_t i = 0; i < spec.fs_devices.size(); ++i) {
     const std::string id = "fs" + std::to_string(i);

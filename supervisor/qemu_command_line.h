@@ -79,7 +79,16 @@ struct QemuLaunchSpec {
     int fd = -1;
   };
   std::vector<FsDevice> fs_devices;
+
+  // Empty PCI Express root ports `hp0`, `hp1`, ... a device can be
+  // hot-plugged into (q35's root bus takes none): a clone of a golden
+  // snapshot gets its virtiofs devices there after the restore, so the
+  // golden VM has them too (docs/workspaces.md, "Snapshots and pools").
+  int hotplug_ports = 0;
 };
+
+// The id of root port `i` (QemuLaunchSpec::hotplug_ports).
+std::string HotplugPortId(std::size_t i);
 
 // argv[0] is spec.qemu_binary.
 std::vector<std::string> QemuCommandLine(const QemuLaunchSpec& spec);

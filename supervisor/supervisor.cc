@@ -211,7 +211,7 @@ boost::asio::awaitable<Result<VmInfo>> Supervisor::Create(CreateVmRequest reques
                                  .daemon_dirs = {config_.state_dir, config_.run_dir, config_.image_dir}};
   auto mounts = ResolveMounts(request.mounts, mount_policy);
   if (!mounts) co_return Fail(mounts.error());
-  // Pool VMs are restored clones, which cannot have mounts.
+  // A pool's VMs were made before anyone asked for mounts: they have none.
   if (request.boot == BootMode::kAuto && mounts->empty()) {
     if (std::shared_ptr<Vm> warm = TakeFromPool(request)) {
       Log()->info("{}: handed out from pool {}", warm->id(), warm->pool());

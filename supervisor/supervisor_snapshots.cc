@@ -59,12 +59,6 @@ boost::asio::awaitable<Result<void>> Supervisor::BootVm(Vm& vm, BootMode mode) {
   // Bridge mode gets its address by DHCP at boot; a clone would keep the
   // golden VM's lease. Such VMs always cold-boot.
   if (!golden_ || mode == BootMode::kCold || info.network.mode == NetworkMode::kBridge) co_return co_await vm.Boot();
-  // QEMU 7.2 cannot migrate vhost-user-fs, and a clone has no virtiofs
-  // device: a VM with mounts always cold-boots (docs/workspaces.md).
-  if (!info.mounts.empty()) {
-    if (mode == BootMode::kRestore) vm.set_restore_error("a VM with mounts cold-boots (virtiofs cannot be restored)");
-    co_return co_await vm.Boot();
-  }
 
   const GoldenKey key = GoldenKeyOf(info.image, info.cpus, info.memory_mib, info.network.mode);
   std::optional<GoldenSnapshot> golden;
@@ -89,10 +83,18 @@ boost::asio::awaitable<Result<void>> Supervisor::BootVm(Vm& vm, BootMode mode) {
       vm.set_restore_error("golden snapshot discarded: " + rejected);
     }
   }
+  // QEMU 7.2 cannot migrate vhost-user-fs: a clone with mounts gets its
+  // devices hot-plugged after the restore, into RAM that is a shared copy
+  // of the template (docs/workspaces.md, "Snapshots and pools").
+  if (golden && !info.mounts.empty() && !golden->memory) {
+    vm.set_restore_error("a VM with mounts restores only from a memory template (memory_templates: cow)");
+    golden.reset();
+  }
   const bool tried = golden.has_value();
   Result<void> booted = co_await vm.Boot(std::move(golden));
   // It passed every check and QEMU still refused it: never try it again.
-  if (tried && !vm.restore_error().empty()) golden_->Discard(key);
+  // A hot-plug or mount that failed after the restore is not its fault.
+  if (tried && !vm.restore_error().empty() && !vm.restore_failed_at_mounts()) golden_->Discard(key);
   if (mode == BootMode::kAuto && (!tried || !vm.restore_error().empty())) golden_->BuildSoon(key);
   co_return booted;
 }

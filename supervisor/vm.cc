@@ -13,8 +13,10 @@
 
 #include <fmt/format.h>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/logging.h"
@@ -72,6 +74,17 @@ Result<void> MakePrivateDir(const fs::path& dir) {
   // Sockets and disks of a VM are for the daemon only.
   fs::permissions(dir, fs::perms::owner_all, ec);
   return {};
+}
+
+// SharedCopyOfTemplate on a thread of its own: the copy (about 0.1 s for
+// 256 MiB) must not hold up every other VM's work on the daemon's thread.
+boost::asio::awaitable<Result<UniqueFd>> CopyTemplate(std::shared_ptr<const MemoryTemplate> source) {
+  co_return SharedCopyOfTemplate(*source);
+}
+boost::asio::awaitable<Result<UniqueFd>> CopyOffThisThread(std::shared_ptr<const MemoryTemplate> source) {
+  static boost::asio::thread_pool copier(1);
+  auto task = boost::asio::co_spawn(copier, CopyTemplate(std::move(source)), boost::asio::use_awaitable);
+  co_return co_await std::move(task);
 }
 
 }  // namespace
@@ -205,9 +218,12 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
   // Only a new VM boots; a second Boot() would fail or kill the first's QEMU.
   if (booting_ || state_ != VmState::kCreating) co_return Fail(StateConflict());
   booting_ = true;
-  // vhost-user-fs state cannot be migrated (QEMU 7.2): the Supervisor never
-  // asks a VM with mounts to restore; should it, it cold-boots.
-  if (!spec_.mounts.empty()) golden.reset();
+  // A clone with mounts needs its RAM in a memfd virtiofsd can map: a copy
+  // of the template. The Supervisor asks for no other; should it, it cold-boots.
+  if (!spec_.mounts.empty() && golden && !golden->memory) {
+    restore_error_ = "a VM with mounts restores only from a memory template (memory_templates: cow)";
+    golden.reset();
+  }
   Result<void> booted;
   if (golden) {
     // Until the failed restore's QEMU is reaped, its exit is not the VM's.
@@ -248,6 +264,10 @@ boost::asio::awaitable<void> Vm::DiscardFailedRestore() {
   }
   channel_.reset();
   qmp_.reset();
+  // The cold boot starts its own virtiofsds on fresh sockets and RAM.
+  virtiofsds_.clear();
+  fs_plug_ends_.clear();
+  guest_ram_.reset();
   std::error_code ec;
   fs::remove(spec_.paths.overlay(), ec);
   for (const auto& socket : {spec_.paths.qmp_socket(), spec_.paths.agent_socket()}) fs::remove(socket, ec);
@@ -280,7 +300,13 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
       .mac = spec_.network.mac,
       .incoming_defer = golden != nullptr,
   };
-  if (golden && golden->memory) {
+  spec.hotplug_ports = static_cast<int>(kMaxMounts);
+  if (golden && golden->memory && !spec_.mounts.empty()) {
+    // Its own copy of the template, mapped shared as the golden VM's was
+    // (the same backend, so its state loads with x-ignore-shared alike).
+    spec.memory = GuestMemory::kTemplateSource;
+    spec.memory_fd = guest_ram_.get();
+  } else if (golden && golden->memory) {
     spec.memory = GuestMemory::kTemplateClone;
     spec.memory_fd = golden->memory->fd();
   } else if (spec_.ram_becomes_template) {
@@ -292,9 +318,11 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
 
 boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden) {
   // A first boot starts in creating; a cold boot after a failed restore
-  // comes back to it.
+  // comes back to it, or is still in it when the restore failed before its
+  // QEMU started (its overlay, a clone's virtiofsds): said once.
   if (state_ == VmState::kCreating) {
-    Announce();
+    if (!creating_announced_) Announce();
+    creating_announced_ = true;
   } else if (!SetState(VmState::kCreating)) {
     co_return Fail(StateConflict());
   }
@@ -322,6 +350,15 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
   if (golden) {
     if (auto loaded = co_await LoadGolden(*golden, remaining()); !loaded) co_return loaded;
     phases.Done("load and cont");
+    if (!spec_.mounts.empty()) {
+      // The guest probes the devices while the agent is reached and given
+      // its identity; the mounts wait for them below.
+      if (auto plugged = co_await HotplugMounts(remaining()); !plugged) {
+        restore_failed_at_mounts_ = true;
+        co_return plugged;
+      }
+      phases.Done("hot-plug");
+    }
     if (!connect_first) {
       if (auto connected = co_await ConnectAgent(remaining()); !connected) co_return connected;
       phases.Done("connect");
@@ -342,7 +379,10 @@ boost::asio::awaitable<Result<void>> Vm::BootSteps(const GoldenSnapshot* golden)
     phases.Done("identity");
   }
   if (!spec_.mounts.empty()) {
-    if (auto mounted = co_await MountInGuest(remaining()); !mounted) co_return mounted;
+    if (auto mounted = co_await MountInGuest(remaining(), golden != nullptr); !mounted) {
+      if (golden) restore_failed_at_mounts_ = true;
+      co_return mounted;
+    }
     phases.Done("mounts");
   }
   Log()->info("{}: {} in {} ms ({})", spec_.id, golden ? "restored" : "cold-booted", phases.total().count(),
@@ -373,6 +413,16 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
     if (!ram) co_return Fail(ram.error().Wrap("guest RAM"));
     guest_ram_ = std::move(*ram);
   }
+  const bool hotplug = golden && !spec_.mounts.empty();
+  if (hotplug && golden->memory) {
+    auto ram = co_await CopyOffThisThread(golden->memory);
+    if (!ram) {
+      restore_failed_at_mounts_ = true;  // the host's memory, not the snapshot
+      co_return Fail(ram.error().Wrap("copy the memory template"));
+    }
+    guest_ram_ = std::move(*ram);
+    phases.Done("copy RAM");
+  }
   // QEMU inherits its own copy; this one closes when the launch is done.
   auto console_end = console_->Connect();
   if (!console_end) co_return Fail(console_end.error().Wrap("console"));
@@ -382,13 +432,19 @@ boost::asio::awaitable<Result<void>> Vm::LaunchQemu(const GoldenSnapshot* golden
   auto listeners = ListenForQemu(paths, launch_spec);
   if (!listeners) co_return Fail(listeners.error());
   // QEMU inherits these too; ours close when the launch is done.
-  auto fs_ends = StartVirtiofsds(launch_spec);
-  if (!fs_ends) co_return Fail(fs_ends.error());
+  auto fs_ends = StartVirtiofsds(launch_spec, hotplug);
+  if (!fs_ends) {
+    if (hotplug) restore_failed_at_mounts_ = true;
+    co_return Fail(fs_ends.error());
+  }
   QemuLaunch launch = QemuLaunchFor(launch_spec, paths);
   auto launched = co_await host.LaunchQemu(std::move(launch));
   if (!launched) co_return Fail(launched.error().Wrap("launch qemu"));
   qemu_ = std::move(*launched);
   phases.Done("spawn");
+  // QEMU has its own fd and mapping of a clone's RAM copy; no other process
+  // needs this one (a golden VM's is taken for the template after the save).
+  if (hotplug) guest_ram_.reset();
   qemu_start_time_ = ProcessStartTime(qemu_->pid()).value_or(0);
   SpawnDetached(context_.executor, WatchQemu(shared_from_this(), qemu_.get()), "qemu watcher of " + spec_.id);
   if (stop_reason_) co_return Fail(ErrorCode::kConflict, "destroyed while booting");

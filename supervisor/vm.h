@@ -164,6 +164,10 @@ class Vm : public std::enable_shared_from_this<Vm> {
   // with set_restore_error); empty otherwise.
   const std::string& restore_error() const { return restore_error_; }
   void set_restore_error(std::string why) { restore_error_ = std::move(why); }
+  // The failed restore failed at what a clone with mounts adds (copying
+  // the template, starting virtiofsds, hot-plugging or mounting their
+  // devices), not at the golden snapshot, which stays.
+  bool restore_failed_at_mounts() const { return restore_failed_at_mounts_; }
 
   // The QEMU command line's spec for this VM; `golden` for a clone of it.
   QemuLaunchSpec LaunchSpecFor(const GoldenSnapshot* golden) const;
@@ -238,10 +242,17 @@ class Vm : public std::enable_shared_from_this<Vm> {
   void OnChannelClosed(const Error& error);
   boost::asio::awaitable<Result<void>> LoadGolden(const GoldenSnapshot& golden, std::chrono::milliseconds timeout);
   boost::asio::awaitable<Result<void>> GiveIdentity(std::chrono::milliseconds timeout);
-  // vm_workspace.cc: a virtiofsd per mount, their devices added to `spec`;
-  // then, once the agent answers, the guest mounts them.
-  Result<std::vector<UniqueFd>> StartVirtiofsds(QemuLaunchSpec& spec);
-  boost::asio::awaitable<Result<void>> MountInGuest(std::chrono::milliseconds timeout);
+  // vm_workspace.cc: a virtiofsd per mount, their devices added to `spec`
+  // (a cold boot: QEMU inherits the returned sockets) or, for a clone,
+  // kept in fs_plug_ends_ for HotplugMounts; then, once the agent answers,
+  // the guest mounts them.
+  Result<std::vector<UniqueFd>> StartVirtiofsds(QemuLaunchSpec& spec, bool hotplug);
+  // A clone, after `cont`: each virtiofsd's socket passed to QEMU (getfd),
+  // a chardev on it and a vhost-user-fs-pci device in a hot-plug port.
+  boost::asio::awaitable<Result<void>> HotplugMounts(std::chrono::milliseconds timeout);
+  // `retry`: the devices were hot-plugged and the guest may not have
+  // probed them yet; each mount is tried again until `timeout`.
+  boost::asio::awaitable<Result<void>> MountInGuest(std::chrono::milliseconds timeout, bool retry);
   // Ends a failed restore's QEMU and clears what the cold boot makes anew.
   boost::asio::awaitable<void> DiscardFailedRestore();
   static boost::asio::awaitable<void> WatchQemu(std::shared_ptr<Vm> self, QemuProcess* process);
@@ -290,7 +301,13 @@ class Vm : public std::enable_shared_from_this<Vm> {
   std::unique_ptr<NetAttachment> network_;
   // While QEMU may use them; dropped (killed and reaped) when it is gone.
   std::vector<std::unique_ptr<VirtiofsdProcess>> virtiofsds_;
-  UniqueFd guest_ram_;  // with spec_.ram_becomes_template: QEMU's RAM, shared
+  // QEMU's RAM, shared: with spec_.ram_becomes_template, or a clone with
+  // mounts (a copy of the template, which virtiofsd maps too).
+  UniqueFd guest_ram_;
+  // A clone's ends of its virtiofsds' sockets until HotplugMounts hands them over.
+  std::vector<UniqueFd> fs_plug_ends_;
+  bool restore_failed_at_mounts_ = false;
+  bool creating_announced_ = false;
   bool booting_ = false;
   bool restoring_ = false;  // QEMU exiting now is a failed restore, not a failed VM
   bool snapshot_op_ = false;

@@ -56,6 +56,8 @@ struct FakeQemuBehavior {
   std::optional<ExitStatus> exit_at_launch;  // dies right after it starts
   std::string exit_message;                  // ... printing this to stderr
   bool powers_off = true;                    // false: a power-off request is ignored
+  // Non-empty: `device_add` fails with this (as when a virtiofsd is gone).
+  std::string device_add_error;
 };
 
 class FakeQemu : public std::enable_shared_from_this<FakeQemu> {
@@ -242,7 +244,15 @@ class FakeQemu : public std::enable_shared_from_this<FakeQemu> {
     } else if (name.starts_with("snapshot-")) {
       co_await RunSnapshotJob(command, name, arguments);
       co_return;
-    } else if (name != "getfd" && name != "closefd" && !name.starts_with("migrate-set-")) {
+    } else if (name == "device_add") {
+      if (!behavior_.device_add_error.empty()) {
+        std::string what = behavior_.device_add_error;
+        co_await peer_->ReplyError(command, "GenericError", std::move(what));
+        co_return;
+      }
+      events_->push_back("device " + arguments.value("driver", "") + " " + arguments.value("tag", "") + " in " +
+                         arguments.value("bus", ""));
+    } else if (name != "getfd" && name != "closefd" && name != "chardev-add" && !name.starts_with("migrate-set-")) {
       std::string what = "The command " + name + " has not been found";
       co_await peer_->ReplyError(command, "CommandNotFound", std::move(what));
       co_return;

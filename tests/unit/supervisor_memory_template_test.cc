@@ -109,6 +109,31 @@ TEST_F(MemoryTemplateTest, NobodyCanChangeTheTemplateButAPrivateMappingCopiesOnW
   EXPECT_EQ(ReadAt(fd, 5 * kPage, 12), std::string(12, '\0'));
 }
 
+TEST_F(MemoryTemplateTest, ASharedCopyHasTheTemplatesBytesAndWritesToItStayInTheCopy) {
+  UniqueFd ram = Ram();
+  auto written = WriteMemoryFile(ram.get(), file());
+  ASSERT_TRUE(written);
+  auto loaded = LoadMemoryTemplate(file(), written->size, written->checksum);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  auto copy = SharedCopyOfTemplate(**loaded);
+  ASSERT_TRUE(copy) << copy.error().message;
+  struct stat st {};
+  ASSERT_EQ(::fstat(copy->get(), &st), 0);
+  EXPECT_EQ(static_cast<std::uint64_t>(st.st_size), kRamBytes);
+  EXPECT_LE(static_cast<std::uint64_t>(st.st_blocks) * 512, 64 * kPage) << "zero pages stay holes";
+  EXPECT_EQ(::fcntl(copy->get(), F_GET_SEALS), F_SEAL_SEAL) << "not sealable, not sealed";
+
+  // What virtiofsd and QEMU do: map it shared and write; the template keeps its bytes.
+  void* map = ::mmap(nullptr, kRamBytes, PROT_READ | PROT_WRITE, MAP_SHARED, copy->get(), 0);
+  ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+  auto* bytes = static_cast<char*>(map);
+  EXPECT_EQ(std::string(bytes + 700 * kPage, 8), "page 700");
+  std::memcpy(bytes + kPage, "CLONE!", 6);
+  ::munmap(map, kRamBytes);
+  EXPECT_EQ(ReadAt(copy->get(), kPage, 6), "CLONE!");
+  EXPECT_EQ(ReadAt((*loaded)->fd(), kPage, 6), "page 1");
+}
+
 TEST_F(MemoryTemplateTest, ACorruptedOrResizedFileIsRefusedWithTheReason) {
   UniqueFd ram = Ram();
   auto written = WriteMemoryFile(ram.get(), file());

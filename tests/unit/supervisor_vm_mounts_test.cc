@@ -2,11 +2,14 @@
 // mount before QEMU, its device on QEMU's command line, the guest's mounts
 // made before the VM is running, and no virtiofsd outliving its QEMU.
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "supervisor/memory_template.h"
 #include "supervisor/testing/fake_vm_test.h"
 
 namespace agentvm {
@@ -22,6 +25,20 @@ class VmMountsTest : public testing::FakeVmTest {
     mount_owner_ = UserIds{.uid = 4242, .gid = 4343};
     guest_default_ = UserIds{.uid = 1000, .gid = 1001};
   }
+
+  // A golden snapshot whose state the fake QEMU loads, with a memory template.
+  GoldenSnapshot Golden() {
+    const std::filesystem::path dir = scratch_ / "golden";
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "state") << FakeQemu::kStateMagic;
+    auto ram = GuestRamMemfd(kRamBytes);
+    EXPECT_TRUE(ram) << ram.error().message;
+    return GoldenSnapshot{.dir = dir,
+                          .state_file = dir / "state",
+                          .disk = dir / "disk.qcow2",
+                          .memory = std::make_shared<const MemoryTemplate>(std::move(*ram), kRamBytes)};
+  }
+  static constexpr std::uint64_t kRamBytes = 1 << 20;
 
   static bool HasArgContaining(const FakeQemu& qemu, const std::string& text) {
     const auto& argv = qemu.launch().argv;
@@ -76,12 +93,68 @@ TEST_F(VmMountsTest, RemoveLeavesNoVirtiofsd) {
   EXPECT_EQ(host_->live_virtiofsds(), 0);
 }
 
-TEST_F(VmMountsTest, AGoldenSnapshotIsNotUsedAVmWithMountsColdBoots) {
-  GoldenSnapshot golden{.dir = scratch_, .state_file = scratch_ / "state", .disk = scratch_ / "disk.qcow2"};
+TEST_F(VmMountsTest, WithoutAMemoryTemplateAGoldenSnapshotIsNotUsedAndTheVmColdBootsSayingWhy) {
+  GoldenSnapshot golden = Golden();
+  golden.memory.reset();
   Vm& vm = MakeRunningVm(golden);
   EXPECT_EQ(vm.Info().boot, "cold");
+  EXPECT_NE(vm.restore_error().find("memory template"), std::string::npos) << vm.restore_error();
   EXPECT_FALSE(host_->qemu().HasArg("-incoming"));
   EXPECT_EQ(host_->live_virtiofsds(), 2);
+}
+
+TEST_F(VmMountsTest, ACloneGetsACopyOfTheTemplateSharedAndItsDevicesHotPluggedAfterCont) {
+  Vm& vm = MakeRunningVm(Golden());
+  EXPECT_EQ(vm.Info().boot, "restore");
+  EXPECT_EQ(vm.restore_error(), "");
+  const FakeQemu& qemu = host_->qemu();
+  // Its RAM: a shared file backend on a memfd of its own, not the template's.
+  EXPECT_TRUE(HasArgContaining(qemu, "memory-backend-file,id=pc.ram,size=256M,mem-path=/proc/self/fd/"));
+  EXPECT_TRUE(HasArgContaining(qemu, ",share=on"));
+  EXPECT_FALSE(HasArgContaining(qemu, "vhost-user-fs-pci")) << "no device on the command line: the state has none";
+  EXPECT_TRUE(HasArgContaining(qemu, "pcie-root-port,id=hp7,chassis=8,io-reserve=0"));
+  // Virtiofsds before QEMU; the devices after `cont`, into the hot-plug ports;
+  // the guest's mounts after them.
+  EXPECT_LT(EventIndex("virtiofsd /home/u/repo rw"), EventIndex("launch"));
+  const int cont = EventIndex("qmp cont");
+  ASSERT_GE(cont, 0);
+  EXPECT_LT(cont, EventIndex("device vhost-user-fs-pci agentvm-fs0 in hp0"));
+  EXPECT_LT(cont, EventIndex("device vhost-user-fs-pci agentvm-fs1 in hp1"));
+  EXPECT_EQ(std::ranges::count(host_->events(), std::string("qmp getfd")), 3) << "the state file and two sockets";
+  EXPECT_EQ(std::ranges::count(host_->events(), std::string("qmp chardev-add")), 2);
+  const auto actions = qemu.AgentActions();
+  EXPECT_NE(std::ranges::find(actions, "mount agentvm-fs0 /workspace rw"), actions.end());
+  EXPECT_NE(std::ranges::find(actions, "mount agentvm-fs1 /data ro"), actions.end());
+  EXPECT_EQ(host_->live_virtiofsds(), 2);
+}
+
+TEST_F(VmMountsTest, AFailedHotPlugColdBootsWithTheReasonAndFreshVirtiofsds) {
+  host_->next.device_add_error = "vhost-user-fs: Failed to read msg header";
+  GoldenSnapshot golden = Golden();
+  Vm& vm = MakeVm();
+  auto booted = Run(vm.Boot(golden));
+  ASSERT_TRUE(booted) << booted.error().message;
+  EXPECT_EQ(vm.Info().boot, "cold");
+  EXPECT_NE(vm.restore_error().find("device_add"), std::string::npos) << vm.restore_error();
+  EXPECT_NE(vm.restore_error().find("Failed to read msg header"), std::string::npos) << vm.restore_error();
+  EXPECT_TRUE(vm.restore_failed_at_mounts()) << "the snapshot is not to blame";
+  ASSERT_EQ(host_->launched().size(), 2u);
+  EXPECT_TRUE(HasArgContaining(host_->qemu(), "vhost-user-fs-pci,chardev=fs0,tag=agentvm-fs0"));
+  EXPECT_EQ(host_->virtiofsds().size(), 4u) << "the restore's two, then the cold boot's own two";
+  EXPECT_EQ(host_->live_virtiofsds(), 2);
+  auto removed = Run(vm.Remove());
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_EQ(host_->live_virtiofsds(), 0);
+}
+
+TEST_F(VmMountsTest, AVirtiofsdThatFailsToStartForACloneIsNotTheSnapshotsFault) {
+  host_->virtiofsd_error = Error{ErrorCode::kInternal, "no virtiofsd"};
+  Vm& vm = MakeVm();
+  auto booted = Run(vm.Boot(Golden()));
+  ASSERT_FALSE(booted) << "the cold boot after it needs a virtiofsd too";
+  EXPECT_NE(vm.restore_error().find("no virtiofsd"), std::string::npos) << vm.restore_error();
+  EXPECT_TRUE(vm.restore_failed_at_mounts());
+  EXPECT_EQ(host_->live_virtiofsds(), 0);
 }
 
 TEST_F(VmMountsTest, ANamedSnapshotIsRefusedWithAConflictSayingWhy) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
 #include <csignal>
@@ -15,6 +16,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "supervisor/mount_policy.h"
 
@@ -26,11 +28,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A daemon whose config allows mounts under `root`.
-DaemonOptions AllowMountsUnder(const TempDir& dir, const fs::path& root) {
+// A daemon whose config allows mounts under `root` (and says `more`).
+DaemonOptions AllowMountsUnder(const TempDir& dir, const fs::path& root, bool golden_snapshots = false,
+                               const std::string& more = "") {
   const fs::path config = dir.path() / "agentvmd.yaml";
-  std::ofstream(config) << "mount_roots:\n  - " << root.string() << "\n";
-  return DaemonOptions{.extra_args = {"--config", config.string()}};
+  std::ofstream(config) << "mount_roots:\n  - " << root.string() << "\n" << more;
+  return DaemonOptions{.extra_args = {"--config", config.string()}, .golden_snapshots = golden_snapshots};
 }
 
 // The virtiofsds of `daemon`'s VMs (their argv[0] is a socket in its run dir).
@@ -70,8 +73,10 @@ class NosuidTmpfs {
 
 class VmWorkspaceMountTest : public ::testing::Test {
  protected:
-  VmWorkspaceMountTest()
-      : local_("avm-mnt"), roots_(local_.path() / "roots"), daemon_(AllowMountsUnder(local_, local_.path() / "roots")) {
+  explicit VmWorkspaceMountTest(bool golden_snapshots = false, const std::string& more_config = "")
+      : local_("avm-mnt"),
+        roots_(local_.path() / "roots"),
+        daemon_(AllowMountsUnder(local_, local_.path() / "roots", golden_snapshots, more_config)) {
     fs::create_directories(rw_);
     fs::create_directories(ro_);
     std::ofstream(rw_ / "hello.txt") << "written on the host\n";
@@ -271,6 +276,112 @@ TEST_F(VmWorkspaceMountTest, NoVirtiofsdOutlivesItsQemuOrTheDaemon) {
   EXPECT_NE(listed.out.find("not adopted"), std::string::npos) << listed.out;
   EXPECT_NE(RunCommand({"pgrep", "-f", "guest=" + second}).exit_code, 0) << "its QEMU still runs";
   EXPECT_EQ(daemon_.Cli({"rm", "-f", second}).exit_code, 0);
+}
+
+// With golden snapshots: a VM with mounts is a clone whose virtiofs devices
+// are hot-plugged after the restore (docs/workspaces.md, "Snapshots and pools").
+class VmWorkspaceRestoreTest : public VmWorkspaceMountTest {
+ protected:
+  explicit VmWorkspaceRestoreTest(const std::string& more_config = "") : VmWorkspaceMountTest(true, more_config) {}
+
+  // POST /v1/vms with boot restore and the two mounts: the VM's JSON.
+  nlohmann::json CreateRestored() {
+    const nlohmann::json request = {
+        {"boot", "restore"},
+        {"mounts",
+         {{{"source", rw_.string()}, {"target", "/workspace"}},
+          {{"source", ro_.string()}, {"target", "/data"}, {"readonly", true}}}}};
+    auto [status, body] = daemon_.Http("POST", "/v1/vms", request.dump());
+    EXPECT_EQ(status, 201) << body << daemon_.Log();
+    return nlohmann::json::parse(body, nullptr, false);
+  }
+
+  // How many fds of the daemon are a memfd called `name`.
+  int DaemonMemfds(const std::string& name) const {
+    auto pid = RunCommand({"pgrep", "-f", "agentvmd .*--socket " + daemon_.socket()});
+    EXPECT_EQ(pid.exit_code, 0) << pid.err;
+    int count = 0;
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(std::atoi(pid.out.c_str())) + "/fd", ec)) {
+      if (fs::read_symlink(fd.path(), ec).string().starts_with("/memfd:" + name)) ++count;
+    }
+    return count;
+  }
+};
+
+TEST_F(VmWorkspaceRestoreTest, AVmWithMountsRestoresAndItsMountsWorkBothWays) {
+  const nlohmann::json vm = CreateRestored();
+  const std::string id = vm.value("id", "");
+  ASSERT_FALSE(id.empty()) << vm.dump();
+  EXPECT_EQ(vm.value("boot", ""), "restore") << "restore_error: " << vm.value("restore_error", "") << daemon_.Log();
+  EXPECT_EQ(vm.value("restore_error", ""), "");
+
+  auto read = Exec(id, "cat /workspace/hello.txt /data/keep.txt");
+  EXPECT_EQ(read.out, "written on the host\nread only\n") << read.err << daemon_.Log();
+  auto wrote = Exec(id, "echo from the clone > /workspace/result.txt");
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  EXPECT_EQ(ReadFile(rw_ / "result.txt"), "from the clone\n");
+  // A host edit shows in the guest (virtiofs_cache auto: within about a second).
+  std::ofstream(rw_ / "later.txt") << "after the restore\n";
+  EXPECT_TRUE(WaitUntil([&] { return Exec(id, "cat /workspace/later.txt").out == "after the restore\n"; },
+                        std::chrono::seconds(5)));
+  EXPECT_NE(Exec(id, "touch /data/new").exit_code, 0) << "the read-only mount took a write";
+  EXPECT_FALSE(fs::exists(ro_ / "new"));
+
+  // The RAM copy is QEMU's alone: the daemon keeps no fd of it.
+  EXPECT_EQ(DaemonMemfds("agentvm-guest-ram"), 0);
+  EXPECT_FALSE(Virtiofsds(daemon_).empty());
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id}).exit_code, 0);
+  EXPECT_TRUE(WaitUntil([&] { return Virtiofsds(daemon_).empty(); })) << Virtiofsds(daemon_);
+  EXPECT_NE(RunCommand({"pgrep", "-f", "guest=" + id}).exit_code, 0) << "its QEMU still runs";
+  EXPECT_FALSE(fs::exists(fs::path(daemon_.run_dir()) / "vms" / id)) << "its sockets are left";
+}
+
+// A virtiofsd that is gone before its device is added, on the restore's
+// attempt only: a fake virtiofsd that exits at once the first time it runs
+// and is the real one afterwards.
+constexpr char kDiesOnceVirtiofsd[] = "dies-once-virtiofsd";
+
+class VmWorkspaceRestoreFailureTest : public VmWorkspaceRestoreTest {
+ protected:
+  VmWorkspaceRestoreFailureTest()
+      : VmWorkspaceRestoreTest("virtiofsd: " + (fs::temp_directory_path() / kDiesOnceVirtiofsd).string() + "\n") {}
+
+  void SetUp() override {
+    // Made for the jail's uid (root of its own user namespace, nobody's
+    // files on the host): readable, and the marker's dir writable, by all.
+    fs::create_directories(marker_dir_);
+    ::chmod(marker_dir_.c_str(), 0777);
+    ::chmod(local_.path().c_str(), 0755);
+    std::ofstream(script_) << "#!/bin/sh\n"
+                           << "[ -e " << (marker_dir_ / "ran").string() << " ] && exec /usr/lib/qemu/virtiofsd \"$@\"\n"
+                           << "touch " << (marker_dir_ / "ran").string() << "\n";
+    ::chmod(script_.c_str(), 0755);
+  }
+  void TearDown() override { fs::remove(script_); }
+
+  const fs::path script_ = fs::temp_directory_path() / kDiesOnceVirtiofsd;
+  const fs::path marker_dir_ = local_.path() / "marker";
+};
+
+TEST_F(VmWorkspaceRestoreFailureTest, AFailedHotPlugColdBootsSayingWhyAndTheVmWorks) {
+  const nlohmann::json vm = CreateRestored();
+  const std::string id = vm.value("id", "");
+  ASSERT_FALSE(id.empty()) << vm.dump();
+  EXPECT_EQ(vm.value("state", ""), "running");
+  EXPECT_EQ(vm.value("boot", ""), "cold") << vm.dump();
+  EXPECT_NE(vm.value("restore_error", "").find("device_add"), std::string::npos) << vm.dump();
+  auto read = Exec(id, "cat /workspace/hello.txt && echo from the cold boot > /workspace/cold.txt");
+  EXPECT_EQ(read.out, "written on the host\n") << read.err << daemon_.Log();
+  EXPECT_EQ(ReadFile(rw_ / "cold.txt"), "from the cold boot\n");
+
+  // The snapshot was not to blame: it stays, and the next VM restores.
+  const nlohmann::json next = CreateRestored();
+  EXPECT_EQ(next.value("boot", ""), "restore") << next.dump();
+  const std::string source = "source=" + fs::canonical(rw_).string();
+  ASSERT_EQ(daemon_.Cli({"rm", "-f", id, next.value("id", "")}).exit_code, 0);
+  EXPECT_TRUE(WaitUntil([&] { return RunCommand({"pgrep", "-f", source}).exit_code != 0; }))
+      << RunCommand({"pgrep", "-af", source}).out;
 }
 
 TEST(VmWorkspaceMountPolicyTest, SourcesOutsideTheRootsAndSystemDirsAreRefusedWith400) {
