@@ -86,10 +86,12 @@ std::string Sanitize(std::string_view name) {
 
 std::string GoldenKey::DirName() const {
   const std::string channel_name = channel == ChannelKind::kVsock ? "vsock" : "serial";
-  const std::string canonical =
-      fmt::format("{}\n{}\n{}\n{}\n{}", image, cpus, memory_mib, channel_name, has_nic ? "nic" : "nonic");
-  return fmt::format("{}-{}c-{}m-{}-{}-{}", Sanitize(image), cpus, memory_mib, channel_name,
-                     has_nic ? "nic" : "nonic", Hex64(Xxh64Of(canonical)).substr(0, 8));
+  // Keys without ports keep the names they had before ports existed.
+  const std::string ports = hotplug_ports ? "-ports" : "";
+  const std::string canonical = fmt::format("{}\n{}\n{}\n{}\n{}{}", image, cpus, memory_mib, channel_name,
+                                            has_nic ? "nic" : "nonic", ports);
+  return fmt::format("{}-{}c-{}m-{}-{}{}-{}", Sanitize(image), cpus, memory_mib, channel_name,
+                     has_nic ? "nic" : "nonic", ports, Hex64(Xxh64Of(canonical)).substr(0, 8));
 }
 
 nlohmann::json GoldenMeta::ToJson() const {

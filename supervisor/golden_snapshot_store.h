@@ -47,6 +47,10 @@ struct GoldenKey {
   int memory_mib = 256;
   ChannelKind channel = ChannelKind::kVirtioSerial;
   bool has_nic = false;  // network modes with a NIC vs `isolated`
+  // For VMs with mounts: the golden VM has the root ports their virtiofs
+  // devices are hot-plugged into. Only they pay for the ports (about 30 ms
+  // more per restore under TCG), so other VMs restore from a key without.
+  bool hotplug_ports = false;
 
   // "tiny-1c-256m-serial-nonic-<8 hex>": safe as one path component whatever
   // the image name; the hash keeps keys distinct after sanitizing.

@@ -185,7 +185,8 @@ Result<std::shared_ptr<Vm>> Supervisor::MakeVm(const Image& image, int cpus, int
               .mounts = std::move(purpose.mounts),
               .mount_owner = purpose.mount_owner,
               .unclaimed = purpose.unclaimed,
-              .ram_becomes_template = purpose.ram_becomes_template};
+              .ram_becomes_template = purpose.ram_becomes_template,
+              .hotplug_ports = purpose.hotplug_ports};
   auto vm = std::make_shared<Vm>(MakeContext(), std::move(spec), std::move(*network));
   vms_[id] = vm;
   return vm;

@@ -92,6 +92,7 @@ class Supervisor : public VmService {
     std::vector<VmMount> mounts;
     std::optional<UserIds> mount_owner;
     bool ram_becomes_template = false;
+    bool hotplug_ports = false;
   };
   // A new VM (network attached, not booted), registered under a fresh id.
   Result<std::shared_ptr<Vm>> MakeVm(const Image& image, int cpus, int memory_mib, const NetworkRequest& network,
@@ -128,7 +129,7 @@ class Supervisor : public VmService {
 
   // supervisor_snapshots.cc: golden snapshots and pools.
   void MakePools();
-  GoldenKey GoldenKeyOf(const std::string& image, int cpus, int memory_mib, NetworkMode network) const;
+  GoldenKey GoldenKeyOf(const std::string& image, int cpus, int memory_mib, NetworkMode network, bool mounts) const;
   // Boots `vm` as `mode` says: a restore of its profile's golden snapshot
   // where one applies, else a cold boot (docs/snapshots.md).
   boost::asio::awaitable<Result<void>> BootVm(Vm& vm, BootMode mode);

@@ -15,19 +15,21 @@ constexpr std::chrono::milliseconds kWarmUpTimeout{10000};
 
 }  // namespace
 
-GoldenKey Supervisor::GoldenKeyOf(const std::string& image, int cpus, int memory_mib, NetworkMode network) const {
+GoldenKey Supervisor::GoldenKeyOf(const std::string& image, int cpus, int memory_mib, NetworkMode network,
+                                   bool mounts) const {
   return GoldenKey{.image = image,
                    .cpus = cpus,
                    .memory_mib = memory_mib,
                    .channel = channel_,
-                   .has_nic = network != NetworkMode::kIsolated};
+                   .has_nic = network != NetworkMode::kIsolated,
+                   .hotplug_ports = mounts};
 }
 
 void Supervisor::MakePools() {
   for (const PoolConfig& config : config_.pools) {
     // ValidateConfig() allowed only nat-filtered and isolated.
     const NetworkMode network = NetworkModeFromName(config.network).value_or(NetworkMode::kIsolated);
-    const GoldenKey key = GoldenKeyOf(config.image, config.cpus, config.memory_mib, network);
+    const GoldenKey key = GoldenKeyOf(config.image, config.cpus, config.memory_mib, network, /*mounts=*/false);
     VmPool::Hooks hooks{
         .make = [this, config, network] { return MakePoolClone(config, network); },
         .remove = [this](std::shared_ptr<Vm> vm) -> boost::asio::awaitable<void> {
@@ -60,7 +62,7 @@ boost::asio::awaitable<Result<void>> Supervisor::BootVm(Vm& vm, BootMode mode) {
   // golden VM's lease. Such VMs always cold-boot.
   if (!golden_ || mode == BootMode::kCold || info.network.mode == NetworkMode::kBridge) co_return co_await vm.Boot();
 
-  const GoldenKey key = GoldenKeyOf(info.image, info.cpus, info.memory_mib, info.network.mode);
+  const GoldenKey key = GoldenKeyOf(info.image, info.cpus, info.memory_mib, info.network.mode, !info.mounts.empty());
   std::optional<GoldenSnapshot> golden;
   if (mode == BootMode::kRestore) {
     auto got = co_await golden_->Get(key, vm);
@@ -105,7 +107,9 @@ boost::asio::awaitable<Result<std::shared_ptr<Vm>>> Supervisor::BootGoldenVm(con
   NetworkRequest network;
   network.mode = key.has_nic ? NetworkMode::kNatFiltered : NetworkMode::kIsolated;
   auto vm = MakeVm(*image, key.cpus, key.memory_mib, network,
-                   {.unclaimed = true, .ram_becomes_template = golden_->memory_templates()});
+                   {.unclaimed = true,
+                    .ram_becomes_template = golden_->memory_templates(),
+                    .hotplug_ports = key.hotplug_ports});
   if (!vm) co_return Fail(vm.error());
   Log()->info("{}: booting for golden snapshot {}", (*vm)->id(), key.DirName());
   if (auto booted = co_await (*vm)->Boot(); !booted) {

@@ -300,7 +300,7 @@ QemuLaunchSpec Vm::LaunchSpecFor(const GoldenSnapshot* golden) const {
       .mac = spec_.network.mac,
       .incoming_defer = golden != nullptr,
   };
-  spec.hotplug_ports = static_cast<int>(kMaxMounts);
+  spec.hotplug_ports = spec_.hotplug_ports || !spec_.mounts.empty() ? static_cast<int>(kMaxMounts) : 0;
   if (golden && golden->memory && !spec_.mounts.empty()) {
     // Its own copy of the template, mapped shared as the golden VM's was
     // (the same backend, so its state loads with x-ignore-shared alike).

@@ -124,6 +124,9 @@ struct VmSpec {
   // A golden snapshot's VM under `memory_templates: cow`: its RAM is a memfd
   // the Vm keeps, saved apart from the state (SaveStateAndEnd, TakeGuestRam).
   bool ram_becomes_template = false;
+  // Root ports for hot-plugged virtiofs devices (GoldenKey::hotplug_ports):
+  // a VM with mounts has them anyway, a golden VM for such VMs by this.
+  bool hotplug_ports = false;
 };
 
 class Vm : public std::enable_shared_from_this<Vm> {

@@ -89,9 +89,13 @@ TEST(GoldenKeyTest, DirNameIsOnePathComponentAndDistinctPerKey) {
   GoldenKey underscore = TinyKey();
   underscore.image = "tin_y";  // sanitizes to the same text as "tin/y"
   keys.push_back(underscore);
+  GoldenKey ports = TinyKey();
+  ports.hotplug_ports = true;  // for VMs with mounts
+  keys.push_back(ports);
   std::set<std::string> names;
   for (const auto& key : keys) names.insert(key.DirName());
   EXPECT_EQ(names.size(), keys.size());
+  EXPECT_TRUE(ports.DirName().starts_with("tiny-1c-256m-serial-nonic-ports-")) << ports.DirName();
 }
 
 class GoldenStoreTest : public ::testing::Test {
