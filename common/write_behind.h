@@ -42,7 +42,7 @@ class WriteBehind {
     if (!failure_) {
       auto done = std::make_shared<Pending<Result<void>>>(executor_);
       const std::uint64_t offset = offset_;
-      const bool truncate = offset_ == 0 && !started_;
+      const bool truncate = !started_;
       offset_ += piece.size();
       started_ = true;
       SpawnDetached(

@@ -89,7 +89,7 @@ boost::asio::awaitable<Result<void>> Supervisor::BootVm(Vm& vm, BootMode mode) {
   // devices hot-plugged after the restore, into RAM that is a shared copy
   // of the template (docs/workspaces.md, "Snapshots and pools").
   if (golden && !info.mounts.empty() && !golden->memory) {
-    vm.set_restore_error("a VM with mounts restores only from a memory template (memory_templates: cow)");
+    vm.set_restore_error(std::string(kMountsNeedTemplate));
     golden.reset();
   }
   const bool tried = golden.has_value();

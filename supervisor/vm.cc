@@ -221,7 +221,7 @@ boost::asio::awaitable<Result<void>> Vm::Boot(std::optional<GoldenSnapshot> gold
   // A clone with mounts needs its RAM in a memfd virtiofsd can map: a copy
   // of the template. The Supervisor asks for no other; should it, it cold-boots.
   if (!spec_.mounts.empty() && golden && !golden->memory) {
-    restore_error_ = "a VM with mounts restores only from a memory template (memory_templates: cow)";
+    restore_error_ = std::string(kMountsNeedTemplate);
     golden.reset();
   }
   Result<void> booted;

@@ -129,6 +129,11 @@ struct VmSpec {
   bool hotplug_ports = false;
 };
 
+// Why a VM with mounts is not restored from a golden snapshot without a
+// memory template (its clone's RAM must be a shared copy of one).
+inline constexpr std::string_view kMountsNeedTemplate =
+    "a VM with mounts restores only from a memory template (memory_templates: cow)";
+
 class Vm : public std::enable_shared_from_this<Vm> {
  public:
   // `network` is the VM's NIC, or null for none; the Vm owns it from here

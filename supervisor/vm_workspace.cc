@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/deadline.h"
 #include "common/logging.h"
 #include "qmp/qmp_client.h"
 #include "supervisor/guest_channel.h"
@@ -26,11 +27,6 @@ constexpr milliseconds kMountWaitLimit{10000};
 std::string FsTag(std::size_t i) { return "agentvm-fs" + std::to_string(i); }
 // QEMU's names for mount `i`'s passed fd, chardev and device.
 std::string FsName(std::size_t i) { return "fs" + std::to_string(i); }
-
-milliseconds Remaining(std::chrono::steady_clock::time_point deadline) {
-  return std::max(milliseconds(1),
-                  std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now()));
-}
 
 }  // namespace
 
@@ -74,7 +70,7 @@ Result<std::vector<UniqueFd>> Vm::StartVirtiofsds(QemuLaunchSpec& spec, bool hot
 }
 
 boost::asio::awaitable<Result<void>> Vm::HotplugMounts(milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const Deadline deadline(timeout);
   std::vector<UniqueFd> ends = std::move(fs_plug_ends_);
   if (ends.size() != spec_.mounts.size() || ends.size() > kMaxMounts) {
     co_return Fail(ErrorCode::kInternal, "hot-plug: " + std::to_string(ends.size()) + " virtiofsd sockets for " +
@@ -84,27 +80,27 @@ boost::asio::awaitable<Result<void>> Vm::HotplugMounts(milliseconds timeout) {
     const std::string name = FsName(i);
     // QEMU runs jailed and cannot open the socket: it gets the connected end.
     nlohmann::json getfd = {{"fdname", name}};
-    auto passed = co_await qmp_->ExecuteWithFd("getfd", std::move(getfd), ends[i].get(), Remaining(deadline));
+    auto passed = co_await qmp_->ExecuteWithFd("getfd", std::move(getfd), ends[i].get(), deadline.Remaining());
     if (!passed) co_return Fail(passed.error().ToError().Wrap("hot-plug " + name + ": getfd"));
     ends[i].reset();
     nlohmann::json chardev = {
         {"id", name},
         {"backend",
          {{"type", "socket"}, {"data", {{"addr", {{"type", "fd"}, {"data", {{"str", name}}}}}, {"server", false}}}}}};
-    auto added = co_await qmp_->Execute("chardev-add", std::move(chardev), Remaining(deadline));
+    auto added = co_await qmp_->Execute("chardev-add", std::move(chardev), deadline.Remaining());
     if (!added) co_return Fail(added.error().ToError().Wrap("hot-plug " + name + ": chardev-add"));
     // device_add talks vhost-user to virtiofsd before it returns: a dead
     // virtiofsd fails it here.
     nlohmann::json device = {{"driver", "vhost-user-fs-pci"}, {"id", name},       {"chardev", name},
                              {"tag", FsTag(i)},                {"bus", HotplugPortId(i)}};
-    auto plugged = co_await qmp_->Execute("device_add", std::move(device), Remaining(deadline));
+    auto plugged = co_await qmp_->Execute("device_add", std::move(device), deadline.Remaining());
     if (!plugged) co_return Fail(plugged.error().ToError().Wrap("hot-plug " + name + ": device_add"));
   }
   co_return Result<void>{};
 }
 
 boost::asio::awaitable<Result<void>> Vm::MountInGuest(milliseconds timeout, bool retry) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const Deadline deadline(timeout);
   std::vector<protocol::GuestMount> mounts;
   for (std::size_t i = 0; i < spec_.mounts.size(); ++i) {
     mounts.push_back({.tag = FsTag(i), .target = spec_.mounts[i].target, .readonly = spec_.mounts[i].readonly});
@@ -116,16 +112,16 @@ boost::asio::awaitable<Result<void>> Vm::MountInGuest(milliseconds timeout, bool
     if (!mounted) co_return Fail(mounted.error().Wrap("mount the shared directories in the guest"));
     co_return Result<void>{};
   }
-  const auto wait_limit = std::min(deadline, std::chrono::steady_clock::now() + kMountWaitLimit);
+  const Deadline wait_limit(std::min(timeout, kMountWaitLimit));
   // One at a time: a mount that failed because its tag is not there yet
   // (the guest's kernel says EINVAL) is tried again, and one made is not.
   for (auto& mount : mounts) {
     for (;;) {
       GuestIdentity identity;
       identity.mounts.push_back(mount);
-      auto mounted = co_await channel_->Configure(std::move(identity), Remaining(deadline));
+      auto mounted = co_await channel_->Configure(std::move(identity), deadline.Remaining());
       if (mounted) break;
-      if (!qemu_running() || stop_reason_ || std::chrono::steady_clock::now() + kMountRetry >= wait_limit) {
+      if (!qemu_running() || stop_reason_ || wait_limit.Remaining() <= kMountRetry) {
         co_return Fail(mounted.error().Wrap("mount the hot-plugged shared directories in the guest"));
       }
       boost::asio::steady_timer pause(context_.executor, kMountRetry);
